@@ -1,0 +1,43 @@
+#include "runtime/base/log.h"
+
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/null_sink.h>
+#include <spdlog/sinks/stdout_sinks.h>
+
+#include <cstdio>
+
+#include "runtime/base/files.h"
+
+namespace parallelrun::rt {
+
+std::shared_ptr<spdlog::logger> MakeFileLogger(const std::string& name, const std::string& path,
+                                               const char* pattern) {
+  std::shared_ptr<spdlog::logger> logger;
+  (void)MakeDirs(Dirname(path));
+  try {
+    auto sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(path, false);
+    logger = std::make_shared<spdlog::logger>(name, sink);
+  } catch (const spdlog::spdlog_ex& e) {
+    std::fprintf(stderr, "parallelrun: cannot open log file %s: %s\n", path.c_str(), e.what());
+    logger = std::make_shared<spdlog::logger>(name, std::make_shared<spdlog::sinks::null_sink_mt>());
+  }
+  logger->set_pattern(pattern, spdlog::pattern_time_type::utc);
+  logger->flush_on(spdlog::level::trace);
+  logger->set_level(spdlog::level::debug);
+  return logger;
+}
+
+std::shared_ptr<spdlog::logger> MakeStderrLogger(const std::string& name) {
+  auto logger = std::make_shared<spdlog::logger>(name, std::make_shared<spdlog::sinks::stderr_sink_mt>());
+  logger->set_pattern(kSysLogPattern, spdlog::pattern_time_type::utc);
+  logger->flush_on(spdlog::level::trace);
+  return logger;
+}
+
+spdlog::level::level_enum ParseLogLevel(const std::string& level) {
+  if (level == "DEBUG") return spdlog::level::debug;
+  if (level == "WARNING") return spdlog::level::warn;
+  return spdlog::level::info;
+}
+
+}  // namespace parallelrun::rt

@@ -1,0 +1,175 @@
+#include "runtime/base/process.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <cstring>
+
+extern char** environ;
+
+namespace parallelrun::rt {
+
+std::string ExitInfo::ToString() const {
+  if (exited) return "exit code " + std::to_string(code);
+  const char* name = strsignal(signal);
+  return "signal " + std::to_string(signal) + " (" + (name ? name : "?") + ")";
+}
+
+StatusOr<pid_t> Spawn(const SpawnOptions& o) {
+  if (o.argv.empty()) return InvalidArgumentError("Spawn: empty argv");
+  // Everything the child needs is prepared before fork: only async-signal-safe calls after it.
+  std::vector<std::string> env_storage;
+  for (char** e = environ; *e; ++e) {
+    std::string kv(*e);
+    auto eq = kv.find('=');
+    bool overridden = false;
+    for (const auto& add : o.env) {
+      if (add.compare(0, add.find('=') + 1, kv, 0, eq + 1) == 0) overridden = true;
+    }
+    if (!overridden) env_storage.push_back(std::move(kv));
+  }
+  for (const auto& add : o.env) env_storage.push_back(add);
+  std::vector<char*> envp;
+  for (auto& s : env_storage) envp.push_back(s.data());
+  envp.push_back(nullptr);
+  std::vector<std::string> argv_storage = o.argv;
+  std::vector<char*> argv;
+  for (auto& s : argv_storage) argv.push_back(s.data());
+  argv.push_back(nullptr);
+
+  int out_fd = -1, err_fd = -1;
+  if (!o.stdout_path.empty()) {
+    out_fd = ::open(o.stdout_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (out_fd < 0) return InternalError("cannot open " + o.stdout_path + ": " + std::strerror(errno));
+  }
+  if (!o.stderr_path.empty()) {
+    err_fd = ::open(o.stderr_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (err_fd < 0) {
+      if (out_fd >= 0) ::close(out_fd);
+      return InternalError("cannot open " + o.stderr_path + ": " + std::strerror(errno));
+    }
+  }
+  // Error pipe: the child writes errno if exec fails; CLOEXEC closes it on success.
+  int errpipe[2];
+  if (::pipe2(errpipe, O_CLOEXEC) != 0) return InternalError("pipe2 failed");
+  pid_t parent = ::getpid();
+  pid_t pid = ::fork();
+  if (pid < 0) {
+    int e = errno;
+    ::close(errpipe[0]);
+    ::close(errpipe[1]);
+    if (out_fd >= 0) ::close(out_fd);
+    if (err_fd >= 0) ::close(err_fd);
+    return InternalError(std::string("fork failed: ") + std::strerror(e));
+  }
+  if (pid == 0) {
+    if (o.die_with_parent) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (::getppid() != parent) ::_exit(127);
+    }
+    if (o.new_process_group) ::setpgid(0, 0);
+    sigset_t all;
+    sigemptyset(&all);
+    ::sigprocmask(SIG_SETMASK, &all, nullptr);
+    ::signal(SIGPIPE, SIG_DFL);
+    ::signal(SIGINT, SIG_DFL);
+    ::signal(SIGTERM, SIG_DFL);
+    if (out_fd >= 0) ::dup2(out_fd, 1);
+    if (err_fd >= 0) ::dup2(err_fd, 2);
+    // dup2 clears CLOEXEC on the target. Move sources above the targets first so a source that
+    // equals another mapping's target is not clobbered.
+    int moved[64];
+    size_t n = o.fds.size() < 64 ? o.fds.size() : 64;
+    for (size_t i = 0; i < n; ++i) moved[i] = ::fcntl(o.fds[i].first, F_DUPFD_CLOEXEC, 100);
+    for (size_t i = 0; i < n; ++i) ::dup2(moved[i], o.fds[i].second);
+    if (!o.cwd.empty() && ::chdir(o.cwd.c_str()) != 0) {
+      int e = errno;
+      (void)!::write(errpipe[1], &e, sizeof e);
+      ::_exit(127);
+    }
+    ::execvpe(argv[0], argv.data(), envp.data());
+    int e = errno;
+    (void)!::write(errpipe[1], &e, sizeof e);
+    ::_exit(127);
+  }
+  ::close(errpipe[1]);
+  if (out_fd >= 0) ::close(out_fd);
+  if (err_fd >= 0) ::close(err_fd);
+  int child_errno = 0;
+  ssize_t n;
+  do {
+    n = ::read(errpipe[0], &child_errno, sizeof child_errno);
+  } while (n < 0 && errno == EINTR);
+  ::close(errpipe[0]);
+  if (n == sizeof child_errno) {
+    ::waitpid(pid, nullptr, 0);
+    return NotFoundError("cannot start " + o.argv[0] + ": " + std::strerror(child_errno));
+  }
+  return pid;
+}
+
+static ExitInfo FromWaitStatus(int st) {
+  ExitInfo info;
+  if (WIFEXITED(st)) {
+    info.exited = true;
+    info.code = WEXITSTATUS(st);
+  } else if (WIFSIGNALED(st)) {
+    info.signal = WTERMSIG(st);
+  }
+  return info;
+}
+
+std::optional<ExitInfo> TryWait(pid_t pid) {
+  int st = 0;
+  pid_t r = ::waitpid(pid, &st, WNOHANG);
+  if (r == pid) return FromWaitStatus(st);
+  if (r < 0 && errno == ECHILD) return ExitInfo{true, 0, 0};
+  return std::nullopt;
+}
+
+ExitInfo Wait(pid_t pid) {
+  int st = 0;
+  while (::waitpid(pid, &st, 0) < 0) {
+    if (errno != EINTR) return ExitInfo{true, 0, 0};
+  }
+  return FromWaitStatus(st);
+}
+
+std::string SelfExePath() {
+  char buf[PATH_MAX];
+  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) return "parallelrun";
+  return std::string(buf, static_cast<size_t>(n));
+}
+
+StatusOr<int> PickFreePort(const std::string& host) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return InternalError("socket failed");
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = 0;
+  if (::inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1) {
+    ::close(fd);
+    return InvalidArgumentError("not an IPv4 address: " + host);
+  }
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    int e = errno;
+    ::close(fd);
+    return UnavailableError("cannot bind " + host + ": " + std::strerror(e));
+  }
+  socklen_t len = sizeof addr;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  int port = ntohs(addr.sin_port);
+  ::close(fd);
+  return port;
+}
+
+}  // namespace parallelrun::rt

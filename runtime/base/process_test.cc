@@ -1,0 +1,60 @@
+#include "runtime/base/process.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+
+#include "runtime/base/files.h"
+
+namespace parallelrun::rt {
+namespace {
+
+TEST(ProcessTest, SpawnRedirectsOutputAndReportsExitCode) {
+  char tmpl[] = "/tmp/pr_proc_test_XXXXXX";
+  std::string dir = ::mkdtemp(tmpl);
+  SpawnOptions o;
+  o.argv = {"sh", "-c", "echo out; echo err >&2; echo $PR_X; exit 3"};
+  o.env = {"PR_X=hello"};
+  o.stdout_path = dir + "/out";
+  o.stderr_path = dir + "/err";
+  auto pid = Spawn(o);
+  ASSERT_TRUE(pid.ok()) << pid.status().ToString();
+  ExitInfo info = Wait(*pid);
+  EXPECT_TRUE(info.exited);
+  EXPECT_EQ(info.code, 3);
+  EXPECT_EQ(*ReadFile(dir + "/out"), "out\nhello\n");
+  EXPECT_EQ(*ReadFile(dir + "/err"), "err\n");
+  std::filesystem::remove_all(dir);
+}
+
+TEST(ProcessTest, SpawnOfMissingProgramIsNotFound) {
+  SpawnOptions o;
+  o.argv = {"/nonexistent/program"};
+  auto pid = Spawn(o);
+  ASSERT_FALSE(pid.ok());
+  EXPECT_EQ(pid.status().code(), StatusCode::kNotFound);
+}
+
+TEST(ProcessTest, KilledChildReportsSignal) {
+  SpawnOptions o;
+  o.argv = {"sleep", "30"};
+  auto pid = Spawn(o);
+  ASSERT_TRUE(pid.ok());
+  ::kill(*pid, SIGKILL);
+  ExitInfo info = Wait(*pid);
+  EXPECT_FALSE(info.exited);
+  EXPECT_EQ(info.signal, SIGKILL);
+  EXPECT_NE(info.ToString().find("signal 9"), std::string::npos);
+}
+
+TEST(ProcessTest, PickFreePortReturnsABindablePort) {
+  auto port = PickFreePort("127.0.0.1");
+  ASSERT_TRUE(port.ok());
+  EXPECT_GT(*port, 0);
+}
+
+}  // namespace
+}  // namespace parallelrun::rt

@@ -1,0 +1,140 @@
+// The one model of a ParallelRunJob manifest (SPEC.md §2), shared by the runtime, the CLI and the
+// operator. Parse → default → validate happen in ParseJobSpec; ToJson serializes the defaulted
+// spec back in the CR form (the operator hands it to pods as /etc/parallelrun/spec.json).
+//
+// Guarantees: a JobSpec returned by ParseJobSpec passed every rule of SPEC.md §2.1; every error is
+// reported at once with its field path (`spec.inputs[1].pattern`), the offending value and what
+// was expected. Unknown fields under `spec` are errors; `metadata` and `status` are lenient.
+// Kubernetes sub-objects (volumes, resources, env, tolerations, affinity, securityContext, ...)
+// are kept as opaque JSON.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "runtime/base/status.h"
+
+namespace parallelrun::rt {
+
+inline constexpr const char* kApiVersion = "parallelrun.io/v1alpha1";
+inline constexpr const char* kKind = "ParallelRunJob";
+
+struct DataRef {
+  std::string volume;  // name in spec.volumes; empty: a path in the image / next to the manifest
+  std::string path;    // relative inside the volume
+};
+
+enum class InputType { kFile, kTabular };
+enum class TabularFormat { kAuto, kCsv, kJsonl };  // kAuto: from each file's extension
+enum class OutputAction { kAppendRow, kSummaryOnly };
+
+struct Input {
+  std::string name;
+  InputType type = InputType::kFile;
+  DataRef source;
+  std::string pattern;                  // empty = every file
+  TabularFormat format = TabularFormat::kAuto;
+  bool header = true;                   // csv only
+};
+
+struct SideInput {
+  std::string name;
+  DataRef source;
+};
+
+struct JobSpec {
+  // CR envelope.
+  std::string api_version = kApiVersion;
+  std::string kind = kKind;
+  std::string name;                     // metadata.name
+  std::string namespace_;               // metadata.namespace (may be empty)
+  std::string uid;                      // metadata.uid (empty outside a cluster)
+  nlohmann::json metadata = nlohmann::json::object();  // as given (lenient)
+
+  // spec
+  std::string entry_script;
+  DataRef source_directory;
+  nlohmann::json volumes = nlohmann::json::array();     // Kubernetes Volume objects, opaque
+  std::vector<Input> inputs;
+  std::vector<SideInput> side_inputs;
+  DataRef output;
+  std::vector<std::string> arguments;
+  std::string mini_batch_size_text;     // as written ("10", "1MB"); defaulted by input type
+  int64_t mini_batch_size = 0;          // items (file) or bytes (tabular), after defaulting
+  int64_t error_threshold = -1;
+  int64_t allowed_failed_count = -1;
+  int allowed_failed_percent = 100;
+  OutputAction output_action = OutputAction::kAppendRow;
+  std::string append_row_file_name = "parallel_run_step.txt";
+  bool append_row_header = false;
+  int node_count = 1;
+  int process_count_per_node = 1;
+  std::string logging_level = "INFO";
+  int run_invocation_timeout = 60;
+  int run_max_try = 3;
+  int progress_update_timeout = 0;      // defaulted to 3 * (runInvocationTimeout + 30)
+  int resource_monitor_interval = 600;
+  std::string retry_from;               // empty = none
+
+  // Kubernetes pod fields, opaque: image, imagePullPolicy, resources, env, nodeSelector,
+  // tolerations, affinity, serviceAccountName, priorityClassName, podLabels, podAnnotations,
+  // securityContext. Only the keys present in the manifest are stored.
+  nlohmann::json pod = nlohmann::json::object();
+  // Kubernetes job fields.
+  bool suspend = false;
+  std::optional<int64_t> active_deadline_seconds;
+  std::optional<int64_t> ttl_seconds_after_finished;
+  int backoff_limit = 6;
+
+  InputType input_type() const { return inputs.empty() ? InputType::kFile : inputs[0].type; }
+  bool is_native() const;  // entry script ends in .so
+};
+
+struct FieldError {
+  std::string path;      // spec.inputs[1].pattern
+  std::string value;     // the offending value as JSON text, or "" when missing
+  std::string expected;  // what was expected
+  std::string ToString() const;  // "spec.nodeCount: got 0, expected an integer >= 1"
+};
+
+// Parses YAML or JSON text (JSON is YAML). `source_name` names the file in parse errors.
+// On validation failure the Status is InvalidArgument and its message lists every error, one per
+// line; `errors` (optional) receives them structured.
+StatusOr<JobSpec> ParseJobSpec(std::string_view text, const std::string& source_name,
+                               std::vector<FieldError>* errors = nullptr);
+// Reads and parses a file.
+StatusOr<JobSpec> LoadJobSpec(const std::string& path, std::vector<FieldError>* errors = nullptr);
+
+// The defaulted spec in CR form; ParseJobSpec(ToJson(s).dump()) round-trips.
+nlohmann::json ToJson(const JobSpec& spec);
+
+// "10" / "1MB" / "512kb" / "2GB" (powers of 1024). File inputs: a positive count with no unit.
+StatusOr<int64_t> ParseMiniBatchSize(const std::string& text, InputType type);
+
+// Where each DataRef of a job lives on this machine.
+struct ResolvedPaths {
+  std::string code_dir;                              // sourceDirectory
+  std::map<std::string, std::string> inputs;         // input name -> folder
+  std::map<std::string, std::string> side_inputs;    // side input name -> folder
+  std::string output_dir;
+  std::string retry_from_dir;                        // empty when spec.retry_from is empty
+};
+
+// Local mode: a hostPath volume is used as is, other volumes must be bound with
+// `--volume NAME=DIR` (`bindings`); a DataRef with no volume is relative to `manifest_dir`.
+// Errors name the field (`spec.inputs[0].source.volume`) and say what to pass.
+StatusOr<ResolvedPaths> ResolveLocalPaths(const JobSpec& spec, const std::string& manifest_dir,
+                                          const std::map<std::string, std::string>& bindings);
+// Inside a pod made by the operator: /mnt/code, /mnt/inputs/<name>, /mnt/side-inputs/<name>,
+// /mnt/output (a DataRef with no volume stays a path inside the image).
+ResolvedPaths MountedPaths(const JobSpec& spec);
+
+// Expands $(inputs.X), $(sideInputs.X) and $(output) in spec.arguments.
+std::vector<std::string> ExpandArguments(const JobSpec& spec, const ResolvedPaths& paths);
+
+}  // namespace parallelrun::rt

@@ -1,0 +1,54 @@
+// Cuts a job's inputs into mini-batches (SPEC.md §3). Pure and deterministic: the same inputs give
+// the same mini-batch ids (integers from 0 in plan order) and contents. Streaming: memory holds
+// one folder listing (file inputs) or a fixed read buffer (tabular), never a whole file or tree.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "runtime/base/status.h"
+#include "runtime/jobspec/job_spec.h"
+
+namespace parallelrun::rt {
+
+struct MiniBatch {
+  int64_t id = 0;
+  int input_index = 0;              // index into spec.inputs
+  // file inputs: paths relative to the input's folder, in plan order.
+  std::vector<std::string> files;
+  // tabular inputs: one file (relative to the input's folder) and a byte range of whole rows.
+  std::string file;
+  TabularFormat format = TabularFormat::kCsv;  // resolved: never kAuto here
+  int64_t header_end = 0;           // bytes [0, header_end) are the csv header row; 0 = none
+  int64_t begin = 0;                // first byte of the first row
+  int64_t end = 0;                  // one past the last byte of the last row
+  int64_t items = 0;                // files, or rows
+};
+
+class Partitioner {
+ public:
+  virtual ~Partitioner() = default;
+  // The next mini-batch in plan order, nullopt when the inputs are exhausted. An unreadable file
+  // or folder is an error naming it.
+  virtual StatusOr<std::optional<MiniBatch>> Next() = 0;
+};
+
+// `input_dirs[i]` is the folder of spec.inputs[i]. A missing input folder is an error naming the
+// input (`spec.inputs[0].source`) and the folder.
+StatusOr<std::unique_ptr<Partitioner>> MakePartitioner(const JobSpec& spec,
+                                                       const std::vector<std::string>& input_dirs);
+
+// Tabular splitting of one in-memory buffer (used by the file splitter, the fuzzer and tests):
+// returns the byte offsets where rows end (one past each row's last byte, newline included),
+// honouring CSV quotes when `csv` is true.
+std::vector<int64_t> RowEnds(std::string_view data, bool csv);
+
+// The plan file `<output>/.parallelrun/plan`: one JSON object per line, then a line `END`.
+std::string EncodePlanRecord(const MiniBatch& mb);
+StatusOr<MiniBatch> DecodePlanRecord(std::string_view line);
+
+}  // namespace parallelrun::rt

@@ -1,0 +1,176 @@
+// Coordinator ⇄ agent messages (HTTP+JSON, SPEC.md §4.1). Every request carries the run's bearer
+// token. Endpoints (all JSON bodies):
+//
+//   POST /v1/register  RegisterRequest  -> RegisterResponse   (an agent joins)
+//   POST /v1/lease     LeaseRequest     -> LeaseResponse      (renew running leases, get new work)
+//   POST /v1/results   ResultsRequest   -> ResultsResponse    (attempt outcomes, worker events)
+//   GET  /v1/progress                   -> Progress           (status fields of SPEC.md §6)
+//
+// Agents lease several mini-batches per request and report results in batches, so short
+// mini-batches are not dominated by HTTP round trips.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace parallelrun::rt::protocol {
+
+struct RegisterRequest {
+  std::string node;        // node name (pod IP; locally 127.0.0.<i+1>)
+  int64_t pid = 0;
+};
+
+// Everything an agent needs to run workers: it never reads the manifest itself.
+struct RegisterResponse {
+  nlohmann::json spec;                                 // ToJson(JobSpec)
+  std::string code_dir;
+  std::map<std::string, std::string> input_dirs;       // input name -> folder
+  std::map<std::string, std::string> side_input_dirs;  // side input name -> folder
+  std::string output_dir;
+  std::string log_dir;                                 // <output>/logs
+  std::string parts_dir;                               // <output>/.parallelrun/parts
+  std::vector<std::string> arguments;                  // expanded
+  int lease_seconds = 90;                              // runInvocationTimeout + 30
+};
+
+// One leased attempt. `attempt` numbers from 1; (mini_batch_id, attempt) fences results.
+struct Lease {
+  int64_t mini_batch_id = 0;
+  int attempt = 1;
+  std::string input_name;
+  std::string input_type;   // "file" | "tabular"
+  // file: absolute paths of the items.
+  std::vector<std::string> files;
+  // tabular: absolute path, format ("csv" | "jsonl"), csv header flag, byte ranges.
+  std::string file;
+  std::string format;
+  bool header = true;
+  int64_t header_end = 0;
+  int64_t begin = 0;
+  int64_t end = 0;
+  int64_t items = 0;
+  std::string part_file;    // where the worker writes its rows; empty for summary_only
+};
+
+struct LeaseRef {
+  int64_t mini_batch_id = 0;
+  int attempt = 1;
+};
+
+struct LeaseRequest {
+  std::string node;
+  int max = 0;                       // how many new leases the agent can take now (0 = renew only)
+  std::vector<LeaseRef> renew;       // attempts still running on this node
+};
+
+struct LeaseResponse {
+  std::vector<Lease> leases;
+  std::vector<LeaseRef> cancel;      // running attempts the agent must stop (job ending, fenced)
+  bool done = false;                 // no more work will come: finish running work and exit
+  bool stop = false;                 // stop now: cancel everything and exit
+  int retry_after_ms = 0;            // no work now but more may come (retries, planning)
+};
+
+// Outcome of one attempt. status: RUN_DONE, RUN_EXCEPTION, RUN_TIMEOUT, RUN_WRONG_TYPE,
+// WORKER_DIED, CANCELLED, LEASE_EXPIRED.
+struct AttemptResult {
+  int64_t mini_batch_id = 0;
+  int attempt = 1;
+  std::string process;         // process000
+  int64_t pid = 0;
+  std::string status;
+  int64_t total = 0;
+  int64_t succeeded = 0;
+  int64_t failed = 0;
+  std::string start_utc;       // ISO 8601
+  double elapsed_s = 0;
+  double cpu_s = 0;
+  double run_s = 0;
+  std::string error;           // one line
+  std::string detail;          // traceback or longer text
+};
+
+// Worker life events that are not tied to a mini-batch. kind: INIT_FAILED, INIT_TIMEOUT,
+// WORKER_STARTED, WORKER_EXITED, NODE_GAVE_UP (this node stops starting workers).
+struct WorkerEvent {
+  std::string process;
+  int64_t pid = 0;
+  std::string kind;
+  std::string error;
+  std::string detail;
+};
+
+struct ResultsRequest {
+  std::string node;
+  std::vector<AttemptResult> results;
+  std::vector<WorkerEvent> events;
+};
+
+struct ResultsResponse {
+  std::vector<LeaseRef> accepted;    // results recorded durably (journal fsync'd)
+  bool stop = false;
+};
+
+struct MiniBatchCounts {
+  int64_t total = 0, completed = 0, failed = 0, running = 0, retried = 0;
+};
+struct ItemCounts {
+  int64_t total = 0, succeeded = 0, failed = 0;
+};
+struct NodeCounts {
+  int64_t desired = 0, ready = 0;
+};
+
+// Field names are exactly those of the ParallelRunJob status (SPEC.md §6).
+struct Progress {
+  std::string phase;               // Pending | Running | Succeeded | Failed
+  std::string reason;              // for Failed / Succeeded: condition reason
+  std::string message;
+  std::string startTime;
+  std::string completionTime;
+  MiniBatchCounts miniBatches;
+  ItemCounts items;
+  NodeCounts nodes;
+  std::string progress;            // "<completed>/<total>"
+  std::string lastProgressLine;
+  std::string eta;                 // H:MM:SS
+  std::string estimatedCompletionTime;
+  std::string outputFile;
+  std::string logs;
+  bool planned = false;            // the plan is complete (totals are final)
+  int exitCode = -1;               // set once the job ended
+};
+
+void to_json(nlohmann::json& j, const RegisterRequest& v);
+void from_json(const nlohmann::json& j, RegisterRequest& v);
+void to_json(nlohmann::json& j, const RegisterResponse& v);
+void from_json(const nlohmann::json& j, RegisterResponse& v);
+void to_json(nlohmann::json& j, const Lease& v);
+void from_json(const nlohmann::json& j, Lease& v);
+void to_json(nlohmann::json& j, const LeaseRef& v);
+void from_json(const nlohmann::json& j, LeaseRef& v);
+void to_json(nlohmann::json& j, const LeaseRequest& v);
+void from_json(const nlohmann::json& j, LeaseRequest& v);
+void to_json(nlohmann::json& j, const LeaseResponse& v);
+void from_json(const nlohmann::json& j, LeaseResponse& v);
+void to_json(nlohmann::json& j, const AttemptResult& v);
+void from_json(const nlohmann::json& j, AttemptResult& v);
+void to_json(nlohmann::json& j, const WorkerEvent& v);
+void from_json(const nlohmann::json& j, WorkerEvent& v);
+void to_json(nlohmann::json& j, const ResultsRequest& v);
+void from_json(const nlohmann::json& j, ResultsRequest& v);
+void to_json(nlohmann::json& j, const ResultsResponse& v);
+void from_json(const nlohmann::json& j, ResultsResponse& v);
+void to_json(nlohmann::json& j, const MiniBatchCounts& v);
+void from_json(const nlohmann::json& j, MiniBatchCounts& v);
+void to_json(nlohmann::json& j, const ItemCounts& v);
+void from_json(const nlohmann::json& j, ItemCounts& v);
+void to_json(nlohmann::json& j, const NodeCounts& v);
+void from_json(const nlohmann::json& j, NodeCounts& v);
+void to_json(nlohmann::json& j, const Progress& v);
+void from_json(const nlohmann::json& j, Progress& v);
+
+}  // namespace parallelrun::rt::protocol

@@ -1,0 +1,84 @@
+// One worker process running the user's entry script, as seen by the agent (SPEC.md §4.2).
+//
+// The worker is a child process (the Python host, later the native host) that the agent talks to
+// over two pipes with one JSON object per line (see runtime/hosts/python/README.md for the
+// messages). Its stdout/stderr go to the node's user/stdout and user/stderr log files.
+//
+// Thread-safety: one Worker is driven by one agent thread at a time; Kill() may be called from
+// any thread.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "runtime/base/status.h"
+#include "runtime/protocol/messages.h"
+
+namespace parallelrun::rt {
+
+struct WorkerConfig {
+  std::string node;                 // 127.0.0.1, or the pod IP
+  std::string process;              // process000, process001, ... (a replacement gets a new name)
+  std::string python = "/usr/bin/python3";
+  std::string host_dir;             // folder holding parallelrun_host.py and the parallelrun package
+  std::string entry_script;         // absolute path
+  std::string code_dir;             // sourceDirectory: PYTHONPATH head and working folder
+  std::vector<std::string> arguments;  // expanded
+  std::string input_type = "file";  // file | tabular (pandas imported only for tabular)
+  std::string output_dir;
+  std::string log_dir;              // <output>/logs
+  std::string logging_level = "INFO";
+  bool append_row_header = false;   // DataFrame results: write the header (first part only)
+  std::vector<std::string> env;     // extra KEY=VALUE (CUDA_VISIBLE_DEVICES, ...)
+};
+
+// Outcome of init(). status: "READY", "INIT_FAILED" (exception or the process died),
+// "INIT_TIMEOUT".
+struct InitOutcome {
+  std::string status;
+  std::string error;    // one line
+  std::string detail;   // traceback / exit code
+};
+
+// Outcome of one run(). status: RUN_DONE, RUN_EXCEPTION, RUN_WRONG_TYPE, RUN_TIMEOUT,
+// WORKER_DIED (the process exited or was killed; the Worker is then dead), CANCELLED.
+struct RunOutcome {
+  std::string status;
+  int64_t succeeded = 0;
+  int64_t failed = 0;
+  double run_s = 0;     // time inside run()
+  double cpu_s = 0;     // CPU time of the worker process during the attempt
+  std::string error;
+  std::string detail;
+};
+
+class Worker {
+ public:
+  virtual ~Worker() = default;
+  // Starts the process and waits for init() to finish (up to `init_timeout`). On INIT_TIMEOUT
+  // the process is killed.
+  virtual InitOutcome Start(std::chrono::seconds init_timeout) = 0;
+  // Runs one attempt. On timeout the process is killed and RUN_TIMEOUT returned; if the process
+  // dies, WORKER_DIED with the exit code or signal in `detail`. After either the Worker is dead.
+  virtual RunOutcome Run(const protocol::Lease& lease, std::chrono::seconds timeout) = 0;
+  // Asks the process to call shutdown() and exit; kills it after `grace`.
+  virtual void Shutdown(std::chrono::seconds grace) = 0;
+  // SIGKILL now (safe from any thread).
+  virtual void Kill() = 0;
+  virtual bool alive() const = 0;
+  virtual pid_t pid() const = 0;
+  virtual const WorkerConfig& config() const = 0;
+};
+
+// The Python host: `config.python <host_dir>/parallelrun_host.py`.
+std::unique_ptr<Worker> MakePythonWorker(WorkerConfig config);
+
+// Default folder of the Python host: $PARALLELRUN_PYTHON_HOST_DIR, else
+// <dir of the executable>/../share/parallelrun/python.
+std::string DefaultPythonHostDir();
+
+}  // namespace parallelrun::rt
