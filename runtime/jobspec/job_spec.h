@@ -96,10 +96,14 @@ struct JobSpec {
 };
 
 struct FieldError {
-  std::string path;      // spec.inputs[1].pattern
+  std::string path;      // spec.inputs[1].pattern ("" for the document itself)
   std::string value;     // the offending value as JSON text, or "" when missing
   std::string expected;  // what was expected
-  std::string ToString() const;  // "spec.nodeCount: got 0, expected an integer >= 1"
+  // Said instead of "got <value>" when set, e.g. "unknown field (did you mean nodeCount?)".
+  std::string problem;
+  // "spec.nodeCount: got 0, expected an integer >= 1", "spec.entryScript: missing, expected a
+  // string", "spec.nodeCont: unknown field (did you mean nodeCount?), expected one of ...".
+  std::string ToString() const;
 };
 
 // Parses YAML or JSON text (JSON is YAML). `source_name` names the file in parse errors.

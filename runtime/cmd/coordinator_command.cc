@@ -1,0 +1,143 @@
+// `parallelrun coordinator`: loads the spec, serves the coordinator API and runs the job to its
+// end. Used by `parallelrun run` (locally, with --paths local) and by the operator's coordinator
+// pod (paths under /mnt, as mounted by the operator).
+#include <cstdio>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "runtime/base/files.h"
+#include "runtime/base/time_util.h"
+#include "runtime/cmd/commands.h"
+#include "runtime/cmd/flags.h"
+#include "runtime/coordinator/coordinator.h"
+#include "runtime/protocol/http_server.h"
+
+namespace parallelrun::rt::cmd {
+namespace {
+
+int Fail(const std::string& message) {
+  std::fprintf(stderr, "parallelrun coordinator: %s\n", message.c_str());
+  return kExitInvalid;
+}
+
+StatusOr<std::map<std::string, std::string>> ParseVolumeBindings(
+    const std::vector<std::string>& values) {
+  std::map<std::string, std::string> out;
+  for (const auto& v : values) {
+    auto eq = v.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == v.size()) {
+      return InvalidArgumentError("--volume " + v + ": expected NAME=DIR");
+    }
+    out[v.substr(0, eq)] = v.substr(eq + 1);
+  }
+  return out;
+}
+
+// The final status fields, at most 4 KiB, for the pod's termination message (SPEC.md §4.1).
+void WriteTerminationMessage(const std::string& path, const protocol::Progress& progress) {
+  if (path.empty()) return;
+  nlohmann::json j = progress;
+  std::string text = j.dump();
+  if (text.size() > 4096) {
+    j.erase("lastProgressLine");
+    j["message"] = j.value("message", std::string()).substr(0, 512);
+    text = j.dump();
+  }
+  if (FILE* f = std::fopen(path.c_str(), "w")) {
+    std::fwrite(text.data(), 1, text.size(), f);
+    std::fclose(f);
+  }
+}
+
+}  // namespace
+
+StatusOr<std::map<std::string, std::string>> VolumeBindingsFromFlags(
+    const std::vector<std::string>& values) {
+  return ParseVolumeBindings(values);
+}
+
+int CoordinatorMain(const std::vector<std::string>& args) {
+  FlagSpec spec_flags;
+  spec_flags.with_value = {"spec",  "listen", "token-file", "tls-cert",      "tls-key",
+                           "paths", "volume", "nodes",      "owner",         "address-file",
+                           "manifest-dir",    "termination-log"};
+  spec_flags.switches = {"no-echo"};
+  auto flags = ParseFlags(args, spec_flags);
+  if (!flags.ok()) return Fail(flags.status().message());
+  for (const char* required : {"spec", "listen", "token-file"}) {
+    if (!flags->Has(required)) return Fail(std::string("missing required flag --") + required);
+  }
+  auto token = ReadTokenFile(flags->Get("token-file"));
+  if (!token.ok()) return Fail(token.status().message());
+
+  const std::string spec_file = flags->Get("spec");
+  auto spec = LoadJobSpec(spec_file);
+  if (!spec.ok()) return Fail(spec.status().message());
+
+  ResolvedPaths paths;
+  const std::string mode = flags->Get("paths", "mounted");
+  if (mode == "local") {
+    auto bindings = ParseVolumeBindings(flags->GetAll("volume"));
+    if (!bindings.ok()) return Fail(bindings.status().message());
+    std::string manifest_dir = flags->Get("manifest-dir", Dirname(AbsolutePath(spec_file, ".")));
+    auto resolved = ResolveLocalPaths(*spec, manifest_dir, *bindings);
+    if (!resolved.ok()) return Fail(resolved.status().message());
+    paths = *resolved;
+  } else if (mode == "mounted") {
+    paths = MountedPaths(*spec);
+  } else {
+    return Fail("--paths " + mode + ": expected local or mounted");
+  }
+
+  std::string listen = flags->Get("listen");
+  auto colon = listen.rfind(':');
+  if (colon == std::string::npos) return Fail("--listen " + listen + ": expected ADDR:PORT");
+  protocol::HttpServerOptions server_options;
+  server_options.host = listen.substr(0, colon);
+  auto port = ParseIntFlag("listen", listen.substr(colon + 1), 0);
+  if (!port.ok()) return Fail(port.status().message());
+  server_options.port = *port;
+  server_options.token = *token;
+  server_options.tls_cert_file = flags->Get("tls-cert");
+  server_options.tls_key_file = flags->Get("tls-key");
+  if (server_options.tls_cert_file.empty() != server_options.tls_key_file.empty()) {
+    return Fail("--tls-cert and --tls-key go together");
+  }
+
+  CoordinatorOptions options;
+  options.spec = *spec;
+  options.paths = paths;
+  options.desired_nodes = spec->node_count;
+  if (flags->Has("nodes")) {
+    auto n = ParseIntFlag("nodes", flags->Get("nodes"), 1);
+    if (!n.ok()) return Fail(n.status().message());
+    options.desired_nodes = *n;
+  }
+  options.owner_id = flags->Get("owner", spec->uid.empty() ? LocalOwnerId(*spec) : spec->uid);
+  options.clock = &RealClock::Get();
+  if (!flags->switches.count("no-echo")) {
+    options.echo = [](const std::string& line) {
+      std::fprintf(stdout, "%s\n", line.c_str());
+      std::fflush(stdout);
+    };
+  }
+  auto coordinator = Coordinator::Create(std::move(options));
+  if (!coordinator.ok()) return Fail(coordinator.status().message());
+  std::shared_ptr<Coordinator> coord = std::move(*coordinator);
+
+  auto server = protocol::StartHttpServer(
+      server_options, [coord](const protocol::HttpRequest& req) { return coord->Handle(req); });
+  if (!server.ok()) return Fail(server.status().message());
+  if (flags->Has("address-file")) {
+    Status st = WriteFileAtomic(flags->Get("address-file"), (*server)->url() + "\n");
+    if (!st.ok()) return Fail(st.message());
+  }
+  StartSignalThread([coord](int) { coord->Stop(); });
+  int code = coord->Wait();
+  WriteTerminationMessage(flags->Get("termination-log"), coord->GetProgress());
+  // Agents poll until they hear `done`; give them a moment to hear it before the server goes.
+  (*server)->Stop();
+  return code;
+}
+
+}  // namespace parallelrun::rt::cmd

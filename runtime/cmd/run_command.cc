@@ -1,0 +1,385 @@
+// `parallelrun run FILE`: local mode (SPEC.md §4.1). Starts one `parallelrun coordinator` and N
+// `parallelrun agent` child processes on loopback, shows progress, restarts an agent that dies,
+// and exits with the job's exit code.
+//
+// Guarantees: every bad input found before the job starts (manifest, missing folders, entry
+// script, syntax errors, unwritable output) is reported with the field or file and exit 1, and
+// nothing in the output folder is touched. Children are started with PR_SET_PDEATHSIG, so killing
+// this process (even with SIGKILL) takes the coordinator and agents with it.
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <thread>
+
+#include "runtime/base/files.h"
+#include "runtime/base/process.h"
+#include "runtime/base/time_util.h"
+#include "runtime/cmd/commands.h"
+#include "runtime/cmd/flags.h"
+#include "runtime/protocol/coordinator_client.h"
+
+namespace parallelrun::rt::cmd {
+
+StatusOr<std::map<std::string, std::string>> VolumeBindingsFromFlags(
+    const std::vector<std::string>& values);
+
+namespace {
+
+using namespace std::chrono_literals;
+
+std::atomic<int> g_signal{0};
+
+int Fail(const std::string& message) {
+  std::fprintf(stderr, "parallelrun run: %s\n", message.c_str());
+  return kExitInvalid;
+}
+
+// Checks done before anything starts, each naming the field and the file or folder.
+Status PreflightChecks(const JobSpec& spec, const ResolvedPaths& paths, const std::string& python) {
+  std::vector<std::string> errors;
+  if (!IsDirectory(paths.code_dir)) {
+    errors.push_back("spec.sourceDirectory: folder " + paths.code_dir + " does not exist");
+  } else if (!PathExists(JoinPath(paths.code_dir, spec.entry_script))) {
+    errors.push_back("spec.entryScript: " + spec.entry_script + " not found in spec.sourceDirectory (" +
+                     paths.code_dir + ")");
+  }
+  for (size_t i = 0; i < spec.inputs.size(); ++i) {
+    const std::string& dir = paths.inputs.at(spec.inputs[i].name);
+    if (!IsDirectory(dir)) {
+      errors.push_back("spec.inputs[" + std::to_string(i) + "].source: input folder " + dir +
+                       (PathExists(dir) ? " is not a folder" : " does not exist"));
+    } else if (::access(dir.c_str(), R_OK | X_OK) != 0) {
+      errors.push_back("spec.inputs[" + std::to_string(i) + "].source: input folder " + dir +
+                       " is not readable");
+    }
+  }
+  for (size_t i = 0; i < spec.side_inputs.size(); ++i) {
+    const std::string& dir = paths.side_inputs.at(spec.side_inputs[i].name);
+    if (!PathExists(dir)) {
+      errors.push_back("spec.sideInputs[" + std::to_string(i) + "].source: side input " + dir +
+                       " does not exist");
+    }
+  }
+  if (PathExists(paths.output_dir) && !IsDirectory(paths.output_dir)) {
+    errors.push_back("spec.output: " + paths.output_dir + " exists and is not a folder");
+  } else {
+    // The nearest existing ancestor must be writable (nothing is created yet).
+    std::string probe = paths.output_dir;
+    while (!PathExists(probe) && probe != "/" && probe != ".") probe = Dirname(probe);
+    if (!IsDirectory(probe)) {
+      errors.push_back("spec.output: cannot create " + paths.output_dir + ": " + probe +
+                       " is not a folder");
+    } else if (::access(probe.c_str(), W_OK | X_OK) != 0) {
+      errors.push_back("spec.output: output folder " + paths.output_dir + " is not writable (" +
+                       probe + ": " + std::strerror(errno) + ")");
+    }
+  }
+  if (!spec.retry_from.empty() && !IsDirectory(paths.retry_from_dir)) {
+    errors.push_back("spec.retryFrom: folder " + paths.retry_from_dir + " does not exist");
+  }
+  if (!spec.is_native()) {
+    if (::access(python.c_str(), X_OK) != 0) {
+      errors.push_back("--python " + python + ": no such interpreter (set --python or PARALLELRUN_PYTHON)");
+    } else if (errors.empty()) {
+      // A syntax error is found here, naming the file and line, instead of failing every worker.
+      std::string script = JoinPath(paths.code_dir, spec.entry_script);
+      char tmpl[] = "/tmp/parallelrun-syntax-XXXXXX";
+      int fd = ::mkstemp(tmpl);
+      if (fd >= 0) ::close(fd);
+      SpawnOptions o;
+      o.argv = {python, "-c",
+                "import ast,sys\n"
+                "p=sys.argv[1]\n"
+                "try:\n"
+                "  ast.parse(open(p,'rb').read(),p)\n"
+                "except SyntaxError as e:\n"
+                "  print(f'{e.filename}, line {e.lineno}: {e.msg}'); sys.exit(3)\n",
+                script};
+      o.stdout_path = tmpl;
+      auto pid = Spawn(o);
+      if (pid.ok()) {
+        ExitInfo info = Wait(*pid);
+        if (info.exited && info.code == 3) {
+          auto msg = ReadFile(tmpl);
+          std::string m = msg.ok() ? *msg : "";
+          while (!m.empty() && m.back() == '\n') m.pop_back();
+          errors.push_back("spec.entryScript: syntax error in " + m);
+        }
+      }
+      ::unlink(tmpl);
+    }
+  }
+  if (errors.empty()) return Status::Ok();
+  std::string text = std::to_string(errors.size()) + " problem" + (errors.size() == 1 ? "" : "s") +
+                     " before the job could start:";
+  for (const auto& e : errors) text += "\n  - " + e;
+  return InvalidArgumentError(text);
+}
+
+struct AgentProcess {
+  std::string node;
+  pid_t pid = -1;
+  bool running = false;
+  int restarts = 0;
+};
+
+class ProgressDisplay {
+ public:
+  explicit ProgressDisplay(bool tty) : tty_(tty) {}
+
+  void Show(const protocol::Progress& p) {
+    if (tty_) {
+      const int width = 30;
+      int64_t total = p.miniBatches.total;
+      int64_t done = p.miniBatches.completed;
+      int filled = total > 0 ? static_cast<int>(width * done / total) : 0;
+      std::string bar(static_cast<size_t>(filled), '#');
+      bar.append(static_cast<size_t>(width - filled), '.');
+      std::fprintf(stderr, "\r[%s] %lld/%lld%s mini-batches, %lld items ok, %lld failed, %lld running, ETA %s   ",
+                   bar.c_str(), static_cast<long long>(done), static_cast<long long>(total),
+                   p.planned ? "" : "+", static_cast<long long>(p.items.succeeded),
+                   static_cast<long long>(p.items.failed), static_cast<long long>(p.miniBatches.running),
+                   p.eta.empty() ? "-" : p.eta.c_str());
+      shown_bar_ = true;
+    } else if (!p.lastProgressLine.empty() && p.lastProgressLine != last_line_) {
+      std::fprintf(stderr, "%s\n", p.lastProgressLine.c_str());
+    }
+    last_line_ = p.lastProgressLine;
+  }
+
+  void Finish() {
+    if (shown_bar_) std::fprintf(stderr, "\n");
+    shown_bar_ = false;
+  }
+
+ private:
+  bool tty_;
+  bool shown_bar_ = false;
+  std::string last_line_;
+};
+
+void TerminateAll(std::vector<AgentProcess>& agents, pid_t coordinator, bool coordinator_running,
+                  std::chrono::seconds grace) {
+  for (auto& a : agents) {
+    if (a.running) ::kill(a.pid, SIGTERM);
+  }
+  if (coordinator_running) ::kill(coordinator, SIGTERM);
+  auto deadline = std::chrono::steady_clock::now() + grace;
+  while (std::chrono::steady_clock::now() < deadline) {
+    bool any = false;
+    for (auto& a : agents) {
+      if (a.running && TryWait(a.pid)) a.running = false;
+      any |= a.running;
+    }
+    if (!any) break;
+    std::this_thread::sleep_for(50ms);
+  }
+  for (auto& a : agents) {
+    if (a.running) {
+      ::kill(a.pid, SIGKILL);
+      Wait(a.pid);
+      a.running = false;
+    }
+  }
+}
+
+}  // namespace
+
+int RunMain(const std::vector<std::string>& args) {
+  FlagSpec spec_flags;
+  spec_flags.with_value = {"nodes", "volume", "python"};
+  spec_flags.switches = {"restart"};
+  auto flags = ParseFlags(args, spec_flags);
+  if (!flags.ok()) return Fail(flags.status().message());
+  if (flags->positional.size() != 1) {
+    return Fail("usage: parallelrun run FILE [--nodes N] [--volume NAME=DIR]... [--restart] [--python PATH]");
+  }
+  const std::string manifest = AbsolutePath(flags->positional[0], std::filesystem::current_path());
+  auto spec = LoadJobSpec(manifest);
+  if (!spec.ok()) {
+    std::fprintf(stderr, "%s\n", spec.status().message().c_str());
+    return kExitInvalid;
+  }
+  int nodes = spec->node_count;
+  if (flags->Has("nodes")) {
+    auto n = ParseIntFlag("nodes", flags->Get("nodes"), 1);
+    if (!n.ok()) return Fail(n.status().message());
+    nodes = *n;
+  }
+  auto bindings = VolumeBindingsFromFlags(flags->GetAll("volume"));
+  if (!bindings.ok()) return Fail(bindings.status().message());
+  const std::string manifest_dir = Dirname(manifest);
+  auto paths = ResolveLocalPaths(*spec, manifest_dir, *bindings);
+  if (!paths.ok()) {
+    std::fprintf(stderr, "%s\n", paths.status().message().c_str());
+    return kExitInvalid;
+  }
+  const char* env_python = std::getenv("PARALLELRUN_PYTHON");
+  std::string python = flags->Get("python", env_python && *env_python ? env_python : "/usr/bin/python3");
+  if (!spec->pod.empty()) {
+    std::string keys;
+    for (auto it = spec->pod.begin(); it != spec->pod.end(); ++it) keys += (keys.empty() ? "" : ", ") + it.key();
+    std::fprintf(stderr, "parallelrun run: warning: Kubernetes pod fields are ignored in local mode (%s)\n",
+                 keys.c_str());
+  }
+  Status pre = PreflightChecks(*spec, *paths, python);
+  if (!pre.ok()) {
+    std::fprintf(stderr, "parallelrun run: %s\n", pre.message().c_str());
+    return kExitInvalid;
+  }
+  if (flags->switches.count("restart") && PathExists(paths->output_dir)) {
+    std::string aside = paths->output_dir + ".previous-" + FormatUtc(RealClock::Get().Now(), "%Y%m%dT%H%M%SZ");
+    if (::rename(paths->output_dir.c_str(), aside.c_str()) != 0) {
+      return Fail("--restart: cannot move " + paths->output_dir + " aside: " + std::strerror(errno));
+    }
+    std::fprintf(stderr, "parallelrun run: --restart: moved the previous output to %s\n", aside.c_str());
+  }
+
+  // Per-run secrets live in a private temporary folder, never in the output.
+  char tmpl[] = "/tmp/parallelrun-run-XXXXXX";
+  if (!::mkdtemp(tmpl)) return Fail(std::string("cannot create a temporary folder: ") + std::strerror(errno));
+  const std::string run_dir = tmpl;
+  const std::string token_file = run_dir + "/token";
+  const std::string address_file = run_dir + "/address";
+  const std::string token = RandomToken(32);
+  if (Status st = WriteFileAtomic(token_file, token + "\n"); !st.ok()) return Fail(st.message());
+  ::chmod(token_file.c_str(), 0600);
+  struct Cleanup {
+    std::string dir;
+    ~Cleanup() { std::filesystem::remove_all(dir); }
+  } cleanup{run_dir};
+
+  const std::string self = SelfExePath();
+  SpawnOptions co;
+  co.argv = {self, "coordinator", "--spec", manifest, "--listen", "127.0.0.1:0", "--token-file",
+             token_file, "--address-file", address_file, "--paths", "local", "--manifest-dir",
+             manifest_dir, "--nodes", std::to_string(nodes), "--no-echo"};
+  for (const auto& v : flags->GetAll("volume")) {
+    co.argv.push_back("--volume");
+    co.argv.push_back(v);
+  }
+  auto coordinator = Spawn(co);
+  if (!coordinator.ok()) return Fail(coordinator.status().message());
+  bool coordinator_running = true;
+  int coordinator_code = -1;
+
+  StartSignalThread([](int signo) { g_signal = signo; });
+
+  // Wait for the coordinator to listen (it writes its URL) or to exit (e.g. OutputInUse).
+  std::string url;
+  auto deadline = std::chrono::steady_clock::now() + 60s;
+  while (url.empty()) {
+    if (auto info = TryWait(*coordinator)) {
+      coordinator_running = false;
+      coordinator_code = info->exited ? info->code : 128 + info->signal;
+      break;
+    }
+    if (auto text = ReadFile(address_file); text.ok() && !text->empty()) {
+      url = *text;
+      while (!url.empty() && url.back() == '\n') url.pop_back();
+      break;
+    }
+    if (g_signal || std::chrono::steady_clock::now() > deadline) {
+      ::kill(*coordinator, SIGKILL);
+      Wait(*coordinator);
+      return g_signal ? kExitInterrupted : Fail("the coordinator did not start within 60 s");
+    }
+    std::this_thread::sleep_for(20ms);
+  }
+
+  std::vector<AgentProcess> agents;
+  auto start_agent = [&](AgentProcess& a) -> Status {
+    SpawnOptions ao;
+    ao.argv = {self, "agent", "--coordinator", url, "--token-file", token_file, "--node-name", a.node};
+    ao.env = {"PARALLELRUN_PYTHON=" + python};
+    PR_ASSIGN_OR_RETURN(a.pid, Spawn(ao));
+    a.running = true;
+    return Status::Ok();
+  };
+  if (coordinator_running) {
+    std::fprintf(stderr, "parallelrun run: job %s: %d node%s x %d process%s, output %s\n",
+                 spec->name.c_str(), nodes, nodes == 1 ? "" : "s", spec->process_count_per_node,
+                 spec->process_count_per_node == 1 ? "" : "es", paths->output_dir.c_str());
+    for (int i = 0; i < nodes; ++i) {
+      agents.push_back(AgentProcess{"127.0.0." + std::to_string(i + 1)});
+      if (Status st = start_agent(agents.back()); !st.ok()) {
+        TerminateAll(agents, *coordinator, true, 10s);
+        return Fail(st.message());
+      }
+    }
+  }
+
+  protocol::HttpClientOptions client_options;
+  client_options.base_url = url;
+  client_options.token = token;
+  client_options.timeout_seconds = 5;
+  auto client = url.empty() ? nullptr : protocol::MakeHttpCoordinatorClient(client_options);
+  ProgressDisplay display(::isatty(STDERR_FILENO));
+  auto next_poll = std::chrono::steady_clock::now();
+  bool interrupted = false;
+  while (coordinator_running) {
+    if (auto info = TryWait(*coordinator)) {
+      coordinator_running = false;
+      coordinator_code = info->exited ? info->code : 128 + info->signal;
+      break;
+    }
+    if (g_signal && !interrupted) {
+      interrupted = true;
+      display.Finish();
+      std::fprintf(stderr, "parallelrun run: interrupted; stopping (run the same command again to resume)\n");
+      TerminateAll(agents, *coordinator, true, 30s);
+      continue;
+    }
+    for (auto& a : agents) {
+      if (!a.running) continue;
+      auto info = TryWait(a.pid);
+      if (!info) continue;
+      a.running = false;
+      if (interrupted || (info->exited && info->code == 0)) continue;
+      if (a.restarts >= 5) {
+        std::fprintf(stderr, "\nparallelrun run: agent %s ended (%s) and was restarted 5 times; not again\n",
+                     a.node.c_str(), info->ToString().c_str());
+        continue;
+      }
+      ++a.restarts;
+      std::fprintf(stderr, "\nparallelrun run: agent %s ended (%s); restarting it\n", a.node.c_str(),
+                   info->ToString().c_str());
+      if (Status st = start_agent(a); !st.ok()) std::fprintf(stderr, "%s\n", st.message().c_str());
+    }
+    if (client && !interrupted && std::chrono::steady_clock::now() >= next_poll) {
+      next_poll = std::chrono::steady_clock::now() + 500ms;
+      if (auto p = client->GetProgress(); p.ok()) display.Show(*p);
+    }
+    std::this_thread::sleep_for(50ms);
+  }
+  display.Finish();
+  TerminateAll(agents, *coordinator, false, 15s);
+
+  if (coordinator_code == kExitInterrupted || interrupted) return kExitInterrupted;
+  auto result = ReadFile(JoinPath(paths->output_dir, "logs/job_result.txt"));
+  if (result.ok() && (coordinator_code == kExitOk || coordinator_code == kExitJobFailed)) {
+    std::fprintf(stdout, "%s", result->c_str());
+    if (!result->empty() && result->back() != '\n') std::fputc('\n', stdout);
+    if (spec->output_action == OutputAction::kAppendRow) {
+      std::fprintf(stdout, "Output file: %s\n", JoinPath(paths->output_dir, spec->append_row_file_name).c_str());
+    }
+    std::fprintf(stdout, "Logs: %s\n", JoinPath(paths->output_dir, "logs").c_str());
+    std::fflush(stdout);
+    if (coordinator_code == kExitJobFailed) {
+      std::string first = result->substr(0, result->find('\n'));
+      std::fprintf(stderr, "parallelrun run: job %s %s (see %s)\n", spec->name.c_str(), first.c_str(),
+                   JoinPath(paths->output_dir, "logs/job_result.txt").c_str());
+    }
+  } else if (coordinator_code != kExitOk) {
+    std::fprintf(stderr, "parallelrun run: the coordinator ended with exit code %d\n", coordinator_code);
+  }
+  return coordinator_code;
+}
+
+}  // namespace parallelrun::rt::cmd

@@ -1,0 +1,1 @@
+"""Compatibility namespace for scripts written for Azure ML ParallelRunStep."""

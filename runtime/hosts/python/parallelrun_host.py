@@ -1,0 +1,341 @@
+"""parallelrun's Python host: runs one entry script for the agent (protocol in README.md).
+
+Started by the agent as ``python3 <host_dir>/parallelrun_host.py <arguments...>`` with the control
+pipes and the job's folders in ``PARALLELRUN_*`` variables. It imports the entry script, calls
+``init()``, then answers one request line with one reply line until told to shut down.
+
+The per-mini-batch path is kept lean: no imports, no file-system checks beyond what the request
+needs, compact JSON.
+"""
+
+import io
+import json
+import os
+import resource
+import sys
+import time
+import traceback
+
+_MAX_DETAIL = 64 * 1024  # longest traceback sent back in a reply (the error log gets all of it)
+
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def _utc_now():
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + ".%03dZ" % (int(t * 1000) % 1000)
+
+
+def _cpu_now():
+    s = resource.getrusage(resource.RUSAGE_SELF)
+    c = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
+
+
+def _clean(text):
+    # Lone surrogates (from undecodable file names) would make the reply invalid JSON for the
+    # agent's parser: turn them into visible escapes.
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _one_line(exc):
+    msg = str(exc).strip()
+    first = msg.splitlines()[0] if msg else ""
+    if len(first) > 1000:
+        first = first[:1000] + "..."
+    name = type(exc).__name__
+    return _clean(name + ": " + first if first else name)
+
+
+def _user_traceback(exc):
+    """The traceback without the host's own frames and importlib's machinery."""
+    host_file = os.path.abspath(__file__)
+    te = traceback.TracebackException.from_exception(exc)
+    frames = [f for f in te.stack
+              if f.filename != host_file and not f.filename.startswith("<frozen importlib")]
+    te.stack = traceback.StackSummary.from_list(frames)
+    return _clean("".join(te.format()))
+
+
+def _truncate(text):
+    if len(text) <= _MAX_DETAIL:
+        return text
+    head = 8 * 1024
+    tail = _MAX_DETAIL - head
+    omitted = len(text) - head - tail
+    return text[:head] + "\n... (%d characters omitted) ...\n" % omitted + text[-tail:]
+
+
+def _encode_rows(text):
+    try:
+        # File paths that were not valid UTF-8 come back as the bytes they were.
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace")
+
+
+class Host:
+    def __init__(self, env):
+        self.ctl_in = int(env["PARALLELRUN_CONTROL_IN_FD"])
+        self.ctl_out = int(env["PARALLELRUN_CONTROL_OUT_FD"])
+        self.entry_script = env["PARALLELRUN_ENTRY_SCRIPT"]
+        self.node = env.get("PARALLELRUN_NODE", "127.0.0.1")
+        self.process = env.get("PARALLELRUN_PROCESS", "process000")
+        log_dir = env.get("PARALLELRUN_LOG_DIR", "logs")
+        self.error_log = os.path.join(log_dir, "user", "error", self.node, self.process + ".txt")
+        self.input_type = env.get("PARALLELRUN_INPUT_TYPE", "file")
+        self.append_row_header = env.get("PARALLELRUN_APPEND_ROW_HEADER", "0") == "1"
+        self.module = None
+        self.run_fn = None
+        self.pd = None
+        self.known_dirs = set()
+
+    # ---- control pipe ----
+
+    def send(self, obj):
+        data = (_dumps(obj) + "\n").encode("utf-8")
+        view = memoryview(data)
+        while view:
+            n = os.write(self.ctl_out, view)
+            view = view[n:]
+
+    # ---- logs ----
+
+    def append_error_log(self, header, text):
+        try:
+            os.makedirs(os.path.dirname(self.error_log), exist_ok=True)
+            with open(self.error_log, "a", encoding="utf-8", errors="backslashreplace") as f:
+                f.write("%s %s\n%s" % (_utc_now(), header, text))
+                if text and not text.endswith("\n"):
+                    f.write("\n")
+        except OSError as e:
+            sys.stderr.write("parallelrun: cannot write %s: %s\n" % (self.error_log, e))
+
+    # ---- start-up ----
+
+    def load(self):
+        """Imports the entry script and runs init(). Returns None or (error, detail)."""
+        import importlib.util
+
+        script = self.entry_script
+        script_dir = os.path.dirname(script)
+        # sys.path[0] is the host's folder; the script's own folder takes its place so the
+        # script's neighbours win over anything of ours.
+        sys.path[0] = script_dir
+        name = os.path.splitext(os.path.basename(script))[0]
+        if name in sys.modules:  # e.g. a script called json.py must not replace the host's json
+            name = "parallelrun_entry_script"
+        try:
+            if self.input_type == "tabular":
+                import pandas
+                self.pd = pandas
+            spec = importlib.util.spec_from_file_location(name, script)
+            if spec is None:
+                return ("ImportError: cannot load %s as a Python module" % script, "")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            spec.loader.exec_module(module)
+            run_fn = getattr(module, "run", None)
+            if not callable(run_fn):
+                return ("AttributeError: entry script %s defines no run(mini_batch) function"
+                        % script, "")
+            init_fn = getattr(module, "init", None)
+            if callable(init_fn):
+                init_fn()
+        except BaseException as e:  # noqa: B902 - SystemExit in init() is an init failure too
+            return (_one_line(e), _user_traceback(e))
+        self.module = module
+        self.run_fn = run_fn
+        return None
+
+    # ---- one mini-batch ----
+
+    def read_table(self, req):
+        pd = self.pd
+        if pd is None:
+            import pandas
+            pd = self.pd = pandas
+        header_end = req.get("header_end", 0)
+        begin = req["begin"]
+        end = req["end"]
+        with open(req["file"], "rb") as f:
+            head = f.read(header_end) if header_end > 0 else b""
+            f.seek(begin)
+            body = f.read(end - begin)
+        if req.get("format", "csv") == "jsonl":
+            if not body.strip():
+                return pd.DataFrame()
+            return pd.read_json(io.BytesIO(body), lines=True)
+        if not body.strip():
+            if header_end > 0:
+                return pd.read_csv(io.BytesIO(head), header=0)
+            return pd.DataFrame()
+        return pd.read_csv(io.BytesIO(head + body), header=0 if header_end > 0 else None)
+
+    def write_file(self, path, data):
+        folder = os.path.dirname(path)
+        if folder and folder not in self.known_dirs:
+            os.makedirs(folder, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if folder and folder not in self.known_dirs:
+            # The new file's name must be durable too; once the folder is synced after its
+            # first file, later part files in it ride on the file fsync's journal commit.
+            dfd = os.open(folder, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+            self.known_dirs.add(folder)
+
+    def write_part(self, part_file, result, is_frame):
+        if is_frame:
+            text = result.to_csv(sep=" ", index=False, header=False)
+        elif result:
+            text = "\n".join(map(str, result)) + "\n"
+        else:
+            text = ""
+        self.write_file(part_file, _encode_rows(text))
+        if is_frame and self.append_row_header:
+            header = result.head(0).to_csv(sep=" ", index=False)
+            self.write_file(part_file + ".header", _encode_rows(header))
+
+    def run(self, req):
+        cpu0 = _cpu_now()
+        mb = req.get("mini_batch_id", -1)
+        attempt = req.get("attempt", 0)
+        stage = "reading the mini-batch"
+        run_s = 0.0
+        t0 = None
+        items = 0
+        try:
+            if req.get("input_type", self.input_type) == "tabular":
+                batch = self.read_table(req)
+            else:
+                batch = req["files"]
+            items = len(batch)
+            stage = "run()"
+            if items == 0:
+                # An empty mini-batch is not worth a call: its result is empty.
+                result = batch
+            else:
+                t0 = time.perf_counter()
+                result = self.run_fn(batch)
+                run_s = time.perf_counter() - t0
+            pd = self.pd or sys.modules.get("pandas")
+            is_frame = pd is not None and isinstance(result, pd.DataFrame)
+            if not is_frame and not isinstance(result, (list, tuple)):
+                error = ("run() returned %s; expected a list, tuple or pandas DataFrame"
+                         % type(result).__name__)
+                self.append_error_log(
+                    "mini-batch %s attempt %s: RUN_WRONG_TYPE" % (mb, attempt), error)
+                return {"event": "result", "status": "RUN_WRONG_TYPE", "items": items,
+                        "succeeded": 0, "failed": items, "run_s": round(run_s, 6),
+                        "cpu_s": round(_cpu_now() - cpu0, 6), "error": error}
+            part_file = req.get("part_file")
+            if part_file:
+                stage = "writing the part file " + part_file
+                self.write_part(part_file, result, is_frame)
+        except BaseException as e:  # noqa: B902 - sys.exit() inside run() fails the attempt only
+            if t0 is not None and run_s == 0.0:
+                run_s = time.perf_counter() - t0
+            detail = _user_traceback(e)
+            self.append_error_log(
+                "mini-batch %s attempt %s: RUN_EXCEPTION in %s" % (mb, attempt, stage), detail)
+            error = _one_line(e)
+            if stage != "run()":
+                error = stage + ": " + error
+            return {"event": "result", "status": "RUN_EXCEPTION", "items": items,
+                    "succeeded": 0, "failed": items, "run_s": round(run_s, 6),
+                    "cpu_s": round(_cpu_now() - cpu0, 6), "error": error,
+                    "detail": _truncate(detail)}
+        succeeded = min(len(result), items)
+        return {"event": "result", "status": "RUN_DONE", "items": items, "succeeded": succeeded,
+                "failed": items - succeeded, "run_s": round(run_s, 6),
+                "cpu_s": round(_cpu_now() - cpu0, 6)}
+
+    def shutdown(self):
+        reply = {"event": "bye"}
+        fn = getattr(self.module, "shutdown", None)
+        if callable(fn):
+            try:
+                fn()
+            except BaseException as e:  # noqa: B902
+                detail = _user_traceback(e)
+                self.append_error_log("shutdown(): exception", detail)
+                reply["error"] = _one_line(e)
+        return reply
+
+    # ---- main loop ----
+
+    def serve(self):
+        stdout, stderr = sys.stdout, sys.stderr
+        readline = os.fdopen(self.ctl_in, "rb", buffering=1 << 16, closefd=False).readline
+        send = self.send
+        while True:
+            line = readline()
+            if not line:
+                return 0  # the agent is gone
+            try:
+                req = json.loads(line)
+                op = req["op"]
+            except (ValueError, KeyError, TypeError) as e:
+                stderr.write("parallelrun host: malformed request %r: %s\n" % (line[:200], e))
+                stderr.flush()
+                return 2
+            if op == "run":
+                reply = self.run(req)
+                reply["cpu_total_s"] = round(_cpu_now(), 6)
+                stdout.flush()
+                stderr.flush()
+                send(reply)
+            elif op == "shutdown":
+                reply = self.shutdown()
+                stdout.flush()
+                stderr.flush()
+                send(reply)
+                return 0
+            else:
+                stderr.write("parallelrun host: unknown op %r\n" % (op,))
+                stderr.flush()
+                return 2
+
+
+def main():
+    env = os.environ
+    host = Host(env)
+    # Children of the user's code must not hold our control pipes (the agent would then miss
+    # our exit) nor read the agent's terminal.
+    os.set_inheritable(host.ctl_in, False)
+    os.set_inheritable(host.ctl_out, False)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    # stdout/stderr are log files: line buffering keeps `tail -f` current.
+    sys.stdout.reconfigure(line_buffering=True)
+    sys.stderr.reconfigure(line_buffering=True)
+    import faulthandler
+    faulthandler.enable()  # a crash in native code leaves the Python stack in the stderr log
+
+    sys.argv = [host.entry_script] + sys.argv[1:]
+    failure = host.load()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if failure is not None:
+        error, detail = failure
+        host.append_error_log("init(): INIT_FAILED", detail or error)
+        host.send({"event": "init_failed", "error": error, "detail": _truncate(detail)})
+        return 1
+    host.send({"event": "ready", "pid": os.getpid(), "cpu_total_s": round(_cpu_now(), 6)})
+    return host.serve()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,401 @@
+#include "runtime/partitioner/partitioner.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <utility>
+
+#include "runtime/partitioner/file_walker.h"
+#include "runtime/partitioner/row_scanner.h"
+
+namespace parallelrun::rt {
+namespace {
+
+using internal::FileWalker;
+using internal::RowScanner;
+
+// Large enough that read(2) calls cost nothing next to scanning, small enough to stay in L2/L3.
+constexpr size_t kReadBufferSize = size_t{1} << 20;
+
+std::string InputField(size_t i) { return "spec.inputs[" + std::to_string(i) + "]"; }
+
+Status ErrnoStatus(const std::string& msg) {
+  int e = errno;
+  std::string full = msg + ": " + std::strerror(e);
+  if (e == ENOENT) return NotFoundError(full);
+  if (e == EACCES || e == EPERM) return PermissionDeniedError(full);
+  return InternalError(full);
+}
+
+std::string Lower(std::string s) {
+  for (char& c : s) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return s;
+}
+
+StatusOr<TabularFormat> ResolveFormat(const Input& input, size_t index, const std::string& dir,
+                                      const std::string& rel) {
+  if (input.format != TabularFormat::kAuto) return input.format;
+  const size_t slash = rel.rfind('/');
+  const std::string base = slash == std::string::npos ? rel : rel.substr(slash + 1);
+  const size_t dot = base.rfind('.');
+  const std::string ext = dot == std::string::npos ? "" : Lower(base.substr(dot + 1));
+  if (ext == "csv") return TabularFormat::kCsv;
+  if (ext == "jsonl" || ext == "json" || ext == "ndjson") return TabularFormat::kJsonl;
+  const std::string field = InputField(index) + ".format";
+  return InvalidArgumentError(field + ": cannot tell the format of " + rel + " (in " + dir +
+                              ") from its extension (known: .csv, .jsonl, .json, .ndjson); set " +
+                              field + " to csv or jsonl");
+}
+
+struct Range {
+  int64_t begin = 0;
+  int64_t end = 0;
+  int64_t items = 0;
+};
+
+// Cuts one tabular file into ranges of whole rows, reading it through a fixed buffer.
+class TableSplitter {
+ public:
+  ~TableSplitter() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  TableSplitter(const TableSplitter&) = delete;
+  TableSplitter& operator=(const TableSplitter&) = delete;
+
+  static StatusOr<std::unique_ptr<TableSplitter>> Open(const std::string& path, bool csv,
+                                                       bool header, int64_t batch_bytes,
+                                                       char* buffer) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return ErrnoStatus("cannot open " + path);
+    ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    return std::unique_ptr<TableSplitter>(
+        new TableSplitter(fd, path, csv, csv && header, batch_bytes, buffer));
+  }
+
+  int64_t header_end() const { return header_end_; }
+
+  // The next range of this file, nullopt when the file is done.
+  StatusOr<std::optional<Range>> Next() {
+    while (true) {
+      if (pos_ < len_) {
+        pos_ = scanner_.Scan(buffer_, len_, pos_, buffer_base_,
+                             [this](int64_t end, bool blank) { return OnRow(end, blank); });
+        if (ready_) {
+          ready_ = false;
+          return std::optional<Range>(ready_range_);
+        }
+        continue;
+      }
+      if (eof_) return Finish();
+      buffer_base_ += static_cast<int64_t>(len_);
+      len_ = pos_ = 0;
+      ssize_t n;
+      do {
+        n = ::read(fd_, buffer_, kReadBufferSize);
+      } while (n < 0 && errno == EINTR);
+      if (n < 0) return ErrnoStatus("cannot read " + path_);
+      if (n == 0) {
+        eof_ = true;
+      } else {
+        len_ = static_cast<size_t>(n);
+      }
+    }
+  }
+
+ private:
+  TableSplitter(int fd, std::string path, bool csv, bool header, int64_t batch_bytes, char* buffer)
+      : fd_(fd),
+        path_(std::move(path)),
+        scanner_(csv),
+        buffer_(buffer),
+        batch_bytes_(batch_bytes),
+        header_pending_(header),
+        target_(Add(0, batch_bytes)) {}
+
+  static int64_t Add(int64_t a, int64_t b) {
+    return a > std::numeric_limits<int64_t>::max() - b ? std::numeric_limits<int64_t>::max()
+                                                       : a + b;
+  }
+
+  // Called for every row end in order; false stops the scan because a range is ready.
+  bool OnRow(int64_t end, bool blank) {
+    if (header_pending_) {
+      // The header is the first non-blank row (pandas skips blank lines before it too); blank
+      // lines before it go with it, so prepending [0, header_end) gives pandas the same header.
+      if (!blank) {
+        header_pending_ = false;
+        header_end_ = begin_ = end;
+        target_ = Add(end, batch_bytes_);
+      }
+      return true;
+    }
+    if (!blank) ++items_;
+    if (end < target_) return true;
+    const bool emit = items_ > 0;  // a range of blank lines only is dropped: nothing to run
+    if (emit) {
+      ready_range_ = Range{begin_, end, items_};
+      ready_ = true;
+    }
+    begin_ = end;
+    target_ = Add(end, batch_bytes_);
+    items_ = 0;
+    return !emit;
+  }
+
+  std::optional<Range> Finish() {
+    if (finished_) return std::nullopt;
+    finished_ = true;
+    const int64_t file_end = buffer_base_ + static_cast<int64_t>(len_);
+    bool blank = false;
+    if (scanner_.PendingRow(&blank)) OnRow(file_end, blank);  // last row without a newline
+    if (ready_) {
+      ready_ = false;
+      return ready_range_;
+    }
+    if (items_ == 0) return std::nullopt;
+    Range last{begin_, file_end, items_};
+    items_ = 0;
+    return last;
+  }
+
+  int fd_;
+  std::string path_;
+  RowScanner scanner_;
+  char* buffer_;
+  const int64_t batch_bytes_;
+  size_t len_ = 0;            // bytes in buffer_
+  size_t pos_ = 0;            // next byte to scan
+  int64_t buffer_base_ = 0;   // file offset of buffer_[0]
+  bool eof_ = false;
+  bool finished_ = false;
+  bool header_pending_;
+  int64_t header_end_ = 0;
+  int64_t begin_ = 0;   // first byte of the range being built
+  int64_t target_;      // the range ends at the first row end at or after this
+  int64_t items_ = 0;   // non-blank rows in the range being built
+  bool ready_ = false;
+  Range ready_range_;
+};
+
+class StreamingPartitioner : public Partitioner {
+ public:
+  StreamingPartitioner(const JobSpec& spec, std::vector<std::string> dirs)
+      : inputs_(spec.inputs), dirs_(std::move(dirs)), batch_size_(spec.mini_batch_size) {}
+
+  StatusOr<std::optional<MiniBatch>> Next() override {
+    if (!error_.ok()) return error_;
+    auto next = Advance();
+    if (!next.ok()) error_ = next.status();  // the walk state is unknown now: stay failed
+    return next;
+  }
+
+ private:
+  StatusOr<std::optional<MiniBatch>> Advance() {
+    while (current_ < inputs_.size()) {
+      const Input& input = inputs_[current_];
+      if (!walker_) {
+        walker_ = std::make_unique<FileWalker>(dirs_[current_], input.pattern,
+                                               InputField(current_));
+      }
+      if (input.type == InputType::kFile) {
+        MiniBatch mb;
+        mb.files.reserve(static_cast<size_t>(std::min<int64_t>(batch_size_, 1024)));
+        while (static_cast<int64_t>(mb.files.size()) < batch_size_) {
+          PR_ASSIGN_OR_RETURN(std::optional<std::string> file, walker_->Next());
+          if (!file) {
+            NextInput();
+            break;
+          }
+          mb.files.push_back(std::move(*file));
+        }
+        if (mb.files.empty()) continue;
+        mb.input_index = static_cast<int>(&input - inputs_.data());
+        mb.items = static_cast<int64_t>(mb.files.size());
+        mb.id = next_id_++;
+        return std::optional<MiniBatch>(std::move(mb));
+      }
+      if (!table_) {
+        PR_ASSIGN_OR_RETURN(std::optional<std::string> file, walker_->Next());
+        if (!file) {
+          NextInput();
+          continue;
+        }
+        PR_ASSIGN_OR_RETURN(table_format_, ResolveFormat(input, current_, dirs_[current_], *file));
+        if (!buffer_) buffer_ = std::make_unique<char[]>(kReadBufferSize);
+        const std::string path = dirs_[current_] + "/" + *file;
+        PR_ASSIGN_OR_RETURN(table_,
+                            TableSplitter::Open(path, table_format_ == TabularFormat::kCsv,
+                                                input.header, batch_size_, buffer_.get()));
+        table_file_ = std::move(*file);
+      }
+      PR_ASSIGN_OR_RETURN(std::optional<Range> range, table_->Next());
+      if (!range) {
+        table_.reset();
+        continue;
+      }
+      MiniBatch mb;
+      mb.id = next_id_++;
+      mb.input_index = static_cast<int>(current_);
+      mb.file = table_file_;
+      mb.format = table_format_;
+      mb.header_end = table_->header_end();
+      mb.begin = range->begin;
+      mb.end = range->end;
+      mb.items = range->items;
+      return std::optional<MiniBatch>(std::move(mb));
+    }
+    return std::optional<MiniBatch>();
+  }
+
+  void NextInput() {
+    walker_.reset();
+    ++current_;
+  }
+
+  const std::vector<Input> inputs_;
+  const std::vector<std::string> dirs_;
+  const int64_t batch_size_;
+  size_t current_ = 0;
+  int64_t next_id_ = 0;
+  Status error_;
+  std::unique_ptr<FileWalker> walker_;
+  std::unique_ptr<TableSplitter> table_;
+  std::string table_file_;
+  TabularFormat table_format_ = TabularFormat::kCsv;
+  std::unique_ptr<char[]> buffer_;  // one read buffer, reused file after file
+};
+
+// Plan record helpers: integers must be whole numbers that fit an int64.
+bool GetInt(const nlohmann::json& j, const char* key, int64_t* out) {
+  auto it = j.find(key);
+  if (it == j.end() || !it->is_number_integer()) return false;
+  if (it->is_number_unsigned() &&
+      it->get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+    return false;
+  }
+  *out = it->get<int64_t>();
+  return *out >= 0;
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<Partitioner>> MakePartitioner(
+    const JobSpec& spec, const std::vector<std::string>& input_dirs) {
+  if (input_dirs.size() != spec.inputs.size()) {
+    return InvalidArgumentError("partitioner: " + std::to_string(spec.inputs.size()) +
+                                " inputs in spec.inputs but " + std::to_string(input_dirs.size()) +
+                                " input folders");
+  }
+  if (spec.mini_batch_size <= 0) {
+    return InvalidArgumentError("spec.miniBatchSize: got " + std::to_string(spec.mini_batch_size) +
+                                ", expected a positive count or size");
+  }
+  std::vector<std::string> dirs;
+  for (size_t i = 0; i < input_dirs.size(); ++i) {
+    std::string dir = input_dirs[i];
+    while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+    const std::string field = InputField(i) + ".source";
+    struct stat st;
+    if (::stat(dir.c_str(), &st) != 0) {
+      if (errno == ENOENT || errno == ENOTDIR) {
+        return NotFoundError(field + ": the input folder " + dir + " does not exist");
+      }
+      return ErrnoStatus(field + ": cannot read the input folder " + dir);
+    }
+    if (!S_ISDIR(st.st_mode)) {
+      return InvalidArgumentError(field + ": " + dir + " is not a folder");
+    }
+    dirs.push_back(std::move(dir));
+  }
+  return std::unique_ptr<Partitioner>(new StreamingPartitioner(spec, std::move(dirs)));
+}
+
+std::vector<int64_t> RowEnds(std::string_view data, bool csv) {
+  std::vector<int64_t> ends;
+  RowScanner scanner(csv);
+  scanner.Scan(data.data(), data.size(), 0, 0, [&ends](int64_t end, bool) {
+    ends.push_back(end);
+    return true;
+  });
+  bool blank = false;
+  if (scanner.PendingRow(&blank)) ends.push_back(static_cast<int64_t>(data.size()));
+  return ends;
+}
+
+std::string EncodePlanRecord(const MiniBatch& mb) {
+  nlohmann::ordered_json j;
+  j["id"] = mb.id;
+  j["in"] = mb.input_index;
+  if (mb.file.empty()) {
+    j["f"] = mb.files;
+  } else {
+    j["p"] = mb.file;
+    j["fmt"] = mb.format == TabularFormat::kJsonl ? "jsonl" : "csv";
+    j["h"] = mb.header_end;
+    j["b"] = mb.begin;
+    j["e"] = mb.end;
+  }
+  j["n"] = mb.items;
+  // File names are checked to be UTF-8 when walked; `replace` only keeps a hand-made MiniBatch
+  // from throwing.
+  return j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+}
+
+StatusOr<MiniBatch> DecodePlanRecord(std::string_view line) {
+  auto bad = [line](const std::string& why) {
+    return InvalidArgumentError("plan record " + std::string(line.substr(0, 200)) + ": " + why);
+  };
+  nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) return bad("expected one JSON object");
+  MiniBatch mb;
+  int64_t input = 0;
+  if (!GetInt(j, "id", &mb.id)) return bad("expected \"id\": an integer >= 0");
+  if (!GetInt(j, "in", &input) || input > std::numeric_limits<int>::max()) {
+    return bad("expected \"in\": an input index >= 0");
+  }
+  mb.input_index = static_cast<int>(input);
+  if (!GetInt(j, "n", &mb.items)) return bad("expected \"n\": an item count >= 0");
+  if (auto f = j.find("f"); f != j.end()) {
+    if (!f->is_array() || f->empty()) return bad("expected \"f\": a non-empty list of file names");
+    for (const auto& name : *f) {
+      if (!name.is_string() || name.get_ref<const std::string&>().empty()) {
+        return bad("expected \"f\": a non-empty list of file names");
+      }
+      mb.files.push_back(name.get<std::string>());
+    }
+    if (mb.items != static_cast<int64_t>(mb.files.size())) {
+      return bad("\"n\" is not the number of files in \"f\"");
+    }
+    return mb;
+  }
+  auto p = j.find("p");
+  if (p == j.end()) return bad("expected \"f\" (files) or \"p\" (a tabular file)");
+  if (!p->is_string() || p->get_ref<const std::string&>().empty()) {
+    return bad("expected \"p\": a file name");
+  }
+  mb.file = p->get<std::string>();
+  auto fmt = j.find("fmt");
+  if (fmt != j.end() && *fmt == "csv") {
+    mb.format = TabularFormat::kCsv;
+  } else if (fmt != j.end() && *fmt == "jsonl") {
+    mb.format = TabularFormat::kJsonl;
+  } else {
+    return bad("expected \"fmt\": \"csv\" or \"jsonl\"");
+  }
+  if (!GetInt(j, "h", &mb.header_end) || !GetInt(j, "b", &mb.begin) || !GetInt(j, "e", &mb.end)) {
+    return bad("expected \"h\", \"b\" and \"e\": byte offsets >= 0");
+  }
+  if (mb.header_end > mb.begin || mb.begin > mb.end) {
+    return bad("expected byte offsets with h <= b <= e");
+  }
+  return mb;
+}
+
+}  // namespace parallelrun::rt

@@ -1,0 +1,215 @@
+// StartHttpServer over cpprestsdk's http_listener (asio on Linux).
+#include "runtime/protocol/http_server.h"
+
+#include <cpprest/http_listener.h>
+#include <openssl/crypto.h>
+
+#include <boost/asio/ssl.hpp>
+#include <exception>
+#include <utility>
+
+#include "runtime/base/process.h"
+
+namespace parallelrun::rt::protocol {
+namespace {
+
+namespace http = web::http;
+using web::http::experimental::listener::http_listener;
+using web::http::experimental::listener::http_listener_config;
+
+constexpr int kBindAttempts = 5;
+
+nlohmann::json Reason(const std::string& reason) { return {{"reason", reason}}; }
+
+// Compares without an early exit so the time taken does not reveal how much of a guess matched.
+bool TokenMatches(const std::string& given, const std::string& expected) {
+  if (given.size() != expected.size()) return false;
+  return CRYPTO_memcmp(given.data(), expected.data(), given.size()) == 0;
+}
+
+// What every request needs; shared with in-flight continuations so a request that finishes
+// after Stop() still finds it alive.
+struct ServerState {
+  std::string token;
+  HttpHandler handler;
+};
+
+HttpResponse Dispatch(const ServerState& state, HttpRequest request) {
+  try {
+    return state.handler(request);
+  } catch (const nlohmann::json::exception& e) {
+    // The handler decoding the body into a message found a field of the wrong type.
+    return {400, Reason(std::string("request body does not match the message: ") + e.what())};
+  } catch (const std::exception& e) {
+    return {500, Reason(std::string("internal error: ") + e.what())};
+  } catch (...) {
+    return {500, Reason("internal error: unknown exception")};
+  }
+}
+
+void Reply(http::http_request& request, const HttpResponse& response) {
+  std::string body = response.body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  request.reply(static_cast<http::status_code>(response.status), std::move(body), "application/json")
+      .then([](pplx::task<void> t) {
+        try {
+          t.get();
+        } catch (...) {
+          // The client went away before the reply was written; nothing to do.
+        }
+      });
+}
+
+void Handle(const std::shared_ptr<const ServerState>& state, http::http_request request) {
+  if (!state->token.empty()) {
+    const auto& headers = request.headers();
+    auto it = headers.find(http::header_names::authorization);
+    if (it == headers.end()) {
+      Reply(request, {401, Reason("missing Authorization: Bearer <token> header")});
+      return;
+    }
+    const std::string& value = it->second;
+    const std::string prefix = "Bearer ";
+    if (value.compare(0, prefix.size(), prefix) != 0 ||
+        !TokenMatches(value.substr(prefix.size()), state->token)) {
+      Reply(request, {401, Reason("wrong bearer token")});
+      return;
+    }
+  }
+  // Read the body asynchronously: blocking a pool thread on it could starve the pool that
+  // delivers it.
+  request.extract_utf8string(true).then([state, request](pplx::task<std::string> body_task) mutable {
+    HttpRequest req;
+    req.method = request.method();
+    req.path = request.request_uri().path();
+    std::string body;
+    try {
+      body = body_task.get();
+    } catch (const std::exception& e) {
+      Reply(request, {400, Reason(std::string("cannot read request body: ") + e.what())});
+      return;
+    }
+    if (!body.empty()) {
+      try {
+        req.body = nlohmann::json::parse(body);
+      } catch (const nlohmann::json::exception& e) {
+        Reply(request, {400, Reason(std::string("request body is not JSON: ") + e.what())});
+        return;
+      }
+    }
+    Reply(request, Dispatch(*state, std::move(req)));
+  });
+}
+
+class ListenerServer : public HttpServer {
+ public:
+  ListenerServer(std::unique_ptr<http_listener> listener, int port, std::string url)
+      : listener_(std::move(listener)), port_(port), url_(std::move(url)) {}
+  ~ListenerServer() override { Stop(); }
+
+  int port() const override { return port_; }
+  std::string url() const override { return url_; }
+
+  void Stop() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!listener_) return;
+    try {
+      listener_->close().wait();
+    } catch (...) {
+      // Closing a listener whose sockets already failed: it is closed either way.
+    }
+    listener_.reset();
+  }
+
+ private:
+  std::mutex mu_;
+  std::unique_ptr<http_listener> listener_;
+  int port_;
+  std::string url_;
+};
+
+// Loads the certificate and key once up front so a wrong path or a key that does not match is
+// reported at start, not as a TLS failure on the first connection.
+Status CheckTlsFiles(const std::string& cert, const std::string& key) {
+  try {
+    boost::asio::ssl::context ctx(boost::asio::ssl::context::tls_server);
+    try {
+      ctx.use_certificate_chain_file(cert);
+    } catch (const std::exception& e) {
+      return InvalidArgumentError("TLS certificate " + cert + ": " + e.what());
+    }
+    try {
+      ctx.use_private_key_file(key, boost::asio::ssl::context::pem);
+    } catch (const std::exception& e) {
+      return InvalidArgumentError("TLS key " + key + ": " + e.what());
+    }
+    if (SSL_CTX_check_private_key(ctx.native_handle()) != 1) {
+      return InvalidArgumentError("TLS key " + key + " does not match the certificate " + cert);
+    }
+  } catch (const std::exception& e) {
+    return InternalError(std::string("TLS setup: ") + e.what());
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<HttpServer>> StartHttpServer(const HttpServerOptions& options,
+                                                      HttpHandler handler) {
+  const bool tls = !options.tls_cert_file.empty() || !options.tls_key_file.empty();
+  if (tls) {
+    if (options.tls_cert_file.empty() || options.tls_key_file.empty()) {
+      return InvalidArgumentError("HTTPS needs both a certificate and a key file");
+    }
+    PR_RETURN_IF_ERROR(CheckTlsFiles(options.tls_cert_file, options.tls_key_file));
+  }
+  auto state = std::make_shared<ServerState>();
+  state->token = options.token;
+  state->handler = std::move(handler);
+
+  http_listener_config config;
+  if (tls) {
+    config.set_ssl_context_callback(
+        [cert = options.tls_cert_file, key = options.tls_key_file](boost::asio::ssl::context& ctx) {
+          ctx.set_options(boost::asio::ssl::context::default_workarounds |
+                          boost::asio::ssl::context::no_sslv2 |
+                          boost::asio::ssl::context::no_sslv3 |
+                          boost::asio::ssl::context::no_tlsv1 |
+                          boost::asio::ssl::context::no_tlsv1_1 |
+                          boost::asio::ssl::context::single_dh_use);
+          ctx.use_certificate_chain_file(cert);
+          ctx.use_private_key_file(key, boost::asio::ssl::context::pem);
+        });
+  }
+  const std::string scheme = tls ? "https://" : "http://";
+  // An IPv6 literal needs brackets in a URL.
+  const std::string host = options.host.find(':') != std::string::npos && options.host[0] != '['
+                               ? "[" + options.host + "]"
+                               : options.host;
+
+  std::string last_error;
+  // With port 0 the port is picked here and may be taken by someone else before the listener
+  // binds it (cpprestsdk cannot bind port 0 and report it), so a failed bind picks again.
+  const int attempts = options.port == 0 ? kBindAttempts : 1;
+  for (int attempt = 0; attempt < attempts; ++attempt) {
+    int port = options.port;
+    if (port == 0) {
+      PR_ASSIGN_OR_RETURN(port, PickFreePort(options.host));
+    }
+    std::string url = scheme + host + ":" + std::to_string(port);
+    try {
+      auto listener = std::make_unique<http_listener>(web::uri(url + "/"), config);
+      listener->support([state](http::http_request request) { Handle(state, std::move(request)); });
+      listener->open().wait();
+      return std::unique_ptr<HttpServer>(
+          std::make_unique<ListenerServer>(std::move(listener), port, url));
+    } catch (const std::exception& e) {
+      last_error = e.what();
+    }
+  }
+  return UnavailableError("cannot listen on " + scheme + host + ":" +
+                          (options.port == 0 ? std::string("<free port>")
+                                             : std::to_string(options.port)) +
+                          " (" + std::to_string(attempts) + " attempt(s)): " + last_error);
+}
+
+}  // namespace parallelrun::rt::protocol

@@ -1,0 +1,348 @@
+// The HTTP adapters end to end on loopback: StartHttpServer + MakeHttpCoordinatorClient.
+#include <cpprest/http_client.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <thread>
+
+#include "runtime/base/process.h"
+#include "runtime/protocol/coordinator_client.h"
+#include "runtime/protocol/http_server.h"
+
+namespace parallelrun::rt::protocol {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr char kToken[] = "s3cret-token";
+
+// A tiny coordinator: enough behaviour to see that every message crosses the wire intact.
+HttpResponse FakeCoordinator(const HttpRequest& req) {
+  if (req.path == "/v1/register") {
+    auto r = req.body.get<RegisterRequest>();
+    RegisterResponse resp;
+    resp.spec = {{"spec", {{"processCountPerNode", 2}}}};
+    resp.code_dir = "/code";
+    resp.output_dir = "/out/" + r.node;
+    resp.arguments = {"--pid", std::to_string(r.pid)};
+    resp.lease_seconds = 42;
+    return {200, resp};
+  }
+  if (req.path == "/v1/lease") {
+    auto r = req.body.get<LeaseRequest>();
+    LeaseResponse resp;
+    for (int i = 0; i < r.max; ++i) {
+      Lease l;
+      l.mini_batch_id = i;
+      l.files = {"/in/" + std::to_string(i)};
+      l.items = 1;
+      resp.leases.push_back(l);
+    }
+    resp.cancel = r.renew;
+    resp.retry_after_ms = 7;
+    return {200, resp};
+  }
+  if (req.path == "/v1/results") {
+    auto r = req.body.get<ResultsRequest>();
+    ResultsResponse resp;
+    for (const auto& a : r.results) resp.accepted.push_back({a.mini_batch_id, a.attempt});
+    return {200, resp};
+  }
+  if (req.path == "/v1/progress" && req.method == "GET") {
+    Progress p;
+    p.phase = "Running";
+    p.progress = req.body.is_null() ? "3/10" : "body?";
+    return {200, p};
+  }
+  if (req.path == "/boom") throw std::runtime_error("handler exploded");
+  return {404, {{"reason", "no route " + req.path}}};
+}
+
+class HttpTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    HttpServerOptions o;
+    o.token = kToken;
+    auto server = StartHttpServer(o, FakeCoordinator);
+    ASSERT_TRUE(server.ok()) << server.status().ToString();
+    server_ = std::move(*server);
+    client_ = Client(kToken);
+  }
+
+  std::unique_ptr<CoordinatorClient> Client(const std::string& token) {
+    HttpClientOptions co;
+    co.base_url = server_->url();
+    co.token = token;
+    co.timeout_seconds = 20;
+    return MakeHttpCoordinatorClient(co);
+  }
+
+  // A request the coordinator client would never send (raw headers and body).
+  std::pair<int, nlohmann::json> Raw(const std::string& method, const std::string& path,
+                                     const std::string& body,
+                                     const std::string& authorization) {
+    web::http::client::http_client c(web::uri(server_->url()));
+    web::http::http_request r(method);
+    r.set_request_uri(web::uri(path));
+    if (!authorization.empty()) r.headers().add("Authorization", authorization);
+    if (!body.empty()) r.set_body(body, "application/json");
+    auto resp = c.request(r).get();
+    EXPECT_EQ(resp.headers().content_type(), "application/json");
+    return {resp.status_code(), nlohmann::json::parse(resp.extract_utf8string(true).get())};
+  }
+
+  std::unique_ptr<HttpServer> server_;
+  std::unique_ptr<CoordinatorClient> client_;
+};
+
+TEST_F(HttpTest, PortZeroPicksAFreePortAndReportsIt) {
+  EXPECT_GT(server_->port(), 0);
+  EXPECT_EQ(server_->url(), "http://127.0.0.1:" + std::to_string(server_->port()));
+}
+
+TEST_F(HttpTest, RequestWithoutTokenIsUnauthorized) {
+  auto [code, body] = Raw("POST", "/v1/lease", "{}", "");
+  EXPECT_EQ(code, 401);
+  EXPECT_THAT(body.value("reason", ""), HasSubstr("Bearer"));
+}
+
+TEST_F(HttpTest, RequestWithWrongTokenIsUnauthenticated) {
+  auto [code, body] = Raw("POST", "/v1/lease", "{}", "Bearer nope");
+  EXPECT_EQ(code, 401);
+  EXPECT_THAT(body.value("reason", ""), HasSubstr("wrong bearer token"));
+
+  auto got = Client("wrong")->Lease({});
+  ASSERT_FALSE(got.ok());
+  EXPECT_EQ(got.status().code(), StatusCode::kUnauthenticated);
+  // A token that is a prefix of the right one is still wrong.
+  EXPECT_FALSE(Client("s3cret")->Lease({}).ok());
+}
+
+TEST_F(HttpTest, BodyThatIsNotJsonIsBadRequest) {
+  auto [code, body] = Raw("POST", "/v1/lease", "{not json", std::string("Bearer ") + kToken);
+  EXPECT_EQ(code, 400);
+  EXPECT_THAT(body.value("reason", ""), HasSubstr("request body is not JSON"));
+}
+
+TEST_F(HttpTest, FieldOfWrongTypeIsInvalidArgumentNamingIt) {
+  auto [code, body] =
+      Raw("POST", "/v1/lease", R"({"max": "three"})", std::string("Bearer ") + kToken);
+  EXPECT_EQ(code, 400);
+  EXPECT_THAT(body.value("reason", ""), HasSubstr("type must be number"));
+}
+
+TEST_F(HttpTest, HandlerExceptionIs500AndTheServerKeepsServing) {
+  auto [code, body] = Raw("POST", "/boom", "{}", std::string("Bearer ") + kToken);
+  EXPECT_EQ(code, 500);
+  EXPECT_THAT(body.value("reason", ""), HasSubstr("handler exploded"));
+  auto progress = client_->GetProgress();
+  ASSERT_TRUE(progress.ok()) << progress.status().ToString();
+  EXPECT_EQ(progress->phase, "Running");
+}
+
+TEST_F(HttpTest, ClientRoundTripsEveryMessage) {
+  auto reg = client_->Register({"127.0.0.2", 4321});
+  ASSERT_TRUE(reg.ok()) << reg.status().ToString();
+  EXPECT_EQ(reg->spec["spec"]["processCountPerNode"], 2);
+  EXPECT_EQ(reg->output_dir, "/out/127.0.0.2");
+  EXPECT_EQ(reg->arguments, (std::vector<std::string>{"--pid", "4321"}));
+  EXPECT_EQ(reg->lease_seconds, 42);
+
+  LeaseRequest lr;
+  lr.node = "127.0.0.2";
+  lr.max = 3;
+  lr.renew = {{7, 2}};
+  auto lease = client_->Lease(lr);
+  ASSERT_TRUE(lease.ok()) << lease.status().ToString();
+  ASSERT_EQ(lease->leases.size(), 3u);
+  EXPECT_EQ(lease->leases[2].mini_batch_id, 2);
+  EXPECT_EQ(lease->leases[2].files, (std::vector<std::string>{"/in/2"}));
+  ASSERT_EQ(lease->cancel.size(), 1u);
+  EXPECT_EQ(lease->cancel[0].mini_batch_id, 7);
+  EXPECT_EQ(lease->cancel[0].attempt, 2);
+  EXPECT_EQ(lease->retry_after_ms, 7);
+
+  ResultsRequest rr;
+  rr.node = "127.0.0.2";
+  rr.results.push_back({.mini_batch_id = 5, .attempt = 3, .status = "RUN_DONE"});
+  rr.events.push_back({.process = "process000", .kind = "WORKER_STARTED"});
+  auto results = client_->Report(rr);
+  ASSERT_TRUE(results.ok()) << results.status().ToString();
+  ASSERT_EQ(results->accepted.size(), 1u);
+  EXPECT_EQ(results->accepted[0].mini_batch_id, 5);
+  EXPECT_EQ(results->accepted[0].attempt, 3);
+
+  auto progress = client_->GetProgress();
+  ASSERT_TRUE(progress.ok()) << progress.status().ToString();
+  EXPECT_EQ(progress->progress, "3/10");  // GET: the handler saw a null body
+}
+
+TEST_F(HttpTest, HandlerStatusCodesMapToStatus) {
+  HttpServerOptions o;
+  o.token = kToken;
+  auto server = StartHttpServer(o, [](const HttpRequest& req) -> HttpResponse {
+    if (req.path == "/v1/register") return {400, {{"reason", "spec.node: expected a name"}}};
+    if (req.path == "/v1/lease") return {404, {{"reason", "unknown job"}}};
+    if (req.path == "/v1/results") return {503, {{"reason", "journal busy"}}};
+    return {200, "not an object"};
+  });
+  ASSERT_TRUE(server.ok());
+  HttpClientOptions co;
+  co.base_url = (*server)->url();
+  co.token = kToken;
+  auto client = MakeHttpCoordinatorClient(co);
+
+  auto reg = client->Register({});
+  EXPECT_EQ(reg.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(reg.status().message(), HasSubstr("spec.node: expected a name"));
+  auto lease = client->Lease({});
+  EXPECT_EQ(lease.status().code(), StatusCode::kNotFound);
+  EXPECT_THAT(lease.status().message(), HasSubstr("unknown job"));
+  auto results = client->Report({});
+  EXPECT_EQ(results.status().code(), StatusCode::kUnavailable);
+  EXPECT_THAT(results.status().message(), HasSubstr("journal busy"));
+  auto progress = client->GetProgress();
+  EXPECT_EQ(progress.status().code(), StatusCode::kInternal);
+  EXPECT_THAT(progress.status().message(), HasSubstr("/v1/progress"));
+}
+
+TEST_F(HttpTest, ClosedPortIsUnavailable) {
+  auto port = PickFreePort("127.0.0.1");
+  ASSERT_TRUE(port.ok());
+  HttpClientOptions co;
+  co.base_url = "http://127.0.0.1:" + std::to_string(*port);
+  co.token = kToken;
+  auto got = MakeHttpCoordinatorClient(co)->Lease({});
+  ASSERT_FALSE(got.ok());
+  EXPECT_EQ(got.status().code(), StatusCode::kUnavailable);
+  EXPECT_THAT(got.status().message(), HasSubstr(co.base_url + "/v1/lease"));
+}
+
+TEST_F(HttpTest, StoppedServerIsUnavailable) {
+  server_->Stop();
+  server_->Stop();  // idempotent
+  EXPECT_EQ(client_->GetProgress().status().code(), StatusCode::kUnavailable);
+}
+
+TEST_F(HttpTest, BadUrlGivesAClientThatSaysWhy) {
+  HttpClientOptions co;
+  co.base_url = "not a url";
+  auto got = MakeHttpCoordinatorClient(co)->GetProgress();
+  EXPECT_EQ(got.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(got.status().message(), HasSubstr("not a url"));
+}
+
+TEST_F(HttpTest, ExplicitPortInUseIsAnErrorNamingIt) {
+  HttpServerOptions o;
+  o.port = server_->port();
+  auto second = StartHttpServer(o, FakeCoordinator);
+  ASSERT_FALSE(second.ok());
+  EXPECT_THAT(second.status().message(), HasSubstr(std::to_string(server_->port())));
+}
+
+TEST_F(HttpTest, OneClientIsSafeFromManyThreads) {
+  constexpr int kThreads = 8;
+  constexpr int kCalls = 100;
+  std::atomic<int> ok{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kCalls; ++i) {
+        LeaseRequest lr;
+        lr.max = (t + i) % 4;
+        auto got = client_->Lease(lr);
+        if (got.ok() && static_cast<int>(got->leases.size()) == lr.max) ++ok;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(ok.load(), kThreads * kCalls);
+}
+
+// Not a pass/fail check (the machine is shared): prints the rate for the report.
+TEST_F(HttpTest, SmallPostRoundTripRate) {
+  ResultsRequest rr;
+  rr.node = "127.0.0.1";
+  rr.results.push_back({.mini_batch_id = 1, .status = "RUN_DONE", .total = 10, .succeeded = 10});
+  ASSERT_TRUE(client_->Report(rr).ok());  // warm the connection
+  constexpr int kCalls = 2000;
+  auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < kCalls; ++i) ASSERT_TRUE(client_->Report(rr).ok());
+  double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::printf("[ rate     ] %d sequential POST /v1/results in %.3f s: %.0f requests/s\n", kCalls, s,
+              kCalls / s);
+  RecordProperty("requests_per_second", static_cast<int>(kCalls / s));
+}
+
+class HttpsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/pr_https_test_XXXXXX";
+    dir_ = ::mkdtemp(tmpl);
+    cert_ = dir_ + "/tls.crt";
+    key_ = dir_ + "/tls.key";
+    std::string cmd =
+        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 "
+        "-subj /CN=parallelrun-test -addext subjectAltName=IP:127.0.0.1 -keyout " +
+        key_ + " -out " + cert_ + " >" + dir_ + "/openssl.log 2>&1";
+    ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  std::string dir_, cert_, key_;
+};
+
+TEST_F(HttpsTest, ClientVerifiesTheServerWithTheCaFile) {
+  HttpServerOptions o;
+  o.token = kToken;
+  o.tls_cert_file = cert_;
+  o.tls_key_file = key_;
+  auto server = StartHttpServer(o, FakeCoordinator);
+  ASSERT_TRUE(server.ok()) << server.status().ToString();
+  EXPECT_EQ((*server)->url().rfind("https://127.0.0.1:", 0), 0u) << (*server)->url();
+
+  HttpClientOptions co;
+  co.base_url = (*server)->url();
+  co.token = kToken;
+  co.ca_file = cert_;
+  auto lease = MakeHttpCoordinatorClient(co)->Lease({.node = "n", .max = 2});
+  ASSERT_TRUE(lease.ok()) << lease.status().ToString();
+  EXPECT_EQ(lease->leases.size(), 2u);
+
+  // Without the CA the self-signed certificate is not trusted.
+  co.ca_file.clear();
+  auto untrusted = MakeHttpCoordinatorClient(co)->Lease({});
+  EXPECT_EQ(untrusted.status().code(), StatusCode::kUnavailable);
+
+  // Plain HTTP to the HTTPS port does not get through either.
+  co.base_url = "http://127.0.0.1:" + std::to_string((*server)->port());
+  EXPECT_FALSE(MakeHttpCoordinatorClient(co)->Lease({}).ok());
+}
+
+TEST_F(HttpsTest, MissingCertificateOrCaFileIsReportedUpFront) {
+  HttpServerOptions o;
+  o.tls_cert_file = dir_ + "/missing.crt";
+  o.tls_key_file = key_;
+  auto server = StartHttpServer(o, FakeCoordinator);
+  ASSERT_FALSE(server.ok());
+  EXPECT_THAT(server.status().message(), HasSubstr("missing.crt"));
+
+  o.tls_cert_file = cert_;
+  o.tls_key_file.clear();
+  EXPECT_FALSE(StartHttpServer(o, FakeCoordinator).ok());
+
+  HttpClientOptions co;
+  co.base_url = "https://127.0.0.1:1";
+  co.ca_file = dir_ + "/missing-ca.crt";
+  auto got = MakeHttpCoordinatorClient(co)->GetProgress();
+  EXPECT_EQ(got.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(got.status().message(), HasSubstr("missing-ca.crt"));
+}
+
+}  // namespace
+}  // namespace parallelrun::rt::protocol
