@@ -134,7 +134,14 @@ int CoordinatorMain(const std::vector<std::string>& args) {
   }
   StartSignalThread([coord](int) { coord->Stop(); });
   int code = coord->Wait();
-  WriteTerminationMessage(flags->Get("termination-log"), coord->GetProgress());
+  protocol::Progress final_progress = coord->GetProgress();
+  WriteTerminationMessage(flags->Get("termination-log"), final_progress);
+  if (code == kExitInvalid) {
+    // Invalid input found while running (OutputInUse, a missing input folder, an unreadable
+    // file): say it on stderr whatever --no-echo says, since no job ran to report it.
+    std::fprintf(stderr, "parallelrun coordinator: Failed: %s: %s\n", final_progress.reason.c_str(),
+                 final_progress.message.c_str());
+  }
   // Agents poll until they hear `done`; give them a moment to hear it before the server goes.
   (*server)->Stop();
   return code;

@@ -212,7 +212,17 @@ int RunMain(const std::vector<std::string>& args) {
     if (!n.ok()) return Fail(n.status().message());
     nodes = *n;
   }
-  auto bindings = VolumeBindingsFromFlags(flags->GetAll("volume"));
+  // --volume folders are the user's shell paths: make them absolute here, before the manifest's
+  // folder becomes the base for everything else.
+  std::vector<std::string> volume_flags;
+  for (const auto& v : flags->GetAll("volume")) {
+    auto eq = v.find('=');
+    volume_flags.push_back(eq == std::string::npos
+                               ? v
+                               : v.substr(0, eq + 1) +
+                                     AbsolutePath(v.substr(eq + 1), std::filesystem::current_path()));
+  }
+  auto bindings = VolumeBindingsFromFlags(volume_flags);
   if (!bindings.ok()) return Fail(bindings.status().message());
   const std::string manifest_dir = Dirname(manifest);
   auto paths = ResolveLocalPaths(*spec, manifest_dir, *bindings);
@@ -260,7 +270,7 @@ int RunMain(const std::vector<std::string>& args) {
   co.argv = {self, "coordinator", "--spec", manifest, "--listen", "127.0.0.1:0", "--token-file",
              token_file, "--address-file", address_file, "--paths", "local", "--manifest-dir",
              manifest_dir, "--nodes", std::to_string(nodes), "--no-echo"};
-  for (const auto& v : flags->GetAll("volume")) {
+  for (const auto& v : volume_flags) {
     co.argv.push_back("--volume");
     co.argv.push_back(v);
   }

@@ -37,9 +37,9 @@ struct Input {
   std::string name;
   InputType type = InputType::kFile;
   DataRef source;
-  std::string pattern;                  // empty = every file
+  std::string pattern;  // empty = every file
   TabularFormat format = TabularFormat::kAuto;
-  bool header = true;                   // csv only
+  bool header = true;  // csv only
 };
 
 struct SideInput {
@@ -51,21 +51,21 @@ struct JobSpec {
   // CR envelope.
   std::string api_version = kApiVersion;
   std::string kind = kKind;
-  std::string name;                     // metadata.name
-  std::string namespace_;               // metadata.namespace (may be empty)
-  std::string uid;                      // metadata.uid (empty outside a cluster)
+  std::string name;                                    // metadata.name
+  std::string namespace_;                              // metadata.namespace (may be empty)
+  std::string uid;                                     // metadata.uid (empty outside a cluster)
   nlohmann::json metadata = nlohmann::json::object();  // as given (lenient)
 
   // spec
   std::string entry_script;
   DataRef source_directory;
-  nlohmann::json volumes = nlohmann::json::array();     // Kubernetes Volume objects, opaque
+  nlohmann::json volumes = nlohmann::json::array();  // Kubernetes Volume objects, opaque
   std::vector<Input> inputs;
   std::vector<SideInput> side_inputs;
   DataRef output;
   std::vector<std::string> arguments;
-  std::string mini_batch_size_text;     // as written ("10", "1MB"); defaulted by input type
-  int64_t mini_batch_size = 0;          // items (file) or bytes (tabular), after defaulting
+  std::string mini_batch_size_text;  // as written ("10", "1MB"); defaulted by input type
+  int64_t mini_batch_size = 0;       // items (file) or bytes (tabular), after defaulting
   int64_t error_threshold = -1;
   int64_t allowed_failed_count = -1;
   int allowed_failed_percent = 100;
@@ -77,9 +77,9 @@ struct JobSpec {
   std::string logging_level = "INFO";
   int run_invocation_timeout = 60;
   int run_max_try = 3;
-  int progress_update_timeout = 0;      // defaulted to 3 * (runInvocationTimeout + 30)
+  int progress_update_timeout = 0;  // defaulted to 3 * (runInvocationTimeout + 30)
   int resource_monitor_interval = 600;
-  std::string retry_from;               // empty = none
+  std::string retry_from;  // empty = none
 
   // Kubernetes pod fields, opaque: image, imagePullPolicy, resources, env, nodeSelector,
   // tolerations, affinity, serviceAccountName, priorityClassName, podLabels, podAnnotations,
@@ -107,8 +107,10 @@ struct FieldError {
 };
 
 // Parses YAML or JSON text (JSON is YAML). `source_name` names the file in parse errors.
-// On validation failure the Status is InvalidArgument and its message lists every error, one per
-// line; `errors` (optional) receives them structured.
+// A YAML error is InvalidArgument "SOURCE:LINE:COLUMN: what" (`errors` stays empty). On validation
+// failure the Status is InvalidArgument "SOURCE: N errors in the manifest:" followed by one
+// "  - <FieldError::ToString()>" line per error; `errors` (optional) receives them structured.
+// A field set to null counts as absent, as the API server prunes nulls from custom resources.
 StatusOr<JobSpec> ParseJobSpec(std::string_view text, const std::string& source_name,
                                std::vector<FieldError>* errors = nullptr);
 // Reads and parses a file.
@@ -122,11 +124,11 @@ StatusOr<int64_t> ParseMiniBatchSize(const std::string& text, InputType type);
 
 // Where each DataRef of a job lives on this machine.
 struct ResolvedPaths {
-  std::string code_dir;                              // sourceDirectory
-  std::map<std::string, std::string> inputs;         // input name -> folder
-  std::map<std::string, std::string> side_inputs;    // side input name -> folder
+  std::string code_dir;                            // sourceDirectory
+  std::map<std::string, std::string> inputs;       // input name -> folder
+  std::map<std::string, std::string> side_inputs;  // side input name -> folder
   std::string output_dir;
-  std::string retry_from_dir;                        // empty when spec.retry_from is empty
+  std::string retry_from_dir;  // empty when spec.retry_from is empty
 };
 
 // Local mode: a hostPath volume is used as is, other volumes must be bound with

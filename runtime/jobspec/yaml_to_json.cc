@@ -1,6 +1,11 @@
 #include "runtime/jobspec/yaml_to_json.h"
 
-#include <yaml-cpp/yaml.h>
+#include <yaml-cpp/anchor.h>
+#include <yaml-cpp/emitterstyle.h>
+#include <yaml-cpp/eventhandler.h>
+#include <yaml-cpp/exceptions.h>
+#include <yaml-cpp/mark.h>
+#include <yaml-cpp/parser.h>
 
 #include <algorithm>
 #include <charconv>
@@ -8,7 +13,10 @@
 #include <cstdint>
 #include <exception>
 #include <limits>
+#include <map>
+#include <new>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -76,9 +84,7 @@ bool AllOf(std::string_view s, bool (*pred)(char)) {
 }
 bool IsDigit(char c) { return c >= '0' && c <= '9'; }
 bool IsOctDigit(char c) { return c >= '0' && c <= '7'; }
-bool IsHexDigit(char c) {
-  return IsDigit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-}
+bool IsHexDigit(char c) { return IsDigit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
 
 bool IsNullWord(std::string_view s) {
   return s.empty() || s == "~" || s == "null" || s == "Null" || s == "NULL";
@@ -147,7 +153,8 @@ std::optional<json> ParseIntLiteral(std::string_view s, const YAML::Mark& mark) 
     if (magnitude < kMinMagnitude) return json(-static_cast<int64_t>(magnitude));
     if (magnitude == kMinMagnitude) return json(std::numeric_limits<int64_t>::min());
   }
-  if (base != 10) throw ConvertError{mark, "integer " + std::string(s) + " does not fit in 64 bits"};
+  if (base != 10)
+    throw ConvertError{mark, "integer " + std::string(s) + " does not fit in 64 bits"};
   return std::nullopt;  // a huge decimal: parsed as a float by the caller
 }
 
@@ -162,45 +169,120 @@ json ParseFloatLiteral(std::string_view s, const YAML::Mark& mark) {
   return json(d);
 }
 
-class Converter {
- public:
-  Converter(size_t budget) : budget_(budget) {}
+json TypedScalar(const std::string& tag, const std::string& s, const YAML::Mark& mark) {
+  if (tag == "!" || tag == kTagStr) return json(s);
+  if (tag == "?") {
+    if (IsNullWord(s)) return nullptr;
+    if (auto b = BoolWord(s)) return json(*b);
+    if (auto i = ParseIntLiteral(s, mark)) return *std::move(i);
+    if (LooksLikeFloat(s)) return ParseFloatLiteral(s, mark);
+    if (IsInfOrNanWord(s)) {
+      throw ConvertError{mark, "number " + s + " cannot be represented in JSON"};
+    }
+    return json(s);
+  }
+  if (tag == kTagNull) {
+    if (IsNullWord(s)) return nullptr;
+  } else if (tag == kTagBool) {
+    if (auto b = BoolWord(s)) return json(*b);
+  } else if (tag == kTagInt) {
+    if (auto i = ParseIntLiteral(s, mark)) return *std::move(i);
+    if (LooksLikeFloat(s) && s.find_first_of(".eE") == std::string::npos) {
+      throw ConvertError{mark, "integer " + s + " does not fit in 64 bits"};
+    }
+  } else if (tag == kTagFloat) {
+    if (auto i = ParseIntLiteral(s, mark)) return json(i->get<double>());
+    if (LooksLikeFloat(s)) return ParseFloatLiteral(s, mark);
+    if (IsInfOrNanWord(s)) {
+      throw ConvertError{mark, "number " + s + " cannot be represented in JSON"};
+    }
+  } else {
+    throw ConvertError{mark, "unsupported tag " + tag};
+  }
+  throw ConvertError{mark, "\"" + s + "\" is not a valid " + tag.substr(tag.rfind(':') + 1)};
+}
 
-  json Convert(const YAML::Node& node, int depth) {
-    if (depth > kMaxYamlDepth) {
-      throw ConvertError{node.Mark(),
-                         "nesting deeper than " + std::to_string(kMaxYamlDepth) + " levels"};
-    }
-    Spend(1, node.Mark());
-    switch (node.Type()) {
-      case YAML::NodeType::Undefined:
-      case YAML::NodeType::Null:
-        return nullptr;
-      case YAML::NodeType::Scalar:
-        return ConvertScalar(node);
-      case YAML::NodeType::Sequence:
-      case YAML::NodeType::Map:
-        break;
-    }
-    const std::string& tag = node.Tag();
-    const bool is_map = node.IsMap();
-    if (tag != "?" && tag != "!" && tag != (is_map ? kTagMap : kTagSeq)) {
-      throw ConvertError{node.Mark(), "unsupported tag " + tag + " on a " +
-                                          (is_map ? "mapping" : "sequence")};
-    }
-    // An alias inside its own anchor makes yaml-cpp's node graph cyclic.
-    for (const YAML::Node& ancestor : path_) {
-      if (ancestor.is(node)) {
-        throw ConvertError{node.Mark(), "an anchor is used inside itself (alias cycle)"};
-      }
-    }
-    path_.push_back(node);
-    json out = is_map ? ConvertMap(node, depth) : ConvertSequence(node, depth);
-    path_.pop_back();
-    return out;
+// Builds JSON straight from yaml-cpp's parser events. (yaml-cpp's Node graph is not used: it
+// links an alias inside its own anchor into a cycle, and its map iterators hand out proxies.)
+class JsonBuilder : public YAML::EventHandler {
+ public:
+  explicit JsonBuilder(size_t budget) : budget_(budget) {}
+
+  // The root of the last document handled; null when it was empty.
+  json TakeRoot() { return std::exchange(root_, nullptr); }
+  const YAML::Mark& root_mark() const { return root_mark_; }
+
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    stack_.clear();
+    root_ = nullptr;
+    root_mark_ = mark;
+  }
+  void OnDocumentEnd() override {}
+
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+    if (ExpectingKey()) throw ConvertError{mark, "mapping keys must be strings"};
+    Emit(nullptr, mark, anchor, 1);
   }
 
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+    auto it = anchors_.find(anchor);
+    if (it == anchors_.end()) {
+      // yaml-cpp rejects undefined aliases, so an unknown one is still being built.
+      throw ConvertError{mark, "an anchor is used inside itself (alias cycle)"};
+    }
+    const auto& [value, units] = it->second;
+    if (ExpectingKey()) {
+      if (!value.is_string()) throw ConvertError{mark, "mapping keys must be strings"};
+      Spend(units, mark);
+      stack_.back().units += units;
+      Key(value.get<std::string>(), mark, /*plain=*/false);
+      return;
+    }
+    Emit(value, mark, YAML::NullAnchor, units);
+  }
+
+  void OnScalar(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
+                const std::string& value) override {
+    Spend(1 + value.size(), mark);
+    if (!IsValidUtf8(value)) throw ConvertError{mark, "string is not valid UTF-8"};
+    if (ExpectingKey()) {
+      if (anchor != YAML::NullAnchor) anchors_[anchor] = {json(value), 1 + value.size()};
+      stack_.back().units += 1 + value.size();
+      Key(value, mark, tag == "?");
+      return;
+    }
+    Emit(TypedScalar(tag, value, mark), mark, anchor, 1 + value.size(), /*spent=*/true);
+  }
+
+  void OnSequenceStart(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
+                       YAML::EmitterStyle::value) override {
+    Open(mark, tag, anchor, /*is_map=*/false);
+  }
+  void OnSequenceEnd() override { Close(); }
+
+  void OnMapStart(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
+                  YAML::EmitterStyle::value) override {
+    Open(mark, tag, anchor, /*is_map=*/true);
+  }
+  void OnMapEnd() override { Close(); }
+
  private:
+  struct Frame {
+    json value;
+    YAML::Mark mark;
+    YAML::anchor_t anchor = YAML::NullAnchor;
+    size_t units = 1;  // budget units of everything inside, for aliases of this anchor
+    // Mappings alternate key and value.
+    bool expecting_key = true;
+    std::string key;
+    bool key_is_merge = false;
+    std::vector<std::pair<YAML::Mark, json>> merges;
+  };
+
+  bool ExpectingKey() const {
+    return !stack_.empty() && stack_.back().value.is_object() && stack_.back().expecting_key;
+  }
+
   void Spend(size_t units, const YAML::Mark& mark) {
     if (units > budget_) {
       throw ConvertError{mark, "the document is too large once its aliases are expanded"};
@@ -208,76 +290,37 @@ class Converter {
     budget_ -= units;
   }
 
-  std::string CheckedString(const YAML::Node& node) {
-    const std::string& s = node.Scalar();
-    Spend(s.size(), node.Mark());
-    if (!IsValidUtf8(s)) throw ConvertError{node.Mark(), "string is not valid UTF-8"};
-    return s;
+  void Key(const std::string& key, const YAML::Mark& mark, bool plain) {
+    Frame& f = stack_.back();
+    f.expecting_key = false;
+    f.key_is_merge = plain && key == "<<";
+    if (f.key_is_merge) return;
+    if (f.value.contains(key)) throw ConvertError{mark, "duplicate key \"" + key + "\""};
+    f.key = key;
   }
 
-  json ConvertScalar(const YAML::Node& node) {
-    const std::string& tag = node.Tag();
-    const YAML::Mark mark = node.Mark();
-    std::string s = CheckedString(node);
-    if (tag == "!" || tag == kTagStr) return json(std::move(s));
-    if (tag == "?") {
-      if (IsNullWord(s)) return nullptr;
-      if (auto b = BoolWord(s)) return json(*b);
-      if (auto i = ParseIntLiteral(s, mark)) return *std::move(i);
-      if (LooksLikeFloat(s)) return ParseFloatLiteral(s, mark);
-      if (IsInfOrNanWord(s)) {
-        throw ConvertError{mark, "number " + s + " cannot be represented in JSON"};
-      }
-      return json(std::move(s));
+  void Open(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor, bool is_map) {
+    if (ExpectingKey()) throw ConvertError{mark, "mapping keys must be strings"};
+    if (tag != "?" && tag != "!" && tag != (is_map ? kTagMap : kTagSeq)) {
+      throw ConvertError{mark,
+                         "unsupported tag " + tag + " on a " + (is_map ? "mapping" : "sequence")};
     }
-    if (tag == kTagNull) {
-      if (IsNullWord(s)) return nullptr;
-    } else if (tag == kTagBool) {
-      if (auto b = BoolWord(s)) return json(*b);
-    } else if (tag == kTagInt) {
-      if (auto i = ParseIntLiteral(s, mark)) return *std::move(i);
-      if (LooksLikeFloat(s) && s.find_first_of(".eE") == std::string::npos) {
-        throw ConvertError{mark, "integer " + s + " does not fit in 64 bits"};
-      }
-    } else if (tag == kTagFloat) {
-      if (auto i = ParseIntLiteral(s, mark)) return json(i->get<double>());
-      if (LooksLikeFloat(s)) return ParseFloatLiteral(s, mark);
-      if (IsInfOrNanWord(s)) {
-        throw ConvertError{mark, "number " + s + " cannot be represented in JSON"};
-      }
-    } else {
-      throw ConvertError{mark, "unsupported tag " + tag};
+    if (stack_.size() >= static_cast<size_t>(kMaxYamlDepth)) {
+      throw ConvertError{mark, "nesting deeper than " + std::to_string(kMaxYamlDepth) + " levels"};
     }
-    throw ConvertError{mark, "\"" + s + "\" is not a valid " + tag.substr(tag.rfind(':') + 1)};
+    Spend(1, mark);
+    Frame f;
+    f.value = is_map ? json::object() : json::array();
+    f.mark = mark;
+    f.anchor = anchor;
+    stack_.push_back(std::move(f));
   }
 
-  json ConvertSequence(const YAML::Node& node, int depth) {
-    json out = json::array();
-    for (const YAML::Node& item : node) out.push_back(Convert(item, depth + 1));
-    return out;
-  }
-
-  json ConvertMap(const YAML::Node& node, int depth) {
-    json out = json::object();
-    std::vector<std::pair<YAML::Mark, json>> merges;
-    for (auto it = node.begin(); it != node.end(); ++it) {
-      const YAML::Node& key = it->first;
-      if (!key.IsScalar()) {
-        throw ConvertError{key.Mark(), "mapping keys must be strings"};
-      }
-      if (key.Tag() == "?" && key.Scalar() == "<<") {
-        merges.emplace_back(it->second.Mark(), Convert(it->second, depth + 1));
-        continue;
-      }
-      Spend(1, key.Mark());
-      std::string name = CheckedString(key);
-      if (out.contains(name)) {
-        throw ConvertError{key.Mark(), "duplicate key \"" + name + "\""};
-      }
-      out[std::move(name)] = Convert(it->second, depth + 1);
-    }
+  void Close() {
+    Frame f = std::move(stack_.back());
+    stack_.pop_back();
     // `<<: *base` or `<<: [*a, *b]`: keys of the mapping win, then earlier merge sources.
-    for (auto& [mark, source] : merges) {
+    for (auto& [mark, source] : f.merges) {
       std::vector<json*> sources;
       if (source.is_object()) {
         sources.push_back(&source);
@@ -291,15 +334,41 @@ class Converter {
       }
       for (json* s : sources) {
         for (auto& [k, v] : s->items()) {
-          if (!out.contains(k)) out[k] = std::move(v);
+          if (!f.value.contains(k)) f.value[k] = std::move(v);
         }
       }
     }
-    return out;
+    Emit(std::move(f.value), f.mark, f.anchor, f.units, /*spent=*/true);
+  }
+
+  // Hands a finished value to its parent (or makes it the document root). `spent`: its budget
+  // units were already taken (scalars and collections as they were read; aliases are copies).
+  void Emit(json value, const YAML::Mark& mark, YAML::anchor_t anchor, size_t units,
+            bool spent = false) {
+    if (!spent) Spend(units, mark);
+    if (anchor != YAML::NullAnchor) anchors_[anchor] = {value, units};
+    if (stack_.empty()) {
+      root_ = std::move(value);
+      return;
+    }
+    Frame& parent = stack_.back();
+    parent.units += units;
+    if (parent.value.is_array()) {
+      parent.value.push_back(std::move(value));
+    } else if (parent.key_is_merge) {
+      parent.merges.emplace_back(mark, std::move(value));
+      parent.expecting_key = true;
+    } else {
+      parent.value[parent.key] = std::move(value);
+      parent.expecting_key = true;
+    }
   }
 
   size_t budget_;
-  std::vector<YAML::Node> path_;
+  std::vector<Frame> stack_;
+  std::map<YAML::anchor_t, std::pair<json, size_t>> anchors_;
+  json root_;
+  YAML::Mark root_mark_;
 };
 
 std::string Where(const std::string& source_name, const YAML::Mark& mark) {
@@ -307,25 +376,42 @@ std::string Where(const std::string& source_name, const YAML::Mark& mark) {
   return source_name + ":" + std::to_string(mark.line + 1) + ":" + std::to_string(mark.column + 1);
 }
 
+// yaml-cpp 0.7 can keep reporting empty documents without consuming input after some syntax
+// errors (fixed upstream in jbeder/yaml-cpp#1319); no real stream has this many in a row.
+constexpr int kMaxEmptyDocuments = 1000;
+
 }  // namespace
 
 StatusOr<nlohmann::json> YamlToJson(std::string_view text, const std::string& source_name) {
   // Aliases may multiply a small text; a manifest has no reason to expand 64-fold.
   const size_t budget = std::min(kMaxYamlExpansion, std::max(size_t{1} << 20, 64 * text.size()));
+  YAML::Mark mark = YAML::Mark::null_mark();
   try {
-    std::vector<YAML::Node> docs = YAML::LoadAll(std::string(text));
-    const YAML::Node* doc = nullptr;
-    for (const YAML::Node& d : docs) {
-      if (d.IsNull()) continue;
-      if (doc != nullptr) {
-        return InvalidArgumentError(Where(source_name, d.Mark()) +
+    std::istringstream in{std::string(text)};
+    YAML::Parser parser(in);
+    JsonBuilder builder(budget);
+    std::optional<json> result;
+    int empty_in_a_row = 0;
+    while (parser.HandleNextDocument(builder)) {
+      mark = builder.root_mark();
+      json doc = builder.TakeRoot();
+      if (doc.is_null()) {
+        if (++empty_in_a_row > kMaxEmptyDocuments) {
+          const size_t pos = mark.pos >= 0 ? static_cast<size_t>(mark.pos) : text.size();
+          return InvalidArgumentError(
+              Where(source_name, mark) + ": syntax error" +
+              (pos < text.size() ? " at \"" + std::string(1, text[pos]) + "\"" : ""));
+        }
+        continue;
+      }
+      empty_in_a_row = 0;
+      if (result) {
+        return InvalidArgumentError(Where(source_name, mark) +
                                     ": expected one YAML document, found a second one");
       }
-      doc = &d;
+      result = std::move(doc);
     }
-    if (doc == nullptr) return json(nullptr);
-    Converter converter(budget);
-    return converter.Convert(*doc, 0);
+    return result ? *std::move(result) : json(nullptr);
   } catch (const ConvertError& e) {
     return InvalidArgumentError(Where(source_name, e.mark) + ": " + e.message);
   } catch (const YAML::Exception& e) {

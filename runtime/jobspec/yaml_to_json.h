@@ -6,12 +6,13 @@
 // (!!str, !!int, !!float, !!bool, !!null) force a type. Anchors and aliases are expanded and `<<`
 // merge keys are applied (keys written in the mapping itself win).
 //
-// Guarantees: never throws and never crashes on any input. Errors are InvalidArgument with a
-// message "SOURCE:LINE:COLUMN: what" (1-based), covering syntax errors, duplicate keys, non-string
-// keys, unsupported tags, numbers JSON cannot hold (.inf, .nan, 1e999), strings that are not valid
-// UTF-8, nesting deeper than kMaxYamlDepth (an anchor used inside itself is such a case) and
-// documents whose aliases expand beyond kMaxYamlExpansion (nodes plus scalar bytes). Every string in
-// the result is valid UTF-8, so json::dump() cannot throw on it.
+// Guarantees: never throws, hangs or crashes on any input (fuzzed by fuzz_job_spec). Errors are
+// InvalidArgument with a message "SOURCE:LINE:COLUMN: what" (1-based), covering syntax errors,
+// duplicate keys, non-string keys, unsupported tags, numbers JSON cannot hold (.inf, .nan, 1e999),
+// strings that are not valid UTF-8, nesting deeper than kMaxYamlDepth, an alias used inside its
+// own anchor, and documents whose aliases expand beyond 64 times the text (at least 1 MiB, at
+// most kMaxYamlExpansion, counted in nodes plus scalar bytes). Every string in the result is valid
+// UTF-8, so json::dump() cannot throw on it.
 #pragma once
 
 #include <cstddef>

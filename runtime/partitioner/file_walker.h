@@ -35,9 +35,9 @@ class FileWalker {
 
  private:
   struct Frame {
-    std::string rel;                  // "" for the root, else "a/b/"
-    std::string names;                // entry names, each followed by '\0'
-    std::vector<uint64_t> entries;    // (offset into names << 8) | d_type, sorted by name
+    std::string rel;                // "" for the root, else "a/b/"
+    std::string names;              // entry names, each followed by '\0'
+    std::vector<uint64_t> entries;  // (offset into names << 8) | d_type, sorted by name
     size_t next = 0;
     dev_t dev = 0;
     ino_t ino = 0;

@@ -170,16 +170,16 @@ class TableSplitter {
   RowScanner scanner_;
   char* buffer_;
   const int64_t batch_bytes_;
-  size_t len_ = 0;            // bytes in buffer_
-  size_t pos_ = 0;            // next byte to scan
-  int64_t buffer_base_ = 0;   // file offset of buffer_[0]
+  size_t len_ = 0;           // bytes in buffer_
+  size_t pos_ = 0;           // next byte to scan
+  int64_t buffer_base_ = 0;  // file offset of buffer_[0]
   bool eof_ = false;
   bool finished_ = false;
   bool header_pending_;
   int64_t header_end_ = 0;
-  int64_t begin_ = 0;   // first byte of the range being built
-  int64_t target_;      // the range ends at the first row end at or after this
-  int64_t items_ = 0;   // non-blank rows in the range being built
+  int64_t begin_ = 0;  // first byte of the range being built
+  int64_t target_;     // the range ends at the first row end at or after this
+  int64_t items_ = 0;  // non-blank rows in the range being built
   bool ready_ = false;
   Range ready_range_;
 };
@@ -201,8 +201,8 @@ class StreamingPartitioner : public Partitioner {
     while (current_ < inputs_.size()) {
       const Input& input = inputs_[current_];
       if (!walker_) {
-        walker_ = std::make_unique<FileWalker>(dirs_[current_], input.pattern,
-                                               InputField(current_));
+        walker_ =
+            std::make_unique<FileWalker>(dirs_[current_], input.pattern, InputField(current_));
       }
       if (input.type == InputType::kFile) {
         MiniBatch mb;
@@ -230,9 +230,8 @@ class StreamingPartitioner : public Partitioner {
         PR_ASSIGN_OR_RETURN(table_format_, ResolveFormat(input, current_, dirs_[current_], *file));
         if (!buffer_) buffer_ = std::make_unique<char[]>(kReadBufferSize);
         const std::string path = dirs_[current_] + "/" + *file;
-        PR_ASSIGN_OR_RETURN(table_,
-                            TableSplitter::Open(path, table_format_ == TabularFormat::kCsv,
-                                                input.header, batch_size_, buffer_.get()));
+        PR_ASSIGN_OR_RETURN(table_, TableSplitter::Open(path, table_format_ == TabularFormat::kCsv,
+                                                        input.header, batch_size_, buffer_.get()));
         table_file_ = std::move(*file);
       }
       PR_ASSIGN_OR_RETURN(std::optional<Range> range, table_->Next());
@@ -286,8 +285,8 @@ bool GetInt(const nlohmann::json& j, const char* key, int64_t* out) {
 
 }  // namespace
 
-StatusOr<std::unique_ptr<Partitioner>> MakePartitioner(
-    const JobSpec& spec, const std::vector<std::string>& input_dirs) {
+StatusOr<std::unique_ptr<Partitioner>> MakePartitioner(const JobSpec& spec,
+                                                       const std::vector<std::string>& input_dirs) {
   if (input_dirs.size() != spec.inputs.size()) {
     return InvalidArgumentError("partitioner: " + std::to_string(spec.inputs.size()) +
                                 " inputs in spec.inputs but " + std::to_string(input_dirs.size()) +

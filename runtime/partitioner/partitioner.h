@@ -17,16 +17,16 @@ namespace parallelrun::rt {
 
 struct MiniBatch {
   int64_t id = 0;
-  int input_index = 0;              // index into spec.inputs
+  int input_index = 0;  // index into spec.inputs
   // file inputs: paths relative to the input's folder, in plan order.
   std::vector<std::string> files;
   // tabular inputs: one file (relative to the input's folder) and a byte range of whole rows.
   std::string file;
   TabularFormat format = TabularFormat::kCsv;  // resolved: never kAuto here
-  int64_t header_end = 0;           // bytes [0, header_end) are the csv header row; 0 = none
-  int64_t begin = 0;                // first byte of the first row
-  int64_t end = 0;                  // one past the last byte of the last row
-  int64_t items = 0;                // files, or rows
+  int64_t header_end = 0;  // bytes [0, header_end) are the csv header row; 0 = none
+  int64_t begin = 0;       // first byte of the first row
+  int64_t end = 0;         // one past the last byte of the last row
+  int64_t items = 0;       // files, or rows
 };
 
 class Partitioner {
@@ -44,7 +44,8 @@ StatusOr<std::unique_ptr<Partitioner>> MakePartitioner(const JobSpec& spec,
 
 // Tabular splitting of one in-memory buffer (used by the file splitter, the fuzzer and tests):
 // returns the byte offsets where rows end (one past each row's last byte, newline included),
-// honouring CSV quotes when `csv` is true.
+// honouring CSV quotes when `csv` is true. Blank lines are rows here (the partitioner does not
+// count them as items); a last row without a newline ends at data.size().
 std::vector<int64_t> RowEnds(std::string_view data, bool csv);
 
 // The plan file `<output>/.parallelrun/plan`: one JSON object per line, then a line `END`.

@@ -9,8 +9,9 @@
 
 namespace parallelrun::rt::protocol {
 
-// Thread-safe. Transient failures (connection refused, 5xx) come back as Unavailable; 401 as
-// Unauthenticated; 400 as InvalidArgument with the server's reason.
+// Thread-safe. Transient failures (connection refused, timeout, TLS failure, 429, 5xx) come back
+// as Unavailable; 401/403 as Unauthenticated; 400 as InvalidArgument with the server's reason; 404
+// as NotFound; a response that is not the expected JSON as Internal.
 class CoordinatorClient {
  public:
   virtual ~CoordinatorClient() = default;
@@ -21,12 +22,14 @@ class CoordinatorClient {
 };
 
 struct HttpClientOptions {
-  std::string base_url;   // http://127.0.0.1:PORT or https://...
-  std::string token;      // bearer token
-  std::string ca_file;    // verify the server certificate with this CA (https)
+  std::string base_url;  // http://127.0.0.1:PORT or https://...
+  std::string token;     // bearer token
+  std::string ca_file;   // verify the server certificate with this CA (https)
   int timeout_seconds = 30;
 };
 
+// One keep-alive connection pool shared by all calls. A base_url that is not a URL or a ca_file
+// that cannot be loaded gives a client whose every call fails with InvalidArgument saying so.
 std::unique_ptr<CoordinatorClient> MakeHttpCoordinatorClient(const HttpClientOptions& options);
 
 }  // namespace parallelrun::rt::protocol

@@ -1,4 +1,6 @@
 // MakeHttpCoordinatorClient over cpprestsdk's http_client (asio on Linux).
+// cpprestsdk defines a macro U() that breaks other headers (GoogleTest, Boost); we never use it.
+#define _TURN_OFF_PLATFORM_STRING
 #include <cpprest/http_client.h>
 
 #include <boost/asio/ssl.hpp>
@@ -61,7 +63,11 @@ class HttpCoordinatorClient : public CoordinatorClient {
     request.set_request_uri(web::uri(path));
     request.headers().add(http::header_names::authorization, authorization_);
     nlohmann::json j = body;
-    if (!j.is_null()) request.set_body(j.dump(), "application/json");
+    // A traceback or a file name need not be UTF-8; such bytes are replaced rather than thrown on.
+    if (!j.is_null()) {
+      request.set_body(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+                       "application/json");
+    }
 
     int code = 0;
     std::string text;
@@ -126,17 +132,18 @@ std::unique_ptr<CoordinatorClient> MakeHttpCoordinatorClient(const HttpClientOpt
     }
   }
   http_client_config config;
-  config.set_timeout(std::chrono::seconds(options.timeout_seconds > 0 ? options.timeout_seconds : 30));
+  config.set_timeout(
+      std::chrono::seconds(options.timeout_seconds > 0 ? options.timeout_seconds : 30));
   if (!options.ca_file.empty()) {
-    config.set_ssl_context_callback([ca = options.ca_file](boost::asio::ssl::context& ctx) {
-      ctx.load_verify_file(ca);
-    });
+    config.set_ssl_context_callback(
+        [ca = options.ca_file](boost::asio::ssl::context& ctx) { ctx.load_verify_file(ca); });
   }
   try {
     return std::make_unique<HttpCoordinatorClient>(options, std::move(config));
   } catch (const std::exception& e) {
-    return std::make_unique<BrokenClient>(InvalidArgumentError(
-        "coordinator URL " + options.base_url + ": expected http(s)://HOST:PORT (" + e.what() + ")"));
+    return std::make_unique<BrokenClient>(
+        InvalidArgumentError("coordinator URL " + options.base_url +
+                             ": expected http(s)://HOST:PORT (" + e.what() + ")"));
   }
 }
 

@@ -1,8 +1,11 @@
 // StartHttpServer over cpprestsdk's http_listener (asio on Linux).
 #include "runtime/protocol/http_server.h"
 
+// cpprestsdk defines a macro U() that breaks other headers (GoogleTest, Boost); we never use it.
+#define _TURN_OFF_PLATFORM_STRING
 #include <cpprest/http_listener.h>
 #include <openssl/crypto.h>
+#include <strings.h>
 
 #include <boost/asio/ssl.hpp>
 #include <exception>
@@ -49,7 +52,8 @@ HttpResponse Dispatch(const ServerState& state, HttpRequest request) {
 
 void Reply(http::http_request& request, const HttpResponse& response) {
   std::string body = response.body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  request.reply(static_cast<http::status_code>(response.status), std::move(body), "application/json")
+  request
+      .reply(static_cast<http::status_code>(response.status), std::move(body), "application/json")
       .then([](pplx::task<void> t) {
         try {
           t.get();
@@ -68,36 +72,38 @@ void Handle(const std::shared_ptr<const ServerState>& state, http::http_request 
       return;
     }
     const std::string& value = it->second;
-    const std::string prefix = "Bearer ";
-    if (value.compare(0, prefix.size(), prefix) != 0 ||
-        !TokenMatches(value.substr(prefix.size()), state->token)) {
+    // The scheme name is case-insensitive (RFC 7235); the token is not.
+    constexpr size_t kPrefix = 7;  // "Bearer "
+    if (value.size() < kPrefix || strncasecmp(value.c_str(), "Bearer ", kPrefix) != 0 ||
+        !TokenMatches(value.substr(kPrefix), state->token)) {
       Reply(request, {401, Reason("wrong bearer token")});
       return;
     }
   }
   // Read the body asynchronously: blocking a pool thread on it could starve the pool that
   // delivers it.
-  request.extract_utf8string(true).then([state, request](pplx::task<std::string> body_task) mutable {
-    HttpRequest req;
-    req.method = request.method();
-    req.path = request.request_uri().path();
-    std::string body;
-    try {
-      body = body_task.get();
-    } catch (const std::exception& e) {
-      Reply(request, {400, Reason(std::string("cannot read request body: ") + e.what())});
-      return;
-    }
-    if (!body.empty()) {
-      try {
-        req.body = nlohmann::json::parse(body);
-      } catch (const nlohmann::json::exception& e) {
-        Reply(request, {400, Reason(std::string("request body is not JSON: ") + e.what())});
-        return;
-      }
-    }
-    Reply(request, Dispatch(*state, std::move(req)));
-  });
+  request.extract_utf8string(true).then(
+      [state, request](pplx::task<std::string> body_task) mutable {
+        HttpRequest req;
+        req.method = request.method();
+        req.path = request.request_uri().path();
+        std::string body;
+        try {
+          body = body_task.get();
+        } catch (const std::exception& e) {
+          Reply(request, {400, Reason(std::string("cannot read request body: ") + e.what())});
+          return;
+        }
+        if (!body.empty()) {
+          try {
+            req.body = nlohmann::json::parse(body);
+          } catch (const nlohmann::json::exception& e) {
+            Reply(request, {400, Reason(std::string("request body is not JSON: ") + e.what())});
+            return;
+          }
+        }
+        Reply(request, Dispatch(*state, std::move(req)));
+      });
 }
 
 class ListenerServer : public HttpServer {
@@ -168,17 +174,15 @@ StatusOr<std::unique_ptr<HttpServer>> StartHttpServer(const HttpServerOptions& o
 
   http_listener_config config;
   if (tls) {
-    config.set_ssl_context_callback(
-        [cert = options.tls_cert_file, key = options.tls_key_file](boost::asio::ssl::context& ctx) {
-          ctx.set_options(boost::asio::ssl::context::default_workarounds |
-                          boost::asio::ssl::context::no_sslv2 |
-                          boost::asio::ssl::context::no_sslv3 |
-                          boost::asio::ssl::context::no_tlsv1 |
-                          boost::asio::ssl::context::no_tlsv1_1 |
-                          boost::asio::ssl::context::single_dh_use);
-          ctx.use_certificate_chain_file(cert);
-          ctx.use_private_key_file(key, boost::asio::ssl::context::pem);
-        });
+    config.set_ssl_context_callback([cert = options.tls_cert_file,
+                                     key = options.tls_key_file](boost::asio::ssl::context& ctx) {
+      ctx.set_options(boost::asio::ssl::context::default_workarounds |
+                      boost::asio::ssl::context::no_sslv2 | boost::asio::ssl::context::no_sslv3 |
+                      boost::asio::ssl::context::no_tlsv1 | boost::asio::ssl::context::no_tlsv1_1 |
+                      boost::asio::ssl::context::single_dh_use);
+      ctx.use_certificate_chain_file(cert);
+      ctx.use_private_key_file(key, boost::asio::ssl::context::pem);
+    });
   }
   const std::string scheme = tls ? "https://" : "http://";
   // An IPv6 literal needs brackets in a URL.
@@ -206,10 +210,10 @@ StatusOr<std::unique_ptr<HttpServer>> StartHttpServer(const HttpServerOptions& o
       last_error = e.what();
     }
   }
-  return UnavailableError("cannot listen on " + scheme + host + ":" +
-                          (options.port == 0 ? std::string("<free port>")
-                                             : std::to_string(options.port)) +
-                          " (" + std::to_string(attempts) + " attempt(s)): " + last_error);
+  return UnavailableError(
+      "cannot listen on " + scheme + host + ":" +
+      (options.port == 0 ? std::string("<free port>") : std::to_string(options.port)) + " (" +
+      std::to_string(attempts) + " attempt(s)): " + last_error);
 }
 
 }  // namespace parallelrun::rt::protocol

@@ -2,8 +2,11 @@
 // cpprestsdk headers stay out of the rest of the tree).
 //
 // Guarantees: requests without `Authorization: Bearer <token>` get 401 before the handler runs;
-// a body that is not JSON gets 400; an exception from the handler gets 500 with its message and
-// never takes the server down. Handlers run on cpprestsdk's thread pool, concurrently.
+// a body that is not JSON gets 400; a nlohmann::json::exception from the handler (a field of the
+// wrong type while decoding the body) gets 400, any other exception 500, with its message, and
+// never takes the server down. Error bodies are `{"reason": "..."}` (handlers should use the same
+// shape: the client quotes `reason` in its Status). Handlers run on cpprestsdk's thread pool,
+// concurrently. Replies are JSON (Content-Type application/json).
 #pragma once
 
 #include <functional>
@@ -16,9 +19,9 @@
 namespace parallelrun::rt::protocol {
 
 struct HttpRequest {
-  std::string method;      // GET, POST
-  std::string path;        // /v1/lease
-  nlohmann::json body;     // null for GET
+  std::string method;   // GET, POST
+  std::string path;     // /v1/lease
+  nlohmann::json body;  // null for GET
 };
 
 struct HttpResponse {
@@ -30,9 +33,9 @@ using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
 
 struct HttpServerOptions {
   std::string host = "127.0.0.1";
-  int port = 0;              // 0: pick a free port (retried on collision)
-  std::string token;         // required bearer token; empty disables the check
-  std::string tls_cert_file; // serve HTTPS when both are set
+  int port = 0;               // 0: pick a free port (retried on collision)
+  std::string token;          // required bearer token; empty disables the check
+  std::string tls_cert_file;  // serve HTTPS when both are set
   std::string tls_key_file;
 };
 
@@ -40,7 +43,7 @@ class HttpServer {
  public:
   virtual ~HttpServer() = default;
   virtual int port() const = 0;
-  virtual std::string url() const = 0;   // http://host:port
+  virtual std::string url() const = 0;  // http://host:port
   virtual void Stop() = 0;
 };
 

@@ -95,3 +95,8 @@ class JobTestCase(unittest.TestCase):
 
 def glob_logs(job, pattern):
     return sorted(glob.glob(os.path.join(job.logs, pattern)))
+
+
+def read_text(path):
+    with open(path) as f:
+        return f.read()

@@ -3,7 +3,7 @@ files. Each test builds its own job folder in a temporary directory."""
 import os
 import unittest
 
-from jobkit import JobTestCase, glob_logs, manifest
+from jobkit import JobTestCase, glob_logs, manifest, read_text
 
 ECHO_SCRIPT = """
 import os
@@ -27,7 +27,7 @@ class HappyPathTest(JobTestCase):
         for rel in ["readme.txt", "job_result.txt", "sys/job_report/processed_mini-batches.csv"]:
             self.assertTrue(os.path.exists(os.path.join(self.job.logs, rel)), rel)
         self.assertTrue(glob_logs(self.job, "job_progress_overview.*.txt"))
-        overview = "".join(open(p).read() for p in glob_logs(self.job, "job_progress_overview.*.txt"))
+        overview = "".join(read_text(p) for p in glob_logs(self.job, "job_progress_overview.*.txt"))
         self.assertIn("Processed 5 of 5 mini batches", overview)
         self.assertTrue(glob_logs(self.job, "sys/master_role.*.txt"))
         for node in ["127.0.0.1", "127.0.0.2"]:
@@ -38,7 +38,7 @@ class HappyPathTest(JobTestCase):
         self.assertTrue(all(r["status"] == "RUN_DONE" and r["accepted"] == "1" for r in rows))
         self.assertEqual(sum(int(r["succeeded"]) for r in rows), 23)
         stdout_logs = glob_logs(self.job, "user/stdout/*/*.stdout.txt")
-        self.assertTrue(any("hello from run" in open(p).read() for p in stdout_logs))
+        self.assertTrue(any("hello from run" in read_text(p) for p in stdout_logs))
 
 
 class RetryTest(JobTestCase):
@@ -65,7 +65,7 @@ def run(mini_batch):
         self.assertEqual([r["accepted"] for r in rows if r["status"] == "RUN_DONE"], ["1"])
         self.assertIn("planned failure", "".join(r["error"] for r in rows))
         tracebacks = glob_logs(self.job, "user/error/*/*.txt")
-        self.assertTrue(any("ValueError: planned failure" in open(p).read() for p in tracebacks))
+        self.assertTrue(any("ValueError: planned failure" in read_text(p) for p in tracebacks))
 
 
 ALWAYS_FAILS_ONE = """

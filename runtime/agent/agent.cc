@@ -1,0 +1,1087 @@
+#include "runtime/agent/agent.h"
+
+#include <dirent.h>
+#include <spdlog/pattern_formatter.h>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <utility>
+
+#include "runtime/base/files.h"
+#include "runtime/base/log.h"
+
+namespace parallelrun::rt {
+namespace {
+
+using protocol::AttemptResult;
+using protocol::Lease;
+using protocol::LeaseRef;
+using protocol::LeaseRequest;
+using protocol::LeaseResponse;
+using protocol::RegisterResponse;
+using protocol::ResultsRequest;
+using protocol::ResultsResponse;
+using protocol::WorkerEvent;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+// Grace for workers' shutdown() once the coordinator says done.
+constexpr seconds kShutdownGrace{10};
+// After Stop(): how long running attempts may go on, then how long reporting may take.
+constexpr seconds kStopGrace{10};
+constexpr seconds kStopFlush{5};
+// A result the coordinator answered without naming is sent again after this, at most this often.
+constexpr seconds kResendAfter{1};
+constexpr int kMaxUnnamedSends = 5;
+// With nothing else to say, the agent still asks this often, to hear `done`, `stop` and cancels.
+constexpr seconds kPollInterval{1};
+// The coordinator gave less than asked and no retry_after_ms: ask again after this.
+constexpr milliseconds kNoWorkRetry{250};
+constexpr milliseconds kMinBackoff{100};
+constexpr milliseconds kMaxBackoff{2000};
+// The longest single wait of the communication loop (a safety net; every wake-up has a cause).
+constexpr seconds kMaxWait{5};
+// How long a result or a lease request may wait for company when no worker is starved.
+constexpr milliseconds kBatchWindow{20};
+constexpr int kInitFailuresPerProcess = 3;
+constexpr int kMinInitTimeoutSeconds = 600;
+
+using Key = std::pair<int64_t, int>;  // (mini_batch_id, attempt)
+Key KeyOf(const Lease& l) { return {l.mini_batch_id, l.attempt}; }
+Key KeyOf(const LeaseRef& r) { return {r.mini_batch_id, r.attempt}; }
+
+std::string ProcessName(int number) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "process%03d", number);
+  return buf;
+}
+
+bool IsTransient(const Status& s) {
+  return s.code() == StatusCode::kUnavailable || s.code() == StatusCode::kDeadlineExceeded ||
+         s.code() == StatusCode::kInternal;
+}
+
+double Seconds(SteadyTime::duration d) { return std::chrono::duration<double>(d).count(); }
+
+// 1 + the highest NNN of a processNNN.txt in `node_dir` (0 when there is none), so the names of
+// an earlier agent on this node (a restart, a resumed job) are not reused.
+int NextProcessNumber(const std::string& node_dir) {
+  int next = 0;
+  DIR* dir = ::opendir(node_dir.c_str());
+  if (dir == nullptr) return 0;
+  while (dirent* e = ::readdir(dir)) {
+    int n = 0;
+    int consumed = 0;
+    if (std::sscanf(e->d_name, "process%d.txt%n", &n, &consumed) == 1 &&
+        e->d_name[consumed] == '\0' && n >= 0) {
+      next = std::max(next, n + 1);
+    }
+  }
+  ::closedir(dir);
+  return next;
+}
+
+// What the agent needs from the registration answer's spec (the CR form of the job spec).
+struct JobSettings {
+  int process_count = 1;
+  int run_timeout_s = 60;
+  std::string logging_level = "INFO";
+  bool append_row_header = false;
+  std::string input_type = "file";
+  std::string entry_script;  // relative to code_dir, as written
+};
+
+StatusOr<JobSettings> ReadSettings(const RegisterResponse& resp) {
+  const auto& cr = resp.spec;
+  if (!cr.is_object() || !cr.contains("spec") || !cr["spec"].is_object()) {
+    return InvalidArgumentError(
+        "registration answer: field spec.spec: expected the job spec object");
+  }
+  const auto& spec = cr["spec"];
+  JobSettings s;
+  auto integer = [&](const char* name, int min, int* out) -> Status {
+    auto it = spec.find(name);
+    if (it == spec.end()) return Status::Ok();
+    if (!it->is_number_integer() || it->get<int64_t>() < min || it->get<int64_t>() > 1000000000) {
+      return InvalidArgumentError(std::string("registration answer: spec.") + name + ": got " +
+                                  it->dump() + ", expected an integer >= " + std::to_string(min));
+    }
+    *out = it->get<int>();
+    return Status::Ok();
+  };
+  auto string = [&](const char* name, std::string* out) -> Status {
+    auto it = spec.find(name);
+    if (it == spec.end()) return Status::Ok();
+    if (!it->is_string()) {
+      return InvalidArgumentError(std::string("registration answer: spec.") + name + ": got " +
+                                  it->dump() + ", expected a string");
+    }
+    *out = it->get<std::string>();
+    return Status::Ok();
+  };
+  PR_RETURN_IF_ERROR(integer("processCountPerNode", 1, &s.process_count));
+  PR_RETURN_IF_ERROR(integer("runInvocationTimeout", 1, &s.run_timeout_s));
+  PR_RETURN_IF_ERROR(string("loggingLevel", &s.logging_level));
+  PR_RETURN_IF_ERROR(string("entryScript", &s.entry_script));
+  if (s.entry_script.empty()) {
+    return InvalidArgumentError("registration answer: spec.entryScript: expected a path");
+  }
+  if (auto it = spec.find("appendRowHeader"); it != spec.end()) {
+    if (!it->is_boolean()) {
+      return InvalidArgumentError("registration answer: spec.appendRowHeader: got " + it->dump() +
+                                  ", expected true or false");
+    }
+    s.append_row_header = it->get<bool>();
+  }
+  if (auto it = spec.find("inputs"); it != spec.end() && it->is_array() && !it->empty()) {
+    const auto& first = (*it)[0];
+    if (first.is_object() && first.contains("type") && first["type"].is_string()) {
+      s.input_type = first["type"].get<std::string>();
+    }
+  }
+  return s;
+}
+
+// A worker's own log files: one line per attempt, and (opened on the first failure) one record
+// per failed attempt or init.
+struct ProcessLogs {
+  std::shared_ptr<spdlog::logger> node;
+  std::shared_ptr<spdlog::logger> error;
+  std::string error_path;
+
+  spdlog::logger& Error() {
+    if (!error) error = MakeFileLogger("error", error_path);
+    return *error;
+  }
+};
+
+}  // namespace
+
+std::vector<std::string> DetectGpus() {
+  auto split = [](const std::string& list) {
+    std::vector<std::string> out;
+    size_t start = 0;
+    while (start <= list.size()) {
+      size_t comma = list.find(',', start);
+      if (comma == std::string::npos) comma = list.size();
+      std::string item = list.substr(start, comma - start);
+      item.erase(0, item.find_first_not_of(" \t"));
+      item.erase(item.find_last_not_of(" \t") + 1);
+      if (!item.empty()) out.push_back(item);
+      start = comma + 1;
+    }
+    return out;
+  };
+  if (const char* cuda = std::getenv("CUDA_VISIBLE_DEVICES")) return split(cuda);
+  if (const char* nvidia = std::getenv("NVIDIA_VISIBLE_DEVICES")) {
+    std::string v = nvidia;
+    if (v == "none" || v == "void" || v.empty()) return {};
+    if (v != "all") return split(v);
+  }
+  std::vector<std::string> gpus;
+  if (DIR* dir = ::opendir("/proc/driver/nvidia/gpus")) {
+    int n = 0;
+    while (dirent* e = ::readdir(dir)) n += e->d_name[0] != '.';
+    ::closedir(dir);
+    for (int i = 0; i < n; ++i) gpus.push_back(std::to_string(i));
+  }
+  return gpus;
+}
+
+class Agent::Impl {
+ public:
+  Impl(AgentOptions options, std::unique_ptr<protocol::CoordinatorClient> client,
+       WorkerFactory factory, const Clock& clock)
+      : options_(std::move(options)),
+        client_(std::move(client)),
+        factory_(std::move(factory)),
+        clock_(clock),
+        log_(MakeStderrLogger("agent")) {}
+
+  int Run();
+  void Stop() {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_requested_ = true;
+    // At once, not at the loop's next turn: a worker that frees up now must not take a lease.
+    ApplyStopRequestLocked(clock_.SteadyNow());
+    WakeLocked();
+  }
+
+ private:
+  // Why the agent is ending; kNone while it runs.
+  enum class Ending { kNone, kDone, kCoordinatorStop, kSignal, kFatal };
+
+  // One worker slot. Written by its thread and the communication loop under mu_.
+  struct Slot {
+    std::string gpu;                  // "" = no pinning
+    Worker* worker = nullptr;         // the slot thread's worker while it has one (for Kill())
+    bool ready = false;               // init() finished
+    bool idle = false;                // waiting for a lease
+    bool aborting = false;            // killed during init() because the agent is ending
+    std::optional<LeaseRef> running;  // the attempt it runs
+    bool cancel_requested = false;    // the running attempt was killed on purpose
+  };
+
+  struct PendingResult {
+    AttemptResult result;
+    SteadyTime next_send;
+    int unnamed_sends = 0;
+  };
+
+  // Registration and setup; returns an exit code when the agent must end there.
+  std::optional<int> RegisterAndConfigure();
+  Status Configure(const RegisterResponse& resp);
+
+  // Slot threads.
+  void SlotMain(int index);
+  std::unique_ptr<Worker> StartWorker(int index, ProcessLogs* logs);
+  std::optional<Lease> NextLease(int index);
+  RunOutcome RunAttempt(int index, Worker& worker, ProcessLogs& logs, const Lease& lease);
+  void RetireDeadWorker(int index, std::unique_ptr<Worker> worker, const std::string& detail);
+  void EndWorker(int index, std::unique_ptr<Worker> worker);
+  void ErrorRecord(ProcessLogs& logs, const std::string& status, const std::string& what,
+                   const std::string& error, const std::string& detail);
+
+  // Communication loop (the thread that called Run()).
+  int CommLoop();
+  void HandleLeaseLocked(const LeaseResponse& resp, int asked, SteadyTime now);
+  void HandleReportLocked(const ResultsResponse& resp, const std::vector<Key>& sent,
+                          size_t events_sent, SteadyTime now);
+  void ApplyStopRequestLocked(SteadyTime now);
+  void CancelLocked(const LeaseRef& ref);
+  void CoordinatorStopLocked();
+  void FatalLocked(const std::string& why);
+  void KillAllLocked();
+  void AbortInitializingLocked();
+  SteadyTime NextWakeLocked(SteadyTime now) const;
+
+  int LiveLocked() const;
+  bool AnyIdleLocked() const;
+  int RunningLocked() const;
+  int WantLocked() const;
+  std::vector<LeaseRef> HeldLocked() const;
+  bool MayStartWorkerLocked() const;
+  bool SlotMustEndLocked() const;
+  void WakeLocked() {
+    comm_wake_ = true;
+    comm_cv_.notify_one();
+  }
+
+  const AgentOptions options_;
+  const std::unique_ptr<protocol::CoordinatorClient> client_;
+  const WorkerFactory factory_;
+  const Clock& clock_;
+
+  // Set by Configure() before the slot threads start; read-only afterwards.
+  std::shared_ptr<spdlog::logger> log_;  // _main.txt (stderr until registered)
+  WorkerConfig base_config_;
+  std::string node_dir_;
+  std::string error_dir_;
+  int process_count_ = 1;
+  int run_timeout_s_ = 60;
+  seconds init_timeout_{kMinInitTimeoutSeconds};
+  milliseconds renew_interval_{30000};
+  int init_failure_limit_ = kInitFailuresPerProcess;
+
+  std::mutex mu_;
+  std::condition_variable comm_cv_;  // the communication loop: something to send or decide
+  std::condition_variable work_cv_;  // slots: a lease arrived, or the agent is ending
+  bool comm_wake_ = false;
+  bool stop_requested_ = false;
+  Ending ending_ = Ending::kNone;
+  bool kill_all_ = false;
+  SteadyTime stop_deadline_{};
+  std::vector<Slot> slots_;
+  int slots_running_ = 0;
+  std::deque<Lease> queue_;
+  std::map<Key, PendingResult> unacked_;
+  std::vector<WorkerEvent> events_;
+  int next_process_ = 0;
+  int consecutive_init_failures_ = 0;
+  int inits_in_flight_ = 0;
+  bool gave_up_ = false;
+  bool worker_freed_ = false;                // an attempt ended since the last lease call
+  std::optional<SteadyTime> pending_since_;  // something has been waiting to be sent since
+  SteadyTime lease_not_before_{};
+  SteadyTime renew_due_{};
+  SteadyTime next_poll_{};
+};
+
+// ---------------------------------------------------------------------------------------------
+// Registration
+
+std::optional<int> Agent::Impl::RegisterAndConfigure() {
+  protocol::RegisterRequest req;
+  req.node = options_.node;
+  req.pid = ::getpid();
+  const SteadyTime start = clock_.SteadyNow();
+  milliseconds backoff = kMinBackoff;
+  SteadyTime last_warning = start;
+  while (true) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stop_requested_) return 130;
+    }
+    auto resp = client_->Register(req);
+    if (resp.ok()) {
+      Status st = Configure(*resp);
+      if (!st.ok()) {
+        log_->error("node {}: {}", options_.node, st.message());
+        return 1;
+      }
+      return std::nullopt;
+    }
+    const Status& st = resp.status();
+    SteadyTime now = clock_.SteadyNow();
+    if (!IsTransient(st)) {
+      log_->error("node {}: the coordinator rejected the registration: {}", options_.node,
+                  st.ToString());
+      return 1;
+    }
+    if (now - start >= seconds(options_.max_connect_seconds)) {
+      log_->error(
+          "node {}: coordinator unreachable for {:.0f} s (max_connect_seconds {}); giving up. Last "
+          "error: {}",
+          options_.node, Seconds(now - start), options_.max_connect_seconds, st.ToString());
+      return 1;
+    }
+    if (now - last_warning >= seconds(10) || backoff == kMinBackoff) {
+      log_->warn("node {}: coordinator not reachable yet ({}); retrying", options_.node,
+                 st.ToString());
+      last_warning = now;
+    }
+    std::unique_lock<std::mutex> lock(mu_);
+    comm_cv_.wait_for(lock, backoff, [&] { return stop_requested_; });
+    backoff = std::min(backoff * 2, kMaxBackoff);
+  }
+}
+
+Status Agent::Impl::Configure(const RegisterResponse& resp) {
+  PR_ASSIGN_OR_RETURN(JobSettings settings, ReadSettings(resp));
+  if (resp.code_dir.empty()) {
+    return InvalidArgumentError("registration answer: code_dir: expected a folder");
+  }
+  const std::string log_dir =
+      resp.log_dir.empty() ? JoinPath(resp.output_dir, "logs") : resp.log_dir;
+  node_dir_ = JoinPath(log_dir, "sys/node/" + options_.node);
+  error_dir_ = JoinPath(log_dir, "sys/error/" + options_.node);
+
+  auto main_log = MakeFileLogger("agent", JoinPath(node_dir_, "_main.txt"));
+  main_log->set_level(ParseLogLevel(settings.logging_level));
+  // Errors also go to stderr, where `parallelrun run` and `kubectl logs` show them.
+  auto stderr_sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
+  stderr_sink->set_level(spdlog::level::err);
+  stderr_sink->set_formatter(
+      std::make_unique<spdlog::pattern_formatter>(kSysLogPattern, spdlog::pattern_time_type::utc));
+  main_log->sinks().push_back(stderr_sink);
+
+  base_config_.node = options_.node;
+  base_config_.python = options_.python;
+  base_config_.host_dir = options_.host_dir;
+  base_config_.code_dir = resp.code_dir;
+  base_config_.entry_script = AbsolutePath(settings.entry_script, resp.code_dir);
+  base_config_.arguments = resp.arguments;
+  base_config_.input_type = settings.input_type;
+  base_config_.output_dir = resp.output_dir;
+  base_config_.log_dir = log_dir;
+  base_config_.logging_level = settings.logging_level;
+  base_config_.append_row_header = settings.append_row_header;
+
+  process_count_ = settings.process_count;
+  run_timeout_s_ = settings.run_timeout_s;
+  init_timeout_ = seconds(std::max(kMinInitTimeoutSeconds, settings.run_timeout_s + 30));
+  renew_interval_ = milliseconds(std::max(resp.lease_seconds, 1) * 1000 / 3);
+  init_failure_limit_ = kInitFailuresPerProcess * process_count_;
+
+  std::vector<std::string> gpus = options_.gpus ? *options_.gpus : DetectGpus();
+  std::lock_guard<std::mutex> lock(mu_);
+  log_ = main_log;  // under mu_: Stop() may be logging from another thread
+  slots_.assign(process_count_, Slot{});
+  if (static_cast<int>(gpus.size()) >= process_count_) {
+    for (int i = 0; i < process_count_; ++i) slots_[i].gpu = gpus[i];
+  } else if (!gpus.empty()) {
+    log_->warn("{} GPUs for {} worker processes: the workers share all GPUs", gpus.size(),
+               process_count_);
+  }
+  next_process_ = NextProcessNumber(node_dir_);
+  log_->info(
+      "node {} registered (agent pid {}): {} worker process(es), entry script {}, "
+      "runInvocationTimeout {} s, init timeout {} s, lease {} s, output {}",
+      options_.node, ::getpid(), process_count_, base_config_.entry_script, run_timeout_s_,
+      init_timeout_.count(), resp.lease_seconds, resp.output_dir);
+  return Status::Ok();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Run
+
+int Agent::Impl::Run() {
+  if (auto code = RegisterAndConfigure()) return *code;
+  std::vector<std::thread> threads;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    slots_running_ = process_count_;
+    SteadyTime now = clock_.SteadyNow();
+    renew_due_ = now + renew_interval_;
+    next_poll_ = now;
+  }
+  threads.reserve(process_count_);
+  for (int i = 0; i < process_count_; ++i) threads.emplace_back([this, i] { SlotMain(i); });
+  int code = CommLoop();
+  for (auto& t : threads) t.join();
+  log_->info("agent on node {} exits with code {}", options_.node, code);
+  log_->flush();
+  return code;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Slots
+
+int Agent::Impl::LiveLocked() const {
+  int n = 0;
+  for (const auto& s : slots_) n += s.worker != nullptr && s.ready;
+  return n;
+}
+
+bool Agent::Impl::AnyIdleLocked() const {
+  for (const auto& s : slots_) {
+    if (s.idle) return true;
+  }
+  return false;
+}
+
+int Agent::Impl::RunningLocked() const {
+  int n = 0;
+  for (const auto& s : slots_) n += s.running.has_value();
+  return n;
+}
+
+int Agent::Impl::WantLocked() const {
+  if (ending_ != Ending::kNone) return 0;
+  return std::max(0, 2 * LiveLocked() - static_cast<int>(queue_.size()) - RunningLocked());
+}
+
+std::vector<LeaseRef> Agent::Impl::HeldLocked() const {
+  std::vector<LeaseRef> held;
+  for (const auto& s : slots_) {
+    if (s.running) held.push_back(*s.running);
+  }
+  for (const auto& l : queue_) held.push_back({l.mini_batch_id, l.attempt});
+  return held;
+}
+
+bool Agent::Impl::MayStartWorkerLocked() const {
+  if (gave_up_ || kill_all_) return false;
+  return ending_ == Ending::kNone || (ending_ == Ending::kDone && !queue_.empty());
+}
+
+bool Agent::Impl::SlotMustEndLocked() const {
+  return ending_ == Ending::kCoordinatorStop || ending_ == Ending::kSignal ||
+         ending_ == Ending::kFatal || (ending_ == Ending::kDone && queue_.empty());
+}
+
+void Agent::Impl::SlotMain(int index) {
+  std::unique_ptr<Worker> worker;
+  ProcessLogs logs;
+  while (true) {
+    if (!worker) {
+      {
+        // Starts in flight count toward the init failure limit, so two slots starting at once
+        // cannot overshoot it: a slot waits for the others' outcome instead.
+        std::unique_lock<std::mutex> lock(mu_);
+        work_cv_.wait(lock, [&] {
+          return !MayStartWorkerLocked() ||
+                 consecutive_init_failures_ + inits_in_flight_ < init_failure_limit_;
+        });
+        if (!MayStartWorkerLocked()) break;
+        ++inits_in_flight_;
+      }
+      worker = StartWorker(index, &logs);
+      continue;
+    }
+    std::optional<Lease> lease = NextLease(index);
+    if (!lease) break;
+    if (!worker->alive()) {
+      // It died while waiting for work: the lease goes back for the replacement (or another slot).
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        slots_[index].running.reset();
+        if (ending_ == Ending::kNone || ending_ == Ending::kDone) {
+          queue_.push_front(std::move(*lease));
+          work_cv_.notify_one();
+        }
+      }
+      RetireDeadWorker(index, std::move(worker), "died while waiting for work");
+      continue;
+    }
+    RunOutcome outcome = RunAttempt(index, *worker, logs, *lease);
+    if (!worker->alive()) RetireDeadWorker(index, std::move(worker), outcome.detail);
+  }
+  if (worker) EndWorker(index, std::move(worker));
+  std::lock_guard<std::mutex> lock(mu_);
+  --slots_running_;
+  WakeLocked();
+}
+
+std::unique_ptr<Worker> Agent::Impl::StartWorker(int index, ProcessLogs* logs) {
+  WorkerConfig config = base_config_;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    config.process = ProcessName(next_process_++);
+    if (!slots_[index].gpu.empty()) {
+      config.env.push_back("CUDA_VISIBLE_DEVICES=" + slots_[index].gpu);
+    }
+  }
+  const std::string process = config.process;
+  const std::string gpu = slots_[index].gpu;  // set once in Configure()
+  *logs = ProcessLogs{};
+  logs->node = MakeFileLogger(process, JoinPath(node_dir_, process + ".txt"));
+  logs->error_path = JoinPath(error_dir_, process + ".txt");
+  log_->info("{}: starting (slot {}{})", process, index, gpu.empty() ? "" : ", GPU " + gpu);
+
+  std::unique_ptr<Worker> worker = factory_(config);
+  InitOutcome init;
+  pid_t pid = -1;
+  const SteadyTime t0 = clock_.SteadyNow();
+  if (worker) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      Slot& slot = slots_[index];
+      slot.worker = worker.get();
+      slot.ready = false;
+      slot.aborting = false;
+      if (kill_all_) {
+        slot.aborting = true;
+        worker->Kill();
+      }
+    }
+    init = worker->Start(init_timeout_);
+    pid = worker->pid();
+  } else {
+    init = {"INIT_FAILED", "the worker could not be created", ""};
+  }
+  const double init_s = Seconds(clock_.SteadyNow() - t0);
+
+  const bool ready = init.status == "READY";
+  const std::string kind = init.status == "INIT_TIMEOUT" ? "INIT_TIMEOUT" : "INIT_FAILED";
+  bool aborted = false;
+  bool gave_up_now = false;
+  int failures = 0;
+  {
+    // One critical section for the outcome and the failure count, so a slot waiting to start
+    // never sees this start neither in flight nor counted.
+    std::lock_guard<std::mutex> lock(mu_);
+    --inits_in_flight_;
+    Slot& slot = slots_[index];
+    aborted = slot.aborting || kill_all_;
+    if (ready && !aborted) {
+      slot.ready = true;
+      consecutive_init_failures_ = 0;
+      events_.push_back({process, pid, "WORKER_STARTED", "", ""});
+    } else {
+      slot.worker = nullptr;
+      if (!aborted) {
+        events_.push_back({process, pid, kind, init.error, init.detail});
+        failures = ++consecutive_init_failures_;
+        if (failures >= init_failure_limit_ && !gave_up_) {
+          gave_up_ = gave_up_now = true;
+          events_.push_back(
+              {"", 0, "NODE_GAVE_UP",
+               std::to_string(failures) +
+                   " consecutive init() failures (3 x processCountPerNode); last: " + init.error,
+               init.detail});
+        }
+      }
+    }
+    work_cv_.notify_all();
+    WakeLocked();
+  }
+  if (ready && !aborted) {
+    log_->info("{}: started, pid {}, init() took {:.1f} s", process, pid, init_s);
+    logs->node->info("node={} pid={} started, init() took {:.3f}s", options_.node, pid, init_s);
+    return worker;
+  }
+  if (worker) worker->Kill();
+  if (aborted) {
+    log_->info("{} (pid {}): init() interrupted: the agent is ending", process, pid);
+    return nullptr;
+  }
+  log_->error(
+      "{} (pid {}): {} after {:.1f} s: {} ({} consecutive init failure(s) on this node, it gives "
+      "up at {})",
+      process, pid, kind, init_s, init.error, failures, init_failure_limit_);
+  logs->node->error("node={} pid={} {} after {:.3f}s: {}", options_.node, pid, kind, init_s,
+                    init.error);
+  ErrorRecord(*logs, kind, "init()", init.error, init.detail);
+  if (gave_up_now) {
+    log_->error(
+        "giving up on this node: {} consecutive init() failures (3 x processCountPerNode); no more "
+        "workers start here",
+        failures);
+  }
+  return nullptr;
+}
+
+std::optional<Lease> Agent::Impl::NextLease(int index) {
+  std::unique_lock<std::mutex> lock(mu_);
+  Slot& slot = slots_[index];
+  if (queue_.empty()) {
+    slot.idle = true;
+    WakeLocked();  // a starved worker: the loop asks for leases at once
+    work_cv_.wait(lock, [&] { return SlotMustEndLocked() || !queue_.empty(); });
+    slot.idle = false;
+  }
+  if (ending_ != Ending::kNone && ending_ != Ending::kDone) return std::nullopt;
+  if (queue_.empty()) return std::nullopt;
+  Lease lease = std::move(queue_.front());
+  queue_.pop_front();
+  slot.running = LeaseRef{lease.mini_batch_id, lease.attempt};
+  slot.cancel_requested = false;
+  return lease;
+}
+
+RunOutcome Agent::Impl::RunAttempt(int index, Worker& worker, ProcessLogs& logs,
+                                   const Lease& lease) {
+  const pid_t pid = worker.pid();
+  const std::string& process = worker.config().process;
+  const SystemTime start_wall = clock_.Now();
+  const SteadyTime t0 = clock_.SteadyNow();
+  RunOutcome out = worker.Run(lease, seconds(run_timeout_s_));
+  const double elapsed = Seconds(clock_.SteadyNow() - t0);
+  bool cancelled = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    cancelled = slots_[index].cancel_requested;
+  }
+
+  AttemptResult r;
+  r.mini_batch_id = lease.mini_batch_id;
+  r.attempt = lease.attempt;
+  r.process = process;
+  r.pid = pid;
+  // A run() that finished before the kill landed keeps its result.
+  r.status = cancelled && out.status != "RUN_DONE" ? "CANCELLED" : out.status;
+  r.total = lease.items > 0 ? lease.items : std::max<int64_t>(0, out.succeeded + out.failed);
+  if (r.status == "RUN_DONE") {
+    r.succeeded = std::clamp<int64_t>(out.succeeded, 0, r.total);
+  }
+  r.failed = r.total - r.succeeded;
+  r.start_utc = Iso8601Utc(start_wall);
+  r.elapsed_s = elapsed;
+  r.cpu_s = out.cpu_s;
+  r.run_s = out.run_s;
+  r.error = out.error;
+  r.detail = out.detail;
+
+  logs.node->info(
+      "node={} pid={} mini_batch={} attempt={} items={} succeeded={} failed={} start={} "
+      "duration={:.3f}s cpu={:.3f}s run={:.3f}s status={}",
+      options_.node, pid, r.mini_batch_id, r.attempt, r.total, r.succeeded, r.failed, r.start_utc,
+      r.elapsed_s, r.cpu_s, r.run_s, r.status);
+  if (r.status != "RUN_DONE") {
+    ErrorRecord(
+        logs, r.status,
+        "mini_batch=" + std::to_string(r.mini_batch_id) + " attempt=" + std::to_string(r.attempt),
+        r.error, r.detail);
+  }
+  if (r.status == "RUN_TIMEOUT") {
+    log_->warn(
+        "{} (pid {}): run() exceeded runInvocationTimeout ({} s) on mini-batch {} attempt {}; the "
+        "worker was killed",
+        process, pid, run_timeout_s_, r.mini_batch_id, r.attempt);
+  } else if (r.status == "WORKER_DIED") {
+    log_->warn("{} (pid {}): died during mini-batch {} attempt {}: {}", process, pid,
+               r.mini_batch_id, r.attempt, r.detail);
+  } else if (r.status == "CANCELLED") {
+    log_->info("{} (pid {}): mini-batch {} attempt {} cancelled", process, pid, r.mini_batch_id,
+               r.attempt);
+  }
+
+  const bool dead = !worker.alive();
+  std::lock_guard<std::mutex> lock(mu_);
+  Slot& slot = slots_[index];
+  slot.running.reset();
+  slot.cancel_requested = false;
+  if (dead) slot.ready = false;  // no longer counts toward the leases to ask for
+  unacked_[{r.mini_batch_id, r.attempt}] = PendingResult{std::move(r), SteadyTime::min(), 0};
+  worker_freed_ = true;
+  WakeLocked();
+  return out;
+}
+
+void Agent::Impl::RetireDeadWorker(int index, std::unique_ptr<Worker> worker,
+                                   const std::string& detail) {
+  const pid_t pid = worker->pid();
+  const std::string process = worker->config().process;
+  bool replace = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    slots_[index].worker = nullptr;
+    slots_[index].ready = false;
+    events_.push_back({process, pid, "WORKER_EXITED", "", detail});
+    replace = MayStartWorkerLocked();
+    WakeLocked();
+  }
+  log_->warn("{} (pid {}) exited ({}){}", process, pid, detail.empty() ? "no detail" : detail,
+             replace ? "; starting a replacement" : "");
+  worker.reset();
+}
+
+void Agent::Impl::EndWorker(int index, std::unique_ptr<Worker> worker) {
+  bool kill = false;
+  seconds grace = kShutdownGrace;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    kill = kill_all_ || ending_ == Ending::kCoordinatorStop || ending_ == Ending::kFatal;
+    if (ending_ == Ending::kSignal) {
+      auto left = std::chrono::duration_cast<seconds>(stop_deadline_ - clock_.SteadyNow());
+      grace = std::max(seconds(1), left);
+    }
+  }
+  const pid_t pid = worker->pid();
+  const std::string process = worker->config().process;
+  if (kill) {
+    worker->Kill();
+  } else {
+    worker->Shutdown(grace);
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    slots_[index].worker = nullptr;
+    slots_[index].ready = false;
+    events_.push_back({process, pid, "WORKER_EXITED", "", kill ? "killed" : "shut down"});
+    WakeLocked();
+  }
+  log_->info("{} (pid {}): {}", process, pid, kill ? "killed" : "shut down");
+}
+
+void Agent::Impl::ErrorRecord(ProcessLogs& logs, const std::string& status, const std::string& what,
+                              const std::string& error, const std::string& detail) {
+  std::string record = "status=" + status + " " + what + " node=" + options_.node +
+                       " error=" + (error.empty() ? "-" : error);
+  if (!detail.empty()) record += "\n" + detail;
+  logs.Error().error("{}", record);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Communication loop
+
+int Agent::Impl::CommLoop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  bool unreachable = false;
+  SteadyTime unreachable_since{};
+  milliseconds backoff = kMinBackoff;
+  SteadyTime backoff_until{};
+  while (true) {
+    SteadyTime now = clock_.SteadyNow();
+    comm_wake_ = false;
+    ApplyStopRequestLocked(now);
+    if (ending_ == Ending::kFatal) break;
+    const bool finishing = ending_ != Ending::kNone && slots_running_ == 0;
+    if (finishing && unacked_.empty()) {
+      if (!events_.empty()) {
+        // Best effort: the coordinator may already be gone after `done`.
+        ResultsRequest last;
+        last.node = options_.node;
+        last.events = std::move(events_);
+        events_.clear();
+        lock.unlock();
+        (void)client_->Report(last);
+        lock.lock();
+      }
+      break;
+    }
+    if (ending_ == Ending::kSignal && now >= stop_deadline_ + kStopFlush) {
+      log_->error("stopping with {} result(s) not accepted by the coordinator", unacked_.size());
+      break;
+    }
+    if (now < backoff_until) {
+      SteadyTime until = backoff_until;
+      if (ending_ == Ending::kSignal && !kill_all_) until = std::min(until, stop_deadline_);
+      comm_cv_.wait_for(lock, until - now, [&] {
+        return stop_requested_ && ending_ != Ending::kSignal && ending_ != Ending::kFatal;
+      });
+      continue;
+    }
+
+    // Whether to talk now. A free worker with nothing queued cannot wait; otherwise results and
+    // lease requests are held up to kBatchWindow so that several share one round trip (workers
+    // still have a queued lease each meanwhile). Renewals, polls and an ending agent go at once.
+    bool results_due = false;
+    for (const auto& [key, pending] : unacked_) results_due |= pending.next_send <= now;
+    const bool report = results_due || !events_.empty();
+    const int want = WantLocked();
+    const bool lease_allowed = want > 0 && (now >= lease_not_before_ || worker_freed_);
+    const bool lease_due = (RunningLocked() > 0 || !queue_.empty()) && now >= renew_due_;
+    const bool poll_due = ending_ == Ending::kNone && now >= next_poll_;
+    const bool starving = lease_allowed && (queue_.empty() || AnyIdleLocked());
+    if ((report || lease_allowed) && !pending_since_) pending_since_ = now;
+    const bool go = lease_due || poll_due || starving || ending_ != Ending::kNone ||
+                    (pending_since_ && now >= *pending_since_ + kBatchWindow);
+    if (!go || (!report && !lease_allowed && !lease_due && !poll_due)) {
+      SteadyTime until = NextWakeLocked(now);
+      if (pending_since_) until = std::min(until, *pending_since_ + kBatchWindow);
+      if (until > now) comm_cv_.wait_for(lock, until - now, [&] { return comm_wake_; });
+      continue;
+    }
+    pending_since_.reset();
+
+    // What to say: every result due and every event; renewals and new leases.
+    ResultsRequest rr;
+    rr.node = options_.node;
+    std::vector<Key> sent;
+    for (const auto& [key, pending] : unacked_) {
+      if (pending.next_send <= now) {
+        rr.results.push_back(pending.result);
+        sent.push_back(key);
+      }
+    }
+    rr.events = events_;
+    const size_t events_sent = events_.size();
+    const bool ask = lease_allowed || lease_due || poll_due;
+    LeaseRequest lr;
+    if (ask) {
+      lr.node = options_.node;
+      lr.max = want;
+      lr.renew = HeldLocked();
+      worker_freed_ = false;
+    }
+
+    lock.unlock();
+    Status failure;
+    std::optional<StatusOr<ResultsResponse>> report_resp;
+    std::optional<StatusOr<LeaseResponse>> lease_resp;
+    if (report) {
+      report_resp = client_->Report(rr);
+      if (!report_resp->ok()) failure = report_resp->status();
+    }
+    // A coordinator that failed the report would fail the lease too; the next round retries both.
+    if (ask && failure.ok()) {
+      lease_resp = client_->Lease(lr);
+      if (!lease_resp->ok()) failure = lease_resp->status();
+    }
+    lock.lock();
+    now = clock_.SteadyNow();
+    if (report_resp && report_resp->ok()) {
+      HandleReportLocked(**report_resp, sent, events_sent, now);
+    }
+    if (lease_resp && lease_resp->ok()) {
+      log_->debug("lease: asked {}, got {}, renewed {}, cancelled {}{}{}", lr.max,
+                  (*lease_resp)->leases.size(), lr.renew.size(), (*lease_resp)->cancel.size(),
+                  (*lease_resp)->done ? ", done" : "", (*lease_resp)->stop ? ", stop" : "");
+      HandleLeaseLocked(**lease_resp, lr.max, now);
+    }
+    if (failure.ok()) {
+      if (unreachable) {
+        log_->info("coordinator reachable again after {:.1f} s", Seconds(now - unreachable_since));
+      }
+      unreachable = false;
+      backoff = kMinBackoff;
+      continue;
+    }
+    if (!IsTransient(failure)) {
+      FatalLocked("the coordinator rejected the agent: " + failure.ToString());
+      break;
+    }
+    if (ending_ == Ending::kCoordinatorStop) {
+      // The job is over and these are cancelled attempts: not worth waiting for.
+      log_->warn("could not report {} result(s) after the coordinator's stop: {}", unacked_.size(),
+                 failure.ToString());
+      break;
+    }
+    if (!unreachable) {
+      unreachable = true;
+      unreachable_since = now;
+      log_->warn("coordinator unreachable ({}); retrying", failure.ToString());
+    }
+    // After Stop() the flush deadline above bounds the wait instead (exit 130, resumable).
+    if (ending_ != Ending::kSignal &&
+        now - unreachable_since >= seconds(options_.max_connect_seconds)) {
+      FatalLocked("coordinator unreachable for " + std::to_string(options_.max_connect_seconds) +
+                  " s (max_connect_seconds); giving up. Last error: " + failure.ToString());
+      break;
+    }
+    backoff_until = now + backoff;
+    backoff = std::min(backoff * 2, kMaxBackoff);
+  }
+
+  switch (ending_) {
+    case Ending::kSignal:
+      return 130;
+    case Ending::kFatal:
+      return 1;
+    default:
+      return 0;
+  }
+}
+
+SteadyTime Agent::Impl::NextWakeLocked(SteadyTime now) const {
+  SteadyTime t = now + kMaxWait;
+  if (!queue_.empty() || RunningLocked() > 0) t = std::min(t, renew_due_);
+  if (WantLocked() > 0) t = std::min(t, lease_not_before_);
+  if (ending_ == Ending::kNone) t = std::min(t, next_poll_);
+  for (const auto& [key, pending] : unacked_) t = std::min(t, pending.next_send);
+  if (ending_ == Ending::kSignal) {
+    t = std::min(t, kill_all_ ? stop_deadline_ + kStopFlush : stop_deadline_);
+  }
+  return t;
+}
+
+void Agent::Impl::HandleReportLocked(const ResultsResponse& resp, const std::vector<Key>& sent,
+                                     size_t events_sent, SteadyTime now) {
+  std::set<Key> accepted;
+  for (const auto& ref : resp.accepted) accepted.insert(KeyOf(ref));
+  for (const Key& key : accepted) unacked_.erase(key);
+  for (const Key& key : sent) {
+    if (accepted.count(key)) continue;
+    auto it = unacked_.find(key);
+    if (it == unacked_.end()) continue;
+    it->second.next_send = now + kResendAfter;
+    if (++it->second.unnamed_sends >= kMaxUnnamedSends) {
+      log_->error(
+          "the coordinator did not accept the result of mini-batch {} attempt {} after {} sends; "
+          "dropping it (its lease expires on the coordinator)",
+          key.first, key.second, kMaxUnnamedSends);
+      unacked_.erase(it);
+    }
+  }
+  events_.erase(events_.begin(), events_.begin() + std::min(events_sent, events_.size()));
+  if (resp.stop) CoordinatorStopLocked();
+}
+
+void Agent::Impl::HandleLeaseLocked(const LeaseResponse& resp, int asked, SteadyTime now) {
+  for (const auto& ref : resp.cancel) CancelLocked(ref);
+  if (resp.stop) {
+    CoordinatorStopLocked();
+  } else {
+    if (ending_ == Ending::kNone) {
+      for (const auto& lease : resp.leases) queue_.push_back(lease);
+      if (!resp.leases.empty()) work_cv_.notify_all();
+    } else if (!resp.leases.empty()) {
+      log_->warn("dropping {} lease(s) that arrived while ending; they expire on the coordinator",
+                 resp.leases.size());
+    }
+    if (resp.done && ending_ == Ending::kNone) {
+      ending_ = Ending::kDone;
+      log_->info(
+          "coordinator says done: finishing {} running and {} queued attempt(s), then shutting "
+          "workers down",
+          RunningLocked(), queue_.size());
+      if (queue_.empty()) AbortInitializingLocked();
+      work_cv_.notify_all();
+    }
+  }
+  if (resp.retry_after_ms > 0) {
+    lease_not_before_ = now + milliseconds(resp.retry_after_ms);
+  } else if (asked > 0 && static_cast<int>(resp.leases.size()) < asked) {
+    lease_not_before_ = now + kNoWorkRetry;
+  } else {
+    lease_not_before_ = now;
+  }
+  renew_due_ = now + renew_interval_;
+  next_poll_ = now + kPollInterval;
+}
+
+void Agent::Impl::ApplyStopRequestLocked(SteadyTime now) {
+  if (stop_requested_ && ending_ != Ending::kSignal && ending_ != Ending::kFatal) {
+    ending_ = Ending::kSignal;
+    stop_deadline_ = now + kStopGrace;
+    const size_t dropped = queue_.size();
+    queue_.clear();
+    log_->warn(
+        "stop requested: no new leases, {} queued lease(s) dropped (they expire on the "
+        "coordinator), {} running attempt(s) get {} s to finish",
+        dropped, RunningLocked(), kStopGrace.count());
+    AbortInitializingLocked();
+    work_cv_.notify_all();
+  }
+  if (ending_ == Ending::kSignal && !kill_all_ && now >= stop_deadline_) {
+    if (RunningLocked() > 0) {
+      log_->warn("stop grace of {} s is over: killing {} running attempt(s)", kStopGrace.count(),
+                 RunningLocked());
+    }
+    KillAllLocked();
+  }
+}
+
+void Agent::Impl::CancelLocked(const LeaseRef& ref) {
+  const Key key = KeyOf(ref);
+  for (auto it = queue_.begin(); it != queue_.end(); ++it) {
+    if (KeyOf(*it) == key) {
+      queue_.erase(it);
+      log_->info("coordinator cancelled queued mini-batch {} attempt {}; dropped", key.first,
+                 key.second);
+      return;
+    }
+  }
+  for (auto& slot : slots_) {
+    if (slot.running && KeyOf(*slot.running) == key && !slot.cancel_requested) {
+      slot.cancel_requested = true;
+      if (slot.worker) {
+        log_->info("coordinator cancelled mini-batch {} attempt {}: killing {} (pid {})", key.first,
+                   key.second, slot.worker->config().process, slot.worker->pid());
+        slot.worker->Kill();
+      }
+      return;
+    }
+  }
+}
+
+void Agent::Impl::CoordinatorStopLocked() {
+  if (ending_ == Ending::kNone || ending_ == Ending::kDone) {
+    ending_ = Ending::kCoordinatorStop;
+    log_->warn("coordinator says stop: killing {} running attempt(s), dropping {} queued",
+               RunningLocked(), queue_.size());
+  }
+  queue_.clear();
+  KillAllLocked();
+  work_cv_.notify_all();
+}
+
+void Agent::Impl::FatalLocked(const std::string& why) {
+  log_->error("{}; exiting", why);
+  // An interrupted agent still exits 130: its work is resumable whatever the coordinator said.
+  if (ending_ != Ending::kSignal) ending_ = Ending::kFatal;
+  queue_.clear();
+  KillAllLocked();
+  work_cv_.notify_all();
+}
+
+void Agent::Impl::KillAllLocked() {
+  kill_all_ = true;
+  for (auto& slot : slots_) {
+    if (slot.running) slot.cancel_requested = true;
+    if (!slot.ready) slot.aborting = true;
+    if (slot.worker) slot.worker->Kill();
+  }
+}
+
+void Agent::Impl::AbortInitializingLocked() {
+  for (auto& slot : slots_) {
+    if (slot.worker && !slot.ready) {
+      slot.aborting = true;
+      slot.worker->Kill();
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+Agent::Agent(AgentOptions options, std::unique_ptr<protocol::CoordinatorClient> client,
+             WorkerFactory factory, const Clock& clock)
+    : impl_(std::make_unique<Impl>(std::move(options), std::move(client), std::move(factory),
+                                   clock)) {}
+Agent::~Agent() = default;
+int Agent::Run() { return impl_->Run(); }
+void Agent::Stop() { impl_->Stop(); }
+
+}  // namespace parallelrun::rt

@@ -1,0 +1,79 @@
+// The agent: one per node (SPEC.md §4.1). It registers with the coordinator, starts
+// processCountPerNode workers, leases mini-batches for them in batches, reports results, replaces
+// workers that crash, hang or fail init(), and writes the node's logs under
+// `<output>/logs/sys/node/<node>/` and `<output>/logs/sys/error/<node>/` (SPEC.md §5).
+//
+// Threads: Run() registers and then runs the communication loop on the calling thread; each
+// worker slot has its own thread, which owns its Worker for the Worker's whole life (a worker
+// process dies with the thread that spawned it). Workers take leases from a local queue the
+// communication loop keeps topped up at 2 × live workers, so a short mini-batch never waits on an
+// HTTP round trip; each loop iteration makes at most one Lease and one Report call.
+//
+// Guarantees:
+// - A result is kept and sent again until the coordinator names it in ResultsResponse.accepted
+//   (a result the coordinator answers without naming 5 times is dropped with an error line: the
+//   coordinator has decided its fate, its lease expires there).
+// - Leases held on this node (queued and running) are renewed at least every lease_seconds / 3.
+// - A replacement worker gets the next process name (processNNN, never reused on this node: the
+//   numbering continues after the highest processNNN.txt already in the node's log folder, so a
+//   restarted agent does not append to an earlier worker's log) and its predecessor's GPU.
+// - After 3 × processCountPerNode consecutive init() failures the node stops starting workers
+//   (event NODE_GAVE_UP) but keeps talking to the coordinator until it says done or stop.
+//
+// Exit codes of Run(): 0 after the coordinator's `done` (running and queued work finished,
+// workers shut down with a 10 s grace) or `stop` (workers killed); 130 after Stop() (no new
+// leases, queued ones dropped, running attempts get 10 s to finish, then are killed; what
+// finished is reported); 1 when the coordinator stays unreachable for max_connect_seconds, rejects
+// the agent (401, 400, 404), or the registration answer is unusable.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "runtime/base/time_util.h"
+#include "runtime/protocol/coordinator_client.h"
+#include "runtime/worker/worker.h"
+
+namespace parallelrun::rt {
+
+struct AgentOptions {
+  std::string node;  // node name: pod IP, locally 127.0.0.<i+1>
+  std::string python = "/usr/bin/python3";
+  std::string host_dir;          // Python host folder (DefaultPythonHostDir())
+  int max_connect_seconds = 60;  // how long the coordinator may be unreachable before the
+                                 // agent gives up (exit 1)
+  // GPU ids handed to workers (slot i gets gpus[i] as CUDA_VISIBLE_DEVICES when there are at least
+  // as many GPUs as workers). nullopt: DetectGpus().
+  std::optional<std::vector<std::string>> gpus;
+};
+
+// Production: MakePythonWorker. Called from the slot thread that will own the worker.
+using WorkerFactory = std::function<std::unique_ptr<Worker>(WorkerConfig)>;
+
+// The GPUs this node may use: CUDA_VISIBLE_DEVICES, else NVIDIA_VISIBLE_DEVICES (unless "all"),
+// else the driver's (/proc/driver/nvidia/gpus). Empty when there are none.
+std::vector<std::string> DetectGpus();
+
+class Agent {
+ public:
+  Agent(AgentOptions options, std::unique_ptr<protocol::CoordinatorClient> client,
+        WorkerFactory factory, const Clock& clock);
+  ~Agent();
+  Agent(const Agent&) = delete;
+  Agent& operator=(const Agent&) = delete;
+
+  // Runs the agent to the end and returns the process exit code (see above). Call once.
+  int Run();
+  // SIGTERM / SIGINT. Thread-safe and returns at once (not async-signal-safe: call it from a
+  // signal-handling thread). Before or during registration Run() returns 130 promptly.
+  void Stop();
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace parallelrun::rt

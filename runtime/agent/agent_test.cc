@@ -1,0 +1,828 @@
+#include "runtime/agent/agent.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <condition_variable>
+#include <deque>
+#include <filesystem>
+#include <functional>
+#include <future>
+#include <map>
+#include <mutex>
+#include <set>
+
+#include "runtime/base/files.h"
+#include "runtime/protocol/http_server.h"
+
+namespace parallelrun::rt {
+namespace {
+
+using protocol::AttemptResult;
+using protocol::Lease;
+using protocol::LeaseRef;
+using protocol::WorkerEvent;
+using ::testing::HasSubstr;
+using namespace std::chrono_literals;
+
+constexpr auto kWait = 20s;  // generous: the machine is shared
+using Key = std::pair<int64_t, int>;
+
+// What the fake workers do, shared by all of them, and what happened to them.
+struct WorkerScript {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::function<InitOutcome(const WorkerConfig&)> init = [](const WorkerConfig&) {
+    return InitOutcome{"READY", "", ""};
+  };
+  std::set<int64_t> die_on;    // first attempt: the process dies (WORKER_DIED)
+  std::set<int64_t> fail_on;   // RUN_EXCEPTION
+  std::set<int64_t> block_on;  // run() waits until released or killed
+  std::set<int64_t> released;
+  std::map<int64_t, std::string> blocked;  // mini-batch -> process, while blocked
+  std::vector<WorkerConfig> configs;       // every worker created, in order
+  std::vector<std::string> shutdown, killed;
+  int runs = 0;            // run() calls started
+  int completed = 0;       // run() calls returned
+  bool hold_runs = false;  // run() waits while this is true (stalls every worker)
+
+  template <typename Pred>
+  bool WaitFor(Pred pred) {
+    std::unique_lock<std::mutex> lock(mu);
+    return cv.wait_for(lock, kWait, pred);
+  }
+  void Release(int64_t id) {
+    std::lock_guard<std::mutex> lock(mu);
+    released.insert(id);
+    cv.notify_all();
+  }
+};
+
+class FakeWorker : public Worker {
+ public:
+  FakeWorker(WorkerConfig config, std::shared_ptr<WorkerScript> script, pid_t pid)
+      : config_(std::move(config)), script_(std::move(script)), pid_(pid) {}
+
+  InitOutcome Start(std::chrono::seconds) override {
+    InitOutcome out = script_->init(config_);
+    std::lock_guard<std::mutex> lock(script_->mu);
+    if (killed_) out = {"INIT_FAILED", "killed", ""};
+    alive_ = out.status == "READY";
+    return out;
+  }
+
+  RunOutcome Run(const Lease& lease, std::chrono::seconds) override {
+    std::unique_lock<std::mutex> lock(script_->mu);
+    RunOutcome out = RunLocked(lease, lock);
+    ++script_->completed;
+    script_->cv.notify_all();
+    return out;
+  }
+
+  RunOutcome RunLocked(const Lease& lease, std::unique_lock<std::mutex>& lock) {
+    ++script_->runs;
+    script_->cv.notify_all();
+    script_->cv.wait(lock, [&] { return !script_->hold_runs || killed_; });
+    const int64_t id = lease.mini_batch_id;
+    if (script_->block_on.count(id)) {
+      script_->blocked[id] = config_.process;
+      script_->cv.notify_all();
+      script_->cv.wait(lock, [&] { return script_->released.count(id) || killed_; });
+      script_->blocked.erase(id);
+    }
+    if (killed_) return {"CANCELLED", 0, 0, 0, 0, "killed", ""};
+    if (lease.attempt == 1 && script_->die_on.count(id)) {
+      alive_ = false;
+      return {"WORKER_DIED", 0, 0, 0, 0, "the worker process ended", "signal 9 (Killed)"};
+    }
+    if (script_->fail_on.count(id)) {
+      return {"RUN_EXCEPTION",
+              0,
+              0,
+              0.01,
+              0.01,
+              "ValueError: bad row",
+              "Traceback (most recent call last):\n  File \"score.py\"\nValueError: bad row"};
+    }
+    return {"RUN_DONE", lease.items, 0, 0.002, 0.001, "", ""};
+  }
+
+  void Shutdown(std::chrono::seconds) override {
+    std::lock_guard<std::mutex> lock(script_->mu);
+    alive_ = false;
+    script_->shutdown.push_back(config_.process);
+    script_->cv.notify_all();
+  }
+  void Kill() override {
+    std::lock_guard<std::mutex> lock(script_->mu);
+    if (!killed_) script_->killed.push_back(config_.process);
+    killed_ = true;
+    alive_ = false;
+    script_->cv.notify_all();
+  }
+  bool alive() const override {
+    std::lock_guard<std::mutex> lock(script_->mu);
+    return alive_;
+  }
+  pid_t pid() const override { return pid_; }
+  const WorkerConfig& config() const override { return config_; }
+
+ private:
+  const WorkerConfig config_;
+  std::shared_ptr<WorkerScript> script_;
+  const pid_t pid_;
+  bool alive_ = false;   // guarded by script_->mu
+  bool killed_ = false;  // guarded by script_->mu
+};
+
+// A coordinator with a fixed list of mini-batches; records everything the agent says.
+class FakeCoordinator : public protocol::CoordinatorClient {
+ public:
+  std::mutex mu;
+  std::condition_variable cv;
+  protocol::RegisterResponse reg;
+  std::deque<protocol::Lease> pending;
+  std::set<Key> outstanding;      // handed out, no result accepted yet
+  bool done_when_drained = true;  // done once everything was handed out and accepted
+  bool say_done = false;
+  bool say_stop = false;
+  int retry_after_ms = 20;
+  std::vector<LeaseRef> cancel_next;
+  bool unavailable = false;   // every call fails as if the coordinator were down
+  Status register_error;      // non-ok: Register returns it
+  int failing_reports = 0;    // the next N reports fail (Unavailable)
+  int unnamed_sends = 0;      // a result is named in `accepted` only after this many sends
+  bool hold_reports = false;  // a report with results waits while true
+  int held_reports = 0;
+
+  std::vector<protocol::LeaseRequest> lease_requests;
+  std::vector<size_t> leases_given;
+  std::vector<protocol::ResultsRequest> reports;
+  std::map<Key, int> sends;
+  std::map<Key, AttemptResult> accepted;
+  std::vector<WorkerEvent> events;
+
+  StatusOr<protocol::RegisterResponse> Register(const protocol::RegisterRequest& req) override {
+    std::lock_guard<std::mutex> lock(mu);
+    if (unavailable) return UnavailableError("connection refused");
+    if (!register_error.ok()) return register_error;
+    EXPECT_EQ(req.node, "127.0.0.1");
+    EXPECT_EQ(req.pid, ::getpid());
+    return reg;
+  }
+
+  StatusOr<protocol::LeaseResponse> Lease(const protocol::LeaseRequest& req) override {
+    std::lock_guard<std::mutex> lock(mu);
+    if (unavailable) return UnavailableError("connection refused");
+    lease_requests.push_back(req);
+    protocol::LeaseResponse resp;
+    resp.cancel = std::move(cancel_next);
+    cancel_next.clear();
+    for (int i = 0; i < req.max && !pending.empty(); ++i) {
+      resp.leases.push_back(pending.front());
+      outstanding.insert({pending.front().mini_batch_id, pending.front().attempt});
+      pending.pop_front();
+    }
+    leases_given.push_back(resp.leases.size());
+    resp.done = say_done || (done_when_drained && pending.empty() && outstanding.empty());
+    resp.stop = say_stop;
+    if (resp.leases.empty()) resp.retry_after_ms = retry_after_ms;
+    cv.notify_all();
+    return resp;
+  }
+
+  StatusOr<protocol::ResultsResponse> Report(const protocol::ResultsRequest& req) override {
+    std::unique_lock<std::mutex> lock(mu);
+    if (hold_reports && !req.results.empty()) {
+      ++held_reports;
+      cv.notify_all();
+      cv.wait(lock, [&] { return !hold_reports; });
+    }
+    if (unavailable) return UnavailableError("connection refused");
+    reports.push_back(req);
+    if (failing_reports > 0) {
+      --failing_reports;
+      return UnavailableError("503 journal busy");
+    }
+    protocol::ResultsResponse resp;
+    for (const auto& r : req.results) {
+      Key key{r.mini_batch_id, r.attempt};
+      if (++sends[key] <= unnamed_sends) continue;
+      EXPECT_EQ(accepted.count(key), 0u) << "result accepted twice";
+      accepted[key] = r;
+      outstanding.erase(key);
+      resp.accepted.push_back({r.mini_batch_id, r.attempt});
+    }
+    events.insert(events.end(), req.events.begin(), req.events.end());
+    resp.stop = say_stop;
+    cv.notify_all();
+    return resp;
+  }
+
+  StatusOr<protocol::Progress> GetProgress() override { return protocol::Progress{}; }
+
+  template <typename Pred>
+  bool WaitFor(Pred pred) {
+    std::unique_lock<std::mutex> lock(mu);
+    return cv.wait_for(lock, kWait, pred);
+  }
+  template <typename F>
+  void With(F f) {
+    std::lock_guard<std::mutex> lock(mu);
+    f();
+    cv.notify_all();
+  }
+  int CountEvents(const std::string& kind) {
+    int n = 0;
+    for (const auto& e : events) n += e.kind == kind;
+    return n;
+  }
+};
+
+class AgentTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/pr_agent_test_XXXXXX";
+    dir_ = ::mkdtemp(tmpl);
+    coordinator_ = new FakeCoordinator;
+    script_ = std::make_shared<WorkerScript>();
+    auto& reg = coordinator_->reg;
+    reg.spec = {{"apiVersion", "parallelrun.io/v1alpha1"},
+                {"kind", "ParallelRunJob"},
+                {"spec",
+                 {{"entryScript", "score.py"},
+                  {"processCountPerNode", 2},
+                  {"runInvocationTimeout", 60},
+                  {"loggingLevel", "DEBUG"},
+                  {"inputs", {{{"name", "images"}, {"type", "file"}}}}}}};
+    reg.code_dir = dir_ + "/code";
+    reg.output_dir = dir_ + "/out";
+    reg.log_dir = dir_ + "/out/logs";
+    reg.parts_dir = dir_ + "/out/.parallelrun/parts";
+    reg.arguments = {"--threshold", "0.7"};
+    reg.lease_seconds = 90;
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  void SetProcessCount(int n) { coordinator_->reg.spec["spec"]["processCountPerNode"] = n; }
+  void AddMiniBatches(int n, int items = 3) {
+    for (int i = 0; i < n; ++i) {
+      Lease l;
+      l.mini_batch_id = i;
+      l.input_type = "file";
+      l.items = items;
+      for (int k = 0; k < items; ++k) l.files.push_back("/in/" + std::to_string(i * items + k));
+      coordinator_->pending.push_back(l);
+    }
+  }
+
+  // Starts the agent on its own thread (it takes ownership of the fake coordinator).
+  void Start(AgentOptions options = {}) {
+    if (options.node.empty()) options.node = "127.0.0.1";
+    options.host_dir = "/opt/host";
+    if (!options.gpus) options.gpus = std::vector<std::string>{};
+    auto script = script_;
+    auto pid = std::make_shared<std::atomic<int>>(1000);
+    agent_ = std::make_unique<Agent>(
+        options, std::unique_ptr<protocol::CoordinatorClient>(coordinator_),
+        [script, pid](WorkerConfig config) -> std::unique_ptr<Worker> {
+          {
+            std::lock_guard<std::mutex> lock(script->mu);
+            script->configs.push_back(config);
+            script->cv.notify_all();
+          }
+          return std::make_unique<FakeWorker>(std::move(config), script, ++*pid);
+        },
+        RealClock::Get());
+    exit_ = std::async(std::launch::async, [this] { return agent_->Run(); });
+  }
+
+  // Says done once `n` workers have started (so every slot had its worker before the end).
+  // Needs done_when_drained = false.
+  void SayDoneAfterStarted(int n) {
+    ASSERT_TRUE(
+        coordinator_->WaitFor([&] { return coordinator_->CountEvents("WORKER_STARTED") >= n; }));
+    coordinator_->With([&] { coordinator_->say_done = true; });
+  }
+  void ReleaseRuns() {
+    std::lock_guard<std::mutex> lock(script_->mu);
+    script_->hold_runs = false;
+    script_->cv.notify_all();
+  }
+
+  // The agent's exit code, or -1 if it did not end in time.
+  int ExitCode() {
+    if (exit_.wait_for(kWait) != std::future_status::ready) {
+      ADD_FAILURE() << "the agent did not exit";
+      agent_->Stop();
+      return -1;
+    }
+    return exit_.get();
+  }
+
+  // The accepted result of an attempt (empty status when there is none).
+  AttemptResult Result(int64_t mini_batch, int attempt) {
+    auto it = coordinator_->accepted.find({mini_batch, attempt});
+    return it == coordinator_->accepted.end() ? AttemptResult{} : it->second;
+  }
+
+  std::string Log(const std::string& rel) {
+    auto text = ReadFile(dir_ + "/out/logs/" + rel);
+    return text.ok() ? *text : "<missing " + rel + ">";
+  }
+
+  std::string dir_;
+  FakeCoordinator* coordinator_ = nullptr;  // owned by the agent once started
+  std::shared_ptr<WorkerScript> script_;
+  std::unique_ptr<Agent> agent_;
+  std::future<int> exit_;
+};
+
+TEST_F(AgentTest, WorkerConfigComesFromTheRegistration) {
+  SetProcessCount(2);
+  coordinator_->reg.spec["spec"]["inputs"][0]["type"] = "tabular";
+  coordinator_->reg.spec["spec"]["appendRowHeader"] = true;
+  coordinator_->done_when_drained = false;
+  AgentOptions options;
+  options.python = "/usr/local/bin/python3.11";
+  options.gpus = std::vector<std::string>{"3", "5"};
+  Start(options);
+  SayDoneAfterStarted(2);
+  EXPECT_EQ(ExitCode(), 0);
+
+  ASSERT_EQ(script_->configs.size(), 2u);
+  std::map<std::string, WorkerConfig> by_name;
+  for (const auto& c : script_->configs) by_name[c.process] = c;
+  ASSERT_EQ(by_name.count("process000"), 1u);
+  ASSERT_EQ(by_name.count("process001"), 1u);
+  const WorkerConfig& c = by_name["process000"];
+  EXPECT_EQ(c.node, "127.0.0.1");
+  EXPECT_EQ(c.python, "/usr/local/bin/python3.11");
+  EXPECT_EQ(c.host_dir, "/opt/host");
+  EXPECT_EQ(c.entry_script, dir_ + "/code/score.py");
+  EXPECT_EQ(c.code_dir, dir_ + "/code");
+  EXPECT_EQ(c.arguments, (std::vector<std::string>{"--threshold", "0.7"}));
+  EXPECT_EQ(c.input_type, "tabular");
+  EXPECT_EQ(c.output_dir, dir_ + "/out");
+  EXPECT_EQ(c.log_dir, dir_ + "/out/logs");
+  EXPECT_EQ(c.logging_level, "DEBUG");
+  EXPECT_TRUE(c.append_row_header);
+  // One GPU per worker, in slot order, when there are enough.
+  std::set<std::string> gpus;
+  for (const auto& w : script_->configs) gpus.insert(w.env.at(0));
+  EXPECT_EQ(gpus, (std::set<std::string>{"CUDA_VISIBLE_DEVICES=3", "CUDA_VISIBLE_DEVICES=5"}));
+}
+
+TEST_F(AgentTest, TooFewGpusAreSharedAndNotPinned) {
+  SetProcessCount(2);
+  AgentOptions options;
+  options.gpus = std::vector<std::string>{"0"};
+  coordinator_->done_when_drained = false;
+  Start(options);
+  SayDoneAfterStarted(2);
+  EXPECT_EQ(ExitCode(), 0);
+  for (const auto& c : script_->configs) EXPECT_TRUE(c.env.empty()) << c.process;
+  EXPECT_THAT(Log("sys/node/127.0.0.1/_main.txt"), HasSubstr("share all GPUs"));
+}
+
+TEST_F(AgentTest, ProcessNumbersContinueAfterEarlierWorkersOnTheNode) {
+  SetProcessCount(1);
+  coordinator_->done_when_drained = false;
+  ASSERT_TRUE(MakeDirs(dir_ + "/out/logs/sys/node/127.0.0.1").ok());
+  ASSERT_TRUE(WriteFileAtomic(dir_ + "/out/logs/sys/node/127.0.0.1/process004.txt", "").ok());
+  Start();
+  SayDoneAfterStarted(1);
+  EXPECT_EQ(ExitCode(), 0);
+  ASSERT_EQ(script_->configs.size(), 1u);
+  EXPECT_EQ(script_->configs[0].process, "process005");
+}
+
+TEST_F(AgentTest, LeasesAndResultsAreBatched) {
+  SetProcessCount(2);
+  AddMiniBatches(20);
+  script_->hold_runs = true;
+  Start();
+  // Both workers hold a lease and two more wait in the agent's queue: 2 x processCountPerNode.
+  ASSERT_TRUE(coordinator_->WaitFor([&] { return coordinator_->outstanding.size() == 4; }));
+  // The first report with a result now hangs, as over a slow network; the other results pile up
+  // meanwhile and go together in the next one.
+  coordinator_->With([&] { coordinator_->hold_reports = true; });
+  ReleaseRuns();
+  ASSERT_TRUE(script_->WaitFor([&] { return script_->completed >= 4; }));
+  ASSERT_TRUE(coordinator_->WaitFor([&] { return coordinator_->held_reports > 0; }));
+  coordinator_->With([&] { coordinator_->hold_reports = false; });
+  EXPECT_EQ(ExitCode(), 0);
+
+  auto& c = *coordinator_;
+  EXPECT_EQ(c.accepted.size(), 20u);
+  for (const auto& [key, r] : c.accepted) {
+    EXPECT_EQ(r.status, "RUN_DONE");
+    EXPECT_EQ(r.total, 3);
+    EXPECT_EQ(r.succeeded, 3);
+    EXPECT_EQ(r.failed, 0);
+  }
+  size_t most_leases = 0, lease_calls_with_work = 0;
+  for (size_t n : c.leases_given) {
+    most_leases = std::max(most_leases, n);
+    lease_calls_with_work += n > 0;
+  }
+  EXPECT_GE(most_leases, 2u);
+  EXPECT_LT(lease_calls_with_work, 20u);
+  int max_asked = 0;
+  for (const auto& r : c.lease_requests) max_asked = std::max(max_asked, r.max);
+  EXPECT_LE(max_asked, 4);  // 2 x processCountPerNode
+  size_t most_results = 0, reports_with_results = 0;
+  for (const auto& r : c.reports) {
+    most_results = std::max(most_results, r.results.size());
+    reports_with_results += !r.results.empty();
+  }
+  EXPECT_GE(most_results, 2u);
+  EXPECT_LT(reports_with_results, 20u);
+}
+
+TEST_F(AgentTest, DeadWorkerIsReplacedWithTheNextProcessName) {
+  SetProcessCount(1);
+  AddMiniBatches(6);
+  script_->die_on = {2};
+  Start();
+  EXPECT_EQ(ExitCode(), 0);
+
+  ASSERT_EQ(script_->configs.size(), 2u);
+  EXPECT_EQ(script_->configs[0].process, "process000");
+  EXPECT_EQ(script_->configs[1].process, "process001");
+  auto& c = *coordinator_;
+  ASSERT_EQ(c.accepted.size(), 6u);
+  EXPECT_EQ(Result(2, 1).status, "WORKER_DIED");
+  EXPECT_EQ(Result(2, 1).process, "process000");
+  EXPECT_EQ(Result(2, 1).failed, 3);
+  EXPECT_EQ(Result(5, 1).process, "process001");
+  bool exit_event = false;
+  for (const auto& e : c.events) {
+    if (e.kind == "WORKER_EXITED" && e.process == "process000") {
+      exit_event = true;
+      EXPECT_THAT(e.detail, HasSubstr("signal 9"));
+    }
+  }
+  EXPECT_TRUE(exit_event);
+  std::string main_log = Log("sys/node/127.0.0.1/_main.txt");
+  EXPECT_THAT(main_log, HasSubstr("process000 (pid 1001) exited (signal 9 (Killed)); starting a "
+                                  "replacement"));
+  EXPECT_THAT(main_log, HasSubstr("process001: started, pid 1002"));
+  EXPECT_THAT(Log("sys/error/127.0.0.1/process000.txt"), HasSubstr("status=WORKER_DIED"));
+}
+
+TEST_F(AgentTest, RepeatedInitFailureGivesUpTheNode) {
+  SetProcessCount(2);
+  AddMiniBatches(3);
+  coordinator_->done_when_drained = false;
+  script_->init = [](const WorkerConfig&) {
+    return InitOutcome{"INIT_FAILED", "ImportError: No module named 'torch'",
+                       "Traceback (most recent call last):\nImportError: No module named 'torch'"};
+  };
+  Start();
+  ASSERT_TRUE(coordinator_->WaitFor([&] { return coordinator_->CountEvents("NODE_GAVE_UP") > 0; }));
+  // The agent keeps talking to the coordinator (for done or stop) but starts nothing more.
+  const size_t requests = coordinator_->lease_requests.size();
+  ASSERT_TRUE(
+      coordinator_->WaitFor([&] { return coordinator_->lease_requests.size() > requests; }));
+  coordinator_->With([&] { coordinator_->say_done = true; });
+  EXPECT_EQ(ExitCode(), 0);
+
+  EXPECT_EQ(script_->configs.size(), 6u);  // 3 x processCountPerNode
+  auto& c = *coordinator_;
+  EXPECT_EQ(c.CountEvents("INIT_FAILED"), 6);
+  EXPECT_EQ(c.CountEvents("NODE_GAVE_UP"), 1);
+  EXPECT_EQ(c.CountEvents("WORKER_STARTED"), 0);
+  for (const auto& r : c.lease_requests) EXPECT_EQ(r.max, 0);
+  EXPECT_TRUE(c.accepted.empty());
+  EXPECT_THAT(Log("sys/node/127.0.0.1/_main.txt"), HasSubstr("giving up on this node"));
+  std::string error_log = Log("sys/error/127.0.0.1/process005.txt");
+  EXPECT_THAT(error_log, HasSubstr("status=INIT_FAILED init()"));
+  EXPECT_THAT(error_log, HasSubstr("No module named 'torch'"));
+}
+
+TEST_F(AgentTest, InitSuccessResetsTheConsecutiveFailureCount) {
+  SetProcessCount(1);
+  AddMiniBatches(4);
+  script_->die_on = {0, 1};
+  // Every other worker fails init(): never 3 in a row.
+  script_->init = [](const WorkerConfig& c) {
+    bool fail = c.process == "process001" || c.process == "process003";
+    return fail ? InitOutcome{"INIT_TIMEOUT", "init() took longer than 600 s", ""}
+                : InitOutcome{"READY", "", ""};
+  };
+  Start();
+  EXPECT_EQ(ExitCode(), 0);
+  EXPECT_EQ(coordinator_->accepted.size(), 4u);
+  EXPECT_EQ(coordinator_->CountEvents("INIT_TIMEOUT"), 2);
+  EXPECT_EQ(coordinator_->CountEvents("NODE_GAVE_UP"), 0);
+}
+
+TEST_F(AgentTest, CancelKillsTheWorkerRunningThatAttempt) {
+  SetProcessCount(2);
+  AddMiniBatches(6);
+  script_->block_on = {0, 1};
+  Start();
+  ASSERT_TRUE(script_->WaitFor([&] { return script_->blocked.size() == 2; }));
+  std::string victim, survivor;
+  {
+    std::lock_guard<std::mutex> lock(script_->mu);
+    victim = script_->blocked[1];
+    survivor = script_->blocked[0];
+  }
+  coordinator_->With([&] { coordinator_->cancel_next = {{1, 1}}; });
+  ASSERT_TRUE(coordinator_->WaitFor([&] { return coordinator_->accepted.count({1, 1}) > 0; }));
+  {
+    std::lock_guard<std::mutex> lock(script_->mu);
+    EXPECT_EQ(script_->killed, std::vector<std::string>{victim});
+    EXPECT_EQ(script_->blocked.count(0), 1u);  // the other attempt runs on
+  }
+  // Work remains, so the killed worker is replaced under the next name.
+  ASSERT_TRUE(script_->WaitFor([&] { return script_->configs.size() == 3; }));
+  EXPECT_EQ(script_->configs[2].process, "process002");
+  script_->Release(0);
+  EXPECT_EQ(ExitCode(), 0);
+
+  auto& c = *coordinator_;
+  EXPECT_EQ(Result(1, 1).status, "CANCELLED");
+  EXPECT_EQ(Result(1, 1).process, victim);
+  EXPECT_EQ(Result(0, 1).status, "RUN_DONE");
+  EXPECT_EQ(Result(0, 1).process, survivor);
+  EXPECT_EQ(c.accepted.size(), 6u);
+}
+
+TEST_F(AgentTest, CancelOfAQueuedLeaseDropsIt) {
+  SetProcessCount(1);
+  AddMiniBatches(3);
+  script_->block_on = {0};
+  coordinator_->done_when_drained = false;
+  Start();
+  ASSERT_TRUE(script_->WaitFor([&] { return script_->blocked.size() == 1; }));
+  // Mini-batch 1 sits in the agent's queue behind the blocked one.
+  ASSERT_TRUE(coordinator_->WaitFor([&] { return coordinator_->outstanding.count({1, 1}) > 0; }));
+  coordinator_->With([&] { coordinator_->cancel_next = {{1, 1}}; });
+  const size_t requests = coordinator_->lease_requests.size();
+  ASSERT_TRUE(
+      coordinator_->WaitFor([&] { return coordinator_->lease_requests.size() > requests + 1; }));
+  script_->Release(0);
+  ASSERT_TRUE(coordinator_->WaitFor([&] { return coordinator_->accepted.size() == 2; }));
+  coordinator_->With([&] { coordinator_->say_done = true; });
+  EXPECT_EQ(ExitCode(), 0);
+  EXPECT_EQ(coordinator_->accepted.count({1, 1}), 0u);
+  EXPECT_TRUE(script_->killed.empty());
+}
+
+TEST_F(AgentTest, DoneFinishesTheWorkShutsWorkersDownAndExitsZero) {
+  SetProcessCount(2);
+  AddMiniBatches(7);
+  script_->hold_runs = true;  // until both workers are up, so both have work to finish
+  Start();
+  ASSERT_TRUE(
+      coordinator_->WaitFor([&] { return coordinator_->CountEvents("WORKER_STARTED") == 2; }));
+  ReleaseRuns();
+  EXPECT_EQ(ExitCode(), 0);
+  auto& c = *coordinator_;
+  EXPECT_EQ(c.accepted.size(), 7u);
+  std::set<std::string> shut(script_->shutdown.begin(), script_->shutdown.end());
+  EXPECT_EQ(shut, (std::set<std::string>{"process000", "process001"}));
+  EXPECT_TRUE(script_->killed.empty());
+  EXPECT_EQ(c.CountEvents("WORKER_STARTED"), 2);
+  EXPECT_EQ(c.CountEvents("WORKER_EXITED"), 2);
+  EXPECT_THAT(Log("sys/node/127.0.0.1/_main.txt"), HasSubstr("exits with code 0"));
+}
+
+TEST_F(AgentTest, QueuedLeasesAreFinishedWhenDoneArrives) {
+  SetProcessCount(1);
+  AddMiniBatches(2);
+  script_->block_on = {0};
+  coordinator_->done_when_drained = false;
+  Start();
+  ASSERT_TRUE(script_->WaitFor([&] { return script_->blocked.size() == 1; }));
+  ASSERT_TRUE(coordinator_->WaitFor([&] { return coordinator_->pending.empty(); }));
+  coordinator_->With([&] { coordinator_->say_done = true; });
+  const size_t requests = coordinator_->lease_requests.size();
+  ASSERT_TRUE(
+      coordinator_->WaitFor([&] { return coordinator_->lease_requests.size() > requests; }));
+  script_->Release(0);
+  EXPECT_EQ(ExitCode(), 0);
+  EXPECT_EQ(coordinator_->accepted.size(), 2u);
+}
+
+TEST_F(AgentTest, StopLetsRunningWorkFinishDropsTheQueueAndExits130) {
+  SetProcessCount(1);
+  AddMiniBatches(5);
+  script_->block_on = {0};
+  Start();
+  ASSERT_TRUE(script_->WaitFor([&] { return script_->blocked.size() == 1; }));
+  ASSERT_TRUE(coordinator_->WaitFor([&] { return coordinator_->outstanding.size() >= 2; }));
+  agent_->Stop();
+  script_->Release(0);
+  EXPECT_EQ(ExitCode(), 130);
+  auto& c = *coordinator_;
+  ASSERT_EQ(c.accepted.size(), 1u);
+  EXPECT_EQ(Result(0, 1).status, "RUN_DONE");
+  EXPECT_EQ(script_->runs, 1);
+  EXPECT_EQ(script_->shutdown, std::vector<std::string>{"process000"});
+  EXPECT_THAT(Log("sys/node/127.0.0.1/_main.txt"), HasSubstr("stop requested"));
+}
+
+TEST_F(AgentTest, StopDuringRegistrationExits130) {
+  coordinator_->unavailable = true;
+  AgentOptions options;
+  options.max_connect_seconds = 600;
+  Start(options);
+  agent_->Stop();
+  EXPECT_EQ(ExitCode(), 130);
+}
+
+TEST_F(AgentTest, CoordinatorStopKillsWorkersAndExitsZero) {
+  SetProcessCount(1);
+  AddMiniBatches(3);
+  script_->block_on = {0};
+  Start();
+  ASSERT_TRUE(script_->WaitFor([&] { return script_->blocked.size() == 1; }));
+  coordinator_->With([&] { coordinator_->say_stop = true; });
+  EXPECT_EQ(ExitCode(), 0);
+  EXPECT_EQ(script_->killed, std::vector<std::string>{"process000"});
+  EXPECT_EQ(Result(0, 1).status, "CANCELLED");
+  EXPECT_EQ(script_->runs, 1);
+}
+
+TEST_F(AgentTest, UnreachableCoordinatorAtRegistrationExits1AfterMaxConnectSeconds) {
+  coordinator_->unavailable = true;
+  AgentOptions options;
+  options.max_connect_seconds = 1;
+  auto start = std::chrono::steady_clock::now();
+  Start(options);
+  EXPECT_EQ(ExitCode(), 1);
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 1s);
+  EXPECT_TRUE(script_->configs.empty());
+}
+
+TEST_F(AgentTest, CoordinatorLostMidRunExits1AndKillsWorkers) {
+  SetProcessCount(1);
+  AddMiniBatches(3);
+  script_->block_on = {0};
+  AgentOptions options;
+  options.max_connect_seconds = 1;
+  Start(options);
+  ASSERT_TRUE(script_->WaitFor([&] { return script_->blocked.size() == 1; }));
+  coordinator_->With([&] { coordinator_->unavailable = true; });
+  EXPECT_EQ(ExitCode(), 1);
+  EXPECT_EQ(script_->killed, std::vector<std::string>{"process000"});
+  EXPECT_THAT(Log("sys/node/127.0.0.1/_main.txt"), HasSubstr("coordinator unreachable for 1 s"));
+}
+
+TEST_F(AgentTest, RejectedRegistrationExits1) {
+  coordinator_->register_error = UnauthenticatedError("POST /v1/register: 401 wrong bearer token");
+  Start();
+  EXPECT_EQ(ExitCode(), 1);
+}
+
+TEST_F(AgentTest, ResultsAreResentUntilAccepted) {
+  SetProcessCount(2);
+  AddMiniBatches(6);
+  coordinator_->failing_reports = 2;
+  coordinator_->unnamed_sends = 1;
+  Start();
+  EXPECT_EQ(ExitCode(), 0);
+  auto& c = *coordinator_;
+  EXPECT_EQ(c.accepted.size(), 6u);
+  for (const auto& [key, n] : c.sends) EXPECT_GE(n, 2) << key.first;
+}
+
+TEST_F(AgentTest, RunningLeasesAreRenewed) {
+  SetProcessCount(1);
+  AddMiniBatches(2);
+  coordinator_->reg.lease_seconds = 3;  // renew at least every second
+  script_->block_on = {0};
+  Start();
+  ASSERT_TRUE(script_->WaitFor([&] { return script_->blocked.size() == 1; }));
+  auto renewed = [&](int times) {
+    int n = 0;
+    for (const auto& r : coordinator_->lease_requests) {
+      for (const auto& ref : r.renew) n += ref.mini_batch_id == 0;
+    }
+    return n >= times;
+  };
+  ASSERT_TRUE(coordinator_->WaitFor([&] { return renewed(2); }));
+  script_->Release(0);
+  EXPECT_EQ(ExitCode(), 0);
+}
+
+TEST_F(AgentTest, LogFilesAreWritten) {
+  SetProcessCount(1);
+  AddMiniBatches(3);
+  script_->fail_on = {1};
+  Start();
+  EXPECT_EQ(ExitCode(), 0);
+  EXPECT_EQ(Result(1, 1).status, "RUN_EXCEPTION");
+  EXPECT_EQ(Result(1, 1).error, "ValueError: bad row");
+
+  std::string main_log = Log("sys/node/127.0.0.1/_main.txt");
+  EXPECT_THAT(main_log, HasSubstr("node 127.0.0.1 registered"));
+  EXPECT_THAT(main_log, HasSubstr("process000: started, pid 1001"));
+  EXPECT_THAT(main_log, HasSubstr("process000 (pid 1001): shut down"));
+  EXPECT_THAT(main_log, HasSubstr("|info|"));  // the seed's time|LEVEL|pid|thread|message
+
+  std::string process_log = Log("sys/node/127.0.0.1/process000.txt");
+  EXPECT_THAT(process_log,
+              HasSubstr("node=127.0.0.1 pid=1001 mini_batch=0 attempt=1 items=3 succeeded=3 "
+                        "failed=0 start="));
+  EXPECT_THAT(process_log, HasSubstr("status=RUN_DONE"));
+  EXPECT_THAT(process_log, HasSubstr("mini_batch=1 attempt=1 items=3 succeeded=0 failed=3"));
+  EXPECT_THAT(process_log, HasSubstr("status=RUN_EXCEPTION"));
+
+  std::string error_log = Log("sys/error/127.0.0.1/process000.txt");
+  EXPECT_THAT(error_log, HasSubstr("status=RUN_EXCEPTION mini_batch=1 attempt=1 node=127.0.0.1 "
+                                   "error=ValueError: bad row"));
+  EXPECT_THAT(error_log, HasSubstr("Traceback (most recent call last)"));
+  EXPECT_THAT(error_log, ::testing::Not(HasSubstr("mini_batch=0")));
+}
+
+TEST_F(AgentTest, UnusableRegistrationAnswerExits1NamingTheField) {
+  coordinator_->reg.spec["spec"]["processCountPerNode"] = "two";
+  Start();
+  EXPECT_EQ(ExitCode(), 1);
+}
+
+// The real HTTP client and server between the agent and a minimal coordinator: the whole path
+// works, and short mini-batches share round trips. Prints the rate for the record (not a check:
+// the machine is shared).
+TEST_F(AgentTest, ShortMiniBatchesOverHttpShareRoundTrips) {
+  constexpr int kMiniBatches = 2000;
+  SetProcessCount(2);
+  struct State {
+    std::mutex mu;
+    int next = 0;
+    int accepted = 0;
+    int lease_calls = 0;
+    int report_calls = 0;
+  };
+  auto state = std::make_shared<State>();
+  nlohmann::json reg = coordinator_->reg;
+  protocol::HttpServerOptions server_options;
+  server_options.token = "t0ken";
+  auto server = protocol::StartHttpServer(
+      server_options, [state, reg](const protocol::HttpRequest& req) -> protocol::HttpResponse {
+        std::lock_guard<std::mutex> lock(state->mu);
+        if (req.path == "/v1/register") return {200, reg};
+        if (req.path == "/v1/lease") {
+          ++state->lease_calls;
+          auto lr = req.body.get<protocol::LeaseRequest>();
+          protocol::LeaseResponse resp;
+          for (int i = 0; i < lr.max && state->next < kMiniBatches; ++i) {
+            Lease l;
+            l.mini_batch_id = state->next++;
+            l.items = 1;
+            l.files = {"/in/" + std::to_string(l.mini_batch_id)};
+            resp.leases.push_back(l);
+          }
+          resp.done = state->next == kMiniBatches && state->accepted == kMiniBatches;
+          if (resp.leases.empty()) resp.retry_after_ms = 10;
+          return {200, resp};
+        }
+        if (req.path == "/v1/results") {
+          ++state->report_calls;
+          auto rr = req.body.get<protocol::ResultsRequest>();
+          protocol::ResultsResponse resp;
+          for (const auto& r : rr.results) resp.accepted.push_back({r.mini_batch_id, r.attempt});
+          state->accepted += static_cast<int>(rr.results.size());
+          return {200, resp};
+        }
+        return {404, {{"reason", "no route"}}};
+      });
+  ASSERT_TRUE(server.ok()) << server.status().ToString();
+  delete coordinator_;
+  protocol::HttpClientOptions client_options;
+  client_options.base_url = (*server)->url();
+  client_options.token = "t0ken";
+  coordinator_ = nullptr;
+
+  AgentOptions options;
+  options.node = "127.0.0.1";
+  options.gpus = std::vector<std::string>{};
+  auto script = script_;
+  Agent agent(
+      options, protocol::MakeHttpCoordinatorClient(client_options),
+      [script](WorkerConfig config) -> std::unique_ptr<Worker> {
+        return std::make_unique<FakeWorker>(std::move(config), script, 4242);
+      },
+      RealClock::Get());
+  auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(agent.Run(), 0);
+  double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::lock_guard<std::mutex> lock(state->mu);
+  EXPECT_EQ(state->accepted, kMiniBatches);
+  EXPECT_LT(state->lease_calls, kMiniBatches);
+  EXPECT_LT(state->report_calls, kMiniBatches);
+  std::printf(
+      "[ rate     ] %d instant mini-batches, 2 workers, over HTTP: %.2f s, %.0f completions/s, "
+      "%d lease + %d report calls (%.2f mini-batches per call)\n",
+      kMiniBatches, s, kMiniBatches / s, state->lease_calls, state->report_calls,
+      2.0 * kMiniBatches / (state->lease_calls + state->report_calls));
+}
+
+}  // namespace
+}  // namespace parallelrun::rt

@@ -1,0 +1,1298 @@
+#include "runtime/coordinator/coordinator.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <ctime>
+#include <filesystem>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "runtime/base/files.h"
+#include "runtime/base/log.h"
+#include "runtime/coordinator/job_state.h"
+#include "runtime/coordinator/journal.h"
+#include "runtime/coordinator/line_file.h"
+#include "runtime/coordinator/plan_file.h"
+#include "runtime/coordinator/planner.h"
+#include "runtime/logs/error_summary.h"
+#include "runtime/logs/job_result.h"
+#include "runtime/logs/log_layout.h"
+#include "runtime/logs/overview.h"
+#include "runtime/logs/readme_text.h"
+#include "runtime/logs/report_csv.h"
+#include "runtime/output/assembler.h"
+
+namespace parallelrun::rt {
+namespace {
+
+using protocol::HttpRequest;
+using protocol::HttpResponse;
+
+constexpr int kMaxLeasesPerRequest = 1000;
+constexpr int kRetryAfterMs = 200;
+// Real-time period of the supervisor thread (lease expiry, no-progress, periodic lines); what it
+// compares against is the injected clock.
+constexpr std::chrono::milliseconds kTick{100};
+constexpr std::chrono::seconds kProgressLineEvery{5};
+constexpr std::chrono::seconds kQuietProgressLineEvery{60};
+constexpr size_t kMaxRunningNamed = 10;
+
+// Reasons (the ParallelRunJob condition reasons of SPEC.md §6, plus InvalidInput for inputs that
+// cannot be planned and OutputAssemblyFailed).
+constexpr const char* kReasonCompleted = "Completed";
+constexpr const char* kReasonInvalidInput = "InvalidInput";
+constexpr const char* kReasonOutputInUse = "OutputInUse";
+constexpr const char* kReasonErrorThreshold = "ErrorThresholdExceeded";
+constexpr const char* kReasonFailedPercent = "AllowedFailedPercentExceeded";
+constexpr const char* kReasonNoSucceeded = "NoSucceededItems";
+constexpr const char* kReasonNoProgress = "NoProgress";
+constexpr const char* kReasonInitFailed = "InitFailed";
+constexpr const char* kReasonAssemblyFailed = "OutputAssemblyFailed";
+
+constexpr const char* kHintUserErrors =
+    "logs/user/error.txt (one line per failed attempt), then the tracebacks in "
+    "logs/user/error/<node>/<process>.txt";
+constexpr const char* kHintReport =
+    "logs/sys/job_report/processed_mini-batches.csv (one row per attempt of every mini-batch)";
+constexpr const char* kHintOverview =
+    "logs/job_progress_overview.<yyyymmddhh>.txt (the newest file: what ran where)";
+constexpr const char* kHintNodes =
+    "logs/sys/node/<node>/_main.txt (worker starts and exits) and logs/sys/error/<node>/";
+constexpr const char* kHintMasterRole = "logs/sys/master_role.<n>.txt (the coordinator's log)";
+constexpr const char* kHintStderr =
+    "logs/user/stderr/<node>/<process>.stderr.txt (what init() printed)";
+
+double Seconds(std::chrono::steady_clock::duration d) {
+  return std::chrono::duration<double>(d).count();
+}
+
+HttpResponse Error(int status, const std::string& message) {
+  HttpResponse r;
+  r.status = status;
+  r.body = nlohmann::json{{"error", message}};
+  return r;
+}
+
+std::string InputTypeName(const Input& in) {
+  return in.type == InputType::kFile ? "file" : "tabular";
+}
+
+struct NodeInfo {
+  std::string name;
+  int64_t pid = 0;
+  SteadyTime last_seen;
+  bool gave_up = false;
+};
+
+// How the job ended (decided once).
+struct Ending {
+  bool succeeded = false;
+  std::string reason;
+  std::string message;
+  int exit_code = kCoordinatorExitJobFailed;
+  bool early = false;     // stopped before every mini-batch was done: agents must stop now
+  bool assemble = true;   // assemble the accepted parts
+  std::string traceback;  // InitFailed
+  std::vector<std::string> look_first;
+};
+
+}  // namespace
+
+class Coordinator::Impl {
+ public:
+  explicit Impl(CoordinatorOptions options);
+  ~Impl();
+
+  Status Init();
+  HttpResponse Handle(const HttpRequest& request);
+  protocol::Progress GetProgress() const;
+  int Wait();
+  void Stop();
+
+ private:
+  enum class Mode { kRun, kOutputInUse, kFinished };
+
+  Status InitRun();
+  Status LoadEarlierRun(int start_index);
+  void StartPlanner(int64_t existing_records, int64_t valid_bytes);
+
+  HttpResponse HandleRegister(const nlohmann::json& body);
+  HttpResponse HandleLease(const nlohmann::json& body);
+  HttpResponse HandleResults(const nlohmann::json& body);
+
+  // All *Locked methods require mu_.
+  uint32_t TouchNodeLocked(const std::string& name, SteadyTime now);
+  void SayLocked(const std::string& text);
+  void EndLocked(Ending ending);
+  void CheckOutcomeLocked();
+  void TickLocked();
+  void RecordExpiredLocked(const std::vector<ExpiredLease>& expired);
+  void OnDurable(std::vector<PlanEntry>&& entries);
+  void OnPlanComplete();
+  void OnPlanCompleteLocked();
+  void OnPlanError(const Status& status);
+  std::string ProgressTextLocked(bool final_line) const;
+  std::optional<double> EtaSecondsLocked(SteadyTime now) const;
+  std::string RunningSummaryLocked() const;
+
+  void SupervisorLoop();
+  void Finalize();
+  JobResult MakeResultLocked(const Ending& ending) const;
+  StatusOr<protocol::Lease> MakeLease(const LeaseGrant& grant) const;
+
+  CoordinatorOptions opt_;
+  const Clock* clock_;
+  Mode mode_ = Mode::kRun;
+  std::string output_dir_, state_dir_, log_dir_, parts_dir_;
+  std::string plan_path_, journal_path_, owner_path_, result_json_path_, output_file_;
+  std::vector<std::string> input_dirs_;
+  int lease_seconds_ = 90;
+  int progress_timeout_s_ = 270;
+  nlohmann::json register_body_;
+
+  std::shared_ptr<spdlog::logger> log_;
+  std::unique_ptr<OverviewLog> overview_;
+  std::unique_ptr<Journal> journal_;
+  std::unique_ptr<ReportCsv> report_;
+  AppendFile user_errors_;
+  std::unique_ptr<PlanReader> plan_reader_;
+  std::unique_ptr<Planner> planner_;
+  std::thread supervisor_;
+  std::atomic<bool> cancel_assembly_{false};
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  JobState state_;
+  std::vector<NodeInfo> nodes_;
+  std::unordered_map<std::string, uint32_t> node_index_;
+  std::optional<Ending> ending_;
+  bool interrupted_ = false;
+  bool finished_ = false;
+  bool shutting_down_ = false;
+  int exit_code_ = -1;
+  std::optional<JobResult> final_;
+  std::string status_message_;  // Progress.message while running
+  SystemTime start_time_;
+  SteadyTime plan_started_;
+  std::optional<SteadyTime> first_lease_;
+  SteadyTime last_progress_;
+  int64_t completed_at_start_ = 0;
+  SteadyTime last_line_at_;
+  int64_t last_line_completed_ = -1;
+  std::optional<SteadyTime> last_warning_at_;
+  std::string last_line_;
+  std::string last_init_error_;
+  std::string last_init_traceback_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Setup
+
+Coordinator::Impl::Impl(CoordinatorOptions options)
+    : opt_(std::move(options)),
+      clock_(opt_.clock ? opt_.clock : &RealClock::Get()),
+      state_(opt_.spec.run_max_try) {
+  output_dir_ = opt_.paths.output_dir;
+  state_dir_ = JoinPath(output_dir_, ".parallelrun");
+  log_dir_ = LogDirOf(output_dir_);
+  parts_dir_ = JoinPath(state_dir_, "parts");
+  plan_path_ = JoinPath(state_dir_, "plan");
+  journal_path_ = JoinPath(state_dir_, "journal");
+  owner_path_ = JoinPath(state_dir_, "owner");
+  result_json_path_ = JoinPath(state_dir_, "result.json");
+  if (opt_.spec.output_action == OutputAction::kAppendRow) {
+    output_file_ = JoinPath(output_dir_, opt_.spec.append_row_file_name);
+  }
+  lease_seconds_ = opt_.spec.run_invocation_timeout + 30;
+  progress_timeout_s_ = opt_.spec.progress_update_timeout > 0
+                            ? opt_.spec.progress_update_timeout
+                            : 3 * (opt_.spec.run_invocation_timeout + 30);
+  for (const auto& in : opt_.spec.inputs) {
+    auto it = opt_.paths.inputs.find(in.name);
+    input_dirs_.push_back(it == opt_.paths.inputs.end() ? std::string() : it->second);
+  }
+  start_time_ = clock_->Now();
+  last_progress_ = clock_->SteadyNow();
+  last_line_at_ = last_progress_;
+
+  protocol::RegisterResponse reg;
+  reg.spec = ToJson(opt_.spec);
+  reg.code_dir = opt_.paths.code_dir;
+  reg.input_dirs = opt_.paths.inputs;
+  reg.side_input_dirs = opt_.paths.side_inputs;
+  reg.output_dir = output_dir_;
+  reg.log_dir = log_dir_;
+  reg.parts_dir = parts_dir_;
+  reg.arguments = ExpandArguments(opt_.spec, opt_.paths);
+  reg.lease_seconds = lease_seconds_;
+  register_body_ = reg;
+}
+
+Coordinator::Impl::~Impl() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    shutting_down_ = true;
+    cancel_assembly_ = true;
+    cv_.notify_all();
+  }
+  // Planner callbacks take mu_, so join without holding it.
+  planner_.reset();
+  if (supervisor_.joinable()) supervisor_.join();
+}
+
+Status Coordinator::Impl::Init() {
+  // Ownership first, before anything is written.
+  if (PathExists(owner_path_)) {
+    PR_ASSIGN_OR_RETURN(std::string owner, ReadFile(owner_path_));
+    while (!owner.empty() && std::isspace(static_cast<unsigned char>(owner.back()))) {
+      owner.pop_back();
+    }
+    if (owner != opt_.owner_id) {
+      mode_ = Mode::kOutputInUse;
+      JobResult r;
+      r.reason = kReasonOutputInUse;
+      r.exit_code = kCoordinatorExitInvalid;
+      r.message = "the output folder " + output_dir_ + " belongs to another job (owner \"" + owner +
+                  "\", this job is \"" + opt_.owner_id +
+                  "\"); nothing was changed in it. Use another output folder, or remove it to "
+                  "start over";
+      r.start_time = r.completion_time = Iso8601Utc(start_time_);
+      r.log_dir = log_dir_;
+      r.look_first = {".parallelrun/owner in the output folder names the job that owns it"};
+      final_ = r;
+      finished_ = true;
+      exit_code_ = r.exit_code;
+      last_line_ = OverviewLog::FormatLine(clock_->Now(), "Failed: " + r.reason + ": " + r.message);
+      if (opt_.echo) opt_.echo(last_line_);
+      return Status::Ok();
+    }
+    if (PathExists(result_json_path_)) {
+      PR_ASSIGN_OR_RETURN(std::string text, ReadFile(result_json_path_));
+      nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+      auto r = JobResultFromJson(j);
+      if (!r.ok()) return r.status().WithContext(result_json_path_);
+      mode_ = Mode::kFinished;
+      final_ = *r;
+      finished_ = true;
+      exit_code_ = r->exit_code;
+      last_line_ = OverviewLog::FormatLine(
+          clock_->Now(),
+          "This job already finished at " + r->completion_time + ": " + JobResultHeadline(*r) +
+              (r->message.empty() ? "" : " (" + r->message + ")") + "; see " +
+              JoinPath(log_dir_, kJobResultFile) + ". Use another output folder to run it again");
+      if (opt_.echo) opt_.echo(last_line_);
+      return Status::Ok();
+    }
+  }
+  return InitRun();
+}
+
+Status Coordinator::Impl::InitRun() {
+  PR_RETURN_IF_ERROR(MakeDirs(state_dir_));
+  if (!PathExists(owner_path_)) {
+    PR_RETURN_IF_ERROR(WriteFileAtomic(owner_path_, opt_.owner_id + "\n"));
+  }
+  PR_RETURN_IF_ERROR(MakeDirs(parts_dir_));
+  PR_RETURN_IF_ERROR(MakeDirs(JoinPath(log_dir_, "sys")));
+  PR_RETURN_IF_ERROR(WriteFileAtomic(JoinPath(log_dir_, kLogsReadmeFile), LogsReadmeText()));
+
+  const int start_index = NextMasterRoleIndex(log_dir_);
+  log_ = MakeFileLogger("master_role", JoinPath(log_dir_, MasterRoleFile(start_index)));
+  log_->set_level(ParseLogLevel(opt_.spec.logging_level));
+  overview_ = std::make_unique<OverviewLog>(log_dir_, clock_, opt_.echo);
+  PR_ASSIGN_OR_RETURN(report_, ReportCsv::Open(JoinPath(log_dir_, kReportCsvFile)));
+  PR_ASSIGN_OR_RETURN(user_errors_, AppendFile::Open(JoinPath(log_dir_, kUserErrorSummaryFile)));
+
+  log_->info("coordinator {} started for job \"{}\" (owner {}), output {}", start_index,
+             opt_.spec.name, opt_.owner_id, output_dir_);
+  for (size_t i = 0; i < opt_.spec.inputs.size(); ++i) {
+    log_->info("input {} \"{}\" ({}): {}", i, opt_.spec.inputs[i].name,
+               InputTypeName(opt_.spec.inputs[i]), input_dirs_[i]);
+  }
+  return LoadEarlierRun(start_index);
+}
+
+Status Coordinator::Impl::LoadEarlierRun(int start_index) {
+  std::lock_guard<std::mutex> lock(mu_);
+  // The plan written so far (empty for a new job).
+  auto plan = LoadPlan(plan_path_, [this](const PlanEntry& e) { state_.AddPlanned(e); });
+  if (!plan.ok()) return plan.status();
+  PR_RETURN_IF_ERROR(TruncateFile(plan_path_, plan->valid_bytes));
+  if (!PathExists(plan_path_)) PR_RETURN_IF_ERROR(WriteFileAtomic(plan_path_, ""));
+  PR_ASSIGN_OR_RETURN(plan_reader_, PlanReader::Open(plan_path_));
+  if (plan->complete) state_.SetPlanComplete();
+
+  // What earlier coordinators decided.
+  bool have_start = false;
+  int64_t ignored = 0;
+  auto valid = Journal::Replay(journal_path_, [&](const JournalRecord& r) -> Status {
+    if (r.type == "start") {
+      if (!have_start) {
+        // The job started with the first coordinator; durations count from there.
+        std::tm tm{};
+        if (strptime(r.time.c_str(), "%Y-%m-%dT%H:%M:%S", &tm) != nullptr) {
+          start_time_ = std::chrono::system_clock::from_time_t(timegm(&tm));
+        }
+        have_start = true;
+      }
+      return Status::Ok();
+    }
+    if (r.mini_batch_id < 0 || r.mini_batch_id >= state_.counts().total) {
+      ++ignored;
+      return Status::Ok();
+    }
+    if (r.type == "lease") {
+      state_.ReplayLease(r.mini_batch_id, r.attempt);
+    } else {
+      state_.ReplayOutcome(r.mini_batch_id, r.attempt, r.outcome, r.succeeded);
+    }
+    return Status::Ok();
+  });
+  if (!valid.ok()) return valid.status();
+  PR_ASSIGN_OR_RETURN(journal_, Journal::Open(journal_path_, *valid));
+  PR_ASSIGN_OR_RETURN(
+      int64_t off, journal_->Append(JournalStartLine(start_index, clock_->Now(), opt_.owner_id)));
+  PR_RETURN_IF_ERROR(journal_->SyncTo(off));
+  if (ignored > 0) {
+    log_->warn("journal: ignored {} records of mini-batches not in the plan", ignored);
+  }
+
+  const JobCounts& c = state_.counts();
+  completed_at_start_ = c.completed;
+  std::string inputs;
+  for (size_t i = 0; i < opt_.spec.inputs.size(); ++i) {
+    if (i) inputs += ", ";
+    inputs += opt_.spec.inputs[i].name + " (" + input_dirs_[i] + ")";
+  }
+  if (*valid > 0 || plan->records > 0) {
+    SayLocked("Coordinator restarted (logs/sys/" + MasterRoleFile(start_index).substr(4) +
+              "): resuming job " + opt_.spec.name + ": " + std::to_string(c.completed) + " of " +
+              std::to_string(c.total) + (plan->complete ? "" : "+") +
+              " mini batches already processed (" + std::to_string(c.failed) +
+              " failed); they do not run again");
+    log_->info("resumed: plan has {} records{}, {} completed, {} failed, {} retried", plan->records,
+               plan->complete ? " and END" : "", c.completed, c.failed, c.retried);
+  } else {
+    SayLocked("Job " + opt_.spec.name + " started: " + std::to_string(opt_.desired_nodes) +
+              " node(s) x " + std::to_string(opt_.spec.process_count_per_node) +
+              " process(es), output " + output_dir_);
+  }
+
+  // An input with no folder cannot be planned.
+  for (size_t i = 0; i < input_dirs_.size(); ++i) {
+    if (input_dirs_[i].empty()) {
+      Ending e;
+      e.reason = kReasonInvalidInput;
+      e.exit_code = kCoordinatorExitInvalid;
+      e.early = true;
+      e.assemble = false;
+      e.message = "spec.inputs[" + std::to_string(i) + "] (\"" + opt_.spec.inputs[i].name +
+                  "\"): no folder was resolved for this input";
+      EndLocked(std::move(e));
+    }
+  }
+  if (!ending_) {
+    if (!plan->complete) {
+      SayLocked("Scheduling started: inputs " + inputs);
+      StartPlanner(plan->records, plan->valid_bytes);
+    } else if (c.total == 0) {
+      OnPlanCompleteLocked();
+    } else {
+      CheckOutcomeLocked();
+    }
+  }
+  supervisor_ = std::thread([this] { SupervisorLoop(); });
+  return Status::Ok();
+}
+
+void Coordinator::Impl::StartPlanner(int64_t existing_records, int64_t valid_bytes) {
+  plan_started_ = clock_->SteadyNow();
+  PlannerOptions po;
+  po.spec = opt_.spec;
+  po.input_dirs = input_dirs_;
+  po.plan_path = plan_path_;
+  po.existing_records = existing_records;
+  po.valid_bytes = valid_bytes;
+  po.clock = clock_;
+  po.on_durable = [this](std::vector<PlanEntry>&& entries) { OnDurable(std::move(entries)); };
+  po.on_complete = [this] { OnPlanComplete(); };
+  po.on_error = [this](const Status& st) { OnPlanError(st); };
+  planner_ = std::make_unique<Planner>(std::move(po));
+  planner_->Start();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Planner callbacks
+
+void Coordinator::Impl::OnDurable(std::vector<PlanEntry>&& entries) {
+  std::lock_guard<std::mutex> lock(mu_);
+  // Once the job ended the state is frozen (Finalize reads it without the lock).
+  if (ending_ || interrupted_) return;
+  int64_t first = state_.counts().total;
+  for (const auto& e : entries) state_.AddPlanned(e);
+  last_progress_ = clock_->SteadyNow();
+  log_->debug("planned mini-batches {}..{}", first, state_.counts().total - 1);
+}
+
+void Coordinator::Impl::OnPlanComplete() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (ending_ || interrupted_) return;
+  OnPlanCompleteLocked();
+}
+
+void Coordinator::Impl::OnPlanCompleteLocked() {
+  state_.SetPlanComplete();
+  const JobCounts& c = state_.counts();
+  SayLocked("Scheduling finished: " + std::to_string(c.total) + " mini batches, " +
+            std::to_string(c.items_total) + " items in " +
+            FormatDuration(Seconds(clock_->SteadyNow() - plan_started_)));
+  log_->info("plan complete: {} mini-batches, {} items", c.total, c.items_total);
+  if (c.total == 0) {
+    Ending e;
+    e.reason = kReasonNoSucceeded;
+    e.assemble = false;
+    std::string what;
+    for (size_t i = 0; i < opt_.spec.inputs.size(); ++i) {
+      const Input& in = opt_.spec.inputs[i];
+      if (i) what += "; ";
+      what += "input \"" + in.name + "\" (" + input_dirs_[i] + ")";
+      if (in.type == InputType::kFile) {
+        what +=
+            in.pattern.empty() ? " has no files" : " has no files matching \"" + in.pattern + "\"";
+      } else {
+        what += " has no rows";
+      }
+    }
+    e.message = "no item to process: the inputs gave no mini-batches: " + what;
+    e.look_first = {"the input folders named in the message"};
+    EndLocked(std::move(e));
+    return;
+  }
+  CheckOutcomeLocked();
+}
+
+void Coordinator::Impl::OnPlanError(const Status& status) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (ending_ || interrupted_) return;
+  Ending e;
+  e.reason = kReasonInvalidInput;
+  e.exit_code = kCoordinatorExitInvalid;
+  e.early = true;
+  e.assemble = false;
+  e.message = "cannot plan the job: " + status.message();
+  e.look_first = {"the input named in the message", kHintMasterRole};
+  EndLocked(std::move(e));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Logging helpers
+
+void Coordinator::Impl::SayLocked(const std::string& text) {
+  if (overview_) {
+    last_line_ = overview_->Write(text);
+  } else {
+    last_line_ = OverviewLog::FormatLine(clock_->Now(), text);
+    if (opt_.echo) opt_.echo(last_line_);
+  }
+}
+
+void Coordinator::Impl::EndLocked(Ending ending) {
+  if (ending_) return;
+  if (ending.look_first.empty()) {
+    if (ending.succeeded) {
+      if (state_.counts().items_failed > 0) ending.look_first = {kHintUserErrors, kHintReport};
+    } else {
+      ending.look_first = {kHintUserErrors, kHintReport, kHintOverview};
+    }
+  }
+  if (ending.succeeded) {
+    log_->info("job completed: {}", ending.message);
+  } else {
+    log_->error("job failed: {}: {}", ending.reason, ending.message);
+  }
+  if (ending.early) {
+    SayLocked(ending.reason + ": " + ending.message +
+              ". No more mini batches are handed out; running ones are cancelled");
+  }
+  ending_ = std::move(ending);
+  if (planner_) planner_->Cancel();
+  cv_.notify_all();
+}
+
+std::string Coordinator::Impl::RunningSummaryLocked() const {
+  auto running = state_.Running();
+  if (running.empty()) return "none running";
+  std::string s;
+  size_t n = 0;
+  for (const auto& r : running) {
+    if (n == kMaxRunningNamed) {
+      s += ", and " + std::to_string(running.size() - n) + " more";
+      break;
+    }
+    if (n++) s += ", ";
+    s += "mini-batch " + std::to_string(r.id) + " (attempt " + std::to_string(r.attempt) + ") on " +
+         nodes_[r.node].name;
+  }
+  return "running: " + s;
+}
+
+std::optional<double> Coordinator::Impl::EtaSecondsLocked(SteadyTime now) const {
+  if (!state_.plan_complete() || !first_lease_) return std::nullopt;
+  const JobCounts& c = state_.counts();
+  int64_t done_here = c.completed - completed_at_start_;
+  if (done_here <= 0) return std::nullopt;
+  double elapsed = Seconds(now - *first_lease_);
+  return elapsed * static_cast<double>(c.total - c.completed) / static_cast<double>(done_here);
+}
+
+std::string Coordinator::Impl::ProgressTextLocked(bool final_line) const {
+  const JobCounts& c = state_.counts();
+  std::string s =
+      "Processed " + std::to_string(c.completed) + " of " + std::to_string(c.total) +
+      (state_.plan_complete() ? "" : "+") + " mini batches in " +
+      FormatDuration(std::chrono::duration<double>(clock_->Now() - start_time_).count());
+  if (c.failed > 0) s += " (" + std::to_string(c.failed) + " failed)";
+  if (!final_line && c.completed < c.total) {
+    auto eta = EtaSecondsLocked(clock_->SteadyNow());
+    if (eta) s += ", estimated " + FormatDuration(*eta) + " remaining";
+  }
+  return s;
+}
+
+uint32_t Coordinator::Impl::TouchNodeLocked(const std::string& name, SteadyTime now) {
+  auto it = node_index_.find(name);
+  if (it != node_index_.end()) {
+    nodes_[it->second].last_seen = now;
+    return it->second;
+  }
+  uint32_t index = static_cast<uint32_t>(nodes_.size());
+  NodeInfo info;
+  info.name = name;
+  info.last_seen = now;
+  nodes_.push_back(info);
+  node_index_.emplace(name, index);
+  return index;
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP
+
+HttpResponse Coordinator::Impl::Handle(const HttpRequest& request) {
+  struct Route {
+    const char* path;
+    const char* method;
+  };
+  static constexpr Route kRoutes[] = {{"/v1/register", "POST"},
+                                      {"/v1/lease", "POST"},
+                                      {"/v1/results", "POST"},
+                                      {"/v1/progress", "GET"}};
+  const Route* route = nullptr;
+  for (const auto& r : kRoutes) {
+    if (request.path == r.path) route = &r;
+  }
+  if (!route) {
+    return Error(404, "unknown path " + request.path +
+                          "; expected /v1/register, /v1/lease, /v1/results or /v1/progress");
+  }
+  if (request.method != route->method) {
+    return Error(405, request.method + " " + request.path + ": use " + route->method);
+  }
+  if (request.path == std::string("/v1/progress")) {
+    HttpResponse r;
+    r.body = GetProgress();
+    return r;
+  }
+  const std::string what = "body of " + request.method + " " + request.path;
+  if (!request.body.is_object()) return Error(400, what + ": expected a JSON object");
+  try {
+    if (request.path == std::string("/v1/register")) return HandleRegister(request.body);
+    if (request.path == std::string("/v1/lease")) return HandleLease(request.body);
+    return HandleResults(request.body);
+  } catch (const nlohmann::json::exception& e) {
+    return Error(400, what + ": " + e.what());
+  }
+}
+
+HttpResponse Coordinator::Impl::HandleRegister(const nlohmann::json& body) {
+  auto req = body.get<protocol::RegisterRequest>();
+  if (req.node.empty()) return Error(400, "body of POST /v1/register: node: required");
+  if (mode_ == Mode::kRun) {
+    std::lock_guard<std::mutex> lock(mu_);
+    bool known = node_index_.count(req.node) > 0;
+    uint32_t index = TouchNodeLocked(req.node, clock_->SteadyNow());
+    NodeInfo& node = nodes_[index];
+    bool restarted = known && node.pid != req.pid;
+    node.pid = req.pid;
+    if (restarted && node.gave_up) node.gave_up = false;  // a new agent tries again
+    if (!known) {
+      SayLocked("Node " + req.node + " joined (agent pid " + std::to_string(req.pid) + ")");
+    } else if (restarted) {
+      log_->info("node {} registered again (agent pid {})", req.node, req.pid);
+    }
+  }
+  HttpResponse r;
+  r.body = register_body_;
+  return r;
+}
+
+StatusOr<protocol::Lease> Coordinator::Impl::MakeLease(const LeaseGrant& grant) const {
+  PR_ASSIGN_OR_RETURN(MiniBatch mb,
+                      plan_reader_->Read(PlanEntry{grant.plan_offset, grant.plan_length, 0}));
+  if (mb.id != grant.id || mb.input_index < 0 ||
+      mb.input_index >= static_cast<int>(opt_.spec.inputs.size())) {
+    return InternalError(plan_path_ + ": the record at byte " + std::to_string(grant.plan_offset) +
+                         " is not mini-batch " + std::to_string(grant.id));
+  }
+  const Input& in = opt_.spec.inputs[static_cast<size_t>(mb.input_index)];
+  const std::string& dir = input_dirs_[static_cast<size_t>(mb.input_index)];
+  protocol::Lease l;
+  l.mini_batch_id = grant.id;
+  l.attempt = grant.attempt;
+  l.input_name = in.name;
+  l.input_type = InputTypeName(in);
+  if (in.type == InputType::kFile) {
+    l.files.reserve(mb.files.size());
+    for (const auto& f : mb.files) l.files.push_back(JoinPath(dir, f));
+  } else {
+    l.file = JoinPath(dir, mb.file);
+    l.format = mb.format == TabularFormat::kJsonl ? "jsonl" : "csv";
+    l.header = in.header;
+    l.header_end = mb.header_end;
+    l.begin = mb.begin;
+    l.end = mb.end;
+  }
+  l.items = mb.items;
+  if (opt_.spec.output_action == OutputAction::kAppendRow) {
+    l.part_file =
+        JoinPath(parts_dir_, std::to_string(grant.id) + "." + std::to_string(grant.attempt));
+  }
+  return l;
+}
+
+HttpResponse Coordinator::Impl::HandleLease(const nlohmann::json& body) {
+  auto req = body.get<protocol::LeaseRequest>();
+  if (req.node.empty()) return Error(400, "body of POST /v1/lease: node: required");
+  if (req.max < 0) {
+    return Error(400, "body of POST /v1/lease: max: got " + std::to_string(req.max) +
+                          ", expected an integer >= 0");
+  }
+  protocol::LeaseResponse resp;
+  std::vector<LeaseGrant> grants;
+  if (mode_ != Mode::kRun) {
+    // A finished job has nothing left to run; an output owned by another job must not be touched.
+    resp.done = mode_ == Mode::kFinished;
+    resp.stop = !resp.done;
+    resp.cancel = req.renew;
+  } else {
+    std::lock_guard<std::mutex> lock(mu_);
+    SteadyTime now = clock_->SteadyNow();
+    uint32_t node = TouchNodeLocked(req.node, now);
+    if (ending_ || interrupted_) {
+      // Nothing more will be handed out. Early ends cancel running work; after a normal end no
+      // live attempt is left, so whatever the agent still renews is stale.
+      resp.stop = interrupted_ || ending_->early;
+      resp.done = !resp.stop;
+      resp.cancel = req.renew;
+    } else {
+      SteadyTime expiry = now + std::chrono::seconds(lease_seconds_);
+      for (const auto& ref : req.renew) {
+        if (!state_.Renew(ref.mini_batch_id, ref.attempt, expiry)) resp.cancel.push_back(ref);
+      }
+      if (req.max > 0) {
+        grants = state_.Lease(node, std::min(req.max, kMaxLeasesPerRequest), expiry);
+      }
+      if (!grants.empty()) {
+        if (!first_lease_) {
+          first_lease_ = now;
+          last_progress_ = now;
+          SayLocked("First mini batch handed out (to " + req.node + ")");
+        }
+        std::string lines;
+        for (const auto& g : grants) {
+          lines += JournalLeaseLine(g.id, g.attempt, req.node);
+          log_->debug("lease mini-batch {} attempt {} to {}", g.id, g.attempt, req.node);
+        }
+        auto st = journal_->Append(lines);
+        if (!st.ok()) log_->error("journal: {}", st.status().message());
+      } else if (req.max > 0) {
+        resp.retry_after_ms = kRetryAfterMs;
+      }
+    }
+  }
+  // Plan records are read outside the lock: the file is durable and only appended to.
+  resp.leases.reserve(grants.size());
+  for (const auto& g : grants) {
+    auto lease = MakeLease(g);
+    if (!lease.ok()) {
+      // The attempt stays leased and expires; that is a failed try, not a lost mini-batch.
+      std::lock_guard<std::mutex> lock(mu_);
+      log_->error("cannot hand out mini-batch {}: {}", g.id, lease.status().message());
+      continue;
+    }
+    resp.leases.push_back(std::move(*lease));
+  }
+  HttpResponse r;
+  r.body = resp;
+  return r;
+}
+
+HttpResponse Coordinator::Impl::HandleResults(const nlohmann::json& body) {
+  auto req = body.get<protocol::ResultsRequest>();
+  const std::string what = "body of POST /v1/results: ";
+  if (req.node.empty()) return Error(400, what + "node: required");
+  std::vector<AttemptStatus> statuses;
+  statuses.reserve(req.results.size());
+  for (size_t i = 0; i < req.results.size(); ++i) {
+    const auto& r = req.results[i];
+    auto st = ParseAttemptStatus(r.status);
+    if (!st) {
+      return Error(400, what + "results[" + std::to_string(i) + "].status: got \"" + r.status +
+                            "\", expected one of RUN_DONE, RUN_EXCEPTION, RUN_TIMEOUT, "
+                            "RUN_WRONG_TYPE, WORKER_DIED, CANCELLED, LEASE_EXPIRED, INIT_FAILED, "
+                            "INIT_TIMEOUT");
+    }
+    if (r.attempt < 1) {
+      return Error(400, what + "results[" + std::to_string(i) + "].attempt: got " +
+                            std::to_string(r.attempt) + ", expected an integer >= 1");
+    }
+    statuses.push_back(*st);
+  }
+
+  protocol::ResultsResponse resp;
+  int64_t sync_to = -1;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (mode_ != Mode::kRun || ending_ || interrupted_) {
+      // The job is over: these results can no longer change it.
+      if (mode_ == Mode::kRun && !req.results.empty()) {
+        log_->info("ignored {} results from {} after the job ended", req.results.size(), req.node);
+      }
+      resp.stop = true;
+      HttpResponse out;
+      out.body = resp;
+      return out;
+    }
+    const int64_t total = state_.counts().total;
+    for (size_t i = 0; i < req.results.size(); ++i) {
+      int64_t id = req.results[i].mini_batch_id;
+      if (id < 0 || id >= total) {
+        return Error(400, what + "results[" + std::to_string(i) + "].mini_batch_id: got " +
+                              std::to_string(id) + ", expected a planned mini-batch (0.." +
+                              std::to_string(total - 1) + ")");
+      }
+    }
+    SteadyTime now = clock_->SteadyNow();
+    SystemTime wall = clock_->Now();
+    TouchNodeLocked(req.node, now);
+
+    std::string journal_lines, report_rows, error_lines;
+    for (size_t i = 0; i < req.results.size(); ++i) {
+      const auto& r = req.results[i];
+      AttemptStatus status = statuses[i];
+      Decision d = state_.Apply(r.mini_batch_id, r.attempt, status, r.succeeded);
+      journal_lines += JournalResultLine(r, req.node, d);
+      ReportRow row;
+      row.mini_batch_id = r.mini_batch_id;
+      row.attempt = r.attempt;
+      row.accepted = d.accepted;
+      row.node = req.node;
+      row.process = r.process;
+      row.start_utc = r.start_utc;
+      row.total = r.total;
+      row.succeeded = r.succeeded;
+      row.failed = r.failed;
+      row.elapsed_s = r.elapsed_s;
+      row.cpu_s = r.cpu_s;
+      row.run_s = r.run_s;
+      row.status = r.status;
+      row.error = r.error;
+      row.detail = r.detail;
+      report_rows += FormatReportRow(row);
+      if (d.outcome == Outcome::kCompleted || d.outcome == Outcome::kFailed) last_progress_ = now;
+      if (status != AttemptStatus::kRunDone && status != AttemptStatus::kCancelled) {
+        ErrorSummaryEntry e{wall,      req.node, r.process, r.mini_batch_id,
+                            r.attempt, r.status, r.error};
+        error_lines += FormatErrorSummaryLine(e);
+        log_->warn("mini-batch {} attempt {} on {} {}: {}: {} -> {}", r.mini_batch_id, r.attempt,
+                   req.node, r.process, r.status, r.error, OutcomeName(d.outcome));
+      } else {
+        log_->debug("mini-batch {} attempt {} on {} {}: {} -> {}", r.mini_batch_id, r.attempt,
+                    req.node, r.process, r.status, OutcomeName(d.outcome));
+      }
+      resp.accepted.push_back(protocol::LeaseRef{r.mini_batch_id, r.attempt});
+    }
+
+    for (const auto& ev : req.events) {
+      if (ev.kind == "WORKER_STARTED") {
+        log_->info("{} {} started (pid {})", req.node, ev.process, ev.pid);
+      } else if (ev.kind == "WORKER_EXITED") {
+        log_->info("{} {} exited (pid {}): {} {}", req.node, ev.process, ev.pid, ev.error,
+                   ev.detail);
+      } else if (ev.kind == "INIT_FAILED" || ev.kind == "INIT_TIMEOUT") {
+        last_init_error_ = ev.error;
+        if (!ev.detail.empty()) last_init_traceback_ = ev.detail;
+        ErrorSummaryEntry e{wall, req.node, ev.process, -1, 0, ev.kind, ev.error};
+        error_lines += FormatErrorSummaryLine(e);
+        log_->warn("{} {} {}: {}", req.node, ev.process, ev.kind, ev.error);
+      } else if (ev.kind == "NODE_GAVE_UP") {
+        uint32_t index = TouchNodeLocked(req.node, now);
+        if (!nodes_[index].gave_up) {
+          nodes_[index].gave_up = true;
+          SayLocked("Node " + req.node +
+                    " stopped starting workers after repeated init() failures" +
+                    (last_init_error_.empty() ? std::string() : ": " + last_init_error_));
+        }
+      } else {
+        log_->warn("{}: unknown worker event \"{}\" ignored", req.node, ev.kind);
+      }
+    }
+
+    if (!journal_lines.empty()) {
+      auto off = journal_->Append(journal_lines);
+      if (!off.ok()) return Error(500, "cannot write the journal: " + off.status().message());
+      sync_to = *off;
+    }
+    Status st = report_->AppendFormatted(report_rows);
+    if (!st.ok()) log_->error("report: {}", st.message());
+    if (!error_lines.empty() && user_errors_.is_open()) {
+      st = user_errors_.Append(error_lines);
+      if (!st.ok()) log_->error("{}", st.message());
+    }
+
+    int64_t gave_up = 0;
+    for (const auto& n : nodes_) gave_up += n.gave_up ? 1 : 0;
+    if (gave_up >= opt_.desired_nodes && gave_up > 0 && !ending_) {
+      Ending e;
+      e.reason = kReasonInitFailed;
+      e.early = true;
+      e.message = "every node (" + std::to_string(gave_up) +
+                  ") stopped starting workers after repeated init() failures" +
+                  (last_init_error_.empty() ? std::string() : "; last error: " + last_init_error_);
+      e.traceback = last_init_traceback_;
+      e.look_first = {kHintUserErrors, kHintStderr, kHintNodes};
+      EndLocked(std::move(e));
+    }
+    CheckOutcomeLocked();
+    resp.stop = ending_ && ending_->early;
+  }
+  if (sync_to >= 0) {
+    Status st = journal_->SyncTo(sync_to);
+    if (!st.ok()) {
+      std::lock_guard<std::mutex> lock(mu_);
+      log_->error("journal: {}", st.message());
+      return Error(500, "cannot sync the journal: " + st.message());
+    }
+  }
+  HttpResponse out;
+  out.body = resp;
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Outcome
+
+void Coordinator::Impl::CheckOutcomeLocked() {
+  if (ending_) return;
+  const JobSpec& s = opt_.spec;
+  const JobCounts& c = state_.counts();
+  if (s.error_threshold >= 0 && c.items_failed > s.error_threshold) {
+    Ending e;
+    e.reason = kReasonErrorThreshold;
+    e.early = !state_.AllDone();
+    e.message = std::to_string(c.items_failed) + " failed items exceed errorThreshold " +
+                std::to_string(s.error_threshold);
+    EndLocked(std::move(e));
+    return;
+  }
+  if (s.allowed_failed_count >= 0 && c.failed > s.allowed_failed_count) {
+    Ending e;
+    e.reason = kReasonErrorThreshold;
+    e.early = !state_.AllDone();
+    e.message = std::to_string(c.failed) + " failed mini-batches exceed allowedFailedCount " +
+                std::to_string(s.allowed_failed_count);
+    EndLocked(std::move(e));
+    return;
+  }
+  if (!state_.AllDone() || c.total == 0) return;
+  Ending e;
+  if (c.failed * 100 > static_cast<int64_t>(s.allowed_failed_percent) * c.total) {
+    e.reason = kReasonFailedPercent;
+    char pct[32];
+    std::snprintf(pct, sizeof pct, "%.1f%%",
+                  100.0 * static_cast<double>(c.failed) / static_cast<double>(c.total));
+    e.message = std::to_string(c.failed) + " of " + std::to_string(c.total) +
+                " mini-batches failed (" + pct + "), more than allowedFailedPercent " +
+                std::to_string(s.allowed_failed_percent) + "%";
+  } else if (c.items_succeeded == 0) {
+    e.reason = kReasonNoSucceeded;
+    e.message = "no item succeeded: " + std::to_string(c.failed) + " of " +
+                std::to_string(c.total) + " mini-batches failed and " +
+                std::to_string(c.items_failed) + " of " + std::to_string(c.items_total) +
+                " items failed";
+  } else {
+    e.succeeded = true;
+    e.reason = kReasonCompleted;
+    e.exit_code = kCoordinatorExitSucceeded;
+    e.message = std::to_string(c.total) +
+                " mini-batches processed: " + std::to_string(c.items_succeeded) + " of " +
+                std::to_string(c.items_total) + " items succeeded";
+    if (c.items_failed > 0) e.message += ", " + std::to_string(c.items_failed) + " failed";
+    if (c.failed > 0) {
+      e.message += " (" + std::to_string(c.failed) + " mini-batches failed after " +
+                   std::to_string(s.run_max_try) + " tries)";
+    }
+  }
+  EndLocked(std::move(e));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Timers
+
+void Coordinator::Impl::RecordExpiredLocked(const std::vector<ExpiredLease>& expired) {
+  if (expired.empty()) return;
+  std::string journal_lines, report_rows, error_lines;
+  SystemTime wall = clock_->Now();
+  for (const auto& x : expired) {
+    const std::string& node = nodes_[x.attempt.node].name;
+    journal_lines += JournalExpiredLine(x.attempt.id, x.attempt.attempt, node, x.outcome);
+    ReportRow row;
+    row.mini_batch_id = x.attempt.id;
+    row.attempt = x.attempt.attempt;
+    row.accepted = x.outcome == Outcome::kFailed;
+    row.node = node;
+    row.total = x.items;
+    row.failed = x.outcome == Outcome::kFailed ? x.items : 0;
+    row.status = "LEASE_EXPIRED";
+    row.error = "no result or lease renewal from " + node + " within " +
+                std::to_string(lease_seconds_) + " s";
+    report_rows += FormatReportRow(row);
+    ErrorSummaryEntry e{wall, node, "", x.attempt.id, x.attempt.attempt, row.status, row.error};
+    error_lines += FormatErrorSummaryLine(e);
+    log_->warn("lease of mini-batch {} attempt {} on {} expired -> {}", x.attempt.id,
+               x.attempt.attempt, node, OutcomeName(x.outcome));
+    if (x.outcome == Outcome::kFailed) last_progress_ = clock_->SteadyNow();
+  }
+  auto off = journal_->Append(journal_lines);
+  if (off.ok()) {
+    Status st = journal_->SyncTo(*off);
+    if (!st.ok()) log_->error("journal: {}", st.message());
+  } else {
+    log_->error("journal: {}", off.status().message());
+  }
+  (void)report_->AppendFormatted(report_rows);
+  if (user_errors_.is_open()) (void)user_errors_.Append(error_lines);
+}
+
+void Coordinator::Impl::TickLocked() {
+  SteadyTime now = clock_->SteadyNow();
+  RecordExpiredLocked(state_.ExpireLeases(now));
+  CheckOutcomeLocked();
+  if (ending_) return;
+
+  // No progress: no mini-batch completed (or planned) for progressUpdateTimeout, counted from the
+  // first mini-batch handed out (workers lease once init() is done).
+  if (first_lease_) {
+    double idle = Seconds(now - std::max(last_progress_, *first_lease_));
+    if (idle > progress_timeout_s_) {
+      Ending e;
+      e.reason = kReasonNoProgress;
+      e.early = true;
+      e.message = "no mini-batch completed in the last " + FormatDuration(idle) +
+                  " (progressUpdateTimeout " + std::to_string(progress_timeout_s_) + " s); " +
+                  RunningSummaryLocked();
+      e.look_first = {kHintOverview, kHintNodes, kHintUserErrors};
+      EndLocked(std::move(e));
+      return;
+    }
+    if (idle > progress_timeout_s_ / 2.0 &&
+        (!last_warning_at_ || Seconds(now - *last_warning_at_) >= progress_timeout_s_ / 4.0)) {
+      last_warning_at_ = now;
+      SayLocked("Warning: no mini batch completed in the last " + FormatDuration(idle) +
+                "; the job fails with NoProgress after " + FormatDuration(progress_timeout_s_) +
+                "; " + RunningSummaryLocked());
+    }
+  }
+
+  const int64_t completed = state_.counts().completed;
+  auto since = now - last_line_at_;
+  if ((completed != last_line_completed_ && since >= kProgressLineEvery) ||
+      (first_lease_ && since >= kQuietProgressLineEvery)) {
+    last_line_at_ = now;
+    last_line_completed_ = completed;
+    SayLocked(ProgressTextLocked(false));
+  }
+}
+
+void Coordinator::Impl::SupervisorLoop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!ending_ && !interrupted_ && !shutting_down_) {
+    TickLocked();
+    if (ending_) break;
+    cv_.wait_for(lock, kTick);
+  }
+  if (shutting_down_) return;
+  if (!ending_) {
+    // Interrupted (SIGTERM) while running: the journal has everything; a new run resumes.
+    const JobCounts& c = state_.counts();
+    SayLocked("Interrupted: no more mini batches are handed out; " + std::to_string(c.completed) +
+              " of " + std::to_string(c.total) + (state_.plan_complete() ? "" : "+") +
+              " mini batches processed. Run the job again on the same output to resume");
+    log_->warn("interrupted");
+    Status st = journal_->SyncAll();
+    if (!st.ok()) log_->error("journal: {}", st.message());
+    status_message_ = "interrupted; run again to resume";
+    exit_code_ = kCoordinatorExitInterrupted;
+    finished_ = true;
+    cv_.notify_all();
+    return;
+  }
+  lock.unlock();
+  Finalize();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The end
+
+JobResult Coordinator::Impl::MakeResultLocked(const Ending& e) const {
+  const JobCounts& c = state_.counts();
+  JobResult r;
+  r.succeeded = e.succeeded;
+  r.reason = e.reason;
+  r.message = e.message;
+  r.exit_code = e.exit_code;
+  r.mini_batches_total = c.total;
+  r.mini_batches_succeeded = c.completed - c.failed;
+  r.mini_batches_failed = c.failed;
+  r.mini_batches_retried = c.retried;
+  r.items_total = c.items_total;
+  r.items_succeeded = c.items_succeeded;
+  r.items_failed = c.items_failed;
+  SystemTime now = clock_->Now();
+  r.start_time = Iso8601Utc(start_time_);
+  r.completion_time = Iso8601Utc(now);
+  r.duration_s = std::chrono::duration<double>(now - start_time_).count();
+  r.log_dir = log_dir_;
+  r.look_first = e.look_first;
+  r.traceback = e.traceback;
+  return r;
+}
+
+void Coordinator::Impl::Finalize() {
+  Ending e;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    e = *ending_;
+  }
+  Status st = journal_->SyncAll();
+  if (!st.ok()) log_->error("journal: {}", st.message());
+
+  // The state is frozen once ending_ is set (no leases, results or expiries change it), so the
+  // assembly reads it without the lock.
+  std::string output_file;
+  std::string warning;
+  if (e.assemble && opt_.spec.output_action == OutputAction::kAppendRow) {
+    const int64_t total = state_.counts().total;
+    const int64_t parts = state_.counts().completed - state_.counts().failed;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      status_message_ = "assembling output";
+      SayLocked("Assembling output: " + std::to_string(parts) + " parts into " + output_file_);
+    }
+    SteadyTime last = clock_->SteadyNow();
+    AssemblyOptions ao;
+    ao.output_file = output_file_;
+    ao.header = opt_.spec.append_row_header;
+    ao.cancel = &cancel_assembly_;
+    ao.on_progress = [&](int64_t done, int64_t bytes) {
+      SteadyTime now = clock_->SteadyNow();
+      if (now - last < kProgressLineEvery) return;
+      last = now;
+      std::lock_guard<std::mutex> lock(mu_);
+      SayLocked("Assembling output: " + std::to_string(done) + " of " + std::to_string(parts) +
+                " parts, " + std::to_string(bytes) + " bytes");
+    };
+    auto stats = AssembleAppendRow(ao, total, [this](int64_t id) -> std::string {
+      if (state_.status(id) != MiniBatchStatus::kCompleted) return std::string();
+      return JoinPath(parts_dir_,
+                      std::to_string(id) + "." + std::to_string(state_.accepted_attempt(id)));
+    });
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!stats.ok()) {
+      if (stats.status().code() == StatusCode::kAborted) {
+        SayLocked(
+            "Interrupted while assembling the output. Run the job again on the same "
+            "output to finish");
+        status_message_ = "interrupted; run again to resume";
+        exit_code_ = kCoordinatorExitInterrupted;
+        finished_ = true;
+        cv_.notify_all();
+        return;
+      }
+      log_->error("output assembly failed: {}", stats.status().message());
+      e.succeeded = false;
+      e.reason = kReasonAssemblyFailed;
+      e.exit_code = kCoordinatorExitJobFailed;
+      e.message = "cannot assemble the output: " + stats.status().message();
+      e.look_first = {kHintMasterRole};
+    } else {
+      output_file = output_file_;
+      SayLocked("Assembled output " + output_file_ + ": " + std::to_string(stats->parts) +
+                " parts, " + std::to_string(stats->bytes) + " bytes");
+      if (stats->missing_parts > 0) {
+        warning = std::to_string(stats->missing_parts) +
+                  " accepted part files were missing and added no rows, e.g. " +
+                  stats->missing_examples.front();
+        log_->warn("{}", warning);
+      }
+    }
+  }
+
+  JobResult r;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    SayLocked(ProgressTextLocked(true));
+    r = MakeResultLocked(e);
+    r.output_file = output_file;
+    r.warning = warning;
+  }
+  st = WriteFileAtomic(JoinPath(log_dir_, kJobResultFile), FormatJobResultText(r));
+  if (!st.ok()) log_->error("{}", st.message());
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    SayLocked(JobResultHeadline(r) + (r.message.empty() ? "" : ": " + r.message) +
+              ". Details: " + JoinPath(log_dir_, kJobResultFile));
+  }
+  // result.json last: it marks the job finished. A job rejected for its input (exit 1) stays
+  // unfinished so that it runs once the input is fixed.
+  if (r.exit_code != kCoordinatorExitInvalid) {
+    st = WriteFileAtomic(result_json_path_, JobResultToJson(r).dump(2) + "\n");
+    if (!st.ok()) {
+      log_->error("{}", st.message());
+    } else if (opt_.spec.output_action == OutputAction::kAppendRow) {
+      std::error_code ec;
+      std::filesystem::remove_all(parts_dir_, ec);
+    }
+  }
+  log_->info("finished: {} (exit code {}); the journal took {} fdatasyncs in this run",
+             JobResultHeadline(r), r.exit_code, journal_->syncs());
+  std::lock_guard<std::mutex> lock(mu_);
+  final_ = r;
+  exit_code_ = r.exit_code;
+  finished_ = true;
+  cv_.notify_all();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Progress, Wait, Stop
+
+protocol::Progress Coordinator::Impl::GetProgress() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  protocol::Progress p;
+  p.logs = log_dir_;
+  p.outputFile = output_file_;
+  p.nodes.desired = opt_.desired_nodes;
+  p.lastProgressLine = last_line_;
+  if (final_) {
+    const JobResult& r = *final_;
+    p.phase = r.succeeded ? "Succeeded" : "Failed";
+    p.reason = r.reason;
+    p.message = r.message;
+    p.startTime = r.start_time;
+    p.completionTime = r.completion_time;
+    p.miniBatches.total = r.mini_batches_total;
+    p.miniBatches.completed = r.mini_batches_succeeded + r.mini_batches_failed;
+    p.miniBatches.failed = r.mini_batches_failed;
+    p.miniBatches.retried = r.mini_batches_retried;
+    p.items.total = r.items_total;
+    p.items.succeeded = r.items_succeeded;
+    p.items.failed = r.items_failed;
+    p.progress =
+        std::to_string(p.miniBatches.completed) + "/" + std::to_string(p.miniBatches.total);
+    p.outputFile = r.output_file;
+    p.planned = mode_ != Mode::kOutputInUse;
+    p.exitCode = r.exit_code;
+    p.eta = "0:00:00";
+    if (mode_ == Mode::kRun) {
+      // Nodes are still known while the coordinator runs on after the end.
+      SteadyTime now = clock_->SteadyNow();
+      for (const auto& n : nodes_) {
+        if (now - n.last_seen <= std::chrono::seconds(lease_seconds_)) ++p.nodes.ready;
+      }
+    }
+    return p;
+  }
+  const JobCounts& c = state_.counts();
+  SteadyTime now = clock_->SteadyNow();
+  p.phase = nodes_.empty() ? "Pending" : "Running";
+  p.startTime = Iso8601Utc(start_time_);
+  p.miniBatches.total = c.total;
+  p.miniBatches.completed = c.completed;
+  p.miniBatches.failed = c.failed;
+  p.miniBatches.running = c.running;
+  p.miniBatches.retried = c.retried;
+  p.items.total = c.items_total;
+  p.items.succeeded = c.items_succeeded;
+  p.items.failed = c.items_failed;
+  for (const auto& n : nodes_) {
+    if (now - n.last_seen <= std::chrono::seconds(lease_seconds_)) ++p.nodes.ready;
+  }
+  p.progress = std::to_string(c.completed) + "/" + std::to_string(c.total);
+  p.planned = state_.plan_complete();
+  if (ending_) {
+    p.reason = ending_->reason;
+    p.message = ending_->message;
+    if (!status_message_.empty()) p.message = status_message_ + ": " + p.message;
+  } else {
+    p.message = status_message_;
+    auto eta = EtaSecondsLocked(now);
+    if (eta) {
+      p.eta = FormatDuration(*eta);
+      p.estimatedCompletionTime = Iso8601Utc(
+          clock_->Now() + std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                              std::chrono::duration<double>(*eta)));
+    }
+  }
+  if (finished_) p.exitCode = exit_code_;
+  return p;
+}
+
+int Coordinator::Impl::Wait() {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [this] { return finished_; });
+  return exit_code_;
+}
+
+void Coordinator::Impl::Stop() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (finished_) return;
+  interrupted_ = true;
+  cancel_assembly_ = true;
+  if (planner_) planner_->Cancel();
+  cv_.notify_all();
+}
+
+// ---------------------------------------------------------------------------------------------
+
+Coordinator::Coordinator(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Coordinator::~Coordinator() = default;
+
+StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(CoordinatorOptions options) {
+  auto impl = std::make_unique<Impl>(std::move(options));
+  PR_RETURN_IF_ERROR(impl->Init());
+  return std::unique_ptr<Coordinator>(new Coordinator(std::move(impl)));
+}
+
+protocol::HttpResponse Coordinator::Handle(const protocol::HttpRequest& request) {
+  return impl_->Handle(request);
+}
+protocol::Progress Coordinator::GetProgress() const { return impl_->GetProgress(); }
+int Coordinator::Wait() { return impl_->Wait(); }
+void Coordinator::Stop() { impl_->Stop(); }
+
+}  // namespace parallelrun::rt

@@ -1,0 +1,88 @@
+// The coordinator (SPEC.md §4.1, the seed's "master role"): plans the job, hands mini-batches out
+// on lease to node agents, records results in a durable journal, enforces retries, thresholds and
+// timeouts, writes the coordinator's logs (SPEC.md §5), assembles the output and writes the
+// job's result. `parallelrun coordinator` serves Handle() over HTTP and calls Wait().
+//
+// Files under <output>/.parallelrun/: owner (the job's owner id), plan, journal, parts/ (one
+// file per attempt: <id>.<attempt>, plus <id>.<attempt>.header for appendRowHeader), result.json.
+//
+// Guarantees:
+// - The output folder belongs to one job: when .parallelrun/owner names another owner the job
+//   fails with OutputInUse (exit 1) and nothing under the output folder is touched.
+// - A finished job (result.json present) is not run again: Wait() reports its result again.
+// - A mini-batch is leased only once its plan record is durable; results are acknowledged
+//   (ResultsResponse.accepted) only once journaled and fsync'd (one fsync per request).
+// - A restarted coordinator resumes: the plan continues after its last record, and the journal
+//   tells which mini-batches completed (never run again) or failed, and which attempt numbers
+//   were used (new attempts get new numbers, so new part files).
+// - Output: the first RUN_DONE of each mini-batch is accepted; the accepted parts are assembled
+//   in mini-batch order, atomically (runtime/output/assembler.h), then parts/ is removed.
+// - logs/job_result.txt and .parallelrun/result.json are written last; result.json (only for exit
+//   codes 0 and 42, so that a job rejected for its input runs again once the input is fixed)
+//   marks the job finished.
+// Caveats: lease records are journaled without their own fsync; after a machine crash (not a
+// process crash) a restarted coordinator may reuse the attempt number of a lease handed out just
+// before the crash.
+// Thread-safety: Handle, GetProgress and Stop may be called from any thread, concurrently.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "runtime/base/status.h"
+#include "runtime/base/time_util.h"
+#include "runtime/jobspec/job_spec.h"
+#include "runtime/protocol/http_server.h"
+#include "runtime/protocol/messages.h"
+
+namespace parallelrun::rt {
+
+// Exit codes of Wait() (SPEC.md §4.1).
+inline constexpr int kCoordinatorExitSucceeded = 0;
+inline constexpr int kCoordinatorExitInvalid = 1;
+inline constexpr int kCoordinatorExitJobFailed = 42;
+inline constexpr int kCoordinatorExitInterrupted = 130;
+
+struct CoordinatorOptions {
+  JobSpec spec;
+  ResolvedPaths paths;
+  int desired_nodes = 1;         // spec.node_count unless overridden by `--nodes`
+  std::string owner_id;          // the job's UID in a cluster; locally a hash of the spec
+  const Clock* clock = nullptr;  // RealClock::Get() when null
+  // Each overview line is also passed here (the CLI prints it, the pod log shows it). Optional.
+  std::function<void(const std::string&)> echo;
+};
+
+class Coordinator {
+ public:
+  // Checks ownership of the output folder, then either (a) fails the job with OutputInUse without
+  // touching anything, (b) loads the result of a finished job, or (c) sets up .parallelrun/ and
+  // logs/, resumes from an existing plan and journal, and starts planning and the timers.
+  // Errors: the output or log folders cannot be created or written, or the plan/journal of an
+  // earlier run cannot be read.
+  static StatusOr<std::unique_ptr<Coordinator>> Create(CoordinatorOptions options);
+  ~Coordinator();
+  Coordinator(const Coordinator&) = delete;
+  Coordinator& operator=(const Coordinator&) = delete;
+
+  // Routes POST /v1/register, POST /v1/lease, POST /v1/results and GET /v1/progress (bodies of
+  // runtime/protocol/messages.h). 404 for an unknown path, 405 for a wrong method, 400 with
+  // {"error": reason} for a malformed body; nothing of a 400 request is applied.
+  protocol::HttpResponse Handle(const protocol::HttpRequest& request);
+  // The job's status, field names as the ParallelRunJob status (SPEC.md §6).
+  protocol::Progress GetProgress() const;
+  // Blocks until the job ended, its output is assembled and its result written, or until Stop();
+  // returns the exit code: 0 succeeded, 42 failed, 1 invalid input or OutputInUse, 130 stopped.
+  int Wait();
+  // SIGTERM: stop handing out work (agents are told to stop); Wait() returns 130. The job stays
+  // resumable: run it again on the same output.
+  void Stop();
+
+ private:
+  class Impl;
+  explicit Coordinator(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace parallelrun::rt

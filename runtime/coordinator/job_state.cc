@@ -1,0 +1,214 @@
+#include "runtime/coordinator/job_state.h"
+
+#include <algorithm>
+#include <limits>
+
+namespace parallelrun::rt {
+namespace {
+
+constexpr const char* kStatusNames[] = {
+    "RUN_DONE",  "RUN_EXCEPTION", "RUN_TIMEOUT", "RUN_WRONG_TYPE", "WORKER_DIED",
+    "CANCELLED", "LEASE_EXPIRED", "INIT_FAILED", "INIT_TIMEOUT",
+};
+constexpr const char* kOutcomeNames[] = {"completed", "failed", "retry", "given_back", "late"};
+
+}  // namespace
+
+std::optional<AttemptStatus> ParseAttemptStatus(std::string_view name) {
+  for (size_t i = 0; i < std::size(kStatusNames); ++i) {
+    if (name == kStatusNames[i]) return static_cast<AttemptStatus>(i);
+  }
+  return std::nullopt;
+}
+
+const char* AttemptStatusName(AttemptStatus status) {
+  return kStatusNames[static_cast<size_t>(status)];
+}
+
+std::optional<Outcome> ParseOutcome(std::string_view name) {
+  for (size_t i = 0; i < std::size(kOutcomeNames); ++i) {
+    if (name == kOutcomeNames[i]) return static_cast<Outcome>(i);
+  }
+  return std::nullopt;
+}
+
+const char* OutcomeName(Outcome outcome) { return kOutcomeNames[static_cast<size_t>(outcome)]; }
+
+JobState::JobState(int run_max_try)
+    : run_max_try_(std::clamp(run_max_try, 1, int{std::numeric_limits<uint16_t>::max() - 1})) {}
+
+int64_t JobState::AddPlanned(const PlanEntry& entry) {
+  Entry e;
+  e.plan_offset = entry.plan_offset;
+  e.plan_length = entry.plan_length;
+  e.items = entry.items;
+  int64_t id = static_cast<int64_t>(mbs_.size());
+  mbs_.push_back(e);
+  fresh_.push_back(id);
+  ++counts_.total;
+  counts_.items_total += entry.items;
+  return id;
+}
+
+std::vector<LeaseGrant> JobState::Lease(uint32_t node, int max, SteadyTime expiry) {
+  std::vector<LeaseGrant> out;
+  auto take = [&](std::deque<int64_t>& queue) {
+    while (static_cast<int>(out.size()) < max && !queue.empty()) {
+      int64_t id = queue.front();
+      queue.pop_front();
+      Entry& e = mbs_[static_cast<size_t>(id)];
+      // Skip ids that completed while queued (a late RUN_DONE of an expired attempt).
+      if (e.status != MiniBatchStatus::kPending) continue;
+      if (e.attempts < std::numeric_limits<uint16_t>::max()) ++e.attempts;
+      e.status = MiniBatchStatus::kRunning;
+      running_[id] = Live{e.attempts, node, expiry};
+      ++counts_.running;
+      out.push_back(LeaseGrant{id, e.attempts, e.plan_offset, e.plan_length});
+    }
+  };
+  take(retries_);
+  take(fresh_);
+  return out;
+}
+
+bool JobState::Renew(int64_t id, int attempt, SteadyTime expiry) {
+  auto it = running_.find(id);
+  if (it == running_.end() || it->second.attempt != attempt) return false;
+  it->second.expiry = expiry;
+  return true;
+}
+
+Decision JobState::Complete(Entry& e, int attempt, int64_t succeeded) {
+  Decision d;
+  d.outcome = Outcome::kCompleted;
+  d.accepted = true;
+  d.succeeded = std::clamp<int64_t>(succeeded, 0, e.items);
+  d.failed = e.items - d.succeeded;
+  e.status = MiniBatchStatus::kCompleted;
+  e.accepted_attempt = static_cast<uint16_t>(std::min<int>(attempt, 0xffff));
+  ++counts_.completed;
+  counts_.items_succeeded += d.succeeded;
+  counts_.items_failed += d.failed;
+  return d;
+}
+
+Decision JobState::FailTry(int64_t id, Entry& e) {
+  Decision d;
+  ++e.failures;
+  if (e.failures >= run_max_try_) {
+    d.outcome = Outcome::kFailed;
+    d.accepted = true;
+    d.failed = e.items;
+    e.status = MiniBatchStatus::kFailed;
+    ++counts_.completed;
+    ++counts_.failed;
+    counts_.items_failed += e.items;
+  } else {
+    d.outcome = Outcome::kRetry;
+    e.status = MiniBatchStatus::kPending;
+    retries_.push_back(id);
+    ++counts_.retried;
+  }
+  return d;
+}
+
+Decision JobState::Apply(int64_t id, int attempt, AttemptStatus status, int64_t succeeded) {
+  Entry& e = mbs_[static_cast<size_t>(id)];
+  if (e.status == MiniBatchStatus::kCompleted || e.status == MiniBatchStatus::kFailed) {
+    return Decision{};
+  }
+  auto it = running_.find(id);
+  bool live = it != running_.end() && it->second.attempt == attempt;
+  if (!live) {
+    // An attempt whose lease expired (already counted as a failed try), or one handed out before
+    // a coordinator restart. Its RUN_DONE still completes the mini-batch: the part file is its
+    // own, and the first completed attempt wins.
+    if (status != AttemptStatus::kRunDone) return Decision{};
+    if (attempt > e.attempts) e.attempts = static_cast<uint16_t>(std::min(attempt, 0xffff));
+    if (it != running_.end()) {
+      running_.erase(it);  // the live attempt is cancelled at its next renewal
+      --counts_.running;
+    }
+    return Complete(e, attempt, succeeded);
+  }
+  running_.erase(it);
+  --counts_.running;
+  if (status == AttemptStatus::kRunDone) return Complete(e, attempt, succeeded);
+  if (status == AttemptStatus::kCancelled) {
+    e.status = MiniBatchStatus::kPending;
+    retries_.push_front(id);
+    Decision d;
+    d.outcome = Outcome::kGivenBack;
+    return d;
+  }
+  return FailTry(id, e);
+}
+
+std::vector<ExpiredLease> JobState::ExpireLeases(SteadyTime now) {
+  std::vector<ExpiredLease> out;
+  for (auto it = running_.begin(); it != running_.end();) {
+    if (it->second.expiry > now) {
+      ++it;
+      continue;
+    }
+    int64_t id = it->first;
+    ExpiredLease x;
+    x.attempt = RunningAttempt{id, it->second.attempt, it->second.node, it->second.expiry};
+    it = running_.erase(it);
+    --counts_.running;
+    Entry& e = mbs_[static_cast<size_t>(id)];
+    x.outcome = FailTry(id, e).outcome;
+    x.items = e.items;
+    out.push_back(x);
+  }
+  std::sort(out.begin(), out.end(), [](const ExpiredLease& a, const ExpiredLease& b) {
+    return a.attempt.id < b.attempt.id;
+  });
+  return out;
+}
+
+void JobState::ReplayLease(int64_t id, int attempt) {
+  Entry& e = mbs_[static_cast<size_t>(id)];
+  if (attempt > e.attempts) e.attempts = static_cast<uint16_t>(std::min(attempt, 0xffff));
+}
+
+void JobState::ReplayOutcome(int64_t id, int attempt, Outcome outcome, int64_t succeeded) {
+  Entry& e = mbs_[static_cast<size_t>(id)];
+  ReplayLease(id, attempt);
+  if (e.status == MiniBatchStatus::kCompleted || e.status == MiniBatchStatus::kFailed) return;
+  switch (outcome) {
+    case Outcome::kCompleted:
+      Complete(e, attempt, succeeded);
+      break;
+    case Outcome::kFailed:
+    case Outcome::kRetry: {
+      // Replayed tries stay in the plan-order queue where AddPlanned put them.
+      ++e.failures;
+      if (e.failures >= run_max_try_ || outcome == Outcome::kFailed) {
+        e.status = MiniBatchStatus::kFailed;
+        ++counts_.completed;
+        ++counts_.failed;
+        counts_.items_failed += e.items;
+      } else {
+        ++counts_.retried;
+      }
+      break;
+    }
+    case Outcome::kGivenBack:
+    case Outcome::kLate:
+      break;
+  }
+}
+
+std::vector<RunningAttempt> JobState::Running() const {
+  std::vector<RunningAttempt> out;
+  out.reserve(running_.size());
+  for (const auto& [id, live] : running_) {
+    out.push_back(RunningAttempt{id, live.attempt, live.node, live.expiry});
+  }
+  std::sort(out.begin(), out.end(),
+            [](const RunningAttempt& a, const RunningAttempt& b) { return a.id < b.id; });
+  return out;
+}
+
+}  // namespace parallelrun::rt

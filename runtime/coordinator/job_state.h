@@ -1,0 +1,168 @@
+// The coordinator's in-memory view of a job: which mini-batches are pending, running (on lease),
+// completed or failed, and the counters that decide the job's outcome (SPEC.md §4.3). Pure state,
+// no I/O: the Coordinator journals what each call decided and serializes all calls.
+//
+// Guarantees:
+// - Small: 32 bytes per planned mini-batch, plus 8 while it waits in a queue; a mini-batch's file
+//   list is never held here (leases re-read it from the durable plan by offset).
+// - A mini-batch's result is accepted once: the first RUN_DONE of any of its attempts completes
+//   it (fencing by attempt number); anything later is `kLate` and changes nothing.
+// - A failed try (any status but RUN_DONE and CANCELLED, including an expired lease) counts
+//   toward runMaxTry; after runMaxTry failed tries the mini-batch is failed and all its items
+//   count as failed items. CANCELLED (an agent giving work back) queues it again without
+//   counting a try.
+// - Retries are handed out before new mini-batches; new ones go in plan order.
+// - Attempt numbers of a mini-batch only grow, so each attempt has its own part file.
+// Thread-safety: none.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <optional>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "runtime/base/time_util.h"
+
+namespace parallelrun::rt {
+
+enum class AttemptStatus : uint8_t {
+  kRunDone,
+  kRunException,
+  kRunTimeout,
+  kRunWrongType,
+  kWorkerDied,
+  kCancelled,
+  kLeaseExpired,
+  kInitFailed,
+  kInitTimeout,
+};
+std::optional<AttemptStatus> ParseAttemptStatus(std::string_view name);
+const char* AttemptStatusName(AttemptStatus status);
+
+// What one attempt's result (or expired lease) did to its mini-batch.
+enum class Outcome : uint8_t {
+  kCompleted,  // accepted: the mini-batch completed with this attempt's item counts
+  kFailed,     // accepted: the last allowed try failed, so the mini-batch failed
+  kRetry,      // a failed try: the mini-batch is queued again
+  kGivenBack,  // CANCELLED: queued again without counting a try
+  kLate,       // a result for an attempt that no longer counts: recorded only
+};
+std::optional<Outcome> ParseOutcome(std::string_view name);
+const char* OutcomeName(Outcome outcome);
+
+enum class MiniBatchStatus : uint8_t { kPending, kRunning, kCompleted, kFailed };
+
+// Where a mini-batch's record is in the plan file, and its item count.
+struct PlanEntry {
+  int64_t plan_offset = 0;
+  uint32_t plan_length = 0;
+  int64_t items = 0;
+};
+
+struct LeaseGrant {
+  int64_t id = 0;
+  int attempt = 1;
+  int64_t plan_offset = 0;
+  uint32_t plan_length = 0;
+};
+
+struct RunningAttempt {
+  int64_t id = 0;
+  int attempt = 1;
+  uint32_t node = 0;  // the caller's node index
+  SteadyTime expiry;
+};
+
+struct Decision {
+  Outcome outcome = Outcome::kLate;
+  bool accepted = false;  // this attempt's result is the one that counts for its mini-batch
+  int64_t succeeded = 0;  // items counted by this decision
+  int64_t failed = 0;
+};
+
+struct ExpiredLease {
+  RunningAttempt attempt;
+  Outcome outcome = Outcome::kRetry;  // kRetry or kFailed
+  int64_t items = 0;
+};
+
+struct JobCounts {
+  int64_t total = 0;      // mini-batches planned so far
+  int64_t completed = 0;  // completed or failed
+  int64_t failed = 0;
+  int64_t running = 0;
+  int64_t retried = 0;  // failed tries that were queued again
+  int64_t items_total = 0;
+  int64_t items_succeeded = 0;
+  int64_t items_failed = 0;
+};
+
+class JobState {
+ public:
+  explicit JobState(int run_max_try);
+
+  // Adds the next mini-batch of the plan (ids are dense, in plan order) and queues it.
+  int64_t AddPlanned(const PlanEntry& entry);
+  void SetPlanComplete() { plan_complete_ = true; }
+  bool plan_complete() const { return plan_complete_; }
+  // Every planned mini-batch completed or failed, and the plan is complete.
+  bool AllDone() const { return plan_complete_ && counts_.completed == counts_.total; }
+  bool HasPending() const { return counts_.total - counts_.completed - counts_.running > 0; }
+
+  // Leases up to `max` pending mini-batches (retries first) to `node` until `expiry`.
+  std::vector<LeaseGrant> Lease(uint32_t node, int max, SteadyTime expiry);
+  // Extends the live attempt's lease; false when (id, attempt) is not the live attempt (the
+  // agent should cancel it).
+  bool Renew(int64_t id, int attempt, SteadyTime expiry);
+  // Applies an attempt's result. `succeeded` is clamped to [0, items]; failed = items - succeeded.
+  // Requires id < total.
+  Decision Apply(int64_t id, int attempt, AttemptStatus status, int64_t succeeded);
+  // Removes leases whose expiry is at or before `now`; each is a failed try.
+  std::vector<ExpiredLease> ExpireLeases(SteadyTime now);
+
+  // Rebuilding from the journal after a coordinator restart: attempts handed out, and outcomes
+  // as they were decided (`succeeded` as counted).
+  void ReplayLease(int64_t id, int attempt);
+  void ReplayOutcome(int64_t id, int attempt, Outcome outcome, int64_t succeeded);
+
+  const JobCounts& counts() const { return counts_; }
+  MiniBatchStatus status(int64_t id) const { return mbs_[static_cast<size_t>(id)].status; }
+  // The attempt whose RUN_DONE completed mini-batch `id` (0 when not completed).
+  int accepted_attempt(int64_t id) const { return mbs_[static_cast<size_t>(id)].accepted_attempt; }
+  int64_t items(int64_t id) const { return mbs_[static_cast<size_t>(id)].items; }
+  std::vector<RunningAttempt> Running() const;
+  // Bytes held per planned mini-batch by the table itself (for the memory target).
+  static constexpr size_t kBytesPerMiniBatch = 32;
+
+ private:
+  struct Entry {
+    int64_t plan_offset = 0;
+    int64_t items = 0;
+    uint32_t plan_length = 0;
+    uint16_t attempts = 0;  // handed out (the last attempt number)
+    uint16_t failures = 0;  // failed tries
+    uint16_t accepted_attempt = 0;
+    MiniBatchStatus status = MiniBatchStatus::kPending;
+  };
+  static_assert(sizeof(Entry) == kBytesPerMiniBatch);
+  struct Live {
+    int attempt = 1;
+    uint32_t node = 0;
+    SteadyTime expiry;
+  };
+
+  Decision Complete(Entry& e, int attempt, int64_t succeeded);
+  Decision FailTry(int64_t id, Entry& e);
+
+  const int run_max_try_;
+  std::vector<Entry> mbs_;
+  std::deque<int64_t> fresh_;    // planned, never handed out (may hold ids completed meanwhile)
+  std::deque<int64_t> retries_;  // queued again after a failed try or a give-back
+  std::unordered_map<int64_t, Live> running_;
+  JobCounts counts_;
+  bool plan_complete_ = false;
+};
+
+}  // namespace parallelrun::rt

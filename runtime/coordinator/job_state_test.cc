@@ -1,0 +1,161 @@
+#include "runtime/coordinator/job_state.h"
+
+#include <gtest/gtest.h>
+
+namespace parallelrun::rt {
+namespace {
+
+const SteadyTime kT0 = SteadyTime() + std::chrono::hours(1);
+const SteadyTime kExpiry = kT0 + std::chrono::seconds(90);
+
+JobState WithMiniBatches(int n, int run_max_try = 3, int64_t items = 10) {
+  JobState s(run_max_try);
+  for (int i = 0; i < n; ++i) s.AddPlanned(PlanEntry{i * 100, 99, items});
+  return s;
+}
+
+TEST(JobStateTest, LeasesInPlanOrderWithGrowingAttemptNumbers) {
+  JobState s = WithMiniBatches(3);
+  auto g = s.Lease(0, 2, kExpiry);
+  ASSERT_EQ(g.size(), 2u);
+  EXPECT_EQ(g[0].id, 0);
+  EXPECT_EQ(g[0].attempt, 1);
+  EXPECT_EQ(g[0].plan_offset, 0);
+  EXPECT_EQ(g[1].id, 1);
+  EXPECT_EQ(s.counts().running, 2);
+  EXPECT_TRUE(s.HasPending());
+  EXPECT_EQ(s.Lease(0, 5, kExpiry).size(), 1u);
+  EXPECT_FALSE(s.HasPending());
+  EXPECT_TRUE(s.Lease(0, 5, kExpiry).empty());
+}
+
+TEST(JobStateTest, RunDoneCompletesAndClampsItemCounts) {
+  JobState s = WithMiniBatches(1);
+  s.SetPlanComplete();
+  s.Lease(0, 1, kExpiry);
+  Decision d = s.Apply(0, 1, AttemptStatus::kRunDone, 12);  // more than its 10 items
+  EXPECT_EQ(d.outcome, Outcome::kCompleted);
+  EXPECT_TRUE(d.accepted);
+  EXPECT_EQ(d.succeeded, 10);
+  EXPECT_EQ(d.failed, 0);
+  EXPECT_TRUE(s.AllDone());
+  EXPECT_EQ(s.accepted_attempt(0), 1);
+  EXPECT_EQ(s.status(0), MiniBatchStatus::kCompleted);
+}
+
+TEST(JobStateTest, MissingItemsAreFailedItemsNotAFailedMiniBatch) {
+  JobState s = WithMiniBatches(1);
+  s.Lease(0, 1, kExpiry);
+  Decision d = s.Apply(0, 1, AttemptStatus::kRunDone, 7);
+  EXPECT_EQ(d.failed, 3);
+  EXPECT_EQ(s.counts().failed, 0);
+  EXPECT_EQ(s.counts().items_failed, 3);
+}
+
+TEST(JobStateTest, FailedTriesAreRetriedFirstThenTheMiniBatchFails) {
+  JobState s = WithMiniBatches(2, /*run_max_try=*/2);
+  s.Lease(0, 1, kExpiry);
+  EXPECT_EQ(s.Apply(0, 1, AttemptStatus::kRunException, 0).outcome, Outcome::kRetry);
+  EXPECT_EQ(s.counts().retried, 1);
+  auto g = s.Lease(0, 1, kExpiry);  // the retry comes before mini-batch 1
+  ASSERT_EQ(g.size(), 1u);
+  EXPECT_EQ(g[0].id, 0);
+  EXPECT_EQ(g[0].attempt, 2);
+  Decision d = s.Apply(0, 2, AttemptStatus::kRunTimeout, 0);
+  EXPECT_EQ(d.outcome, Outcome::kFailed);
+  EXPECT_TRUE(d.accepted);
+  EXPECT_EQ(s.counts().failed, 1);
+  EXPECT_EQ(s.counts().items_failed, 10);
+  EXPECT_EQ(s.counts().completed, 1);
+}
+
+TEST(JobStateTest, CancelledGivesWorkBackWithoutCountingATry) {
+  JobState s = WithMiniBatches(1, /*run_max_try=*/1);
+  s.Lease(0, 1, kExpiry);
+  EXPECT_EQ(s.Apply(0, 1, AttemptStatus::kCancelled, 0).outcome, Outcome::kGivenBack);
+  auto g = s.Lease(0, 1, kExpiry);
+  ASSERT_EQ(g.size(), 1u);
+  EXPECT_EQ(g[0].attempt, 2);  // a new part file
+  EXPECT_EQ(s.Apply(0, 2, AttemptStatus::kRunDone, 10).outcome, Outcome::kCompleted);
+  EXPECT_EQ(s.counts().retried, 0);
+}
+
+TEST(JobStateTest, ExpiredLeaseIsAFailedTryAndItsLateRunDoneStillWins) {
+  JobState s = WithMiniBatches(1);
+  s.Lease(7, 1, kExpiry);
+  EXPECT_TRUE(s.ExpireLeases(kExpiry - std::chrono::seconds(1)).empty());
+  auto x = s.ExpireLeases(kExpiry);
+  ASSERT_EQ(x.size(), 1u);
+  EXPECT_EQ(x[0].attempt.node, 7u);
+  EXPECT_EQ(x[0].outcome, Outcome::kRetry);
+  auto g = s.Lease(0, 1, kExpiry + std::chrono::seconds(90));
+  ASSERT_EQ(g.size(), 1u);
+  EXPECT_EQ(g[0].attempt, 2);
+  // Attempt 1 reports after all: first completed attempt wins, attempt 2 is fenced.
+  Decision d = s.Apply(0, 1, AttemptStatus::kRunDone, 10);
+  EXPECT_EQ(d.outcome, Outcome::kCompleted);
+  EXPECT_EQ(s.accepted_attempt(0), 1);
+  EXPECT_EQ(s.counts().running, 0);
+  EXPECT_FALSE(s.Renew(0, 2, kExpiry));
+  EXPECT_EQ(s.Apply(0, 2, AttemptStatus::kRunDone, 10).outcome, Outcome::kLate);
+  EXPECT_EQ(s.counts().items_succeeded, 10);
+}
+
+TEST(JobStateTest, LateFailureOfAnExpiredAttemptIsNotCountedTwice) {
+  JobState s = WithMiniBatches(1);
+  s.Lease(0, 1, kExpiry);
+  s.ExpireLeases(kExpiry);
+  Decision d = s.Apply(0, 1, AttemptStatus::kRunException, 0);
+  EXPECT_EQ(d.outcome, Outcome::kLate);
+  EXPECT_FALSE(d.accepted);
+  EXPECT_EQ(s.counts().retried, 1);
+}
+
+TEST(JobStateTest, RenewExtendsOnlyTheLiveAttempt) {
+  JobState s = WithMiniBatches(1);
+  s.Lease(0, 1, kExpiry);
+  EXPECT_TRUE(s.Renew(0, 1, kExpiry + std::chrono::seconds(60)));
+  EXPECT_FALSE(s.Renew(0, 2, kExpiry));
+  EXPECT_TRUE(s.ExpireLeases(kExpiry).empty());
+  EXPECT_EQ(s.ExpireLeases(kExpiry + std::chrono::seconds(60)).size(), 1u);
+}
+
+TEST(JobStateTest, ReplayRestoresOutcomesAndAttemptNumbers) {
+  JobState s = WithMiniBatches(3, /*run_max_try=*/2);
+  s.ReplayLease(0, 1);
+  s.ReplayOutcome(0, 1, Outcome::kCompleted, 8);
+  s.ReplayLease(1, 1);
+  s.ReplayOutcome(1, 1, Outcome::kRetry, 0);
+  s.ReplayLease(1, 2);
+  s.ReplayOutcome(1, 2, Outcome::kFailed, 0);
+  s.ReplayLease(2, 1);  // handed out, no result: runs again with a new attempt number
+  s.SetPlanComplete();
+  EXPECT_EQ(s.counts().completed, 2);
+  EXPECT_EQ(s.counts().failed, 1);
+  EXPECT_EQ(s.counts().retried, 1);
+  EXPECT_EQ(s.counts().items_succeeded, 8);
+  EXPECT_EQ(s.counts().items_failed, 12);
+  auto g = s.Lease(0, 10, kExpiry);
+  ASSERT_EQ(g.size(), 1u);
+  EXPECT_EQ(g[0].id, 2);
+  EXPECT_EQ(g[0].attempt, 2);
+}
+
+TEST(JobStateTest, StatusAndOutcomeNamesRoundTrip) {
+  for (const char* name :
+       {"RUN_DONE", "RUN_EXCEPTION", "RUN_TIMEOUT", "RUN_WRONG_TYPE", "WORKER_DIED", "CANCELLED",
+        "LEASE_EXPIRED", "INIT_FAILED", "INIT_TIMEOUT"}) {
+    auto st = ParseAttemptStatus(name);
+    ASSERT_TRUE(st.has_value()) << name;
+    EXPECT_STREQ(AttemptStatusName(*st), name);
+  }
+  EXPECT_FALSE(ParseAttemptStatus("DONE").has_value());
+  for (const char* name : {"completed", "failed", "retry", "given_back", "late"}) {
+    auto o = ParseOutcome(name);
+    ASSERT_TRUE(o.has_value()) << name;
+    EXPECT_STREQ(OutcomeName(*o), name);
+  }
+}
+
+}  // namespace
+}  // namespace parallelrun::rt

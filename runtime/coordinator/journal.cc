@@ -1,0 +1,187 @@
+#include "runtime/coordinator/journal.h"
+
+#include <nlohmann/json.hpp>
+
+#include "runtime/coordinator/line_file.h"
+
+namespace parallelrun::rt {
+
+namespace {
+
+// Appends `s` as a JSON string. Invalid UTF-8 (user error text can hold anything) becomes U+FFFD,
+// so every record stays parseable on replay.
+void AppendJsonString(std::string& out, std::string_view s) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out.push_back('"');
+  size_t i = 0;
+  while (i < s.size()) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c == '"' || c == '\\') {
+      out.push_back('\\');
+      out.push_back(static_cast<char>(c));
+      ++i;
+    } else if (c < 0x20) {
+      out += "\\u00";
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 0xf]);
+      ++i;
+    } else if (c < 0x80) {
+      out.push_back(static_cast<char>(c));
+      ++i;
+    } else {
+      // Length and minimum value of a well-formed sequence starting with c.
+      size_t len = (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
+      bool ok = len > 0 && i + len <= s.size();
+      uint32_t cp = len == 2 ? (c & 0x1f) : len == 3 ? (c & 0x0f) : (c & 0x07);
+      for (size_t k = 1; ok && k < len; ++k) {
+        unsigned char cc = static_cast<unsigned char>(s[i + k]);
+        ok = (cc & 0xc0) == 0x80;
+        cp = (cp << 6) | (cc & 0x3f);
+      }
+      if (ok) {
+        ok = (len == 2 && cp >= 0x80) ||
+             (len == 3 && cp >= 0x800 && (cp < 0xd800 || cp > 0xdfff)) ||
+             (len == 4 && cp >= 0x10000 && cp <= 0x10ffff);
+      }
+      if (ok) {
+        out.append(s.substr(i, len));
+        i += len;
+      } else {
+        out += "\\ufffd";
+        ++i;
+      }
+    }
+  }
+  out.push_back('"');
+}
+
+void AppendKey(std::string& out, const char* key) {
+  out += ",\"";
+  out += key;
+  out += "\":";
+}
+
+std::string RecordStart(const char* type, int64_t id, int attempt, std::string_view node) {
+  std::string out = "{\"t\":\"";
+  out += type;
+  out += "\",\"mb\":";
+  out += std::to_string(id);
+  AppendKey(out, "a");
+  out += std::to_string(attempt);
+  AppendKey(out, "node");
+  AppendJsonString(out, node);
+  return out;
+}
+
+}  // namespace
+
+std::string JournalStartLine(int index, SystemTime time, const std::string& owner) {
+  nlohmann::json j = {{"t", "start"}, {"n", index}, {"time", Iso8601Utc(time)}, {"owner", owner}};
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+}
+
+std::string JournalLeaseLine(int64_t id, int attempt, std::string_view node) {
+  std::string out = RecordStart("lease", id, attempt, node);
+  out += "}\n";
+  return out;
+}
+
+// Written by hand rather than through nlohmann::json: one line per result is on the hot path.
+std::string JournalResultLine(const protocol::AttemptResult& r, std::string_view node,
+                              const Decision& d) {
+  std::string out = RecordStart("result", r.mini_batch_id, r.attempt, node);
+  AppendKey(out, "process");
+  AppendJsonString(out, r.process);
+  AppendKey(out, "status");
+  AppendJsonString(out, r.status);
+  AppendKey(out, "outcome");
+  AppendJsonString(out, OutcomeName(d.outcome));
+  AppendKey(out, "succeeded");
+  out += std::to_string(d.succeeded);
+  AppendKey(out, "failed");
+  out += std::to_string(d.failed);
+  if (!r.error.empty()) {
+    AppendKey(out, "error");
+    AppendJsonString(out, r.error);
+  }
+  out += "}\n";
+  return out;
+}
+
+std::string JournalExpiredLine(int64_t id, int attempt, std::string_view node, Outcome outcome) {
+  std::string out = RecordStart("expired", id, attempt, node);
+  AppendKey(out, "outcome");
+  AppendJsonString(out, OutcomeName(outcome));
+  out += "}\n";
+  return out;
+}
+
+StatusOr<JournalRecord> ParseJournalLine(std::string_view line) {
+  try {
+    nlohmann::json j = nlohmann::json::parse(line);
+    JournalRecord r;
+    r.type = j.at("t").get<std::string>();
+    if (r.type == "start") {
+      r.start_index = j.value("n", 0);
+      r.time = j.value("time", std::string());
+      return r;
+    }
+    if (r.type != "lease" && r.type != "result" && r.type != "expired") {
+      return InvalidArgumentError("unknown record type \"" + r.type + "\"");
+    }
+    r.mini_batch_id = j.at("mb").get<int64_t>();
+    r.attempt = j.at("a").get<int>();
+    r.node = j.value("node", std::string());
+    if (r.type != "lease") {
+      std::string outcome = j.at("outcome").get<std::string>();
+      auto o = ParseOutcome(outcome);
+      if (!o) return InvalidArgumentError("unknown outcome \"" + outcome + "\"");
+      r.outcome = *o;
+      r.succeeded = j.value("succeeded", int64_t{0});
+    }
+    return r;
+  } catch (const nlohmann::json::exception& e) {
+    return InvalidArgumentError(e.what());
+  }
+}
+
+StatusOr<std::unique_ptr<Journal>> Journal::Open(const std::string& path, int64_t valid_bytes) {
+  PR_RETURN_IF_ERROR(MakeDirs(Dirname(path)));
+  PR_RETURN_IF_ERROR(TruncateFile(path, valid_bytes));
+  PR_ASSIGN_OR_RETURN(AppendFile file, AppendFile::Open(path));
+  return std::unique_ptr<Journal>(new Journal(std::move(file), valid_bytes));
+}
+
+StatusOr<int64_t> Journal::Append(std::string_view lines) {
+  if (!lines.empty()) PR_RETURN_IF_ERROR(file_.Append(lines));
+  return written_.fetch_add(static_cast<int64_t>(lines.size())) +
+         static_cast<int64_t>(lines.size());
+}
+
+Status Journal::SyncTo(int64_t offset) {
+  std::lock_guard<std::mutex> lock(sync_mu_);
+  if (synced_ >= offset) return Status::Ok();
+  // Everything written so far goes down with this fdatasync, so requests waiting behind this one
+  // usually find their bytes already synced.
+  int64_t target = written_.load();
+  PR_RETURN_IF_ERROR(file_.Sync());
+  ++syncs_;
+  synced_ = target;
+  return Status::Ok();
+}
+
+StatusOr<int64_t> Journal::Replay(const std::string& path,
+                                  const std::function<Status(const JournalRecord&)>& on_record) {
+  int64_t line_no = 0;
+  return ForEachLine(path, [&](std::string_view line, int64_t) -> Status {
+    ++line_no;
+    if (line.empty()) return Status::Ok();
+    auto record = ParseJournalLine(line);
+    if (!record.ok()) {
+      return record.status().WithContext(path + " line " + std::to_string(line_no));
+    }
+    return on_record(*record);
+  });
+}
+
+}  // namespace parallelrun::rt

@@ -1,0 +1,80 @@
+// The journal `<output>/.parallelrun/journal`: the coordinator's durable record of what happened
+// to every mini-batch, one JSON object per line. A restarted coordinator rebuilds its JobState
+// from it, so no completed mini-batch runs again (SPEC.md §4.3).
+//
+// Records ("t" is the type):
+//   {"t":"start","n":2,"time":"...","owner":"..."}                  a coordinator started
+//   {"t":"lease","mb":5,"a":2,"node":"..."}                          attempt 2 of mini-batch 5
+//   handed out
+//   {"t":"result","mb":5,"a":2,"node":..,"process":..,"status":"RUN_DONE",
+//    "outcome":"completed","succeeded":9,"failed":1,"error":".."}    a result and what it decided
+//   {"t":"expired","mb":5,"a":2,"node":..,"outcome":"retry"}         a lease expired
+//
+// Guarantees: Append writes through (one write(2) per call); SyncTo(offset) returns once every
+// byte up to `offset` is on disk (fdatasync). Concurrent SyncTo calls share fdatasyncs (group
+// commit), so a results request costs at most one. Results are acknowledged to agents only after
+// SyncTo. Lease records are not synced on their own: they reach the disk with the next result;
+// a coordinator that crashes in between forgets those attempt numbers (see coordinator.h).
+// Thread-safety: Append callers serialize (the coordinator's state lock keeps journal order equal
+// to state order); SyncTo may be called from any thread without that lock.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+
+#include "runtime/base/files.h"
+#include "runtime/base/status.h"
+#include "runtime/base/time_util.h"
+#include "runtime/coordinator/job_state.h"
+#include "runtime/protocol/messages.h"
+
+namespace parallelrun::rt {
+
+struct JournalRecord {
+  std::string type;  // start | lease | result | expired
+  int64_t mini_batch_id = 0;
+  int attempt = 0;
+  std::string node;
+  Outcome outcome = Outcome::kLate;
+  int64_t succeeded = 0;  // as counted
+  std::string time;       // start
+  int start_index = 0;    // start: the master_role.<n> index
+};
+
+std::string JournalStartLine(int index, SystemTime time, const std::string& owner);
+std::string JournalLeaseLine(int64_t id, int attempt, std::string_view node);
+std::string JournalResultLine(const protocol::AttemptResult& result, std::string_view node,
+                              const Decision& decision);
+std::string JournalExpiredLine(int64_t id, int attempt, std::string_view node, Outcome outcome);
+StatusOr<JournalRecord> ParseJournalLine(std::string_view line);
+
+class Journal {
+ public:
+  // Appends to `path` from `valid_bytes` on (a torn last line is cut).
+  static StatusOr<std::unique_ptr<Journal>> Open(const std::string& path, int64_t valid_bytes);
+  // Appends complete lines; returns the offset to pass to SyncTo.
+  StatusOr<int64_t> Append(std::string_view lines);
+  Status SyncTo(int64_t offset);
+  Status SyncAll() { return SyncTo(written_.load()); }
+  // fdatasyncs done so far (each may cover many requests).
+  int64_t syncs() const { return syncs_.load(); }
+
+  // Reads `path`, calling `on_record` for each complete record. Returns the valid bytes.
+  static StatusOr<int64_t> Replay(const std::string& path,
+                                  const std::function<Status(const JournalRecord&)>& on_record);
+
+ private:
+  Journal(AppendFile file, int64_t size) : file_(std::move(file)), written_(size), synced_(size) {}
+  AppendFile file_;
+  std::atomic<int64_t> written_;
+  std::mutex sync_mu_;
+  int64_t synced_;  // guarded by sync_mu_
+  std::atomic<int64_t> syncs_{0};
+};
+
+}  // namespace parallelrun::rt

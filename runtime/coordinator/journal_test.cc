@@ -1,0 +1,204 @@
+#include "runtime/coordinator/journal.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <thread>
+
+#include "runtime/base/files.h"
+#include "runtime/coordinator/line_file.h"
+#include "runtime/coordinator/plan_file.h"
+
+namespace parallelrun::rt {
+namespace {
+
+std::string TempDir() {
+  std::string dir = ::testing::TempDir() + "journal_test_" +
+                    ::testing::UnitTest::GetInstance()->current_test_info()->name();
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir;
+}
+
+TEST(LineFileTest, SkipsATornLastLineAndReportsWhereToContinue) {
+  std::string path = TempDir() + "/f";
+  ASSERT_TRUE(WriteFileAtomic(path, "one\ntwo\nthr").ok());
+  std::vector<std::pair<std::string, int64_t>> lines;
+  auto valid = ForEachLine(path, [&](std::string_view l, int64_t off) {
+    lines.emplace_back(std::string(l), off);
+    return Status::Ok();
+  });
+  ASSERT_TRUE(valid.ok());
+  EXPECT_EQ(*valid, 8);
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_EQ(lines[1], std::make_pair(std::string("two"), int64_t{4}));
+  ASSERT_TRUE(TruncateFile(path, *valid).ok());
+  EXPECT_EQ(*ReadFile(path), "one\ntwo\n");
+  auto missing =
+      ForEachLine(path + ".none", [](std::string_view, int64_t) { return Status::Ok(); });
+  ASSERT_TRUE(missing.ok());
+  EXPECT_EQ(*missing, 0);
+}
+
+TEST(LineFileTest, LinesLongerThanTheReadBufferArriveWhole) {
+  std::string path = TempDir() + "/f";
+  std::string longline(3 << 20, 'x');
+  ASSERT_TRUE(WriteFileAtomic(path, "a\n" + longline + "\nb\n").ok());
+  std::vector<std::string> lines;
+  auto valid = ForEachLine(path, [&](std::string_view l, int64_t) {
+    lines.emplace_back(l);
+    return Status::Ok();
+  });
+  ASSERT_TRUE(valid.ok());
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_EQ(lines[1], longline);
+  EXPECT_EQ(lines[2], "b");
+}
+
+TEST(JournalTest, RecordsRoundTripThroughReplay) {
+  std::string path = TempDir() + "/journal";
+  {
+    auto j = Journal::Open(path, 0);
+    ASSERT_TRUE(j.ok());
+    protocol::AttemptResult r;
+    r.mini_batch_id = 4;
+    r.attempt = 2;
+    r.status = "RUN_DONE";
+    r.error = "bad \xff byte";  // invalid UTF-8 must not make the record unwritable
+    Decision d{Outcome::kCompleted, true, 9, 1};
+    std::string lines = JournalStartLine(1, SystemTime(), "owner") + JournalLeaseLine(4, 2, "n1") +
+                        JournalResultLine(r, "n1", d) +
+                        JournalExpiredLine(5, 1, "n2", Outcome::kRetry);
+    auto off = (*j)->Append(lines);
+    ASSERT_TRUE(off.ok());
+    ASSERT_TRUE((*j)->SyncTo(*off).ok());
+    ASSERT_TRUE((*j)->Append("{\"t\":\"lea").ok());  // torn
+  }
+  std::vector<JournalRecord> records;
+  auto valid = Journal::Replay(path, [&](const JournalRecord& r) {
+    records.push_back(r);
+    return Status::Ok();
+  });
+  ASSERT_TRUE(valid.ok()) << valid.status().ToString();
+  ASSERT_EQ(records.size(), 4u);
+  EXPECT_EQ(records[0].type, "start");
+  EXPECT_EQ(records[0].start_index, 1);
+  EXPECT_EQ(records[1].type, "lease");
+  EXPECT_EQ(records[1].attempt, 2);
+  EXPECT_EQ(records[2].type, "result");
+  EXPECT_EQ(records[2].outcome, Outcome::kCompleted);
+  EXPECT_EQ(records[2].succeeded, 9);
+  EXPECT_EQ(records[3].type, "expired");
+  EXPECT_EQ(records[3].mini_batch_id, 5);
+  EXPECT_EQ(records[3].outcome, Outcome::kRetry);
+  EXPECT_NE(ReadFile(path)->find("\"error\":\"bad \\ufffd byte\""), std::string::npos);
+  // Reopening at the valid size cuts the torn record.
+  auto j = Journal::Open(path, *valid);
+  ASSERT_TRUE(j.ok());
+  EXPECT_EQ(ReadFile(path)->back(), '\n');
+}
+
+TEST(JournalTest, StringsAreEscapedAndAlwaysValidJson) {
+  struct Case {
+    std::string in, json;
+  } cases[] = {
+      {"plain", "\"plain\""},
+      {"q\"b\\", "\"q\\\"b\\\\\""},
+      {"line\nnext\t", "\"line\\u000anext\\u0009\""},
+      {"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80",
+       "\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\""},
+      {"\xff\xc3", "\"\\ufffd\\ufffd\""},
+      {"\xc0\xaf", "\"\\ufffd\\ufffd\""},             // overlong
+      {"\xed\xa0\x80", "\"\\ufffd\\ufffd\\ufffd\""},  // surrogate
+  };
+  for (const auto& c : cases) {
+    protocol::AttemptResult r;
+    r.status = "RUN_EXCEPTION";
+    r.error = c.in;
+    std::string line = JournalResultLine(r, "n", Decision{});
+    EXPECT_NE(line.find("\"error\":" + c.json + "}"), std::string::npos) << line;
+    auto parsed = nlohmann::json::parse(line, nullptr, false);
+    EXPECT_FALSE(parsed.is_discarded()) << line;
+  }
+}
+
+TEST(JournalTest, ReplayNamesTheLineOfACorruptRecord) {
+  std::string path = TempDir() + "/journal";
+  ASSERT_TRUE(WriteFileAtomic(path, JournalLeaseLine(0, 1, "n") + "not json\n").ok());
+  auto valid = Journal::Replay(path, [](const JournalRecord&) { return Status::Ok(); });
+  ASSERT_FALSE(valid.ok());
+  EXPECT_NE(valid.status().message().find("line 2"), std::string::npos);
+}
+
+TEST(JournalTest, ConcurrentSyncsAllReturnDurable) {
+  std::string path = TempDir() + "/journal";
+  auto j = Journal::Open(path, 0);
+  ASSERT_TRUE(j.ok());
+  std::mutex append_mu;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 50; ++i) {
+        int64_t off;
+        {
+          std::lock_guard<std::mutex> lock(append_mu);
+          off = *(*j)->Append(JournalLeaseLine(t * 100 + i, 1, "n"));
+        }
+        EXPECT_TRUE((*j)->SyncTo(off).ok());
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  int n = 0;
+  ASSERT_TRUE(Journal::Replay(path, [&](const JournalRecord&) {
+                ++n;
+                return Status::Ok();
+              }).ok());
+  EXPECT_EQ(n, 200);
+}
+
+TEST(PlanFileTest, WriterReaderAndLoaderAgree) {
+  std::string path = TempDir() + "/plan";
+  std::vector<PlanEntry> entries;
+  {
+    auto w = PlanWriter::Open(path, 0);
+    ASSERT_TRUE(w.ok());
+    for (int i = 0; i < 3; ++i) {
+      MiniBatch mb;
+      mb.id = i;
+      mb.files = {"a" + std::to_string(i), "b"};
+      mb.items = 2;
+      entries.push_back((*w)->Add(mb));
+    }
+    EXPECT_EQ((*w)->buffered_records(), 3u);
+    ASSERT_TRUE((*w)->Flush().ok());
+  }
+  auto r = PlanReader::Open(path);
+  ASSERT_TRUE(r.ok());
+  auto mb = (*r)->Read(entries[1]);
+  ASSERT_TRUE(mb.ok()) << mb.status().ToString();
+  EXPECT_EQ(mb->id, 1);
+  EXPECT_EQ(mb->files[0], "a1");
+
+  std::vector<PlanEntry> loaded;
+  auto plan = LoadPlan(path, [&](const PlanEntry& e) { loaded.push_back(e); });
+  ASSERT_TRUE(plan.ok());
+  EXPECT_EQ(plan->records, 3);
+  EXPECT_FALSE(plan->complete);
+  ASSERT_EQ(loaded.size(), 3u);
+  EXPECT_EQ(loaded[2].plan_offset, entries[2].plan_offset);
+  EXPECT_EQ(loaded[2].plan_length, entries[2].plan_length);
+  EXPECT_EQ(loaded[2].items, 2);
+
+  auto w = PlanWriter::Open(path, plan->valid_bytes);
+  ASSERT_TRUE(w.ok());
+  (*w)->AddEnd();
+  ASSERT_TRUE((*w)->Flush().ok());
+  plan = LoadPlan(path, [](const PlanEntry&) {});
+  ASSERT_TRUE(plan.ok());
+  EXPECT_TRUE(plan->complete);
+  EXPECT_EQ(plan->valid_bytes, static_cast<int64_t>(ReadFile(path)->size()));
+}
+
+}  // namespace
+}  // namespace parallelrun::rt

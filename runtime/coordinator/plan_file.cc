@@ -1,0 +1,115 @@
+#include "runtime/coordinator/plan_file.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "runtime/coordinator/line_file.h"
+
+namespace parallelrun::rt {
+
+StatusOr<std::unique_ptr<PlanWriter>> PlanWriter::Open(const std::string& path,
+                                                       int64_t valid_bytes) {
+  PR_RETURN_IF_ERROR(MakeDirs(Dirname(path)));
+  PR_RETURN_IF_ERROR(TruncateFile(path, valid_bytes));
+  PR_ASSIGN_OR_RETURN(AppendFile file, AppendFile::Open(path));
+  return std::unique_ptr<PlanWriter>(new PlanWriter(std::move(file), valid_bytes));
+}
+
+PlanEntry PlanWriter::Add(const MiniBatch& mb) {
+  std::string record = EncodePlanRecord(mb);
+  while (!record.empty() && (record.back() == '\n' || record.back() == '\r')) record.pop_back();
+  PlanEntry entry;
+  entry.plan_offset = size_;
+  entry.plan_length = static_cast<uint32_t>(record.size());
+  entry.items = mb.items;
+  buffer_ += record;
+  buffer_ += '\n';
+  size_ += static_cast<int64_t>(record.size()) + 1;
+  ++buffered_records_;
+  return entry;
+}
+
+void PlanWriter::AddEnd() {
+  buffer_ += kPlanEnd;
+  buffer_ += '\n';
+  size_ += 4;
+}
+
+Status PlanWriter::Flush() {
+  if (!buffer_.empty()) {
+    PR_RETURN_IF_ERROR(file_.Append(buffer_));
+    buffer_.clear();
+  }
+  buffered_records_ = 0;
+  return file_.Sync();
+}
+
+PlanReader::~PlanReader() { ::close(fd_); }
+
+StatusOr<std::unique_ptr<PlanReader>> PlanReader::Open(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return InternalError("cannot open " + path + ": " + std::strerror(errno));
+  return std::unique_ptr<PlanReader>(new PlanReader(fd, path));
+}
+
+StatusOr<MiniBatch> PlanReader::Read(const PlanEntry& entry) const {
+  std::string record(entry.plan_length, '\0');
+  size_t done = 0;
+  while (done < record.size()) {
+    ssize_t n = ::pread(fd_, record.data() + done, record.size() - done,
+                        static_cast<off_t>(entry.plan_offset + static_cast<int64_t>(done)));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return InternalError("cannot read " + path_ + ": " + std::strerror(errno));
+    }
+    if (n == 0) {
+      return InternalError("cannot read " + path_ + ": the file ends before offset " +
+                           std::to_string(entry.plan_offset + entry.plan_length));
+    }
+    done += static_cast<size_t>(n);
+  }
+  auto mb = DecodePlanRecord(record);
+  if (!mb.ok()) {
+    return mb.status().WithContext(path_ + " at byte " + std::to_string(entry.plan_offset));
+  }
+  return mb;
+}
+
+StatusOr<LoadedPlan> LoadPlan(const std::string& path,
+                              const std::function<void(const PlanEntry&)>& on_record) {
+  LoadedPlan plan;
+  int64_t line_no = 0;
+  int64_t end_bytes = -1;
+  auto valid = ForEachLine(path, [&](std::string_view line, int64_t offset) -> Status {
+    ++line_no;
+    if (plan.complete) return Status::Ok();  // nothing counts after END
+    if (line == kPlanEnd) {
+      plan.complete = true;
+      end_bytes = offset + static_cast<int64_t>(line.size()) + 1;
+      return Status::Ok();
+    }
+    auto mb = DecodePlanRecord(line);
+    if (!mb.ok()) {
+      return mb.status().WithContext(path + " line " + std::to_string(line_no));
+    }
+    if (mb->id != plan.records) {
+      return InternalError(path + " line " + std::to_string(line_no) + ": mini-batch id " +
+                           std::to_string(mb->id) + ", expected " + std::to_string(plan.records));
+    }
+    PlanEntry entry;
+    entry.plan_offset = offset;
+    entry.plan_length = static_cast<uint32_t>(line.size());
+    entry.items = mb->items;
+    on_record(entry);
+    ++plan.records;
+    return Status::Ok();
+  });
+  if (!valid.ok()) return valid.status();
+  plan.valid_bytes = plan.complete ? end_bytes : *valid;
+  return plan;
+}
+
+}  // namespace parallelrun::rt

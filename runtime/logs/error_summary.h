@@ -1,0 +1,27 @@
+// Lines of `logs/user/error.txt` (SPEC.md §5): a summary of user-code errors, one line per failed
+// attempt or failed init(), pointing at the process's full traceback file.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "runtime/base/time_util.h"
+
+namespace parallelrun::rt {
+
+struct ErrorSummaryEntry {
+  SystemTime time;
+  std::string node;
+  std::string process;         // may be empty (LEASE_EXPIRED: the node stopped answering)
+  int64_t mini_batch_id = -1;  // -1: not tied to a mini-batch (init failures)
+  int attempt = 0;
+  std::string status;
+  std::string error;  // one line
+};
+
+// "2026-11-23 11:05:08 UTC node=127.0.0.1 process=process000 mini_batch=12 attempt=2
+//  status=RUN_EXCEPTION error=ValueError: bad row (traceback: user/error/127.0.0.1/process000.txt)"
+// on one line, LF-terminated.
+std::string FormatErrorSummaryLine(const ErrorSummaryEntry& entry);
+
+}  // namespace parallelrun::rt
