@@ -18,6 +18,7 @@
 
 #include "runtime/base/files.h"
 #include "runtime/base/log.h"
+#include "runtime/perf/resource_monitor.h"
 
 namespace parallelrun::rt {
 namespace {
@@ -98,6 +99,7 @@ struct JobSettings {
   bool append_row_header = false;
   std::string input_type = "file";
   std::string entry_script;  // relative to code_dir, as written
+  int resource_monitor_interval = 600;
 };
 
 StatusOr<JobSettings> ReadSettings(const RegisterResponse& resp) {
@@ -130,6 +132,7 @@ StatusOr<JobSettings> ReadSettings(const RegisterResponse& resp) {
   };
   PR_RETURN_IF_ERROR(integer("processCountPerNode", 1, &s.process_count));
   PR_RETURN_IF_ERROR(integer("runInvocationTimeout", 1, &s.run_timeout_s));
+  PR_RETURN_IF_ERROR(integer("resourceMonitorInterval", 0, &s.resource_monitor_interval));
   PR_RETURN_IF_ERROR(string("loggingLevel", &s.logging_level));
   PR_RETURN_IF_ERROR(string("entryScript", &s.entry_script));
   if (s.entry_script.empty()) {
@@ -291,6 +294,7 @@ class Agent::Impl {
   seconds init_timeout_{kMinInitTimeoutSeconds};
   milliseconds renew_interval_{30000};
   int init_failure_limit_ = kInitFailuresPerProcess;
+  ResourceMonitorOptions perf_options_;
 
   std::mutex mu_;
   std::condition_variable comm_cv_;  // the communication loop: something to send or decide
@@ -397,6 +401,11 @@ Status Agent::Impl::Configure(const RegisterResponse& resp) {
   base_config_.append_row_header = settings.append_row_header;
 
   process_count_ = settings.process_count;
+  perf_options_.node = options_.node;
+  perf_options_.log_dir = log_dir;
+  perf_options_.interval_seconds = settings.resource_monitor_interval;
+  perf_options_.root_pid = ::getpid();
+  perf_options_.log = main_log;
   run_timeout_s_ = settings.run_timeout_s;
   init_timeout_ = seconds(std::max(kMinInitTimeoutSeconds, settings.run_timeout_s + 30));
   renew_interval_ = milliseconds(std::max(resp.lease_seconds, 1) * 1000 / 3);
@@ -426,6 +435,9 @@ Status Agent::Impl::Configure(const RegisterResponse& resp) {
 
 int Agent::Impl::Run() {
   if (auto code = RegisterAndConfigure()) return *code;
+  // logs/perf/<node>/ for this agent and its workers, while there are workers.
+  ResourceMonitor monitor(perf_options_, clock_);
+  monitor.Start();
   std::vector<std::thread> threads;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -438,6 +450,7 @@ int Agent::Impl::Run() {
   for (int i = 0; i < process_count_; ++i) threads.emplace_back([this, i] { SlotMain(i); });
   int code = CommLoop();
   for (auto& t : threads) t.join();
+  monitor.Stop();
   log_->info("agent on node {} exits with code {}", options_.node, code);
   log_->flush();
   return code;

@@ -7,7 +7,9 @@
 // worker slot has its own thread, which owns its Worker for the Worker's whole life (a worker
 // process dies with the thread that spawned it). Workers take leases from a local queue the
 // communication loop keeps topped up at 2 × live workers, so a short mini-batch never waits on an
-// HTTP round trip; each loop iteration makes at most one Lease and one Report call.
+// HTTP round trip; each loop iteration makes at most one Lease and one Report call, and the loop
+// sleeps on condition variables between them. A result or a lease request waits at most 20 ms for
+// others to share its round trip, and not at all when a worker has nothing queued.
 //
 // Guarantees:
 // - A result is kept and sent again until the coordinator names it in ResultsResponse.accepted

@@ -39,10 +39,17 @@ int AgentMain(const std::vector<std::string>& args) {
   options.host_dir = DefaultPythonHostDir();
 
   auto agent = std::make_shared<Agent>(options, protocol::MakeHttpCoordinatorClient(client_options),
-                                       [](WorkerConfig c) { return MakePythonWorker(std::move(c)); },
+                                       [](WorkerConfig c) {
+                                         return c.entry_script.ends_with(".so")
+                                                    ? MakeNativeWorker(std::move(c))
+                                                    : MakePythonWorker(std::move(c));
+                                       },
                                        RealClock::Get());
   StartSignalThread([agent](int) { agent->Stop(); });
-  return agent->Run();
+  int code = agent->Run();
+  // As in the coordinator: skip static destructors while cpprestsdk threads may still run.
+  std::fflush(nullptr);
+  std::_Exit(code);
 }
 
 }  // namespace parallelrun::rt::cmd

@@ -2,6 +2,7 @@
 // end. Used by `parallelrun run` (locally, with --paths local) and by the operator's coordinator
 // pod (paths under /mnt, as mounted by the operator).
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <nlohmann/json.hpp>
 
@@ -144,7 +145,11 @@ int CoordinatorMain(const std::vector<std::string>& args) {
   }
   // Agents poll until they hear `done`; give them a moment to hear it before the server goes.
   (*server)->Stop();
-  return code;
+  // Leave without running static destructors: cpprestsdk's thread pool may still be finishing a
+  // request, and tearing down its statics under it crashes at exit. Everything we own is already
+  // durable (journal fsync'd, results written atomically, loggers flush every line).
+  std::fflush(nullptr);
+  std::_Exit(code);
 }
 
 }  // namespace parallelrun::rt::cmd

@@ -20,6 +20,7 @@
 #include "runtime/coordinator/line_file.h"
 #include "runtime/coordinator/plan_file.h"
 #include "runtime/coordinator/planner.h"
+#include "runtime/coordinator/retry_from.h"
 #include "runtime/logs/error_summary.h"
 #include "runtime/logs/job_result.h"
 #include "runtime/logs/log_layout.h"
@@ -27,6 +28,7 @@
 #include "runtime/logs/readme_text.h"
 #include "runtime/logs/report_csv.h"
 #include "runtime/output/assembler.h"
+#include "runtime/output/output_index.h"
 
 namespace parallelrun::rt {
 namespace {
@@ -65,6 +67,9 @@ constexpr const char* kHintOverview =
 constexpr const char* kHintNodes =
     "logs/sys/node/<node>/_main.txt (worker starts and exits) and logs/sys/error/<node>/";
 constexpr const char* kHintMasterRole = "logs/sys/master_role.<n>.txt (the coordinator's log)";
+constexpr const char* kHintRetryFrom =
+    "spec.retryFrom and the earlier run's output folder it names (its .parallelrun/plan, "
+    "journal and output_index)";
 constexpr const char* kHintStderr =
     "logs/user/stderr/<node>/<process>.stderr.txt (what init() printed)";
 
@@ -77,6 +82,18 @@ HttpResponse Error(int status, const std::string& message) {
   r.status = status;
   r.body = nlohmann::json{{"error", message}};
   return r;
+}
+
+// The same folder, whether or not the paths are spelled alike.
+bool SameFolder(const std::string& a, const std::string& b) {
+  std::error_code ec;
+  if (std::filesystem::equivalent(a, b, ec) && !ec) return true;
+  auto norm = [](const std::string& p) {
+    std::string n = std::filesystem::path(p).lexically_normal().string();
+    while (n.size() > 1 && n.back() == '/') n.pop_back();
+    return n;
+  };
+  return norm(a) == norm(b);
 }
 
 std::string InputTypeName(const Input& in) {
@@ -116,10 +133,18 @@ class Coordinator::Impl {
   void Stop();
 
  private:
-  enum class Mode { kRun, kOutputInUse, kFinished };
+  // kRejected: the job was refused before anything was written (OutputInUse, a retryFrom naming
+  // the output folder itself).
+  enum class Mode { kRun, kRejected, kFinished };
 
+  void Reject(const std::string& reason, const std::string& message,
+              std::vector<std::string> look_first);
   Status InitRun();
-  Status LoadEarlierRun(int start_index);
+  Status Resume(int start_index);
+  // retryFrom: ends the job with InvalidInput for a problem with the earlier run.
+  void EndRetryFromLocked(const std::string& problem);
+  // retryFrom: carries over the mini-batches [first, total) that completed in the earlier run.
+  void CarryOverLocked(int64_t first);
   void StartPlanner(int64_t existing_records, int64_t valid_bytes);
 
   HttpResponse HandleRegister(const nlohmann::json& body);
@@ -163,6 +188,7 @@ class Coordinator::Impl {
   AppendFile user_errors_;
   std::unique_ptr<PlanReader> plan_reader_;
   std::unique_ptr<Planner> planner_;
+  std::unique_ptr<EarlierRun> earlier_;  // retryFrom; read only after InitRun
   std::thread supervisor_;
   std::atomic<bool> cancel_assembly_{false};
 
@@ -182,7 +208,7 @@ class Coordinator::Impl {
   SteadyTime plan_started_;
   std::optional<SteadyTime> first_lease_;
   SteadyTime last_progress_;
-  int64_t completed_at_start_ = 0;
+  int64_t completed_at_start_ = 0;  // not counting carried-over mini-batches
   SteadyTime last_line_at_;
   int64_t last_line_completed_ = -1;
   std::optional<SteadyTime> last_warning_at_;
@@ -246,7 +272,35 @@ Coordinator::Impl::~Impl() {
   if (supervisor_.joinable()) supervisor_.join();
 }
 
+void Coordinator::Impl::Reject(const std::string& reason, const std::string& message,
+                               std::vector<std::string> look_first) {
+  mode_ = Mode::kRejected;
+  JobResult r;
+  r.reason = reason;
+  r.exit_code = kCoordinatorExitInvalid;
+  r.message = message;
+  r.start_time = r.completion_time = Iso8601Utc(start_time_);
+  r.log_dir = log_dir_;
+  r.look_first = std::move(look_first);
+  final_ = r;
+  finished_ = true;
+  exit_code_ = r.exit_code;
+  last_line_ = OverviewLog::FormatLine(clock_->Now(), "Failed: " + r.reason + ": " + r.message);
+  if (opt_.echo) opt_.echo(last_line_);
+}
+
 Status Coordinator::Impl::Init() {
+  // A retry of the output folder itself would write into the run it reads: refused before
+  // anything is written.
+  const std::string& retry_from = opt_.paths.retry_from_dir;
+  if (!retry_from.empty() && SameFolder(retry_from, output_dir_)) {
+    Reject(kReasonInvalidInput,
+           "spec.retryFrom (" + retry_from + ") names this job's own output folder " + output_dir_ +
+               "; nothing was changed in it. Give the new run another output folder and set "
+               "retryFrom to the earlier run's output",
+           {"spec.retryFrom and spec.output"});
+    return Status::Ok();
+  }
   // Ownership first, before anything is written.
   if (PathExists(owner_path_)) {
     PR_ASSIGN_OR_RETURN(std::string owner, ReadFile(owner_path_));
@@ -254,22 +308,12 @@ Status Coordinator::Impl::Init() {
       owner.pop_back();
     }
     if (owner != opt_.owner_id) {
-      mode_ = Mode::kOutputInUse;
-      JobResult r;
-      r.reason = kReasonOutputInUse;
-      r.exit_code = kCoordinatorExitInvalid;
-      r.message = "the output folder " + output_dir_ + " belongs to another job (owner \"" + owner +
-                  "\", this job is \"" + opt_.owner_id +
-                  "\"); nothing was changed in it. Use another output folder, or remove it to "
-                  "start over";
-      r.start_time = r.completion_time = Iso8601Utc(start_time_);
-      r.log_dir = log_dir_;
-      r.look_first = {".parallelrun/owner in the output folder names the job that owns it"};
-      final_ = r;
-      finished_ = true;
-      exit_code_ = r.exit_code;
-      last_line_ = OverviewLog::FormatLine(clock_->Now(), "Failed: " + r.reason + ": " + r.message);
-      if (opt_.echo) opt_.echo(last_line_);
+      Reject(kReasonOutputInUse,
+             "the output folder " + output_dir_ + " belongs to another job (owner \"" + owner +
+                 "\", this job is \"" + opt_.owner_id +
+                 "\"); nothing was changed in it. Use another output folder, or remove it to "
+                 "start over",
+             {".parallelrun/owner in the output folder names the job that owns it"});
       return Status::Ok();
     }
     if (PathExists(result_json_path_)) {
@@ -315,13 +359,29 @@ Status Coordinator::Impl::InitRun() {
     log_->info("input {} \"{}\" ({}): {}", i, opt_.spec.inputs[i].name,
                InputTypeName(opt_.spec.inputs[i]), input_dirs_[i]);
   }
-  return LoadEarlierRun(start_index);
+  return Resume(start_index);
 }
 
-Status Coordinator::Impl::LoadEarlierRun(int start_index) {
+Status Coordinator::Impl::Resume(int start_index) {
   std::lock_guard<std::mutex> lock(mu_);
+  // retryFrom: the earlier run, read before this run's plan so that its records are compared as
+  // they load. A problem with it ends the job below, once the logs say what happened.
+  std::string retry_problem;
+  if (!opt_.paths.retry_from_dir.empty()) {
+    auto earlier = EarlierRun::Load(opt_.paths.retry_from_dir,
+                                    opt_.spec.output_action == OutputAction::kAppendRow);
+    if (earlier.ok()) {
+      earlier_ = std::move(*earlier);
+    } else {
+      retry_problem = earlier.status().message();
+    }
+  }
   // The plan written so far (empty for a new job).
-  auto plan = LoadPlan(plan_path_, [this](const PlanEntry& e) { state_.AddPlanned(e); });
+  std::optional<std::pair<int64_t, PlanEntry>> mismatch;
+  auto plan = LoadPlan(plan_path_, [&](const PlanEntry& e) {
+    int64_t id = state_.AddPlanned(e);
+    if (earlier_ && !mismatch && !earlier_->Matches(id, e)) mismatch.emplace(id, e);
+  });
   if (!plan.ok()) return plan.status();
   PR_RETURN_IF_ERROR(TruncateFile(plan_path_, plan->valid_bytes));
   if (!PathExists(plan_path_)) PR_RETURN_IF_ERROR(WriteFileAtomic(plan_path_, ""));
@@ -349,6 +409,8 @@ Status Coordinator::Impl::LoadEarlierRun(int start_index) {
     }
     if (r.type == "lease") {
       state_.ReplayLease(r.mini_batch_id, r.attempt);
+    } else if (r.type == "carried") {
+      state_.Carry(r.mini_batch_id, r.succeeded);
     } else {
       state_.ReplayOutcome(r.mini_batch_id, r.attempt, r.outcome, r.succeeded);
     }
@@ -364,7 +426,6 @@ Status Coordinator::Impl::LoadEarlierRun(int start_index) {
   }
 
   const JobCounts& c = state_.counts();
-  completed_at_start_ = c.completed;
   std::string inputs;
   for (size_t i = 0; i < opt_.spec.inputs.size(); ++i) {
     if (i) inputs += ", ";
@@ -376,13 +437,45 @@ Status Coordinator::Impl::LoadEarlierRun(int start_index) {
               std::to_string(c.total) + (plan->complete ? "" : "+") +
               " mini batches already processed (" + std::to_string(c.failed) +
               " failed); they do not run again");
-    log_->info("resumed: plan has {} records{}, {} completed, {} failed, {} retried", plan->records,
-               plan->complete ? " and END" : "", c.completed, c.failed, c.retried);
+    log_->info(
+        "resumed: plan has {} records{}, {} completed, {} failed, {} retried, {} carried over",
+        plan->records, plan->complete ? " and END" : "", c.completed, c.failed, c.retried,
+        c.carried);
   } else {
     SayLocked("Job " + opt_.spec.name + " started: " + std::to_string(opt_.desired_nodes) +
               " node(s) x " + std::to_string(opt_.spec.process_count_per_node) +
               " process(es), output " + output_dir_);
   }
+
+  if (!retry_problem.empty()) {
+    EndRetryFromLocked(retry_problem);
+  } else if (earlier_) {
+    const EarlierRun& er = *earlier_;
+    const int64_t not_run = er.records() - er.completed() - er.failed();
+    std::string line = "Retry of the earlier run in " + er.dir() + ": it completed " +
+                       std::to_string(er.completed()) + " of " + std::to_string(er.records()) +
+                       (er.plan_complete() ? "" : "+") + " mini batches (" +
+                       std::to_string(er.failed()) + " failed, " + std::to_string(not_run) +
+                       " not run); the completed ones are carried over from " + er.dir();
+    if (!er.rows_from().empty()) line += " with their rows from " + er.rows_from();
+    line += ", the others run again";
+    if (er.without_rows() > 0) {
+      line += "; " + std::to_string(er.without_rows()) +
+              " completed ones have no rows there and run again too";
+    }
+    SayLocked(line);
+    log_->info("retryFrom {}: {} mini-batches planned, {} completed ({} without rows), {} failed",
+               er.dir(), er.records(), er.completed(), er.without_rows(), er.failed());
+    if (mismatch) {
+      EndRetryFromLocked(
+          er.Check(mismatch->first, mismatch->second, *plan_reader_, opt_.spec).message());
+    } else if (plan->complete && !er.CheckTotal(c.total).ok()) {
+      EndRetryFromLocked(er.CheckTotal(c.total).message());
+    } else {
+      CarryOverLocked(0);
+    }
+  }
+  completed_at_start_ = c.completed - c.carried;
 
   // An input with no folder cannot be planned.
   for (size_t i = 0; i < input_dirs_.size(); ++i) {
@@ -411,6 +504,56 @@ Status Coordinator::Impl::LoadEarlierRun(int start_index) {
   return Status::Ok();
 }
 
+void Coordinator::Impl::EndRetryFromLocked(const std::string& problem) {
+  Ending e;
+  e.reason = kReasonInvalidInput;
+  e.exit_code = kCoordinatorExitInvalid;
+  e.early = true;
+  e.assemble = false;
+  e.message = "spec.retryFrom (" + opt_.paths.retry_from_dir + "): " + problem;
+  if (earlier_) {
+    // A plan that differs: the inputs or the way they are cut changed since the earlier run.
+    e.message +=
+        ". A retry must plan exactly the mini-batches of the earlier run: use the same inputs, "
+        "miniBatchSize and input settings, or run without retryFrom";
+  }
+  e.look_first = {kHintRetryFrom, kHintMasterRole};
+  EndLocked(std::move(e));
+}
+
+void Coordinator::Impl::CarryOverLocked(int64_t first) {
+  if (!earlier_ || ending_) return;
+  const int64_t total = state_.counts().total;
+  std::string journal_lines, report_rows;
+  int64_t carried = 0;
+  for (int64_t id = first; id < total; ++id) {
+    auto from = earlier_->Carried(id);
+    if (!from || !state_.Carry(id, from->succeeded)) continue;
+    ++carried;
+    journal_lines += JournalCarriedLine(id, from->attempt, from->succeeded, from->failed);
+    ReportRow row;
+    row.mini_batch_id = id;
+    row.attempt = from->attempt;
+    row.accepted = true;
+    row.total = state_.items(id);
+    row.succeeded = from->succeeded;
+    row.failed = from->failed;
+    row.status = "CARRIED_OVER";
+    row.detail = "carried over from " + earlier_->dir();
+    report_rows += FormatReportRow(row);
+  }
+  if (carried == 0) return;
+  // Not synced on its own: a carried record that is lost in a crash is decided again the same way
+  // on restart (the earlier run is only read).
+  auto off = journal_->Append(journal_lines);
+  if (!off.ok()) log_->error("journal: {}", off.status().message());
+  Status st = report_->AppendFormatted(report_rows);
+  if (!st.ok()) log_->error("report: {}", st.message());
+  log_->debug("carried over {} mini-batches from {}", carried, earlier_->dir());
+  last_progress_ = clock_->SteadyNow();
+  CheckOutcomeLocked();
+}
+
 void Coordinator::Impl::StartPlanner(int64_t existing_records, int64_t valid_bytes) {
   plan_started_ = clock_->SteadyNow();
   PlannerOptions po;
@@ -435,9 +578,18 @@ void Coordinator::Impl::OnDurable(std::vector<PlanEntry>&& entries) {
   // Once the job ended the state is frozen (Finalize reads it without the lock).
   if (ending_ || interrupted_) return;
   int64_t first = state_.counts().total;
-  for (const auto& e : entries) state_.AddPlanned(e);
+  for (const auto& e : entries) {
+    // retryFrom: a record that differs from the earlier run's is never handed out.
+    int64_t id = state_.counts().total;
+    if (earlier_ && !earlier_->Matches(id, e)) {
+      EndRetryFromLocked(earlier_->Check(id, e, *plan_reader_, opt_.spec).message());
+      return;
+    }
+    state_.AddPlanned(e);
+  }
   last_progress_ = clock_->SteadyNow();
   log_->debug("planned mini-batches {}..{}", first, state_.counts().total - 1);
+  CarryOverLocked(first);
 }
 
 void Coordinator::Impl::OnPlanComplete() {
@@ -447,11 +599,21 @@ void Coordinator::Impl::OnPlanComplete() {
 }
 
 void Coordinator::Impl::OnPlanCompleteLocked() {
-  state_.SetPlanComplete();
   const JobCounts& c = state_.counts();
+  if (earlier_) {
+    Status st = earlier_->CheckTotal(c.total);
+    if (!st.ok()) {
+      EndRetryFromLocked(st.message());
+      return;
+    }
+  }
+  state_.SetPlanComplete();
   SayLocked("Scheduling finished: " + std::to_string(c.total) + " mini batches, " +
             std::to_string(c.items_total) + " items in " +
-            FormatDuration(Seconds(clock_->SteadyNow() - plan_started_)));
+            FormatDuration(Seconds(clock_->SteadyNow() - plan_started_)) +
+            (earlier_ ? "; " + std::to_string(c.carried) + " of them carried over from " +
+                            earlier_->dir() + ", " + std::to_string(c.total - c.carried) + " to run"
+                      : std::string()));
   log_->info("plan complete: {} mini-batches, {} items", c.total, c.items_total);
   if (c.total == 0) {
     Ending e;
@@ -545,7 +707,7 @@ std::string Coordinator::Impl::RunningSummaryLocked() const {
 std::optional<double> Coordinator::Impl::EtaSecondsLocked(SteadyTime now) const {
   if (!state_.plan_complete() || !first_lease_) return std::nullopt;
   const JobCounts& c = state_.counts();
-  int64_t done_here = c.completed - completed_at_start_;
+  int64_t done_here = c.completed - c.carried - completed_at_start_;
   if (done_here <= 0) return std::nullopt;
   double elapsed = Seconds(now - *first_lease_);
   return elapsed * static_cast<double>(c.total - c.completed) / static_cast<double>(done_here);
@@ -558,6 +720,9 @@ std::string Coordinator::Impl::ProgressTextLocked(bool final_line) const {
       (state_.plan_complete() ? "" : "+") + " mini batches in " +
       FormatDuration(std::chrono::duration<double>(clock_->Now() - start_time_).count());
   if (c.failed > 0) s += " (" + std::to_string(c.failed) + " failed)";
+  if (final_line && earlier_) {
+    s += ", " + std::to_string(c.carried) + " of them carried over from " + earlier_->dir();
+  }
   if (!final_line && c.completed < c.total) {
     auto eta = EtaSecondsLocked(clock_->SteadyNow());
     if (eta) s += ", estimated " + FormatDuration(*eta) + " remaining";
@@ -947,6 +1112,10 @@ void Coordinator::Impl::CheckOutcomeLocked() {
       e.message += " (" + std::to_string(c.failed) + " mini-batches failed after " +
                    std::to_string(s.run_max_try) + " tries)";
     }
+    if (earlier_) {
+      e.message +=
+          "; " + std::to_string(c.carried) + " mini-batches carried over from " + earlier_->dir();
+    }
   }
   EndLocked(std::move(e));
 }
@@ -1070,6 +1239,10 @@ JobResult Coordinator::Impl::MakeResultLocked(const Ending& e) const {
   r.mini_batches_succeeded = c.completed - c.failed;
   r.mini_batches_failed = c.failed;
   r.mini_batches_retried = c.retried;
+  if (earlier_) {
+    r.mini_batches_carried_over = c.carried;
+    r.carried_over_from = earlier_->dir();
+  }
   r.items_total = c.items_total;
   r.items_succeeded = c.items_succeeded;
   r.items_failed = c.items_failed;
@@ -1099,15 +1272,22 @@ void Coordinator::Impl::Finalize() {
   if (e.assemble && opt_.spec.output_action == OutputAction::kAppendRow) {
     const int64_t total = state_.counts().total;
     const int64_t parts = state_.counts().completed - state_.counts().failed;
+    const int64_t carried = state_.counts().carried;
     {
       std::lock_guard<std::mutex> lock(mu_);
       status_message_ = "assembling output";
-      SayLocked("Assembling output: " + std::to_string(parts) + " parts into " + output_file_);
+      SayLocked("Assembling output: " + std::to_string(parts - carried) + " parts" +
+                (carried > 0 ? " and the rows of " + std::to_string(carried) +
+                                   " mini batches carried over from " + earlier_->dir()
+                             : std::string()) +
+                " into " + output_file_);
     }
     SteadyTime last = clock_->SteadyNow();
     AssemblyOptions ao;
     ao.output_file = output_file_;
     ao.header = opt_.spec.append_row_header;
+    // Where each mini-batch's rows are, for a later retryFrom (parts/ is removed below).
+    ao.index_file = JoinPath(state_dir_, kOutputIndexFile);
     ao.cancel = &cancel_assembly_;
     ao.on_progress = [&](int64_t done, int64_t bytes) {
       SteadyTime now = clock_->SteadyNow();
@@ -1117,10 +1297,11 @@ void Coordinator::Impl::Finalize() {
       SayLocked("Assembling output: " + std::to_string(done) + " of " + std::to_string(parts) +
                 " parts, " + std::to_string(bytes) + " bytes");
     };
-    auto stats = AssembleAppendRow(ao, total, [this](int64_t id) -> std::string {
-      if (state_.status(id) != MiniBatchStatus::kCompleted) return std::string();
-      return JoinPath(parts_dir_,
-                      std::to_string(id) + "." + std::to_string(state_.accepted_attempt(id)));
+    auto stats = AssembleAppendRow(ao, total, [this](int64_t id) -> RowSource {
+      if (state_.status(id) != MiniBatchStatus::kCompleted) return RowSource();
+      if (state_.carried(id)) return earlier_ ? earlier_->RowsOf(id) : RowSource();
+      return PartFileSource(JoinPath(
+          parts_dir_, std::to_string(id) + "." + std::to_string(state_.accepted_attempt(id))));
     });
     std::lock_guard<std::mutex> lock(mu_);
     if (!stats.ok()) {
@@ -1174,7 +1355,9 @@ void Coordinator::Impl::Finalize() {
     st = WriteFileAtomic(result_json_path_, JobResultToJson(r).dump(2) + "\n");
     if (!st.ok()) {
       log_->error("{}", st.message());
-    } else if (opt_.spec.output_action == OutputAction::kAppendRow) {
+    } else if (!output_file.empty()) {
+      // The parts are in the output now (and its index says where). After a failed assembly they
+      // stay: a retryFrom run can still take the rows from them.
       std::error_code ec;
       std::filesystem::remove_all(parts_dir_, ec);
     }
@@ -1215,7 +1398,7 @@ protocol::Progress Coordinator::Impl::GetProgress() const {
     p.progress =
         std::to_string(p.miniBatches.completed) + "/" + std::to_string(p.miniBatches.total);
     p.outputFile = r.output_file;
-    p.planned = mode_ != Mode::kOutputInUse;
+    p.planned = mode_ != Mode::kRejected;
     p.exitCode = r.exit_code;
     p.eta = "0:00:00";
     if (mode_ == Mode::kRun) {

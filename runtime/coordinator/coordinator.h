@@ -4,7 +4,9 @@
 // job's result. `parallelrun coordinator` serves Handle() over HTTP and calls Wait().
 //
 // Files under <output>/.parallelrun/: owner (the job's owner id), plan, journal, parts/ (one
-// file per attempt: <id>.<attempt>, plus <id>.<attempt>.header for appendRowHeader), result.json.
+// file per attempt: <id>.<attempt>, plus <id>.<attempt>.header for appendRowHeader), result.json,
+// output_index (where each mini-batch's rows lie in the assembled file: runtime/output/
+// output_index.h).
 //
 // Guarantees:
 // - The output folder belongs to one job: when .parallelrun/owner names another owner the job
@@ -16,7 +18,18 @@
 //   tells which mini-batches completed (never run again) or failed, and which attempt numbers
 //   were used (new attempts get new numbers, so new part files).
 // - Output: the first RUN_DONE of each mini-batch is accepted; the accepted parts are assembled
-//   in mini-batch order, atomically (runtime/output/assembler.h), then parts/ is removed.
+//   in mini-batch order, atomically (runtime/output/assembler.h) with the output index, then
+//   parts/ is removed (kept when the assembly failed).
+// - retryFrom (paths.retry_from_dir, runtime/coordinator/retry_from.h): the earlier run's folder
+//   is only read. This run plans its inputs as usual and compares each plan record with the
+//   earlier run's before the mini-batch can be handed out; a mini-batch that completed there is
+//   carried over (journaled as "carried", a CARRIED_OVER row in the report CSV, counted as
+//   completed with the earlier item counts in the thresholds, progress and job result) and never
+//   run; the others run. Its rows are copied from the earlier output file (or, for an unfinished
+//   earlier run, its part files) in mini-batch order. A folder that is no parallelrun output, an
+//   unreadable or changed earlier run, or a plan that differs ends the job with InvalidInput
+//   (exit 1) naming spec.retryFrom and the difference; retryFrom naming the output folder itself
+//   is refused like OutputInUse, before anything is written.
 // - logs/job_result.txt and .parallelrun/result.json are written last; result.json (only for exit
 //   codes 0 and 42, so that a job rejected for its input runs again once the input is fixed)
 //   marks the job finished.

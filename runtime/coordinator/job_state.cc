@@ -167,6 +167,15 @@ std::vector<ExpiredLease> JobState::ExpireLeases(SteadyTime now) {
   return out;
 }
 
+bool JobState::Carry(int64_t id, int64_t succeeded) {
+  Entry& e = mbs_[static_cast<size_t>(id)];
+  if (e.status != MiniBatchStatus::kPending || e.attempts > 0) return false;
+  Complete(e, 0, succeeded);
+  e.carried = true;
+  ++counts_.carried;
+  return true;
+}
+
 void JobState::ReplayLease(int64_t id, int attempt) {
   Entry& e = mbs_[static_cast<size_t>(id)];
   if (attempt > e.attempts) e.attempts = static_cast<uint16_t>(std::min(attempt, 0xffff));

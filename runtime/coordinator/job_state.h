@@ -13,6 +13,8 @@
 //   counting a try.
 // - Retries are handed out before new mini-batches; new ones go in plan order.
 // - Attempt numbers of a mini-batch only grow, so each attempt has its own part file.
+// - retryFrom: a mini-batch that completed in an earlier run is carried over (Carry) before it is
+//   ever handed out: it counts as completed with the earlier item counts and is never leased.
 // Thread-safety: none.
 #pragma once
 
@@ -54,11 +56,13 @@ const char* OutcomeName(Outcome outcome);
 
 enum class MiniBatchStatus : uint8_t { kPending, kRunning, kCompleted, kFailed };
 
-// Where a mini-batch's record is in the plan file, and its item count.
+// Where a mini-batch's record is in the plan file, its item count, and a hash of the record (to
+// compare plans of two runs without holding their records: retryFrom).
 struct PlanEntry {
   int64_t plan_offset = 0;
   uint32_t plan_length = 0;
   int64_t items = 0;
+  uint64_t record_hash = 0;
 };
 
 struct LeaseGrant {
@@ -94,6 +98,7 @@ struct JobCounts {
   int64_t failed = 0;
   int64_t running = 0;
   int64_t retried = 0;  // failed tries that were queued again
+  int64_t carried = 0;  // completed in an earlier run (retryFrom), counted in completed
   int64_t items_total = 0;
   int64_t items_succeeded = 0;
   int64_t items_failed = 0;
@@ -122,6 +127,11 @@ class JobState {
   // Removes leases whose expiry is at or before `now`; each is a failed try.
   std::vector<ExpiredLease> ExpireLeases(SteadyTime now);
 
+  // retryFrom: completes pending mini-batch `id` with the item counts of the earlier run that
+  // completed it (`succeeded` is clamped to [0, items]). False (nothing changes) when `id` is not
+  // pending or was handed out in this run. Also used when replaying the journal.
+  bool Carry(int64_t id, int64_t succeeded);
+
   // Rebuilding from the journal after a coordinator restart: attempts handed out, and outcomes
   // as they were decided (`succeeded` as counted).
   void ReplayLease(int64_t id, int attempt);
@@ -131,6 +141,8 @@ class JobState {
   MiniBatchStatus status(int64_t id) const { return mbs_[static_cast<size_t>(id)].status; }
   // The attempt whose RUN_DONE completed mini-batch `id` (0 when not completed).
   int accepted_attempt(int64_t id) const { return mbs_[static_cast<size_t>(id)].accepted_attempt; }
+  // Completed by Carry: its rows are the earlier run's.
+  bool carried(int64_t id) const { return mbs_[static_cast<size_t>(id)].carried; }
   int64_t items(int64_t id) const { return mbs_[static_cast<size_t>(id)].items; }
   std::vector<RunningAttempt> Running() const;
   // Bytes held per planned mini-batch by the table itself (for the memory target).
@@ -145,6 +157,7 @@ class JobState {
     uint16_t failures = 0;  // failed tries
     uint16_t accepted_attempt = 0;
     MiniBatchStatus status = MiniBatchStatus::kPending;
+    bool carried = false;
   };
   static_assert(sizeof(Entry) == kBytesPerMiniBatch);
   struct Live {

@@ -157,5 +157,30 @@ TEST(JobStateTest, StatusAndOutcomeNamesRoundTrip) {
   }
 }
 
+TEST(JobStateTest, CarriedMiniBatchCountsAsCompletedAndIsNeverLeased) {
+  JobState s = WithMiniBatches(3, /*run_max_try=*/3, /*items=*/10);
+  EXPECT_TRUE(s.Carry(1, 8));
+  EXPECT_FALSE(s.Carry(1, 8));  // once
+  EXPECT_EQ(s.status(1), MiniBatchStatus::kCompleted);
+  EXPECT_TRUE(s.carried(1));
+  EXPECT_EQ(s.accepted_attempt(1), 0);
+  EXPECT_EQ(s.counts().completed, 1);
+  EXPECT_EQ(s.counts().carried, 1);
+  EXPECT_EQ(s.counts().items_succeeded, 8);
+  EXPECT_EQ(s.counts().items_failed, 2);
+  auto g = s.Lease(0, 10, kExpiry);
+  ASSERT_EQ(g.size(), 2u);
+  EXPECT_EQ(g[0].id, 0);
+  EXPECT_EQ(g[1].id, 2);
+  // Handed out in this run: not carried any more.
+  EXPECT_FALSE(s.Carry(2, 10));
+  EXPECT_FALSE(s.carried(2));
+  s.SetPlanComplete();
+  s.Apply(0, 1, AttemptStatus::kRunDone, 10);
+  s.Apply(2, 1, AttemptStatus::kRunDone, 10);
+  EXPECT_TRUE(s.AllDone());
+  EXPECT_EQ(s.counts().carried, 1);
+}
+
 }  // namespace
 }  // namespace parallelrun::rt

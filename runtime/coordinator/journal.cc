@@ -116,6 +116,19 @@ std::string JournalExpiredLine(int64_t id, int attempt, std::string_view node, O
   return out;
 }
 
+std::string JournalCarriedLine(int64_t id, int attempt, int64_t succeeded, int64_t failed) {
+  std::string out = "{\"t\":\"carried\",\"mb\":";
+  out += std::to_string(id);
+  AppendKey(out, "a");
+  out += std::to_string(attempt);
+  AppendKey(out, "succeeded");
+  out += std::to_string(succeeded);
+  AppendKey(out, "failed");
+  out += std::to_string(failed);
+  out += "}\n";
+  return out;
+}
+
 StatusOr<JournalRecord> ParseJournalLine(std::string_view line) {
   try {
     nlohmann::json j = nlohmann::json::parse(line);
@@ -124,6 +137,13 @@ StatusOr<JournalRecord> ParseJournalLine(std::string_view line) {
     if (r.type == "start") {
       r.start_index = j.value("n", 0);
       r.time = j.value("time", std::string());
+      return r;
+    }
+    if (r.type == "carried") {
+      r.mini_batch_id = j.at("mb").get<int64_t>();
+      r.attempt = j.value("a", 0);
+      r.outcome = Outcome::kCompleted;
+      r.succeeded = j.at("succeeded").get<int64_t>();
       return r;
     }
     if (r.type != "lease" && r.type != "result" && r.type != "expired") {

@@ -9,6 +9,8 @@
 //   {"t":"result","mb":5,"a":2,"node":..,"process":..,"status":"RUN_DONE",
 //    "outcome":"completed","succeeded":9,"failed":1,"error":".."}    a result and what it decided
 //   {"t":"expired","mb":5,"a":2,"node":..,"outcome":"retry"}         a lease expired
+//   {"t":"carried","mb":5,"a":1,"succeeded":9,"failed":1}             retryFrom: mini-batch 5
+//   completed in the earlier run (with its attempt 1) and is not run again
 //
 // Guarantees: Append writes through (one write(2) per call); SyncTo(offset) returns once every
 // byte up to `offset` is on disk (fdatasync). Concurrent SyncTo calls share fdatasyncs (group
@@ -36,14 +38,14 @@
 namespace parallelrun::rt {
 
 struct JournalRecord {
-  std::string type;  // start | lease | result | expired
+  std::string type;  // start | lease | result | expired | carried
   int64_t mini_batch_id = 0;
   int attempt = 0;
   std::string node;
-  Outcome outcome = Outcome::kLate;
-  int64_t succeeded = 0;  // as counted
-  std::string time;       // start
-  int start_index = 0;    // start: the master_role.<n> index
+  Outcome outcome = Outcome::kLate;  // carried: kCompleted
+  int64_t succeeded = 0;             // as counted
+  std::string time;                  // start
+  int start_index = 0;               // start: the master_role.<n> index
 };
 
 std::string JournalStartLine(int index, SystemTime time, const std::string& owner);
@@ -51,6 +53,8 @@ std::string JournalLeaseLine(int64_t id, int attempt, std::string_view node);
 std::string JournalResultLine(const protocol::AttemptResult& result, std::string_view node,
                               const Decision& decision);
 std::string JournalExpiredLine(int64_t id, int attempt, std::string_view node, Outcome outcome);
+// `attempt` is the earlier run's accepted attempt (0 when it had carried it over itself).
+std::string JournalCarriedLine(int64_t id, int attempt, int64_t succeeded, int64_t failed);
 StatusOr<JournalRecord> ParseJournalLine(std::string_view line);
 
 class Journal {

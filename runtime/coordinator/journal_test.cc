@@ -68,7 +68,8 @@ TEST(JournalTest, RecordsRoundTripThroughReplay) {
     Decision d{Outcome::kCompleted, true, 9, 1};
     std::string lines = JournalStartLine(1, SystemTime(), "owner") + JournalLeaseLine(4, 2, "n1") +
                         JournalResultLine(r, "n1", d) +
-                        JournalExpiredLine(5, 1, "n2", Outcome::kRetry);
+                        JournalExpiredLine(5, 1, "n2", Outcome::kRetry) +
+                        JournalCarriedLine(6, 3, 7, 2);
     auto off = (*j)->Append(lines);
     ASSERT_TRUE(off.ok());
     ASSERT_TRUE((*j)->SyncTo(*off).ok());
@@ -80,7 +81,7 @@ TEST(JournalTest, RecordsRoundTripThroughReplay) {
     return Status::Ok();
   });
   ASSERT_TRUE(valid.ok()) << valid.status().ToString();
-  ASSERT_EQ(records.size(), 4u);
+  ASSERT_EQ(records.size(), 5u);
   EXPECT_EQ(records[0].type, "start");
   EXPECT_EQ(records[0].start_index, 1);
   EXPECT_EQ(records[1].type, "lease");
@@ -91,6 +92,11 @@ TEST(JournalTest, RecordsRoundTripThroughReplay) {
   EXPECT_EQ(records[3].type, "expired");
   EXPECT_EQ(records[3].mini_batch_id, 5);
   EXPECT_EQ(records[3].outcome, Outcome::kRetry);
+  EXPECT_EQ(records[4].type, "carried");
+  EXPECT_EQ(records[4].mini_batch_id, 6);
+  EXPECT_EQ(records[4].attempt, 3);
+  EXPECT_EQ(records[4].outcome, Outcome::kCompleted);
+  EXPECT_EQ(records[4].succeeded, 7);
   EXPECT_NE(ReadFile(path)->find("\"error\":\"bad \\ufffd byte\""), std::string::npos);
   // Reopening at the valid size cuts the torn record.
   auto j = Journal::Open(path, *valid);

@@ -5,10 +5,15 @@
 
 #include <cerrno>
 #include <cstring>
+#include <functional>
 
 #include "runtime/coordinator/line_file.h"
 
 namespace parallelrun::rt {
+
+uint64_t PlanRecordHash(std::string_view record) {
+  return static_cast<uint64_t>(std::hash<std::string_view>{}(record));
+}
 
 StatusOr<std::unique_ptr<PlanWriter>> PlanWriter::Open(const std::string& path,
                                                        int64_t valid_bytes) {
@@ -25,6 +30,7 @@ PlanEntry PlanWriter::Add(const MiniBatch& mb) {
   entry.plan_offset = size_;
   entry.plan_length = static_cast<uint32_t>(record.size());
   entry.items = mb.items;
+  entry.record_hash = PlanRecordHash(record);
   buffer_ += record;
   buffer_ += '\n';
   size_ += static_cast<int64_t>(record.size()) + 1;
@@ -55,7 +61,7 @@ StatusOr<std::unique_ptr<PlanReader>> PlanReader::Open(const std::string& path) 
   return std::unique_ptr<PlanReader>(new PlanReader(fd, path));
 }
 
-StatusOr<MiniBatch> PlanReader::Read(const PlanEntry& entry) const {
+StatusOr<std::string> PlanReader::ReadRecord(const PlanEntry& entry) const {
   std::string record(entry.plan_length, '\0');
   size_t done = 0;
   while (done < record.size()) {
@@ -71,6 +77,11 @@ StatusOr<MiniBatch> PlanReader::Read(const PlanEntry& entry) const {
     }
     done += static_cast<size_t>(n);
   }
+  return record;
+}
+
+StatusOr<MiniBatch> PlanReader::Read(const PlanEntry& entry) const {
+  PR_ASSIGN_OR_RETURN(std::string record, ReadRecord(entry));
   auto mb = DecodePlanRecord(record);
   if (!mb.ok()) {
     return mb.status().WithContext(path_ + " at byte " + std::to_string(entry.plan_offset));
@@ -103,6 +114,7 @@ StatusOr<LoadedPlan> LoadPlan(const std::string& path,
     entry.plan_offset = offset;
     entry.plan_length = static_cast<uint32_t>(line.size());
     entry.items = mb->items;
+    entry.record_hash = PlanRecordHash(line);
     on_record(entry);
     ++plan.records;
     return Status::Ok();

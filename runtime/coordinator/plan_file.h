@@ -11,6 +11,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "runtime/base/files.h"
 #include "runtime/base/status.h"
@@ -20,6 +21,10 @@
 namespace parallelrun::rt {
 
 inline constexpr const char* kPlanEnd = "END";
+
+// The PlanEntry::record_hash of an encoded record (without its newline). Stable within one
+// build; not stored anywhere.
+uint64_t PlanRecordHash(std::string_view record);
 
 // Not thread-safe: one planner thread writes.
 class PlanWriter {
@@ -47,6 +52,8 @@ class PlanReader {
   ~PlanReader();
   static StatusOr<std::unique_ptr<PlanReader>> Open(const std::string& path);
   StatusOr<MiniBatch> Read(const PlanEntry& entry) const;
+  // The encoded record, as it is in the file.
+  StatusOr<std::string> ReadRecord(const PlanEntry& entry) const;
 
  private:
   PlanReader(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}

@@ -6,8 +6,9 @@ namespace parallelrun::rt {
 
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(
     JobResult, succeeded, reason, message, exit_code, mini_batches_total, mini_batches_succeeded,
-    mini_batches_failed, mini_batches_retried, items_total, items_succeeded, items_failed,
-    start_time, completion_time, duration_s, output_file, log_dir, look_first, traceback, warning)
+    mini_batches_failed, mini_batches_retried, mini_batches_carried_over, carried_over_from,
+    items_total, items_succeeded, items_failed, start_time, completion_time, duration_s,
+    output_file, log_dir, look_first, traceback, warning)
 
 std::string JobResultHeadline(const JobResult& result) {
   return result.succeeded ? "Succeeded" : "Failed: " + result.reason;
@@ -41,6 +42,10 @@ std::string FormatJobResultText(const JobResult& r) {
   kv("mini_batches_succeeded", std::to_string(r.mini_batches_succeeded));
   kv("mini_batches_failed", std::to_string(r.mini_batches_failed));
   kv("mini_batches_retried", std::to_string(r.mini_batches_retried));
+  if (!r.carried_over_from.empty()) {
+    kv("mini_batches_carried_over", std::to_string(r.mini_batches_carried_over));
+    kv("carried_over_from", r.carried_over_from);
+  }
   kv("items_total", std::to_string(r.items_total));
   kv("items_succeeded", std::to_string(r.items_succeeded));
   kv("items_failed", std::to_string(r.items_failed));

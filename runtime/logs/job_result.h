@@ -3,8 +3,9 @@
 // back and reports the same result).
 //
 // job_result.txt: the first line is `Succeeded` or `Failed: <Reason>`, then `key: value` lines
-// (exit_code, reason, message, mini-batch and item counts, times, duration, output_file,
-// look_first hints), then, when the job failed in init(), `traceback:` and the script's traceback
+// (exit_code, reason, message, mini-batch and item counts, for a retryFrom run
+// `mini_batches_carried_over` and `carried_over_from`, times, duration, output_file, look_first
+// hints), then, when the job failed in init(), `traceback:` and the script's traceback
 // indented by two spaces.
 #pragma once
 
@@ -26,6 +27,10 @@ struct JobResult {
   int64_t mini_batches_succeeded = 0;
   int64_t mini_batches_failed = 0;
   int64_t mini_batches_retried = 0;
+  // retryFrom: mini-batches that completed in the earlier run and were not run again (they count
+  // in mini_batches_succeeded and the item counts), and that run's output folder.
+  int64_t mini_batches_carried_over = 0;
+  std::string carried_over_from;
   int64_t items_total = 0;
   int64_t items_succeeded = 0;
   int64_t items_failed = 0;

@@ -17,6 +17,7 @@ namespace parallelrun::rt {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 using ::testing::StartsWith;
 
 class FakeClock : public Clock {
@@ -125,6 +126,24 @@ TEST(JobResultTest, TextStartsWithTheOutcomeAndListsKeyValues) {
 
   r.succeeded = true;
   EXPECT_EQ(JobResultHeadline(r), "Succeeded");
+}
+
+TEST(JobResultTest, CarriedOverLinesOnlyForARetry) {
+  JobResult r;
+  r.mini_batches_retried = 1;
+  EXPECT_THAT(FormatJobResultText(r), Not(HasSubstr("carried")));
+  r.mini_batches_carried_over = 7;
+  r.carried_over_from = "/data/run1";
+  EXPECT_THAT(FormatJobResultText(r),
+              HasSubstr("mini_batches_retried: 1\nmini_batches_carried_over: 7\n"
+                        "carried_over_from: /data/run1\n"));
+  // A result written before these fields existed still reads.
+  nlohmann::json old = JobResultToJson(JobResult());
+  old.erase("mini_batches_carried_over");
+  old.erase("carried_over_from");
+  auto back = JobResultFromJson(old);
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(back->mini_batches_carried_over, 0);
 }
 
 TEST(JobResultTest, JsonRoundTrips) {

@@ -41,7 +41,9 @@ sys/job_report/processed_mini-batches.csv
     One CSV row per attempt: mini_batch_id, attempt, accepted (1 for the one attempt whose result
     counts), node, process, start_utc, total, succeeded, failed, elapsed_s, cpu_s, run_s, status,
     error, detail. Status is one of RUN_DONE, RUN_EXCEPTION, RUN_TIMEOUT, RUN_WRONG_TYPE,
-    WORKER_DIED, LEASE_EXPIRED, CANCELLED, INIT_FAILED, INIT_TIMEOUT.
+    WORKER_DIED, LEASE_EXPIRED, CANCELLED, INIT_FAILED, INIT_TIMEOUT, or CARRIED_OVER (retryFrom:
+    the mini-batch completed in the earlier run named in detail, its rows were copied from there
+    and it did not run again).
 user/entry_script_log/<node>/<process>.log.txt
     What your script logged through EntryScript().logger (honours loggingLevel).
 user/stdout/<node>/<process>.stdout.txt, user/stderr/<node>/<process>.stderr.txt

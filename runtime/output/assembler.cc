@@ -3,11 +3,14 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <memory>
+#include <optional>
 
 #include "runtime/base/files.h"
+#include "runtime/output/output_index.h"
 
 namespace parallelrun::rt {
 namespace {
@@ -61,46 +64,126 @@ class Writer {
   char last_ = '\n';
 };
 
-// Copies `path` to `out`; NotFound when it does not exist. Ends the copy with a newline.
-Status CopyPart(const std::string& path, Writer& out, char* buf) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT) return NotFoundError(path);
-    return ErrnoStatus("cannot open part file", path);
-  }
-  int64_t copied = 0;
-  while (true) {
-    ssize_t n = ::read(fd, buf, kBufferSize);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      Status st = ErrnoStatus("cannot read part file", path);
-      ::close(fd);
-      return st;
+// Reads and writes through one file at a time, keeping it open while consecutive sources come
+// from the same file (an earlier run's output holds many mini-batches).
+class SourceReader {
+ public:
+  explicit SourceReader(char* buf) : buf_(buf) {}
+  ~SourceReader() { Close(); }
+
+  // Copies `src` (its rows) to `out`, ending with a newline. NotFound when a whole-file source
+  // does not exist.
+  Status Copy(const std::string& path, int64_t offset, int64_t length, Writer& out) {
+    if (length < 0) {
+      Close();
+      int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd < 0) {
+        if (errno == ENOENT) return NotFoundError(path);
+        return ErrnoStatus("cannot open part file", path);
+      }
+      fd_ = fd;
+      path_ = path;
+      PR_RETURN_IF_ERROR(CopyRange(0, -1, out));
+      Close();
+    } else {
+      if (fd_ < 0 || path_ != path) {
+        Close();
+        int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd < 0) return ErrnoStatus("cannot open", path);
+        fd_ = fd;
+        path_ = path;
+      }
+      PR_RETURN_IF_ERROR(CopyRange(offset, length, out));
     }
-    if (n == 0) break;
-    copied += n;
-    Status st = out.Write(buf, static_cast<size_t>(n));
-    if (!st.ok()) {
-      ::close(fd);
-      return st;
-    }
+    if (copied_ > 0 && out.last() != '\n') return out.Write("\n", 1);
+    return Status::Ok();
   }
-  ::close(fd);
-  if (copied > 0 && out.last() != '\n') return out.Write("\n", 1);
-  return Status::Ok();
-}
+
+  // Reads a header: a whole file (NotFound when missing) or a byte range.
+  StatusOr<std::string> ReadHeader(const std::string& path, int64_t offset, int64_t length) {
+    if (length < 0) return ReadFile(path);
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return ErrnoStatus("cannot open", path);
+    std::string text(static_cast<size_t>(length), '\0');
+    size_t done = 0;
+    while (done < text.size()) {
+      ssize_t n = ::pread(fd, text.data() + done, text.size() - done,
+                          static_cast<off_t>(offset + static_cast<int64_t>(done)));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        Status st = n < 0 ? ErrnoStatus("cannot read", path)
+                          : InternalError(path + " ends before byte " +
+                                          std::to_string(offset + length) + " (its header line)");
+        ::close(fd);
+        return st;
+      }
+      done += static_cast<size_t>(n);
+    }
+    ::close(fd);
+    return text;
+  }
+
+ private:
+  // Copies [offset, offset + length) of the open file (length -1: to its end).
+  Status CopyRange(int64_t offset, int64_t length, Writer& out) {
+    copied_ = 0;
+    while (length < 0 || copied_ < length) {
+      size_t want = kBufferSize;
+      if (length >= 0) want = static_cast<size_t>(std::min<int64_t>(length - copied_, want));
+      ssize_t n = ::pread(fd_, buf_, want, static_cast<off_t>(offset + copied_));
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return ErrnoStatus("cannot read", path_);
+      }
+      if (n == 0) {
+        if (length < 0) break;
+        return InternalError(path_ + " ends at byte " + std::to_string(offset + copied_) +
+                             ", before the end of the rows expected at bytes " +
+                             std::to_string(offset) + ".." + std::to_string(offset + length) +
+                             " (was the file changed?)");
+      }
+      copied_ += n;
+      PR_RETURN_IF_ERROR(out.Write(buf_, static_cast<size_t>(n)));
+    }
+    return Status::Ok();
+  }
+  void Close() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+    path_.clear();
+  }
+
+  char* buf_;
+  int fd_ = -1;
+  std::string path_;
+  int64_t copied_ = 0;
+};
 
 }  // namespace
 
+RowSource PartFileSource(const std::string& path) {
+  RowSource s;
+  s.path = path;
+  if (!path.empty()) s.header_path = path + ".header";
+  return s;
+}
+
 StatusOr<AssemblyStats> AssembleAppendRow(const AssemblyOptions& options, int64_t count,
                                           const std::function<std::string(int64_t)>& part_path) {
+  return AssembleAppendRow(options, count, [&](int64_t i) { return PartFileSource(part_path(i)); });
+}
+
+StatusOr<AssemblyStats> AssembleAppendRow(const AssemblyOptions& options, int64_t count,
+                                          const std::function<RowSource(int64_t)>& source) {
   AssemblyStats stats;
+  std::unique_ptr<char[]> buf(new char[kBufferSize]);
+  SourceReader reader(buf.get());
   std::string header;
   if (options.header) {
     for (int64_t i = 0; i < count; ++i) {
-      std::string part = part_path(i);
-      if (part.empty()) continue;
-      auto text = ReadFile(part + ".header");
+      RowSource src = source(i);
+      if (src.path.empty() || src.header_path.empty()) continue;
+      auto text = reader.ReadHeader(src.header_path, src.header_offset, src.header_length);
       if (text.ok()) {
         header = std::move(*text);
         if (!header.empty() && header.back() != '\n') header.push_back('\n');
@@ -114,18 +197,32 @@ StatusOr<AssemblyStats> AssembleAppendRow(const AssemblyOptions& options, int64_
   PR_RETURN_IF_ERROR(MakeDirs(dir));
   std::string base = options.output_file.substr(dir.size() + 1);
   std::string tmp = JoinPath(dir, "." + base + ".assembling");
+  std::optional<OutputIndexWriter> index;
+  std::string index_tmp;
+  if (!options.index_file.empty()) {
+    PR_RETURN_IF_ERROR(MakeDirs(Dirname(options.index_file)));
+    index_tmp = options.index_file + ".writing";
+    PR_ASSIGN_OR_RETURN(OutputIndexWriter w, OutputIndexWriter::Open(index_tmp, base));
+    index.emplace(std::move(w));
+  }
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return ErrnoStatus("cannot create", tmp);
+  if (fd < 0) {
+    if (index) ::unlink(index_tmp.c_str());
+    return ErrnoStatus("cannot create", tmp);
+  }
   auto fail = [&](Status st) -> StatusOr<AssemblyStats> {
     ::close(fd);
     ::unlink(tmp.c_str());
+    if (index) ::unlink(index_tmp.c_str());
     return st;
   };
 
   Writer out(fd, tmp);
-  std::unique_ptr<char[]> buf(new char[kBufferSize]);
   if (!header.empty()) {
     Status st = out.Write(header.data(), header.size());
+    if (st.ok() && index) {
+      st = index->AddHeader(ByteRange{0, static_cast<int64_t>(header.size())});
+    }
     if (!st.ok()) return fail(st);
     stats.header_written = true;
   }
@@ -133,30 +230,57 @@ StatusOr<AssemblyStats> AssembleAppendRow(const AssemblyOptions& options, int64_
     if (options.cancel && options.cancel->load()) {
       return fail(AbortedError("output assembly of " + options.output_file + " was interrupted"));
     }
-    std::string part = part_path(i);
-    if (part.empty()) continue;
-    Status st = CopyPart(part, out, buf.get());
-    if (st.code() == StatusCode::kNotFound) {
+    RowSource src = source(i);
+    if (src.path.empty()) continue;
+    const int64_t begin = out.bytes();
+    Status st = reader.Copy(src.path, src.offset, src.length, out);
+    if (st.code() == StatusCode::kNotFound && src.must_exist) {
+      return fail(NotFoundError("cannot read the rows of mini-batch " + std::to_string(i) + ": " +
+                                src.path + " does not exist any more"));
+    }
+    if (st.code() == StatusCode::kNotFound && src.length < 0) {
       ++stats.missing_parts;
-      if (stats.missing_examples.size() < kMaxMissingExamples)
-        stats.missing_examples.push_back(part);
+      if (stats.missing_examples.size() < kMaxMissingExamples) {
+        stats.missing_examples.push_back(src.path);
+      }
     } else if (!st.ok()) {
       return fail(st);
     } else {
       ++stats.parts;
+      if (index) {
+        st = index->Add(i, ByteRange{begin, out.bytes() - begin});
+        if (!st.ok()) return fail(st);
+      }
     }
     if (options.on_progress) options.on_progress(stats.parts, out.bytes());
   }
   Status st = out.Flush();
   if (!st.ok()) return fail(st);
   if (::fsync(fd) != 0) return fail(ErrnoStatus("cannot fsync", tmp));
+  if (index) {
+    st = index->Finish(out.bytes());
+    if (!st.ok()) return fail(st);
+    // No index may sit next to a file it does not describe, not even for a moment.
+    if (::unlink(options.index_file.c_str()) != 0 && errno != ENOENT) {
+      return fail(ErrnoStatus("cannot remove the old index", options.index_file));
+    }
+  }
   ::close(fd);
   if (::rename(tmp.c_str(), options.output_file.c_str()) != 0) {
     Status e = ErrnoStatus("cannot rename to", options.output_file);
     ::unlink(tmp.c_str());
+    if (index) ::unlink(index_tmp.c_str());
     return e;
   }
   PR_RETURN_IF_ERROR(SyncDir(dir));
+  if (index) {
+    if (::rename(index_tmp.c_str(), options.index_file.c_str()) != 0) {
+      Status e = ErrnoStatus("cannot rename to", options.index_file);
+      ::unlink(index_tmp.c_str());
+      return e;
+    }
+    PR_RETURN_IF_ERROR(SyncDir(Dirname(options.index_file)));
+  }
   stats.bytes = out.bytes();
   return stats;
 }

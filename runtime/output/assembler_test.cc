@@ -1,10 +1,14 @@
 #include "runtime/output/assembler.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <tuple>
+#include <vector>
 
 #include "runtime/base/files.h"
+#include "runtime/output/output_index.h"
 
 namespace parallelrun::rt {
 namespace {
@@ -106,6 +110,155 @@ TEST_F(AssemblerTest, LargePartsStreamThroughTheBuffer) {
   auto stats = AssembleAppendRow(options, 2, [&](int64_t i) { return Part(i); });
   ASSERT_TRUE(stats.ok());
   EXPECT_EQ(*ReadFile(Output()), big + "tail\n");
+}
+
+struct IndexLine {
+  int64_t id;
+  ByteRange range;
+};
+
+StatusOr<std::vector<IndexLine>> ReadIndex(const std::string& path, OutputIndexInfo* info) {
+  std::vector<IndexLine> lines;
+  auto read = ReadOutputIndex(path, [&](int64_t id, ByteRange r) { lines.push_back({id, r}); });
+  if (!read.ok()) return read.status();
+  *info = *read;
+  return lines;
+}
+
+TEST_F(AssemblerTest, IndexSaysWhereEachMiniBatchsRowsAreInTheNewFile) {
+  WritePart(0, "a\nb\n");
+  WritePart(1, "c");  // gets a newline, counted in its range
+  WritePart(3, "");
+  WritePart(4, "h\n");
+  ASSERT_TRUE(WriteFileAtomic(Part(4) + ".header", "col\n").ok());
+  const std::string index = dir_ + "/state/output_index";
+  ASSERT_TRUE(WriteFileAtomic(index, "stale").ok());
+  AssemblyOptions options;
+  options.output_file = Output();
+  options.header = true;
+  options.index_file = index;
+  // 2 failed (no part), 5 missing: neither has an index line.
+  auto stats =
+      AssembleAppendRow(options, 6, [&](int64_t i) { return i == 2 ? std::string() : Part(i); });
+  ASSERT_TRUE(stats.ok()) << stats.status().ToString();
+  EXPECT_EQ(*ReadFile(Output()), "col\na\nb\nc\nh\n");
+  EXPECT_EQ(stats->missing_parts, 1);
+  OutputIndexInfo info;
+  auto lines = ReadIndex(index, &info);
+  ASSERT_TRUE(lines.ok()) << lines.status().ToString();
+  EXPECT_EQ(info.file_name, "result.txt");
+  EXPECT_EQ(info.file_bytes, 12);
+  EXPECT_TRUE(info.has_header);
+  EXPECT_EQ(info.header.offset, 0);
+  EXPECT_EQ(info.header.length, 4);
+  ASSERT_EQ(lines->size(), 4u);
+  std::vector<std::tuple<int64_t, int64_t, int64_t>> got;
+  for (const auto& l : *lines) got.emplace_back(l.id, l.range.offset, l.range.length);
+  EXPECT_EQ(got, (std::vector<std::tuple<int64_t, int64_t, int64_t>>{
+                     {0, 4, 4}, {1, 8, 2}, {3, 10, 0}, {4, 10, 2}}));
+  EXPECT_FALSE(PathExists(index + ".writing"));
+}
+
+TEST_F(AssemblerTest, RowsAndHeaderComeFromByteRangesOfAnEarlierFile) {
+  const std::string earlier = dir_ + "/earlier.txt";
+  ASSERT_TRUE(WriteFileAtomic(earlier, "col\nr0\nr2\n").ok());
+  WritePart(1, "new1\n");
+  AssemblyOptions options;
+  options.output_file = Output();
+  options.header = true;
+  options.index_file = dir_ + "/output_index";
+  auto range = [&](int64_t offset, int64_t length) {
+    RowSource s;
+    s.path = earlier;
+    s.offset = offset;
+    s.length = length;
+    s.header_path = earlier;
+    s.header_offset = 0;
+    s.header_length = 4;
+    return s;
+  };
+  auto stats = AssembleAppendRow(options, 3, [&](int64_t i) -> RowSource {
+    if (i == 1) return PartFileSource(Part(1));  // no header file: the earlier one is used
+    return i == 0 ? range(4, 3) : range(7, 3);
+  });
+  ASSERT_TRUE(stats.ok()) << stats.status().ToString();
+  EXPECT_EQ(*ReadFile(Output()), "col\nr0\nnew1\nr2\n");
+  EXPECT_EQ(stats->parts, 3);
+  OutputIndexInfo info;
+  auto lines = ReadIndex(options.index_file, &info);
+  ASSERT_TRUE(lines.ok());
+  ASSERT_EQ(lines->size(), 3u);
+  EXPECT_EQ((*lines)[2].range.offset, 12);
+  EXPECT_EQ((*lines)[2].range.length, 3);
+}
+
+TEST_F(AssemblerTest, RangeBeyondTheEndOfItsFileFailsAndKeepsTheOldOutputAndIndex) {
+  const std::string earlier = dir_ + "/earlier.txt";
+  ASSERT_TRUE(WriteFileAtomic(earlier, "r0\n").ok());
+  ASSERT_TRUE(WriteFileAtomic(Output(), "old\n").ok());
+  ASSERT_TRUE(WriteFileAtomic(dir_ + "/output_index", "old index").ok());
+  AssemblyOptions options;
+  options.output_file = Output();
+  options.index_file = dir_ + "/output_index";
+  auto stats = AssembleAppendRow(options, 1, [&](int64_t) {
+    RowSource s;
+    s.path = earlier;
+    s.offset = 2;
+    s.length = 5;
+    return s;
+  });
+  ASSERT_FALSE(stats.ok());
+  EXPECT_THAT(stats.status().message(), ::testing::HasSubstr(earlier + " ends at byte 3"));
+  EXPECT_EQ(*ReadFile(Output()), "old\n");
+  EXPECT_EQ(*ReadFile(dir_ + "/output_index"), "old index");
+  EXPECT_FALSE(PathExists(dir_ + "/output_index.writing"));
+  EXPECT_FALSE(PathExists(dir_ + "/out/.result.txt.assembling"));
+}
+
+TEST_F(AssemblerTest, MissingPartThatMustExistFailsTheAssembly) {
+  WritePart(0, "a\n");
+  AssemblyOptions options;
+  options.output_file = Output();
+  auto stats = AssembleAppendRow(options, 2, [&](int64_t i) {
+    RowSource s = PartFileSource(Part(i));
+    s.must_exist = true;
+    return s;
+  });
+  ASSERT_FALSE(stats.ok());
+  EXPECT_EQ(stats.status().message(),
+            "cannot read the rows of mini-batch 1: " + Part(1) + " does not exist any more");
+  EXPECT_FALSE(PathExists(Output()));
+}
+
+TEST(OutputIndexTest, MalformedIndexesAreRejectedNamingTheLine) {
+  const std::string path = ::testing::TempDir() + "output_index_malformed";
+  const std::string head = std::string(kOutputIndexMagic) + "\nfile out.txt\n";
+  struct Case {
+    std::string text;
+    std::string expected;
+  } cases[] = {
+      {"nonsense\n", "line 1: got \"nonsense\", expected \"parallelrun output index v1\""},
+      {std::string(kOutputIndexMagic) + "\nname x\n", "line 2: got \"name x\", expected \"file"},
+      {head + "0 0 2\n", "no \"end <bytes>\" line"},
+      {head + "0 0 2\n0 2 2\nend 4\n", "line 4: got \"0 2 2\", expected a mini-batch id greater"},
+      {head + "0 0 -2\nend 4\n", "line 3: got \"0 0 -2\", expected \"<mini-batch id>"},
+      {head + "0 0 2 9\nend 4\n", "line 3"},
+      {head + "0 0 2\nheader 0 1\nend 4\n", "line 4: got \"header 0 1\", expected one"},
+      {head + "0 0 9\nend 4\n", "a range ends at byte 9, after the end of the file (4 bytes)"},
+      {head + "end 4\n0 0 1\n", "line 4: got \"0 0 1\", expected nothing after the end line"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.text);
+    ASSERT_TRUE(WriteFileAtomic(path, c.text).ok());
+    auto info = ReadOutputIndex(path, [](int64_t, ByteRange) {});
+    ASSERT_FALSE(info.ok());
+    EXPECT_EQ(info.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_THAT(info.status().message(), ::testing::HasSubstr(c.expected));
+    EXPECT_THAT(info.status().message(), ::testing::HasSubstr(path));
+  }
+  auto missing = ReadOutputIndex(path + ".missing", [](int64_t, ByteRange) {});
+  EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
+  std::filesystem::remove(path);
 }
 
 }  // namespace

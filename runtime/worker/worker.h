@@ -77,6 +77,12 @@ class Worker {
 // The Python host: `config.python <host_dir>/parallelrun_host.py`.
 std::unique_ptr<Worker> MakePythonWorker(WorkerConfig config);
 
+// The native host (runtime/hosts/native/README.md): `parallelrun-native-host` from the folder of
+// the running executable, or $PARALLELRUN_NATIVE_HOST, which dlopen()s `config.entry_script`, a
+// shared library implementing the C ABI of runtime/hosts/native/parallelrun_native.h. Same
+// protocol and failure semantics as the Python host; `python` and `host_dir` are not used.
+std::unique_ptr<Worker> MakeNativeWorker(WorkerConfig config);
+
 // Default folder of the Python host: $PARALLELRUN_PYTHON_HOST_DIR, else
 // <dir of the executable>/../share/parallelrun/python.
 std::string DefaultPythonHostDir();

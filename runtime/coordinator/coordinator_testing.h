@@ -1,0 +1,255 @@
+// Test support for the coordinator's tests: a hand-moved clock and a fixture that drives a
+// Coordinator through Handle() as agents do (register, lease, report), with temp folders per test.
+#pragma once
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "runtime/base/files.h"
+#include "runtime/coordinator/coordinator.h"
+#include "runtime/logs/report_csv.h"
+
+namespace parallelrun::rt {
+
+using protocol::AttemptResult;
+using protocol::HttpRequest;
+using protocol::HttpResponse;
+using protocol::Lease;
+using protocol::LeaseRef;
+using protocol::LeaseResponse;
+using protocol::ResultsResponse;
+using protocol::WorkerEvent;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+// A clock the test moves by hand; read from the coordinator's threads.
+class FakeClock : public Clock {
+ public:
+  SystemTime Now() const override {
+    return std::chrono::system_clock::from_time_t(1795431908) +
+           std::chrono::nanoseconds(ns_.load());
+  }
+  SteadyTime SteadyNow() const override {
+    return SteadyTime() + std::chrono::hours(1) + std::chrono::nanoseconds(ns_.load());
+  }
+  void Advance(std::chrono::seconds d) {
+    ns_ += std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();
+  }
+
+ private:
+  std::atomic<int64_t> ns_{0};
+};
+
+template <typename Pred>
+bool WaitFor(Pred pred) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return pred();
+}
+
+inline std::vector<std::string> Lines(const std::string& text) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    out.push_back(text.substr(start, end - start));
+    start = end + 1;
+  }
+  return out;
+}
+
+// Splits CSV text into records (a quoted field may hold newlines).
+inline std::vector<std::string> CsvRecords(const std::string& text) {
+  std::vector<std::string> out;
+  std::string cur;
+  bool quoted = false;
+  for (char c : text) {
+    if (c == '"') quoted = !quoted;
+    if (c == '\n' && !quoted) {
+      out.push_back(cur);
+      cur.clear();
+    } else {
+      cur.push_back(c);
+    }
+  }
+  if (!cur.empty()) out.push_back(cur);
+  return out;
+}
+
+class CoordinatorTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    root_ =
+        ::testing::TempDir() + "coordinator_test_" + info->test_suite_name() + "_" + info->name();
+    std::filesystem::remove_all(root_);
+    in_ = root_ + "/in";
+    out_ = root_ + "/out";
+    std::filesystem::create_directories(in_);
+    spec_.name = "score";
+    spec_.entry_script = "score.py";
+    Input input;
+    input.name = "images";
+    input.type = InputType::kFile;
+    input.source.path = "in";
+    spec_.inputs = {input};
+    spec_.output.path = "out";
+    spec_.mini_batch_size_text = "2";
+    spec_.mini_batch_size = 2;
+    spec_.node_count = 1;
+    spec_.arguments = {"--out", "$(output)"};
+    paths_.code_dir = root_ + "/code";
+    paths_.inputs = {{"images", in_}};
+    paths_.output_dir = out_;
+  }
+  void TearDown() override {
+    coord_.reset();
+    std::filesystem::remove_all(root_);
+  }
+
+  void MakeFiles(int n) {
+    for (int i = 0; i < n; ++i) {
+      char name[32];
+      std::snprintf(name, sizeof name, "f%03d.jpg", i);
+      std::ofstream(in_ + "/" + name) << i;
+    }
+  }
+
+  CoordinatorOptions Options() {
+    CoordinatorOptions o;
+    o.spec = spec_;
+    o.paths = paths_;
+    o.desired_nodes = spec_.node_count;
+    o.owner_id = "owner-1";
+    o.clock = &clock_;
+    o.echo = [this](const std::string& line) {
+      std::lock_guard<std::mutex> lock(echo_mu_);
+      echoed_.push_back(line);
+    };
+    return o;
+  }
+
+  void Start(CoordinatorOptions o) {
+    auto c = Coordinator::Create(std::move(o));
+    ASSERT_TRUE(c.ok()) << c.status().ToString();
+    coord_ = std::move(*c);
+  }
+  void Start() { Start(Options()); }
+
+  void WaitPlanned() {
+    ASSERT_TRUE(WaitFor([&] { return coord_->GetProgress().planned; }));
+  }
+
+  HttpResponse Post(const std::string& path, const nlohmann::json& body) {
+    return coord_->Handle(HttpRequest{"POST", path, body});
+  }
+  void Register(const std::string& node = "127.0.0.1") {
+    HttpResponse r = Post("/v1/register", protocol::RegisterRequest{node, 42});
+    ASSERT_EQ(r.status, 200) << r.body.dump();
+  }
+  LeaseResponse LeaseWork(int max, std::vector<LeaseRef> renew = {},
+                          const std::string& node = "127.0.0.1") {
+    protocol::LeaseRequest req;
+    req.node = node;
+    req.max = max;
+    req.renew = std::move(renew);
+    HttpResponse r = Post("/v1/lease", req);
+    EXPECT_EQ(r.status, 200) << r.body.dump();
+    return r.body.get<LeaseResponse>();
+  }
+  ResultsResponse Report(std::vector<AttemptResult> results, std::vector<WorkerEvent> events = {},
+                         const std::string& node = "127.0.0.1") {
+    protocol::ResultsRequest req;
+    req.node = node;
+    req.results = std::move(results);
+    req.events = std::move(events);
+    HttpResponse r = Post("/v1/results", req);
+    EXPECT_EQ(r.status, 200) << r.body.dump();
+    return r.body.get<ResultsResponse>();
+  }
+
+  // What a worker does for RUN_DONE: write the part file, then report.
+  AttemptResult Done(const Lease& l, int64_t succeeded = -1) {
+    if (!l.part_file.empty()) {
+      std::ofstream(l.part_file) << "row " << l.mini_batch_id << " attempt " << l.attempt
+                                 << row_suffix_ << "\n";
+    }
+    AttemptResult r;
+    r.mini_batch_id = l.mini_batch_id;
+    r.attempt = l.attempt;
+    r.process = "process000";
+    r.pid = 100;
+    r.status = "RUN_DONE";
+    r.total = l.items;
+    r.succeeded = succeeded < 0 ? l.items : succeeded;
+    r.failed = r.total - r.succeeded;
+    r.start_utc = "2026-11-23T11:05:08.000Z";
+    r.elapsed_s = 0.5;
+    return r;
+  }
+  AttemptResult Failed(const Lease& l, const std::string& status = "RUN_EXCEPTION") {
+    AttemptResult r;
+    r.mini_batch_id = l.mini_batch_id;
+    r.attempt = l.attempt;
+    r.process = "process001";
+    r.status = status;
+    r.total = l.items;
+    r.failed = l.items;
+    r.error = "ValueError: bad input, really";
+    r.detail = "Traceback (most recent call last):\n  File \"score.py\"\nValueError: bad input";
+    return r;
+  }
+
+  // Leases everything and reports it done, in one batch.
+  void RunAllDone() {
+    Register();
+    WaitPlanned();
+    auto resp = LeaseWork(1000);
+    std::vector<AttemptResult> results;
+    for (const auto& l : resp.leases) results.push_back(Done(l));
+    Report(results);
+  }
+
+  std::string Read(const std::string& rel) {
+    auto text = ReadFile(out_ + "/" + rel);
+    EXPECT_TRUE(text.ok()) << text.status().ToString();
+    return text.ok() ? *text : "";
+  }
+  std::vector<std::string> ReportRows() {
+    auto lines = CsvRecords(Read("logs/sys/job_report/processed_mini-batches.csv"));
+    EXPECT_FALSE(lines.empty());
+    if (!lines.empty()) {
+      EXPECT_EQ(lines[0], kReportCsvHeader);
+      lines.erase(lines.begin());
+    }
+    return lines;
+  }
+  std::vector<std::string> Echoed() {
+    std::lock_guard<std::mutex> lock(echo_mu_);
+    return echoed_;
+  }
+
+  std::string root_, in_, out_;
+  JobSpec spec_;
+  ResolvedPaths paths_;
+  FakeClock clock_;
+  std::mutex echo_mu_;
+  std::vector<std::string> echoed_;
+  std::unique_ptr<Coordinator> coord_;
+  std::string row_suffix_;  // appended to the rows Done() writes
+};
+
+}  // namespace parallelrun::rt

@@ -1,0 +1,174 @@
+#include "tests/cluster/apiserver.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <thread>
+
+#include "tests/cluster/table.h"
+#include "tests/cluster/util.h"
+
+namespace parallelrun::rt::cluster {
+namespace {
+
+const ResourceRef kCrds{"apiextensions.k8s.io", "customresourcedefinitions"};
+const ResourceRef kGadgets{"test.io", "gadgets"};
+const ResourceRef kConfigMaps{"", "configmaps"};
+
+Json GadgetCrd() {
+  return Json::parse(R"({"metadata":{"name":"gadgets.test.io"},"spec":{"group":"test.io",
+    "scope":"Namespaced","names":{"plural":"gadgets","kind":"Gadget"},
+    "versions":[{"name":"v1","served":true,"storage":true,"subresources":{"status":{}},
+      "additionalPrinterColumns":[{"name":"Phase","type":"string","jsonPath":".status.phase"}],
+      "schema":{"openAPIV3Schema":{"type":"object","properties":{
+        "spec":{"type":"object","properties":{"size":{"type":"integer","default":1}}},
+        "status":{"type":"object","properties":{"phase":{"type":"string"}}}}}}}]}})");
+}
+
+class ApiServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() / ("apiserver-test-" + RandomHex(6));
+    Restart();
+  }
+  void TearDown() override {
+    api_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  void Restart() {
+    api_.reset();
+    api_ = std::make_unique<ApiServer>(dir_.string());
+    std::string error;
+    ASSERT_TRUE(api_->Start(&error)) << error;
+  }
+  void AddCrd() { ASSERT_TRUE(api_->Create(kCrds, "", GadgetCrd()).ok()); }
+
+  std::filesystem::path dir_;
+  std::unique_ptr<ApiServer> api_;
+};
+
+TEST_F(ApiServerTest, CreateAssignsMetadataAndDefaultsAndKeepsItAcrossRestarts) {
+  AddCrd();
+  ApiResult r =
+      api_->Create(kGadgets, "default", {{"metadata", {{"name", "g"}}}, {"spec", Json::object()}});
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r.code(), 201);
+  EXPECT_EQ(r.value()["spec"]["size"], 1);
+  EXPECT_EQ(r.value()["metadata"]["generation"], 1);
+  EXPECT_FALSE(r.value()["metadata"].value("uid", "").empty());
+  Restart();
+  ApiResult again = api_->Get(kGadgets, "default", "g");
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again.value()["metadata"]["uid"], r.value()["metadata"]["uid"]);
+}
+
+TEST_F(ApiServerTest, StaleResourceVersionConflictsAndStatusDoesNotBumpGeneration) {
+  AddCrd();
+  Json g = api_->Create(kGadgets, "default", {{"metadata", {{"name", "g"}}}}).value();
+  Json changed = g;
+  changed["spec"]["size"] = 2;
+  ASSERT_TRUE(api_->Update(kGadgets, "default", "g", changed).ok());
+  ApiResult stale = api_->Update(kGadgets, "default", "g", changed);
+  EXPECT_EQ(stale.error().code, 409);
+  Json cur = api_->Get(kGadgets, "default", "g").value();
+  EXPECT_EQ(cur["metadata"]["generation"], 2);
+  cur["status"] = {{"phase", "Done"}};
+  ApiResult st = api_->Update(kGadgets, "default", "g", cur, "status");
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(st.value()["metadata"]["generation"], 2);
+  Json no_rv = st.value();
+  no_rv["metadata"].erase("resourceVersion");
+  EXPECT_EQ(api_->Update(kGadgets, "default", "g", no_rv).error().code, 422);
+}
+
+TEST_F(ApiServerTest, WatchFromAnOldResourceVersionIsGoneAfterRestart) {
+  AddCrd();
+  Json g = api_->Create(kGadgets, "default", {{"metadata", {{"name", "g"}}}}).value();
+  std::string old_rv = g["metadata"]["resourceVersion"];
+  api_->Patch(kGadgets, "default", "g", "application/merge-patch+json", R"({"spec":{"size":3}})");
+  Restart();
+  ApiError error;
+  ListOptions opts;
+  opts.resource_version = old_rv;
+  EXPECT_EQ(api_->Watch(kGadgets, "default", opts, &error), nullptr);
+  EXPECT_EQ(error.code, 410);
+}
+
+TEST_F(ApiServerTest, WatchDeliversChangesAfterTheResourceVersion) {
+  Json list = api_->List(kConfigMaps, "default").value();
+  ListOptions opts;
+  opts.resource_version = list["metadata"]["resourceVersion"];
+  ApiError error;
+  auto w = api_->Watch(kConfigMaps, "default", opts, &error);
+  ASSERT_NE(w, nullptr);
+  ASSERT_TRUE(api_->Create(kConfigMaps, "default", {{"metadata", {{"name", "c"}}}}).ok());
+  auto ev = w->Next(std::chrono::seconds(10));
+  ASSERT_TRUE(ev.has_value());
+  EXPECT_EQ(ev->type, "ADDED");
+  EXPECT_EQ(ev->object["metadata"]["name"], "c");
+}
+
+TEST_F(ApiServerTest, ListPagesWithContinueTokens) {
+  for (const char* n : {"a", "b", "c"}) {
+    ASSERT_TRUE(api_->Create(kConfigMaps, "default", {{"metadata", {{"name", n}}}}).ok());
+  }
+  ListOptions opts;
+  opts.limit = 2;
+  opts.field_selector = "metadata.name!=kube-root-ca.crt";
+  Json page = api_->List(kConfigMaps, "default", opts).value();
+  ASSERT_EQ(page["items"].size(), 2u);
+  opts.continue_token = page["metadata"]["continue"];
+  Json rest = api_->List(kConfigMaps, "default", opts).value();
+  ASSERT_EQ(rest["items"].size(), 1u);
+  EXPECT_EQ(rest["items"][0]["metadata"]["name"], "c");
+  EXPECT_FALSE(rest["metadata"].contains("continue"));
+}
+
+TEST_F(ApiServerTest, TableUsesPrinterColumnsAndAges) {
+  AddCrd();
+  auto type = api_->registry().Find("test.io", "gadgets");
+  ASSERT_TRUE(type.has_value());
+  Json g = {{"metadata", {{"name", "g"}, {"creationTimestamp", "2026-01-01T00:00:00Z"}}},
+            {"status", {{"phase", "Running"}}}};
+  auto now = *ParseRfc3339("2026-01-01T00:05:00Z");
+  Json table = RenderTable(*type, {g}, {{"resourceVersion", "7"}}, now);
+  EXPECT_EQ(table["columnDefinitions"][0]["name"], "Name");
+  EXPECT_EQ(table["columnDefinitions"][1]["name"], "Phase");
+  EXPECT_EQ(table["rows"][0]["cells"], (Json{"g", "Running"}));
+  auto pods = api_->registry().Find("", "pods");
+  Json pod = {{"metadata", {{"name", "p"}, {"creationTimestamp", "2026-01-01T00:00:00Z"}}},
+              {"spec", {{"containers", {{{"name", "main"}}}}}},
+              {"status",
+               {{"phase", "Running"},
+                {"containerStatuses",
+                 {{{"name", "main"},
+                   {"ready", true},
+                   {"restartCount", 2},
+                   {"state", {{"running", Json::object()}}}}}}}}};
+  Json pt = RenderTable(*pods, {pod}, Json::object(), now);
+  EXPECT_EQ(pt["rows"][0]["cells"][1], "1/1");
+  EXPECT_EQ(pt["rows"][0]["cells"][2], "Running");
+  EXPECT_EQ(pt["rows"][0]["cells"][4], "5m");
+}
+
+TEST_F(ApiServerTest, BackgroundDeletionCollectsDependents) {
+  Json owner = api_->Create(kConfigMaps, "default", {{"metadata", {{"name", "owner"}}}}).value();
+  Json dep = {{"metadata",
+               {{"name", "dep"},
+                {"ownerReferences",
+                 {{{"apiVersion", "v1"},
+                   {"kind", "ConfigMap"},
+                   {"name", "owner"},
+                   {"uid", owner["metadata"]["uid"]}}}}}}};
+  ASSERT_TRUE(api_->Create(kConfigMaps, "default", dep).ok());
+  ASSERT_TRUE(api_->Delete(kConfigMaps, "default", "owner").ok());
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (api_->Get(kConfigMaps, "default", "dep").ok() &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(api_->Get(kConfigMaps, "default", "dep").error().code, 404);
+}
+
+}  // namespace
+}  // namespace parallelrun::rt::cluster

@@ -1,0 +1,20 @@
+#pragma once
+// Decoding of the Kubernetes protobuf wire format ("k8s\0" + runtime.Unknown) for the few kinds
+// that kubectl's typed clients send as protobuf bodies: `kubectl create namespace / serviceaccount
+// / configmap / secret / role / clusterrole / rolebinding / clusterrolebinding / token` and
+// `kubectl auth can-i` (SelfSubjectAccessReview). kubectl 1.32 does not fall back to JSON on
+// 415, so without this those commands cannot work against the test cluster.
+
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
+namespace parallelrun::rt::cluster {
+
+using Json = nlohmann::json;
+
+// Converts a protobuf-encoded object into its JSON form; nullopt with a message when the bytes
+// are malformed or the kind is not one of those listed above.
+std::optional<Json> DecodeKubernetesProtobuf(const std::string& bytes, std::string* error);
+
+}  // namespace parallelrun::rt::cluster
