@@ -21,7 +21,8 @@ bool PathExists(const std::string& path);
 bool IsDirectory(const std::string& path);
 std::string JoinPath(std::string_view a, std::string_view b);
 std::string Dirname(const std::string& path);
-// Absolute, lexically normalized path (no symlink resolution); relative paths are taken from `base`.
+// Absolute, lexically normalized path (no symlink resolution); relative paths are taken from
+// `base`.
 std::string AbsolutePath(const std::string& path, const std::string& base);
 
 // An append-only file. Every Append is written through (write(2)) so `tail -f` sees it at once;

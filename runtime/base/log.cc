@@ -19,7 +19,8 @@ std::shared_ptr<spdlog::logger> MakeFileLogger(const std::string& name, const st
     logger = std::make_shared<spdlog::logger>(name, sink);
   } catch (const spdlog::spdlog_ex& e) {
     std::fprintf(stderr, "parallelrun: cannot open log file %s: %s\n", path.c_str(), e.what());
-    logger = std::make_shared<spdlog::logger>(name, std::make_shared<spdlog::sinks::null_sink_mt>());
+    logger =
+        std::make_shared<spdlog::logger>(name, std::make_shared<spdlog::sinks::null_sink_mt>());
   }
   logger->set_pattern(pattern, spdlog::pattern_time_type::utc);
   logger->flush_on(spdlog::level::trace);
@@ -28,7 +29,8 @@ std::shared_ptr<spdlog::logger> MakeFileLogger(const std::string& name, const st
 }
 
 std::shared_ptr<spdlog::logger> MakeStderrLogger(const std::string& name) {
-  auto logger = std::make_shared<spdlog::logger>(name, std::make_shared<spdlog::sinks::stderr_sink_mt>());
+  auto logger =
+      std::make_shared<spdlog::logger>(name, std::make_shared<spdlog::sinks::stderr_sink_mt>());
   logger->set_pattern(kSysLogPattern, spdlog::pattern_time_type::utc);
   logger->flush_on(spdlog::level::trace);
   return logger;

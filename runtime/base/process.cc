@@ -48,7 +48,8 @@ StatusOr<pid_t> Spawn(const SpawnOptions& o) {
   int out_fd = -1, err_fd = -1;
   if (!o.stdout_path.empty()) {
     out_fd = ::open(o.stdout_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (out_fd < 0) return InternalError("cannot open " + o.stdout_path + ": " + std::strerror(errno));
+    if (out_fd < 0)
+      return InternalError("cannot open " + o.stdout_path + ": " + std::strerror(errno));
   }
   if (!o.stderr_path.empty()) {
     err_fd = ::open(o.stderr_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);

@@ -18,12 +18,12 @@
 namespace parallelrun::rt {
 
 struct SpawnOptions {
-  std::vector<std::string> argv;               // argv[0] is looked up on PATH when it has no '/'
-  std::vector<std::string> env;                // extra KEY=VALUE entries over the parent's env
-  std::string stdout_path;                     // appended to; empty = inherit
-  std::string stderr_path;                     // appended to; empty = inherit
-  std::vector<std::pair<int, int>> fds;        // {parent_fd, child_fd}: dup2'ed into the child
-  std::string cwd;                             // empty = inherit
+  std::vector<std::string> argv;         // argv[0] is looked up on PATH when it has no '/'
+  std::vector<std::string> env;          // extra KEY=VALUE entries over the parent's env
+  std::string stdout_path;               // appended to; empty = inherit
+  std::string stderr_path;               // appended to; empty = inherit
+  std::vector<std::pair<int, int>> fds;  // {parent_fd, child_fd}: dup2'ed into the child
+  std::string cwd;                       // empty = inherit
   bool die_with_parent = true;
   bool new_process_group = false;
 };

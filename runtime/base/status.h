@@ -15,15 +15,15 @@ namespace parallelrun::rt {
 
 enum class StatusCode {
   kOk = 0,
-  kInvalidArgument,    // bad manifest, flag, input data, request
-  kNotFound,           // a file, folder or object that should exist does not
+  kInvalidArgument,  // bad manifest, flag, input data, request
+  kNotFound,         // a file, folder or object that should exist does not
   kAlreadyExists,
-  kFailedPrecondition, // state does not allow the operation (e.g. output owned by another job)
+  kFailedPrecondition,  // state does not allow the operation (e.g. output owned by another job)
   kPermissionDenied,
   kUnauthenticated,
-  kUnavailable,        // transient: retry may help (network, 5xx)
+  kUnavailable,  // transient: retry may help (network, 5xx)
   kDeadlineExceeded,
-  kAborted,            // conflict, fenced write
+  kAborted,  // conflict, fenced write
   kInternal,
 };
 
@@ -50,14 +50,26 @@ class Status {
   std::string message_;
 };
 
-inline Status InvalidArgumentError(std::string m) { return {StatusCode::kInvalidArgument, std::move(m)}; }
+inline Status InvalidArgumentError(std::string m) {
+  return {StatusCode::kInvalidArgument, std::move(m)};
+}
 inline Status NotFoundError(std::string m) { return {StatusCode::kNotFound, std::move(m)}; }
-inline Status AlreadyExistsError(std::string m) { return {StatusCode::kAlreadyExists, std::move(m)}; }
-inline Status FailedPreconditionError(std::string m) { return {StatusCode::kFailedPrecondition, std::move(m)}; }
-inline Status PermissionDeniedError(std::string m) { return {StatusCode::kPermissionDenied, std::move(m)}; }
-inline Status UnauthenticatedError(std::string m) { return {StatusCode::kUnauthenticated, std::move(m)}; }
+inline Status AlreadyExistsError(std::string m) {
+  return {StatusCode::kAlreadyExists, std::move(m)};
+}
+inline Status FailedPreconditionError(std::string m) {
+  return {StatusCode::kFailedPrecondition, std::move(m)};
+}
+inline Status PermissionDeniedError(std::string m) {
+  return {StatusCode::kPermissionDenied, std::move(m)};
+}
+inline Status UnauthenticatedError(std::string m) {
+  return {StatusCode::kUnauthenticated, std::move(m)};
+}
 inline Status UnavailableError(std::string m) { return {StatusCode::kUnavailable, std::move(m)}; }
-inline Status DeadlineExceededError(std::string m) { return {StatusCode::kDeadlineExceeded, std::move(m)}; }
+inline Status DeadlineExceededError(std::string m) {
+  return {StatusCode::kDeadlineExceeded, std::move(m)};
+}
 inline Status AbortedError(std::string m) { return {StatusCode::kAborted, std::move(m)}; }
 inline Status InternalError(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
 
@@ -65,9 +77,13 @@ inline Status InternalError(std::string m) { return {StatusCode::kInternal, std:
 template <typename T>
 class StatusOr {
  public:
-  StatusOr(const Status& status) : v_(status) { assert(!status.ok()); }  // NOLINT: implicit by design
-  StatusOr(Status&& status) : v_(std::move(status)) { assert(!std::get<Status>(v_).ok()); }  // NOLINT
-  StatusOr(const T& value) : v_(value) {}  // NOLINT
+  StatusOr(const Status& status) : v_(status) {
+    assert(!status.ok());
+  }  // NOLINT: implicit by design
+  StatusOr(Status&& status) : v_(std::move(status)) {
+    assert(!std::get<Status>(v_).ok());
+  }                                              // NOLINT
+  StatusOr(const T& value) : v_(value) {}        // NOLINT
   StatusOr(T&& value) : v_(std::move(value)) {}  // NOLINT
 
   bool ok() const { return std::holds_alternative<T>(v_); }
@@ -90,15 +106,16 @@ class StatusOr {
 }  // namespace parallelrun::rt
 
 // Early-return helpers. PR_ASSIGN_OR_RETURN(auto x, Expr()) declares x.
-#define PR_RETURN_IF_ERROR(expr)                 \
-  do {                                           \
-    ::parallelrun::rt::Status _pr_st = (expr);   \
-    if (!_pr_st.ok()) return _pr_st;             \
+#define PR_RETURN_IF_ERROR(expr)               \
+  do {                                         \
+    ::parallelrun::rt::Status _pr_st = (expr); \
+    if (!_pr_st.ok()) return _pr_st;           \
   } while (0)
 
 #define PR_CONCAT_INNER(a, b) a##b
 #define PR_CONCAT(a, b) PR_CONCAT_INNER(a, b)
-#define PR_ASSIGN_OR_RETURN(lhs, expr) PR_ASSIGN_OR_RETURN_IMPL(PR_CONCAT(_pr_sor_, __LINE__), lhs, expr)
+#define PR_ASSIGN_OR_RETURN(lhs, expr) \
+  PR_ASSIGN_OR_RETURN_IMPL(PR_CONCAT(_pr_sor_, __LINE__), lhs, expr)
 #define PR_ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr) \
   auto tmp = (expr);                             \
   if (!tmp.ok()) return tmp.status();            \

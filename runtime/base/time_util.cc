@@ -20,7 +20,8 @@ std::string FormatUtc(SystemTime t, const char* format) {
 }
 
 std::string Iso8601Utc(SystemTime t) {
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count() % 1000;
+  auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count() % 1000;
   char buf[8];
   std::snprintf(buf, sizeof buf, ".%03lldZ", static_cast<long long>(ms < 0 ? ms + 1000 : ms));
   return FormatUtc(t, "%Y-%m-%dT%H:%M:%S") + buf;

@@ -13,8 +13,8 @@ using SteadyTime = std::chrono::steady_clock::time_point;
 class Clock {
  public:
   virtual ~Clock() = default;
-  virtual SystemTime Now() const = 0;          // wall clock, for timestamps in logs
-  virtual SteadyTime SteadyNow() const = 0;    // monotonic, for leases and timeouts
+  virtual SystemTime Now() const = 0;        // wall clock, for timestamps in logs
+  virtual SteadyTime SteadyNow() const = 0;  // monotonic, for leases and timeouts
 };
 
 class RealClock : public Clock {

@@ -35,16 +35,17 @@ int AgentMain(const std::vector<std::string>& args) {
   AgentOptions options;
   options.node = flags->Get("node-name");
   const char* env_python = std::getenv("PARALLELRUN_PYTHON");
-  options.python = flags->Get("python", env_python && *env_python ? env_python : "/usr/bin/python3");
+  options.python =
+      flags->Get("python", env_python && *env_python ? env_python : "/usr/bin/python3");
   options.host_dir = DefaultPythonHostDir();
 
-  auto agent = std::make_shared<Agent>(options, protocol::MakeHttpCoordinatorClient(client_options),
-                                       [](WorkerConfig c) {
-                                         return c.entry_script.ends_with(".so")
-                                                    ? MakeNativeWorker(std::move(c))
-                                                    : MakePythonWorker(std::move(c));
-                                       },
-                                       RealClock::Get());
+  auto agent = std::make_shared<Agent>(
+      options, protocol::MakeHttpCoordinatorClient(client_options),
+      [](WorkerConfig c) {
+        return c.entry_script.ends_with(".so") ? MakeNativeWorker(std::move(c))
+                                               : MakePythonWorker(std::move(c));
+      },
+      RealClock::Get());
   StartSignalThread([agent](int) { agent->Stop(); });
   int code = agent->Run();
   // As in the coordinator: skip static destructors while cpprestsdk threads may still run.

@@ -59,9 +59,9 @@ StatusOr<std::map<std::string, std::string>> VolumeBindingsFromFlags(
 
 int CoordinatorMain(const std::vector<std::string>& args) {
   FlagSpec spec_flags;
-  spec_flags.with_value = {"spec",  "listen", "token-file", "tls-cert",      "tls-key",
-                           "paths", "volume", "nodes",      "owner",         "address-file",
-                           "manifest-dir",    "termination-log"};
+  spec_flags.with_value = {"spec",    "listen",       "token-file",   "tls-cert",
+                           "tls-key", "paths",        "volume",       "nodes",
+                           "owner",   "address-file", "manifest-dir", "termination-log"};
   spec_flags.switches = {"no-echo"};
   auto flags = ParseFlags(args, spec_flags);
   if (!flags.ok()) return Fail(flags.status().message());

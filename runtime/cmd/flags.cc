@@ -58,8 +58,8 @@ StatusOr<int> ParseIntFlag(const std::string& name, const std::string& value, in
   char* end = nullptr;
   long v = std::strtol(value.c_str(), &end, 10);
   if (value.empty() || *end != '\0' || v < min_value || v > 1000000) {
-    return InvalidArgumentError("flag --" + name + ": got \"" + value + "\", expected an integer >= " +
-                                std::to_string(min_value));
+    return InvalidArgumentError("flag --" + name + ": got \"" + value +
+                                "\", expected an integer >= " + std::to_string(min_value));
   }
   return static_cast<int>(v);
 }

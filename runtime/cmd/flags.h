@@ -12,8 +12,8 @@
 namespace parallelrun::rt::cmd {
 
 struct FlagSpec {
-  std::set<std::string> with_value;   // flags that take a value (may repeat)
-  std::set<std::string> switches;     // boolean flags
+  std::set<std::string> with_value;  // flags that take a value (may repeat)
+  std::set<std::string> switches;    // boolean flags
 };
 
 struct ParsedFlags {

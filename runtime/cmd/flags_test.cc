@@ -13,8 +13,8 @@ FlagSpec Spec() {
 }
 
 TEST(FlagsTest, ParsesValuesRepeatsSwitchesAndPositionals) {
-  auto f = ParseFlags({"job.yaml", "--nodes", "3", "--volume=a=/x", "--volume", "b=/y", "--restart"},
-                      Spec());
+  auto f = ParseFlags(
+      {"job.yaml", "--nodes", "3", "--volume=a=/x", "--volume", "b=/y", "--restart"}, Spec());
   ASSERT_TRUE(f.ok()) << f.status().ToString();
   EXPECT_EQ(f->positional, std::vector<std::string>{"job.yaml"});
   EXPECT_EQ(f->Get("nodes"), "3");

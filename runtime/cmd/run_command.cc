@@ -46,8 +46,8 @@ Status PreflightChecks(const JobSpec& spec, const ResolvedPaths& paths, const st
   if (!IsDirectory(paths.code_dir)) {
     errors.push_back("spec.sourceDirectory: folder " + paths.code_dir + " does not exist");
   } else if (!PathExists(JoinPath(paths.code_dir, spec.entry_script))) {
-    errors.push_back("spec.entryScript: " + spec.entry_script + " not found in spec.sourceDirectory (" +
-                     paths.code_dir + ")");
+    errors.push_back("spec.entryScript: " + spec.entry_script +
+                     " not found in spec.sourceDirectory (" + paths.code_dir + ")");
   }
   for (size_t i = 0; i < spec.inputs.size(); ++i) {
     const std::string& dir = paths.inputs.at(spec.inputs[i].name);
@@ -85,7 +85,8 @@ Status PreflightChecks(const JobSpec& spec, const ResolvedPaths& paths, const st
   }
   if (!spec.is_native()) {
     if (::access(python.c_str(), X_OK) != 0) {
-      errors.push_back("--python " + python + ": no such interpreter (set --python or PARALLELRUN_PYTHON)");
+      errors.push_back("--python " + python +
+                       ": no such interpreter (set --python or PARALLELRUN_PYTHON)");
     } else if (errors.empty()) {
       // A syntax error is found here, naming the file and line, instead of failing every worker.
       std::string script = JoinPath(paths.code_dir, spec.entry_script);
@@ -141,11 +142,13 @@ class ProgressDisplay {
       int filled = total > 0 ? static_cast<int>(width * done / total) : 0;
       std::string bar(static_cast<size_t>(filled), '#');
       bar.append(static_cast<size_t>(width - filled), '.');
-      std::fprintf(stderr, "\r[%s] %lld/%lld%s mini-batches, %lld items ok, %lld failed, %lld running, ETA %s   ",
-                   bar.c_str(), static_cast<long long>(done), static_cast<long long>(total),
-                   p.planned ? "" : "+", static_cast<long long>(p.items.succeeded),
-                   static_cast<long long>(p.items.failed), static_cast<long long>(p.miniBatches.running),
-                   p.eta.empty() ? "-" : p.eta.c_str());
+      std::fprintf(
+          stderr,
+          "\r[%s] %lld/%lld%s mini-batches, %lld items ok, %lld failed, %lld running, ETA %s   ",
+          bar.c_str(), static_cast<long long>(done), static_cast<long long>(total),
+          p.planned ? "" : "+", static_cast<long long>(p.items.succeeded),
+          static_cast<long long>(p.items.failed), static_cast<long long>(p.miniBatches.running),
+          p.eta.empty() ? "-" : p.eta.c_str());
       shown_bar_ = true;
     } else if (!p.lastProgressLine.empty() && p.lastProgressLine != last_line_) {
       std::fprintf(stderr, "%s\n", p.lastProgressLine.c_str());
@@ -198,7 +201,9 @@ int RunMain(const std::vector<std::string>& args) {
   auto flags = ParseFlags(args, spec_flags);
   if (!flags.ok()) return Fail(flags.status().message());
   if (flags->positional.size() != 1) {
-    return Fail("usage: parallelrun run FILE [--nodes N] [--volume NAME=DIR]... [--restart] [--python PATH]");
+    return Fail(
+        "usage: parallelrun run FILE [--nodes N] [--volume NAME=DIR]... [--restart] [--python "
+        "PATH]");
   }
   const std::string manifest = AbsolutePath(flags->positional[0], std::filesystem::current_path());
   auto spec = LoadJobSpec(manifest);
@@ -217,10 +222,11 @@ int RunMain(const std::vector<std::string>& args) {
   std::vector<std::string> volume_flags;
   for (const auto& v : flags->GetAll("volume")) {
     auto eq = v.find('=');
-    volume_flags.push_back(eq == std::string::npos
-                               ? v
-                               : v.substr(0, eq + 1) +
-                                     AbsolutePath(v.substr(eq + 1), std::filesystem::current_path()));
+    volume_flags.push_back(
+        eq == std::string::npos
+            ? v
+            : v.substr(0, eq + 1) +
+                  AbsolutePath(v.substr(eq + 1), std::filesystem::current_path()));
   }
   auto bindings = VolumeBindingsFromFlags(volume_flags);
   if (!bindings.ok()) return Fail(bindings.status().message());
@@ -231,11 +237,14 @@ int RunMain(const std::vector<std::string>& args) {
     return kExitInvalid;
   }
   const char* env_python = std::getenv("PARALLELRUN_PYTHON");
-  std::string python = flags->Get("python", env_python && *env_python ? env_python : "/usr/bin/python3");
+  std::string python =
+      flags->Get("python", env_python && *env_python ? env_python : "/usr/bin/python3");
   if (!spec->pod.empty()) {
     std::string keys;
-    for (auto it = spec->pod.begin(); it != spec->pod.end(); ++it) keys += (keys.empty() ? "" : ", ") + it.key();
-    std::fprintf(stderr, "parallelrun run: warning: Kubernetes pod fields are ignored in local mode (%s)\n",
+    for (auto it = spec->pod.begin(); it != spec->pod.end(); ++it)
+      keys += (keys.empty() ? "" : ", ") + it.key();
+    std::fprintf(stderr,
+                 "parallelrun run: warning: Kubernetes pod fields are ignored in local mode (%s)\n",
                  keys.c_str());
   }
   Status pre = PreflightChecks(*spec, *paths, python);
@@ -244,16 +253,20 @@ int RunMain(const std::vector<std::string>& args) {
     return kExitInvalid;
   }
   if (flags->switches.count("restart") && PathExists(paths->output_dir)) {
-    std::string aside = paths->output_dir + ".previous-" + FormatUtc(RealClock::Get().Now(), "%Y%m%dT%H%M%SZ");
+    std::string aside =
+        paths->output_dir + ".previous-" + FormatUtc(RealClock::Get().Now(), "%Y%m%dT%H%M%SZ");
     if (::rename(paths->output_dir.c_str(), aside.c_str()) != 0) {
-      return Fail("--restart: cannot move " + paths->output_dir + " aside: " + std::strerror(errno));
+      return Fail("--restart: cannot move " + paths->output_dir +
+                  " aside: " + std::strerror(errno));
     }
-    std::fprintf(stderr, "parallelrun run: --restart: moved the previous output to %s\n", aside.c_str());
+    std::fprintf(stderr, "parallelrun run: --restart: moved the previous output to %s\n",
+                 aside.c_str());
   }
 
   // Per-run secrets live in a private temporary folder, never in the output.
   char tmpl[] = "/tmp/parallelrun-run-XXXXXX";
-  if (!::mkdtemp(tmpl)) return Fail(std::string("cannot create a temporary folder: ") + std::strerror(errno));
+  if (!::mkdtemp(tmpl))
+    return Fail(std::string("cannot create a temporary folder: ") + std::strerror(errno));
   const std::string run_dir = tmpl;
   const std::string token_file = run_dir + "/token";
   const std::string address_file = run_dir + "/address";
@@ -267,9 +280,23 @@ int RunMain(const std::vector<std::string>& args) {
 
   const std::string self = SelfExePath();
   SpawnOptions co;
-  co.argv = {self, "coordinator", "--spec", manifest, "--listen", "127.0.0.1:0", "--token-file",
-             token_file, "--address-file", address_file, "--paths", "local", "--manifest-dir",
-             manifest_dir, "--nodes", std::to_string(nodes), "--no-echo"};
+  co.argv = {self,
+             "coordinator",
+             "--spec",
+             manifest,
+             "--listen",
+             "127.0.0.1:0",
+             "--token-file",
+             token_file,
+             "--address-file",
+             address_file,
+             "--paths",
+             "local",
+             "--manifest-dir",
+             manifest_dir,
+             "--nodes",
+             std::to_string(nodes),
+             "--no-echo"};
   for (const auto& v : volume_flags) {
     co.argv.push_back("--volume");
     co.argv.push_back(v);
@@ -306,7 +333,8 @@ int RunMain(const std::vector<std::string>& args) {
   std::vector<AgentProcess> agents;
   auto start_agent = [&](AgentProcess& a) -> Status {
     SpawnOptions ao;
-    ao.argv = {self, "agent", "--coordinator", url, "--token-file", token_file, "--node-name", a.node};
+    ao.argv = {self,           "agent",    "--coordinator", url,
+               "--token-file", token_file, "--node-name",   a.node};
     ao.env = {"PARALLELRUN_PYTHON=" + python};
     PR_ASSIGN_OR_RETURN(a.pid, Spawn(ao));
     a.running = true;
@@ -342,7 +370,9 @@ int RunMain(const std::vector<std::string>& args) {
     if (g_signal && !interrupted) {
       interrupted = true;
       display.Finish();
-      std::fprintf(stderr, "parallelrun run: interrupted; stopping (run the same command again to resume)\n");
+      std::fprintf(
+          stderr,
+          "parallelrun run: interrupted; stopping (run the same command again to resume)\n");
       TerminateAll(agents, *coordinator, true, 30s);
       continue;
     }
@@ -353,13 +383,14 @@ int RunMain(const std::vector<std::string>& args) {
       a.running = false;
       if (interrupted || (info->exited && info->code == 0)) continue;
       if (a.restarts >= 5) {
-        std::fprintf(stderr, "\nparallelrun run: agent %s ended (%s) and was restarted 5 times; not again\n",
-                     a.node.c_str(), info->ToString().c_str());
+        std::fprintf(
+            stderr, "\nparallelrun run: agent %s ended (%s) and was restarted 5 times; not again\n",
+            a.node.c_str(), info->ToString().c_str());
         continue;
       }
       ++a.restarts;
-      std::fprintf(stderr, "\nparallelrun run: agent %s ended (%s); restarting it\n", a.node.c_str(),
-                   info->ToString().c_str());
+      std::fprintf(stderr, "\nparallelrun run: agent %s ended (%s); restarting it\n",
+                   a.node.c_str(), info->ToString().c_str());
       if (Status st = start_agent(a); !st.ok()) std::fprintf(stderr, "%s\n", st.message().c_str());
     }
     if (client && !interrupted && std::chrono::steady_clock::now() >= next_poll) {
@@ -377,17 +408,19 @@ int RunMain(const std::vector<std::string>& args) {
     std::fprintf(stdout, "%s", result->c_str());
     if (!result->empty() && result->back() != '\n') std::fputc('\n', stdout);
     if (spec->output_action == OutputAction::kAppendRow) {
-      std::fprintf(stdout, "Output file: %s\n", JoinPath(paths->output_dir, spec->append_row_file_name).c_str());
+      std::fprintf(stdout, "Output file: %s\n",
+                   JoinPath(paths->output_dir, spec->append_row_file_name).c_str());
     }
     std::fprintf(stdout, "Logs: %s\n", JoinPath(paths->output_dir, "logs").c_str());
     std::fflush(stdout);
     if (coordinator_code == kExitJobFailed) {
       std::string first = result->substr(0, result->find('\n'));
-      std::fprintf(stderr, "parallelrun run: job %s %s (see %s)\n", spec->name.c_str(), first.c_str(),
-                   JoinPath(paths->output_dir, "logs/job_result.txt").c_str());
+      std::fprintf(stderr, "parallelrun run: job %s %s (see %s)\n", spec->name.c_str(),
+                   first.c_str(), JoinPath(paths->output_dir, "logs/job_result.txt").c_str());
     }
   } else if (coordinator_code != kExitOk) {
-    std::fprintf(stderr, "parallelrun run: the coordinator ended with exit code %d\n", coordinator_code);
+    std::fprintf(stderr, "parallelrun run: the coordinator ended with exit code %d\n",
+                 coordinator_code);
   }
   return coordinator_code;
 }

@@ -19,21 +19,21 @@
 namespace parallelrun::rt::protocol {
 
 struct RegisterRequest {
-  std::string node;        // node name (pod IP; locally 127.0.0.<i+1>)
+  std::string node;  // node name (pod IP; locally 127.0.0.<i+1>)
   int64_t pid = 0;
 };
 
 // Everything an agent needs to run workers: it never reads the manifest itself.
 struct RegisterResponse {
-  nlohmann::json spec;                                 // ToJson(JobSpec)
+  nlohmann::json spec;  // ToJson(JobSpec)
   std::string code_dir;
   std::map<std::string, std::string> input_dirs;       // input name -> folder
   std::map<std::string, std::string> side_input_dirs;  // side input name -> folder
   std::string output_dir;
-  std::string log_dir;                                 // <output>/logs
-  std::string parts_dir;                               // <output>/.parallelrun/parts
-  std::vector<std::string> arguments;                  // expanded
-  int lease_seconds = 90;                              // runInvocationTimeout + 30
+  std::string log_dir;                 // <output>/logs
+  std::string parts_dir;               // <output>/.parallelrun/parts
+  std::vector<std::string> arguments;  // expanded
+  int lease_seconds = 90;              // runInvocationTimeout + 30
 };
 
 // One leased attempt. `attempt` numbers from 1; (mini_batch_id, attempt) fences results.
@@ -41,7 +41,7 @@ struct Lease {
   int64_t mini_batch_id = 0;
   int attempt = 1;
   std::string input_name;
-  std::string input_type;   // "file" | "tabular"
+  std::string input_type;  // "file" | "tabular"
   // file: absolute paths of the items.
   std::vector<std::string> files;
   // tabular: absolute path, format ("csv" | "jsonl"), csv header flag, byte ranges.
@@ -52,7 +52,7 @@ struct Lease {
   int64_t begin = 0;
   int64_t end = 0;
   int64_t items = 0;
-  std::string part_file;    // where the worker writes its rows; empty for summary_only
+  std::string part_file;  // where the worker writes its rows; empty for summary_only
 };
 
 struct LeaseRef {
@@ -62,16 +62,16 @@ struct LeaseRef {
 
 struct LeaseRequest {
   std::string node;
-  int max = 0;                       // how many new leases the agent can take now (0 = renew only)
-  std::vector<LeaseRef> renew;       // attempts still running on this node
+  int max = 0;                  // how many new leases the agent can take now (0 = renew only)
+  std::vector<LeaseRef> renew;  // attempts still running on this node
 };
 
 struct LeaseResponse {
   std::vector<Lease> leases;
-  std::vector<LeaseRef> cancel;      // running attempts the agent must stop (job ending, fenced)
-  bool done = false;                 // no more work will come: finish running work and exit
-  bool stop = false;                 // stop now: cancel everything and exit
-  int retry_after_ms = 0;            // no work now but more may come (retries, planning)
+  std::vector<LeaseRef> cancel;  // running attempts the agent must stop (job ending, fenced)
+  bool done = false;             // no more work will come: finish running work and exit
+  bool stop = false;             // stop now: cancel everything and exit
+  int retry_after_ms = 0;        // no work now but more may come (retries, planning)
 };
 
 // Outcome of one attempt. status: RUN_DONE, RUN_EXCEPTION, RUN_TIMEOUT, RUN_WRONG_TYPE,
@@ -79,18 +79,18 @@ struct LeaseResponse {
 struct AttemptResult {
   int64_t mini_batch_id = 0;
   int attempt = 1;
-  std::string process;         // process000
+  std::string process;  // process000
   int64_t pid = 0;
   std::string status;
   int64_t total = 0;
   int64_t succeeded = 0;
   int64_t failed = 0;
-  std::string start_utc;       // ISO 8601
+  std::string start_utc;  // ISO 8601
   double elapsed_s = 0;
   double cpu_s = 0;
   double run_s = 0;
-  std::string error;           // one line
-  std::string detail;          // traceback or longer text
+  std::string error;   // one line
+  std::string detail;  // traceback or longer text
 };
 
 // Worker life events that are not tied to a mini-batch. kind: INIT_FAILED, INIT_TIMEOUT,
@@ -110,7 +110,7 @@ struct ResultsRequest {
 };
 
 struct ResultsResponse {
-  std::vector<LeaseRef> accepted;    // results recorded durably (journal fsync'd)
+  std::vector<LeaseRef> accepted;  // results recorded durably (journal fsync'd)
   bool stop = false;
 };
 
@@ -126,22 +126,22 @@ struct NodeCounts {
 
 // Field names are exactly those of the ParallelRunJob status (SPEC.md §6).
 struct Progress {
-  std::string phase;               // Pending | Running | Succeeded | Failed
-  std::string reason;              // for Failed / Succeeded: condition reason
+  std::string phase;   // Pending | Running | Succeeded | Failed
+  std::string reason;  // for Failed / Succeeded: condition reason
   std::string message;
   std::string startTime;
   std::string completionTime;
   MiniBatchCounts miniBatches;
   ItemCounts items;
   NodeCounts nodes;
-  std::string progress;            // "<completed>/<total>"
+  std::string progress;  // "<completed>/<total>"
   std::string lastProgressLine;
-  std::string eta;                 // H:MM:SS
+  std::string eta;  // H:MM:SS
   std::string estimatedCompletionTime;
   std::string outputFile;
   std::string logs;
-  bool planned = false;            // the plan is complete (totals are final)
-  int exitCode = -1;               // set once the job ended
+  bool planned = false;  // the plan is complete (totals are final)
+  int exitCode = -1;     // set once the job ended
 };
 
 void to_json(nlohmann::json& j, const RegisterRequest& v);

@@ -21,27 +21,27 @@
 namespace parallelrun::rt {
 
 struct WorkerConfig {
-  std::string node;                 // 127.0.0.1, or the pod IP
-  std::string process;              // process000, process001, ... (a replacement gets a new name)
+  std::string node;     // 127.0.0.1, or the pod IP
+  std::string process;  // process000, process001, ... (a replacement gets a new name)
   std::string python = "/usr/bin/python3";
-  std::string host_dir;             // folder holding parallelrun_host.py and the parallelrun package
-  std::string entry_script;         // absolute path
-  std::string code_dir;             // sourceDirectory: PYTHONPATH head and working folder
+  std::string host_dir;      // folder holding parallelrun_host.py and the parallelrun package
+  std::string entry_script;  // absolute path
+  std::string code_dir;      // sourceDirectory: PYTHONPATH head and working folder
   std::vector<std::string> arguments;  // expanded
-  std::string input_type = "file";  // file | tabular (pandas imported only for tabular)
+  std::string input_type = "file";     // file | tabular (pandas imported only for tabular)
   std::string output_dir;
-  std::string log_dir;              // <output>/logs
+  std::string log_dir;  // <output>/logs
   std::string logging_level = "INFO";
-  bool append_row_header = false;   // DataFrame results: write the header (first part only)
-  std::vector<std::string> env;     // extra KEY=VALUE (CUDA_VISIBLE_DEVICES, ...)
+  bool append_row_header = false;  // DataFrame results: write the header (first part only)
+  std::vector<std::string> env;    // extra KEY=VALUE (CUDA_VISIBLE_DEVICES, ...)
 };
 
 // Outcome of init(). status: "READY", "INIT_FAILED" (exception or the process died),
 // "INIT_TIMEOUT".
 struct InitOutcome {
   std::string status;
-  std::string error;    // one line
-  std::string detail;   // traceback / exit code
+  std::string error;   // one line
+  std::string detail;  // traceback / exit code
 };
 
 // Outcome of one run(). status: RUN_DONE, RUN_EXCEPTION, RUN_WRONG_TYPE, RUN_TIMEOUT,
@@ -50,8 +50,8 @@ struct RunOutcome {
   std::string status;
   int64_t succeeded = 0;
   int64_t failed = 0;
-  double run_s = 0;     // time inside run()
-  double cpu_s = 0;     // CPU time of the worker process during the attempt
+  double run_s = 0;  // time inside run()
+  double cpu_s = 0;  // CPU time of the worker process during the attempt
   std::string error;
   std::string detail;
 };

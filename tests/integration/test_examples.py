@@ -11,12 +11,12 @@ EXAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", 
 
 
 class ExamplesTest(unittest.TestCase):
-    def run_example(self, name):
+    def run_example(self, name, *extra):
         tmp = tempfile.mkdtemp(prefix="parallelrun-example-")
         self.addCleanup(shutil.rmtree, tmp, True)
         root = os.path.join(tmp, name)
         shutil.copytree(os.path.join(EXAMPLES, name), root, ignore=shutil.ignore_patterns("output"))
-        proc = subprocess.run([BIN, "run", os.path.join(root, "job.yaml")], capture_output=True,
+        proc = subprocess.run([BIN, "run", os.path.join(root, "job.yaml"), *extra], capture_output=True,
                               text=True, timeout=300)
         self.assertEqual(proc.returncode, 0, proc.stdout + proc.stderr)
         return root, proc
@@ -36,6 +36,17 @@ class ExamplesTest(unittest.TestCase):
         self.assertEqual(lines[0], "review_id rating label lines")
         self.assertEqual(len(lines), 301)
         self.assertEqual([int(l.split()[0]) for l in lines[1:]], list(range(1, 301)))
+
+    def test_native_scorer_runs_the_shared_library_in_the_native_host(self):
+        # The example library is built next to the binary: <build>/examples/native-scorer.
+        build = os.path.dirname(os.path.dirname(os.path.abspath(BIN)))
+        lib_dir = os.path.join(build, "examples", "native-scorer")
+        root, _ = self.run_example("native-scorer", "--volume", f"scorer={lib_dir}")
+        with open(os.path.join(root, "output", "counts.txt")) as f:
+            lines = f.read().splitlines()
+        self.assertEqual(len(lines), 9)  # ten documents, one too short
+        with open(os.path.join(root, "output", "logs", "job_result.txt")) as f:
+            self.assertIn("items_failed: 1", f.read())
 
 
 if __name__ == "__main__":

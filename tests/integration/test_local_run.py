@@ -37,6 +37,10 @@ class HappyPathTest(JobTestCase):
         self.assertEqual(sorted(int(r["mini_batch_id"]) for r in rows), [0, 1, 2, 3, 4])
         self.assertTrue(all(r["status"] == "RUN_DONE" and r["accepted"] == "1" for r in rows))
         self.assertEqual(sum(int(r["succeeded"]) for r in rows), 23)
+        # resourceMonitorInterval defaults to 600 s: one sample per node at start.
+        for node in ["127.0.0.1", "127.0.0.2"]:
+            for csv_name in ["node_resource_usage.csv", "node_disk_usage.csv", "processes_resource_usage.csv"]:
+                self.assertTrue(os.path.exists(os.path.join(self.job.logs, "perf", node, csv_name)), csv_name)
         stdout_logs = glob_logs(self.job, "user/stdout/*/*.stdout.txt")
         self.assertTrue(any("hello from run" in read_text(p) for p in stdout_logs))
 
