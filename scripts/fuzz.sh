@@ -13,7 +13,7 @@ cmake --build build-fuzz --target fuzz_job_spec fuzz_csv_split -j2
 corpus=$(mktemp -d)
 trap 'rm -rf "$corpus"' EXIT
 mkdir -p "$corpus/spec" "$corpus/csv"
-cp examples/*/job.yaml "$corpus/spec/"
+for f in examples/*/job.yaml; do cp "$f" "$corpus/spec/$(basename "$(dirname "$f")").yaml"; done
 cp examples/score-table/data/reviews/*.csv "$corpus/csv/"
 build-fuzz/bin/fuzz_job_spec -max_total_time="$seconds" -dict=runtime/jobspec/fuzz_job_spec.dict \
   "$corpus/spec" 2>&1 | tail -n 3
