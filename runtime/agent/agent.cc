@@ -100,6 +100,7 @@ struct JobSettings {
   std::string input_type = "file";
   std::string entry_script;  // relative to code_dir, as written
   int resource_monitor_interval = 600;
+  int progress_timeout_s = 0;  // progressUpdateTimeout; 0: 3 x (runInvocationTimeout + 30)
 };
 
 StatusOr<JobSettings> ReadSettings(const RegisterResponse& resp) {
@@ -133,6 +134,8 @@ StatusOr<JobSettings> ReadSettings(const RegisterResponse& resp) {
   PR_RETURN_IF_ERROR(integer("processCountPerNode", 1, &s.process_count));
   PR_RETURN_IF_ERROR(integer("runInvocationTimeout", 1, &s.run_timeout_s));
   PR_RETURN_IF_ERROR(integer("resourceMonitorInterval", 0, &s.resource_monitor_interval));
+  PR_RETURN_IF_ERROR(integer("progressUpdateTimeout", 0, &s.progress_timeout_s));
+  if (s.progress_timeout_s == 0) s.progress_timeout_s = 3 * (s.run_timeout_s + 30);
   PR_RETURN_IF_ERROR(string("loggingLevel", &s.logging_level));
   PR_RETURN_IF_ERROR(string("entryScript", &s.entry_script));
   if (s.entry_script.empty()) {
@@ -243,6 +246,9 @@ class Agent::Impl {
   // Registration and setup; returns an exit code when the agent must end there.
   std::optional<int> RegisterAndConfigure();
   Status Configure(const RegisterResponse& resp);
+  // Registers again after the coordinator was unreachable (it may be a new one, restarted on the
+  // same address), naming the attempts this node holds. Called and returns with `lock` held.
+  Status RegisterAgainLocked(std::unique_lock<std::mutex>& lock);
 
   // Slot threads.
   void SlotMain(int index);
@@ -260,6 +266,9 @@ class Agent::Impl {
   void HandleReportLocked(const ResultsResponse& resp, const std::vector<Key>& sent,
                           size_t events_sent, SteadyTime now);
   void ApplyStopRequestLocked(SteadyTime now);
+  void ReleaseLocked(const Lease& lease) {
+    released_.push_back({lease.mini_batch_id, lease.attempt});
+  }
   void CancelLocked(const LeaseRef& ref);
   void CoordinatorStopLocked();
   void FatalLocked(const std::string& why);
@@ -294,6 +303,9 @@ class Agent::Impl {
   seconds init_timeout_{kMinInitTimeoutSeconds};
   milliseconds renew_interval_{30000};
   int init_failure_limit_ = kInitFailuresPerProcess;
+  int unreachable_limit_s_ = 60;  // after registration: how long the coordinator may be away
+  nlohmann::json job_spec_;       // the registration answer's spec: the job this agent runs
+  std::string job_output_dir_;
   ResourceMonitorOptions perf_options_;
 
   std::mutex mu_;
@@ -307,6 +319,7 @@ class Agent::Impl {
   std::vector<Slot> slots_;
   int slots_running_ = 0;
   std::deque<Lease> queue_;
+  std::vector<LeaseRef> released_;  // leases to give back unrun (after Stop())
   std::map<Key, PendingResult> unacked_;
   std::vector<WorkerEvent> events_;
   int next_process_ = 0;
@@ -407,6 +420,11 @@ Status Agent::Impl::Configure(const RegisterResponse& resp) {
   perf_options_.root_pid = ::getpid();
   perf_options_.log = main_log;
   run_timeout_s_ = settings.run_timeout_s;
+  unreachable_limit_s_ = options_.max_unreachable_seconds >= 0
+                             ? options_.max_unreachable_seconds
+                             : std::max(options_.max_connect_seconds, settings.progress_timeout_s);
+  job_spec_ = resp.spec;
+  job_output_dir_ = resp.output_dir;
   init_timeout_ = seconds(std::max(kMinInitTimeoutSeconds, settings.run_timeout_s + 30));
   renew_interval_ = milliseconds(std::max(resp.lease_seconds, 1) * 1000 / 3);
   init_failure_limit_ = kInitFailuresPerProcess * process_count_;
@@ -424,9 +442,30 @@ Status Agent::Impl::Configure(const RegisterResponse& resp) {
   next_process_ = NextProcessNumber(node_dir_);
   log_->info(
       "node {} registered (agent pid {}): {} worker process(es), entry script {}, "
-      "runInvocationTimeout {} s, init timeout {} s, lease {} s, output {}",
+      "runInvocationTimeout {} s, init timeout {} s, lease {} s, output {}; gives up after the "
+      "coordinator is unreachable for {} s",
       options_.node, ::getpid(), process_count_, base_config_.entry_script, run_timeout_s_,
-      init_timeout_.count(), resp.lease_seconds, resp.output_dir);
+      init_timeout_.count(), resp.lease_seconds, resp.output_dir, unreachable_limit_s_);
+  return Status::Ok();
+}
+
+Status Agent::Impl::RegisterAgainLocked(std::unique_lock<std::mutex>& lock) {
+  protocol::RegisterRequest req;
+  req.node = options_.node;
+  req.pid = ::getpid();
+  // Finished attempts whose results wait to be accepted are still this node's: a restarted
+  // coordinator must not hand them to another node before those results arrive.
+  req.held = HeldLocked();
+  for (const auto& [key, pending] : unacked_) req.held.push_back({key.first, key.second});
+  lock.unlock();
+  auto resp = client_->Register(req);
+  lock.lock();
+  if (!resp.ok()) return resp.status();
+  if (resp->spec != job_spec_ || resp->output_dir != job_output_dir_) {
+    return FailedPreconditionError(
+        "another job now answers at the coordinator's address (its spec or output folder "
+        "differs from the one this agent registered with)");
+  }
   return Status::Ok();
 }
 
@@ -435,7 +474,8 @@ Status Agent::Impl::Configure(const RegisterResponse& resp) {
 
 int Agent::Impl::Run() {
   if (auto code = RegisterAndConfigure()) return *code;
-  // logs/perf/<node>/ for this agent and its workers, while there are workers.
+  // logs/perf/<node>/ for this agent and its workers: the first sample (the node before any
+  // worker) before the slot threads start, then one every resourceMonitorInterval.
   ResourceMonitor monitor(perf_options_, clock_);
   monitor.Start();
   std::vector<std::thread> threads;
@@ -531,6 +571,9 @@ void Agent::Impl::SlotMain(int index) {
         if (ending_ == Ending::kNone || ending_ == Ending::kDone) {
           queue_.push_front(std::move(*lease));
           work_cv_.notify_one();
+        } else if (ending_ == Ending::kSignal) {
+          ReleaseLocked(*lease);
+          WakeLocked();
         }
       }
       RetireDeadWorker(index, std::move(worker), "died while waiting for work");
@@ -791,16 +834,54 @@ void Agent::Impl::ErrorRecord(ProcessLogs& logs, const std::string& status, cons
 int Agent::Impl::CommLoop() {
   std::unique_lock<std::mutex> lock(mu_);
   bool unreachable = false;
+  bool register_again = false;  // the coordinator was unreachable: it may be a new one
   SteadyTime unreachable_since{};
   milliseconds backoff = kMinBackoff;
   SteadyTime backoff_until{};
+  // A call failed: true when the agent must end now. Otherwise the agent keeps its workers,
+  // their results and its leases, and tries again with backoff (registering again first).
+  auto failed = [&](const Status& failure, SteadyTime now) {
+    if (!IsTransient(failure)) {
+      FatalLocked("the coordinator rejected the agent: " + failure.ToString());
+      return true;
+    }
+    if (ending_ == Ending::kCoordinatorStop) {
+      // The job is over and these are cancelled attempts: not worth waiting for.
+      log_->warn("could not report {} result(s) after the coordinator's stop: {}", unacked_.size(),
+                 failure.ToString());
+      return true;
+    }
+    if (!unreachable) {
+      unreachable = true;
+      unreachable_since = now;
+      log_->warn(
+          "coordinator unreachable ({}); keeping {} running and {} queued attempt(s) and {} "
+          "result(s), retrying for up to {} s",
+          failure.ToString(), RunningLocked(), queue_.size(), unacked_.size(),
+          unreachable_limit_s_);
+    }
+    register_again = true;
+    // After `done` the coordinator may well have ended: no long wait for it then. After Stop()
+    // the flush deadline bounds the wait instead (exit 130, resumable).
+    const int limit = ending_ == Ending::kDone
+                          ? std::min(unreachable_limit_s_, options_.max_connect_seconds)
+                          : unreachable_limit_s_;
+    if (ending_ != Ending::kSignal && now - unreachable_since >= seconds(limit)) {
+      FatalLocked("coordinator unreachable for " + std::to_string(limit) +
+                  " s; giving up. Last error: " + failure.ToString());
+      return true;
+    }
+    backoff_until = now + backoff;
+    backoff = std::min(backoff * 2, kMaxBackoff);
+    return false;
+  };
   while (true) {
     SteadyTime now = clock_.SteadyNow();
     comm_wake_ = false;
     ApplyStopRequestLocked(now);
     if (ending_ == Ending::kFatal) break;
     const bool finishing = ending_ != Ending::kNone && slots_running_ == 0;
-    if (finishing && unacked_.empty()) {
+    if (finishing && unacked_.empty() && released_.empty()) {
       if (!events_.empty()) {
         // Best effort: the coordinator may already be gone after `done`.
         ResultsRequest last;
@@ -825,13 +906,32 @@ int Agent::Impl::CommLoop() {
       });
       continue;
     }
+    if (register_again) {
+      Status st = RegisterAgainLocked(lock);
+      now = clock_.SteadyNow();
+      if (!st.ok()) {
+        if (failed(st, now)) break;
+        continue;
+      }
+      log_->info(
+          "coordinator reachable again after {:.1f} s: registered again with {} running and {} "
+          "queued attempt(s); reporting {} result(s)",
+          Seconds(now - unreachable_since), RunningLocked(), queue_.size(), unacked_.size());
+      register_again = false;
+      unreachable = false;
+      backoff = kMinBackoff;
+      // Everything at once: renewals (the leases are this node's again) and the results.
+      renew_due_ = now;
+      for (auto& [key, pending] : unacked_) pending.next_send = now;
+      continue;
+    }
 
     // Whether to talk now. A free worker with nothing queued cannot wait; otherwise results and
     // lease requests are held up to kBatchWindow so that several share one round trip (workers
     // still have a queued lease each meanwhile). Renewals, polls and an ending agent go at once.
     bool results_due = false;
     for (const auto& [key, pending] : unacked_) results_due |= pending.next_send <= now;
-    const bool report = results_due || !events_.empty();
+    const bool report = results_due || !events_.empty() || !released_.empty();
     const int want = WantLocked();
     const bool lease_allowed = want > 0 && (now >= lease_not_before_ || worker_freed_);
     const bool lease_due = (RunningLocked() > 0 || !queue_.empty()) && now >= renew_due_;
@@ -859,7 +959,9 @@ int Agent::Impl::CommLoop() {
       }
     }
     rr.events = events_;
+    rr.released = released_;
     const size_t events_sent = events_.size();
+    const size_t released_sent = released_.size();
     const bool ask = lease_allowed || lease_due || poll_due;
     LeaseRequest lr;
     if (ask) {
@@ -885,6 +987,10 @@ int Agent::Impl::CommLoop() {
     lock.lock();
     now = clock_.SteadyNow();
     if (report_resp && report_resp->ok()) {
+      if (released_sent > 0) {
+        log_->info("gave {} unrun lease(s) back to the coordinator", released_sent);
+      }
+      released_.erase(released_.begin(), released_.begin() + released_sent);
       HandleReportLocked(**report_resp, sent, events_sent, now);
     }
     if (lease_resp && lease_resp->ok()) {
@@ -894,37 +1000,10 @@ int Agent::Impl::CommLoop() {
       HandleLeaseLocked(**lease_resp, lr.max, now);
     }
     if (failure.ok()) {
-      if (unreachable) {
-        log_->info("coordinator reachable again after {:.1f} s", Seconds(now - unreachable_since));
-      }
-      unreachable = false;
       backoff = kMinBackoff;
       continue;
     }
-    if (!IsTransient(failure)) {
-      FatalLocked("the coordinator rejected the agent: " + failure.ToString());
-      break;
-    }
-    if (ending_ == Ending::kCoordinatorStop) {
-      // The job is over and these are cancelled attempts: not worth waiting for.
-      log_->warn("could not report {} result(s) after the coordinator's stop: {}", unacked_.size(),
-                 failure.ToString());
-      break;
-    }
-    if (!unreachable) {
-      unreachable = true;
-      unreachable_since = now;
-      log_->warn("coordinator unreachable ({}); retrying", failure.ToString());
-    }
-    // After Stop() the flush deadline above bounds the wait instead (exit 130, resumable).
-    if (ending_ != Ending::kSignal &&
-        now - unreachable_since >= seconds(options_.max_connect_seconds)) {
-      FatalLocked("coordinator unreachable for " + std::to_string(options_.max_connect_seconds) +
-                  " s (max_connect_seconds); giving up. Last error: " + failure.ToString());
-      break;
-    }
-    backoff_until = now + backoff;
-    backoff = std::min(backoff * 2, kMaxBackoff);
+    if (failed(failure, now)) break;
   }
 
   switch (ending_) {
@@ -979,6 +1058,9 @@ void Agent::Impl::HandleLeaseLocked(const LeaseResponse& resp, int asked, Steady
     if (ending_ == Ending::kNone) {
       for (const auto& lease : resp.leases) queue_.push_back(lease);
       if (!resp.leases.empty()) work_cv_.notify_all();
+    } else if (!resp.leases.empty() && ending_ == Ending::kSignal) {
+      log_->info("giving back {} lease(s) that arrived after the stop request", resp.leases.size());
+      for (const auto& lease : resp.leases) ReleaseLocked(lease);
     } else if (!resp.leases.empty()) {
       log_->warn("dropping {} lease(s) that arrived while ending; they expire on the coordinator",
                  resp.leases.size());
@@ -1008,12 +1090,13 @@ void Agent::Impl::ApplyStopRequestLocked(SteadyTime now) {
   if (stop_requested_ && ending_ != Ending::kSignal && ending_ != Ending::kFatal) {
     ending_ = Ending::kSignal;
     stop_deadline_ = now + kStopGrace;
-    const size_t dropped = queue_.size();
+    const size_t given_back = queue_.size();
+    for (const auto& lease : queue_) ReleaseLocked(lease);
     queue_.clear();
     log_->warn(
-        "stop requested: no new leases, {} queued lease(s) dropped (they expire on the "
-        "coordinator), {} running attempt(s) get {} s to finish",
-        dropped, RunningLocked(), kStopGrace.count());
+        "stop requested: no new leases, {} queued lease(s) given back to the coordinator, {} "
+        "running attempt(s) get {} s to finish",
+        given_back, RunningLocked(), kStopGrace.count());
     AbortInitializingLocked();
     work_cv_.notify_all();
   }

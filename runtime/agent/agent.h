@@ -22,11 +22,22 @@
 // - After 3 × processCountPerNode consecutive init() failures the node stops starting workers
 //   (event NODE_GAVE_UP) but keeps talking to the coordinator until it says done or stop.
 //
+// - Stop() (SIGTERM) gives the queued leases back to the coordinator at once
+//   (ResultsRequest.released: queued again there without counting a try or waiting for the lease
+//   to expire); running attempts get 10 s to finish, then are killed and reported CANCELLED
+//   (also given back without a try); what finished is reported.
+// - A coordinator that becomes unreachable (restarted, network trouble) costs nothing: workers go
+//   on with their running and queued attempts, results are kept, and the agent retries with
+//   backoff (100 ms doubling to 2 s) for up to max_unreachable_seconds. When it answers again the
+//   agent registers again, naming the attempts it holds (a restarted coordinator lets it keep
+//   them), then renews them and reports the results at once. A different job answering at the
+//   address (other spec or output folder) ends the agent (exit 1).
+//
 // Exit codes of Run(): 0 after the coordinator's `done` (running and queued work finished,
-// workers shut down with a 10 s grace) or `stop` (workers killed); 130 after Stop() (no new
-// leases, queued ones dropped, running attempts get 10 s to finish, then are killed; what
-// finished is reported); 1 when the coordinator stays unreachable for max_connect_seconds, rejects
-// the agent (401, 400, 404), or the registration answer is unusable.
+// workers shut down with a 10 s grace) or `stop` (workers killed); 130 after Stop(); 1 when the
+// coordinator stays unreachable for max_connect_seconds before registration or
+// max_unreachable_seconds after it, rejects the agent (401, 400, 404), or the registration
+// answer is unusable.
 #pragma once
 
 #include <functional>
@@ -45,8 +56,11 @@ struct AgentOptions {
   std::string node;  // node name: pod IP, locally 127.0.0.<i+1>
   std::string python = "/usr/bin/python3";
   std::string host_dir;          // Python host folder (DefaultPythonHostDir())
-  int max_connect_seconds = 60;  // how long the coordinator may be unreachable before the
-                                 // agent gives up (exit 1)
+  int max_connect_seconds = 60;  // how long the coordinator may be unreachable at registration
+                                 // before the agent gives up (exit 1)
+  // After registration (a coordinator restarting takes a while): how long it may be unreachable
+  // before the agent gives up. < 0: the job's progressUpdateTimeout, at least max_connect_seconds.
+  int max_unreachable_seconds = -1;
   // GPU ids handed to workers (slot i gets gpus[i] as CUDA_VISIBLE_DEVICES when there are at least
   // as many GPUs as workers). nullopt: DetectGpus().
   std::optional<std::vector<std::string>> gpus;

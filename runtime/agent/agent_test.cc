@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <deque>
 #include <filesystem>
@@ -11,6 +12,7 @@
 #include <future>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 
 #include "runtime/base/files.h"
@@ -49,6 +51,8 @@ struct WorkerScript {
   std::map<int64_t, std::string> blocked;  // mini-batch -> process, while blocked
   std::vector<WorkerConfig> configs;       // every worker created, in order
   std::vector<std::string> shutdown, killed;
+  // Called as each worker is created (on the slot thread, before its init()).
+  std::function<void(const WorkerConfig&)> on_create;
   int runs = 0;            // run() calls started
   int completed = 0;       // run() calls returned
   bool hold_runs = false;  // run() waits while this is true (stalls every worker)
@@ -161,6 +165,11 @@ class FakeCoordinator : public protocol::CoordinatorClient {
   int unnamed_sends = 0;      // a result is named in `accepted` only after this many sends
   bool hold_reports = false;  // a report with results waits while true
   int held_reports = 0;
+  int refused_calls = 0;                             // calls that failed because `unavailable`
+  std::optional<nlohmann::json> spec_after_restart;  // Register answers with this spec
+
+  std::vector<protocol::RegisterRequest> registrations;
+  std::vector<LeaseRef> released;
 
   std::vector<protocol::LeaseRequest> lease_requests;
   std::vector<size_t> leases_given;
@@ -171,16 +180,25 @@ class FakeCoordinator : public protocol::CoordinatorClient {
 
   StatusOr<protocol::RegisterResponse> Register(const protocol::RegisterRequest& req) override {
     std::lock_guard<std::mutex> lock(mu);
-    if (unavailable) return UnavailableError("connection refused");
+    if (unavailable) return Refuse();
     if (!register_error.ok()) return register_error;
     EXPECT_EQ(req.node, "127.0.0.1");
     EXPECT_EQ(req.pid, ::getpid());
-    return reg;
+    registrations.push_back(req);
+    cv.notify_all();
+    protocol::RegisterResponse resp = reg;
+    if (registrations.size() > 1 && spec_after_restart) resp.spec = *spec_after_restart;
+    return resp;
+  }
+  Status Refuse() {
+    ++refused_calls;
+    cv.notify_all();
+    return UnavailableError("connection refused");
   }
 
   StatusOr<protocol::LeaseResponse> Lease(const protocol::LeaseRequest& req) override {
     std::lock_guard<std::mutex> lock(mu);
-    if (unavailable) return UnavailableError("connection refused");
+    if (unavailable) return Refuse();
     lease_requests.push_back(req);
     protocol::LeaseResponse resp;
     resp.cancel = std::move(cancel_next);
@@ -205,7 +223,7 @@ class FakeCoordinator : public protocol::CoordinatorClient {
       cv.notify_all();
       cv.wait(lock, [&] { return !hold_reports; });
     }
-    if (unavailable) return UnavailableError("connection refused");
+    if (unavailable) return Refuse();
     reports.push_back(req);
     if (failing_reports > 0) {
       --failing_reports;
@@ -221,6 +239,10 @@ class FakeCoordinator : public protocol::CoordinatorClient {
       resp.accepted.push_back({r.mini_batch_id, r.attempt});
     }
     events.insert(events.end(), req.events.begin(), req.events.end());
+    for (const auto& ref : req.released) {
+      released.push_back(ref);
+      outstanding.erase({ref.mini_batch_id, ref.attempt});
+    }
     resp.stop = say_stop;
     cv.notify_all();
     return resp;
@@ -293,6 +315,7 @@ class AgentTest : public ::testing::Test {
     agent_ = std::make_unique<Agent>(
         options, std::unique_ptr<protocol::CoordinatorClient>(coordinator_),
         [script, pid](WorkerConfig config) -> std::unique_ptr<Worker> {
+          if (script->on_create) script->on_create(config);
           {
             std::lock_guard<std::mutex> lock(script->mu);
             script->configs.push_back(config);
@@ -615,22 +638,37 @@ TEST_F(AgentTest, QueuedLeasesAreFinishedWhenDoneArrives) {
   EXPECT_EQ(coordinator_->accepted.size(), 2u);
 }
 
-TEST_F(AgentTest, StopLetsRunningWorkFinishDropsTheQueueAndExits130) {
+TEST_F(AgentTest, StopGivesQueuedLeasesBackAtOnceLetsRunningWorkFinishAndExits130) {
   SetProcessCount(1);
   AddMiniBatches(5);
   script_->block_on = {0};
   Start();
   ASSERT_TRUE(script_->WaitFor([&] { return script_->blocked.size() == 1; }));
-  ASSERT_TRUE(coordinator_->WaitFor([&] { return coordinator_->outstanding.size() >= 2; }));
+  // Mini-batch 0 runs, mini-batch 1 waits in the agent's queue.
+  ASSERT_TRUE(coordinator_->WaitFor([&] { return coordinator_->outstanding.size() == 2; }));
   agent_->Stop();
+  // The queued lease goes back while mini-batch 0 still runs: no waiting for its lease to expire.
+  ASSERT_TRUE(coordinator_->WaitFor([&] { return !coordinator_->released.empty(); }));
+  {
+    std::lock_guard<std::mutex> lock(coordinator_->mu);
+    ASSERT_EQ(coordinator_->released.size(), 1u);
+    EXPECT_EQ(coordinator_->released[0].mini_batch_id, 1);
+    EXPECT_EQ(coordinator_->released[0].attempt, 1);
+    EXPECT_TRUE(coordinator_->accepted.empty());
+  }
+  EXPECT_EQ(script_->blocked.count(0), 1u);
   script_->Release(0);
   EXPECT_EQ(ExitCode(), 130);
   auto& c = *coordinator_;
   ASSERT_EQ(c.accepted.size(), 1u);
   EXPECT_EQ(Result(0, 1).status, "RUN_DONE");
+  EXPECT_TRUE(c.outstanding.empty());  // nothing left to expire on the coordinator
   EXPECT_EQ(script_->runs, 1);
   EXPECT_EQ(script_->shutdown, std::vector<std::string>{"process000"});
-  EXPECT_THAT(Log("sys/node/127.0.0.1/_main.txt"), HasSubstr("stop requested"));
+  EXPECT_TRUE(script_->killed.empty());
+  std::string main_log = Log("sys/node/127.0.0.1/_main.txt");
+  EXPECT_THAT(main_log, HasSubstr("stop requested: no new leases, 1 queued lease(s) given back"));
+  EXPECT_THAT(main_log, HasSubstr("exits with code 130"));
 }
 
 TEST_F(AgentTest, StopDuringRegistrationExits130) {
@@ -666,18 +704,123 @@ TEST_F(AgentTest, UnreachableCoordinatorAtRegistrationExits1AfterMaxConnectSecon
   EXPECT_TRUE(script_->configs.empty());
 }
 
-TEST_F(AgentTest, CoordinatorLostMidRunExits1AndKillsWorkers) {
+TEST_F(AgentTest, CoordinatorLostForLongerThanMaxUnreachableExits1AndKillsWorkers) {
   SetProcessCount(1);
   AddMiniBatches(3);
   script_->block_on = {0};
   AgentOptions options;
-  options.max_connect_seconds = 1;
+  options.max_unreachable_seconds = 1;
   Start(options);
   ASSERT_TRUE(script_->WaitFor([&] { return script_->blocked.size() == 1; }));
   coordinator_->With([&] { coordinator_->unavailable = true; });
   EXPECT_EQ(ExitCode(), 1);
   EXPECT_EQ(script_->killed, std::vector<std::string>{"process000"});
   EXPECT_THAT(Log("sys/node/127.0.0.1/_main.txt"), HasSubstr("coordinator unreachable for 1 s"));
+}
+
+TEST_F(AgentTest, UnreachableLimitIsTheJobsProgressUpdateTimeout) {
+  coordinator_->reg.spec["spec"]["progressUpdateTimeout"] = 500;
+  coordinator_->done_when_drained = false;
+  coordinator_->say_done = true;
+  Start();
+  EXPECT_EQ(ExitCode(), 0);
+  EXPECT_THAT(Log("sys/node/127.0.0.1/_main.txt"),
+              HasSubstr("gives up after the coordinator is unreachable for 500 s"));
+}
+
+TEST_F(AgentTest, UnreachableLimitDefaultsLikeTheCoordinatorsProgressTimeout) {
+  coordinator_->done_when_drained = false;
+  coordinator_->say_done = true;
+  Start();
+  EXPECT_EQ(ExitCode(), 0);
+  // 3 x (runInvocationTimeout + 30) with runInvocationTimeout 60.
+  EXPECT_THAT(Log("sys/node/127.0.0.1/_main.txt"),
+              HasSubstr("gives up after the coordinator is unreachable for 270 s"));
+}
+
+// The coordinator goes away (killed) and a new one answers at the same address: the agent keeps
+// its worker, the result that finished meanwhile and its leases, registers again naming what it
+// holds, and reports.
+TEST_F(AgentTest, CoordinatorRestartKeepsWorkersResultsAndLeases) {
+  SetProcessCount(1);
+  AddMiniBatches(2);
+  script_->block_on = {0, 1};
+  Start();
+  ASSERT_TRUE(script_->WaitFor([&] { return script_->blocked.count(0) == 1; }));
+  ASSERT_TRUE(coordinator_->WaitFor([&] { return coordinator_->outstanding.size() == 2; }));
+  coordinator_->With([&] { coordinator_->unavailable = true; });
+  ASSERT_TRUE(coordinator_->WaitFor([&] { return coordinator_->refused_calls > 0; }));
+  // Mini-batch 0 finishes while the coordinator is away; the worker goes on with 1 (queued).
+  script_->Release(0);
+  ASSERT_TRUE(script_->WaitFor([&] { return script_->blocked.count(1) == 1; }));
+  const int refused = coordinator_->refused_calls;
+  ASSERT_TRUE(coordinator_->WaitFor([&] { return coordinator_->refused_calls > refused; }));
+  coordinator_->With([&] { coordinator_->unavailable = false; });
+  ASSERT_TRUE(coordinator_->WaitFor([&] { return coordinator_->accepted.count({0, 1}) > 0; }));
+  std::vector<std::vector<Key>> held;  // of each registration
+  coordinator_->With([&] {
+    for (const auto& r : coordinator_->registrations) {
+      held.emplace_back();
+      for (const auto& ref : r.held) held.back().emplace_back(ref.mini_batch_id, ref.attempt);
+      std::sort(held.back().begin(), held.back().end());
+    }
+  });
+  script_->Release(1);
+  // The second registration names what the node still holds: the running attempt and the
+  // finished one whose result the coordinator has not accepted yet.
+  EXPECT_EQ(held, (std::vector<std::vector<Key>>{{}, {{0, 1}, {1, 1}}}));
+  EXPECT_EQ(ExitCode(), 0);
+  EXPECT_EQ(Result(0, 1).status, "RUN_DONE");
+  EXPECT_EQ(Result(1, 1).status, "RUN_DONE");
+  EXPECT_TRUE(script_->killed.empty());
+  EXPECT_EQ(script_->configs.size(), 1u);  // the same worker all along
+  std::string main_log = Log("sys/node/127.0.0.1/_main.txt");
+  EXPECT_THAT(main_log,
+              HasSubstr("coordinator unreachable (Unavailable: connection refused); keeping"));
+  EXPECT_THAT(main_log, HasSubstr("registered again with 1 running and 0 queued attempt(s)"));
+}
+
+TEST_F(AgentTest, AnotherJobAnsweringAfterAnOutageEndsTheAgent) {
+  SetProcessCount(1);
+  AddMiniBatches(2);
+  script_->block_on = {0};
+  Start();
+  ASSERT_TRUE(script_->WaitFor([&] { return script_->blocked.size() == 1; }));
+  coordinator_->With([&] {
+    coordinator_->spec_after_restart = coordinator_->reg.spec;
+    (*coordinator_->spec_after_restart)["metadata"]["name"] = "another-job";
+    coordinator_->unavailable = true;
+  });
+  ASSERT_TRUE(coordinator_->WaitFor([&] { return coordinator_->refused_calls > 0; }));
+  coordinator_->With([&] { coordinator_->unavailable = false; });
+  EXPECT_EQ(ExitCode(), 1);
+  EXPECT_EQ(script_->killed, std::vector<std::string>{"process000"});
+  EXPECT_THAT(Log("sys/node/127.0.0.1/_main.txt"), HasSubstr("another job now answers"));
+}
+
+TEST_F(AgentTest, FirstPerfSampleIsTakenBeforeAnyWorkerStarts) {
+  SetProcessCount(2);
+  coordinator_->reg.spec["spec"]["resourceMonitorInterval"] = 600;
+  coordinator_->done_when_drained = false;
+  const std::string csv = dir_ + "/out/logs/perf/127.0.0.1/node_resource_usage.csv";
+  // Lines of the node CSV as each worker was created (on the slot threads).
+  struct Seen {
+    std::mutex mu;
+    std::vector<size_t> lines;
+  };
+  auto seen = std::make_shared<Seen>();
+  script_->on_create = [csv, seen](const WorkerConfig&) {
+    auto text = ReadFile(csv);
+    size_t n = text.ok() ? static_cast<size_t>(std::count(text->begin(), text->end(), '\n')) : 0;
+    std::lock_guard<std::mutex> lock(seen->mu);
+    seen->lines.push_back(n);
+  };
+  Start();
+  SayDoneAfterStarted(2);
+  EXPECT_EQ(ExitCode(), 0);
+  std::lock_guard<std::mutex> lock(seen->mu);
+  ASSERT_EQ(seen->lines.size(), 2u);
+  for (size_t n : seen->lines) EXPECT_GE(n, 2u);  // the header and the first sample
 }
 
 TEST_F(AgentTest, RejectedRegistrationExits1) {

@@ -1,6 +1,7 @@
 // `parallelrun coordinator`: loads the spec, serves the coordinator API and runs the job to its
 // end. Used by `parallelrun run` (locally, with --paths local) and by the operator's coordinator
 // pod (paths under /mnt, as mounted by the operator).
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -143,7 +144,10 @@ int CoordinatorMain(const std::vector<std::string>& args) {
     std::fprintf(stderr, "parallelrun coordinator: Failed: %s: %s\n", final_progress.reason.c_str(),
                  final_progress.message.c_str());
   }
-  // Agents poll until they hear `done`; give them a moment to hear it before the server goes.
+  // Agents poll until they hear `done` (or `stop`): give them a moment to hear it before the
+  // server goes, or they would wait for a coordinator that does not come back. Not after
+  // SIGTERM: the pod's grace period is short, and the job is resumable anyway.
+  if (code != kExitInterrupted) coord->WaitForAgentsToHearTheEnd(std::chrono::seconds(5));
   (*server)->Stop();
   // Leave without running static destructors: cpprestsdk's thread pool may still be finishing a
   // request, and tearing down its statics under it crashes at exit. Everything we own is already

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -105,6 +106,13 @@ struct NodeInfo {
   int64_t pid = 0;
   SteadyTime last_seen;
   bool gave_up = false;
+  bool told_end = false;  // answered with done or stop after the job ended
+};
+
+// An attempt that was running when the previous coordinator ended.
+struct HeldAttempt {
+  int attempt = 0;
+  std::string node;
 };
 
 // How the job ended (decided once).
@@ -130,6 +138,7 @@ class Coordinator::Impl {
   HttpResponse Handle(const HttpRequest& request);
   protocol::Progress GetProgress() const;
   int Wait();
+  bool WaitForAgentsToHearTheEnd(std::chrono::milliseconds timeout);
   void Stop();
 
  private:
@@ -153,6 +162,10 @@ class Coordinator::Impl {
 
   // All *Locked methods require mu_.
   uint32_t TouchNodeLocked(const std::string& name, SteadyTime now);
+  const std::string& NodeNameLocked(const RunningAttempt& a) const;
+  void HoldOpenAttemptsLocked(const std::unordered_map<int64_t, HeldAttempt>& open);
+  void ReclaimLocked(const std::string& node, uint32_t index,
+                     const std::vector<protocol::LeaseRef>& held, SteadyTime now);
   void SayLocked(const std::string& text);
   void EndLocked(Ending ending);
   void CheckOutcomeLocked();
@@ -215,6 +228,10 @@ class Coordinator::Impl {
   std::string last_line_;
   std::string last_init_error_;
   std::string last_init_traceback_;
+  // Attempts handed out before a restart and held for their agents (JobState::Hold), by
+  // mini-batch: an entry may outlive its hold (it is then ignored); cleared per node when the
+  // node registers and when the hold ends.
+  std::unordered_map<int64_t, HeldAttempt> held_;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -391,6 +408,9 @@ Status Coordinator::Impl::Resume(int start_index) {
   // What earlier coordinators decided.
   bool have_start = false;
   int64_t ignored = 0;
+  // Attempts handed out with no outcome (yet) in the journal: at the end, those still running
+  // when the previous coordinator ended.
+  std::unordered_map<int64_t, HeldAttempt> open;
   auto valid = Journal::Replay(journal_path_, [&](const JournalRecord& r) -> Status {
     if (r.type == "start") {
       if (!have_start) {
@@ -408,6 +428,12 @@ Status Coordinator::Impl::Resume(int start_index) {
       return Status::Ok();
     }
     if (r.type == "lease") {
+      open[r.mini_batch_id] = HeldAttempt{r.attempt, r.node};
+    } else if (auto it = open.find(r.mini_batch_id);
+               it != open.end() && (r.type == "carried" || it->second.attempt == r.attempt)) {
+      open.erase(it);
+    }
+    if (r.type == "lease" || r.type == "released") {
       state_.ReplayLease(r.mini_batch_id, r.attempt);
     } else if (r.type == "carried") {
       state_.Carry(r.mini_batch_id, r.succeeded);
@@ -424,6 +450,7 @@ Status Coordinator::Impl::Resume(int start_index) {
   if (ignored > 0) {
     log_->warn("journal: ignored {} records of mini-batches not in the plan", ignored);
   }
+  HoldOpenAttemptsLocked(open);
 
   const JobCounts& c = state_.counts();
   std::string inputs;
@@ -699,7 +726,7 @@ std::string Coordinator::Impl::RunningSummaryLocked() const {
     }
     if (n++) s += ", ";
     s += "mini-batch " + std::to_string(r.id) + " (attempt " + std::to_string(r.attempt) + ") on " +
-         nodes_[r.node].name;
+         NodeNameLocked(r);
   }
   return "running: " + s;
 }
@@ -743,6 +770,66 @@ uint32_t Coordinator::Impl::TouchNodeLocked(const std::string& name, SteadyTime 
   nodes_.push_back(info);
   node_index_.emplace(name, index);
   return index;
+}
+
+const std::string& Coordinator::Impl::NodeNameLocked(const RunningAttempt& a) const {
+  static const std::string kUnknown = "a node of the previous coordinator";
+  if (a.node != kNoNode) return nodes_[a.node].name;
+  auto it = held_.find(a.id);
+  return it == held_.end() ? kUnknown : it->second.node;
+}
+
+// Attempts that were running when the previous coordinator ended keep running for one lease
+// period: an agent that outlived the coordinator reclaims them when it registers again (or
+// renews them), and no other agent gets those mini-batches meanwhile.
+void Coordinator::Impl::HoldOpenAttemptsLocked(
+    const std::unordered_map<int64_t, HeldAttempt>& open) {
+  const SteadyTime until = clock_->SteadyNow() + std::chrono::seconds(lease_seconds_);
+  for (const auto& [id, attempt] : open) {
+    if (state_.Hold(id, attempt.attempt, until)) held_.emplace(id, attempt);
+  }
+  if (!held_.empty()) {
+    log_->info(
+        "{} mini-batches were running when the previous coordinator ended; they are kept for "
+        "their agents for up to {} s, then queued again without counting a try",
+        held_.size(), lease_seconds_);
+  }
+}
+
+// A node registers: what it still runs from before a restart is its again; what it no longer
+// has (a restarted agent) goes back to the queue at once, without counting a try.
+void Coordinator::Impl::ReclaimLocked(const std::string& node, uint32_t index,
+                                      const std::vector<protocol::LeaseRef>& held, SteadyTime now) {
+  if (held_.empty()) return;
+  std::set<std::pair<int64_t, int>> has;
+  for (const auto& ref : held) has.emplace(ref.mini_batch_id, ref.attempt);
+  const SteadyTime expiry = now + std::chrono::seconds(lease_seconds_);
+  std::string journal_lines;
+  int reclaimed = 0, released = 0;
+  for (auto it = held_.begin(); it != held_.end();) {
+    if (it->second.node != node) {
+      ++it;
+      continue;
+    }
+    const int64_t id = it->first;
+    const int attempt = it->second.attempt;
+    if (has.count({id, attempt})) {
+      reclaimed += state_.Renew(id, attempt, index, expiry) ? 1 : 0;
+    } else if (state_.GiveBack(id, attempt, kNoNode)) {
+      journal_lines += JournalReleasedLine(id, attempt, node);
+      ++released;
+    }
+    it = held_.erase(it);
+  }
+  if (reclaimed + released == 0) return;
+  log_->info(
+      "node {} registered again: it still holds {} of the mini-batches it had before the restart; "
+      "{} went back to the queue without counting a try",
+      node, reclaimed, released);
+  if (!journal_lines.empty()) {
+    auto off = journal_->Append(journal_lines);
+    if (!off.ok()) log_->error("journal: {}", off.status().message());
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -800,6 +887,7 @@ HttpResponse Coordinator::Impl::HandleRegister(const nlohmann::json& body) {
     } else if (restarted) {
       log_->info("node {} registered again (agent pid {})", req.node, req.pid);
     }
+    ReclaimLocked(req.node, index, req.held, clock_->SteadyNow());
   }
   HttpResponse r;
   r.body = register_body_;
@@ -864,10 +952,17 @@ HttpResponse Coordinator::Impl::HandleLease(const nlohmann::json& body) {
       resp.stop = interrupted_ || ending_->early;
       resp.done = !resp.stop;
       resp.cancel = req.renew;
+      nodes_[node].told_end = true;
+      cv_.notify_all();
     } else {
       SteadyTime expiry = now + std::chrono::seconds(lease_seconds_);
       for (const auto& ref : req.renew) {
-        if (!state_.Renew(ref.mini_batch_id, ref.attempt, expiry)) resp.cancel.push_back(ref);
+        if (!state_.Renew(ref.mini_batch_id, ref.attempt, node, expiry)) {
+          resp.cancel.push_back(ref);
+        } else if (auto it = held_.find(ref.mini_batch_id);
+                   it != held_.end() && it->second.attempt == ref.attempt) {
+          held_.erase(it);  // reclaimed by its renewal
+        }
       }
       if (req.max > 0) {
         grants = state_.Lease(node, std::min(req.max, kMaxLeasesPerRequest), expiry);
@@ -938,25 +1033,45 @@ HttpResponse Coordinator::Impl::HandleResults(const nlohmann::json& body) {
       if (mode_ == Mode::kRun && !req.results.empty()) {
         log_->info("ignored {} results from {} after the job ended", req.results.size(), req.node);
       }
+      if (mode_ == Mode::kRun) {
+        nodes_[TouchNodeLocked(req.node, clock_->SteadyNow())].told_end = true;
+        cv_.notify_all();
+      }
       resp.stop = true;
       HttpResponse out;
       out.body = resp;
       return out;
     }
     const int64_t total = state_.counts().total;
+    auto planned = [&](const char* field, size_t i, int64_t id) -> std::optional<HttpResponse> {
+      if (id >= 0 && id < total) return std::nullopt;
+      return Error(400, what + field + "[" + std::to_string(i) + "].mini_batch_id: got " +
+                            std::to_string(id) + ", expected a planned mini-batch (0.." +
+                            std::to_string(total - 1) + ")");
+    };
     for (size_t i = 0; i < req.results.size(); ++i) {
-      int64_t id = req.results[i].mini_batch_id;
-      if (id < 0 || id >= total) {
-        return Error(400, what + "results[" + std::to_string(i) + "].mini_batch_id: got " +
-                              std::to_string(id) + ", expected a planned mini-batch (0.." +
-                              std::to_string(total - 1) + ")");
-      }
+      if (auto bad = planned("results", i, req.results[i].mini_batch_id)) return *bad;
+    }
+    for (size_t i = 0; i < req.released.size(); ++i) {
+      if (auto bad = planned("released", i, req.released[i].mini_batch_id)) return *bad;
     }
     SteadyTime now = clock_->SteadyNow();
     SystemTime wall = clock_->Now();
-    TouchNodeLocked(req.node, now);
+    const uint32_t node = TouchNodeLocked(req.node, now);
 
     std::string journal_lines, report_rows, error_lines;
+    // Given back unrun (the agent is stopping): first in line again, no try counted, no report
+    // row (nothing ran).
+    int released = 0;
+    for (const auto& ref : req.released) {
+      if (!state_.GiveBack(ref.mini_batch_id, ref.attempt, node)) continue;
+      journal_lines += JournalReleasedLine(ref.mini_batch_id, ref.attempt, req.node);
+      ++released;
+    }
+    if (released > 0) {
+      log_->info("{} gave back {} lease(s) it had not run; they are queued again", req.node,
+                 released);
+    }
     for (size_t i = 0; i < req.results.size(); ++i) {
       const auto& r = req.results[i];
       AttemptStatus status = statuses[i];
@@ -1045,6 +1160,10 @@ HttpResponse Coordinator::Impl::HandleResults(const nlohmann::json& body) {
     }
     CheckOutcomeLocked();
     resp.stop = ending_ && ending_->early;
+    if (resp.stop) {
+      nodes_[node].told_end = true;
+      cv_.notify_all();
+    }
   }
   if (sync_to >= 0) {
     Status st = journal_->SyncTo(sync_to);
@@ -1128,7 +1247,17 @@ void Coordinator::Impl::RecordExpiredLocked(const std::vector<ExpiredLease>& exp
   std::string journal_lines, report_rows, error_lines;
   SystemTime wall = clock_->Now();
   for (const auto& x : expired) {
-    const std::string& node = nodes_[x.attempt.node].name;
+    const std::string node = NodeNameLocked(x.attempt);
+    if (x.outcome == Outcome::kGivenBack) {
+      // Held since the restart and not reclaimed: its agent ended with the old coordinator.
+      journal_lines += JournalReleasedLine(x.attempt.id, x.attempt.attempt, node);
+      log_->info(
+          "mini-batch {} attempt {}, running on {} before the restart, was not reclaimed within "
+          "{} s; queued again without counting a try",
+          x.attempt.id, x.attempt.attempt, node, lease_seconds_);
+      held_.erase(x.attempt.id);
+      continue;
+    }
     journal_lines += JournalExpiredLine(x.attempt.id, x.attempt.attempt, node, x.outcome);
     ReportRow row;
     row.mini_batch_id = x.attempt.id;
@@ -1154,8 +1283,8 @@ void Coordinator::Impl::RecordExpiredLocked(const std::vector<ExpiredLease>& exp
   } else {
     log_->error("journal: {}", off.status().message());
   }
-  (void)report_->AppendFormatted(report_rows);
-  if (user_errors_.is_open()) (void)user_errors_.Append(error_lines);
+  if (!report_rows.empty()) (void)report_->AppendFormatted(report_rows);
+  if (!error_lines.empty() && user_errors_.is_open()) (void)user_errors_.Append(error_lines);
 }
 
 void Coordinator::Impl::TickLocked() {
@@ -1451,6 +1580,18 @@ int Coordinator::Impl::Wait() {
   return exit_code_;
 }
 
+bool Coordinator::Impl::WaitForAgentsToHearTheEnd(std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> lock(mu_);
+  return cv_.wait_for(lock, timeout, [this] {
+    if (!finished_ && !ending_) return false;
+    const SteadyTime now = clock_->SteadyNow();
+    for (const auto& n : nodes_) {
+      if (!n.told_end && now - n.last_seen <= std::chrono::seconds(lease_seconds_)) return false;
+    }
+    return true;
+  });
+}
+
 void Coordinator::Impl::Stop() {
   std::lock_guard<std::mutex> lock(mu_);
   if (finished_) return;
@@ -1476,6 +1617,9 @@ protocol::HttpResponse Coordinator::Handle(const protocol::HttpRequest& request)
 }
 protocol::Progress Coordinator::GetProgress() const { return impl_->GetProgress(); }
 int Coordinator::Wait() { return impl_->Wait(); }
+bool Coordinator::WaitForAgentsToHearTheEnd(std::chrono::milliseconds timeout) {
+  return impl_->WaitForAgentsToHearTheEnd(timeout);
+}
 void Coordinator::Stop() { impl_->Stop(); }
 
 }  // namespace parallelrun::rt

@@ -17,6 +17,15 @@
 // - A restarted coordinator resumes: the plan continues after its last record, and the journal
 //   tells which mini-batches completed (never run again) or failed, and which attempt numbers
 //   were used (new attempts get new numbers, so new part files).
+// - Attempts that were running when the previous coordinator ended (a lease record without an
+//   outcome) stay running, for no node, for one lease period: an agent that outlived the
+//   coordinator registers again naming what it holds and keeps those attempts (its results
+//   complete them as usual); the ones its node no longer holds (a restarted agent) go back to the
+//   queue at once, and unclaimed ones when the period ends, without counting a try (those agents
+//   ended with the coordinator, not because of the work). Journaled as "released".
+// - Leases an agent gives back unrun (ResultsRequest.released, an agent stopping) are queued
+//   again at once, first in line, without counting a try; journaled as "released", no report row
+//   (nothing ran). Only the node's own live attempts are affected.
 // - Output: the first RUN_DONE of each mini-batch is accepted; the accepted parts are assembled
 //   in mini-batch order, atomically (runtime/output/assembler.h) with the output index, then
 //   parts/ is removed (kept when the assembly failed).
@@ -39,6 +48,7 @@
 // Thread-safety: Handle, GetProgress and Stop may be called from any thread, concurrently.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
@@ -88,8 +98,13 @@ class Coordinator {
   // Blocks until the job ended, its output is assembled and its result written, or until Stop();
   // returns the exit code: 0 succeeded, 42 failed, 1 invalid input or OutputInUse, 130 stopped.
   int Wait();
-  // SIGTERM: stop handing out work (agents are told to stop); Wait() returns 130. The job stays
-  // resumable: run it again on the same output.
+  // After Wait(): blocks until every node heard from within the last lease period has been told
+  // that the job ended (a lease answer with done or stop, or a results answer with stop), or
+  // until `timeout`, so that a coordinator process leaving right away does not leave agents
+  // retrying a vanished address. True when every such node was told.
+  bool WaitForAgentsToHearTheEnd(std::chrono::milliseconds timeout);
+  // SIGTERM: stop handing out work (agents are told to stop); Wait() returns 130 once everything
+  // journaled is on disk (fdatasync). The job stays resumable: run it again on the same output.
   void Stop();
 
  private:

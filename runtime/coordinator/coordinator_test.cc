@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <fstream>
@@ -76,7 +77,7 @@ TEST_F(CoordinatorTest, RegisterAnswersEverythingAnAgentNeeds) {
   MakeFiles(1);
   spec_.run_invocation_timeout = 20;
   Start();
-  HttpResponse r = Post("/v1/register", protocol::RegisterRequest{"127.0.0.1", 7});
+  HttpResponse r = Post("/v1/register", protocol::RegisterRequest{"127.0.0.1", 7, {}});
   ASSERT_EQ(r.status, 200);
   auto reg = r.body.get<protocol::RegisterResponse>();
   EXPECT_EQ(reg.spec["metadata"]["name"], "score");
@@ -607,9 +608,12 @@ TEST_F(CoordinatorTest, StopReturns130AndARestartResumesWithoutRerunningComplete
   auto p = coord_->GetProgress();
   EXPECT_EQ(p.miniBatches.completed, 1);
   EXPECT_EQ(p.miniBatches.retried, 1);
+  // The agent comes back without mini-batch 2 (a new agent): it is given back at once.
   Register();
   auto again = LeaseWork(10);
   ASSERT_EQ(again.leases.size(), 2u);
+  std::sort(again.leases.begin(), again.leases.end(),
+            [](const Lease& a, const Lease& b) { return a.mini_batch_id < b.mini_batch_id; });
   EXPECT_EQ(again.leases[0].mini_batch_id, 1);
   EXPECT_EQ(again.leases[0].attempt, 2);
   EXPECT_EQ(again.leases[1].mini_batch_id, 2);
@@ -621,6 +625,158 @@ TEST_F(CoordinatorTest, StopReturns130AndARestartResumesWithoutRerunningComplete
   EXPECT_THAT(Read("logs/job_progress_overview.2026112311.txt"),
               HasSubstr("resuming job score: 1 of 3 mini batches already processed"));
   EXPECT_EQ(ReportRows().size(), 4u);
+}
+
+TEST_F(CoordinatorTest, ReleasedLeasesAreQueuedAgainAtOnceWithoutAFailedTry) {
+  MakeFiles(6);  // three mini-batches
+  spec_.run_max_try = 1;
+  Start();
+  Register();
+  WaitPlanned();
+  auto resp = LeaseWork(3);
+  ASSERT_EQ(resp.leases.size(), 3u);
+  // Another node cannot give back what is not its own.
+  protocol::ResultsRequest other;
+  other.node = "127.0.0.9";
+  other.released = {{1, 1}};
+  ASSERT_EQ(Post("/v1/results", other).status, 200);
+  EXPECT_EQ(coord_->GetProgress().miniBatches.running, 3);
+  // The agent stops: mini-batch 0 finished, 1 and 2 were queued there and never ran.
+  protocol::ResultsRequest req;
+  req.node = "127.0.0.1";
+  req.results = {Done(resp.leases[0])};
+  req.released = {{1, 1}, {2, 1}};
+  HttpResponse r = Post("/v1/results", req);
+  ASSERT_EQ(r.status, 200) << r.body.dump();
+  EXPECT_EQ(r.body.get<ResultsResponse>().accepted.size(), 1u);
+  auto p = coord_->GetProgress();
+  EXPECT_EQ(p.miniBatches.running, 0);
+  EXPECT_EQ(p.miniBatches.retried, 0);
+  // Another agent gets them at once, long before their leases would have expired.
+  auto again = LeaseWork(10, {}, "127.0.0.2");
+  ASSERT_EQ(again.leases.size(), 2u);
+  for (const auto& l : again.leases) EXPECT_EQ(l.attempt, 2);
+  Report({Done(again.leases[0]), Done(again.leases[1])}, {}, "127.0.0.2");
+  EXPECT_EQ(coord_->Wait(), 0);  // runMaxTry 1: a give-back is no failed try
+  auto rows = ReportRows();
+  ASSERT_EQ(rows.size(), 3u);  // nothing for the released attempts: they never ran
+  for (const auto& row : rows) EXPECT_THAT(row, HasSubstr("RUN_DONE"));
+  std::string journal = Read(".parallelrun/journal");
+  EXPECT_THAT(journal, HasSubstr("{\"t\":\"released\",\"mb\":1,\"a\":1,\"node\":\"127.0.0.1\"}"));
+  EXPECT_THAT(journal, HasSubstr("{\"t\":\"released\",\"mb\":2,\"a\":1,\"node\":\"127.0.0.1\"}"));
+  EXPECT_THAT(Read("logs/job_result.txt"), HasSubstr("mini_batches_retried: 0\n"));
+}
+
+TEST_F(CoordinatorTest, ReleaseOfAnUnplannedMiniBatchIsRejected) {
+  MakeFiles(2);
+  Start();
+  Register();
+  WaitPlanned();
+  protocol::ResultsRequest req;
+  req.node = "127.0.0.1";
+  req.released = {{5, 1}};
+  HttpResponse r = Post("/v1/results", req);
+  EXPECT_EQ(r.status, 400);
+  EXPECT_THAT(r.body.dump(), HasSubstr("released[0].mini_batch_id: got 5"));
+}
+
+// The previous coordinator was killed while mini-batches ran on two nodes: one agent outlived it
+// and registers again with its attempts, the other never comes back.
+TEST_F(CoordinatorTest, RestartKeepsRunningAttemptsForTheAgentsThatComeBack) {
+  MakeFiles(8);                       // four mini-batches
+  spec_.run_invocation_timeout = 10;  // lease 40 s
+  spec_.run_max_try = 1;
+  Start();
+  Register("127.0.0.1");
+  Register("127.0.0.2");
+  WaitPlanned();
+  auto a = LeaseWork(2, {}, "127.0.0.1");
+  auto b = LeaseWork(1, {}, "127.0.0.2");
+  ASSERT_EQ(a.leases.size(), 2u);
+  ASSERT_EQ(b.leases.size(), 1u);
+  coord_.reset();  // killed: nothing more is written
+
+  Start();
+  auto p = coord_->GetProgress();
+  EXPECT_EQ(p.miniBatches.running, 3);
+  // A third node gets only the mini-batch nobody had.
+  auto c = LeaseWork(10, {}, "127.0.0.3");
+  ASSERT_EQ(c.leases.size(), 1u);
+  EXPECT_EQ(c.leases[0].mini_batch_id, 3);
+  Report({Done(c.leases[0])}, {}, "127.0.0.3");
+  // Node 1 registers again with what it still runs and reports one result it kept meanwhile.
+  protocol::RegisterRequest again{"127.0.0.1", 42, {{0, 1}, {1, 1}}};
+  ASSERT_EQ(Post("/v1/register", again).status, 200);
+  EXPECT_TRUE(LeaseWork(0, {{1, 1}}, "127.0.0.1").cancel.empty());
+  EXPECT_EQ(Report({Done(a.leases[0])}, {}, "127.0.0.1").accepted.size(), 1u);
+  clock_.Advance(std::chrono::seconds(30));
+  EXPECT_TRUE(LeaseWork(0, {{1, 1}}, "127.0.0.1").cancel.empty());
+  // Node 2 never comes back: after one lease period its attempt is queued again, no try counted.
+  EXPECT_EQ(coord_->GetProgress().miniBatches.running, 2);
+  clock_.Advance(std::chrono::seconds(15));
+  ASSERT_TRUE(WaitFor([&] { return coord_->GetProgress().miniBatches.running == 1; }));
+  auto d = LeaseWork(10, {}, "127.0.0.3");
+  ASSERT_EQ(d.leases.size(), 1u);
+  EXPECT_EQ(d.leases[0].mini_batch_id, b.leases[0].mini_batch_id);
+  EXPECT_EQ(d.leases[0].attempt, 2);
+  Report({Done(a.leases[1])}, {}, "127.0.0.1");
+  Report({Done(d.leases[0])}, {}, "127.0.0.3");
+  EXPECT_EQ(coord_->Wait(), 0);  // runMaxTry 1: nothing counted as a failed try
+
+  EXPECT_EQ(Read("parallel_run_step.txt"),
+            "row 0 attempt 1\nrow 1 attempt 1\nrow 2 attempt 2\nrow 3 attempt 1\n");
+  for (const auto& row : ReportRows()) {
+    EXPECT_THAT(row, HasSubstr("RUN_DONE"));
+    EXPECT_THAT(row, ::testing::Not(HasSubstr("LEASE_EXPIRED")));
+  }
+  EXPECT_THAT(Read("logs/job_result.txt"), HasSubstr("mini_batches_retried: 0\n"));
+  EXPECT_THAT(Read(".parallelrun/journal"),
+              HasSubstr("{\"t\":\"released\",\"mb\":2,\"a\":1,\"node\":\"127.0.0.2\"}"));
+  EXPECT_THAT(Read("logs/sys/master_role.2.txt"),
+              HasSubstr("3 mini-batches were running when the previous coordinator ended"));
+}
+
+TEST_F(CoordinatorTest, RestartGivesBackAtOnceWhatARestartedAgentNoLongerHas) {
+  MakeFiles(4);  // two mini-batches
+  spec_.run_max_try = 1;
+  Start();
+  Register();
+  WaitPlanned();
+  ASSERT_EQ(LeaseWork(2).leases.size(), 2u);
+  coord_.reset();
+  Start();
+  EXPECT_EQ(coord_->GetProgress().miniBatches.running, 2);
+  // The agent was restarted too: it holds nothing, so both go back now, not in a lease period.
+  Register();
+  EXPECT_EQ(coord_->GetProgress().miniBatches.running, 0);
+  auto again = LeaseWork(10);
+  ASSERT_EQ(again.leases.size(), 2u);
+  // Renewing an attempt of the previous coordinator that was given back: cancelled.
+  EXPECT_EQ(LeaseWork(0, {{0, 1}}).cancel.size(), 1u);
+  Report({Done(again.leases[0]), Done(again.leases[1])});
+  EXPECT_EQ(coord_->Wait(), 0);
+  EXPECT_EQ(ReportRows().size(), 2u);
+}
+
+TEST_F(CoordinatorTest, AgentsHearTheEndBeforeTheCoordinatorLeaves) {
+  MakeFiles(2);
+  spec_.node_count = 3;
+  Start();
+  Register("127.0.0.1");
+  Register("127.0.0.2");
+  Register("127.0.0.3");
+  WaitPlanned();
+  auto resp = LeaseWork(1, {}, "127.0.0.1");
+  ASSERT_EQ(resp.leases.size(), 1u);
+  Report({Done(resp.leases[0])}, {}, "127.0.0.1");
+  EXPECT_EQ(coord_->Wait(), 0);
+  EXPECT_FALSE(coord_->WaitForAgentsToHearTheEnd(std::chrono::milliseconds(0)));
+  EXPECT_TRUE(LeaseWork(1, {}, "127.0.0.1").done);
+  EXPECT_TRUE(Report({}, {}, "127.0.0.2").stop);  // a results answer after the end says stop
+  EXPECT_FALSE(coord_->WaitForAgentsToHearTheEnd(std::chrono::milliseconds(0)));
+  // A node not heard from for a lease period is gone: nobody to wait for.
+  clock_.Advance(std::chrono::seconds(spec_.run_invocation_timeout + 31));
+  EXPECT_TRUE(coord_->WaitForAgentsToHearTheEnd(std::chrono::milliseconds(0)));
 }
 
 TEST_F(CoordinatorTest, RestartResumesAnUnfinishedPlanAfterItsLastRecord) {

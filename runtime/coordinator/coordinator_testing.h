@@ -157,7 +157,7 @@ class CoordinatorTest : public ::testing::Test {
     return coord_->Handle(HttpRequest{"POST", path, body});
   }
   void Register(const std::string& node = "127.0.0.1") {
-    HttpResponse r = Post("/v1/register", protocol::RegisterRequest{node, 42});
+    HttpResponse r = Post("/v1/register", protocol::RegisterRequest{node, 42, {}});
     ASSERT_EQ(r.status, 200) << r.body.dump();
   }
   LeaseResponse LeaseWork(int max, std::vector<LeaseRef> renew = {},

@@ -71,10 +71,37 @@ std::vector<LeaseGrant> JobState::Lease(uint32_t node, int max, SteadyTime expir
   return out;
 }
 
-bool JobState::Renew(int64_t id, int attempt, SteadyTime expiry) {
+bool JobState::Renew(int64_t id, int attempt, uint32_t node, SteadyTime expiry) {
   auto it = running_.find(id);
   if (it == running_.end() || it->second.attempt != attempt) return false;
   it->second.expiry = expiry;
+  if (it->second.node == kNoNode) it->second.node = node;
+  return true;
+}
+
+bool JobState::GiveBack(int64_t id, int attempt, uint32_t node) {
+  auto it = running_.find(id);
+  if (it == running_.end() || it->second.attempt != attempt || it->second.node != node) {
+    return false;
+  }
+  running_.erase(it);
+  --counts_.running;
+  Requeue(id, mbs_[static_cast<size_t>(id)]);
+  return true;
+}
+
+void JobState::Requeue(int64_t id, Entry& e) {
+  e.status = MiniBatchStatus::kPending;
+  retries_.push_front(id);
+}
+
+bool JobState::Hold(int64_t id, int attempt, SteadyTime until) {
+  Entry& e = mbs_[static_cast<size_t>(id)];
+  if (e.status != MiniBatchStatus::kPending || attempt != e.attempts || attempt < 1) return false;
+  // Its place in the plan-order queue is skipped while it runs; a give-back queues it again.
+  e.status = MiniBatchStatus::kRunning;
+  running_[id] = Live{attempt, kNoNode, until};
+  ++counts_.running;
   return true;
 }
 
@@ -135,8 +162,7 @@ Decision JobState::Apply(int64_t id, int attempt, AttemptStatus status, int64_t 
   --counts_.running;
   if (status == AttemptStatus::kRunDone) return Complete(e, attempt, succeeded);
   if (status == AttemptStatus::kCancelled) {
-    e.status = MiniBatchStatus::kPending;
-    retries_.push_front(id);
+    Requeue(id, e);
     Decision d;
     d.outcome = Outcome::kGivenBack;
     return d;
@@ -157,7 +183,12 @@ std::vector<ExpiredLease> JobState::ExpireLeases(SteadyTime now) {
     it = running_.erase(it);
     --counts_.running;
     Entry& e = mbs_[static_cast<size_t>(id)];
-    x.outcome = FailTry(id, e).outcome;
+    if (x.attempt.node == kNoNode) {
+      Requeue(id, e);
+      x.outcome = Outcome::kGivenBack;
+    } else {
+      x.outcome = FailTry(id, e).outcome;
+    }
     x.items = e.items;
     out.push_back(x);
   }

@@ -72,10 +72,13 @@ struct LeaseGrant {
   uint32_t plan_length = 0;
 };
 
+// The node of an attempt held since a coordinator restart whose agent has not reclaimed it.
+inline constexpr uint32_t kNoNode = 0xffffffff;
+
 struct RunningAttempt {
   int64_t id = 0;
   int attempt = 1;
-  uint32_t node = 0;  // the caller's node index
+  uint32_t node = 0;  // the caller's node index, or kNoNode
   SteadyTime expiry;
 };
 
@@ -88,7 +91,7 @@ struct Decision {
 
 struct ExpiredLease {
   RunningAttempt attempt;
-  Outcome outcome = Outcome::kRetry;  // kRetry or kFailed
+  Outcome outcome = Outcome::kRetry;  // kRetry or kFailed; kGivenBack for a hold (kNoNode)
   int64_t items = 0;
 };
 
@@ -119,12 +122,17 @@ class JobState {
   // Leases up to `max` pending mini-batches (retries first) to `node` until `expiry`.
   std::vector<LeaseGrant> Lease(uint32_t node, int max, SteadyTime expiry);
   // Extends the live attempt's lease; false when (id, attempt) is not the live attempt (the
-  // agent should cancel it).
-  bool Renew(int64_t id, int attempt, SteadyTime expiry);
+  // agent should cancel it). An attempt held since a restart (kNoNode) becomes `node`'s.
+  bool Renew(int64_t id, int attempt, uint32_t node, SteadyTime expiry);
+  // The live attempt (id, attempt), when it is `node`'s, goes back to the front of the queue
+  // without counting a try (an agent that stops gives back what it has not run; kNoNode: a held
+  // attempt whose agent came back without it). False (nothing changes) otherwise.
+  bool GiveBack(int64_t id, int attempt, uint32_t node);
   // Applies an attempt's result. `succeeded` is clamped to [0, items]; failed = items - succeeded.
   // Requires id < total.
   Decision Apply(int64_t id, int attempt, AttemptStatus status, int64_t succeeded);
-  // Removes leases whose expiry is at or before `now`; each is a failed try.
+  // Removes leases whose expiry is at or before `now`; each is a failed try, except a hold
+  // (kNoNode), which is given back.
   std::vector<ExpiredLease> ExpireLeases(SteadyTime now);
 
   // retryFrom: completes pending mini-batch `id` with the item counts of the earlier run that
@@ -136,6 +144,11 @@ class JobState {
   // as they were decided (`succeeded` as counted).
   void ReplayLease(int64_t id, int attempt);
   void ReplayOutcome(int64_t id, int attempt, Outcome outcome, int64_t succeeded);
+  // After the replay: keeps attempt `attempt` of pending mini-batch `id`, handed out before the
+  // restart with no outcome journaled, running for no node until `until`, so that no one else
+  // gets the mini-batch while its agent may still run it. False (nothing changes) when `id` is
+  // not pending or `attempt` is not its last attempt.
+  bool Hold(int64_t id, int attempt, SteadyTime until);
 
   const JobCounts& counts() const { return counts_; }
   MiniBatchStatus status(int64_t id) const { return mbs_[static_cast<size_t>(id)].status; }
@@ -168,6 +181,7 @@ class JobState {
 
   Decision Complete(Entry& e, int attempt, int64_t succeeded);
   Decision FailTry(int64_t id, Entry& e);
+  void Requeue(int64_t id, Entry& e);  // pending again, first in line, no try counted
 
   const int run_max_try_;
   std::vector<Entry> mbs_;

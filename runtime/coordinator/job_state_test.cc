@@ -96,7 +96,7 @@ TEST(JobStateTest, ExpiredLeaseIsAFailedTryAndItsLateRunDoneStillWins) {
   EXPECT_EQ(d.outcome, Outcome::kCompleted);
   EXPECT_EQ(s.accepted_attempt(0), 1);
   EXPECT_EQ(s.counts().running, 0);
-  EXPECT_FALSE(s.Renew(0, 2, kExpiry));
+  EXPECT_FALSE(s.Renew(0, 2, 0, kExpiry));
   EXPECT_EQ(s.Apply(0, 2, AttemptStatus::kRunDone, 10).outcome, Outcome::kLate);
   EXPECT_EQ(s.counts().items_succeeded, 10);
 }
@@ -114,10 +114,73 @@ TEST(JobStateTest, LateFailureOfAnExpiredAttemptIsNotCountedTwice) {
 TEST(JobStateTest, RenewExtendsOnlyTheLiveAttempt) {
   JobState s = WithMiniBatches(1);
   s.Lease(0, 1, kExpiry);
-  EXPECT_TRUE(s.Renew(0, 1, kExpiry + std::chrono::seconds(60)));
-  EXPECT_FALSE(s.Renew(0, 2, kExpiry));
+  EXPECT_TRUE(s.Renew(0, 1, 0, kExpiry + std::chrono::seconds(60)));
+  EXPECT_FALSE(s.Renew(0, 2, 0, kExpiry));
   EXPECT_TRUE(s.ExpireLeases(kExpiry).empty());
   EXPECT_EQ(s.ExpireLeases(kExpiry + std::chrono::seconds(60)).size(), 1u);
+}
+
+TEST(JobStateTest, GiveBackQueuesFirstWithoutATryAndOnlyForTheOwningNode) {
+  JobState s = WithMiniBatches(3, /*run_max_try=*/1);
+  s.Lease(4, 3, kExpiry);
+  EXPECT_FALSE(s.GiveBack(2, 1, 5));  // another node's lease
+  EXPECT_FALSE(s.GiveBack(2, 2, 4));  // not the live attempt
+  EXPECT_TRUE(s.GiveBack(2, 1, 4));
+  EXPECT_FALSE(s.GiveBack(2, 1, 4));  // once
+  EXPECT_EQ(s.status(2), MiniBatchStatus::kPending);
+  EXPECT_EQ(s.counts().running, 2);
+  EXPECT_EQ(s.counts().retried, 0);
+  auto g = s.Lease(5, 1, kExpiry);
+  ASSERT_EQ(g.size(), 1u);
+  EXPECT_EQ(g[0].id, 2);
+  EXPECT_EQ(g[0].attempt, 2);
+  // runMaxTry 1: a give-back is no try, so this attempt still may complete it.
+  EXPECT_EQ(s.Apply(2, 2, AttemptStatus::kRunDone, 10).outcome, Outcome::kCompleted);
+  EXPECT_EQ(s.counts().failed, 0);
+}
+
+TEST(JobStateTest, HeldAttemptIsReclaimedByTheRenewingNode) {
+  JobState s = WithMiniBatches(2);
+  s.ReplayLease(0, 1);
+  s.ReplayLease(1, 3);
+  s.SetPlanComplete();
+  EXPECT_FALSE(s.Hold(1, 2, kExpiry));  // not its last attempt
+  EXPECT_TRUE(s.Hold(0, 1, kExpiry));
+  EXPECT_FALSE(s.Hold(0, 1, kExpiry));  // already running
+  EXPECT_EQ(s.counts().running, 1);
+  // Nobody else gets it while it is held.
+  auto g = s.Lease(9, 10, kExpiry);
+  ASSERT_EQ(g.size(), 1u);
+  EXPECT_EQ(g[0].id, 1);
+  EXPECT_EQ(g[0].attempt, 4);
+  EXPECT_TRUE(s.Renew(0, 1, 3, kExpiry + std::chrono::seconds(90)));
+  auto running = s.Running();
+  ASSERT_EQ(running.size(), 2u);
+  EXPECT_EQ(running[0].node, 3u);
+  EXPECT_FALSE(s.GiveBack(0, 1, kNoNode));  // it is node 3's now
+  EXPECT_EQ(s.Apply(0, 1, AttemptStatus::kRunDone, 10).outcome, Outcome::kCompleted);
+}
+
+TEST(JobStateTest, UnclaimedHoldIsGivenBackWithoutATry) {
+  JobState s = WithMiniBatches(1, /*run_max_try=*/1);
+  s.ReplayLease(0, 1);
+  ASSERT_TRUE(s.Hold(0, 1, kExpiry));
+  EXPECT_TRUE(s.ExpireLeases(kExpiry - std::chrono::seconds(1)).empty());
+  auto x = s.ExpireLeases(kExpiry);
+  ASSERT_EQ(x.size(), 1u);
+  EXPECT_EQ(x[0].attempt.node, kNoNode);
+  EXPECT_EQ(x[0].outcome, Outcome::kGivenBack);
+  EXPECT_EQ(s.counts().retried, 0);
+  EXPECT_EQ(s.counts().failed, 0);
+  auto g = s.Lease(0, 1, kExpiry);
+  ASSERT_EQ(g.size(), 1u);
+  EXPECT_EQ(g[0].attempt, 2);
+  // A held attempt whose node comes back without it goes back at once.
+  JobState t = WithMiniBatches(1);
+  t.ReplayLease(0, 1);
+  ASSERT_TRUE(t.Hold(0, 1, kExpiry));
+  EXPECT_TRUE(t.GiveBack(0, 1, kNoNode));
+  EXPECT_EQ(t.status(0), MiniBatchStatus::kPending);
 }
 
 TEST(JobStateTest, ReplayRestoresOutcomesAndAttemptNumbers) {

@@ -116,6 +116,12 @@ std::string JournalExpiredLine(int64_t id, int attempt, std::string_view node, O
   return out;
 }
 
+std::string JournalReleasedLine(int64_t id, int attempt, std::string_view node) {
+  std::string out = RecordStart("released", id, attempt, node);
+  out += "}\n";
+  return out;
+}
+
 std::string JournalCarriedLine(int64_t id, int attempt, int64_t succeeded, int64_t failed) {
   std::string out = "{\"t\":\"carried\",\"mb\":";
   out += std::to_string(id);
@@ -146,13 +152,15 @@ StatusOr<JournalRecord> ParseJournalLine(std::string_view line) {
       r.succeeded = j.at("succeeded").get<int64_t>();
       return r;
     }
-    if (r.type != "lease" && r.type != "result" && r.type != "expired") {
+    if (r.type != "lease" && r.type != "result" && r.type != "expired" && r.type != "released") {
       return InvalidArgumentError("unknown record type \"" + r.type + "\"");
     }
     r.mini_batch_id = j.at("mb").get<int64_t>();
     r.attempt = j.at("a").get<int>();
     r.node = j.value("node", std::string());
-    if (r.type != "lease") {
+    if (r.type == "released") {
+      r.outcome = Outcome::kGivenBack;
+    } else if (r.type != "lease") {
       std::string outcome = j.at("outcome").get<std::string>();
       auto o = ParseOutcome(outcome);
       if (!o) return InvalidArgumentError("unknown outcome \"" + outcome + "\"");

@@ -11,6 +11,9 @@
 //   {"t":"expired","mb":5,"a":2,"node":..,"outcome":"retry"}         a lease expired
 //   {"t":"carried","mb":5,"a":1,"succeeded":9,"failed":1}             retryFrom: mini-batch 5
 //   completed in the earlier run (with its attempt 1) and is not run again
+//   {"t":"released","mb":5,"a":2,"node":".."}                        attempt 2 was given back
+//   unrun (an agent stopping, or a lease from before a restart that its agent did not reclaim):
+//   no try counted, the mini-batch is pending again
 //
 // Guarantees: Append writes through (one write(2) per call); SyncTo(offset) returns once every
 // byte up to `offset` is on disk (fdatasync). Concurrent SyncTo calls share fdatasyncs (group
@@ -38,11 +41,11 @@
 namespace parallelrun::rt {
 
 struct JournalRecord {
-  std::string type;  // start | lease | result | expired | carried
+  std::string type;  // start | lease | result | expired | carried | released
   int64_t mini_batch_id = 0;
   int attempt = 0;
   std::string node;
-  Outcome outcome = Outcome::kLate;  // carried: kCompleted
+  Outcome outcome = Outcome::kLate;  // carried: kCompleted; released: kGivenBack
   int64_t succeeded = 0;             // as counted
   std::string time;                  // start
   int start_index = 0;               // start: the master_role.<n> index
@@ -53,6 +56,7 @@ std::string JournalLeaseLine(int64_t id, int attempt, std::string_view node);
 std::string JournalResultLine(const protocol::AttemptResult& result, std::string_view node,
                               const Decision& decision);
 std::string JournalExpiredLine(int64_t id, int attempt, std::string_view node, Outcome outcome);
+std::string JournalReleasedLine(int64_t id, int attempt, std::string_view node);
 // `attempt` is the earlier run's accepted attempt (0 when it had carried it over itself).
 std::string JournalCarriedLine(int64_t id, int attempt, int64_t succeeded, int64_t failed);
 StatusOr<JournalRecord> ParseJournalLine(std::string_view line);

@@ -69,7 +69,7 @@ TEST(JournalTest, RecordsRoundTripThroughReplay) {
     std::string lines = JournalStartLine(1, SystemTime(), "owner") + JournalLeaseLine(4, 2, "n1") +
                         JournalResultLine(r, "n1", d) +
                         JournalExpiredLine(5, 1, "n2", Outcome::kRetry) +
-                        JournalCarriedLine(6, 3, 7, 2);
+                        JournalCarriedLine(6, 3, 7, 2) + JournalReleasedLine(7, 2, "n3");
     auto off = (*j)->Append(lines);
     ASSERT_TRUE(off.ok());
     ASSERT_TRUE((*j)->SyncTo(*off).ok());
@@ -81,7 +81,7 @@ TEST(JournalTest, RecordsRoundTripThroughReplay) {
     return Status::Ok();
   });
   ASSERT_TRUE(valid.ok()) << valid.status().ToString();
-  ASSERT_EQ(records.size(), 5u);
+  ASSERT_EQ(records.size(), 6u);
   EXPECT_EQ(records[0].type, "start");
   EXPECT_EQ(records[0].start_index, 1);
   EXPECT_EQ(records[1].type, "lease");
@@ -97,6 +97,11 @@ TEST(JournalTest, RecordsRoundTripThroughReplay) {
   EXPECT_EQ(records[4].attempt, 3);
   EXPECT_EQ(records[4].outcome, Outcome::kCompleted);
   EXPECT_EQ(records[4].succeeded, 7);
+  EXPECT_EQ(records[5].type, "released");
+  EXPECT_EQ(records[5].mini_batch_id, 7);
+  EXPECT_EQ(records[5].attempt, 2);
+  EXPECT_EQ(records[5].node, "n3");
+  EXPECT_EQ(records[5].outcome, Outcome::kGivenBack);
   EXPECT_NE(ReadFile(path)->find("\"error\":\"bad \\ufffd byte\""), std::string::npos);
   // Reopening at the valid size cuts the torn record.
   auto j = Journal::Open(path, *valid);

@@ -625,6 +625,17 @@ TEST_F(ResourceMonitorTest, SamplesAtOnceAndThenEveryInterval) {
   EXPECT_TRUE(found);
 }
 
+// The agent starts its monitor before its workers: the first sample is the node without them.
+TEST_F(ResourceMonitorTest, StartWritesTheFirstSampleBeforeItReturns) {
+  ResourceMonitor monitor(Options(600), RealClock::Get());
+  monitor.Start();
+  const std::string node = monitor.perf_dir() + "/node_resource_usage.csv";
+  ASSERT_TRUE(PathExists(node));
+  EXPECT_EQ(Lines(Read(node)).size(), 2u);  // the header and the first sample, no waiting
+  monitor.Stop();
+  EXPECT_EQ(Lines(Read(node)).size(), 2u);  // the next one is an interval away
+}
+
 TEST_F(ResourceMonitorTest, IntervalZeroWritesNothing) {
   ResourceMonitor monitor(Options(0), RealClock::Get());
   monitor.Start();

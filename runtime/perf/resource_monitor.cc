@@ -34,10 +34,15 @@ ResourceMonitor::ResourceMonitor(ResourceMonitorOptions options, const Clock& cl
 ResourceMonitor::~ResourceMonitor() { Stop(); }
 
 void ResourceMonitor::Start() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (started_ || stop_ || options_.interval_seconds <= 0) return;
+    started_ = true;
+  }
+  // The first sample on the caller's thread: the baseline, before the caller starts anything.
+  (void)SampleNow();  // failures are logged there
   std::lock_guard<std::mutex> lock(mu_);
-  if (started_ || stop_ || options_.interval_seconds <= 0) return;
-  started_ = true;
-  thread_ = std::thread([this] { Loop(); });
+  if (!stop_) thread_ = std::thread([this] { Loop(); });
 }
 
 void ResourceMonitor::Stop() {
@@ -60,9 +65,9 @@ void ResourceMonitor::Loop() {
   // Waits are in real time (the Clock seam has no waiting); the Clock stamps the samples.
   using std::chrono::steady_clock;
   const auto interval = std::chrono::seconds(options_.interval_seconds);
-  auto next = steady_clock::now();
+  auto next = steady_clock::now() + interval;  // Start() took the first sample
   std::unique_lock<std::mutex> lock(mu_);
-  while (!stop_) {
+  while (!cv_.wait_until(lock, next, [&] { return stop_; })) {
     lock.unlock();
     (void)SampleNow();  // failures are logged there; the next sample may do better
     lock.lock();
@@ -70,7 +75,6 @@ void ResourceMonitor::Loop() {
     // After a stall longer than an interval (a suspended machine), start again from now rather
     // than catching up with a burst of samples.
     if (auto now = steady_clock::now(); next < now) next = now + interval;
-    cv_.wait_until(lock, next, [&] { return stop_; });
   }
 }
 

@@ -3,9 +3,10 @@
 // thread of its own. One per agent.
 //
 // Guarantees:
-// - Start() takes the first sample at once, then one every interval (not drifting: a slow sample
-//   shortens the next wait). With an interval of 0 no thread starts and nothing is written
-//   (unless SampleNow() is called).
+// - Start() takes the first sample on the calling thread before it returns (so the agent has a
+//   baseline before its workers start), then the thread takes one every interval (not drifting:
+//   a slow sample shortens the next wait). With an interval of 0 no thread starts and nothing is
+//   written (unless SampleNow() is called).
 // - Every sample is written (and so visible to `tail -f`) before the next one starts; a CSV file
 //   gets its header row once, when it is created or empty, so a restarted agent appends to it.
 // - Stop() returns as soon as a sample in progress (milliseconds) is finished; the destructor
@@ -54,8 +55,8 @@ class ResourceMonitor {
   ResourceMonitor(const ResourceMonitor&) = delete;
   ResourceMonitor& operator=(const ResourceMonitor&) = delete;
 
-  // Starts the sampling thread. Does nothing when the interval is 0, when already started, or
-  // after Stop().
+  // Takes the first sample, then starts the sampling thread. Does nothing when the interval is 0,
+  // when already started, or after Stop().
   void Start();
   // Stops and joins the thread. Idempotent.
   void Stop();

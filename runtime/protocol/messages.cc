@@ -16,7 +16,7 @@ namespace parallelrun::rt::protocol {
 
 // Missing fields take their defaults, so older and newer peers interoperate; a field of the
 // wrong type throws nlohmann::json::type_error, which the HTTP adapter turns into a 400.
-PR_DEFINE_JSON_WITH_DEFAULT(RegisterRequest, node, pid)
+PR_DEFINE_JSON_WITH_DEFAULT(RegisterRequest, node, pid, held)
 PR_DEFINE_JSON_WITH_DEFAULT(RegisterResponse, spec, code_dir, input_dirs, side_input_dirs,
                             output_dir, log_dir, parts_dir, arguments, lease_seconds)
 PR_DEFINE_JSON_WITH_DEFAULT(Lease, mini_batch_id, attempt, input_name, input_type, files, file,
@@ -27,7 +27,7 @@ PR_DEFINE_JSON_WITH_DEFAULT(LeaseResponse, leases, cancel, done, stop, retry_aft
 PR_DEFINE_JSON_WITH_DEFAULT(AttemptResult, mini_batch_id, attempt, process, pid, status, total,
                             succeeded, failed, start_utc, elapsed_s, cpu_s, run_s, error, detail)
 PR_DEFINE_JSON_WITH_DEFAULT(WorkerEvent, process, pid, kind, error, detail)
-PR_DEFINE_JSON_WITH_DEFAULT(ResultsRequest, node, results, events)
+PR_DEFINE_JSON_WITH_DEFAULT(ResultsRequest, node, results, events, released)
 PR_DEFINE_JSON_WITH_DEFAULT(ResultsResponse, accepted, stop)
 PR_DEFINE_JSON_WITH_DEFAULT(MiniBatchCounts, total, completed, failed, running, retried)
 PR_DEFINE_JSON_WITH_DEFAULT(ItemCounts, total, succeeded, failed)

@@ -3,7 +3,8 @@
 //
 //   POST /v1/register  RegisterRequest  -> RegisterResponse   (an agent joins)
 //   POST /v1/lease     LeaseRequest     -> LeaseResponse      (renew running leases, get new work)
-//   POST /v1/results   ResultsRequest   -> ResultsResponse    (attempt outcomes, worker events)
+//   POST /v1/results   ResultsRequest   -> ResultsResponse    (attempt outcomes, worker events,
+//                                                               leases given back)
 //   GET  /v1/progress                   -> Progress           (status fields of SPEC.md §6)
 //
 // Agents lease several mini-batches per request and report results in batches, so short
@@ -18,9 +19,19 @@
 
 namespace parallelrun::rt::protocol {
 
+struct LeaseRef {
+  int64_t mini_batch_id = 0;
+  int attempt = 1;
+};
+
 struct RegisterRequest {
   std::string node;  // node name (pod IP; locally 127.0.0.<i+1>)
   int64_t pid = 0;
+  // Attempts this agent runs, has queued, or finished without its result accepted yet (non-empty
+  // when it registers again after the coordinator was unreachable): a restarted coordinator
+  // lets it keep them, and gives back at once, without counting a try, what the node had before
+  // the restart and no longer holds.
+  std::vector<LeaseRef> held;
 };
 
 // Everything an agent needs to run workers: it never reads the manifest itself.
@@ -53,11 +64,6 @@ struct Lease {
   int64_t end = 0;
   int64_t items = 0;
   std::string part_file;  // where the worker writes its rows; empty for summary_only
-};
-
-struct LeaseRef {
-  int64_t mini_batch_id = 0;
-  int attempt = 1;
 };
 
 struct LeaseRequest {
@@ -107,6 +113,10 @@ struct ResultsRequest {
   std::string node;
   std::vector<AttemptResult> results;
   std::vector<WorkerEvent> events;
+  // Leases given back unrun (an agent stopping on SIGTERM): queued again at once, without
+  // counting a try and without waiting for the lease to expire. Only this node's live attempts
+  // are affected; anything else is ignored.
+  std::vector<LeaseRef> released;
 };
 
 struct ResultsResponse {

@@ -5,8 +5,10 @@ import glob
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
+import time
 import unittest
 
 BIN = os.environ.get("PARALLELRUN_BIN") or os.path.join(
@@ -100,3 +102,112 @@ def glob_logs(job, pattern):
 def read_text(path):
     with open(path) as f:
         return f.read()
+
+
+def wait_for(what, predicate, timeout):
+    """Polls predicate until it returns something truthy; fails naming `what` after timeout s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def children_running(parent_pid, needle):
+    """Pids whose parent is parent_pid and whose command line contains needle (via /proc)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+            # The command name is in parentheses and may hold spaces: split after the last ')'.
+            fields = stat[stat.rindex(")") + 2:].split()
+            if int(fields[1]) != parent_pid or fields[0] == "Z":
+                continue
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, ValueError):
+            continue  # gone meanwhile
+        if needle in cmdline:
+            pids.append(int(entry))
+    return pids
+
+
+class Cluster:
+    """A standalone `parallelrun coordinator` and `parallelrun agent` processes of one job (the
+    job's job.yaml), as in a cluster. Remembers every process so that cleanup() can SIGKILL and
+    reap them all; each process's output goes to <job root>/<name>.<n>.log."""
+
+    def __init__(self, job, token_file, nodes):
+        self.job = job
+        self.token_file = token_file
+        self.nodes = nodes
+        self.coordinator = None
+        self.agents = {}
+        self.all = []
+        self.logs = []
+        self.url = None
+        self.incarnation = 0
+
+    def _spawn(self, args, name, env=None):
+        path = os.path.join(self.job.root, f"{name}.{len(self.all)}.log")
+        log = open(path, "w")
+        p = subprocess.Popen(args, cwd=self.job.root, stdout=log, stderr=subprocess.STDOUT,
+                             env=env, start_new_session=True)
+        log.close()
+        self.all.append(p)
+        self.logs.append(path)
+        return p
+
+    def log_of(self, p):
+        """What process p (started here) printed."""
+        return read_text(self.logs[self.all.index(p)])
+
+    def start_coordinator(self, listen="127.0.0.1:0"):
+        """Starts a coordinator on `listen` (ADDR:PORT; port 0 picks one) and waits for its
+        address; `same_address()` gives the listen value of the current one, for a restart."""
+        self.incarnation += 1
+        address_file = os.path.join(self.job.root, f"address.{self.incarnation}")
+        self.coordinator = self._spawn(
+            [BIN, "coordinator", "--spec", os.path.join(self.job.root, "job.yaml"),
+             "--listen", listen, "--token-file", self.token_file,
+             "--address-file", address_file, "--paths", "local",
+             "--manifest-dir", self.job.root, "--nodes", str(len(self.nodes)), "--no-echo"],
+            "coordinator")
+
+        def address():
+            if self.coordinator.poll() is not None:
+                raise AssertionError(f"coordinator exited {self.coordinator.returncode} at start:\n"
+                                     + self.log_of(self.coordinator))
+            try:
+                with open(address_file) as f:
+                    return f.read().strip()
+            except OSError:
+                return None
+
+        self.url = wait_for("the coordinator's address file", address, 60)
+
+    def same_address(self):
+        return self.url.split("://", 1)[1]
+
+    def start_agent(self, node):
+        env = dict(os.environ, PARALLELRUN_PYTHON=PYTHON)
+        self.agents[node] = self._spawn(
+            [BIN, "agent", "--coordinator", self.url, "--token-file", self.token_file,
+             "--node-name", node], "agent-" + node, env)
+        return self.agents[node]
+
+    def kill(self, p, sig=signal.SIGKILL):
+        p.send_signal(sig)
+        p.wait()
+
+    def cleanup(self):
+        for p in self.all:
+            if p.poll() is None:
+                p.send_signal(signal.SIGKILL)
+            p.wait()

@@ -1,19 +1,19 @@
 """Chaos test (issue 4, "Proof"): a standalone `parallelrun coordinator` and three `parallelrun
 agent` processes, as in a cluster, run a job of 2,000 mini-batches while random workers, agents
-and the coordinator itself are SIGKILLed and restarted. Afterwards every succeeded item is in the
-output exactly once, in plan order, no mini-batch is accepted twice, and the report CSV and
-job_result.txt agree with the output. Seeded; the seed is printed."""
+and the coordinator itself are SIGKILLed and restarted while the others keep running (a new
+coordinator comes back on the same address; the agents outlive it and register again). Afterwards
+every succeeded item is in the output exactly once, in plan order, no mini-batch is accepted twice,
+the report CSV and job_result.txt agree with the output, and every agent still running at the end
+exits 0. Seeded; the seed is printed."""
 import collections
-import csv
 import os
 import random
 import signal
-import subprocess
 import sys
 import time
 import unittest
 
-from jobkit import BIN, PYTHON, JobTestCase, manifest
+from jobkit import Cluster, JobTestCase, children_running, manifest, wait_for
 
 FILES = 2000
 NODES = ["127.0.0.1", "127.0.0.2", "127.0.0.3"]
@@ -27,99 +27,6 @@ def run(mini_batch):
     time.sleep(random.random() * 0.004)
     return [os.path.basename(p) for p in mini_batch]
 """
-
-
-def wait_for(what, predicate, timeout):
-    """Polls predicate until it returns something truthy; fails naming `what` after timeout s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
-
-
-def children_running(parent_pid, needle):
-    """Pids whose parent is parent_pid and whose command line contains needle (via /proc)."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-            # The command name is in parentheses and may hold spaces: split after the last ')'.
-            fields = stat[stat.rindex(")") + 2:].split()
-            if int(fields[1]) != parent_pid or fields[0] == "Z":
-                continue
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
-        except (OSError, ValueError):
-            continue  # gone meanwhile
-        if needle in cmdline:
-            pids.append(int(entry))
-    return pids
-
-
-class Cluster:
-    """The coordinator and agents of one job, started as separate processes; remembers them all
-    so that cleanup() can SIGKILL and reap every one."""
-
-    def __init__(self, job, token_file):
-        self.job = job
-        self.token_file = token_file
-        self.coordinator = None
-        self.agents = {}
-        self.all = []
-        self.url = None
-        self.incarnation = 0
-
-    def _spawn(self, args, name, env=None):
-        log = open(os.path.join(self.job.root, f"{name}.{len(self.all)}.log"), "w")
-        p = subprocess.Popen(args, cwd=self.job.root, stdout=log, stderr=subprocess.STDOUT,
-                             env=env, start_new_session=True)
-        log.close()
-        self.all.append(p)
-        return p
-
-    def start_coordinator(self):
-        self.incarnation += 1
-        address_file = os.path.join(self.job.root, f"address.{self.incarnation}")
-        self.coordinator = self._spawn(
-            [BIN, "coordinator", "--spec", os.path.join(self.job.root, "job.yaml"),
-             "--listen", "127.0.0.1:0", "--token-file", self.token_file,
-             "--address-file", address_file, "--paths", "local",
-             "--manifest-dir", self.job.root, "--nodes", str(len(NODES)), "--no-echo"],
-            "coordinator")
-
-        def address():
-            if self.coordinator.poll() is not None:
-                raise AssertionError(f"coordinator exited {self.coordinator.returncode} at start")
-            try:
-                with open(address_file) as f:
-                    return f.read().strip()
-            except OSError:
-                return None
-
-        self.url = wait_for("the coordinator's address file", address, 60)
-
-    def start_agent(self, node):
-        env = dict(os.environ, PARALLELRUN_PYTHON=PYTHON)
-        self.agents[node] = self._spawn(
-            [BIN, "agent", "--coordinator", self.url, "--token-file", self.token_file,
-             "--node-name", node], "agent-" + node, env)
-
-    def kill(self, p):
-        p.send_signal(signal.SIGKILL)
-        p.wait()
-
-    def cleanup(self):
-        for p in self.all:
-            if p.poll() is None:
-                p.send_signal(signal.SIGKILL)
-            p.wait()
 
 
 class ChaosTest(JobTestCase):
@@ -146,7 +53,7 @@ class ChaosTest(JobTestCase):
         rng.shuffle(kills)
         # Kill points spread over the first ~60 % of the job, as report CSV rows seen.
         points = sorted(rng.sample(range(100, int(FILES * 0.6)), len(kills)))
-        cluster = Cluster(self.job, token_file)
+        cluster = Cluster(self.job, token_file, NODES)
         started = time.monotonic()
         log = []
         try:
@@ -175,14 +82,10 @@ class ChaosTest(JobTestCase):
                     cluster.start_agent(node)
                     log.append(f"agent {node}")
                 else:
+                    # The agents keep running: they wait for the new coordinator on the same
+                    # address, register again and report what finished meanwhile.
                     cluster.kill(cluster.coordinator)
-                    # Agents would give up on the lost coordinator after a while; they need the
-                    # new URL anyway.
-                    for node in NODES:
-                        cluster.kill(cluster.agents[node])
-                    cluster.start_coordinator()
-                    for node in NODES:
-                        cluster.start_agent(node)
+                    cluster.start_coordinator(cluster.same_address())
                     log.append("coordinator")
                 print(f"  at {point} rows ({time.monotonic() - started:.1f} s): killed {log[-1]}",
                       file=sys.stderr, flush=True)
@@ -192,12 +95,18 @@ class ChaosTest(JobTestCase):
             for node in NODES:
                 wait_for(f"agent {node} to exit", lambda: cluster.agents[node].poll() is not None,
                          60)
+            agent_codes = {node: cluster.agents[node].returncode for node in NODES}
+            agent_logs = {node: cluster.log_of(cluster.agents[node]) for node in NODES}
+            coordinator_log = cluster.log_of(cluster.coordinator)
         finally:
             cluster.cleanup()
         print(f"  finished in {time.monotonic() - started:.1f} s after {len(log)} kills",
               file=sys.stderr, flush=True)
         self.assertEqual(code, 0, f"seed {seed}: coordinator exit {code}; kills: {log}\n"
-                         + self.job.read(f"coordinator.{cluster.all.index(cluster.coordinator)}.log"))
+                         + coordinator_log)
+        for node in NODES:
+            self.assertEqual(agent_codes[node], 0,
+                             f"seed {seed}: agent {node}; kills: {log}\n{agent_logs[node]}")
         self.assertGreaterEqual(len(log), 3, f"seed {seed}: the job ended before the kills: {log}")
 
         rows = self.job.report_rows()

@@ -1,0 +1,57 @@
+# The parallelrun image: `parallelrun` (local runs, coordinator, agents), `parallelrun-operator`,
+# the native host, python3 with pandas and the Python host. One image serves the operator
+# Deployment (charts/parallelrun) and, by default, the pods of every job.
+#
+#   docker build -t parallelrun:0.1.0 .
+#
+# The build stage installs, builds and unit-tests with the same scripts CI runs (.ci/run ->
+# scripts/test.sh), so CI proves every command here; tests/chart/test_dockerfile.py checks that.
+
+FROM debian:bookworm AS build
+WORKDIR /src
+# The one package list (a separate layer, so code changes do not re-install packages).
+COPY scripts/install-deps.sh scripts/install-deps.sh
+RUN bash scripts/install-deps.sh
+COPY . .
+RUN bash scripts/build.sh default
+# The unit tests (the label the asan test preset runs in CI), except the test cluster's
+# container tests: they unshare mount namespaces, which an unprivileged `docker build` does not
+# allow, and the test cluster is not part of the image (CI runs them).
+RUN ctest --preset default --label-regex unit \
+      --exclude-regex '^(ContainerProcessTest|PodRunnerTest|KubeletTest)\.'
+
+FROM debian:bookworm-slim
+ARG VERSION=0.1.0
+ARG SOURCE=""
+ARG LICENSES=NOASSERTION
+LABEL org.opencontainers.image.title="parallelrun" \
+      org.opencontainers.image.description="Parallel runs of an entry script over large inputs" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.licenses="${LICENSES}"
+
+# Runtime libraries of the binaries (the -dev packages of scripts/install-deps.sh pull these in
+# the build stage), python3 + pandas for entry scripts. tests/chart/test_dockerfile.py checks
+# that every library the binaries load comes from this list or from the base image.
+RUN apt-get update -qq \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      ca-certificates libcpprest2.10 libfmt9 libspdlog1.10 libssl3 libyaml-cpp0.7 \
+      python3 python3-pandas \
+ && rm -rf /var/lib/apt/lists/*
+
+# The binaries in /usr/local/bin; the Python host where the agent looks for it
+# (<exe dir>/../share/parallelrun/python, see runtime/worker/worker.h).
+COPY --from=build /src/build/bin/parallelrun /src/build/bin/parallelrun-operator \
+     /src/build/bin/parallelrun-native-host /usr/local/bin/
+COPY --from=build /src/build/share/parallelrun/python /usr/local/share/parallelrun/python
+# The C header of native entry points (runtime/hosts/native/README.md), for images built on this.
+COPY runtime/hosts/native/parallelrun_native.h /usr/local/include/parallelrun/
+
+# Non-root, with the uid the chart's securityContext sets (runAsUser 10001).
+RUN groupadd --gid 10001 parallelrun \
+ && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
+      --shell /usr/sbin/nologin parallelrun
+USER 10001:10001
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+WORKDIR /tmp
+CMD ["parallelrun", "--help"]

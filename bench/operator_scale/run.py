@@ -1,0 +1,135 @@
+#!/usr/bin/python3
+"""bench/operator_scale: the operator's memory and status lag (SPEC.md §9).
+
+1. Starts a test cluster (tests/cluster) with the CRD and the chart's RBAC, cordons its node and
+   starts parallelrun-operator. Creates N ParallelRunJobs at once (default 500); their pods stay
+   Pending. Measures the time until every job has its children (Secret, ConfigMap, Service,
+   coordinator and worker pods) and a status saying Unschedulable, and the operator's RSS
+   (VmRSS of /proc/<pid>/status) before and after. Target: RSS <= 30 MiB with 500 jobs.
+2. Deletes them, uncordons, runs M small jobs (default 20) at once and measures the status lag:
+   for every job, the time from its coordinator's end (the container's finishedAt) to the
+   moment a watch sees the job Succeeded. Target: <= 5 s.
+
+usage: bench/operator_scale/run.py [--jobs 500] [--running 20] [--build build]
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime, timezone
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+
+
+def rss_mib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    return 0.0
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--jobs", type=int, default=500)
+    parser.add_argument("--running", type=int, default=20)
+    parser.add_argument("--build", default=os.path.join(ROOT, "build"))
+    args = parser.parse_args()
+    bin_dir = os.path.join(os.path.abspath(args.build), "bin")
+    os.environ["PARALLELRUN_BIN"] = os.path.join(bin_dir, "parallelrun")
+    os.environ["OPERATOR_BIN"] = os.path.join(bin_dir, "parallelrun-operator")
+    os.environ["TESTCLUSTER_BIN"] = os.path.join(bin_dir, "testcluster")
+    os.environ["CHART_RENDER_BIN"] = os.path.join(bin_dir, "chart-render")
+    sys.path.insert(0, os.path.join(ROOT, "tests", "operator"))
+    import test_operator_e2e as e2e
+
+    c = e2e.OperatorCluster()
+    try:
+        pid = c.operator.pid
+        e2e.wait_until(lambda: "leader" in c.operator_log().lower(), 60, "leadership")
+        idle = rss_mib(pid)
+        c.kubectl("cordon", "testcluster-node")
+        work = tempfile.mkdtemp(prefix="opscale-", dir=c.dir)
+        e2e.make_slow_data(work, files=4)
+        docs = [e2e.cluster_manifest("pending-%03d" % i, work, e2e.slow_source(4), node_count=1,
+                                     processes=1) for i in range(args.jobs)]
+        started = time.monotonic()
+        c.kubectl("create", "-f", "-", input="\n---\n".join(json.dumps(d) for d in docs),
+                  timeout=600)
+        created = time.monotonic() - started
+
+        def all_explained():
+            out = c.kubectl("get", "prj", "-o", "json", timeout=120)
+            items = json.loads(out.stdout)["items"]
+            ok = 0
+            for job in items:
+                for cond in job.get("status", {}).get("conditions", []):
+                    if cond["type"] == "Scheduled" and cond["reason"] == "Unschedulable":
+                        ok += 1
+            return ok == args.jobs
+        e2e.wait_until(all_explained, 1800, "every job to report Unschedulable")
+        settled = time.monotonic() - started
+        pods = json.loads(c.kubectl("get", "pods", "-o", "json", timeout=120).stdout)["items"]
+        time.sleep(2)
+        rss = rss_mib(pid)
+        print(f"operator_scale: {args.jobs} jobs created in {created:.1f} s; every job had its "
+              f"children and an Unschedulable status after {settled:.1f} s; {len(pods)} pods")
+        print(f"operator_scale: RSS idle {idle:.1f} MiB, with {args.jobs} jobs {rss:.1f} MiB "
+              f"(target <= 30 MiB: ratio {rss / 30.0:.2f})")
+
+        c.kubectl("delete", "prj", "--all", "--wait=true", "--timeout=600s", timeout=700)
+        c.kubectl("uncordon", "testcluster-node")
+        work = tempfile.mkdtemp(prefix="opscale-run-", dir=c.dir)
+        e2e.make_slow_data(work, files=40)
+        seen = {}
+        from kubernetes import client, config, watch
+        api = client.CustomObjectsApi(config.new_client_from_config(
+            config_file=c.cluster.kubeconfig))
+
+        def watcher():
+            w = watch.Watch()
+            for ev in w.stream(api.list_namespaced_custom_object, "parallelrun.io", "v1alpha1",
+                               "default", "parallelrunjobs", timeout_seconds=900):
+                obj = ev["object"]
+                if (obj.get("status") or {}).get("phase") == "Succeeded":
+                    seen.setdefault(obj["metadata"]["name"], time.time())
+                if len(seen) == args.running:
+                    w.stop()
+        t = threading.Thread(target=watcher, daemon=True)
+        t.start()
+        docs = []
+        for i in range(args.running):
+            data = os.path.join(work, "job%02d" % i)
+            shutil.copytree(os.path.join(work, "code"), os.path.join(data, "code"))
+            shutil.copytree(os.path.join(work, "documents"), os.path.join(data, "documents"))
+            docs.append(e2e.cluster_manifest("run-%02d" % i, data, e2e.slow_source(40),
+                                             node_count=1, processes=1))
+        c.kubectl("create", "-f", "-", input="\n---\n".join(json.dumps(d) for d in docs))
+        t.join(timeout=900)
+        lags = []
+        for i in range(args.running):
+            name = "run-%02d" % i
+            pod = json.loads(c.kubectl("get", "pod", f"{name}-coordinator", "-o",
+                                       "json").stdout)
+            finished = pod["status"]["containerStatuses"][0]["state"]["terminated"]["finishedAt"]
+            end = datetime.strptime(finished, "%Y-%m-%dT%H:%M:%SZ").replace(
+                tzinfo=timezone.utc).timestamp()
+            # finishedAt has one-second resolution, so this is an upper bound of the lag.
+            lags.append(max(0.0, seen[name] - end))
+        lags.sort()
+        worst = lags[-1]
+        print(f"operator_scale: status lag for {args.running} running jobs: median "
+              f"{lags[len(lags) // 2]:.2f} s, max {worst:.2f} s (target <= 5 s: ratio "
+              f"{worst / 5.0:.2f}); operator RSS {rss_mib(pid):.1f} MiB")
+    finally:
+        c.down()
+
+
+if __name__ == "__main__":
+    main()

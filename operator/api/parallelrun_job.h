@@ -1,0 +1,202 @@
+// The ParallelRunJob custom resource as the operator sees it (SPEC.md §2, §6): the object's
+// identity and metadata, its spec (kept raw and parsed by the one job-spec model in
+// runtime/jobspec) and its status, plus the names the operator stamps on children.
+//
+// Guarantees:
+// - ParseParallelRunJob never fails on spec or status problems: a stored object with an invalid
+//   spec must still be readable so the operator can report InvalidSpec on it. Status is read
+//   leniently (fields of the wrong type are ignored).
+// - JobStatus serializes only what is set (no empty strings, no absent count groups), so a merge
+//   patch of the status stays small. Caveat: in a merge patch an omitted field means "unchanged";
+//   StatusMergePatch computes a patch that also clears what was removed.
+// - Every function here is pure and thread-compatible (no shared state).
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "runtime/base/status.h"
+#include "runtime/base/time_util.h"
+#include "runtime/jobspec/job_spec.h"
+
+namespace parallelrun::op::api {
+
+// ----- API names ------------------------------------------------------------------------------
+
+inline constexpr const char* kGroup = "parallelrun.io";
+inline constexpr const char* kVersion = "v1alpha1";
+inline constexpr const char* kApiVersion = "parallelrun.io/v1alpha1";
+inline constexpr const char* kKind = "ParallelRunJob";
+inline constexpr const char* kPlural = "parallelrunjobs";
+
+// Labels on every child (job), on pods (role) and on worker pods (worker index).
+inline constexpr const char* kJobLabel = "parallelrun.io/job";
+inline constexpr const char* kRoleLabel = "parallelrun.io/role";
+inline constexpr const char* kWorkerIndexLabel = "parallelrun.io/worker-index";
+inline constexpr const char* kRoleCoordinator = "coordinator";
+inline constexpr const char* kRoleWorker = "worker";
+// Held on a job until the coordinator's final write is safe.
+inline constexpr const char* kFinalizer = "parallelrun.io/finalizer";
+
+// status.phase values (the CRD's enum).
+inline constexpr const char* kPhasePending = "Pending";
+inline constexpr const char* kPhaseRunning = "Running";
+inline constexpr const char* kPhaseSucceeded = "Succeeded";
+inline constexpr const char* kPhaseFailed = "Failed";
+inline constexpr const char* kPhaseSuspended = "Suspended";
+
+// Condition types.
+inline constexpr const char* kConditionScheduled = "Scheduled";
+inline constexpr const char* kConditionRunning = "Running";
+inline constexpr const char* kConditionComplete = "Complete";
+inline constexpr const char* kConditionFailed = "Failed";
+inline constexpr const char* kConditionSuspended = "Suspended";
+
+// Condition status values.
+inline constexpr const char* kConditionTrue = "True";
+inline constexpr const char* kConditionFalse = "False";
+inline constexpr const char* kConditionUnknown = "Unknown";
+
+// ----- status ---------------------------------------------------------------------------------
+
+// A Kubernetes condition (metav1.Condition without the Go types).
+struct Condition {
+  std::string type;
+  std::string status;  // "True", "False" or "Unknown"
+  std::string reason;  // CamelCase, e.g. InvalidSpec
+  std::string message;
+  std::string last_transition_time;  // RFC 3339, e.g. "2026-11-23T11:05:08Z"
+  int64_t observed_generation = 0;   // 0 = not set (generations start at 1)
+
+  bool operator==(const Condition&) const = default;
+};
+
+struct MiniBatchCounts {
+  int64_t total = 0;
+  int64_t completed = 0;  // failed ones included
+  int64_t failed = 0;
+  int64_t running = 0;
+  int64_t retried = 0;
+  bool operator==(const MiniBatchCounts&) const = default;
+};
+
+struct ItemCounts {
+  int64_t total = 0;
+  int64_t succeeded = 0;
+  int64_t failed = 0;
+  bool operator==(const ItemCounts&) const = default;
+};
+
+struct NodeCounts {
+  int64_t desired = 0;
+  int64_t ready = 0;  // agents seen by the coordinator within one lease period
+  bool operator==(const NodeCounts&) const = default;
+};
+
+// Exactly the fields of the CRD's status schema (SPEC.md §6); JSON names in comments.
+struct JobStatus {
+  int64_t observed_generation = 0;  // observedGeneration; 0 = not set
+  std::string phase;                // phase: Pending | Running | Succeeded | Failed | Suspended
+  std::vector<Condition> conditions;
+  std::string start_time;                       // startTime (RFC 3339)
+  std::string completion_time;                  // completionTime
+  std::optional<MiniBatchCounts> mini_batches;  // miniBatches
+  std::optional<ItemCounts> items;
+  std::optional<NodeCounts> nodes;
+  std::string progress;                   // "<completed>/<total>"
+  std::string last_progress_line;         // lastProgressLine
+  std::string eta;                        // H:MM:SS
+  std::string estimated_completion_time;  // estimatedCompletionTime
+  std::string output_file;                // outputFile
+  std::string logs;
+  std::string message;
+
+  bool operator==(const JobStatus&) const = default;
+};
+
+// Writes only what is set: empty strings, observedGeneration 0, absent count groups and an empty
+// condition list are left out. A count group that is present is written whole.
+void to_json(nlohmann::json& j, const Condition& c);
+void to_json(nlohmann::json& j, const MiniBatchCounts& c);
+void to_json(nlohmann::json& j, const ItemCounts& c);
+void to_json(nlohmann::json& j, const NodeCounts& c);
+void to_json(nlohmann::json& j, const JobStatus& s);
+// Lenient: a missing field, or one of the wrong type, keeps its default; never throws.
+void from_json(const nlohmann::json& j, Condition& c);
+void from_json(const nlohmann::json& j, MiniBatchCounts& c);
+void from_json(const nlohmann::json& j, ItemCounts& c);
+void from_json(const nlohmann::json& j, NodeCounts& c);
+void from_json(const nlohmann::json& j, JobStatus& s);
+
+// A JSON merge patch (RFC 7386) for the status subresource that turns `before` into `after`:
+// {"status": {...changed fields..., removed fields: null}}, or an empty object when nothing
+// changed. Count groups are patched field by field; conditions are replaced as a whole (merge
+// patches replace lists).
+nlohmann::json StatusMergePatch(const JobStatus& before, const JobStatus& after);
+
+// RFC 3339 at second precision in UTC, as Kubernetes writes metav1.Time: "2026-11-23T11:05:08Z".
+std::string Rfc3339(rt::SystemTime t);
+
+// The condition of `type`, or nullptr.
+const Condition* FindCondition(const JobStatus& status, const std::string& type);
+Condition* FindCondition(JobStatus& status, const std::string& type);
+
+// Adds or updates the condition of `condition.type` with Kubernetes semantics:
+// lastTransitionTime becomes `now` when the condition is new or its status changes, and is kept
+// otherwise (a new reason or message alone is not a transition). A last_transition_time set on
+// `condition` is ignored. Returns true when anything in the stored condition changed.
+bool SetCondition(JobStatus& status, Condition condition, rt::SystemTime now);
+
+// ----- the resource ---------------------------------------------------------------------------
+
+struct ParallelRunJob {
+  std::string name;
+  std::string ns;
+  std::string uid;
+  int64_t generation = 0;
+  std::string resource_version;
+  // The metadata fields TrimForCache keeps: identity, labels, annotations (without kubectl's
+  // last-applied copy), finalizers, deletionTimestamp, creationTimestamp, ownerReferences.
+  nlohmann::json metadata = nlohmann::json::object();
+  nlohmann::json raw_spec;  // null when the object has no spec
+  JobStatus status;
+
+  bool being_deleted() const;  // metadata.deletionTimestamp is set
+  bool has_finalizer(const std::string& finalizer) const;
+  // "ns/name", the work-queue key.
+  std::string key() const;
+};
+
+// Reads a ParallelRunJob object from the API server or the cache. Fails (InvalidArgument) only
+// when `object` is not a JSON object or has no metadata.name; the spec is not validated here and
+// the status is read leniently.
+rt::StatusOr<ParallelRunJob> ParseParallelRunJob(const nlohmann::json& object);
+
+// Parses and validates the job's spec with the one job-spec model (rt::ParseJobSpec) on the
+// object {apiVersion, kind, metadata: {name, namespace, uid}, spec}, so field errors carry
+// `spec.*` paths and the metadata.name rule is checked too. `errors` (optional) receives the
+// structured field errors; the Status message lists them all, prefixed with
+// "ParallelRunJob <ns>/<name>".
+rt::StatusOr<rt::JobSpec> ParseSpec(const ParallelRunJob& job,
+                                    std::vector<rt::FieldError>* errors = nullptr);
+
+// ----- cache trimming (informer transforms) ----------------------------------------------------
+
+// Keeps what the operator reads of a ParallelRunJob: apiVersion, kind, metadata.{name, namespace,
+// uid, generation, resourceVersion, labels, annotations, finalizers, deletionTimestamp,
+// creationTimestamp, ownerReferences}, spec and status. Drops managedFields, the rest, and the
+// kubectl.kubernetes.io/last-applied-configuration annotation (a copy of the whole object).
+// A non-object is returned unchanged.
+nlohmann::json TrimForCache(nlohmann::json object);
+
+// Keeps what the operator reads of a Pod: apiVersion, kind, metadata.{name, namespace, uid,
+// labels, ownerReferences, deletionTimestamp, resourceVersion, creationTimestamp},
+// spec.nodeName, status.{phase, reason, message, podIP, conditions[].{type, status, reason,
+// message}, containerStatuses[].{name, state, lastState, ready, restartCount}}.
+// A non-object is returned unchanged.
+nlohmann::json TrimPodForCache(nlohmann::json pod);
+
+}  // namespace parallelrun::op::api

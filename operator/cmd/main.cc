@@ -1,0 +1,322 @@
+// parallelrun-operator: wires the kube client, informers, work queue, reconciler, leader election,
+// metrics and probes together (the only place that names concrete classes, STYLE.md).
+//
+// Shutdown: SIGTERM/SIGINT stop the controller (in-flight reconciles finish), the informers and
+// the endpoints, release the Lease, and exit 0. Losing the Lease exits 1 at once, so a fresh
+// process (the Deployment's next pod) starts from an empty cache.
+#include <signal.h>
+#include <spdlog/sinks/base_sink.h>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+
+#include "operator/api/parallelrun_job.h"
+#include "operator/cmd/options.h"
+#include "operator/controller/controller.h"
+#include "operator/controller/work_queue.h"
+#include "operator/informer/informer.h"
+#include "operator/kube/config.h"
+#include "operator/kube/http_client.h"
+#include "operator/manager/http_endpoints.h"
+#include "operator/manager/leader_election.h"
+#include "operator/manager/metrics.h"
+#include "operator/reconciler/reconciler.h"
+#include "operator/status/event_recorder.h"
+#include "operator/status/progress_client.h"
+
+namespace parallelrun::op::cmd {
+namespace {
+
+using nlohmann::json;
+
+// One JSON object per line: {"ts", "level", "logger", "msg"}.
+class JsonSink : public spdlog::sinks::base_sink<std::mutex> {
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    const auto ts = rt::Iso8601Utc(msg.time);
+    json line = {{"ts", ts},
+                 {"level", std::string(spdlog::level::to_string_view(msg.level).data(),
+                                       spdlog::level::to_string_view(msg.level).size())},
+                 {"logger", std::string(msg.logger_name.data(), msg.logger_name.size())},
+                 {"msg", std::string(msg.payload.data(), msg.payload.size())}};
+    std::string text = line.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+    std::fwrite(text.data(), 1, text.size(), stderr);
+  }
+  void flush_() override { std::fflush(stderr); }
+};
+
+void SetUpLogging(const Options& o) {
+  std::shared_ptr<spdlog::logger> logger;
+  if (o.log_format == "json") {
+    logger = std::make_shared<spdlog::logger>("operator", std::make_shared<JsonSink>());
+  } else {
+    logger = std::make_shared<spdlog::logger>(
+        "operator", std::make_shared<spdlog::sinks::stderr_sink_mt>());
+    logger->set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %l %v", spdlog::pattern_time_type::utc);
+  }
+  logger->set_level(spdlog::level::from_str(o.log_level));
+  logger->flush_on(spdlog::level::trace);
+  spdlog::set_default_logger(logger);
+}
+
+std::string OwnNamespace(const kube::RestConfig& config) {
+  if (const char* ns = std::getenv("POD_NAMESPACE"); ns != nullptr && *ns != '\0') return ns;
+  return config.default_namespace.empty() ? "default" : config.default_namespace;
+}
+
+// Reconcile counts and latency for /metrics.
+class MetricsObserver : public controller::ReconcileObserver {
+ public:
+  explicit MetricsObserver(manager::Registry& registry)
+      : success_(registry.GetCounter("parallelrun_reconcile_total",
+                                     "Reconciles of ParallelRunJobs by result.",
+                                     {{"result", "success"}})),
+        requeue_(registry.GetCounter("parallelrun_reconcile_total",
+                                     "Reconciles of ParallelRunJobs by result.",
+                                     {{"result", "requeue"}})),
+        error_(registry.GetCounter("parallelrun_reconcile_total",
+                                   "Reconciles of ParallelRunJobs by result.",
+                                   {{"result", "error"}})),
+        errors_(registry.GetCounter("parallelrun_reconcile_errors_total",
+                                    "Reconciles that returned an error.")),
+        latency_(registry.GetHistogram("parallelrun_reconcile_duration_seconds",
+                                       "Time spent in one reconcile.")) {}
+  void OnReconcile(const std::string& key, const controller::Result& result,
+                   std::chrono::duration<double> latency) override {
+    latency_.Observe(latency.count());
+    if (!result.status.ok()) {
+      error_.Inc();
+      errors_.Inc();
+      spdlog::info("reconcile {}: {}", key, result.status.ToString());
+    } else if (result.requeue_after) {
+      requeue_.Inc();
+    } else {
+      success_.Inc();
+    }
+  }
+
+ private:
+  manager::Counter& success_;
+  manager::Counter& requeue_;
+  manager::Counter& error_;
+  manager::Counter& errors_;
+  manager::Histogram& latency_;
+};
+
+std::mutex g_mu;
+std::condition_variable g_cv;
+bool g_leading = false;
+
+int Run(const Options& o) {
+  auto config = kube::LoadConfig(o.kubeconfig);
+  if (!config.ok()) {
+    spdlog::error("cannot load the cluster configuration: {}", config.status().message());
+    return 1;
+  }
+  if (auto checked = kube::CheckRestConfig(*config); !checked.ok()) {
+    spdlog::error("{}: {}", config->source, checked.message());
+    return 1;
+  }
+  spdlog::info("parallelrun-operator {} using {} ({}), watching {}", PARALLELRUN_VERSION,
+               config->server, config->source, o.ns.empty() ? "all namespaces" : o.ns);
+  auto client = kube::MakeHttpClient(*config, {.qps = 50, .burst = 100});
+
+  // Block the stop signals in every thread; this one waits for them with sigwait.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  manager::Registry registry;
+  controller::WorkQueue queue;
+  const std::string child_selector = api::kJobLabel;
+  informer::Informer jobs(*client, {.resource = kube::resources::kParallelRunJobs,
+                                    .ns = o.ns,
+                                    .transform = api::TrimForCache});
+  informer::Informer pods(*client, {.resource = kube::resources::kPods,
+                                    .ns = o.ns,
+                                    .label_selector = child_selector,
+                                    .transform = api::TrimPodForCache});
+  informer::Informer secrets(*client, {.resource = kube::resources::kSecrets,
+                                       .ns = o.ns,
+                                       .label_selector = child_selector,
+                                       .transform = reconciler::TrimSecretForCache});
+  informer::Informer config_maps(*client, {.resource = kube::resources::kConfigMaps,
+                                           .ns = o.ns,
+                                           .label_selector = child_selector,
+                                           .transform = reconciler::TrimMetadataOnly});
+  informer::Informer services(*client, {.resource = kube::resources::kServices,
+                                        .ns = o.ns,
+                                        .label_selector = child_selector,
+                                        .transform = reconciler::TrimMetadataOnly});
+  jobs.AddHandler([&queue](const std::string&, const informer::ObjectPtr&,
+                           const informer::ObjectPtr& obj) { queue.Add(informer::KeyOf(*obj)); });
+  auto enqueue_owner = [&queue](const std::string&, const informer::ObjectPtr&,
+                                const informer::ObjectPtr& obj) {
+    const json& meta = (*obj)["metadata"];
+    auto labels = meta.find("labels");
+    if (labels == meta.end() || !labels->contains(api::kJobLabel)) return;
+    queue.Add(meta.value("namespace", "") + "/" + (*labels)[api::kJobLabel].get<std::string>());
+  };
+  for (auto* child : {&pods, &secrets, &config_maps, &services}) child->AddHandler(enqueue_owner);
+
+  std::atomic<bool> synced{false};
+  auto health = manager::ServeEndpoints(
+      o.health_probe_bind_address,
+      {.healthz = [] { return true; }, .readyz = [&synced] { return synced.load(); }});
+  if (!health.ok()) {
+    spdlog::error("--health-probe-bind-address {}: {}", o.health_probe_bind_address,
+                  health.status().message());
+    return 1;
+  }
+  auto metrics = manager::ServeEndpoints(o.metrics_bind_address, {.metrics = &registry});
+  if (!metrics.ok()) {
+    spdlog::error("--metrics-bind-address {}: {}", o.metrics_bind_address,
+                  metrics.status().message());
+    return 1;
+  }
+
+  registry.SetGaugeFunction("parallelrun_workqueue_depth", "Jobs waiting to be reconciled.", {},
+                            [&queue] { return static_cast<double>(queue.Len()); });
+  for (const char* phase : {"", "Pending", "Running", "Succeeded", "Failed", "Suspended"}) {
+    registry.SetGaugeFunction(
+        "parallelrun_jobs", "ParallelRunJobs in the cache by status.phase.",
+        {{"phase", *phase ? phase : "None"}}, [&jobs, phase] {
+          double n = 0;
+          for (const auto& job : jobs.List()) {
+            auto s = job->find("status");
+            std::string p = s != job->end() && s->is_object() ? s->value("phase", "") : "";
+            n += p == phase;
+          }
+          return n;
+        });
+  }
+  registry.SetGaugeFunction(
+      "parallelrun_minibatches_processed", "Mini-batches completed, summed over cached jobs.", {},
+      [&jobs] {
+        double n = 0;
+        for (const auto& job : jobs.List()) {
+          auto s = job->find("status");
+          if (s == job->end() || !s->is_object()) continue;
+          auto mb = s->find("miniBatches");
+          if (mb != s->end() && mb->is_object()) n += mb->value("completed", 0);
+        }
+        return n;
+      });
+
+  auto progress = status::MakeTlsProgressReader();
+  status::KubeEventRecorder events(*client, rt::RealClock::Get());
+  reconciler::ReconcilerOptions reconciler_options;
+  reconciler_options.children.default_image = o.default_image;
+  reconciler::JobReconciler job_reconciler(
+      *client, {&jobs, &pods, &secrets, &config_maps, &services}, *progress, events,
+      rt::RealClock::Get(), reconciler_options);
+  MetricsObserver observer(registry);
+  controller::Controller controller(
+      "parallelrunjob", queue,
+      [&job_reconciler](const std::string& key) { return job_reconciler.Reconcile(key); },
+      o.max_concurrent_reconciles, &observer);
+
+  std::unique_ptr<manager::LeaderElector> elector;
+  if (o.leader_elect) {
+    manager::LeaderElectionConfig le;
+    le.ns = o.leader_election_namespace.empty() ? OwnNamespace(*config)
+                                                : o.leader_election_namespace;
+    le.name = o.leader_election_id;
+    elector = std::make_unique<manager::LeaderElector>(
+        *client, le,
+        manager::LeaderCallbacks{
+            .on_started_leading =
+                [] {
+                  spdlog::info("became the leader");
+                  std::lock_guard<std::mutex> lock(g_mu);
+                  g_leading = true;
+                  g_cv.notify_all();
+                },
+            .on_lost =
+                [] {
+                  spdlog::error("lost the leader Lease; exiting so a fresh process takes over");
+                  std::fflush(nullptr);
+                  std::_Exit(1);
+                },
+            .on_new_leader =
+                [](const std::string& id) { spdlog::info("the leader is {}", id); }});
+    spdlog::info("waiting for the Lease {}/{}", le.ns, le.name);
+    elector->Start();
+  } else {
+    g_leading = true;
+  }
+
+  // Waits for leadership or a stop signal.
+  std::atomic<bool> stopping{false};
+  std::thread signal_waiter([&] {
+    int sig = 0;
+    sigwait(&stop_signals, &sig);
+    spdlog::info("received signal {}, stopping", sig);
+    stopping = true;
+    std::lock_guard<std::mutex> lock(g_mu);
+    g_cv.notify_all();
+  });
+  {
+    std::unique_lock<std::mutex> lock(g_mu);
+    g_cv.wait(lock, [&] { return g_leading || stopping.load(); });
+  }
+  if (!stopping) {
+    for (auto* i : {&jobs, &pods, &secrets, &config_maps, &services}) i->Start();
+    for (auto* i : {&pods, &secrets, &config_maps, &services, &jobs}) {
+      while (!stopping && !i->WaitForSync(std::chrono::milliseconds(5000))) {
+        spdlog::info("waiting for the informer caches to sync");
+      }
+    }
+    if (!stopping) {
+      synced = true;
+      spdlog::info("caches synced ({} jobs); starting {} workers", jobs.Size(),
+                   o.max_concurrent_reconciles);
+      controller.Start();
+    }
+    std::unique_lock<std::mutex> lock(g_mu);
+    g_cv.wait(lock, [&] { return stopping.load(); });
+  }
+  signal_waiter.join();
+  controller.Stop();
+  for (auto* i : {&jobs, &pods, &secrets, &config_maps, &services}) i->Stop();
+  if (elector) elector->Stop();
+  if (*health) (*health)->Stop();
+  if (*metrics) (*metrics)->Stop();
+  spdlog::info("stopped");
+  return 0;
+}
+
+}  // namespace
+}  // namespace parallelrun::op::cmd
+
+int main(int argc, char** argv) {
+  using namespace parallelrun::op::cmd;
+  auto options = ParseOptions(std::vector<std::string>(argv + 1, argv + argc));
+  if (!options.ok()) {
+    std::fprintf(stderr, "parallelrun-operator: %s\n\n%s", options.status().message().c_str(),
+                 Usage().c_str());
+    return 1;
+  }
+  if (options->help) {
+    std::fputs(Usage().c_str(), stdout);
+    return 0;
+  }
+  if (options->version) {
+    std::printf("parallelrun-operator %s\n", PARALLELRUN_VERSION);
+    return 0;
+  }
+  SetUpLogging(*options);
+  const int code = Run(*options);
+  std::fflush(nullptr);
+  // cpprestsdk's thread pool may still finish a request; leave without static destructors (as the
+  // runtime's commands do).
+  std::_Exit(code);
+}

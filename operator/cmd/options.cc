@@ -1,0 +1,129 @@
+#include "operator/cmd/options.h"
+
+#include <map>
+
+namespace parallelrun::op::cmd {
+
+namespace {
+
+bool ParseBool(const std::string& v, bool* out) {
+  if (v == "true" || v == "1") {
+    *out = true;
+    return true;
+  }
+  if (v == "false" || v == "0") {
+    *out = false;
+    return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+std::string Usage() {
+  return R"(usage: parallelrun-operator [flags]
+
+Runs ParallelRunJobs (parallelrun.io/v1alpha1) on this cluster and keeps their status.
+
+  --kubeconfig PATH                 kubeconfig to use (default: $KUBECONFIG, in-cluster, ~/.kube/config)
+  --namespace NS                    watch one namespace (default: all)
+  --default-image IMAGE             image of job pods whose spec has none (default parallelrun:0.1.0)
+  --metrics-bind-address ADDR       /metrics address, "0" disables (default :8080)
+  --health-probe-bind-address ADDR  /healthz and /readyz address, "0" disables (default :8081)
+  --leader-elect[=true|false]       elect a leader with a coordination.k8s.io Lease (default false)
+  --leader-election-namespace NS    namespace of the Lease (default: the operator's namespace)
+  --leader-election-id NAME         name of the Lease (default parallelrun-operator)
+  --max-concurrent-reconciles N     jobs reconciled at once (default 4)
+  --log-format json|text            (default json)
+  --log-level trace|debug|info|warn|error (default info)
+  --version, --help
+)";
+}
+
+rt::StatusOr<Options> ParseOptions(const std::vector<std::string>& args) {
+  Options o;
+  std::map<std::string, std::string*> strings = {
+      {"kubeconfig", &o.kubeconfig},
+      {"namespace", &o.ns},
+      {"default-image", &o.default_image},
+      {"metrics-bind-address", &o.metrics_bind_address},
+      {"health-probe-bind-address", &o.health_probe_bind_address},
+      {"leader-election-namespace", &o.leader_election_namespace},
+      {"leader-election-id", &o.leader_election_id},
+      {"log-format", &o.log_format},
+      {"log-level", &o.log_level},
+  };
+  std::vector<std::string> problems;
+  std::string reconciles;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& arg = args[i];
+    if (arg.rfind("--", 0) != 0) {
+      problems.push_back(arg + ": unexpected argument (flags start with --)");
+      continue;
+    }
+    std::string name = arg.substr(2);
+    std::string value;
+    bool has_value = false;
+    if (auto eq = name.find('='); eq != std::string::npos) {
+      value = name.substr(eq + 1);
+      name = name.substr(0, eq);
+      has_value = true;
+    }
+    if (name == "help" || name == "version") {
+      (name == "help" ? o.help : o.version) = true;
+      continue;
+    }
+    if (name == "leader-elect") {
+      if (has_value && !ParseBool(value, &o.leader_elect)) {
+        problems.push_back("--leader-elect: got " + value + ", expected true or false");
+      } else if (!has_value) {
+        o.leader_elect = true;
+      }
+      continue;
+    }
+    std::string* target = nullptr;
+    if (auto it = strings.find(name); it != strings.end()) {
+      target = it->second;
+    } else if (name == "max-concurrent-reconciles") {
+      target = &reconciles;
+    } else {
+      problems.push_back("--" + name + ": unknown flag");
+      continue;
+    }
+    if (!has_value) {
+      if (i + 1 >= args.size()) {
+        problems.push_back("--" + name + ": expected a value");
+        continue;
+      }
+      value = args[++i];
+    }
+    *target = value;
+  }
+  if (!reconciles.empty()) {
+    try {
+      size_t used = 0;
+      o.max_concurrent_reconciles = std::stoi(reconciles, &used);
+      if (used != reconciles.size() || o.max_concurrent_reconciles < 1) throw 0;
+    } catch (...) {
+      problems.push_back("--max-concurrent-reconciles: got " + reconciles +
+                         ", expected an integer >= 1");
+    }
+  }
+  if (o.log_format != "json" && o.log_format != "text") {
+    problems.push_back("--log-format: got " + o.log_format + ", expected json or text");
+  }
+  if (o.log_level == "warning") o.log_level = "warn";
+  if (o.log_level != "trace" && o.log_level != "debug" && o.log_level != "info" &&
+      o.log_level != "warn" && o.log_level != "error") {
+    problems.push_back("--log-level: got " + o.log_level +
+                       ", expected trace, debug, info, warn or error");
+  }
+  if (!problems.empty()) {
+    std::string message;
+    for (const auto& p : problems) message += (message.empty() ? "" : "\n") + p;
+    return rt::InvalidArgumentError(message);
+  }
+  return o;
+}
+
+}  // namespace parallelrun::op::cmd

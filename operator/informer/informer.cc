@@ -1,0 +1,415 @@
+// The informer's thread runs an explicit state machine:
+//
+//   kList  ──ok──▶ kWatch ──stream ended──▶ kWatch (from the last resourceVersion)
+//     ▲  │                │  └─ERROR 410 / Watch() Gone──▶ kList (diff against the store)
+//     │  └─error─▶ backoff ─▶ kList
+//     │                 └─error (Watch() or Next())──▶ backoff ─▶ kWatch
+//
+// Stop() sets `stopping`, cancels the open watch (WatchStream::Cancel) and wakes a backoff
+// wait, so it returns promptly in every state (a List in flight finishes first).
+#include "operator/informer/informer.h"
+
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <random>
+#include <shared_mutex>
+#include <thread>
+#include <tuple>
+
+namespace parallelrun::op::informer {
+namespace {
+
+using nlohmann::json;
+
+std::string MetaString(const json& obj, const char* field) {
+  auto meta = obj.find("metadata");
+  if (meta == obj.end() || !meta->is_object()) return "";
+  auto it = meta->find(field);
+  return it != meta->end() && it->is_string() ? it->get<std::string>() : "";
+}
+
+std::string StoreKey(const std::string& ns, const std::string& name) {
+  return ns.empty() ? name : ns + "/" + name;
+}
+
+// Capped exponential backoff with up to +25 % jitter, so that many informers that failed together
+// do not retry together.
+class Backoff {
+ public:
+  Backoff(std::chrono::milliseconds initial, std::chrono::milliseconds max)
+      : initial_(initial), max_(max), rng_(std::random_device{}()) {}
+
+  std::chrono::milliseconds Next() {
+    double base = std::min(static_cast<double>(max_.count()),
+                           static_cast<double>(initial_.count()) * (1 << std::min(attempt_, 20)));
+    ++attempt_;
+    double jittered = base * std::uniform_real_distribution<double>(1.0, 1.25)(rng_);
+    return std::chrono::milliseconds(
+        static_cast<int64_t>(std::min(jittered, static_cast<double>(max_.count()))));
+  }
+  void Reset() { attempt_ = 0; }
+
+ private:
+  std::chrono::milliseconds initial_, max_;
+  int attempt_ = 0;
+  std::mt19937 rng_;
+};
+
+struct Event {
+  std::string type;
+  ObjectPtr old;
+  ObjectPtr obj;
+};
+
+// How one watch ended.
+enum class WatchEnd { kEnded, kGone, kError, kStopped };
+
+// A watch that ends cleanly this fast without an event is treated like an error, so a server that
+// keeps closing watches at once is not hammered.
+constexpr auto kMinHealthyWatch = std::chrono::seconds(1);
+// As client-go: a random server-side timeout between 5 and 10 minutes spreads re-watches out.
+constexpr int kMinWatchTimeoutSeconds = 300;
+// Restarts of a paged list whose continue token expired before giving up for this attempt.
+constexpr int kMaxListRestarts = 3;
+
+}  // namespace
+
+struct Informer::Impl {
+  kube::Client& client;
+  InformerOptions options;
+  std::vector<EventHandler> handlers;
+  std::string name;  // for logs: "pods", "parallelrunjobs.parallelrun.io"
+
+  mutable std::shared_mutex store_mu;  // guards store and last_rv
+  std::map<std::string, ObjectPtr> store;
+  std::string last_rv;
+
+  mutable std::mutex mu;  // guards the fields below
+  mutable std::condition_variable cv;
+  bool started = false;
+  bool stopping = false;
+  bool synced = false;
+  kube::WatchStream* current_watch = nullptr;
+  std::thread thread;
+
+  std::mt19937 rng{std::random_device{}()};
+
+  Impl(kube::Client& c, InformerOptions o) : client(c), options(std::move(o)) {
+    const auto& r = options.resource;
+    name = r.group.empty() ? r.resource : r.resource + "." + r.group;
+  }
+
+  bool Stopping() const {
+    std::lock_guard<std::mutex> lock(mu);
+    return stopping;
+  }
+
+  // Waits `d` or until Stop().
+  void Sleep(std::chrono::milliseconds d) {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait_for(lock, d, [this] { return stopping; });
+  }
+
+  // Lists never carry kind/apiVersion on built-in items; fill them so every stored object is
+  // self-describing, then trim.
+  ObjectPtr Prepare(json obj) const {
+    if (!obj.contains("apiVersion")) obj["apiVersion"] = options.resource.api_version();
+    if (!obj.contains("kind")) obj["kind"] = options.resource.kind;
+    if (options.transform) obj = options.transform(std::move(obj));
+    return std::make_shared<const json>(std::move(obj));
+  }
+
+  void Dispatch(const std::vector<Event>& events) {
+    for (const auto& e : events) {
+      for (const auto& h : handlers) {
+        try {
+          h(e.type, e.old, e.obj);
+        } catch (const std::exception& ex) {
+          spdlog::error("informer {}: handler threw on {} {}: {}", name, e.type, KeyOf(*e.obj),
+                        ex.what());
+        }
+      }
+    }
+  }
+
+  kube::ListOptions BaseOptions() const {
+    kube::ListOptions o;
+    o.label_selector = options.label_selector;
+    o.field_selector = options.field_selector;
+    return o;
+  }
+
+  // All pages of one consistent list. A continue token that expired (410) restarts the list.
+  rt::Status ListAll(std::map<std::string, ObjectPtr>& out, std::string& rv) {
+    for (int restart = 0;; ++restart) {
+      out.clear();
+      rv.clear();
+      kube::ListOptions o = BaseOptions();
+      o.limit = options.page_size;
+      bool gone = false;
+      do {
+        auto page = client.List(options.resource, options.ns, o);
+        if (!page.ok()) {
+          if (kube::IsGone(page.status()) && !o.continue_token.empty() &&
+              restart < kMaxListRestarts) {
+            spdlog::info("informer {}: list continue token expired, listing again", name);
+            gone = true;
+            break;
+          }
+          return page.status();
+        }
+        if (rv.empty()) rv = MetaString(*page, "resourceVersion");
+        for (auto& item : (*page)["items"]) {
+          std::string key = KeyOf(item);
+          out[key] = Prepare(std::move(item));
+        }
+        o.continue_token = MetaString(*page, "continue");
+        if (Stopping()) return rt::AbortedError("stopped");
+      } while (!o.continue_token.empty());
+      if (!gone) return rt::Status::Ok();
+    }
+  }
+
+  // Lists and replaces the store, emitting the difference.
+  rt::Status ListAndReplace() {
+    std::map<std::string, ObjectPtr> fresh;
+    std::string rv;
+    PR_RETURN_IF_ERROR(ListAll(fresh, rv));
+    std::vector<Event> events;
+    {
+      std::unique_lock<std::shared_mutex> lock(store_mu);
+      for (const auto& [key, obj] : store) {
+        if (!fresh.count(key)) events.push_back({"DELETED", obj, obj});
+      }
+      for (const auto& [key, obj] : fresh) {
+        auto it = store.find(key);
+        if (it == store.end()) {
+          events.push_back({"ADDED", nullptr, obj});
+        } else {
+          events.push_back({"MODIFIED", it->second, obj});
+        }
+      }
+      store = std::move(fresh);
+      last_rv = rv;
+    }
+    spdlog::debug("informer {}: listed {} objects at resourceVersion {}", name, events.size(),
+                  rv);
+    Dispatch(events);
+    // Synced only after the handlers saw the first list, so a controller that waits for sync
+    // has every existing key queued.
+    std::lock_guard<std::mutex> lock(mu);
+    synced = true;
+    cv.notify_all();
+    return rt::Status::Ok();
+  }
+
+  void Apply(const kube::WatchEvent& e) {
+    std::string key = KeyOf(e.object);
+    std::string rv = MetaString(e.object, "resourceVersion");
+    ObjectPtr obj = Prepare(e.object);
+    Event event{e.type, nullptr, obj};
+    {
+      std::unique_lock<std::shared_mutex> lock(store_mu);
+      auto it = store.find(key);
+      if (it != store.end()) event.old = it->second;
+      if (e.type == "DELETED") {
+        if (it != store.end()) store.erase(it);
+      } else {
+        event.type = event.old ? "MODIFIED" : "ADDED";
+        store[key] = obj;
+      }
+      if (!rv.empty()) last_rv = rv;
+    }
+    Dispatch({event});
+  }
+
+  // Registers the open stream so Stop() can cancel it; false when already stopping.
+  bool Register(kube::WatchStream* w) {
+    std::lock_guard<std::mutex> lock(mu);
+    current_watch = stopping ? nullptr : w;
+    return !stopping;
+  }
+
+  WatchEnd WatchOnce(Backoff& backoff) {
+    kube::ListOptions o = BaseOptions();
+    {
+      std::shared_lock<std::shared_mutex> lock(store_mu);
+      o.resource_version = last_rv;
+    }
+    o.allow_watch_bookmarks = true;
+    o.timeout_seconds = std::uniform_int_distribution<int>(kMinWatchTimeoutSeconds,
+                                                           2 * kMinWatchTimeoutSeconds)(rng);
+    auto w = client.Watch(options.resource, options.ns, o);
+    if (!w.ok()) {
+      if (kube::IsGone(w.status())) return WatchEnd::kGone;
+      spdlog::warn("informer {}: watch failed: {}", name, w.status().ToString());
+      return WatchEnd::kError;
+    }
+    std::unique_ptr<kube::WatchStream> stream = std::move(*w);
+    if (!Register(stream.get())) return WatchEnd::kStopped;
+    WatchEnd end = ReadEvents(*stream, backoff);
+    Register(nullptr);  // before the stream is destroyed
+    return end;
+  }
+
+  WatchEnd ReadEvents(kube::WatchStream& stream, Backoff& backoff) {
+    auto started_at = std::chrono::steady_clock::now();
+    bool any = false;
+    while (true) {
+      auto next = stream.Next();
+      if (Stopping()) return WatchEnd::kStopped;
+      if (!next.ok()) {
+        spdlog::warn("informer {}: watch broke: {}", name, next.status().ToString());
+        return WatchEnd::kError;
+      }
+      if (!next->has_value()) {
+        bool quick = std::chrono::steady_clock::now() - started_at < kMinHealthyWatch;
+        return quick && !any ? WatchEnd::kError : WatchEnd::kEnded;
+      }
+      const kube::WatchEvent& e = **next;
+      if (e.type == "ERROR") {
+        if (e.object.value("code", 0) == 410) {
+          spdlog::info("informer {}: watch expired ({}), listing again", name,
+                       e.object.value("message", ""));
+          return WatchEnd::kGone;
+        }
+        spdlog::warn("informer {}: watch error: {}", name, e.object.dump());
+        return WatchEnd::kError;
+      }
+      any = true;
+      backoff.Reset();
+      if (e.type == "BOOKMARK") {
+        std::string rv = MetaString(e.object, "resourceVersion");
+        std::unique_lock<std::shared_mutex> lock(store_mu);
+        if (!rv.empty()) last_rv = rv;
+      } else if (e.type == "ADDED" || e.type == "MODIFIED" || e.type == "DELETED") {
+        Apply(e);
+      } else {
+        spdlog::warn("informer {}: ignoring watch event of type {}", name, e.type);
+      }
+    }
+  }
+
+  void Run() {
+    Backoff backoff(options.backoff_initial, options.backoff_max);
+    bool need_list = true;
+    while (!Stopping()) {
+      if (need_list) {
+        rt::Status s = ListAndReplace();
+        if (Stopping()) return;
+        if (!s.ok()) {
+          auto wait = backoff.Next();
+          spdlog::warn("informer {}: list failed (retry in {} ms): {}", name, wait.count(),
+                       s.ToString());
+          Sleep(wait);
+          continue;
+        }
+        backoff.Reset();
+        need_list = false;
+      }
+      switch (WatchOnce(backoff)) {
+        case WatchEnd::kEnded:
+          break;
+        case WatchEnd::kGone:
+          need_list = true;
+          break;
+        case WatchEnd::kError:
+          Sleep(backoff.Next());
+          break;
+        case WatchEnd::kStopped:
+          return;
+      }
+    }
+  }
+
+  std::vector<ObjectPtr> Select(const std::string& ns,
+                                const std::function<bool(const json&)>& keep) const {
+    std::vector<ObjectPtr> out;
+    std::shared_lock<std::shared_mutex> lock(store_mu);
+    for (const auto& [key, obj] : store) {
+      if (!ns.empty() && MetaString(*obj, "namespace") != ns) continue;
+      if (keep(*obj)) out.push_back(obj);
+    }
+    return out;
+  }
+};
+
+Informer::Informer(kube::Client& client, InformerOptions options)
+    : impl_(std::make_unique<Impl>(client, std::move(options))) {}
+
+Informer::~Informer() { Stop(); }
+
+void Informer::AddHandler(EventHandler handler) { impl_->handlers.push_back(std::move(handler)); }
+
+void Informer::Start() {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  if (impl_->started || impl_->stopping) return;
+  impl_->started = true;
+  impl_->thread = std::thread([this] { impl_->Run(); });
+}
+
+void Informer::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    impl_->stopping = true;
+    if (impl_->current_watch) impl_->current_watch->Cancel();
+    impl_->cv.notify_all();
+  }
+  if (impl_->thread.joinable() && impl_->thread.get_id() != std::this_thread::get_id()) {
+    impl_->thread.join();
+  }
+}
+
+bool Informer::HasSynced() const {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return impl_->synced;
+}
+
+bool Informer::WaitForSync(std::chrono::milliseconds timeout) const {
+  std::unique_lock<std::mutex> lock(impl_->mu);
+  return impl_->cv.wait_for(lock, timeout, [this] { return impl_->synced; });
+}
+
+ObjectPtr Informer::Get(const std::string& ns, const std::string& name) const {
+  std::shared_lock<std::shared_mutex> lock(impl_->store_mu);
+  auto it = impl_->store.find(StoreKey(ns, name));
+  return it == impl_->store.end() ? nullptr : it->second;
+}
+
+std::vector<ObjectPtr> Informer::List(const std::string& ns) const {
+  return impl_->Select(ns, [](const nlohmann::json&) { return true; });
+}
+
+std::vector<ObjectPtr> Informer::ListByLabels(
+    const std::string& ns, const std::vector<std::pair<std::string, std::string>>& labels) const {
+  return impl_->Select(ns, [&labels](const nlohmann::json& obj) {
+    auto meta = obj.find("metadata");
+    if (meta == obj.end() || !meta->contains("labels")) return labels.empty();
+    const auto& have = (*meta)["labels"];
+    for (const auto& [k, v] : labels) {
+      auto it = have.find(k);
+      if (it == have.end() || !it->is_string() || it->get<std::string>() != v) return false;
+    }
+    return true;
+  });
+}
+
+size_t Informer::Size() const {
+  std::shared_lock<std::shared_mutex> lock(impl_->store_mu);
+  return impl_->store.size();
+}
+
+std::string Informer::LastResourceVersion() const {
+  std::shared_lock<std::shared_mutex> lock(impl_->store_mu);
+  return impl_->last_rv;
+}
+
+std::string KeyOf(const nlohmann::json& object) {
+  return StoreKey(MetaString(object, "namespace"), MetaString(object, "name"));
+}
+
+}  // namespace parallelrun::op::informer

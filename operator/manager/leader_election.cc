@@ -1,0 +1,270 @@
+#include "operator/manager/leader_election.h"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <ctime>
+#include <mutex>
+#include <random>
+#include <thread>
+
+namespace parallelrun::op::manager {
+namespace {
+
+using nlohmann::json;
+using Steady = std::chrono::steady_clock;
+
+int64_t CeilSeconds(std::chrono::milliseconds d) {
+  int64_t s = (d.count() + 999) / 1000;
+  return s < 1 ? 1 : s;
+}
+
+}  // namespace
+
+std::string FormatMicroTime(std::chrono::system_clock::time_point t) {
+  auto us = std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
+  std::time_t secs = static_cast<std::time_t>(us / 1000000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[40];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  char out[64];
+  std::snprintf(out, sizeof out, "%s.%06lldZ", buf, static_cast<long long>(us % 1000000));
+  return out;
+}
+
+std::string DefaultIdentity() {
+  char host[256] = {};
+  if (gethostname(host, sizeof host - 1) != 0 || host[0] == '\0') {
+    std::snprintf(host, sizeof host, "unknown");
+  }
+  std::mt19937_64 rng{std::random_device{}()};
+  std::uniform_int_distribution<int> hex(0, 15);
+  std::string uuid;
+  for (int i = 0; i < 32; ++i) {
+    if (i == 8 || i == 12 || i == 16 || i == 20) uuid += '-';
+    int v = hex(rng);
+    if (i == 12) v = 4;
+    if (i == 16) v = 8 | (v & 3);
+    uuid += "0123456789abcdef"[v];
+  }
+  return std::string(host) + "_" + uuid;
+}
+
+struct LeaderElector::Impl {
+  kube::Client& client;
+  LeaderElectionConfig config;
+  LeaderCallbacks callbacks;
+  std::mt19937 rng{std::random_device{}()};
+
+  mutable std::mutex mu;
+  std::condition_variable cv;
+  bool started = false;
+  bool stopping = false;
+  std::string leader;  // last observed holder
+  std::atomic<bool> leading{false};
+  std::thread thread;
+
+  // Only the elector thread touches these.
+  json observed_spec;  // the Lease's spec as last read or written
+  Steady::time_point observed_time;
+
+  Impl(kube::Client& c, LeaderElectionConfig cfg, LeaderCallbacks cb)
+      : client(c), config(std::move(cfg)), callbacks(std::move(cb)) {
+    if (config.identity.empty()) config.identity = DefaultIdentity();
+  }
+
+  bool Stopping() {
+    std::lock_guard<std::mutex> lock(mu);
+    return stopping;
+  }
+
+  // Waits `d` or until Stop(); true when stopping.
+  bool Sleep(std::chrono::milliseconds d) {
+    std::unique_lock<std::mutex> lock(mu);
+    return cv.wait_for(lock, d, [this] { return stopping; });
+  }
+
+  // client-go's wait.Jitter(retryPeriod, 1.2): spreads replicas that start together.
+  std::chrono::milliseconds Jittered(std::chrono::milliseconds d) {
+    double f = std::uniform_real_distribution<double>(0.0, 1.2)(rng);
+    return d + std::chrono::milliseconds(static_cast<int64_t>(static_cast<double>(d.count()) * f));
+  }
+
+  void Observe(const json& spec, const std::string& holder) {
+    if (spec != observed_spec) {
+      observed_spec = spec;
+      observed_time = Steady::now();
+    }
+    bool changed;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      changed = leader != holder;
+      leader = holder;
+    }
+    if (changed && !holder.empty()) {
+      spdlog::info("leader election {}/{}: leader is now {}", config.ns, config.name, holder);
+      if (callbacks.on_new_leader) callbacks.on_new_leader(holder);
+    }
+  }
+
+  json Spec(const std::string& holder, int64_t duration_s, const std::string& acquired,
+            const std::string& renewed, int64_t transitions) const {
+    return {{"holderIdentity", holder},
+            {"leaseDurationSeconds", duration_s},
+            {"acquireTime", acquired},
+            {"renewTime", renewed},
+            {"leaseTransitions", transitions}};
+  }
+
+  bool TryCreate() {
+    std::string now = FormatMicroTime(std::chrono::system_clock::now());
+    json spec = Spec(config.identity, CeilSeconds(config.lease_duration), now, now, 0);
+    json lease = {{"apiVersion", "coordination.k8s.io/v1"},
+                  {"kind", "Lease"},
+                  {"metadata", {{"name", config.name}, {"namespace", config.ns}}},
+                  {"spec", spec}};
+    auto created = client.Create(kube::resources::kLeases, config.ns, lease);
+    if (!created.ok()) {
+      if (!kube::IsAlreadyExists(created.status())) {
+        spdlog::warn("leader election {}/{}: cannot create lease: {}", config.ns, config.name,
+                     created.status().ToString());
+      }
+      return false;
+    }
+    Observe((*created)["spec"], config.identity);
+    return true;
+  }
+
+  // One attempt of client-go's tryAcquireOrRenew.
+  bool TryAcquireOrRenew() {
+    auto got = client.Get(kube::resources::kLeases, config.ns, config.name);
+    if (!got.ok()) {
+      if (kube::IsNotFound(got.status())) return TryCreate();
+      spdlog::warn("leader election {}/{}: cannot read lease: {}", config.ns, config.name,
+                   got.status().ToString());
+      return false;
+    }
+    json lease = std::move(*got);
+    json spec = lease.value("spec", json::object());
+    std::string holder = spec.value("holderIdentity", "");
+    Observe(spec, holder);
+    auto valid_for = std::chrono::seconds(spec.value("leaseDurationSeconds", int64_t{0}));
+    if (!holder.empty() && holder != config.identity && Steady::now() < observed_time + valid_for) {
+      return false;  // held by someone else and not expired
+    }
+    std::string now = FormatMicroTime(std::chrono::system_clock::now());
+    bool ours = holder == config.identity;
+    int64_t transitions = spec.value("leaseTransitions", int64_t{0}) + (ours ? 0 : 1);
+    lease["spec"] = Spec(config.identity, CeilSeconds(config.lease_duration),
+                         ours ? spec.value("acquireTime", now) : now, now, transitions);
+    auto updated = client.Update(kube::resources::kLeases, config.ns, lease);
+    if (!updated.ok()) {
+      if (!kube::IsConflict(updated.status())) {
+        spdlog::warn("leader election {}/{}: cannot update lease: {}", config.ns, config.name,
+                     updated.status().ToString());
+      }
+      return false;
+    }
+    Observe((*updated)["spec"], config.identity);
+    return true;
+  }
+
+  // Gives the Lease up if we still hold it, so the next replica need not wait for expiry.
+  void Release() {
+    auto got = client.Get(kube::resources::kLeases, config.ns, config.name);
+    if (!got.ok()) return;
+    json lease = std::move(*got);
+    json spec = lease.value("spec", json::object());
+    if (spec.value("holderIdentity", "") != config.identity) return;
+    std::string now = FormatMicroTime(std::chrono::system_clock::now());
+    lease["spec"] = Spec("", 1, now, now, spec.value("leaseTransitions", int64_t{0}));
+    auto updated = client.Update(kube::resources::kLeases, config.ns, lease);
+    if (!updated.ok()) {
+      spdlog::warn("leader election {}/{}: cannot release lease: {}", config.ns, config.name,
+                   updated.status().ToString());
+      return;
+    }
+    spdlog::info("leader election {}/{}: released", config.ns, config.name);
+  }
+
+  // Keeps renewing; false when a renewal did not succeed within renew_deadline.
+  bool RenewLoop() {
+    while (true) {
+      auto deadline = Steady::now() + config.renew_deadline;
+      bool renewed = false;
+      while (!Stopping()) {
+        if (TryAcquireOrRenew()) {
+          renewed = true;
+          break;
+        }
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Steady::now());
+        if (left <= std::chrono::milliseconds::zero()) break;
+        Sleep(std::min(config.retry_period, left));
+      }
+      if (Stopping()) return true;
+      if (!renewed) return false;
+      if (Sleep(config.retry_period)) return true;
+    }
+  }
+
+  void Run() {
+    while (!TryAcquireOrRenew()) {
+      if (Sleep(Jittered(config.retry_period))) return;
+    }
+    if (Stopping()) {
+      Release();
+      return;
+    }
+    leading = true;
+    spdlog::info("leader election {}/{}: {} is leading", config.ns, config.name, config.identity);
+    if (callbacks.on_started_leading) callbacks.on_started_leading();
+    bool kept = RenewLoop();
+    if (kept) {
+      Release();
+      leading = false;
+      return;
+    }
+    leading = false;
+    spdlog::error("leader election {}/{}: lost the lease (no renewal within {} ms)", config.ns,
+                  config.name, config.renew_deadline.count());
+    if (callbacks.on_lost) callbacks.on_lost();
+  }
+};
+
+LeaderElector::LeaderElector(kube::Client& client, LeaderElectionConfig config,
+                             LeaderCallbacks callbacks)
+    : impl_(std::make_unique<Impl>(client, std::move(config), std::move(callbacks))) {}
+
+LeaderElector::~LeaderElector() { Stop(); }
+
+void LeaderElector::Start() {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  if (impl_->started || impl_->stopping) return;
+  impl_->started = true;
+  impl_->thread = std::thread([this] { impl_->Run(); });
+}
+
+void LeaderElector::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    impl_->stopping = true;
+    impl_->cv.notify_all();
+  }
+  if (impl_->thread.joinable() && impl_->thread.get_id() != std::this_thread::get_id()) {
+    impl_->thread.join();
+  }
+}
+
+bool LeaderElector::IsLeader() const { return impl_->leading; }
+
+std::string LeaderElector::Leader() const {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return impl_->leader;
+}
+
+const std::string& LeaderElector::identity() const { return impl_->config.identity; }
+
+}  // namespace parallelrun::op::manager

@@ -1,0 +1,89 @@
+// The ParallelRunJob reconciler (SPEC.md §6): level-based and idempotent. Each call looks at the
+// job and its children as the informers last saw them, makes one step towards the desired state
+// (create missing children, replace failed worker pods with backoff, restart a crashed
+// coordinator up to backoffLimit, delete pods when suspended, past the deadline or finished),
+// reads the coordinator's progress at most every `progress_interval`, and writes the status
+// subresource when it changed. It never blocks on a pod: waiting is a requeue.
+//
+// Durable counters (coordinator crashes, worker replacements) live in annotations of the job's
+// Secret, so a restarted operator keeps honouring backoffLimit. Backoff timers are in memory.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <string>
+
+#include "operator/controller/controller.h"
+#include "operator/informer/informer.h"
+#include "operator/kube/client.h"
+#include "operator/reconciler/children.h"
+#include "operator/status/event_recorder.h"
+#include "operator/status/progress_client.h"
+#include "runtime/base/time_util.h"
+
+namespace parallelrun::op::reconciler {
+
+// The informer caches the reconciler reads. Child caches hold objects labelled
+// parallelrun.io/job (trimmed: see the Trim* functions below).
+struct Caches {
+  informer::Informer* jobs = nullptr;
+  informer::Informer* pods = nullptr;
+  informer::Informer* secrets = nullptr;
+  informer::Informer* config_maps = nullptr;
+  informer::Informer* services = nullptr;
+};
+
+struct ReconcilerOptions {
+  ChildrenOptions children;  // default image, coordinator resources
+  std::chrono::milliseconds progress_interval{2000};
+  std::chrono::milliseconds worker_backoff_base{2000};
+  std::chrono::milliseconds worker_backoff_cap{60000};
+  int coordinator_port = kCoordinatorPort;
+};
+
+// Annotations on the Secret `J-parallelrun`.
+inline constexpr const char* kCoordinatorCrashesAnnotation = "parallelrun.io/coordinator-crashes";
+inline constexpr const char* kWorkerReplacementsAnnotation = "parallelrun.io/worker-replacements";
+
+class JobReconciler {
+ public:
+  JobReconciler(kube::Client& client, Caches caches, status::ProgressReader& progress,
+                status::EventRecorder& events, const rt::Clock& clock, ReconcilerOptions options);
+  ~JobReconciler();
+
+  // key: "namespace/name" of a ParallelRunJob.
+  controller::Result Reconcile(const std::string& key);
+
+ private:
+  struct JobState;  // per-job memory: last progress read, worker backoff timers
+  struct Pass;      // one reconcile's view and decisions
+
+  controller::Result Run(Pass& pass);
+  controller::Result Finalize(Pass& pass);
+  controller::Result Finished(Pass& pass);
+  controller::Result StopPods(Pass& pass, bool* all_gone);
+  rt::Status EnsureConfigObjects(Pass& pass);
+  rt::Status SyncCoordinator(Pass& pass);
+  rt::Status SyncWorkers(Pass& pass);
+  void ExplainWaiting(Pass& pass);
+  void ReadProgress(Pass& pass);
+  rt::Status WriteStatus(Pass& pass);
+  rt::Status BumpSecretCounter(Pass& pass, const char* annotation, int64_t value);
+  JobState& StateOf(const std::string& key);
+
+  kube::Client& client_;
+  Caches caches_;
+  status::ProgressReader& progress_;
+  status::EventRecorder& events_;
+  const rt::Clock& clock_;
+  ReconcilerOptions options_;
+  std::mutex mu_;
+  std::map<std::string, JobState> states_;
+};
+
+// Cache transforms: keep only what the reconciler reads (memory per job matters: SPEC §9).
+nlohmann::json TrimSecretForCache(nlohmann::json secret);
+nlohmann::json TrimMetadataOnly(nlohmann::json object);
+
+}  // namespace parallelrun::op::reconciler

@@ -1,0 +1,452 @@
+"""Tests of the Helm chart charts/parallelrun, rendered by chart-render (helm template's rules).
+
+RenderTest needs only the renderer; ClusterTest also starts a test cluster (tests/cluster) and
+applies the renderings to it: server-side dry runs of every variant, and real installs whose RBAC
+is then checked with `kubectl auth can-i` as the operator's ServiceAccount. Run by CTest
+(chart.chart) with CHART_RENDER and TESTCLUSTER_BIN set.
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import unittest
+
+import yaml
+
+import chartlib
+from chartlib import CHART, OPERATOR_RBAC, REPO, RenderError, render, render_docs
+
+WRAPPER = os.path.join(REPO, "tests", "cluster", "testcluster")
+NAMESPACE = chartlib.DEFAULT_NAMESPACE
+FULLNAME = chartlib.fullname()
+JOB_RBAC = {k: v for k, v in OPERATOR_RBAC.items() if k not in chartlib.LEASE_RESOURCES}
+LEASE_RBAC = {k: v for k, v in OPERATOR_RBAC.items() if k in chartlib.LEASE_RESOURCES}
+
+# The renderings every structural test runs over: --set values of each variant.
+VARIANTS = {
+    "defaults": {},
+    "watch-namespace": {"watchNamespace": "team-a"},
+    "no-leader-election": {"leaderElection.enabled": False},
+    "service-monitor": {"serviceMonitor.enabled": True},
+    "everything-set": {
+        "replicaCount": 3, "watchNamespace": "team-b", "defaultJobImage": "example.com/job:1",
+        "metrics.port": 19090, "health.port": 19091, "image.tag": "dev",
+        "nodeSelector.disk": "ssd", "tolerations[0].key": "dedicated",
+        "tolerations[0].operator": "Exists", "podAnnotations.team": "data",
+        "serviceAccount.annotations.owner": "me", "imagePullSecrets[0].name": "regcred",
+        "priorityClassName": "high", "logFormat": "text", "logLevel": "debug",
+        "maxConcurrentReconciles": 8,
+    },
+}
+
+
+def by_kind(docs, kind):
+    return [d for d in docs if d["kind"] == kind]
+
+
+def one(docs, kind):
+    found = by_kind(docs, kind)
+    if len(found) != 1:
+        raise AssertionError("expected one %s, found %d" % (kind, len(found)))
+    return found[0]
+
+
+def container(docs):
+    return one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+
+
+def flag_values(args):
+    """{--flag: value or True} of a container's args."""
+    out = {}
+    for a in args:
+        name, eq, value = a.partition("=")
+        out[name] = value if eq else True
+    return out
+
+
+def project_version():
+    with open(os.path.join(REPO, "CMakeLists.txt")) as f:
+        return re.search(r"project\(parallelrun VERSION ([0-9.]+)", f.read()).group(1)
+
+
+class RenderTest(unittest.TestCase):
+    def test_every_variant_renders_documents_that_parse(self):
+        for name, values in VARIANTS.items():
+            with self.subTest(variant=name):
+                text = render(values=values, include_crds=True)
+                self.assertTrue(text.startswith("---\n# Source: parallelrun/crds/"))
+                docs = chartlib.split_documents(text)
+                self.assertGreater(len(docs), 5)
+                for source, obj in docs:
+                    self.assertRegex(source, r"^parallelrun/(templates|crds)/[-.\w]+\.yaml$")
+                    for key in ("apiVersion", "kind", "metadata"):
+                        self.assertIn(key, obj, source)
+                    self.assertTrue(obj["metadata"].get("name"), source)
+
+    def test_defaults_render_the_operator_and_its_rbac(self):
+        docs = render_docs()
+        kinds = sorted(d["kind"] for d in docs)
+        self.assertEqual(kinds, ["ClusterRole", "ClusterRoleBinding", "Deployment", "Role",
+                                 "RoleBinding", "Service", "ServiceAccount"])
+        # Helm's install order: the ServiceAccount and RBAC before the Deployment.
+        self.assertEqual(docs[0]["kind"], "ServiceAccount")
+        self.assertEqual(docs[-1]["kind"], "Deployment")
+        for d in docs:
+            if d["kind"] not in ("ClusterRole", "ClusterRoleBinding"):
+                self.assertEqual(d["metadata"]["namespace"], NAMESPACE, d["kind"])
+            self.assertEqual(d["metadata"]["labels"]["app.kubernetes.io/managed-by"], "Helm")
+
+    def test_deployment_runs_the_operator_with_probes_and_the_documented_flags(self):
+        docs = render_docs(values={"metrics.port": 18080, "health.port": 18081})
+        deployment = one(docs, "Deployment")
+        self.assertEqual(deployment["spec"]["replicas"], 1)
+        pod = deployment["spec"]["template"]["spec"]
+        self.assertEqual(pod["serviceAccountName"], FULLNAME)
+        c = container(docs)
+        self.assertEqual(c["command"], ["parallelrun-operator"])
+        self.assertEqual(c["image"], "parallelrun:" + project_version())
+        self.assertEqual(flag_values(c["args"]), {
+            "--metrics-bind-address": ":18080",
+            "--health-probe-bind-address": ":18081",
+            "--default-image": "parallelrun:" + project_version(),
+            "--leader-elect": True,
+            "--leader-election-namespace": "$(POD_NAMESPACE)",
+            "--leader-election-id": "parallelrun-operator",
+            "--max-concurrent-reconciles": "4",
+            "--log-format": "json",
+            "--log-level": "info",
+        })
+        self.assertEqual(c["env"], [{"name": "POD_NAMESPACE", "valueFrom": {
+            "fieldRef": {"fieldPath": "metadata.namespace"}}}])
+        ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+        self.assertEqual(ports, {"metrics": 18080, "health": 18081})
+        self.assertEqual(c["livenessProbe"]["httpGet"], {"path": "/healthz", "port": "health"})
+        self.assertEqual(c["readinessProbe"]["httpGet"], {"path": "/readyz", "port": "health"})
+        self.assertIn("memory", c["resources"]["limits"])
+        service = one(docs, "Service")
+        self.assertEqual(service["spec"]["ports"][0]["targetPort"], "metrics")
+        self.assertEqual(service["spec"]["selector"], deployment["spec"]["selector"]["matchLabels"])
+        self.assertLessEqual(service["spec"]["selector"].items(),
+                             deployment["spec"]["template"]["metadata"]["labels"].items())
+
+    def test_security_context_is_restricted_and_non_root(self):
+        docs = render_docs()
+        pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+        self.assertEqual(pod["securityContext"]["runAsNonRoot"], True)
+        self.assertEqual(pod["securityContext"]["runAsUser"], 10001)
+        self.assertEqual(pod["securityContext"]["seccompProfile"], {"type": "RuntimeDefault"})
+        sc = container(docs)["securityContext"]
+        self.assertEqual(sc["allowPrivilegeEscalation"], False)
+        self.assertEqual(sc["readOnlyRootFilesystem"], True)
+        self.assertEqual(sc["runAsNonRoot"], True)
+        self.assertEqual(sc["capabilities"], {"drop": ["ALL"]})
+        self.assertEqual(sc["seccompProfile"], {"type": "RuntimeDefault"})
+
+    def test_cluster_role_grants_exactly_the_operator_rights(self):
+        grants = chartlib.chart_grants(render_docs())
+        self.assertEqual(grants, {("ClusterRole", None): JOB_RBAC,
+                                  ("Role", NAMESPACE): LEASE_RBAC})
+        union = {}
+        for g in grants.values():
+            for k, v in g.items():
+                union.setdefault(k, set()).update(v)
+        self.assertEqual(union, OPERATOR_RBAC)
+
+    def test_bindings_bind_the_service_account_to_each_role(self):
+        for name, values in VARIANTS.items():
+            with self.subTest(variant=name):
+                docs = render_docs(values=values)
+                roles = {(d["kind"], d["metadata"]["name"], d["metadata"].get("namespace"))
+                         for d in docs if d["kind"] in ("ClusterRole", "Role")}
+                bound = set()
+                for b in docs:
+                    if b["kind"] not in ("ClusterRoleBinding", "RoleBinding"):
+                        continue
+                    self.assertEqual(b["subjects"], [{"kind": "ServiceAccount", "name": FULLNAME,
+                                                      "namespace": NAMESPACE}])
+                    bound.add((b["roleRef"]["kind"], b["roleRef"]["name"],
+                               b["metadata"].get("namespace")))
+                self.assertEqual(bound, roles)
+
+    def test_watch_namespace_turns_the_cluster_role_into_a_role_there(self):
+        docs = render_docs(values={"watchNamespace": "team-a"})
+        self.assertEqual(by_kind(docs, "ClusterRole"), [])
+        self.assertEqual(by_kind(docs, "ClusterRoleBinding"), [])
+        self.assertEqual(chartlib.chart_grants(docs), {("Role", "team-a"): JOB_RBAC,
+                                                       ("Role", NAMESPACE): LEASE_RBAC})
+        self.assertEqual(flag_values(container(docs)["args"])["--namespace"], "team-a")
+
+    def test_leader_election_off_drops_the_lease_role_and_flags(self):
+        docs = render_docs(values={"leaderElection.enabled": False})
+        self.assertEqual(chartlib.chart_grants(docs), {("ClusterRole", None): JOB_RBAC})
+        flags = flag_values(container(docs)["args"])
+        for flag in ("--leader-elect", "--leader-election-namespace", "--leader-election-id"):
+            self.assertNotIn(flag, flags)
+
+    def test_replicas_without_leader_election_are_refused(self):
+        with self.assertRaisesRegex(RenderError, "replicaCount > 1 needs leaderElection"):
+            render(values={"replicaCount": 2, "leaderElection.enabled": False})
+        docs = render_docs(values={"replicaCount": 2})
+        self.assertEqual(one(docs, "Deployment")["spec"]["replicas"], 2)
+
+    def test_schema_rejects_a_wrong_type_with_a_clear_message(self):
+        with self.assertRaises(RenderError) as e:
+            render(values={"replicaCount": "abc"})
+        self.assertIn("values don't meet the specifications of the schema(s)", str(e.exception))
+        self.assertIn("- replicaCount: Invalid type. Expected: integer, given: string",
+                      str(e.exception))
+
+    def test_schema_rejects_unknown_keys_bad_enums_and_ranges(self):
+        cases = {
+            "replicaCount": ("-1", "replicaCount: Must be greater than or equal to 0"),
+            "metrics.port": ("70000", "metrics.port: Must be less than or equal to 65535"),
+            "logFormat": ("xml", 'logFormat must be one of the following: "json", "text"'),
+            "leaderElection.enabled": ("yes", "Expected: boolean, given: string"),
+            "watchNamespace": ("Team_A", "watchNamespace: Does not match pattern"),
+            "replicaCont": ("1", "(root): Additional property replicaCont is not allowed"),
+            "image.pullPolicy": ("Sometimes", "image.pullPolicy: pullPolicy must be one of"),
+        }
+        for key, (value, message) in cases.items():
+            with self.subTest(key=key):
+                with self.assertRaises(RenderError) as e:
+                    render(values={key: value})
+                self.assertIn(message, str(e.exception))
+
+    def test_every_value_in_values_yaml_is_typed_by_the_schema(self):
+        with open(os.path.join(CHART, "values.yaml")) as f:
+            values = yaml.safe_load(f)
+        with open(os.path.join(CHART, "values.schema.json")) as f:
+            schema = json.load(f)
+        self.assertEqual(schema["$schema"], "http://json-schema.org/draft-07/schema#")
+
+        def walk(value, node, path):
+            self.assertIn("type", node, "no type for " + path)
+            if isinstance(value, dict) and "properties" in node:
+                self.assertEqual(node.get("additionalProperties"), False, path)
+                for key, sub in value.items():
+                    self.assertIn(key, node["properties"], "%s.%s not in the schema" % (path, key))
+                    walk(sub, node["properties"][key], path + "." + key)
+
+        walk(values, schema, "(root)")
+        self.assertEqual(set(schema["properties"]), set(values))
+
+    def test_every_top_level_value_is_commented(self):
+        # A comment right above each key; one-line keys in a row may share one comment.
+        with open(os.path.join(CHART, "values.yaml")) as f:
+            lines = f.read().splitlines()
+        for i, line in enumerate(lines):
+            if re.match(r"^[A-Za-z]\w*:", line):
+                j = i - 1
+                while j >= 0 and re.match(r"^[A-Za-z]\w*: \S", lines[j]):
+                    j -= 1
+                self.assertTrue(j >= 0 and lines[j].startswith("#"), "no comment above " + line)
+
+    def test_values_files_merge_over_defaults_and_set_wins(self):
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+            f.write("logLevel: debug\nresources:\n  limits:\n    memory: 1Gi\n"
+                    "metrics:\n  port: 18000\n")
+        try:
+            docs = render_docs(value_files=[f.name], values={"metrics.port": 18001})
+        finally:
+            os.unlink(f.name)
+        c = container(docs)
+        flags = flag_values(c["args"])
+        self.assertEqual(flags["--log-level"], "debug")
+        self.assertEqual(flags["--metrics-bind-address"], ":18001")
+        self.assertEqual(c["resources"], {"limits": {"memory": "1Gi"},
+                                          "requests": {"cpu": "50m", "memory": "64Mi"}})
+
+    def test_every_value_reaches_the_manifests(self):
+        docs = render_docs(values=VARIANTS["everything-set"])
+        deployment = one(docs, "Deployment")
+        pod = deployment["spec"]["template"]["spec"]
+        c = pod["containers"][0]
+        self.assertEqual(deployment["spec"]["replicas"], 3)
+        self.assertEqual(c["image"], "parallelrun:dev")
+        flags = flag_values(c["args"])
+        self.assertEqual(flags["--default-image"], "example.com/job:1")
+        self.assertEqual(flags["--namespace"], "team-b")
+        self.assertEqual(flags["--log-format"], "text")
+        self.assertEqual(flags["--log-level"], "debug")
+        self.assertEqual(flags["--max-concurrent-reconciles"], "8")
+        self.assertEqual(pod["nodeSelector"], {"disk": "ssd"})
+        self.assertEqual(pod["tolerations"], [{"key": "dedicated", "operator": "Exists"}])
+        self.assertEqual(pod["imagePullSecrets"], [{"name": "regcred"}])
+        self.assertEqual(pod["priorityClassName"], "high")
+        self.assertEqual(deployment["spec"]["template"]["metadata"]["annotations"],
+                         {"team": "data"})
+        self.assertEqual(one(docs, "ServiceAccount")["metadata"]["annotations"], {"owner": "me"})
+
+    def test_existing_service_account_needs_a_name(self):
+        with self.assertRaisesRegex(RenderError, "serviceAccount.name is required"):
+            render(values={"serviceAccount.create": False})
+        docs = render_docs(values={"serviceAccount.create": False, "serviceAccount.name": "ops"})
+        self.assertEqual(by_kind(docs, "ServiceAccount"), [])
+        self.assertEqual(one(docs, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"],
+                         "ops")
+
+    def test_service_monitor_only_when_enabled(self):
+        self.assertEqual(by_kind(render_docs(), "ServiceMonitor"), [])
+        docs = render_docs(values={"serviceMonitor.enabled": True,
+                                   "serviceMonitor.labels.release": "prom"})
+        monitor = one(docs, "ServiceMonitor")
+        self.assertEqual(monitor["apiVersion"], "monitoring.coreos.com/v1")
+        self.assertEqual(monitor["metadata"]["labels"]["release"], "prom")
+        self.assertEqual(monitor["spec"]["endpoints"],
+                         [{"port": "metrics", "path": "/metrics", "interval": "30s"}])
+        service = one(docs, "Service")
+        self.assertLessEqual(monitor["spec"]["selector"]["matchLabels"].items(),
+                             service["metadata"]["labels"].items())
+
+    def test_chart_version_is_the_project_version(self):
+        with open(os.path.join(CHART, "Chart.yaml")) as f:
+            chart = yaml.safe_load(f)
+        self.assertEqual(chart["apiVersion"], "v2")
+        self.assertEqual(chart["name"], "parallelrun")
+        self.assertEqual(chart["appVersion"], project_version())
+        self.assertRegex(chart["version"], r"^\d+\.\d+\.\d+$")
+
+    def test_chart_crds_are_the_top_level_crds_byte_for_byte(self):
+        top = os.path.join(REPO, "crds")
+        ours = os.path.join(CHART, "crds")
+        self.assertEqual(sorted(os.listdir(ours)), sorted(os.listdir(top)))
+        for name in os.listdir(top):
+            with open(os.path.join(top, name), "rb") as a, open(os.path.join(ours, name),
+                                                                "rb") as b:
+                self.assertTrue(a.read() == b.read(),
+                                "charts/parallelrun/crds/%s differs from crds/%s: copy it" %
+                                (name, name))
+
+    def test_include_crds_puts_the_crd_first_unchanged(self):
+        docs = chartlib.split_documents(render(include_crds=True))
+        source, crd = docs[0]
+        self.assertEqual(source, "parallelrun/crds/parallelrun.io_parallelrunjobs.yaml")
+        self.assertEqual(crd["kind"], "CustomResourceDefinition")
+        self.assertEqual(crd["metadata"]["name"], "parallelrunjobs.parallelrun.io")
+        with open(os.path.join(CHART, "crds", "parallelrun.io_parallelrunjobs.yaml")) as f:
+            self.assertEqual(crd, yaml.safe_load(f))
+        self.assertNotIn("CustomResourceDefinition", [d["kind"] for _, d in docs[1:]])
+
+    def test_notes_tell_what_to_run_next(self):
+        notes = render(notes=True)
+        self.assertIn("kubectl -n %s rollout status deployment/%s" % (NAMESPACE, FULLNAME), notes)
+        self.assertIn("kubectl apply -f job.yaml", notes)
+        self.assertIn("kubectl get prj -w", notes)
+        self.assertIn("kubectl logs JOB-coordinator", notes)
+        self.assertIn("<output>/logs/", notes)
+        self.assertIn("kubectl -n %s logs deployment/%s" % (NAMESPACE, FULLNAME), notes)
+        scoped = render(notes=True, values={"watchNamespace": "team-a"})
+        self.assertIn("kubectl get prj -n team-a -w", scoped)
+        self.assertNotIn("<no value>", notes + scoped)
+        self.assertNotIn("NOTES", render())  # helm template does not output NOTES.txt
+
+
+class Cluster:
+    """A test cluster in a temporary folder (tests/cluster/README.md)."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="chart-test-")
+        out = subprocess.run([WRAPPER, "up", "--state", self.dir], capture_output=True,
+                             text=True, timeout=120)
+        if out.returncode != 0:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise RuntimeError("testcluster up failed: %s %s" % (out.stdout, out.stderr))
+        self.kubeconfig = out.stdout.strip().splitlines()[-1]
+        self.kubectl = chartlib.Kubectl(self.kubeconfig)
+
+    def down(self):
+        subprocess.run([WRAPPER, "down", "--state", self.dir], capture_output=True, timeout=120)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class ClusterTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.cluster = Cluster()
+        cls.k = cls.cluster.kubectl
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.cluster.down()
+
+    def can_i(self, verb, resource, namespace, service_account, subresource=None):
+        args = ["auth", "can-i", verb, resource, "-n", namespace,
+                "--as=system:serviceaccount:%s:%s" % service_account]
+        if subresource:
+            args.append("--subresource=" + subresource)
+        out = self.k(*args, check=False)
+        answer = out.stdout.strip()
+        if answer not in ("yes", "no"):
+            raise AssertionError("can-i %s: %s %s" % (args, out.stdout, out.stderr))
+        return answer == "yes"
+
+    def assert_rights(self, rights, namespace, service_account, expected):
+        for (group, resource), verbs in rights.items():
+            base, _, sub = resource.partition("/")
+            qualified = base + ("." + group if group else "")
+            for verb in verbs:
+                with self.subTest(verb=verb, resource=resource, namespace=namespace):
+                    self.assertEqual(self.can_i(verb, qualified, namespace, service_account,
+                                                sub or None), expected)
+
+    def test_server_dry_run_accepts_every_rendering(self):
+        for ns in (NAMESPACE, "team-a", "team-b"):
+            chartlib.ensure_namespace(self.k, ns)
+        for name, values in VARIANTS.items():
+            if name == "service-monitor":
+                continue  # monitoring.coreos.com is not served without the Prometheus Operator
+            with self.subTest(variant=name):
+                text = render(values=values, include_crds=True)
+                out = self.k("apply", "--dry-run=server", "-f", "-", input=text)
+                for _, obj in chartlib.split_documents(text):
+                    self.assertRegex(out.stdout, r"(?m)^%s\.?[\w.]*/%s (created|configured|"
+                                     r"unchanged) \(server dry run\)$" % (
+                                         obj["kind"].lower(), re.escape(obj["metadata"]["name"])))
+        # A dry run changes nothing.
+        self.assertNotIn(FULLNAME, self.k("get", "deployments", "-A").stdout)
+
+    def test_install_grants_the_operator_exactly_its_rights(self):
+        # replicaCount 0: the objects and rights only, no operator pod.
+        docs = chartlib.install_chart(self.cluster.kubeconfig, values={"replicaCount": 0},
+                                      release="rbac", namespace="rbac-system")
+        self.assertEqual(docs[0]["kind"], "CustomResourceDefinition")
+        self.k("get", "crd", "parallelrunjobs.parallelrun.io")
+        self.k("-n", "rbac-system", "get", "deployment/rbac-parallelrun", "serviceaccount/"
+               "rbac-parallelrun", "service/rbac-parallelrun-metrics")
+        sa = ("rbac-system", "rbac-parallelrun")
+        chartlib.ensure_namespace(self.k, "elsewhere")
+        self.assert_rights(JOB_RBAC, "elsewhere", sa, True)
+        self.assert_rights(LEASE_RBAC, "rbac-system", sa, True)
+        self.assert_rights(LEASE_RBAC, "kube-system", sa, False)
+        not_granted = {
+            ("parallelrun.io", "parallelrunjobs"): {"create"},
+            ("", "pods"): {"update", "patch"},
+            ("", "secrets"): {"update"},
+            ("", "nodes"): {"get", "list"},
+            ("apps", "deployments"): {"create"},
+            ("coordination.k8s.io", "leases"): {"delete", "list"},
+        }
+        self.assert_rights(not_granted, "rbac-system", sa, False)
+        chartlib.uninstall_chart(self.cluster.kubeconfig, values={"replicaCount": 0},
+                                 release="rbac", namespace="rbac-system")
+        self.assertNotEqual(self.k("-n", "rbac-system", "get", "deployment/rbac-parallelrun",
+                                   check=False).returncode, 0)
+
+    def test_install_watching_one_namespace_grants_rights_there_only(self):
+        values = {"replicaCount": 0, "watchNamespace": "team-c"}
+        chartlib.install_chart(self.cluster.kubeconfig, values=values, release="scoped",
+                               namespace="scoped-system")
+        sa = ("scoped-system", "scoped-parallelrun")
+        chartlib.ensure_namespace(self.k, "other")
+        self.assert_rights(JOB_RBAC, "team-c", sa, True)
+        self.assert_rights(JOB_RBAC, "other", sa, False)
+        self.assert_rights(LEASE_RBAC, "scoped-system", sa, True)
+        chartlib.uninstall_chart(self.cluster.kubeconfig, values=values, release="scoped",
+                                 namespace="scoped-system")
+
+
+if __name__ == "__main__":
+    unittest.main()

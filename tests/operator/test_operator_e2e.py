@@ -1,0 +1,446 @@
+"""End-to-end tests of parallelrun-operator on the local test cluster (tests/cluster), with the
+real kubectl and the official Python Kubernetes client.
+
+One cluster per test class. The operator runs as a host process under the service account
+`parallelrun-system/parallelrun-operator`, limited to the ClusterRole of the Helm chart (rendered
+from charts/parallelrun), so a permission the chart lacks fails these tests. Pods run
+`parallelrun` from the build folder (the test cluster puts PATH of `testcluster up` in pods).
+
+Environment (set by CTest): PARALLELRUN_BIN, OPERATOR_BIN, TESTCLUSTER_BIN, CHART_RENDER.
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+sys.path.insert(0, os.path.join(ROOT, "tests", "cluster"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "chart"))
+from test_e2e_kubectl import Cluster, wait_until  # noqa: E402
+import chartlib  # noqa: E402
+
+PARALLELRUN_BIN = os.environ["PARALLELRUN_BIN"]
+OPERATOR_BIN = os.environ["OPERATOR_BIN"]
+CRD = os.path.join(ROOT, "crds", "parallelrun.io_parallelrunjobs.yaml")
+EXAMPLE = os.path.join(ROOT, "examples", "score-files")
+SLOW = os.path.join(HERE, "testdata", "slow")
+OPERATOR_NS = "parallelrun-system"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def chart_rbac():
+    """The chart's ServiceAccount and RBAC objects (as `helm template` renders them) and the
+    ServiceAccount's name."""
+    docs = chartlib.render_docs(namespace=OPERATOR_NS,
+                                values={"leaderElection.enabled": True})
+    keep = [d for d in docs if d["kind"] in ("ServiceAccount", "ClusterRole",
+                                             "ClusterRoleBinding", "Role", "RoleBinding")]
+    account = [d["metadata"]["name"] for d in keep if d["kind"] == "ServiceAccount"][0]
+    return chartlib.yaml.safe_dump_all(keep), account
+
+
+class OperatorCluster:
+    """A test cluster with the CRD, the chart's RBAC and a running operator."""
+
+    def __init__(self):
+        os.environ["PATH"] = os.path.dirname(PARALLELRUN_BIN) + os.pathsep + os.environ["PATH"]
+        self.cluster = Cluster()
+        self.dir = self.cluster.dir
+        self.operator = None
+        try:
+            self.kubectl("apply", "-f", CRD)
+            self.kubectl("wait", "--for=condition=Established",
+                         "crd/parallelrunjobs.parallelrun.io", "--timeout=60s")
+            self.kubectl("create", "namespace", OPERATOR_NS)
+            rbac, account = chart_rbac()
+            self.kubectl("apply", "-n", OPERATOR_NS, "-f", "-", input=rbac)
+            token_file = os.path.join(self.dir, "tokens", OPERATOR_NS, account)
+            wait_until(lambda: os.path.exists(token_file), 30, "the operator's token")
+            self.operator_kubeconfig = self._service_account_kubeconfig(token_file)
+            self.start_operator()
+        except Exception:
+            self.down()
+            raise
+
+    def _service_account_kubeconfig(self, token_file):
+        with open(self.cluster.kubeconfig) as f:
+            server = [line.split("server:", 1)[1].strip() for line in f
+                      if "server:" in line][0]
+        path = os.path.join(self.dir, "operator.kubeconfig")
+        with open(token_file) as f:
+            token = f.read().strip()
+        with open(path, "w") as f:
+            f.write(f"""apiVersion: v1
+kind: Config
+clusters:
+- name: testcluster
+  cluster:
+    server: {server}
+    certificate-authority: {os.path.join(self.dir, "ca.crt")}
+users:
+- name: operator
+  user:
+    token: {token}
+contexts:
+- name: operator
+  context: {{cluster: testcluster, user: operator, namespace: {OPERATOR_NS}}}
+current-context: operator
+""")
+        return path
+
+    def start_operator(self):
+        self.metrics_port = free_port()
+        self.health_port = free_port()
+        log = open(os.path.join(self.dir, "operator.log"), "a")
+        self.operator = subprocess.Popen(
+            [OPERATOR_BIN, "--kubeconfig", self.operator_kubeconfig,
+             "--default-image", "parallelrun:e2e",
+             "--metrics-bind-address", f"127.0.0.1:{self.metrics_port}",
+             "--health-probe-bind-address", f"127.0.0.1:{self.health_port}",
+             "--leader-elect", "--leader-election-namespace", OPERATOR_NS,
+             "--log-format", "text"],
+            stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+
+    def stop_operator(self, sig=signal.SIGTERM):
+        if self.operator and self.operator.poll() is None:
+            self.operator.send_signal(sig)
+            try:
+                self.operator.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.operator.kill()
+                self.operator.wait()
+        self.operator = None
+
+    def operator_log(self):
+        try:
+            with open(os.path.join(self.dir, "operator.log")) as f:
+                return f.read()[-6000:]
+        except OSError:
+            return ""
+
+    def down(self):
+        self.stop_operator()
+        self.cluster.down()
+
+    def kubectl(self, *args, **kwargs):
+        return self.cluster.kubectl(*args, **kwargs)
+
+    def get_job(self, name, ns="default"):
+        out = self.kubectl("get", "prj", name, "-n", ns, "-o", "json", check=False)
+        return json.loads(out.stdout) if out.returncode == 0 else None
+
+    def wait_phase(self, name, phases, timeout=240, ns="default"):
+        def reached():
+            job = self.get_job(name, ns)
+            phase = (job or {}).get("status", {}).get("phase")
+            return job if phase in phases else None
+        try:
+            return wait_until(reached, timeout, f"job {name} to reach {phases}")
+        except AssertionError:
+            job = self.get_job(name, ns)
+            raise AssertionError("job %s never reached %s; last status %s\noperator log:\n%s" % (
+                name, phases, json.dumps((job or {}).get("status"), indent=1),
+                self.operator_log()))
+
+
+def cluster_manifest(name, data_dir, source, node_count=2, processes=2, extra=None):
+    """A manifest whose DataRefs live in one hostPath volume `data` (same paths locally)."""
+    spec = {
+        "entryScript": source["entryScript"],
+        "sourceDirectory": {"volume": "data", "path": "code/"},
+        "volumes": [{"name": "data", "hostPath": {"path": data_dir}}],
+        "inputs": [{"name": "documents", "type": "file",
+                    "source": {"volume": "data", "path": source["input"]},
+                    "pattern": "*.txt"}],
+        "output": {"volume": "data", "path": "output/"},
+        "miniBatchSize": source.get("miniBatchSize", "5"),
+        "outputAction": "append_row",
+        "appendRowFileName": "rows.txt",
+        "nodeCount": node_count,
+        "processCountPerNode": processes,
+        "runInvocationTimeout": 30,
+        "runMaxTry": 3,
+    }
+    spec.update(source.get("spec", {}))
+    spec.update(extra or {})
+    return {"apiVersion": "parallelrun.io/v1alpha1", "kind": "ParallelRunJob",
+            "metadata": {"name": name}, "spec": spec}
+
+
+def score_files_source():
+    return {"entryScript": "score.py", "input": "data/documents/",
+            "spec": {"sideInputs": [{"name": "lexicon",
+                                     "source": {"volume": "data", "path": "data/lexicon/"}}],
+                     "arguments": ["--lexicon", "$(sideInputs.lexicon)/words.tsv",
+                                   "--min-words", "3"],
+                     "errorThreshold": 5}}
+
+
+def slow_source(files):
+    return {"entryScript": "score.py", "input": "documents/", "miniBatchSize": "2",
+            "files": files}
+
+
+def make_slow_data(root, files=240):
+    os.makedirs(os.path.join(root, "documents"))
+    shutil.copytree(os.path.join(SLOW, "code"), os.path.join(root, "code"))
+    for i in range(files):
+        with open(os.path.join(root, "documents", "f%04d.txt" % i), "w") as f:
+            f.write("x" * (i % 37 + 1))
+
+
+def apply(cluster, manifest):
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+
+
+class ExampleJobTest(unittest.TestCase):
+    """The score-files example through the operator equals the same manifest run locally."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.c = OperatorCluster()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.c.down()
+
+    def test_example_matches_local_mode(self):
+        work = tempfile.mkdtemp(prefix="prj-e2e-", dir=self.c.dir)
+        cluster_data = os.path.join(work, "cluster")
+        local_data = os.path.join(work, "local")
+        for d in (cluster_data, local_data):
+            shutil.copytree(os.path.join(EXAMPLE, "code"), os.path.join(d, "code"))
+            shutil.copytree(os.path.join(EXAMPLE, "data"), os.path.join(d, "data"))
+        manifest = cluster_manifest("score-files", cluster_data, score_files_source())
+
+        # The Python client watches the job while it runs.
+        from kubernetes import client, config, watch
+        api = client.CustomObjectsApi(
+            config.new_client_from_config(config_file=self.c.cluster.kubeconfig))
+        seen = []
+        stop = threading.Event()
+
+        def watcher():
+            w = watch.Watch()
+            for event in w.stream(api.list_namespaced_custom_object, "parallelrun.io",
+                                  "v1alpha1", "default", "parallelrunjobs", timeout_seconds=300):
+                status = event["object"].get("status") or {}
+                mb = status.get("miniBatches") or {}
+                if "completed" in mb:
+                    seen.append((mb.get("completed"), mb.get("total")))
+                if status.get("phase") in ("Succeeded", "Failed") or stop.is_set():
+                    w.stop()
+        t = threading.Thread(target=watcher, daemon=True)
+        t.start()
+
+        apply(self.c, manifest)
+        out = self.c.kubectl("wait", "--for=condition=Complete", "prj/score-files",
+                             "--timeout=300s", check=False, timeout=320)
+        job = self.c.get_job("score-files")
+        self.assertEqual(out.returncode, 0, "kubectl wait failed: %s\nstatus: %s\nlog:\n%s" % (
+            out.stderr, json.dumps(job.get("status"), indent=1), self.c.operator_log()))
+        stop.set()
+        t.join(timeout=60)
+        status = job["status"]
+
+        # The same manifest in local mode (the hostPath volume is used as is).
+        local_manifest = cluster_manifest("score-files", local_data, score_files_source())
+        path = os.path.join(work, "local.yaml")
+        with open(path, "w") as f:
+            json.dump(local_manifest, f)
+        local = subprocess.run([PARALLELRUN_BIN, "run", path], capture_output=True, text=True,
+                               timeout=300)
+        self.assertEqual(local.returncode, 0, local.stderr)
+        with open(os.path.join(local_data, "output", ".parallelrun", "result.json")) as f:
+            local_result = json.load(f)
+        with open(os.path.join(cluster_data, "output", "rows.txt"), "rb") as f:
+            cluster_rows = f.read()
+        with open(os.path.join(local_data, "output", "rows.txt"), "rb") as f:
+            local_rows = f.read()
+        self.assertEqual(cluster_rows, local_rows)
+        self.assertEqual(status["phase"], "Succeeded")
+        self.assertEqual(status["items"]["succeeded"], local_result["items_succeeded"])
+        self.assertEqual(status["items"]["failed"], local_result["items_failed"])
+        self.assertEqual(status["items"]["total"], local_result["items_total"])
+        self.assertEqual(status["miniBatches"]["total"], local_result["mini_batches_total"])
+        self.assertEqual(status["miniBatches"]["failed"], local_result["mini_batches_failed"])
+        self.assertEqual(status["miniBatches"]["retried"], local_result["mini_batches_retried"])
+        self.assertEqual(status["progress"], "%d/%d" % (status["miniBatches"]["total"],
+                                                        status["miniBatches"]["total"]))
+        for cond in ("Complete", "Scheduled"):
+            self.assertIn(cond, [c["type"] for c in status["conditions"]
+                                 if c["status"] == "True"])
+
+        # Progress seen by a watcher only rises, up to the total.
+        completed = [c for c, _ in seen]
+        self.assertTrue(completed, "the watcher saw no progress")
+        self.assertEqual(completed, sorted(completed))
+        self.assertEqual(completed[-1], status["miniBatches"]["total"])
+
+        # kubectl get prj: the printer columns; describe: the events.
+        table = self.c.kubectl("get", "prj").stdout
+        header = table.splitlines()[0].split()
+        self.assertEqual(header, ["NAME", "PHASE", "PROGRESS", "FAILED", "NODES", "ETA", "AGE"])
+        row = table.splitlines()[1].split()
+        self.assertEqual(row[:3], ["score-files", "Succeeded", status["progress"]])
+        described = self.c.kubectl("describe", "prj", "score-files").stdout
+        self.assertIn("PodsCreated", described)
+        self.assertIn("Succeeded", described)
+        # kubectl logs of the coordinator shows the overview lines.
+        logs = self.c.kubectl("logs", "score-files-coordinator").stdout
+        self.assertIn("Processed", logs)
+
+        # The operator's endpoints.
+        import urllib.request
+        metrics = urllib.request.urlopen(
+            f"http://127.0.0.1:{self.c.metrics_port}/metrics", timeout=10).read().decode()
+        self.assertIn("parallelrun_jobs", metrics)
+        self.assertIn("parallelrun_reconcile_total", metrics)
+        health = urllib.request.urlopen(f"http://127.0.0.1:{self.c.health_port}/healthz",
+                                        timeout=10)
+        self.assertEqual(health.status, 200)
+
+    def test_misspelt_field_is_refused_by_the_api_server(self):
+        manifest = cluster_manifest("typo", "/tmp", score_files_source())
+        manifest["spec"]["nodeCont"] = 2
+        out = self.c.kubectl("apply", "-f", "-", input=json.dumps(manifest), check=False)
+        self.assertNotEqual(out.returncode, 0)
+        self.assertIn("nodeCont", out.stderr)
+
+    def test_semantic_error_ends_invalid_spec_without_pods(self):
+        manifest = cluster_manifest("bad-args", "/tmp", score_files_source())
+        manifest["spec"]["arguments"] = ["$(inputs.nope)"]
+        apply(self.c, manifest)
+        job = self.c.wait_phase("bad-args", ("Failed",), timeout=60)
+        failed = [c for c in job["status"]["conditions"] if c["type"] == "Failed"][0]
+        self.assertEqual(failed["reason"], "InvalidSpec")
+        self.assertIn("spec.arguments[0]", failed["message"])
+        pods = self.c.kubectl("get", "pods", "-l", "parallelrun.io/job=bad-args", "-o",
+                              "name").stdout
+        self.assertEqual(pods.strip(), "")
+        wait_until(lambda: "InvalidSpec" in self.c.kubectl("describe", "prj", "bad-args").stdout,
+                   30, "an InvalidSpec event")
+        self.c.kubectl("delete", "prj", "bad-args", "--wait=true", "--timeout=60s")
+
+
+class UnschedulableTest(unittest.TestCase):
+    """Waiting is explained on the job, not only on its pods."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.c = OperatorCluster()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.c.down()
+
+    def test_cordoned_node_says_unschedulable_then_runs(self):
+        work = tempfile.mkdtemp(prefix="prj-e2e-", dir=self.c.dir)
+        make_slow_data(work, files=8)
+        self.c.kubectl("cordon", "testcluster-node")
+        apply(self.c, cluster_manifest("waits", work, slow_source(8), node_count=1, processes=1))
+
+        def unschedulable():
+            job = self.c.get_job("waits") or {}
+            for cond in job.get("status", {}).get("conditions", []):
+                if cond["type"] == "Scheduled" and cond["status"] == "False":
+                    return cond
+        cond = wait_until(unschedulable, 60, "condition Scheduled=False")
+        self.assertEqual(cond["reason"], "Unschedulable")
+        self.assertIn("unschedulable", cond["message"])
+        self.assertEqual(self.c.get_job("waits")["status"]["phase"], "Pending")
+        self.c.kubectl("uncordon", "testcluster-node")
+        self.c.wait_phase("waits", ("Succeeded",), timeout=240)
+
+    def test_missing_image_says_image_pull_backoff(self):
+        work = tempfile.mkdtemp(prefix="prj-e2e-", dir=self.c.dir)
+        make_slow_data(work, files=2)
+        apply(self.c, cluster_manifest("noimage", work, slow_source(2), node_count=1,
+                                       processes=1, extra={"image": "parallelrun:missing"}))
+
+        def pull_backoff():
+            job = self.c.get_job("noimage") or {}
+            for cond in job.get("status", {}).get("conditions", []):
+                if cond["type"] == "Scheduled" and cond["reason"] == "ImagePullBackOff":
+                    return cond
+        wait_until(pull_backoff, 90, "condition Scheduled reason ImagePullBackOff")
+        self.c.kubectl("delete", "prj", "noimage", "--wait=true", "--timeout=60s")
+
+
+class FaultsTest(unittest.TestCase):
+    """Pods and the operator die mid-run; every job still ends with one row per item."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.c = OperatorCluster()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.c.down()
+
+    def run_with_fault(self, name, fault, files=400):
+        work = tempfile.mkdtemp(prefix="prj-e2e-", dir=self.c.dir)
+        make_slow_data(work, files=files)
+        apply(self.c, cluster_manifest(name, work, slow_source(files), node_count=2,
+                                       processes=2))
+
+        def some_progress():
+            job = self.c.get_job(name) or {}
+            mb = job.get("status", {}).get("miniBatches", {})
+            return mb.get("completed", 0) >= 5 and mb.get("completed", 0) < mb.get("total", 0)
+        wait_until(some_progress, 180, f"{name} to make some progress")
+        fault(name)
+        job = self.c.wait_phase(name, ("Succeeded", "Failed"), timeout=300)
+        self.assertEqual(job["status"]["phase"], "Succeeded", json.dumps(job["status"]))
+        with open(os.path.join(work, "output", "rows.txt")) as f:
+            rows = f.read().splitlines()
+        names = [r.split()[0] for r in rows]
+        self.assertEqual(len(names), files, "rows: %d, expected %d" % (len(names), files))
+        self.assertEqual(sorted(names), sorted(set(names)), "a row is duplicated")
+        self.assertEqual(job["status"]["items"]["succeeded"], files)
+        return job
+
+    def test_deleted_worker_pod_is_replaced(self):
+        def delete_worker(name):
+            self.c.kubectl("delete", "pod", f"{name}-worker-1", "--wait=false")
+        self.run_with_fault("lose-worker", delete_worker)
+
+    def test_killed_coordinator_is_restarted_and_resumes(self):
+        def kill_coordinator(name):
+            out = subprocess.run(["pgrep", "-f", f"parallelrun coordinator.*"],
+                                 capture_output=True, text=True)
+            pids = [int(p) for p in out.stdout.split()]
+            # Only this job's coordinator: its /proc/<pid>/environ names the pod.
+            mine = [p for p in pids if f"HOSTNAME={name}-coordinator".encode() in
+                    open(f"/proc/{p}/environ", "rb").read()]
+            self.assertTrue(mine, "coordinator process not found")
+            for p in mine:
+                os.kill(p, signal.SIGKILL)
+        job = self.run_with_fault("lose-coord", kill_coordinator)
+        described = self.c.kubectl("describe", "prj", "lose-coord").stdout
+        self.assertIn("CoordinatorRestarted", described)
+
+    def test_operator_restart_mid_run(self):
+        def restart_operator(name):
+            self.c.stop_operator(signal.SIGKILL)
+            self.c.start_operator()
+        self.run_with_fault("lose-operator", restart_operator)
+
+
+if __name__ == "__main__":
+    unittest.main()
