@@ -121,7 +121,9 @@ std::optional<std::string> WorkQueue::Get() {
     if (q.by_time.empty()) {
       q.cv.wait(lock);
     } else {
-      q.cv.wait_until(lock, q.by_time.begin()->first);
+      // A copy: the set node may be erased by another thread while this one waits.
+      const Clock::time_point next = q.by_time.begin()->first;
+      q.cv.wait_until(lock, next);
     }
   }
 }

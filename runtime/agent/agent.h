@@ -21,17 +21,18 @@
 //   restarted agent does not append to an earlier worker's log) and its predecessor's GPU.
 // - After 3 × processCountPerNode consecutive init() failures the node stops starting workers
 //   (event NODE_GAVE_UP) but keeps talking to the coordinator until it says done or stop.
-//
 // - Stop() (SIGTERM) gives the queued leases back to the coordinator at once
 //   (ResultsRequest.released: queued again there without counting a try or waiting for the lease
 //   to expire); running attempts get 10 s to finish, then are killed and reported CANCELLED
 //   (also given back without a try); what finished is reported.
 // - A coordinator that becomes unreachable (restarted, network trouble) costs nothing: workers go
 //   on with their running and queued attempts, results are kept, and the agent retries with
-//   backoff (100 ms doubling to 2 s) for up to max_unreachable_seconds. When it answers again the
-//   agent registers again, naming the attempts it holds (a restarted coordinator lets it keep
-//   them), then renews them and reports the results at once. A different job answering at the
-//   address (other spec or output folder) ends the agent (exit 1).
+//   backoff (100 ms doubling to 2 s) for up to max_unreachable_seconds (after `done`, at most
+//   max_connect_seconds: the coordinator may have ended). When it answers again the agent
+//   registers again, naming the attempts it holds, running, queued or finished with the result
+//   not yet accepted (a restarted coordinator lets it keep them), then renews them and reports
+//   the results at once. A different job answering at the address (other spec or output folder)
+//   ends the agent (exit 1).
 //
 // Exit codes of Run(): 0 after the coordinator's `done` (running and queued work finished,
 // workers shut down with a 10 s grace) or `stop` (workers killed); 130 after Stop(); 1 when the

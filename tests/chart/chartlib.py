@@ -38,14 +38,14 @@ DEFAULT_NAMESPACE = "parallelrun-system"
 # (apiGroup, resource) -> verbs. Leases are granted in the release namespace only (a Role), the
 # rest cluster-wide (ClusterRole) or in watchNamespace (Role).
 OPERATOR_RBAC = {
-    ("parallelrun.io", "parallelrunjobs"): {"get", "list", "watch", "update", "patch", "delete"},
-    ("parallelrun.io", "parallelrunjobs/status"): {"get", "update", "patch"},
+    ("parallelrun.io", "parallelrunjobs"): {"list", "watch", "patch", "delete"},
+    ("parallelrun.io", "parallelrunjobs/status"): {"update"},
     ("parallelrun.io", "parallelrunjobs/finalizers"): {"update"},
-    ("", "pods"): {"get", "list", "watch", "create", "delete"},
-    ("", "secrets"): {"get", "list", "watch", "create", "delete", "patch"},
-    ("", "configmaps"): {"get", "list", "watch", "create", "delete"},
-    ("", "services"): {"get", "list", "watch", "create", "delete"},
-    ("", "events"): {"create", "patch"},
+    ("", "pods"): {"list", "watch", "create", "delete"},
+    ("", "secrets"): {"list", "watch", "create", "patch"},
+    ("", "configmaps"): {"list", "watch", "create"},
+    ("", "services"): {"list", "watch", "create"},
+    ("", "events"): {"create"},
     ("coordination.k8s.io", "leases"): {"get", "create", "update"},
 }
 LEASE_RESOURCES = {("coordination.k8s.io", "leases")}

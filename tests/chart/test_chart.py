@@ -424,7 +424,7 @@ class ClusterTest(unittest.TestCase):
         not_granted = {
             ("parallelrun.io", "parallelrunjobs"): {"create"},
             ("", "pods"): {"update", "patch"},
-            ("", "secrets"): {"update"},
+            ("", "secrets"): {"update", "get"},
             ("", "nodes"): {"get", "list"},
             ("apps", "deployments"): {"create"},
             ("coordination.k8s.io", "leases"): {"delete", "list"},

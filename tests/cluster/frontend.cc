@@ -93,6 +93,20 @@ int64_t ToInt(const std::string& s, int64_t fallback) {
 Frontend::Frontend(ApiServer* api, std::string admin_token, std::string state_dir)
     : api_(api), authorizer_(api, std::move(admin_token)), state_dir_(std::move(state_dir)) {}
 
+void Frontend::Audit(const UserInfo& user, const RequestAttributes& attrs, bool allowed) {
+  if (user.name.rfind("system:serviceaccount:", 0) != 0) return;
+  const Json line = {{"user", user.name},           {"verb", attrs.verb},
+                     {"group", attrs.group},        {"resource", attrs.resource},
+                     {"subresource", attrs.subresource}, {"namespace", attrs.ns},
+                     {"allowed", allowed}};
+  const std::string text = line.dump() + "\n";
+  std::lock_guard<std::mutex> lock(audit_mu_);
+  if (FILE* f = std::fopen((state_dir_ + "/audit.log").c_str(), "a")) {
+    std::fwrite(text.data(), 1, text.size(), f);
+    std::fclose(f);
+  }
+}
+
 void Frontend::Handle(const HttpRequest& req, HttpResponder& resp) {
   std::string path = req.path;
   while (path.size() > 1 && path.back() == '/') path.pop_back();
@@ -261,7 +275,9 @@ void Frontend::Handle(const HttpRequest& req, HttpResponder& resp) {
                               "the server does not allow this method on the requested resource"));
     return;
   }
-  if (!authorizer_.Allowed(user, attrs)) {
+  const bool allowed = authorizer_.Allowed(user, attrs);
+  Audit(user, attrs, allowed);
+  if (!allowed) {
     SendError(resp, MakeError(403, "Forbidden", Authorizer::ForbiddenMessage(user, attrs)));
     return;
   }

@@ -4,6 +4,7 @@
 // the review kinds (SelfSubjectAccessReview, SubjectAccessReview, TokenRequest, ...).
 
 #include <atomic>
+#include <mutex>
 #include <string>
 
 #include "tests/cluster/apiserver.h"
@@ -22,8 +23,14 @@ class Frontend {
   void Stop() { stopping_ = true; }
 
  private:
+  // Appends one JSON line per resource request of a service account to DIR/audit.log (who, verb,
+  // group, resource, subresource, namespace, allowed), as an API server's audit log would, so
+  // tests can compare what a client used with what its RBAC grants.
+  void Audit(const UserInfo& user, const RequestAttributes& attrs, bool allowed);
+
   ApiServer* api_;
   Authorizer authorizer_;
+  std::mutex audit_mu_;
   std::string state_dir_;
   std::string server_address_;
   std::atomic<bool> stopping_{false};

@@ -53,6 +53,28 @@ def chart_rbac():
     return chartlib.yaml.safe_dump_all(keep), account
 
 
+# What the operator's service account did in every cluster of this module (the test cluster's
+# audit log): {(verb, group, resource): allowed}.
+AUDIT = {}
+# The unused-rights check needs every class to have run (CTest runs the whole module).
+FULL_SUITE = os.environ.get("OPERATOR_E2E_FULL") == "1"
+
+
+def collect_audit(state_dir, account_prefix="system:serviceaccount:" + OPERATOR_NS + ":"):
+    try:
+        with open(os.path.join(state_dir, "audit.log")) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return
+    for line in lines:
+        rec = json.loads(line)
+        if not rec["user"].startswith(account_prefix):
+            continue
+        resource = rec["resource"] + ("/" + rec["subresource"] if rec["subresource"] else "")
+        key = (rec["verb"], rec["group"], resource)
+        AUDIT[key] = AUDIT.get(key, True) and rec["allowed"]
+
+
 class OperatorCluster:
     """A test cluster with the CRD, the chart's RBAC and a running operator."""
 
@@ -135,6 +157,7 @@ current-context: operator
 
     def down(self):
         self.stop_operator()
+        collect_audit(self.dir)
         self.cluster.down()
 
     def kubectl(self, *args, **kwargs):
@@ -315,6 +338,20 @@ class ExampleJobTest(unittest.TestCase):
                                         timeout=10)
         self.assertEqual(health.status, 200)
 
+    def test_finished_job_is_deleted_after_its_ttl(self):
+        work = tempfile.mkdtemp(prefix="prj-e2e-", dir=self.c.dir)
+        make_slow_data(work, files=2)
+        apply(self.c, cluster_manifest("short-lived", work, slow_source(2), node_count=1,
+                                       processes=1, extra={"ttlSecondsAfterFinished": 2}))
+        wait_until(lambda: self.c.get_job("short-lived") is None, 180,
+                   "the job to be deleted after ttlSecondsAfterFinished")
+        with open(os.path.join(work, "output", "rows.txt")) as f:
+            self.assertEqual(len(f.read().splitlines()), 2)
+        # Its children go with it (owner references).
+        wait_until(lambda: self.c.kubectl(
+            "get", "pods,secrets,configmaps,services", "-l", "parallelrun.io/job=short-lived",
+            "-o", "name").stdout.strip() == "", 60, "the children to be collected")
+
     def test_misspelt_field_is_refused_by_the_api_server(self):
         manifest = cluster_manifest("typo", "/tmp", score_files_source())
         manifest["spec"]["nodeCont"] = 2
@@ -435,11 +472,91 @@ class FaultsTest(unittest.TestCase):
         described = self.c.kubectl("describe", "prj", "lose-coord").stdout
         self.assertIn("CoordinatorRestarted", described)
 
+    def test_suspend_and_resume_mid_run(self):
+        def suspend_then_resume(name):
+            self.c.kubectl("patch", "prj", name, "--type=merge", "-p",
+                           '{"spec": {"suspend": true}}')
+            job = self.c.wait_phase(name, ("Suspended",), timeout=120)
+            self.assertIn("Suspended", [c["type"] for c in job["status"]["conditions"]
+                                        if c["status"] == "True"])
+            wait_until(lambda: self.c.kubectl("get", "pods", "-l", f"parallelrun.io/job={name}",
+                                              "-o", "name").stdout.strip() == "",
+                       120, "the suspended job's pods to go")
+            self.c.kubectl("patch", "prj", name, "--type=merge", "-p",
+                           '{"spec": {"suspend": false}}')
+        self.run_with_fault("pause", suspend_then_resume)
+
     def test_operator_restart_mid_run(self):
         def restart_operator(name):
             self.c.stop_operator(signal.SIGKILL)
             self.c.start_operator()
         self.run_with_fault("lose-operator", restart_operator)
+
+
+# Rights the chart grants that no API call of the operator uses, and why they are needed anyway.
+NEEDED_WITHOUT_CALLS = {
+    # Setting ownerReferences[].blockOwnerDeletion needs update on the owner's finalizers
+    # subresource (OwnerReferencesPermissionEnforcement admission on real clusters).
+    ("update", "parallelrun.io", "parallelrunjobs/finalizers"),
+}
+
+
+class ChartInstallTest(unittest.TestCase):
+    """The Helm chart, rendered as `helm template` does and applied with kubectl, installs an
+    operator pod (in-cluster config, the chart's service account) that runs a job."""
+
+    def test_chart_installed_operator_runs_the_example(self):
+        os.environ["PATH"] = os.path.dirname(PARALLELRUN_BIN) + os.pathsep + os.environ["PATH"]
+        cluster = Cluster()
+        try:
+            chartlib.install_chart(cluster.kubeconfig, namespace=OPERATOR_NS,
+                                   values={"metrics.port": free_port(),
+                                           "health.port": free_port()})
+            chartlib.wait_for_operator(cluster.kubeconfig, namespace=OPERATOR_NS)
+            data = tempfile.mkdtemp(prefix="prj-chart-", dir=cluster.dir)
+            shutil.copytree(os.path.join(EXAMPLE, "code"), os.path.join(data, "code"))
+            shutil.copytree(os.path.join(EXAMPLE, "data"), os.path.join(data, "data"))
+            cluster.kubectl("apply", "-f", "-", input=json.dumps(
+                cluster_manifest("score-files", data, score_files_source())))
+            out = cluster.kubectl("wait", "--for=condition=Complete", "prj/score-files",
+                                  "--timeout=300s", check=False, timeout=320)
+            logs = cluster.kubectl("logs", "-n", OPERATOR_NS, "-l",
+                                   "app.kubernetes.io/name=parallelrun", "--tail=40",
+                                   check=False).stdout
+            self.assertEqual(out.returncode, 0, out.stderr + "\noperator:\n" + logs)
+            status = json.loads(cluster.kubectl("get", "prj", "score-files", "-o",
+                                                "json").stdout)["status"]
+            with open(os.path.join(data, "output", "rows.txt")) as f:
+                rows = f.read().splitlines()
+            self.assertEqual(len(rows), status["items"]["succeeded"])
+            self.assertEqual(status["items"]["succeeded"] + status["items"]["failed"],
+                             status["items"]["total"])
+            self.assertIn('"level"', logs)  # the chart's default: JSON logs
+        finally:
+            collect_audit(cluster.dir)
+            cluster.down()
+
+
+def tearDownModule():
+    """After every cluster of this module: the operator's service account used exactly the rights
+    the chart grants (a missing right already failed a test with 403s; this also catches rights
+    the chart grants but the operator never needs)."""
+    if not AUDIT:
+        return  # a single class that starts no operator cluster was run
+    denied = sorted(k for k, allowed in AUDIT.items() if not allowed)
+    granted = set()
+    for (group, resource), verbs in chartlib.OPERATOR_RBAC.items():
+        granted |= {(verb, group, resource) for verb in verbs}
+    unused = sorted(granted - set(AUDIT) - NEEDED_WITHOUT_CALLS)
+    problems = []
+    if denied:
+        problems.append("the API server refused the operator: %s" % denied)
+    if set(AUDIT) - granted:
+        problems.append("calls outside the chart's RBAC: %s" % sorted(set(AUDIT) - granted))
+    if FULL_SUITE and unused:
+        problems.append("the chart grants rights the operator never used: %s" % unused)
+    if problems:
+        raise AssertionError("RBAC check failed:\n  " + "\n  ".join(problems))
 
 
 if __name__ == "__main__":

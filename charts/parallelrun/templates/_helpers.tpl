@@ -61,30 +61,32 @@ app.kubernetes.io/component: operator
 
 {{/*
 The rules the operator needs on ParallelRunJobs and their children (pods, secrets, configmaps,
-headless services) and events: ParallelRunJobs are deleted for ttlSecondsAfterFinished, and
-secrets patched for the restart counters the reconciler keeps in annotations. The same list goes into the ClusterRole, or into a Role in
+headless services) and events, and nothing more: the operator reads through informers (list,
+watch), patches jobs for its finalizer, deletes them for ttlSecondsAfterFinished, writes status
+with update, patches its Secrets' restart counters; children go with their job by owner
+references. tests/operator compares this list with the cluster's audit log of the operator. The same list goes into the ClusterRole, or into a Role in
 watchNamespace; tests/chart checks it against the operator's documented needs.
 */}}
 {{- define "parallelrun.jobRules" -}}
 - apiGroups: ["parallelrun.io"]
   resources: ["parallelrunjobs"]
-  verbs: ["get", "list", "watch", "update", "patch", "delete"]
+  verbs: ["list", "watch", "patch", "delete"]
 - apiGroups: ["parallelrun.io"]
   resources: ["parallelrunjobs/status"]
-  verbs: ["get", "update", "patch"]
+  verbs: ["update"]
 - apiGroups: ["parallelrun.io"]
   resources: ["parallelrunjobs/finalizers"]
   verbs: ["update"]
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "list", "watch", "create", "delete"]
+  verbs: ["list", "watch", "create", "delete"]
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get", "list", "watch", "create", "delete", "patch"]
+  verbs: ["list", "watch", "create", "patch"]
 - apiGroups: [""]
   resources: ["configmaps", "services"]
-  verbs: ["get", "list", "watch", "create", "delete"]
+  verbs: ["list", "watch", "create"]
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create", "patch"]
+  verbs: ["create"]
 {{- end }}
