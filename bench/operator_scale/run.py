@@ -21,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+import yaml
 from datetime import datetime, timezone
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -33,6 +34,12 @@ def rss_mib(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024.0
     return 0.0
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main():
@@ -54,13 +61,14 @@ def main():
         pid = c.operator.pid
         e2e.wait_until(lambda: "leader" in c.operator_log().lower(), 60, "leadership")
         idle = rss_mib(pid)
+        cpu_before = cpu_seconds(pid)
         c.kubectl("cordon", "testcluster-node")
         work = tempfile.mkdtemp(prefix="opscale-", dir=c.dir)
         e2e.make_slow_data(work, files=4)
         docs = [e2e.cluster_manifest("pending-%03d" % i, work, e2e.slow_source(4), node_count=1,
                                      processes=1) for i in range(args.jobs)]
         started = time.monotonic()
-        c.kubectl("create", "-f", "-", input="\n---\n".join(json.dumps(d) for d in docs),
+        c.kubectl("create", "-f", "-", input=yaml.safe_dump_all(docs),
                   timeout=600)
         created = time.monotonic() - started
 
@@ -78,11 +86,16 @@ def main():
         pods = json.loads(c.kubectl("get", "pods", "-o", "json", timeout=120).stdout)["items"]
         time.sleep(2)
         rss = rss_mib(pid)
+        cpu = cpu_seconds(pid) - cpu_before
         print(f"operator_scale: {args.jobs} jobs created in {created:.1f} s; every job had its "
-              f"children and an Unschedulable status after {settled:.1f} s; {len(pods)} pods")
+              f"children and an Unschedulable status after {settled:.1f} s; {len(pods)} pods; "
+              f"operator CPU {cpu:.1f} s ({1000 * cpu / args.jobs:.1f} ms per job; the rest of "
+              f"the wall time is the test cluster's API server and kubelet)")
         print(f"operator_scale: RSS idle {idle:.1f} MiB, with {args.jobs} jobs {rss:.1f} MiB "
               f"(target <= 30 MiB: ratio {rss / 30.0:.2f})")
 
+        if args.running == 0:
+            return
         c.kubectl("delete", "prj", "--all", "--wait=true", "--timeout=600s", timeout=700)
         c.kubectl("uncordon", "testcluster-node")
         work = tempfile.mkdtemp(prefix="opscale-run-", dir=c.dir)
@@ -110,7 +123,7 @@ def main():
             shutil.copytree(os.path.join(work, "documents"), os.path.join(data, "documents"))
             docs.append(e2e.cluster_manifest("run-%02d" % i, data, e2e.slow_source(40),
                                              node_count=1, processes=1))
-        c.kubectl("create", "-f", "-", input="\n---\n".join(json.dumps(d) for d in docs))
+        c.kubectl("create", "-f", "-", input=yaml.safe_dump_all(docs))
         t.join(timeout=900)
         lags = []
         for i in range(args.running):

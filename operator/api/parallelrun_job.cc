@@ -335,8 +335,12 @@ json TrimPodForCache(json pod) {
   if (!pod.is_object()) return pod;
   json out = Take(pod, {"apiVersion", "kind"});
   if (auto it = pod.find("metadata"); it != pod.end()) {
-    out["metadata"] = Take(*it, {"name", "namespace", "uid", "labels", "ownerReferences",
-                                 "deletionTimestamp", "resourceVersion", "creationTimestamp"});
+    out["metadata"] =
+        Take(*it, {"name", "namespace", "uid", "deletionTimestamp", "resourceVersion"});
+    if (auto labels = it->find("labels"); labels != it->end() && labels->is_object()) {
+      json kept = Take(*labels, {kJobLabel, kRoleLabel});
+      if (!kept.empty()) out["metadata"]["labels"] = std::move(kept);
+    }
   }
   if (auto it = pod.find("spec"); it != pod.end()) {
     json spec = Take(*it, {"nodeName"});
@@ -344,13 +348,20 @@ json TrimPodForCache(json pod) {
   }
   if (auto it = pod.find("status"); it != pod.end() && it->is_object()) {
     json& status = *it;
-    json trimmed = Take(status, {"phase", "reason", "message", "podIP"});
-    if (const json* c = Field(status, "conditions"); c != nullptr) {
-      trimmed["conditions"] = TrimList(c, {"type", "status", "reason", "message"});
+    json trimmed = Take(status, {"phase", "podIP"});
+    if (auto c = status.find("conditions"); c != status.end() && c->is_array()) {
+      // Only a pod that is not scheduled says something the operator reports.
+      json kept = json::array();
+      for (json& cond : *c) {
+        if (cond.is_object() && cond.value("type", "") == "PodScheduled" &&
+            cond.value("status", "") == "False") {
+          kept.push_back(Take(cond, {"type", "status", "reason", "message"}));
+        }
+      }
+      if (!kept.empty()) trimmed["conditions"] = std::move(kept);
     }
     if (const json* cs = Field(status, "containerStatuses"); cs != nullptr) {
-      trimmed["containerStatuses"] =
-          TrimList(cs, {"name", "state", "lastState", "ready", "restartCount"});
+      trimmed["containerStatuses"] = TrimList(cs, {"name", "state"});
     }
     out["status"] = std::move(trimmed);
   }

@@ -192,10 +192,10 @@ rt::StatusOr<rt::JobSpec> ParseSpec(const ParallelRunJob& job,
 // A non-object is returned unchanged.
 nlohmann::json TrimForCache(nlohmann::json object);
 
-// Keeps what the operator reads of a Pod: apiVersion, kind, metadata.{name, namespace, uid,
-// labels, ownerReferences, deletionTimestamp, resourceVersion, creationTimestamp},
-// spec.nodeName, status.{phase, reason, message, podIP, conditions[].{type, status, reason,
-// message}, containerStatuses[].{name, state, lastState, ready, restartCount}}.
+// Keeps what the operator reads of a Pod (500 jobs' pods must fit in a few MiB): apiVersion,
+// kind, metadata.{name, namespace, uid, deletionTimestamp, resourceVersion}, the labels
+// parallelrun.io/job and /role, spec.nodeName, status.{phase, podIP, the PodScheduled condition
+// when False (type, status, reason, message), containerStatuses[].{name, state}}.
 // A non-object is returned unchanged.
 nlohmann::json TrimPodForCache(nlohmann::json pod);
 

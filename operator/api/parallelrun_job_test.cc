@@ -488,18 +488,28 @@ TEST(TrimPodForCacheTest, KeepsIdentityNodeNameAndStatusEssentials) {
   EXPECT_EQ(TrimPodForCache(pod), json::parse(R"({
     "apiVersion": "v1", "kind": "Pod",
     "metadata": {"name": "j-worker-0", "namespace": "ns", "uid": "p1", "resourceVersion": "9",
-                 "labels": {"parallelrun.io/job": "j"}, "ownerReferences": [{"uid": "u"}],
-                 "creationTimestamp": "t0", "deletionTimestamp": "t1"},
+                 "labels": {"parallelrun.io/job": "j"}, "deletionTimestamp": "t1"},
     "spec": {"nodeName": "n1"},
     "status": {
-      "phase": "Failed", "reason": "Evicted", "message": "low memory", "podIP": "127.0.0.5",
+      "phase": "Failed", "podIP": "127.0.0.5",
       "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
                       "message": "0/1 nodes"}],
-      "containerStatuses": [{"name": "c", "ready": false, "restartCount": 1,
-                             "state": {"terminated": {"exitCode": 42, "message": "{\"phase\":1}"}},
-                             "lastState": {"terminated": {"exitCode": 137}}}]
+      "containerStatuses": [{"name": "c",
+                             "state": {"terminated": {"exitCode": 42, "message": "{\"phase\":1}"}}}]
     }
   })"));
+}
+
+TEST(TrimPodForCacheTest, DropsConditionsThatSayNothingWrongAndOtherLabels) {
+  const json pod = json::parse(R"({"metadata": {"name": "p", "labels": {"parallelrun.io/job": "j",
+                                   "parallelrun.io/role": "worker", "team": "a"}},
+                                   "status": {"phase": "Running", "conditions": [
+                                     {"type": "PodScheduled", "status": "True"},
+                                     {"type": "Ready", "status": "True"}]}})");
+  EXPECT_EQ(TrimPodForCache(pod), json::parse(R"({
+    "metadata": {"name": "p", "labels": {"parallelrun.io/job": "j",
+                                         "parallelrun.io/role": "worker"}},
+    "status": {"phase": "Running"}})"));
 }
 
 TEST(TrimPodForCacheTest, UnscheduledPodHasNoSpec) {

@@ -51,7 +51,8 @@ class Recorder : public ReconcileObserver {
 TEST(ControllerTest, ReconcilesEachAddedKey) {
   WorkQueue q;
   Recorder rec;
-  Controller c("test", q, [](const std::string&) { return Result{}; }, 2, &rec);
+  Controller c(
+      "test", q, [](const std::string&) { return Result{}; }, 2, &rec);
   c.Start();
   q.Add("ns/a");
   q.Add("ns/b");
@@ -172,7 +173,8 @@ TEST(ControllerTest, StopLetsInFlightReconcileFinish) {
 
 TEST(ControllerTest, StopWithoutStartAndTwiceIsSafe) {
   WorkQueue q;
-  Controller c("test", q, [](const std::string&) { return Result{}; }, 2);
+  Controller c(
+      "test", q, [](const std::string&) { return Result{}; }, 2);
   c.Stop();
   c.Stop();
 }

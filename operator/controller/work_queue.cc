@@ -20,10 +20,10 @@ struct WorkQueue::Impl {
   WorkQueueOptions options;
   mutable std::mutex mu;
   std::condition_variable cv;
-  std::deque<std::string> queue;               // ready, in order
-  std::unordered_set<std::string> dirty;       // needs processing (queued or re-added)
-  std::unordered_set<std::string> processing;  // handed out, Done() not yet called
-  std::map<std::string, Clock::time_point> waiting;           // delayed: key → ready time
+  std::deque<std::string> queue;                     // ready, in order
+  std::unordered_set<std::string> dirty;             // needs processing (queued or re-added)
+  std::unordered_set<std::string> processing;        // handed out, Done() not yet called
+  std::map<std::string, Clock::time_point> waiting;  // delayed: key → ready time
   std::set<std::pair<Clock::time_point, std::string>> by_time;  // the same, by time
   std::unordered_map<std::string, int> failures;
   bool shutting_down = false;

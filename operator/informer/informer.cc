@@ -196,8 +196,7 @@ struct Informer::Impl {
       store = std::move(fresh);
       last_rv = rv;
     }
-    spdlog::debug("informer {}: listed {} objects at resourceVersion {}", name, events.size(),
-                  rv);
+    spdlog::debug("informer {}: listed {} objects at resourceVersion {}", name, events.size(), rv);
     Dispatch(events);
     // Synced only after the handlers saw the first list, so a controller that waits for sync
     // has every existing key queued.

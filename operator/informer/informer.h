@@ -55,8 +55,8 @@ class Informer {
   ObjectPtr Get(const std::string& ns, const std::string& name) const;
   std::vector<ObjectPtr> List(const std::string& ns = "") const;
   // Objects whose metadata.labels contain every pair of `labels`.
-  std::vector<ObjectPtr> ListByLabels(const std::string& ns,
-                                      const std::vector<std::pair<std::string, std::string>>& labels) const;
+  std::vector<ObjectPtr> ListByLabels(
+      const std::string& ns, const std::vector<std::pair<std::string, std::string>>& labels) const;
   size_t Size() const;
   std::string LastResourceVersion() const;
 

@@ -97,7 +97,8 @@ TEST(InformerTest, KeyOf) {
 
 TEST(InformerTest, ListsInPagesThenFollowsTheWatch) {
   FakeClient client;
-  for (const char* n : {"a", "b", "c", "d", "e"}) ASSERT_TRUE(client.Create(kPods, "ns", Pod(n)).ok());
+  for (const char* n : {"a", "b", "c", "d", "e"})
+    ASSERT_TRUE(client.Create(kPods, "ns", Pod(n)).ok());
   ASSERT_TRUE(client.Create(kPods, "other", Pod("x")).ok());
   InformerOptions o = PodOptions();
   o.page_size = 2;
@@ -113,8 +114,9 @@ TEST(InformerTest, ListsInPagesThenFollowsTheWatch) {
               ElementsAre("ADDED:ns/a", "ADDED:ns/b", "ADDED:ns/c", "ADDED:ns/d", "ADDED:ns/e"));
 
   json f = *client.Create(kPods, "ns", Pod("f"));
-  ASSERT_TRUE(client.Patch(kPods, "ns", "a", kube::PatchType::kMerge,
-                           {{"metadata", {{"labels", {{"x", "y"}}}}}})
+  ASSERT_TRUE(client
+                  .Patch(kPods, "ns", "a", kube::PatchType::kMerge,
+                         {{"metadata", {{"labels", {{"x", "y"}}}}}})
                   .ok());
   ASSERT_TRUE(client.Delete(kPods, "ns", "b").ok());
   ASSERT_TRUE(client.Create(kPods, "other", Pod("y")).ok());
@@ -178,8 +180,9 @@ TEST(InformerTest, LabelSelectorLimitsWhatIsCached) {
   ASSERT_TRUE(inf.WaitForSync(kPatience));
   EXPECT_EQ(inf.Size(), 1u);
   // Relabelling out of the selector reads as a deletion.
-  ASSERT_TRUE(client.Patch(kPods, "ns", "mine", kube::PatchType::kMerge,
-                           {{"metadata", {{"labels", {{"app", "z"}}}}}})
+  ASSERT_TRUE(client
+                  .Patch(kPods, "ns", "mine", kube::PatchType::kMerge,
+                         {{"metadata", {{"labels", {{"app", "z"}}}}}})
                   .ok());
   ASSERT_TRUE(events.WaitFor("DELETED:ns/mine"));
   EXPECT_EQ(inf.Size(), 0u);
@@ -270,8 +273,9 @@ TEST(InformerTest, GoneRelistsAndEmitsTheDifference) {
   client.CloseAllWatches();
   ASSERT_TRUE(Eventually([&] { return client.CallCount("watch", "pods") > watches; }));
   ASSERT_TRUE(client.Delete(kPods, "ns", "a").ok());
-  ASSERT_TRUE(client.Patch(kPods, "ns", "b", kube::PatchType::kMerge,
-                           {{"metadata", {{"labels", {{"v", "2"}}}}}})
+  ASSERT_TRUE(client
+                  .Patch(kPods, "ns", "b", kube::PatchType::kMerge,
+                         {{"metadata", {{"labels", {{"v", "2"}}}}}})
                   .ok());
   ASSERT_TRUE(client.Create(kPods, "ns", Pod("d")).ok());
   client.CompactHistory();

@@ -736,8 +736,9 @@ Status CheckRestConfig(const RestConfig& config) {
 std::unique_ptr<Client> MakeHttpClient(const RestConfig& config, const HttpClientOptions& options) {
   Status check = CheckRestConfig(config);
   if (!check.ok()) {
-    return std::make_unique<BrokenClient>(
-        check.WithContext("Kubernetes client (" + config.source + ")"));
+    const std::string what =
+        config.source.empty() ? "Kubernetes client" : "Kubernetes client (" + config.source + ")";
+    return std::make_unique<BrokenClient>(check.WithContext(what));
   }
   auto ep = std::make_unique<Endpoint>();
   ep->server = config.server;

@@ -45,9 +45,9 @@ Response Route(const EndpointHandlers& h, const std::string& method, const std::
                                        : path == "/readyz" ? &h.readyz
                                                            : nullptr;
   if (probe && *probe) {
-    return Probe(*probe) ? Response{http::status_codes::OK, "ok\n"}
-                         : Response{http::status_codes::InternalError,
-                                    path.substr(1) + " check failed\n"};
+    return Probe(*probe)
+               ? Response{http::status_codes::OK, "ok\n"}
+               : Response{http::status_codes::InternalError, path.substr(1) + " check failed\n"};
   }
   return {http::status_codes::NotFound, "404 page not found\n"};
 }
@@ -96,9 +96,8 @@ class ListenerEndpointServer : public EndpointServer {
 };
 
 bool AllDigits(const std::string& s) {
-  return !s.empty() && s.size() <= 5 && std::all_of(s.begin(), s.end(), [](char c) {
-    return c >= '0' && c <= '9';
-  });
+  return !s.empty() && s.size() <= 5 &&
+         std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
 }  // namespace
@@ -131,8 +130,8 @@ rt::StatusOr<std::unique_ptr<EndpointServer>> ServeEndpoints(const std::string& 
   PR_ASSIGN_OR_RETURN(auto bind, ParseBindAddress(bind_address));
   if (!bind) return std::unique_ptr<EndpointServer>();
   auto shared = std::make_shared<const EndpointHandlers>(std::move(handlers));
-  const std::string host = bind->host.find(':') != std::string::npos ? "[" + bind->host + "]"
-                                                                      : bind->host;
+  const std::string host =
+      bind->host.find(':') != std::string::npos ? "[" + bind->host + "]" : bind->host;
   const std::string client_host = bind->host == "0.0.0.0" ? "127.0.0.1" : host;
   std::string last_error;
   // A picked port may be taken before the listener binds it, so a failed bind picks again.
@@ -145,7 +144,8 @@ rt::StatusOr<std::unique_ptr<EndpointServer>> ServeEndpoints(const std::string& 
     try {
       auto listener = std::make_unique<http_listener>(
           web::uri("http://" + host + ":" + std::to_string(port) + "/"));
-      listener->support([shared](http::http_request request) { Handle(shared, std::move(request)); });
+      listener->support(
+          [shared](http::http_request request) { Handle(shared, std::move(request)); });
       listener->open().wait();
       return std::unique_ptr<EndpointServer>(std::make_unique<ListenerEndpointServer>(
           std::move(listener), port, "http://" + client_host + ":" + std::to_string(port)));
@@ -153,8 +153,8 @@ rt::StatusOr<std::unique_ptr<EndpointServer>> ServeEndpoints(const std::string& 
       last_error = e.what();
     }
   }
-  return rt::UnavailableError("cannot listen on " + bind_address + " (" +
-                              std::to_string(attempts) + " attempt(s)): " + last_error);
+  return rt::UnavailableError("cannot listen on " + bind_address + " (" + std::to_string(attempts) +
+                              " attempt(s)): " + last_error);
 }
 
 }  // namespace parallelrun::op::manager

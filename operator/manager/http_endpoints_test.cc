@@ -42,7 +42,8 @@ rt::StatusOr<HttpReply> Request(int port, const std::string& method, const std::
     ::close(fd);
     return rt::UnavailableError("connect");
   }
-  std::string req = method + " " + path + " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+  std::string req =
+      method + " " + path + " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
   ::send(fd, req.data(), req.size(), 0);
   std::string raw;
   char buf[4096];
@@ -53,7 +54,8 @@ rt::StatusOr<HttpReply> Request(int port, const std::string& method, const std::
     ssize_t n = ::recv(fd, buf, sizeof buf, 0);
     if (n <= 0) break;
     raw.append(buf, static_cast<size_t>(n));
-    if (header_end == std::string::npos && (header_end = raw.find("\r\n\r\n")) != std::string::npos) {
+    if (header_end == std::string::npos &&
+        (header_end = raw.find("\r\n\r\n")) != std::string::npos) {
       reply.headers = raw.substr(0, header_end);
       for (auto& c : reply.headers) c = static_cast<char>(std::tolower(c));
       auto cl = reply.headers.find("content-length:");
@@ -79,10 +81,8 @@ TEST(BindAddressTest, Parses) {
     int port;
   };
   const Case ok[] = {
-      {":8080", "0.0.0.0", 8080},
-      {"127.0.0.5:9000", "127.0.0.5", 9000},
-      {"[::1]:9000", "::1", 9000},
-      {":0", "0.0.0.0", 0},
+      {":8080", "0.0.0.0", 8080},        {"127.0.0.5:9000", "127.0.0.5", 9000},
+      {"[::1]:9000", "::1", 9000},       {":0", "0.0.0.0", 0},
       {"localhost:81", "localhost", 81},
   };
   for (const auto& c : ok) {

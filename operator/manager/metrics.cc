@@ -186,8 +186,7 @@ Counter& Registry::GetCounter(const std::string& name, const std::string& help,
   return *slot;
 }
 
-Gauge& Registry::GetGauge(const std::string& name, const std::string& help,
-                          const Labels& labels) {
+Gauge& Registry::GetGauge(const std::string& name, const std::string& help, const Labels& labels) {
   std::lock_guard<std::mutex> lock(mu_);
   Labels key = Canonical(name, labels);
   Family& f = FamilyFor(name, help, kGauge);
@@ -244,8 +243,7 @@ std::string Registry::Expose() const {
         out += name + "_bucket" + RenderLabels(labels, FormatMetricValue(s.bounds[i])) + " " +
                std::to_string(s.cumulative[i]) + "\n";
       }
-      out += name + "_bucket" + RenderLabels(labels, "+Inf") + " " + std::to_string(s.count) +
-             "\n";
+      out += name + "_bucket" + RenderLabels(labels, "+Inf") + " " + std::to_string(s.count) + "\n";
       out += name + "_sum" + RenderLabels(labels) + " " + FormatMetricValue(s.sum) + "\n";
       out += name + "_count" + RenderLabels(labels) + " " + std::to_string(s.count) + "\n";
     }

@@ -221,9 +221,15 @@ nlohmann::json TrimMetadataOnly(nlohmann::json object) {
   json out = {{"apiVersion", object.value("apiVersion", "")}, {"kind", object.value("kind", "")}};
   json meta = json::object();
   const json& m = Field(object, "metadata");
-  for (const char* key : {"name", "namespace", "uid", "resourceVersion", "labels", "annotations",
-                          "deletionTimestamp", "ownerReferences"}) {
+  for (const char* key : {"name", "namespace", "uid", "resourceVersion", "deletionTimestamp"}) {
     if (m.contains(key)) meta[key] = m[key];
+  }
+  // The job label routes events to the job; the Secret's annotations hold the restart counters.
+  const json& job = Field(Field(m, "labels"), api::kJobLabel);
+  if (!job.is_null()) meta["labels"] = {{api::kJobLabel, job}};
+  const json& annotations = Field(m, "annotations");
+  for (const char* key : {kCoordinatorCrashesAnnotation, kWorkerReplacementsAnnotation}) {
+    if (annotations.contains(key)) meta["annotations"][key] = annotations[key];
   }
   out["metadata"] = std::move(meta);
   return out;
@@ -339,13 +345,7 @@ controller::Result JobReconciler::Run(Pass& pass) {
     std::string message;
     for (const auto& e : errors) message += (message.empty() ? "" : "; ") + e.ToString();
     if (message.empty()) message = spec.status().message();
-    pass.status["phase"] = "Failed";
-    pass.status["message"] = "invalid spec: " + message;
-    if (Str(pass.status, "completionTime").empty()) {
-      pass.status["completionTime"] = Timestamp(pass.now);
-    }
-    SetCondition(pass.status, "Failed", true, "InvalidSpec", message, pass.generation, pass.now);
-    events_.Record(pass.ref, "Warning", "InvalidSpec", message);
+    Fail(pass, "InvalidSpec", message);
     return {WriteStatus(pass), std::nullopt};
   }
   pass.spec = *std::move(spec);
@@ -386,14 +386,7 @@ controller::Result JobReconciler::Run(Pass& pass) {
         const std::string message = fmt::format(
             "job was active longer than its activeDeadlineSeconds ({} s)",
             *pass.spec.active_deadline_seconds);
-        pass.status["phase"] = "Failed";
-        pass.status["message"] = message;
-        pass.status["completionTime"] = Timestamp(pass.now);
-        SetCondition(pass.status, "Failed", true, "DeadlineExceeded", message, pass.generation,
-                     pass.now);
-        ClearCondition(pass.status, "Running", "DeadlineExceeded", message, pass.generation,
-                       pass.now);
-        events_.Record(pass.ref, "Warning", "DeadlineExceeded", message);
+        Fail(pass, "DeadlineExceeded", message);
         return {WriteStatus(pass), std::nullopt};
       }
       pass.RequeueAfter(std::chrono::duration_cast<milliseconds>(deadline - pass.now) +
@@ -425,6 +418,17 @@ static Status CreateIfMissing(kube::Client& client, informer::Informer* cache,
   auto created = client.Create(resource, ns, desired);
   if (!created.ok() && !kube::IsAlreadyExists(created.status())) return created.status();
   return Status();
+}
+
+void JobReconciler::Fail(Pass& pass, const std::string& reason, const std::string& message) {
+  pass.status["phase"] = "Failed";
+  pass.status["message"] = reason == "InvalidSpec" ? "invalid spec: " + message : message;
+  if (Str(pass.status, "completionTime").empty()) {
+    pass.status["completionTime"] = Timestamp(pass.now);
+  }
+  SetCondition(pass.status, "Failed", true, reason, message, pass.generation, pass.now);
+  ClearCondition(pass.status, "Running", reason, message, pass.generation, pass.now);
+  events_.Record(pass.ref, "Warning", reason, message);
 }
 
 Status JobReconciler::EnsureConfigObjects(Pass& pass) {
@@ -469,13 +473,7 @@ Status JobReconciler::SyncCoordinator(Pass& pass) {
       }
       if (created.status().code() == rt::StatusCode::kInvalidArgument) {
         // The API server refused the pod made from the spec (SPEC.md §2.1: opaque sub-objects).
-        const std::string message = created.status().message();
-        pass.status["phase"] = "Failed";
-        pass.status["message"] = "invalid spec: " + message;
-        pass.status["completionTime"] = Timestamp(pass.now);
-        SetCondition(pass.status, "Failed", true, "InvalidSpec", message, pass.generation,
-                     pass.now);
-        events_.Record(pass.ref, "Warning", "InvalidSpec", message);
+        Fail(pass, "InvalidSpec", created.status().message());
         return Status();
       }
       return created.status();
@@ -549,14 +547,7 @@ Status JobReconciler::SyncCoordinator(Pass& pass) {
     if (crashes > pass.spec.backoff_limit) {
       const std::string message =
           fmt::format("{}; backoffLimit {} reached", what, pass.spec.backoff_limit);
-      pass.status["phase"] = "Failed";
-      pass.status["message"] = message;
-      pass.status["completionTime"] = Timestamp(pass.now);
-      SetCondition(pass.status, "Failed", true, "BackoffLimitExceeded", message, pass.generation,
-                   pass.now);
-      ClearCondition(pass.status, "Running", "BackoffLimitExceeded", message, pass.generation,
-                     pass.now);
-      events_.Record(pass.ref, "Warning", "BackoffLimitExceeded", message);
+      Fail(pass, "BackoffLimitExceeded", message);
       return Status();
     }
     PR_RETURN_IF_ERROR(BumpSecretCounter(pass, kCoordinatorCrashesAnnotation, crashes));

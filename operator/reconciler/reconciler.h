@@ -63,6 +63,8 @@ class JobReconciler {
   controller::Result Finalize(Pass& pass);
   controller::Result Finished(Pass& pass);
   controller::Result StopPods(Pass& pass, bool* all_gone);
+  // Ends the job: phase Failed, condition Failed with `reason`, a Warning event.
+  void Fail(Pass& pass, const std::string& reason, const std::string& message);
   rt::Status EnsureConfigObjects(Pass& pass);
   rt::Status SyncCoordinator(Pass& pass);
   rt::Status SyncWorkers(Pass& pass);

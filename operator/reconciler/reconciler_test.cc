@@ -462,5 +462,25 @@ TEST(CacheTransforms, SecretKeepsOnlyTokenAndCa) {
   EXPECT_FALSE(trimmed["metadata"].contains("managedFields"));
 }
 
+TEST(CacheTransforms, MetadataKeepsTheJobLabelAndTheCounters) {
+  json object = {{"apiVersion", "v1"},
+                 {"kind", "ConfigMap"},
+                 {"metadata",
+                  {{"name", "c"},
+                   {"resourceVersion", "7"},
+                   {"labels", {{"parallelrun.io/job", "j"}, {"team", "a"}}},
+                   {"annotations", {{kCoordinatorCrashesAnnotation, "2"}, {"other", "x"}}},
+                   {"ownerReferences", json::array({1})}}},
+                 {"data", {{"spec.json", "{}"}}}};
+  EXPECT_EQ(TrimMetadataOnly(object),
+            json({{"apiVersion", "v1"},
+                  {"kind", "ConfigMap"},
+                  {"metadata",
+                   {{"name", "c"},
+                    {"resourceVersion", "7"},
+                    {"labels", {{"parallelrun.io/job", "j"}}},
+                    {"annotations", {{kCoordinatorCrashesAnnotation, "2"}}}}}}));
+}
+
 }  // namespace
 }  // namespace parallelrun::op::reconciler

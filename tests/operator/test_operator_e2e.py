@@ -419,6 +419,22 @@ class UnschedulableTest(unittest.TestCase):
         self.c.kubectl("delete", "prj", "noimage", "--wait=true", "--timeout=60s")
 
 
+    def test_missing_claim_says_failed_mount(self):
+        manifest = cluster_manifest("noclaim", "/tmp", slow_source(2), node_count=1, processes=1)
+        manifest["spec"]["volumes"] = [{"name": "data",
+                                        "persistentVolumeClaim": {"claimName": "nope"}}]
+        apply(self.c, manifest)
+
+        def failed_mount():
+            job = self.c.get_job("noclaim") or {}
+            for cond in job.get("status", {}).get("conditions", []):
+                if cond["type"] == "Scheduled" and cond["reason"] == "FailedMount":
+                    return cond
+        cond = wait_until(failed_mount, 90, "condition Scheduled reason FailedMount")
+        self.assertIn("nope", cond["message"])
+        self.c.kubectl("delete", "prj", "noclaim", "--wait=true", "--timeout=60s")
+
+
 class FaultsTest(unittest.TestCase):
     """Pods and the operator die mid-run; every job still ends with one row per item."""
 
@@ -463,8 +479,11 @@ class FaultsTest(unittest.TestCase):
                                  capture_output=True, text=True)
             pids = [int(p) for p in out.stdout.split()]
             # Only this job's coordinator: its /proc/<pid>/environ names the pod.
-            mine = [p for p in pids if f"HOSTNAME={name}-coordinator".encode() in
-                    open(f"/proc/{p}/environ", "rb").read()]
+            mine = []
+            for p in pids:
+                with open(f"/proc/{p}/environ", "rb") as f:
+                    if f"HOSTNAME={name}-coordinator".encode() in f.read():
+                        mine.append(p)
             self.assertTrue(mine, "coordinator process not found")
             for p in mine:
                 os.kill(p, signal.SIGKILL)
