@@ -887,7 +887,8 @@ HttpResponse Coordinator::Impl::HandleRegister(const nlohmann::json& body) {
     } else if (restarted) {
       log_->info("node {} registered again (agent pid {})", req.node, req.pid);
     }
-    ReclaimLocked(req.node, index, req.held, clock_->SteadyNow());
+    // Once the job ended the state is frozen (Finalize reads it without the lock).
+    if (!ending_ && !interrupted_) ReclaimLocked(req.node, index, req.held, clock_->SteadyNow());
   }
   HttpResponse r;
   r.body = register_body_;
@@ -1582,14 +1583,28 @@ int Coordinator::Impl::Wait() {
 
 bool Coordinator::Impl::WaitForAgentsToHearTheEnd(std::chrono::milliseconds timeout) {
   std::unique_lock<std::mutex> lock(mu_);
-  return cv_.wait_for(lock, timeout, [this] {
-    if (!finished_ && !ending_) return false;
+  std::vector<std::string> waiting;  // nodes not told yet
+  auto all_told = [&] {
+    waiting.clear();
     const SteadyTime now = clock_->SteadyNow();
     for (const auto& n : nodes_) {
-      if (!n.told_end && now - n.last_seen <= std::chrono::seconds(lease_seconds_)) return false;
+      if (!n.told_end && now - n.last_seen <= std::chrono::seconds(lease_seconds_)) {
+        waiting.push_back(n.name);
+      }
     }
-    return true;
-  });
+    return (finished_ || ending_) && waiting.empty();
+  };
+  const auto start = std::chrono::steady_clock::now();
+  const bool told = cv_.wait_for(lock, timeout, all_told);
+  if (log_ && !nodes_.empty()) {
+    std::string names;
+    for (const auto& n : waiting) names += (names.empty() ? "" : ", ") + n;
+    log_->info(
+        "{} after {:.1f} s",
+        told ? "every agent heard that the job ended" : "not told that the job ended: " + names,
+        Seconds(std::chrono::steady_clock::now() - start));
+  }
+  return told;
 }
 
 void Coordinator::Impl::Stop() {

@@ -736,6 +736,37 @@ TEST_F(CoordinatorTest, RestartKeepsRunningAttemptsForTheAgentsThatComeBack) {
               HasSubstr("3 mini-batches were running when the previous coordinator ended"));
 }
 
+// The old coordinator journaled a result but died before its answer reached the agent, which
+// sends it again to the new one.
+TEST_F(CoordinatorTest, ResultSentAgainToARestartedCoordinatorIsAcceptedOnce) {
+  MakeFiles(4);  // two mini-batches
+  Start();
+  Register();
+  WaitPlanned();
+  auto resp = LeaseWork(2);
+  ASSERT_EQ(resp.leases.size(), 2u);
+  AttemptResult done = Done(resp.leases[0]);
+  Report({done});
+  coord_.reset();
+  Start();
+  protocol::RegisterRequest again{"127.0.0.1", 42, {{0, 1}, {1, 1}}};
+  ASSERT_EQ(Post("/v1/register", again).status, 200);
+  ResultsResponse rr = Report({done});
+  ASSERT_EQ(rr.accepted.size(), 1u);  // acknowledged, so the agent stops sending it
+  auto p = coord_->GetProgress();
+  EXPECT_EQ(p.miniBatches.completed, 1);
+  EXPECT_EQ(p.items.succeeded, 2);
+  EXPECT_EQ(p.miniBatches.running, 1);  // mini-batch 1, reclaimed
+  Report({Done(resp.leases[1])});
+  EXPECT_EQ(coord_->Wait(), 0);
+  EXPECT_EQ(Read("parallel_run_step.txt"), "row 0 attempt 1\nrow 1 attempt 1\n");
+  EXPECT_EQ(coord_->GetProgress().items.succeeded, 4);
+  auto rows = ReportRows();
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_THAT(rows[0], StartsWith("0,1,1,"));
+  EXPECT_THAT(rows[1], StartsWith("0,1,0,"));  // recorded, not accepted again
+}
+
 TEST_F(CoordinatorTest, RestartGivesBackAtOnceWhatARestartedAgentNoLongerHas) {
   MakeFiles(4);  // two mini-batches
   spec_.run_max_try = 1;

@@ -8,7 +8,10 @@
 #include <strings.h>
 
 #include <boost/asio/ssl.hpp>
+#include <chrono>
+#include <condition_variable>
 #include <exception>
+#include <mutex>
 #include <utility>
 
 #include "runtime/base/process.h"
@@ -21,6 +24,8 @@ using web::http::experimental::listener::http_listener;
 using web::http::experimental::listener::http_listener_config;
 
 constexpr int kBindAttempts = 5;
+// How long Stop() waits for requests being handled and replies being written.
+constexpr std::chrono::seconds kDrain{2};
 
 nlohmann::json Reason(const std::string& reason) { return {{"reason", reason}}; }
 
@@ -35,6 +40,35 @@ bool TokenMatches(const std::string& given, const std::string& expected) {
 struct ServerState {
   std::string token;
   HttpHandler handler;
+
+  // Requests from arrival until their reply is written (or failed), for Stop() to drain.
+  std::mutex mu;
+  std::condition_variable idle;
+  int in_flight = 0;
+
+  void WaitIdle(std::chrono::milliseconds timeout) {
+    std::unique_lock<std::mutex> lock(mu);
+    idle.wait_for(lock, timeout, [this] { return in_flight == 0; });
+  }
+};
+
+// Counts one request in flight for as long as it lives (the reply's continuation holds the last
+// reference).
+class InFlight {
+ public:
+  explicit InFlight(std::shared_ptr<ServerState> state) : state_(std::move(state)) {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    ++state_->in_flight;
+  }
+  ~InFlight() {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    if (--state_->in_flight == 0) state_->idle.notify_all();
+  }
+  InFlight(const InFlight&) = delete;
+  InFlight& operator=(const InFlight&) = delete;
+
+ private:
+  std::shared_ptr<ServerState> state_;
 };
 
 HttpResponse Dispatch(const ServerState& state, HttpRequest request) {
@@ -50,11 +84,12 @@ HttpResponse Dispatch(const ServerState& state, HttpRequest request) {
   }
 }
 
-void Reply(http::http_request& request, const HttpResponse& response) {
+void Reply(http::http_request& request, const HttpResponse& response,
+           std::shared_ptr<InFlight> in_flight) {
   std::string body = response.body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   request
       .reply(static_cast<http::status_code>(response.status), std::move(body), "application/json")
-      .then([](pplx::task<void> t) {
+      .then([in_flight = std::move(in_flight)](pplx::task<void> t) {
         try {
           t.get();
         } catch (...) {
@@ -63,12 +98,13 @@ void Reply(http::http_request& request, const HttpResponse& response) {
       });
 }
 
-void Handle(const std::shared_ptr<const ServerState>& state, http::http_request request) {
+void Handle(const std::shared_ptr<ServerState>& state, http::http_request request) {
+  auto in_flight = std::make_shared<InFlight>(state);
   if (!state->token.empty()) {
     const auto& headers = request.headers();
     auto it = headers.find(http::header_names::authorization);
     if (it == headers.end()) {
-      Reply(request, {401, Reason("missing Authorization: Bearer <token> header")});
+      Reply(request, {401, Reason("missing Authorization: Bearer <token> header")}, in_flight);
       return;
     }
     const std::string& value = it->second;
@@ -76,14 +112,14 @@ void Handle(const std::shared_ptr<const ServerState>& state, http::http_request 
     constexpr size_t kPrefix = 7;  // "Bearer "
     if (value.size() < kPrefix || strncasecmp(value.c_str(), "Bearer ", kPrefix) != 0 ||
         !TokenMatches(value.substr(kPrefix), state->token)) {
-      Reply(request, {401, Reason("wrong bearer token")});
+      Reply(request, {401, Reason("wrong bearer token")}, in_flight);
       return;
     }
   }
   // Read the body asynchronously: blocking a pool thread on it could starve the pool that
   // delivers it.
   request.extract_utf8string(true).then(
-      [state, request](pplx::task<std::string> body_task) mutable {
+      [state, request, in_flight](pplx::task<std::string> body_task) mutable {
         HttpRequest req;
         req.method = request.method();
         req.path = request.request_uri().path();
@@ -91,25 +127,31 @@ void Handle(const std::shared_ptr<const ServerState>& state, http::http_request 
         try {
           body = body_task.get();
         } catch (const std::exception& e) {
-          Reply(request, {400, Reason(std::string("cannot read request body: ") + e.what())});
+          Reply(request, {400, Reason(std::string("cannot read request body: ") + e.what())},
+                in_flight);
           return;
         }
         if (!body.empty()) {
           try {
             req.body = nlohmann::json::parse(body);
           } catch (const nlohmann::json::exception& e) {
-            Reply(request, {400, Reason(std::string("request body is not JSON: ") + e.what())});
+            Reply(request, {400, Reason(std::string("request body is not JSON: ") + e.what())},
+                  in_flight);
             return;
           }
         }
-        Reply(request, Dispatch(*state, std::move(req)));
+        Reply(request, Dispatch(*state, std::move(req)), in_flight);
       });
 }
 
 class ListenerServer : public HttpServer {
  public:
-  ListenerServer(std::unique_ptr<http_listener> listener, int port, std::string url)
-      : listener_(std::move(listener)), port_(port), url_(std::move(url)) {}
+  ListenerServer(std::unique_ptr<http_listener> listener, std::shared_ptr<ServerState> state,
+                 int port, std::string url)
+      : listener_(std::move(listener)),
+        state_(std::move(state)),
+        port_(port),
+        url_(std::move(url)) {}
   ~ListenerServer() override { Stop(); }
 
   int port() const override { return port_; }
@@ -118,6 +160,9 @@ class ListenerServer : public HttpServer {
   void Stop() override {
     std::lock_guard<std::mutex> lock(mu_);
     if (!listener_) return;
+    // Replies being written when the owner decides to stop (e.g. the `done` that the coordinator
+    // waited for its agents to hear) still reach their clients; closing cuts connections.
+    state_->WaitIdle(kDrain);
     try {
       listener_->close().wait();
     } catch (...) {
@@ -129,6 +174,7 @@ class ListenerServer : public HttpServer {
  private:
   std::mutex mu_;
   std::unique_ptr<http_listener> listener_;
+  std::shared_ptr<ServerState> state_;
   int port_;
   std::string url_;
 };
@@ -205,7 +251,7 @@ StatusOr<std::unique_ptr<HttpServer>> StartHttpServer(const HttpServerOptions& o
       listener->support([state](http::http_request request) { Handle(state, std::move(request)); });
       listener->open().wait();
       return std::unique_ptr<HttpServer>(
-          std::make_unique<ListenerServer>(std::move(listener), port, url));
+          std::make_unique<ListenerServer>(std::move(listener), state, port, url));
     } catch (const std::exception& e) {
       last_error = e.what();
     }

@@ -44,6 +44,9 @@ class HttpServer {
   virtual ~HttpServer() = default;
   virtual int port() const = 0;
   virtual std::string url() const = 0;  // http://host:port
+  // Stops listening. Requests being handled and replies being written first get up to 2 s to
+  // finish (a reply the owner waited for its clients to get, such as the coordinator's `done`,
+  // is not cut off). Idempotent; the destructor stops.
   virtual void Stop() = 0;
 };
 

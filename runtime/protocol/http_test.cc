@@ -8,9 +8,11 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <mutex>
 #include <thread>
 
 #include "runtime/base/process.h"
@@ -249,6 +251,50 @@ TEST_F(HttpTest, StoppedServerIsUnavailable) {
   server_->Stop();
   server_->Stop();  // idempotent
   EXPECT_EQ(client_->GetProgress().status().code(), StatusCode::kUnavailable);
+}
+
+// A reply being produced when the server is stopped still reaches its client (the coordinator's
+// `done`: it stops its server as soon as every agent was told).
+TEST_F(HttpTest, StopLetsTheReplyInFlightReachItsClient) {
+  struct Gate {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool entered = false;
+    bool open = false;
+  };
+  auto gate = std::make_shared<Gate>();
+  HttpServerOptions o;
+  o.token = kToken;
+  auto server = StartHttpServer(o, [gate](const HttpRequest& req) -> HttpResponse {
+    std::unique_lock<std::mutex> lock(gate->mu);
+    gate->entered = true;
+    gate->cv.notify_all();
+    gate->cv.wait(lock, [&] { return gate->open; });
+    return FakeCoordinator(req);
+  });
+  ASSERT_TRUE(server.ok()) << server.status().ToString();
+  HttpClientOptions co;
+  co.base_url = (*server)->url();
+  co.token = kToken;
+  co.timeout_seconds = 20;
+  auto client = MakeHttpCoordinatorClient(co);
+  std::thread caller([&] {
+    auto got = client->Lease({.node = "n", .max = 1});
+    EXPECT_TRUE(got.ok()) << got.status().ToString();
+  });
+  {
+    std::unique_lock<std::mutex> lock(gate->mu);
+    ASSERT_TRUE(gate->cv.wait_for(lock, std::chrono::seconds(20), [&] { return gate->entered; }));
+  }
+  std::thread stopper([&] { (*server)->Stop(); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // Stop() is waiting meanwhile
+  {
+    std::lock_guard<std::mutex> lock(gate->mu);
+    gate->open = true;
+    gate->cv.notify_all();
+  }
+  stopper.join();
+  caller.join();
 }
 
 TEST_F(HttpTest, BadUrlGivesAClientThatSaysWhy) {
