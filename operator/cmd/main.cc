@@ -57,8 +57,8 @@ void SetUpLogging(const Options& o) {
   if (o.log_format == "json") {
     logger = std::make_shared<spdlog::logger>("operator", std::make_shared<JsonSink>());
   } else {
-    logger = std::make_shared<spdlog::logger>(
-        "operator", std::make_shared<spdlog::sinks::stderr_sink_mt>());
+    logger = std::make_shared<spdlog::logger>("operator",
+                                              std::make_shared<spdlog::sinks::stderr_sink_mt>());
     logger->set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %l %v", spdlog::pattern_time_type::utc);
   }
   logger->set_level(spdlog::level::from_str(o.log_level));
@@ -138,9 +138,9 @@ int Run(const Options& o) {
   manager::Registry registry;
   controller::WorkQueue queue;
   const std::string child_selector = api::kJobLabel;
-  informer::Informer jobs(*client, {.resource = kube::resources::kParallelRunJobs,
-                                    .ns = o.ns,
-                                    .transform = api::TrimForCache});
+  informer::Informer jobs(
+      *client,
+      {.resource = kube::resources::kParallelRunJobs, .ns = o.ns, .transform = api::TrimForCache});
   informer::Informer pods(*client, {.resource = kube::resources::kPods,
                                     .ns = o.ns,
                                     .label_selector = child_selector,
@@ -199,18 +199,18 @@ int Run(const Options& o) {
           return n;
         });
   }
-  registry.SetGaugeFunction(
-      "parallelrun_minibatches_processed", "Mini-batches completed, summed over cached jobs.", {},
-      [&jobs] {
-        double n = 0;
-        for (const auto& job : jobs.List()) {
-          auto s = job->find("status");
-          if (s == job->end() || !s->is_object()) continue;
-          auto mb = s->find("miniBatches");
-          if (mb != s->end() && mb->is_object()) n += mb->value("completed", 0);
-        }
-        return n;
-      });
+  registry.SetGaugeFunction("parallelrun_minibatches_processed",
+                            "Mini-batches completed, summed over cached jobs.", {}, [&jobs] {
+                              double n = 0;
+                              for (const auto& job : jobs.List()) {
+                                auto s = job->find("status");
+                                if (s == job->end() || !s->is_object()) continue;
+                                auto mb = s->find("miniBatches");
+                                if (mb != s->end() && mb->is_object())
+                                  n += mb->value("completed", 0);
+                              }
+                              return n;
+                            });
 
   auto progress = status::MakeTlsProgressReader();
   status::KubeEventRecorder events(*client, rt::RealClock::Get());
@@ -228,8 +228,8 @@ int Run(const Options& o) {
   std::unique_ptr<manager::LeaderElector> elector;
   if (o.leader_elect) {
     manager::LeaderElectionConfig le;
-    le.ns = o.leader_election_namespace.empty() ? OwnNamespace(*config)
-                                                : o.leader_election_namespace;
+    le.ns =
+        o.leader_election_namespace.empty() ? OwnNamespace(*config) : o.leader_election_namespace;
     le.name = o.leader_election_id;
     elector = std::make_unique<manager::LeaderElector>(
         *client, le,
@@ -247,8 +247,7 @@ int Run(const Options& o) {
                   std::fflush(nullptr);
                   std::_Exit(1);
                 },
-            .on_new_leader =
-                [](const std::string& id) { spdlog::info("the leader is {}", id); }});
+            .on_new_leader = [](const std::string& id) { spdlog::info("the leader is {}", id); }});
     spdlog::info("waiting for the Lease {}/{}", le.ns, le.name);
     elector->Start();
   } else {

@@ -21,8 +21,8 @@ TEST(ParseOptions, DefaultsMatchTheDocumentedOnes) {
 
 TEST(ParseOptions, TakesSpaceAndEqualsForms) {
   auto o = ParseOptions({"--kubeconfig", "/k", "--namespace=ns", "--leader-elect",
-                         "--max-concurrent-reconciles=8", "--log-format", "text",
-                         "--default-image", "img:1"});
+                         "--max-concurrent-reconciles=8", "--log-format", "text", "--default-image",
+                         "img:1"});
   ASSERT_TRUE(o.ok()) << o.status().ToString();
   EXPECT_EQ(o->kubeconfig, "/k");
   EXPECT_EQ(o->ns, "ns");

@@ -56,7 +56,8 @@ bool IsValidName(const std::string& name) {
     }
   }
   auto alnum = [](char c) {
-    return std::islower(static_cast<unsigned char>(c)) || std::isdigit(static_cast<unsigned char>(c));
+    return std::islower(static_cast<unsigned char>(c)) ||
+           std::isdigit(static_cast<unsigned char>(c));
   };
   return alnum(name.front()) && alnum(name.back());
 }
@@ -135,14 +136,15 @@ StatusOr<LabelRequirement> ParseSetRequirement(const std::string& part) {
   size_t start = 0;
   while (true) {
     size_t comma = inner.find(',', start);
-    std::string v = Trim(inner.substr(start, comma == std::string::npos ? std::string::npos
-                                                                         : comma - start));
+    std::string v =
+        Trim(inner.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
     if (!IsLabelValue(v)) return rt::InvalidArgumentError("invalid label value \"" + v + "\"");
     req.values.insert(v);
     if (comma == std::string::npos) break;
     start = comma + 1;
   }
-  if (!IsLabelKey(req.key)) return rt::InvalidArgumentError("invalid label key \"" + req.key + "\"");
+  if (!IsLabelKey(req.key))
+    return rt::InvalidArgumentError("invalid label key \"" + req.key + "\"");
   return req;
 }
 
@@ -166,7 +168,8 @@ StatusOr<LabelRequirement> ParseLabelRequirement(const std::string& raw) {
     req.key = part;
     req.op = LabelRequirement::kExists;
   }
-  if (!IsLabelKey(req.key)) return rt::InvalidArgumentError("invalid label key \"" + req.key + "\"");
+  if (!IsLabelKey(req.key))
+    return rt::InvalidArgumentError("invalid label key \"" + req.key + "\"");
   for (const auto& v : req.values) {
     if (!IsLabelValue(v)) return rt::InvalidArgumentError("invalid label value \"" + v + "\"");
   }
@@ -467,8 +470,8 @@ struct FakeClient::State {
     for (int i = 0; i < 32; ++i) {
       if (i == 8 || i == 12 || i == 16 || i == 20) uid += '-';
       int v = hex(rng);
-      if (i == 12) v = 4;                  // version 4
-      if (i == 16) v = 8 | (v & 3);        // variant 10xx
+      if (i == 12) v = 4;            // version 4
+      if (i == 16) v = 8 | (v & 3);  // variant 10xx
       uid += "0123456789abcdef"[v];
     }
     return uid;
@@ -571,9 +574,8 @@ struct FakeClient::State {
   }
 
   // The common end of Update and Patch: finalizer rules, generation, no-op detection, store.
-  StatusOr<json> CommitUpdate(const Resource& r, const std::string& method,
-                              const std::string& path, const std::string& okey,
-                              const json& existing, json proposed) {
+  StatusOr<json> CommitUpdate(const Resource& r, const std::string& method, const std::string& path,
+                              const std::string& okey, const json& existing, json proposed) {
     const std::string rkey = RKey(r);
     const json& old_meta = existing["metadata"];
     if (old_meta.contains("deletionTimestamp")) {
@@ -756,16 +758,16 @@ StatusOr<json> FakeClient::List(const Resource& r, const std::string& ns,
     }
   }
 
-  std::map<std::string, json> snapshot = at == s.rv ? s.objects[State::RKey(r)]
-                                                     : s.Snapshot(State::RKey(r), at);
+  std::map<std::string, json> snapshot =
+      at == s.rv ? s.objects[State::RKey(r)] : s.Snapshot(State::RKey(r), at);
   json items = json::array();
   std::string continue_token;
   for (auto it = snapshot.upper_bound(after); it != snapshot.end(); ++it) {
     if (!filter->Matches(it->second)) continue;
     if (options.limit > 0 && static_cast<int64_t>(items.size()) == options.limit) {
-      continue_token = std::to_string(at) + "|" +
-                       State::OKey(r, MetaString(items.back(), "namespace"),
-                                   MetaString(items.back(), "name"));
+      continue_token =
+          std::to_string(at) + "|" +
+          State::OKey(r, MetaString(items.back(), "namespace"), MetaString(items.back(), "name"));
       break;
     }
     items.push_back(it->second);
@@ -782,7 +784,8 @@ StatusOr<json> FakeClient::State::CreateLocked(const Resource& r, const std::str
                                                const json& object, const std::string& method) {
   State& s = *this;
   const std::string path = r.CollectionPath(ns);
-  if (!object.is_object()) return ApiError(method, path, 400, "BadRequest", "body is not an object");
+  if (!object.is_object())
+    return ApiError(method, path, 400, "BadRequest", "body is not an object");
   auto eff_ns = EffectiveNamespace(r, ns, object);
   if (!eff_ns.ok()) return ApiError(method, path, 400, "BadRequest", eff_ns.status().message());
   if (!MetaString(object, "resourceVersion").empty()) {
@@ -791,9 +794,9 @@ StatusOr<json> FakeClient::State::CreateLocked(const Resource& r, const std::str
   }
   if ((object.contains("kind") && object["kind"] != r.kind) ||
       (object.contains("apiVersion") && object["apiVersion"] != r.api_version())) {
-    return ApiError(method, path, 400, "BadRequest",
-                    "the object's apiVersion/kind does not match " + r.api_version() + " " +
-                        r.kind);
+    return ApiError(
+        method, path, 400, "BadRequest",
+        "the object's apiVersion/kind does not match " + r.api_version() + " " + r.kind);
   }
   json obj = object;
   std::string name = MetaString(obj, "name");
@@ -823,8 +826,10 @@ StatusOr<json> FakeClient::State::CreateLocked(const Resource& r, const std::str
   obj["kind"] = r.kind;
   json& meta = obj["metadata"];
   meta["name"] = name;
-  if (r.namespaced) meta["namespace"] = *eff_ns;
-  else meta.erase("namespace");
+  if (r.namespaced)
+    meta["namespace"] = *eff_ns;
+  else
+    meta.erase("namespace");
   meta.erase("deletionTimestamp");
   meta.erase("deletionGracePeriodSeconds");
   meta["uid"] = s.Uid();
@@ -853,7 +858,8 @@ StatusOr<json> FakeClient::Update(const Resource& r, const std::string& ns, cons
   auto eff_ns = EffectiveNamespace(r, ns, object);
   if (!eff_ns.ok()) return ApiError("PUT", path, 400, "BadRequest", eff_ns.status().message());
   if (!subresource.empty() && (subresource != "status" || !s.HasStatus(r))) {
-    return ApiError("PUT", path, 404, "NotFound", "the server could not find the requested resource");
+    return ApiError("PUT", path, 404, "NotFound",
+                    "the server could not find the requested resource");
   }
   const std::string okey = State::OKey(r, *eff_ns, name);
   auto& objs = s.objects[State::RKey(r)];
@@ -1008,16 +1014,15 @@ StatusOr<std::unique_ptr<WatchStream>> FakeClient::Watch(const Resource& r, cons
     auto n = ParseResourceVersion(from);
     if (!n.ok()) return ApiError("GET", path, 400, "BadRequest", n.status().message());
     if (*n < s.compacted_rv) {
-      w->queue.push_back(
-          {"ERROR",
-           {{"kind", "Status"},
-            {"apiVersion", "v1"},
-            {"metadata", json::object()},
-            {"status", "Failure"},
-            {"message", "too old resource version: " + from + " (" +
-                            std::to_string(s.compacted_rv) + ")"},
-            {"reason", "Expired"},
-            {"code", 410}}});
+      w->queue.push_back({"ERROR",
+                          {{"kind", "Status"},
+                           {"apiVersion", "v1"},
+                           {"metadata", json::object()},
+                           {"status", "Failure"},
+                           {"message", "too old resource version: " + from + " (" +
+                                           std::to_string(s.compacted_rv) + ")"},
+                           {"reason", "Expired"},
+                           {"code", 410}}});
       w->ended = true;
       return std::unique_ptr<WatchStream>(std::make_unique<FakeWatchStream>(w));
     }

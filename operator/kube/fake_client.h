@@ -61,10 +61,9 @@ struct FakeClientOptions {
   size_t history_window = 1000;
   bool garbage_collection = false;
   // Plural names of resources that have no status subresource.
-  std::set<std::string> without_status = {"configmaps",   "secrets",   "events",
-                                          "leases",       "endpoints", "serviceaccounts",
-                                          "roles",        "rolebindings", "clusterroles",
-                                          "clusterrolebindings"};
+  std::set<std::string> without_status = {
+      "configmaps",      "secrets", "events",       "leases",       "endpoints",
+      "serviceaccounts", "roles",   "rolebindings", "clusterroles", "clusterrolebindings"};
   const rt::Clock* clock = &rt::RealClock::Get();  // creation and deletion timestamps
 };
 
@@ -93,9 +92,8 @@ class FakeClient : public Client {
   StatusOr<nlohmann::json> Update(const Resource& r, const std::string& ns,
                                   const nlohmann::json& object,
                                   const std::string& subresource = "") override;
-  StatusOr<nlohmann::json> Patch(const Resource& r, const std::string& ns,
-                                 const std::string& name, PatchType type,
-                                 const nlohmann::json& patch,
+  StatusOr<nlohmann::json> Patch(const Resource& r, const std::string& ns, const std::string& name,
+                                 PatchType type, const nlohmann::json& patch,
                                  const std::string& subresource = "") override;
   Status Delete(const Resource& r, const std::string& ns, const std::string& name,
                 const DeleteOptions& options = {}) override;

@@ -191,9 +191,9 @@ TEST(FakeClientTest, MergePatchFollowsRfc7386) {
   FakeClient c;
   json body = Obj("w", {{"a", "1"}, {"b", "2"}});
   ASSERT_TRUE(c.Create(kWidgets, "ns", body).ok());
-  auto p = c.Patch(kWidgets, "ns", "w", PatchType::kMerge,
-                   {{"metadata", {{"labels", {{"a", nullptr}, {"c", "3"}}}}},
-                    {"spec", {{"list", {1, 2}}}}});
+  auto p = c.Patch(
+      kWidgets, "ns", "w", PatchType::kMerge,
+      {{"metadata", {{"labels", {{"a", nullptr}, {"c", "3"}}}}}, {"spec", {{"list", {1, 2}}}}});
   ASSERT_TRUE(p.ok()) << p.status().ToString();
   EXPECT_EQ((*p)["metadata"]["labels"], json({{"b", "2"}, {"c", "3"}}));
   EXPECT_EQ((*p)["spec"]["list"], json({1, 2}));
@@ -575,8 +575,7 @@ TEST(FakeClientTest, InjectedErrorsFailTheNextCalls) {
   EXPECT_TRUE(c.Create(kPods, "ns", Obj("p")).ok());
   c.InjectError("*", "widgets/status", rt::PermissionDeniedError("no"));
   json w = *c.Create(kWidgets, "ns", Obj("w"));
-  EXPECT_EQ(c.Update(kWidgets, "ns", w, "status").status().code(),
-            StatusCode::kPermissionDenied);
+  EXPECT_EQ(c.Update(kWidgets, "ns", w, "status").status().code(), StatusCode::kPermissionDenied);
   EXPECT_TRUE(c.Update(kWidgets, "ns", w, "status").ok());
   c.InjectError("watch", "*", rt::UnavailableError("down"));
   EXPECT_EQ(c.Watch(kPods, "ns", {}).status().code(), StatusCode::kUnavailable);
@@ -596,10 +595,9 @@ TEST(FakeClientTest, RecordsEveryVerbAndResource) {
   for (const auto& [call, n] : calls) {
     seen.push_back(call.verb + " " + call.group + " " + call.resource + " " + std::to_string(n));
   }
-  EXPECT_THAT(seen, UnorderedElementsAre("create example.com widgets 1",
-                                         "get example.com widgets 2", "list  pods 1",
-                                         "watch  pods 1", "update example.com widgets/status 1",
-                                         "delete  pods 1"));
+  EXPECT_THAT(seen, UnorderedElementsAre(
+                        "create example.com widgets 1", "get example.com widgets 2", "list  pods 1",
+                        "watch  pods 1", "update example.com widgets/status 1", "delete  pods 1"));
   EXPECT_EQ(c.CallCount("get", "widgets"), 2);
   c.ResetCalls();
   EXPECT_TRUE(c.Calls().empty());
@@ -622,7 +620,8 @@ TEST(FakeClientTest, ConcurrentWritersGetDistinctResourceVersions) {
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < kEach; ++i) {
-        auto r = c.Create(kConfigMaps, "ns", Obj("cm-" + std::to_string(t) + "-" + std::to_string(i)));
+        auto r =
+            c.Create(kConfigMaps, "ns", Obj("cm-" + std::to_string(t) + "-" + std::to_string(i)));
         EXPECT_TRUE(r.ok());
       }
     });

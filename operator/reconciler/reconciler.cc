@@ -87,9 +87,7 @@ std::optional<rt::SystemTime> ParseTime(const std::string& text) {
 
 std::string Timestamp(rt::SystemTime t) { return rt::FormatUtc(t, "%Y-%m-%dT%H:%M:%SZ"); }
 
-bool IsTerminalPhase(const std::string& phase) {
-  return phase == "Succeeded" || phase == "Failed";
-}
+bool IsTerminalPhase(const std::string& phase) { return phase == "Succeeded" || phase == "Failed"; }
 
 const json* ContainerStatus(const json& pod, const std::string& container) {
   const json& statuses = Field(Field(pod, "status"), "containerStatuses");
@@ -146,10 +144,10 @@ std::optional<WaitingReason> WhyWaiting(const json& pod) {
   if (conditions.is_array()) {
     for (const json& c : conditions) {
       if (Str(c, "type") == "PodScheduled" && Str(c, "status") == "False") {
-        return WaitingReason{"Unschedulable",
-                             fmt::format("pod {}: {}", name, Str(c, "message").empty()
-                                                                 ? Str(c, "reason")
-                                                                 : Str(c, "message"))};
+        return WaitingReason{
+            "Unschedulable",
+            fmt::format("pod {}: {}", name,
+                        Str(c, "message").empty() ? Str(c, "reason") : Str(c, "message"))};
       }
     }
   }
@@ -305,8 +303,8 @@ controller::Result JobReconciler::Reconcile(const std::string& key) {
   pass.uid = Str(meta, "uid");
   pass.resource_version = Str(meta, "resourceVersion");
   pass.generation = Int(meta, "generation", 0);
-  pass.old_status = Field(*pass.object, "status").is_object() ? Field(*pass.object, "status")
-                                                                : json::object();
+  pass.old_status =
+      Field(*pass.object, "status").is_object() ? Field(*pass.object, "status") : json::object();
   pass.status = pass.old_status;
   pass.ref = {rt::kApiVersion, rt::kKind, pass.ns, pass.name, pass.uid, pass.resource_version};
   pass.now = clock_.Now();
@@ -361,8 +359,7 @@ controller::Result JobReconciler::Run(Pass& pass) {
     pass.status["phase"] = "Suspended";
     SetCondition(pass.status, "Suspended", true, "Suspended", "job suspended", pass.generation,
                  pass.now);
-    ClearCondition(pass.status, "Running", "Suspended", "job suspended", pass.generation,
-                   pass.now);
+    ClearCondition(pass.status, "Running", "Suspended", "job suspended", pass.generation, pass.now);
     Status written = WriteStatus(pass);
     if (!written.ok()) return {written, std::nullopt};
     if (!all_gone) return {Status(), milliseconds(1000)};
@@ -383,9 +380,9 @@ controller::Result JobReconciler::Run(Pass& pass) {
         bool all_gone = false;
         auto stopped = StopPods(pass, &all_gone);
         if (!stopped.status.ok()) return stopped;
-        const std::string message = fmt::format(
-            "job was active longer than its activeDeadlineSeconds ({} s)",
-            *pass.spec.active_deadline_seconds);
+        const std::string message =
+            fmt::format("job was active longer than its activeDeadlineSeconds ({} s)",
+                        *pass.spec.active_deadline_seconds);
         Fail(pass, "DeadlineExceeded", message);
         return {WriteStatus(pass), std::nullopt};
       }
@@ -436,13 +433,13 @@ Status JobReconciler::EnsureConfigObjects(Pass& pass) {
   if (!pass.secret) {
     PR_ASSIGN_OR_RETURN(JobCredentials credentials,
                         GenerateJobCredentials(pass.name, pass.ns, pass.now));
-    PR_RETURN_IF_ERROR(CreateIfMissing(client_, caches_.secrets, kube::resources::kSecrets,
-                                       pass.ns, BuildSecret(job, credentials)));
+    PR_RETURN_IF_ERROR(CreateIfMissing(client_, caches_.secrets, kube::resources::kSecrets, pass.ns,
+                                       BuildSecret(job, credentials)));
   }
   PR_RETURN_IF_ERROR(CreateIfMissing(client_, caches_.config_maps, kube::resources::kConfigMaps,
                                      pass.ns, BuildSpecConfigMap(job, pass.spec)));
-  PR_RETURN_IF_ERROR(CreateIfMissing(client_, caches_.services, kube::resources::kServices,
-                                     pass.ns, BuildService(job)));
+  PR_RETURN_IF_ERROR(CreateIfMissing(client_, caches_.services, kube::resources::kServices, pass.ns,
+                                     BuildService(job)));
   return Status();
 }
 
@@ -512,12 +509,12 @@ Status JobReconciler::SyncCoordinator(Pass& pass) {
           p.completionTime.empty() ? Timestamp(pass.now) : p.completionTime;
       std::string reason = p.reason.empty() ? (ok ? "Completed" : "Failed") : p.reason;
       if (ok) reason = "Completed";
-      const std::string message =
-          p.message.empty() ? fmt::format("{} ({})", ok ? "job succeeded" : "job failed",
-                                          Str(summary, "progress"))
-                            : p.message;
-      SetCondition(pass.status, ok ? "Complete" : "Failed", true, reason, message,
-                   pass.generation, pass.now);
+      const std::string message = p.message.empty()
+                                      ? fmt::format("{} ({})", ok ? "job succeeded" : "job failed",
+                                                    Str(summary, "progress"))
+                                      : p.message;
+      SetCondition(pass.status, ok ? "Complete" : "Failed", true, reason, message, pass.generation,
+                   pass.now);
       ClearCondition(pass.status, "Running", reason, message, pass.generation, pass.now);
       if (ok) {
         events_.Record(pass.ref, "Normal", "Succeeded", message);
@@ -532,10 +529,9 @@ Status JobReconciler::SyncCoordinator(Pass& pass) {
     }
     if (end->exit_code == kExitInterrupted) {
       // Interrupted (evicted, node drained): resumable without counting as a crash.
-      auto deleted = client_.Delete(kube::resources::kPods, pass.ns, pod_name,
-                                    {.grace_period_seconds = 0, .precondition_uid = Str(
-                                                                    Field(*pod, "metadata"),
-                                                                    "uid")});
+      auto deleted = client_.Delete(
+          kube::resources::kPods, pass.ns, pod_name,
+          {.grace_period_seconds = 0, .precondition_uid = Str(Field(*pod, "metadata"), "uid")});
       if (!deleted.ok() && !kube::IsNotFound(deleted)) return deleted;
       pass.RequeueAfter(milliseconds(500));
       return Status();
@@ -555,9 +551,9 @@ Status JobReconciler::SyncCoordinator(Pass& pass) {
                    fmt::format("{}; starting a new one (restart {} of {}), it resumes from its "
                                "journal",
                                what, crashes, pass.spec.backoff_limit));
-    Status deleted = client_.Delete(kube::resources::kPods, pass.ns, pod_name,
-                                    {.grace_period_seconds = 0,
-                                     .precondition_uid = Str(Field(*pod, "metadata"), "uid")});
+    Status deleted = client_.Delete(
+        kube::resources::kPods, pass.ns, pod_name,
+        {.grace_period_seconds = 0, .precondition_uid = Str(Field(*pod, "metadata"), "uid")});
     if (!deleted.ok() && !kube::IsNotFound(deleted)) return deleted;
     pass.RequeueAfter(milliseconds(500));
     return Status();
@@ -611,8 +607,7 @@ void JobReconciler::ReadProgress(Pass& pass) {
       pass.status[key] = p[key];
     }
   }
-  pass.status["nodes"] = {{"desired", pass.spec.node_count},
-                          {"ready", progress->nodes.ready}};
+  pass.status["nodes"] = {{"desired", pass.spec.node_count}, {"ready", progress->nodes.ready}};
 }
 
 Status JobReconciler::SyncWorkers(Pass& pass) {
@@ -627,12 +622,11 @@ Status JobReconciler::SyncWorkers(Pass& pass) {
     if (!pod) {
       auto it = pass.state->worker_not_before.find(i);
       if (it != pass.state->worker_not_before.end() && steady < it->second) {
-        pass.RequeueAfter(
-            std::chrono::duration_cast<milliseconds>(it->second - steady) + milliseconds(10));
+        pass.RequeueAfter(std::chrono::duration_cast<milliseconds>(it->second - steady) +
+                          milliseconds(10));
         continue;
       }
-      PR_ASSIGN_OR_RETURN(json desired,
-                          BuildWorkerPod(job, pass.spec, i, options_.children));
+      PR_ASSIGN_OR_RETURN(json desired, BuildWorkerPod(job, pass.spec, i, options_.children));
       auto made = client_.Create(kube::resources::kPods, pass.ns, desired);
       if (!made.ok()) {
         if (kube::IsAlreadyExists(made.status())) {
@@ -650,22 +644,21 @@ Status JobReconciler::SyncWorkers(Pass& pass) {
     }
     auto end = TerminationOf(*pod, kWorkerRole);
     if (!end || end->exit_code == 0) continue;  // running, or finished its share of the job
-    if (replacements >= cap) continue;           // leave it failed: the cap is reached
+    if (replacements >= cap) continue;          // leave it failed: the cap is reached
     ++replacements;
     PR_RETURN_IF_ERROR(BumpSecretCounter(pass, kWorkerReplacementsAnnotation, replacements));
     const int64_t shift = std::min<int64_t>(replacements - 1, 20);
-    const auto backoff =
-        std::min<milliseconds>(options_.worker_backoff_base * (int64_t{1} << shift),
-                               options_.worker_backoff_cap);
+    const auto backoff = std::min<milliseconds>(
+        options_.worker_backoff_base * (int64_t{1} << shift), options_.worker_backoff_cap);
     pass.state->worker_not_before[i] = steady + backoff;
-    events_.Record(pass.ref, "Warning", "WorkerPodReplaced",
-                   fmt::format("worker pod {} ended with exit code {}; replacing it in {} s "
-                               "(replacement {} of {})",
-                               pod_name, end->exit_code, backoff.count() / 1000.0, replacements,
-                               cap));
-    Status deleted = client_.Delete(kube::resources::kPods, pass.ns, pod_name,
-                                    {.grace_period_seconds = 0,
-                                     .precondition_uid = Str(Field(*pod, "metadata"), "uid")});
+    events_.Record(
+        pass.ref, "Warning", "WorkerPodReplaced",
+        fmt::format("worker pod {} ended with exit code {}; replacing it in {} s "
+                    "(replacement {} of {})",
+                    pod_name, end->exit_code, backoff.count() / 1000.0, replacements, cap));
+    Status deleted = client_.Delete(
+        kube::resources::kPods, pass.ns, pod_name,
+        {.grace_period_seconds = 0, .precondition_uid = Str(Field(*pod, "metadata"), "uid")});
     if (!deleted.ok() && !kube::IsNotFound(deleted)) return deleted;
     pass.RequeueAfter(backoff);
   }
@@ -736,12 +729,12 @@ controller::Result JobReconciler::Finished(Pass& pass) {
   if (!done) return {};
   const auto expiry = *done + std::chrono::seconds(ttl.get<int64_t>());
   if (pass.now < expiry) {
-    return {Status(), std::chrono::duration_cast<milliseconds>(expiry - pass.now) +
-                          milliseconds(100)};
+    return {Status(),
+            std::chrono::duration_cast<milliseconds>(expiry - pass.now) + milliseconds(100)};
   }
-  Status deleted = client_.Delete(kube::resources::kParallelRunJobs, pass.ns, pass.name,
-                                  {.propagation_policy = "Background",
-                                   .precondition_uid = pass.uid});
+  Status deleted =
+      client_.Delete(kube::resources::kParallelRunJobs, pass.ns, pass.name,
+                     {.propagation_policy = "Background", .precondition_uid = pass.uid});
   if (!deleted.ok() && !kube::IsNotFound(deleted)) return {deleted, std::nullopt};
   return {};
 }
@@ -756,8 +749,8 @@ controller::Result JobReconciler::Finalize(Pass& pass) {
     if (PodFinished(*pod)) continue;
     all_gone = false;
     if (PodTerminating(*pod)) continue;
-    Status deleted = client_.Delete(kube::resources::kPods, pass.ns,
-                                    Str(Field(*pod, "metadata"), "name"), {});
+    Status deleted =
+        client_.Delete(kube::resources::kPods, pass.ns, Str(Field(*pod, "metadata"), "name"), {});
     if (!deleted.ok() && !kube::IsNotFound(deleted)) return {deleted, std::nullopt};
   }
   if (!all_gone) return {Status(), milliseconds(500)};  // the coordinator is still writing
@@ -788,8 +781,7 @@ Status JobReconciler::WriteStatus(Pass& pass) {
   if (pass.status == pass.old_status) return Status();
   json object = *pass.object;
   object["status"] = pass.status;
-  auto updated =
-      client_.Update(kube::resources::kParallelRunJobs, pass.ns, object, "status");
+  auto updated = client_.Update(kube::resources::kParallelRunJobs, pass.ns, object, "status");
   if (!updated.ok()) {
     if (kube::IsNotFound(updated.status())) return Status();
     return updated.status();

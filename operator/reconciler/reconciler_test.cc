@@ -100,8 +100,10 @@ class ReconcilerTest : public ::testing::Test {
   void Settle() {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
     const std::vector<std::pair<const kube::Resource*, informer::Informer*>> all = {
-        {&kube::resources::kParallelRunJobs, &jobs_}, {&kube::resources::kPods, &pods_},
-        {&kube::resources::kSecrets, &secrets_},     {&kube::resources::kConfigMaps, &config_maps_},
+        {&kube::resources::kParallelRunJobs, &jobs_},
+        {&kube::resources::kPods, &pods_},
+        {&kube::resources::kSecrets, &secrets_},
+        {&kube::resources::kConfigMaps, &config_maps_},
         {&kube::resources::kServices, &services_}};
     while (std::chrono::steady_clock::now() < deadline) {
       bool same = true;
@@ -143,7 +145,8 @@ class ReconcilerTest : public ::testing::Test {
   json Status() { return GetJob().value("status", json::object()); }
   std::string Condition(const std::string& type, const char* field = "reason") {
     for (const auto& c : Status().value("conditions", json::array())) {
-      if (c["type"] == type) return c["status"].get<std::string>() + "/" + c[field].get<std::string>();
+      if (c["type"] == type)
+        return c["status"].get<std::string>() + "/" + c[field].get<std::string>();
     }
     return "";
   }
@@ -157,11 +160,11 @@ class ReconcilerTest : public ::testing::Test {
   }
   void Terminate(const std::string& pod, const std::string& container, int code,
                  const std::string& message = "") {
-    SetPodStatus(pod, {{"phase", code == 0 ? "Succeeded" : "Failed"},
-                       {"containerStatuses",
-                        {{{"name", container},
-                          {"state",
-                           {{"terminated", {{"exitCode", code}, {"message", message}}}}}}}}});
+    SetPodStatus(pod,
+                 {{"phase", code == 0 ? "Succeeded" : "Failed"},
+                  {"containerStatuses",
+                   {{{"name", container},
+                     {"state", {{"terminated", {{"exitCode", code}, {"message", message}}}}}}}}});
   }
   void Running(const std::string& pod) {
     SetPodStatus(pod, {{"phase", "Running"}, {"podIP", "127.9.9.9"}});
@@ -353,23 +356,23 @@ TEST_F(ReconcilerTest, UnschedulablePodsAreExplainedOnTheJob) {
 
 TEST_F(ReconcilerTest, ImagePullAndMountProblemsAreExplained) {
   StartJob(1);
-  SetPodStatus("score-worker-0",
-               {{"phase", "Pending"},
-                {"containerStatuses",
-                 {{{"name", "worker"},
-                   {"state",
-                    {{"waiting",
-                      {{"reason", "ImagePullBackOff"}, {"message", "Back-off pulling"}}}}}}}}});
+  SetPodStatus(
+      "score-worker-0",
+      {{"phase", "Pending"},
+       {"containerStatuses",
+        {{{"name", "worker"},
+          {"state",
+           {{"waiting", {{"reason", "ImagePullBackOff"}, {"message", "Back-off pulling"}}}}}}}}});
   Reconcile();
   EXPECT_EQ(Condition("Scheduled"), "False/ImagePullBackOff");
-  SetPodStatus("score-worker-0",
-               {{"containerStatuses",
-                 {{{"name", "worker"},
-                   {"state",
-                    {{"waiting",
-                      {{"reason", "ContainerCreating"},
-                       {"message", "MountVolume.SetUp failed for volume \"data\" : "
-                                   "persistentvolumeclaim \"data\" not found"}}}}}}}}});
+  SetPodStatus("score-worker-0", {{"containerStatuses",
+                                   {{{"name", "worker"},
+                                     {"state",
+                                      {{"waiting",
+                                        {{"reason", "ContainerCreating"},
+                                         {"message",
+                                          "MountVolume.SetUp failed for volume \"data\" : "
+                                          "persistentvolumeclaim \"data\" not found"}}}}}}}}});
   Reconcile();
   EXPECT_EQ(Condition("Scheduled"), "False/FailedMount");
 }
@@ -377,8 +380,8 @@ TEST_F(ReconcilerTest, ImagePullAndMountProblemsAreExplained) {
 TEST_F(ReconcilerTest, SuspendDeletesPodsAndResumeRecreatesThem) {
   StartJob();
   ASSERT_TRUE(client_
-                  .Patch(kube::resources::kParallelRunJobs, "ns", "score",
-                         kube::PatchType::kMerge, {{"spec", {{"suspend", true}}}})
+                  .Patch(kube::resources::kParallelRunJobs, "ns", "score", kube::PatchType::kMerge,
+                         {{"spec", {{"suspend", true}}}})
                   .ok());
   Reconcile();
   EXPECT_FALSE(PodExists("score-coordinator"));
@@ -386,8 +389,8 @@ TEST_F(ReconcilerTest, SuspendDeletesPodsAndResumeRecreatesThem) {
   EXPECT_EQ(Status()["phase"], "Suspended");
   EXPECT_EQ(Condition("Suspended"), "True/Suspended");
   ASSERT_TRUE(client_
-                  .Patch(kube::resources::kParallelRunJobs, "ns", "score",
-                         kube::PatchType::kMerge, {{"spec", {{"suspend", false}}}})
+                  .Patch(kube::resources::kParallelRunJobs, "ns", "score", kube::PatchType::kMerge,
+                         {{"spec", {{"suspend", false}}}})
                   .ok());
   Reconcile();
   EXPECT_TRUE(PodExists("score-coordinator"));

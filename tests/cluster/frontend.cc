@@ -95,9 +95,12 @@ Frontend::Frontend(ApiServer* api, std::string admin_token, std::string state_di
 
 void Frontend::Audit(const UserInfo& user, const RequestAttributes& attrs, bool allowed) {
   if (user.name.rfind("system:serviceaccount:", 0) != 0) return;
-  const Json line = {{"user", user.name},           {"verb", attrs.verb},
-                     {"group", attrs.group},        {"resource", attrs.resource},
-                     {"subresource", attrs.subresource}, {"namespace", attrs.ns},
+  const Json line = {{"user", user.name},
+                     {"verb", attrs.verb},
+                     {"group", attrs.group},
+                     {"resource", attrs.resource},
+                     {"subresource", attrs.subresource},
+                     {"namespace", attrs.ns},
                      {"allowed", allowed}};
   const std::string text = line.dump() + "\n";
   std::lock_guard<std::mutex> lock(audit_mu_);
