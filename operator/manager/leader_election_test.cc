@@ -90,6 +90,7 @@ LeaderElectionConfig Config(const std::string& identity,
   c.lease_duration = lease_duration;
   c.renew_deadline = 1500ms;
   c.retry_period = 100ms;
+  c.acquire_period = 100ms;
   return c;
 }
 
@@ -279,7 +280,7 @@ TEST(LeaderElectionTest, StopBeforeLeadingIsPrompt) {
   LeaderElector a(client, Config("a", 60s), ca.Callbacks());
   ASSERT_TRUE((a.Start(), Eventually([&] { return a.IsLeader(); })));
   LeaderElectionConfig slow = Config("b", 60s);
-  slow.retry_period = 30s;
+  slow.acquire_period = 30s;
   LeaderElector b(client, slow, cb.Callbacks());
   b.Start();
   ASSERT_TRUE(Eventually([&] { return b.Leader() == "a"; }));
