@@ -92,10 +92,11 @@ Status CheckOutputWritable(const JobSpec& spec, const std::string& output_dir) {
     const uid_t uid = geteuid();
     std::string what, fix;
     DescribeOutput(spec, uid, &what, &fix);
-    return FailedPreconditionError(what + " is not writable by uid " + std::to_string(uid) +
-                                   " (gid " + std::to_string(getegid()) +
-                                   "): cannot create a file in " + folder + " (mounted at " +
-                                   output_dir + "): " + error + ". To fix it: " + fix);
+    return FailedPreconditionError(
+        what + " is not writable by uid " + std::to_string(uid) + " (gid " +
+        std::to_string(getegid()) + "): cannot create a file in " + folder +
+        (IsDirectory(output_dir) ? "" : " (the output folder " + output_dir + " is made there)") +
+        ": " + error + ". To fix it: " + fix);
   }
   return Status::Ok();
 }
