@@ -117,7 +117,17 @@ class MetricsObserver : public controller::ReconcileObserver {
 std::mutex g_mu;
 std::condition_variable g_cv;
 
+// SIGTERM and SIGINT, blocked in every thread and taken with sigwait.
+sigset_t StopSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  return set;
+}
+
 int Run(const Options& o) {
+  const sigset_t stop_signals = StopSignals();
   auto config = kube::LoadConfig(o.kubeconfig);
   if (!config.ok()) {
     spdlog::error("cannot load the cluster configuration: {}", config.status().message());
@@ -130,13 +140,6 @@ int Run(const Options& o) {
   spdlog::info("parallelrun-operator {} using {} ({}), watching {}", PARALLELRUN_VERSION,
                config->server, config->source, o.ns.empty() ? "all namespaces" : o.ns);
   auto client = kube::MakeHttpClient(*config, {.qps = 50, .burst = 100});
-
-  // Block the stop signals in every thread; this one waits for them with sigwait.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   manager::Registry registry;
   controller::WorkQueue queue;
@@ -326,6 +329,11 @@ int main(int argc, char** argv) {
     std::printf("parallelrun-operator %s\n", PARALLELRUN_VERSION);
     return 0;
   }
+  // Before any thread starts (the HTTP client's pool, spdlog): a thread that did not block the
+  // stop signals would take SIGTERM's default action and end the process without releasing the
+  // Lease (regression: a stopped leader made its successor wait 15 s for the Lease to expire).
+  const sigset_t stop_signals = StopSignals();
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   SetUpLogging(*options);
   const int code = Run(*options);
   std::fflush(nullptr);
