@@ -285,8 +285,21 @@ class ProductionTest(unittest.TestCase):
             holder = wait_until(lambda: lease_holder(self.leases), 60, "a leader")
             leaders = [p for p in pods if holder.startswith(p["metadata"]["name"] + "_")]
             self.assertEqual(len(leaders), 1, "holder %s" % holder)
-            print("\nchart: 2 replicas rolled out in %.1f s, both Ready, leader %s" % (
-                rollout, leaders[0]["metadata"]["name"]))
+            # Deleting the leader's pod (the kubelet sends SIGTERM) hands the Lease over: to
+            # the standby, or to the ReplicaSet's replacement pod if it starts first.
+            leader = leaders[0]["metadata"]["name"]
+            t0 = time.monotonic()
+            self.c.kubectl("-n", OPERATOR_NS, "delete", "pod", leader, "--wait=false")
+
+            def new_holder():
+                h = lease_holder(self.leases)
+                return h and not h.startswith(leader + "_") and h
+            holder = wait_until(new_holder, 30, "another replica to take the Lease")
+            took = time.monotonic() - t0
+            print("\nchart: 2 replicas rolled out in %.1f s, both Ready; leader pod deleted, "
+                  "%s leads %.2f s after the delete request" % (rollout, holder.split("_")[0],
+                                                                 took))
+            self.assertLess(took, 5.0, "kubectl delete + the kubelet's SIGTERM + hand-over")
         finally:
             self.c.kubectl("-n", OPERATOR_NS, "delete", "deployment", name, "--timeout=60s",
                            check=False, timeout=90)
