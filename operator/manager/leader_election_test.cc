@@ -196,6 +196,21 @@ TEST(LeaderElectionTest, ReleaseOnStopLetsTheOtherTakeOverAtOnce) {
   EXPECT_THAT(cb.leaders, ::testing::ElementsAre("a", "b"));
 }
 
+TEST(LeaderElectionTest, ReleaseIsRetriedAfterAFailedWrite) {
+  FakeClient client;
+  Counts ca;
+  LeaderElectionConfig config = Config("a", 60s);
+  config.retry_period = 1000ms;  // the release keeps trying for this long
+  LeaderElector a(client, config, ca.Callbacks());
+  ASSERT_TRUE((a.Start(), Eventually([&] { return a.IsLeader(); })));
+  client.InjectError("update", "leases", rt::UnavailableError("connection reset by peer"), 2);
+  a.Stop();
+  json spec = Lease(client)["spec"];
+  EXPECT_EQ(spec["holderIdentity"], "");
+  EXPECT_EQ(spec["leaseDurationSeconds"], 1) << "client-go's ReleaseOnCancel";
+  EXPECT_EQ(ca.lost, 0);
+}
+
 TEST(LeaderElectionTest, LeaderThatCannotRenewLosesAndTheOtherTakesOver) {
   FakeClient client;
   PartitionableClient a_client(client);
