@@ -5,9 +5,10 @@
 - A leader that gets SIGTERM releases its Lease: the standby reconciles a new job within 3 s.
 - A finished job carries no finalizer: `kubectl delete prj` returns with no operator running.
 - A job whose output its uid cannot write fails at once: phase Failed, reason OutputNotWritable,
-  a message naming the volume, the path and the uid (end to end with a read-only hostPath, and
-  at the runtime level as uid 10001 on a root-owned folder, the case the process runtime cannot
-  show: its pods run as root).
+  a message naming the volume, the path and the uid: end to end with a read-only hostPath; end
+  to end as uid 10001 on a root-owned hostPath when the cluster's runtime honours runAsUser (a
+  container runtime; skipped on the process runtime, whose pods run as root); and at the
+  runtime level, `parallelrun coordinator` as uid 10001 (setpriv) on a root-owned folder.
 
 One cluster for the module; every test starts and stops its own operators. Environment (set by
 CTest): PARALLELRUN_BIN, OPERATOR_BIN, TESTCLUSTER_BIN, CHART_RENDER.
@@ -253,6 +254,44 @@ class ProductionTest(unittest.TestCase):
         self.assertNotIn("CoordinatorRestarted", described)
         self.wait_no_finalizer("read-only")
         self.c.kubectl("delete", "prj", "read-only", "--timeout=60s")
+
+    def runtime_honours_run_as_user(self):
+        """True when the cluster's kubelet runs a pod as its securityContext's uid (a container
+        runtime); the process runtime runs every pod as root."""
+        pod = {"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": "uid-probe", "namespace": "default"},
+               "spec": {"restartPolicy": "Never",
+                        "securityContext": {"runAsUser": 10001, "runAsGroup": 10001},
+                        "containers": [{"name": "id", "image": "parallelrun:e2e",
+                                        "command": ["id", "-u"]}]}}
+        self.c.kubectl("apply", "-f", "-", input=json.dumps(pod))
+        try:
+            wait_until(lambda: self.c.kubectl(
+                "get", "pod", "uid-probe", "-o", "jsonpath={.status.phase}").stdout in (
+                    "Succeeded", "Failed"), 120, "the uid probe pod to end")
+            return self.c.kubectl("logs", "uid-probe").stdout.strip() == "10001"
+        finally:
+            self.c.kubectl("delete", "pod", "uid-probe", "--wait=false", check=False)
+
+    def test_root_owned_host_path_fails_output_not_writable_for_uid_10001(self):
+        if not self.runtime_honours_run_as_user():
+            self.skipTest("pods run as root on this runtime (process runtime): "
+                          "OutputNotWritableRuntimeTest covers uid 10001")
+        work = tempfile.mkdtemp(prefix="prj-prod-root-", dir=self.c.dir)
+        make_slow_data(work, files=2)
+        os.chmod(work, 0o755)  # root-owned, not writable by uid 10001
+        self.start("solo")
+        self.create_job(cluster_manifest("root-owned", work, slow_source(2), node_count=1,
+                                         processes=1))
+        job = self.c.wait_phase("root-owned", ("Failed", "Succeeded"), timeout=180)
+        failed = [c for c in job["status"].get("conditions", []) if c["type"] == "Failed"]
+        self.assertTrue(failed, json.dumps(job["status"]))
+        self.assertEqual(failed[0]["reason"], "OutputNotWritable")
+        for part in ('volume "data"', 'path "output/"', "hostPath " + work,
+                     "not writable by uid 10001", "Permission denied"):
+            self.assertIn(part, failed[0]["message"])
+        self.wait_no_finalizer("root-owned")
+        self.c.kubectl("delete", "prj", "root-owned", "--timeout=60s")
 
     def test_chart_with_two_replicas_rolls_out_ready(self):
         port = free_port()
