@@ -202,7 +202,7 @@ STATUS_FIELDS = {
         "description": "InvalidSpec, Unschedulable, FailedMount, ImagePullBackOff, InitFailed, "
                        "ErrorThresholdExceeded, AllowedFailedPercentExceeded, NoSucceededItems, "
                        "NoProgress, DeadlineExceeded, BackoffLimitExceeded, OutputInUse, "
-                       "Suspended or Completed."},
+                       "OutputNotWritable, Suspended or Completed."},
     "conditions[].message": {"description": "What happened, in words."},
     "conditions[].lastTransitionTime": {"description": "When `status` last changed."},
     "conditions[].observedGeneration": {

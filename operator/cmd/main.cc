@@ -1,9 +1,11 @@
 // parallelrun-operator: wires the kube client, informers, work queue, reconciler, leader election,
 // metrics and probes together (the only place that names concrete classes, STYLE.md).
 //
-// Shutdown: SIGTERM/SIGINT stop the controller (in-flight reconciles finish), the informers and
-// the endpoints, release the Lease, and exit 0. Losing the Lease exits 1 at once, so a fresh
-// process (the Deployment's next pod) starts from an empty cache.
+// Every replica runs its caches and answers Ready once they synced; only the leader reconciles
+// (manager/manager.h). Shutdown: SIGTERM/SIGINT turn readiness off, stop the controller
+// (in-flight reconciles finish), release the Lease (a standby takes over within ~1.5 s), stop the
+// informers and the endpoints, and exit 0. Losing the Lease exits 1 at once, so a fresh process
+// (the Deployment's next pod) starts from an empty cache.
 #include <malloc.h>
 #include <signal.h>
 #include <spdlog/sinks/base_sink.h>
@@ -16,6 +18,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
+#include <thread>
 
 #include "operator/api/parallelrun_job.h"
 #include "operator/cmd/options.h"
@@ -26,6 +29,7 @@
 #include "operator/kube/http_client.h"
 #include "operator/manager/http_endpoints.h"
 #include "operator/manager/leader_election.h"
+#include "operator/manager/manager.h"
 #include "operator/manager/metrics.h"
 #include "operator/reconciler/reconciler.h"
 #include "operator/status/event_recorder.h"
@@ -112,9 +116,18 @@ class MetricsObserver : public controller::ReconcileObserver {
 
 std::mutex g_mu;
 std::condition_variable g_cv;
-bool g_leading = false;
+
+// SIGTERM and SIGINT, blocked in every thread and taken with sigwait.
+sigset_t StopSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  return set;
+}
 
 int Run(const Options& o) {
+  const sigset_t stop_signals = StopSignals();
   auto config = kube::LoadConfig(o.kubeconfig);
   if (!config.ok()) {
     spdlog::error("cannot load the cluster configuration: {}", config.status().message());
@@ -127,13 +140,6 @@ int Run(const Options& o) {
   spdlog::info("parallelrun-operator {} using {} ({}), watching {}", PARALLELRUN_VERSION,
                config->server, config->source, o.ns.empty() ? "all namespaces" : o.ns);
   auto client = kube::MakeHttpClient(*config, {.qps = 50, .burst = 100});
-
-  // Block the stop signals in every thread; this one waits for them with sigwait.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   manager::Registry registry;
   controller::WorkQueue queue;
@@ -157,10 +163,16 @@ int Run(const Options& o) {
                                         .ns = o.ns,
                                         .label_selector = child_selector,
                                         .transform = reconciler::TrimMetadataOnly});
-  jobs.AddHandler([&queue](const std::string&, const informer::ObjectPtr&,
-                           const informer::ObjectPtr& obj) { queue.Add(informer::KeyOf(*obj)); });
-  auto enqueue_owner = [&queue](const std::string&, const informer::ObjectPtr&,
-                                const informer::ObjectPtr& obj) {
+  // Only the leader queues work: a standby keeps its caches warm but its queue empty (the depth
+  // metric stays honest); the leader queues every cached job when it takes over.
+  std::atomic<bool> leading{false};
+  jobs.AddHandler([&queue, &leading](const std::string&, const informer::ObjectPtr&,
+                                     const informer::ObjectPtr& obj) {
+    if (leading) queue.Add(informer::KeyOf(*obj));
+  });
+  auto enqueue_owner = [&queue, &leading](const std::string&, const informer::ObjectPtr&,
+                                          const informer::ObjectPtr& obj) {
+    if (!leading) return;
     const json& meta = (*obj)["metadata"];
     auto labels = meta.find("labels");
     if (labels == meta.end() || !labels->contains(api::kJobLabel)) return;
@@ -168,10 +180,19 @@ int Run(const Options& o) {
   };
   for (auto* child : {&pods, &secrets, &config_maps, &services}) child->AddHandler(enqueue_owner);
 
-  std::atomic<bool> synced{false};
-  auto health = manager::ServeEndpoints(
-      o.health_probe_bind_address,
-      {.healthz = [] { return true; }, .readyz = [&synced] { return synced.load(); }});
+  // The manager is made below; the probes see it once it exists (not ready until then).
+  std::atomic<manager::Manager*> mgr{nullptr};
+  auto health = manager::ServeEndpoints(o.health_probe_bind_address,
+                                        {.healthz =
+                                             [&mgr] {
+                                               manager::Manager* m = mgr.load();
+                                               return m == nullptr || m->Healthy();
+                                             },
+                                         .readyz =
+                                             [&mgr] {
+                                               manager::Manager* m = mgr.load();
+                                               return m != nullptr && m->Ready();
+                                             }});
   if (!health.ok()) {
     spdlog::error("--health-probe-bind-address {}: {}", o.health_probe_bind_address,
                   health.status().message());
@@ -225,73 +246,61 @@ int Run(const Options& o) {
       [&job_reconciler](const std::string& key) { return job_reconciler.Reconcile(key); },
       o.max_concurrent_reconciles, &observer);
 
-  std::unique_ptr<manager::LeaderElector> elector;
+  manager::ManagerOptions manager_options;
   if (o.leader_elect) {
     manager::LeaderElectionConfig le;
     le.ns =
         o.leader_election_namespace.empty() ? OwnNamespace(*config) : o.leader_election_namespace;
     le.name = o.leader_election_id;
-    elector = std::make_unique<manager::LeaderElector>(
-        *client, le,
-        manager::LeaderCallbacks{
-            .on_started_leading =
-                [] {
-                  spdlog::info("became the leader");
-                  std::lock_guard<std::mutex> lock(g_mu);
-                  g_leading = true;
-                  g_cv.notify_all();
-                },
-            .on_lost =
-                [] {
-                  spdlog::error("lost the leader Lease; exiting so a fresh process takes over");
-                  std::fflush(nullptr);
-                  std::_Exit(1);
-                },
-            .on_new_leader = [](const std::string& id) { spdlog::info("the leader is {}", id); }});
-    spdlog::info("waiting for the Lease {}/{}", le.ns, le.name);
-    elector->Start();
-  } else {
-    g_leading = true;
+    spdlog::info("competing for the Lease {}/{}", le.ns, le.name);
+    manager_options.leader_election = le;
   }
+  manager::Manager manager(
+      *client, {&jobs, &pods, &secrets, &config_maps, &services}, manager_options,
+      {.start_leading =
+           [&] {
+             leading = true;
+             for (const auto& job : jobs.List()) queue.Add(informer::KeyOf(*job));
+             spdlog::info("leading with synced caches ({} jobs); starting {} workers", jobs.Size(),
+                          o.max_concurrent_reconciles);
+             controller.Start();
+           },
+       .stop_leading =
+           [&] {
+             leading = false;
+             controller.Stop();
+           },
+       .lost_lease =
+           [] {
+             spdlog::error("lost the leader Lease; exiting so a fresh process takes over");
+             std::fflush(nullptr);
+             std::_Exit(1);
+           }});
+  manager.Start();
+  mgr = &manager;
 
-  // Waits for leadership or a stop signal.
+  // Wait for a stop signal; hand memory freed by cache updates back to the system now and then
+  // (glibc keeps it otherwise, and RSS is what admins see).
   std::atomic<bool> stopping{false};
   std::thread signal_waiter([&] {
     int sig = 0;
     sigwait(&stop_signals, &sig);
     spdlog::info("received signal {}, stopping", sig);
-    stopping = true;
     std::lock_guard<std::mutex> lock(g_mu);
+    stopping = true;
     g_cv.notify_all();
   });
   {
-    std::unique_lock<std::mutex> lock(g_mu);
-    g_cv.wait(lock, [&] { return g_leading || stopping.load(); });
-  }
-  if (!stopping) {
-    for (auto* i : {&jobs, &pods, &secrets, &config_maps, &services}) i->Start();
-    for (auto* i : {&pods, &secrets, &config_maps, &services, &jobs}) {
-      while (!stopping && !i->WaitForSync(std::chrono::milliseconds(5000))) {
-        spdlog::info("waiting for the informer caches to sync");
-      }
-    }
-    if (!stopping) {
-      synced = true;
-      spdlog::info("caches synced ({} jobs); starting {} workers", jobs.Size(),
-                   o.max_concurrent_reconciles);
-      controller.Start();
-    }
-    // Hand memory freed by cache updates back to the system now and then (glibc keeps it
-    // otherwise, and RSS is what admins see).
     std::unique_lock<std::mutex> lock(g_mu);
     while (!g_cv.wait_for(lock, std::chrono::seconds(20), [&] { return stopping.load(); })) {
       malloc_trim(0);
     }
   }
   signal_waiter.join();
-  controller.Stop();
-  for (auto* i : {&jobs, &pods, &secrets, &config_maps, &services}) i->Stop();
-  if (elector) elector->Stop();
+  // Readiness off, the controller stopped (in-flight reconciles finish), the Lease released, the
+  // caches stopped: in that order, so a successor never reconciles alongside us.
+  manager.Stop();
+  mgr = nullptr;
   if (*health) (*health)->Stop();
   if (*metrics) (*metrics)->Stop();
   spdlog::info("stopped");
@@ -320,6 +329,11 @@ int main(int argc, char** argv) {
     std::printf("parallelrun-operator %s\n", PARALLELRUN_VERSION);
     return 0;
   }
+  // Before any thread starts (the HTTP client's pool, spdlog): a thread that did not block the
+  // stop signals would take SIGTERM's default action and end the process without releasing the
+  // Lease (regression: a stopped leader made its successor wait 15 s for the Lease to expire).
+  const sigset_t stop_signals = StopSignals();
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   SetUpLogging(*options);
   const int code = Run(*options);
   std::fflush(nullptr);

@@ -87,9 +87,9 @@ struct LeaderElector::Impl {
     return cv.wait_for(lock, d, [this] { return stopping; });
   }
 
-  // client-go's wait.Jitter(retryPeriod, 1.2): spreads replicas that start together.
-  std::chrono::milliseconds Jittered(std::chrono::milliseconds d) {
-    double f = std::uniform_real_distribution<double>(0.0, 1.2)(rng);
+  // d plus up to `factor` × d (wait.Jitter): spreads replicas that start together.
+  std::chrono::milliseconds Jittered(std::chrono::milliseconds d, double factor) {
+    double f = std::uniform_real_distribution<double>(0.0, factor)(rng);
     return d + std::chrono::milliseconds(static_cast<int64_t>(static_cast<double>(d.count()) * f));
   }
 
@@ -172,22 +172,43 @@ struct LeaderElector::Impl {
     return true;
   }
 
-  // Gives the Lease up if we still hold it, so the next replica need not wait for expiry.
-  void Release() {
+  // One release attempt: true when done (released, or no longer ours), false to retry.
+  bool TryRelease(std::string* error) {
     auto got = client.Get(kube::resources::kLeases, config.ns, config.name);
-    if (!got.ok()) return;
+    if (!got.ok()) {
+      *error = got.status().ToString();
+      return kube::IsNotFound(got.status());
+    }
     json lease = std::move(*got);
     json spec = lease.value("spec", json::object());
-    if (spec.value("holderIdentity", "") != config.identity) return;
+    if (spec.value("holderIdentity", "") != config.identity) return true;
     std::string now = FormatMicroTime(std::chrono::system_clock::now());
     lease["spec"] = Spec("", 1, now, now, spec.value("leaseTransitions", int64_t{0}));
     auto updated = client.Update(kube::resources::kLeases, config.ns, lease);
     if (!updated.ok()) {
-      spdlog::warn("leader election {}/{}: cannot release lease: {}", config.ns, config.name,
-                   updated.status().ToString());
-      return;
+      *error = updated.status().ToString();
+      return false;
     }
     spdlog::info("leader election {}/{}: released", config.ns, config.name);
+    return true;
+  }
+
+  // Gives the Lease up if we still hold it, so the next replica need not wait for expiry.
+  // Retries for one retry_period (a conflict, a dropped connection); Stop() is already set, so
+  // the waits are plain sleeps.
+  void Release() {
+    const auto deadline = Steady::now() + config.retry_period;
+    std::string error;
+    while (!TryRelease(&error)) {
+      if (Steady::now() >= deadline) {
+        spdlog::warn(
+            "leader election {}/{}: cannot release lease ({}); the next leader waits "
+            "for it to expire",
+            config.ns, config.name, error);
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
   }
 
   // Keeps renewing; false when a renewal did not succeed within renew_deadline.
@@ -212,7 +233,7 @@ struct LeaderElector::Impl {
 
   void Run() {
     while (!TryAcquireOrRenew()) {
-      if (Sleep(Jittered(config.retry_period))) return;
+      if (Sleep(Jittered(config.acquire_period, 0.5))) return;
     }
     if (Stopping()) {
       Release();

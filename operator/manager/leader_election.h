@@ -10,8 +10,10 @@
 // - While leading, renews every retry_period; when no renewal succeeds for renew_deadline,
 //   leadership is lost: IsLeader() turns false and on_lost runs once. The elector then stops;
 //   the operator is expected to exit so a fresh process competes again (client-go's contract).
-// - Stop() while leading releases the Lease (holderIdentity "", leaseDurationSeconds 1;
-//   client-go's ReleaseOnCancel) so another replica takes over at once. on_lost is not called.
+// - Stop() while leading releases the Lease (holderIdentity "", leaseDurationSeconds 1,
+//   renewTime and acquireTime now; client-go's ReleaseOnCancel) so another replica takes over
+//   within its acquire_period. A failed release is retried for up to one retry_period (a
+//   conflict re-reads the Lease). on_lost is not called.
 // - Uses only get, create and update on leases (the RBAC the chart grants).
 // Caveats: renew_deadline must be shorter than lease_duration, or another replica may take the
 // Lease before this one notices it lost it. Callbacks run on the elector's thread and must return
@@ -33,7 +35,12 @@ struct LeaderElectionConfig {
   std::string identity;  // empty: DefaultIdentity()
   std::chrono::milliseconds lease_duration{15000};
   std::chrono::milliseconds renew_deadline{10000};
-  std::chrono::milliseconds retry_period{2000};
+  std::chrono::milliseconds retry_period{2000};  // between renewals while leading
+  // Between attempts to acquire while another replica holds the Lease, jittered up to +50 %.
+  // Shorter than client-go's (retry_period jittered up to +120 %, so up to 4.4 s) so that a
+  // standby notices a released Lease within 1.5 s: a stopping leader hands over in under 3 s.
+  // One GET per period per standby.
+  std::chrono::milliseconds acquire_period{1000};
 };
 
 struct LeaderCallbacks {

@@ -90,6 +90,7 @@ LeaderElectionConfig Config(const std::string& identity,
   c.lease_duration = lease_duration;
   c.renew_deadline = 1500ms;
   c.retry_period = 100ms;
+  c.acquire_period = 100ms;
   return c;
 }
 
@@ -195,6 +196,21 @@ TEST(LeaderElectionTest, ReleaseOnStopLetsTheOtherTakeOverAtOnce) {
   EXPECT_THAT(cb.leaders, ::testing::ElementsAre("a", "b"));
 }
 
+TEST(LeaderElectionTest, ReleaseIsRetriedAfterAFailedWrite) {
+  FakeClient client;
+  Counts ca;
+  LeaderElectionConfig config = Config("a", 60s);
+  config.retry_period = 1000ms;  // the release keeps trying for this long
+  LeaderElector a(client, config, ca.Callbacks());
+  ASSERT_TRUE((a.Start(), Eventually([&] { return a.IsLeader(); })));
+  client.InjectError("update", "leases", rt::UnavailableError("connection reset by peer"), 2);
+  a.Stop();
+  json spec = Lease(client)["spec"];
+  EXPECT_EQ(spec["holderIdentity"], "");
+  EXPECT_EQ(spec["leaseDurationSeconds"], 1) << "client-go's ReleaseOnCancel";
+  EXPECT_EQ(ca.lost, 0);
+}
+
 TEST(LeaderElectionTest, LeaderThatCannotRenewLosesAndTheOtherTakesOver) {
   FakeClient client;
   PartitionableClient a_client(client);
@@ -279,7 +295,7 @@ TEST(LeaderElectionTest, StopBeforeLeadingIsPrompt) {
   LeaderElector a(client, Config("a", 60s), ca.Callbacks());
   ASSERT_TRUE((a.Start(), Eventually([&] { return a.IsLeader(); })));
   LeaderElectionConfig slow = Config("b", 60s);
-  slow.retry_period = 30s;
+  slow.acquire_period = 30s;
   LeaderElector b(client, slow, cb.Callbacks());
   b.Start();
   ASSERT_TRUE(Eventually([&] { return b.Leader() == "a"; }));

@@ -312,6 +312,9 @@ controller::Result JobReconciler::Reconcile(const std::string& key) {
   pass.secret = caches_.secrets->Get(pass.ns, SecretName(pass.name));
 
   if (!Str(meta, "deletionTimestamp").empty()) return Finalize(pass);
+  // A finished job carries no finalizer, so it can be deleted with no operator running:
+  // Finished() removes it once the job's pods have stopped, and it is never added back.
+  if (IsTerminalPhase(Str(pass.old_status, "phase"))) return Finished(pass);
 
   const json& finalizers = Field(meta, "finalizers");
   bool has_finalizer = false;
@@ -328,8 +331,6 @@ controller::Result JobReconciler::Reconcile(const std::string& key) {
     // The MODIFIED event brings the job back with its new resourceVersion.
     return {};
   }
-
-  if (IsTerminalPhase(Str(pass.old_status, "phase"))) return Finished(pass);
   return Run(pass);
 }
 
@@ -714,15 +715,21 @@ controller::Result JobReconciler::StopPods(Pass& pass, bool* all_gone) {
 }
 
 controller::Result JobReconciler::Finished(Pass& pass) {
-  // Workers still running after the end (they would only retry a gone coordinator): stop them.
+  // Workers still running after the end (they would only retry a gone coordinator): stop them,
+  // and keep the finalizer until they have (a recreated job must not meet them).
   std::vector<informer::ObjectPtr> pods =
       caches_.pods->ListByLabels(pass.ns, {{kJobLabel, pass.name}});
+  bool all_stopped = true;
   for (const auto& pod : pods) {
-    if (PodFinished(*pod) || PodTerminating(*pod)) continue;
+    if (PodFinished(*pod)) continue;
+    all_stopped = false;
+    if (PodTerminating(*pod)) continue;
     const std::string name = Str(Field(*pod, "metadata"), "name");
     Status deleted = client_.Delete(kube::resources::kPods, pass.ns, name, {});
     if (!deleted.ok() && !kube::IsNotFound(deleted)) return {deleted, std::nullopt};
   }
+  if (!all_stopped) return {Status(), milliseconds(500)};
+  if (Status removed = RemoveFinalizer(pass); !removed.ok()) return {removed, std::nullopt};
   const json& ttl = Field(Field(*pass.object, "spec"), "ttlSecondsAfterFinished");
   if (!ttl.is_number_integer()) return {};
   auto done = ParseTime(Str(pass.old_status, "completionTime"));
@@ -737,6 +744,27 @@ controller::Result JobReconciler::Finished(Pass& pass) {
                      {.propagation_policy = "Background", .precondition_uid = pass.uid});
   if (!deleted.ok() && !kube::IsNotFound(deleted)) return {deleted, std::nullopt};
   return {};
+}
+
+Status JobReconciler::RemoveFinalizer(Pass& pass) {
+  const json& finalizers = Field(Field(*pass.object, "metadata"), "finalizers");
+  if (!finalizers.is_array()) return Status();
+  json kept = json::array();
+  bool ours = false;
+  for (const json& f : finalizers) {
+    if (f == kFinalizer) {
+      ours = true;
+    } else {
+      kept.push_back(f);
+    }
+  }
+  if (!ours) return Status();
+  // The resourceVersion precondition keeps a finalizer someone else added meanwhile.
+  auto patched = client_.Patch(
+      kube::resources::kParallelRunJobs, pass.ns, pass.name, kube::PatchType::kMerge,
+      {{"metadata", {{"finalizers", kept}, {"resourceVersion", pass.resource_version}}}});
+  if (!patched.ok() && !kube::IsNotFound(patched.status())) return patched.status();
+  return Status();
 }
 
 controller::Result JobReconciler::Finalize(Pass& pass) {
@@ -754,24 +782,7 @@ controller::Result JobReconciler::Finalize(Pass& pass) {
     if (!deleted.ok() && !kube::IsNotFound(deleted)) return {deleted, std::nullopt};
   }
   if (!all_gone) return {Status(), milliseconds(500)};  // the coordinator is still writing
-  const json& finalizers = Field(Field(*pass.object, "metadata"), "finalizers");
-  if (!finalizers.is_array()) return {};
-  json kept = json::array();
-  bool ours = false;
-  for (const json& f : finalizers) {
-    if (f == kFinalizer) {
-      ours = true;
-    } else {
-      kept.push_back(f);
-    }
-  }
-  if (!ours) return {};
-  auto patched = client_.Patch(
-      kube::resources::kParallelRunJobs, pass.ns, pass.name, kube::PatchType::kMerge,
-      {{"metadata", {{"finalizers", kept}, {"resourceVersion", pass.resource_version}}}});
-  if (!patched.ok() && !kube::IsNotFound(patched.status())) {
-    return {patched.status(), std::nullopt};
-  }
+  if (Status removed = RemoveFinalizer(pass); !removed.ok()) return {removed, std::nullopt};
   std::lock_guard<std::mutex> lock(mu_);
   states_.erase(pass.key);
   return {};

@@ -5,6 +5,12 @@
 // reads the coordinator's progress at most every `progress_interval`, and writes the status
 // subresource when it changed. It never blocks on a pod: waiting is a requeue.
 //
+// Finalizer: a job carries `parallelrun.io/finalizer` while it runs, so that deleting it stops
+// its pods with their grace period (the coordinator's last journal write) before the job object
+// goes, and a job recreated under the same name cannot meet the old pods. Once the job is
+// Succeeded or Failed and its pods have stopped, the finalizer is removed: a finished job can be
+// deleted with no operator running.
+//
 // Durable counters (coordinator crashes, worker replacements) live in annotations of the job's
 // Secret, so a restarted operator keeps honouring backoffLimit. Backoff timers are in memory.
 #pragma once
@@ -62,6 +68,7 @@ class JobReconciler {
   controller::Result Run(Pass& pass);
   controller::Result Finalize(Pass& pass);
   controller::Result Finished(Pass& pass);
+  rt::Status RemoveFinalizer(Pass& pass);  // ours only; ok when absent
   controller::Result StopPods(Pass& pass, bool* all_gone);
   // Ends the job: phase Failed, condition Failed with `reason`, a Warning event.
   void Fail(Pass& pass, const std::string& reason, const std::string& message);

@@ -286,6 +286,43 @@ TEST_F(ReconcilerTest, CoordinatorSummaryFinishesTheJobAndStopsWorkers) {
   EXPECT_TRUE(PodExists("score-coordinator"));
 }
 
+TEST_F(ReconcilerTest, FinishedJobLosesItsFinalizerOnceItsPodsStopped) {
+  StartJob();
+  Running("score-coordinator");
+  Running("score-worker-0");
+  Running("score-worker-1");
+  json summary = {{"phase", "Succeeded"}, {"progress", "1/1"}};
+  Terminate("score-coordinator", "coordinator", 0, summary.dump());
+  Reconcile();
+  ASSERT_EQ(Status()["phase"], "Succeeded");
+  EXPECT_EQ(GetJob()["metadata"]["finalizers"], json::array({"parallelrun.io/finalizer"}));
+  auto stopping = Reconcile();  // the workers are asked to stop: the finalizer stays meanwhile
+  EXPECT_FALSE(PodExists("score-worker-0"));
+  EXPECT_EQ(GetJob()["metadata"]["finalizers"], json::array({"parallelrun.io/finalizer"}));
+  ASSERT_TRUE(stopping.requeue_after.has_value());
+  Reconcile();  // every pod has stopped
+  EXPECT_EQ(GetJob()["metadata"].value("finalizers", json::array()), json::array());
+  Reconcile();  // and it is not added back
+  EXPECT_EQ(GetJob()["metadata"].value("finalizers", json::array()), json::array());
+  // Deleting it now needs no operator.
+  ASSERT_TRUE(client_.Delete(kube::resources::kParallelRunJobs, "ns", "score").ok());
+  EXPECT_TRUE(GetJob().is_null());
+}
+
+TEST_F(ReconcilerTest, FinalizerRemovalKeepsOtherFinalizers) {
+  json job = Job(1);
+  job["metadata"]["finalizers"] = json::array({"example.com/keep"});
+  job["spec"]["arguments"] = json::array({"$(inputs.nope)"});  // fails at once: InvalidSpec
+  CreateJob(job);
+  Reconcile();  // adds ours
+  EXPECT_EQ(GetJob()["metadata"]["finalizers"],
+            json::array({"example.com/keep", "parallelrun.io/finalizer"}));
+  Reconcile();  // Failed
+  ASSERT_EQ(Status()["phase"], "Failed");
+  Reconcile();  // no pods to wait for
+  EXPECT_EQ(GetJob()["metadata"]["finalizers"], json::array({"example.com/keep"}));
+}
+
 TEST_F(ReconcilerTest, ThresholdFailureIsReportedWithItsReason) {
   StartJob();
   json summary = {{"phase", "Failed"},
@@ -435,6 +472,7 @@ TEST_F(ReconcilerTest, FinishedJobIsDeletedAfterItsTtl) {
   Terminate("score-coordinator", "coordinator", 0, summary.dump());
   Reconcile();
   ASSERT_EQ(Status()["phase"], "Succeeded");
+  Reconcile();  // stops the running worker (the finalizer waits for it)
   auto wait = Reconcile();
   ASSERT_TRUE(wait.requeue_after.has_value());
   EXPECT_GT(*wait.requeue_after, milliseconds(20'000));

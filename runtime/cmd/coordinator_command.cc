@@ -11,6 +11,7 @@
 #include "runtime/base/time_util.h"
 #include "runtime/cmd/commands.h"
 #include "runtime/cmd/flags.h"
+#include "runtime/cmd/output_check.h"
 #include "runtime/coordinator/coordinator.h"
 #include "runtime/protocol/http_server.h"
 
@@ -51,6 +52,22 @@ void WriteTerminationMessage(const std::string& path, const protocol::Progress& 
   }
 }
 
+// Ends the job before it starts (exit 1, invalid input), with the reason in the termination
+// message as a finished coordinator would write it, so the operator reports it on the job.
+int FailBeforeStart(const std::string& termination_log, const std::string& reason,
+                    const std::string& message) {
+  protocol::Progress p;
+  p.phase = "Failed";
+  p.reason = reason;
+  p.message = message;
+  p.startTime = p.completionTime = Iso8601Utc(std::chrono::system_clock::now());
+  p.exitCode = kExitInvalid;
+  WriteTerminationMessage(termination_log, p);
+  std::fprintf(stderr, "parallelrun coordinator: Failed: %s: %s\n", reason.c_str(),
+               message.c_str());
+  return kExitInvalid;
+}
+
 }  // namespace
 
 StatusOr<std::map<std::string, std::string>> VolumeBindingsFromFlags(
@@ -89,6 +106,12 @@ int CoordinatorMain(const std::vector<std::string>& args) {
     paths = MountedPaths(*spec);
   } else {
     return Fail("--paths " + mode + ": expected local or mounted");
+  }
+
+  // Before anything is written: an output the job's uid cannot write fails the job at once.
+  if (Status writable = CheckOutputWritable(*spec, paths.output_dir); !writable.ok()) {
+    return FailBeforeStart(flags->Get("termination-log"), kReasonOutputNotWritable,
+                           writable.message());
   }
 
   std::string listen = flags->Get("listen");
