@@ -65,6 +65,8 @@ TEST(JournalTest, RecordsRoundTripThroughReplay) {
     r.attempt = 2;
     r.status = "RUN_DONE";
     r.error = "bad \xff byte";  // invalid UTF-8 must not make the record unwritable
+    r.part_bytes = 1234;
+    r.part_crc32 = 0xCBF43926u;
     Decision d{Outcome::kCompleted, true, 9, 1};
     std::string lines = JournalStartLine(1, SystemTime(), "owner") + JournalLeaseLine(4, 2, "n1") +
                         JournalResultLine(r, "n1", d) +
@@ -89,6 +91,9 @@ TEST(JournalTest, RecordsRoundTripThroughReplay) {
   EXPECT_EQ(records[2].type, "result");
   EXPECT_EQ(records[2].outcome, Outcome::kCompleted);
   EXPECT_EQ(records[2].succeeded, 9);
+  EXPECT_EQ(records[2].part_bytes, 1234);
+  EXPECT_EQ(records[2].part_crc32, 0xCBF43926u);
+  EXPECT_EQ(records[3].part_bytes, -1);  // none recorded
   EXPECT_EQ(records[3].type, "expired");
   EXPECT_EQ(records[3].mini_batch_id, 5);
   EXPECT_EQ(records[3].outcome, Outcome::kRetry);
