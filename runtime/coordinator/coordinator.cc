@@ -355,7 +355,13 @@ Status Coordinator::Impl::Init() {
   }
   // One run at a time per output folder, for the whole run (a finished job is only read, but
   // its result is not reported while another run may still be writing it).
-  auto lock = OutputLock::Acquire(output_dir_);
+  auto lock =
+      OutputLock::Acquire(output_dir_, opt_.output_lock_wait, [this](const std::string& who) {
+        last_line_ = OverviewLog::FormatLine(
+            clock_->Now(), "Waiting up to " + std::to_string(opt_.output_lock_wait.count()) +
+                               " s for the output folder " + output_dir_ + ", held by " + who);
+        if (opt_.echo) opt_.echo(last_line_);
+      });
   if (!lock.ok()) {
     if (lock.status().code() != StatusCode::kFailedPrecondition) return lock.status();
     Reject(kReasonOutputInUse, lock.status().message(),

@@ -187,6 +187,14 @@ TEST_F(AssemblerTest, OutputLockHasOneHolderAndNamesIt) {
     const std::string pid = "pid " + std::to_string(::getpid()) + " host ";
     EXPECT_THAT(second.status().message(), ::testing::HasSubstr(pid));
     EXPECT_THAT(OutputLock::Holder(out), ::testing::HasSubstr(pid));
+    // Waiting for it says so once, then gives up naming the holder.
+    int waits = 0;
+    auto waited = OutputLock::Acquire(out, std::chrono::seconds(1), [&](const std::string& who) {
+      ++waits;
+      EXPECT_THAT(who, ::testing::HasSubstr(pid));
+    });
+    EXPECT_EQ(waited.status().code(), StatusCode::kFailedPrecondition);
+    EXPECT_EQ(waits, 1);
   }
   // Released with its holder: no stale lock.
   EXPECT_EQ(OutputLock::Holder(out), "");

@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <thread>
 
 #include "runtime/base/files.h"
 #include "runtime/base/time_util.h"
@@ -36,7 +37,23 @@ std::string HolderText(const std::string& path) {
 
 }  // namespace
 
-StatusOr<OutputLock> OutputLock::Acquire(const std::string& output_dir) {
+StatusOr<OutputLock> OutputLock::Acquire(const std::string& output_dir, std::chrono::seconds wait,
+                                         const std::function<void(const std::string&)>& on_wait) {
+  const auto deadline = std::chrono::steady_clock::now() + wait;
+  bool said = false;
+  while (true) {
+    auto lock = TryAcquire(output_dir);
+    if (lock.ok() || lock.status().code() != StatusCode::kFailedPrecondition ||
+        std::chrono::steady_clock::now() >= deadline) {
+      return lock;
+    }
+    if (!said && on_wait) on_wait(HolderText(LockPath(output_dir)));
+    said = true;
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+  }
+}
+
+StatusOr<OutputLock> OutputLock::TryAcquire(const std::string& output_dir) {
   const std::string path = LockPath(output_dir);
   // Opening an existing lock file changes nothing: a run that is refused leaves no trace.
   int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);

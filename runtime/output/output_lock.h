@@ -16,6 +16,8 @@
 // (Coordinator checks .parallelrun/ every tick) and fails the job.
 #pragma once
 
+#include <chrono>
+#include <functional>
 #include <string>
 
 #include "runtime/base/status.h"
@@ -27,8 +29,12 @@ inline constexpr const char* kOutputLockFile = "lock";  // in <output>/.parallel
 class OutputLock {
  public:
   // Takes the lock of `output_dir`, creating `<output_dir>/.parallelrun/` if needed, and writes
-  // "pid <pid> host <host> since <UTC time>" into the lock file.
-  static StatusOr<OutputLock> Acquire(const std::string& output_dir);
+  // "pid <pid> host <host> since <UTC time>" into the lock file. While another holds it, tries
+  // again every second for up to `wait` (a replaced coordinator pod whose predecessor is still
+  // ending), calling `on_wait(holder)` once.
+  static StatusOr<OutputLock> Acquire(
+      const std::string& output_dir, std::chrono::seconds wait = std::chrono::seconds(0),
+      const std::function<void(const std::string&)>& on_wait = nullptr);
   // Who holds the lock of `output_dir`: "" when nobody does (or the folder has no lock file).
   // Reads only; never creates anything.
   static std::string Holder(const std::string& output_dir);
@@ -44,6 +50,7 @@ class OutputLock {
   const std::string& path() const { return path_; }
 
  private:
+  static StatusOr<OutputLock> TryAcquire(const std::string& output_dir);
   OutputLock(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
   int fd_ = -1;
   std::string path_;

@@ -57,7 +57,7 @@ StatusOr<PartFingerprint> FingerprintFile(const std::string& path) {
     if (errno == ENOENT) return NotFoundError(path + " does not exist");
     return InternalError("cannot open " + path + ": " + std::strerror(errno));
   }
-  constexpr size_t kChunk = 256 * 1024;
+  constexpr size_t kChunk = 64 * 1024;  // under malloc's mmap threshold: no mmap per call
   std::unique_ptr<char[]> buf(new char[kChunk]);
   PartFingerprint f;
   while (true) {
