@@ -131,6 +131,19 @@ class ExactlyOnceTest(JobTestCase):
         self.assertExit(done, 0)
         self.assertEqual(sorted(self.job.output_lines()), [f"f{i:04d}.txt" for i in range(30)])
 
+    def test_a_killed_run_leaves_no_stale_lock(self):
+        self.gated_file_job(20, 5, hold_from=10)
+        first = self.start_run()
+        wait_for("2 completed mini-batches", lambda: len(completed(self.job)) >= 2, 120)
+        os.killpg(first.pid, signal.SIGKILL)  # the run, its coordinator and agents: no cleanup
+        first.wait()
+        self.open_gate()
+        again = self.job.run(timeout=240)
+        self.assertExit(again, 0)
+        starts = [r for r in journal_records(self.job) if r.get("t") == "start"]
+        self.assertEqual(len(starts), 2, starts)  # the second run resumed the first one's journal
+        self.assertEqual(sorted(self.job.output_lines()), [f"f{i:04d}.txt" for i in range(20)])
+
     # ---- accepted parts are verified ----
 
     def test_part_files_deleted_mid_run_fail_the_job_naming_them(self):
