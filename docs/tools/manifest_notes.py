@@ -84,6 +84,9 @@ FIELDS = {
         "v2": "an ordinary entry of `inputs`",
     },
     "output": {
+        "note": "Must not be, hold or lie inside an input or `sourceDirectory` (compared by volume "
+                "and path; locally also through `--volume` bindings and symbolic links). One run "
+                "at a time writes it: a second is refused with `OutputInUse`.",
         "v1": "`ParallelRunStep(output=...)`",
         "v2": "`outputs`",
     },

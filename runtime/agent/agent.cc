@@ -3,12 +3,15 @@
 #include <dirent.h>
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_sinks.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <deque>
 #include <map>
 #include <mutex>
@@ -18,6 +21,7 @@
 
 #include "runtime/base/files.h"
 #include "runtime/base/log.h"
+#include "runtime/output/part_file.h"
 #include "runtime/perf/resource_monitor.h"
 
 namespace parallelrun::rt {
@@ -201,6 +205,30 @@ std::vector<std::string> DetectGpus() {
     for (int i = 0; i < n; ++i) gpus.push_back(std::to_string(i));
   }
   return gpus;
+}
+
+// A tabular input file that is not what the planner saw (its size or mtime differs) no longer
+// matches the byte ranges of its mini-batches: rows would be lost or cut. The reason, or nullopt.
+std::optional<std::string> InputChanged(const Lease& lease) {
+  if (lease.input_type != "tabular" || lease.file_size < 0) return std::nullopt;
+  const std::string what = "input file " + lease.file + " changed since the job was planned (";
+  struct stat st;
+  if (::stat(lease.file.c_str(), &st) != 0) {
+    return what + "it cannot be read now: " + std::strerror(errno) +
+           "); the mini-batch's rows (bytes " + std::to_string(lease.begin) + ".." +
+           std::to_string(lease.end) + ") are not there";
+  }
+  const int64_t mtime = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+  if (st.st_size == lease.file_size && mtime == lease.file_mtime_ns) return std::nullopt;
+  auto utc = [](int64_t ns) {
+    return Iso8601Utc(
+        SystemTime(std::chrono::duration_cast<SystemTime::duration>(std::chrono::nanoseconds(ns))));
+  };
+  return what + "size " + std::to_string(lease.file_size) + " bytes, modified " +
+         utc(lease.file_mtime_ns) + " when planned; now " + std::to_string(st.st_size) +
+         " bytes, modified " + utc(mtime) +
+         "): its mini-batches no longer match the file. Restore the file, or run the job again "
+         "on a new output folder";
 }
 
 class Agent::Impl {
@@ -711,7 +739,14 @@ RunOutcome Agent::Impl::RunAttempt(int index, Worker& worker, ProcessLogs& logs,
   const std::string& process = worker.config().process;
   const SystemTime start_wall = clock_.Now();
   const SteadyTime t0 = clock_.SteadyNow();
-  RunOutcome out = worker.Run(lease, seconds(run_timeout_s_));
+  RunOutcome out;
+  if (auto changed = InputChanged(lease)) {
+    out.status = "RUN_EXCEPTION";
+    out.failed = lease.items;
+    out.error = *changed;
+  } else {
+    out = worker.Run(lease, seconds(run_timeout_s_));
+  }
   const double elapsed = Seconds(clock_.SteadyNow() - t0);
   bool cancelled = false;
   {
@@ -737,6 +772,20 @@ RunOutcome Agent::Impl::RunAttempt(int index, Worker& worker, ProcessLogs& logs,
   r.run_s = out.run_s;
   r.error = out.error;
   r.detail = out.detail;
+  if (r.status == "RUN_DONE" && !lease.part_file.empty()) {
+    // What the assembly will check the part against (runtime/output/part_file.h).
+    auto part = FingerprintFile(lease.part_file);
+    if (part.ok()) {
+      r.part_bytes = part->bytes;
+      r.part_crc32 = part->crc32;
+    } else {
+      r.status = "RUN_EXCEPTION";
+      r.succeeded = 0;
+      r.failed = r.total;
+      r.error =
+          "the part file of this attempt cannot be read after run(): " + part.status().message();
+    }
+  }
 
   logs.node->info(
       "node={} pid={} mini_batch={} attempt={} items={} succeeded={} failed={} start={} "

@@ -140,6 +140,9 @@ int CoordinatorMain(const std::vector<std::string>& args) {
   }
   options.owner_id = flags->Get("owner", spec->uid.empty() ? LocalOwnerId(*spec) : spec->uid);
   options.clock = &RealClock::Get();
+  // In a pod, a coordinator replacing one that is still ending waits for the output lock instead
+  // of failing the job (exit 1 is final); locally a second run is refused at once.
+  if (mode == "mounted") options.output_lock_wait = std::chrono::seconds(120);
   if (!flags->switches.count("no-echo")) {
     options.echo = [](const std::string& line) {
       std::fprintf(stdout, "%s\n", line.c_str());

@@ -22,6 +22,7 @@
 #include "runtime/base/time_util.h"
 #include "runtime/cmd/commands.h"
 #include "runtime/cmd/flags.h"
+#include "runtime/output/output_lock.h"
 #include "runtime/protocol/coordinator_client.h"
 
 namespace parallelrun::rt::cmd {
@@ -79,6 +80,11 @@ Status PreflightChecks(const JobSpec& spec, const ResolvedPaths& paths, const st
       errors.push_back("spec.output: output folder " + paths.output_dir + " is not writable (" +
                        probe + ": " + std::strerror(errno) + ")");
     }
+  }
+  // Folders that meet through --volume bindings or symbolic links (the manifest's own paths were
+  // checked by the job-spec model).
+  if (Status apart = CheckResolvedFoldersApart(spec, paths); !apart.ok()) {
+    errors.push_back(apart.message());
   }
   if (!spec.retry_from.empty() && !IsDirectory(paths.retry_from_dir)) {
     errors.push_back("spec.retryFrom: folder " + paths.retry_from_dir + " does not exist");
@@ -252,7 +258,18 @@ int RunMain(const std::vector<std::string>& args) {
     std::fprintf(stderr, "parallelrun run: %s\n", pre.message().c_str());
     return kExitInvalid;
   }
+  // One run per output folder: the coordinator holds its lock for the whole run and refuses a
+  // second one; asking here first says so before anything starts (and before --restart moves it).
+  if (std::string holder = OutputLock::Holder(paths->output_dir); !holder.empty()) {
+    return Fail("the output folder " + paths->output_dir + " is in use by another run (" + holder +
+                "); nothing was changed in it. Wait for that run to end, stop it, or use another "
+                "output folder");
+  }
   if (flags->switches.count("restart") && PathExists(paths->output_dir)) {
+    // Held while the folder moves, so that no run starts in it meanwhile. The code folder and the
+    // inputs are never inside it (PreflightChecks), so they stay where they are.
+    auto lock = OutputLock::Acquire(paths->output_dir);
+    if (!lock.ok()) return Fail("--restart: " + lock.status().message());
     std::string aside =
         paths->output_dir + ".previous-" + FormatUtc(RealClock::Get().Now(), "%Y%m%dT%H%M%SZ");
     if (::rename(paths->output_dir.c_str(), aside.c_str()) != 0) {

@@ -1,10 +1,13 @@
 #include "runtime/coordinator/coordinator.h"
 
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <condition_variable>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <mutex>
@@ -30,6 +33,7 @@
 #include "runtime/logs/report_csv.h"
 #include "runtime/output/assembler.h"
 #include "runtime/output/output_index.h"
+#include "runtime/output/output_lock.h"
 
 namespace parallelrun::rt {
 namespace {
@@ -57,6 +61,7 @@ constexpr const char* kReasonNoSucceeded = "NoSucceededItems";
 constexpr const char* kReasonNoProgress = "NoProgress";
 constexpr const char* kReasonInitFailed = "InitFailed";
 constexpr const char* kReasonAssemblyFailed = "OutputAssemblyFailed";
+constexpr const char* kReasonOutputLost = "OutputLost";
 
 constexpr const char* kHintUserErrors =
     "logs/user/error.txt (one line per failed attempt), then the tracebacks in "
@@ -121,9 +126,10 @@ struct Ending {
   std::string reason;
   std::string message;
   int exit_code = kCoordinatorExitJobFailed;
-  bool early = false;     // stopped before every mini-batch was done: agents must stop now
-  bool assemble = true;   // assemble the accepted parts
-  std::string traceback;  // InitFailed
+  bool early = false;        // stopped before every mini-batch was done: agents must stop now
+  bool assemble = true;      // assemble the accepted parts
+  bool output_lost = false;  // the output folder went away: no result.json, logs made again
+  std::string traceback;     // InitFailed
   std::vector<std::string> look_first;
 };
 
@@ -180,12 +186,18 @@ class Coordinator::Impl {
   std::string RunningSummaryLocked() const;
 
   void SupervisorLoop();
+  // The output folder was deleted or replaced under the running job: .parallelrun/ is not the
+  // folder InitRun made. Checked every tick.
+  void CheckOutputFolderLocked();
+  void RecordPartLocked(int64_t id, int64_t bytes, uint32_t crc);
+  RowSource PartSource(int64_t id) const;
   void Finalize();
   JobResult MakeResultLocked(const Ending& ending) const;
   StatusOr<protocol::Lease> MakeLease(const LeaseGrant& grant) const;
 
   CoordinatorOptions opt_;
   const Clock* clock_;
+  std::optional<OutputLock> lock_;  // held from Init on, while the job may write the output
   Mode mode_ = Mode::kRun;
   std::string output_dir_, state_dir_, log_dir_, parts_dir_;
   std::string plan_path_, journal_path_, owner_path_, result_json_path_, output_file_;
@@ -232,6 +244,13 @@ class Coordinator::Impl {
   // mini-batch: an entry may outlive its hold (it is then ignored); cleared per node when the
   // node registers and when the hold ends.
   std::unordered_map<int64_t, HeldAttempt> held_;
+  // .parallelrun/ as InitRun made it (device, inode).
+  dev_t state_dev_ = 0;
+  ino_t state_ino_ = 0;
+  // append_row: the accepted part of each mini-batch as its agent reported it (size -1: unknown),
+  // by id; what the assembly verifies.
+  std::vector<int64_t> part_bytes_;
+  std::vector<uint32_t> part_crc32_;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -333,6 +352,24 @@ Status Coordinator::Impl::Init() {
              {".parallelrun/owner in the output folder names the job that owns it"});
       return Status::Ok();
     }
+  }
+  // One run at a time per output folder, for the whole run (a finished job is only read, but
+  // its result is not reported while another run may still be writing it).
+  auto lock =
+      OutputLock::Acquire(output_dir_, opt_.output_lock_wait, [this](const std::string& who) {
+        last_line_ = OverviewLog::FormatLine(
+            clock_->Now(), "Waiting up to " + std::to_string(opt_.output_lock_wait.count()) +
+                               " s for the output folder " + output_dir_ + ", held by " + who);
+        if (opt_.echo) opt_.echo(last_line_);
+      });
+  if (!lock.ok()) {
+    if (lock.status().code() != StatusCode::kFailedPrecondition) return lock.status();
+    Reject(kReasonOutputInUse, lock.status().message(),
+           {".parallelrun/lock in the output folder names the run that holds it"});
+    return Status::Ok();
+  }
+  lock_.emplace(std::move(*lock));
+  if (PathExists(owner_path_)) {
     if (PathExists(result_json_path_)) {
       PR_ASSIGN_OR_RETURN(std::string text, ReadFile(result_json_path_));
       nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
@@ -356,6 +393,12 @@ Status Coordinator::Impl::Init() {
 
 Status Coordinator::Impl::InitRun() {
   PR_RETURN_IF_ERROR(MakeDirs(state_dir_));
+  struct stat sd;
+  if (::stat(state_dir_.c_str(), &sd) != 0) {
+    return InternalError("cannot stat " + state_dir_ + ": " + std::strerror(errno));
+  }
+  state_dev_ = sd.st_dev;
+  state_ino_ = sd.st_ino;
   if (!PathExists(owner_path_)) {
     PR_RETURN_IF_ERROR(WriteFileAtomic(owner_path_, opt_.owner_id + "\n"));
   }
@@ -439,6 +482,9 @@ Status Coordinator::Impl::Resume(int start_index) {
       state_.Carry(r.mini_batch_id, r.succeeded);
     } else {
       state_.ReplayOutcome(r.mini_batch_id, r.attempt, r.outcome, r.succeeded);
+      if (r.outcome == Outcome::kCompleted && r.part_bytes >= 0) {
+        RecordPartLocked(r.mini_batch_id, r.part_bytes, r.part_crc32);
+      }
     }
     return Status::Ok();
   });
@@ -920,6 +966,8 @@ StatusOr<protocol::Lease> Coordinator::Impl::MakeLease(const LeaseGrant& grant) 
     l.header_end = mb.header_end;
     l.begin = mb.begin;
     l.end = mb.end;
+    l.file_size = mb.file_size;
+    l.file_mtime_ns = mb.file_mtime_ns;
   }
   l.items = mb.items;
   if (opt_.spec.output_action == OutputAction::kAppendRow) {
@@ -1078,6 +1126,9 @@ HttpResponse Coordinator::Impl::HandleResults(const nlohmann::json& body) {
       AttemptStatus status = statuses[i];
       Decision d = state_.Apply(r.mini_batch_id, r.attempt, status, r.succeeded);
       journal_lines += JournalResultLine(r, req.node, d);
+      if (d.accepted && d.outcome == Outcome::kCompleted && r.part_bytes >= 0) {
+        RecordPartLocked(r.mini_batch_id, r.part_bytes, r.part_crc32);
+      }
       ReportRow row;
       row.mini_batch_id = r.mini_batch_id;
       row.attempt = r.attempt;
@@ -1290,6 +1341,8 @@ void Coordinator::Impl::RecordExpiredLocked(const std::vector<ExpiredLease>& exp
 
 void Coordinator::Impl::TickLocked() {
   SteadyTime now = clock_->SteadyNow();
+  CheckOutputFolderLocked();
+  if (ending_) return;
   RecordExpiredLocked(state_.ExpireLeases(now));
   CheckOutcomeLocked();
   if (ending_) return;
@@ -1326,6 +1379,46 @@ void Coordinator::Impl::TickLocked() {
     last_line_completed_ = completed;
     SayLocked(ProgressTextLocked(false));
   }
+}
+
+void Coordinator::Impl::CheckOutputFolderLocked() {
+  struct stat sd;
+  if (::stat(state_dir_.c_str(), &sd) == 0 && sd.st_dev == state_dev_ && sd.st_ino == state_ino_) {
+    return;
+  }
+  Ending e;
+  e.reason = kReasonOutputLost;
+  e.early = true;
+  e.assemble = false;
+  e.output_lost = true;
+  e.message = "the output folder " + output_dir_ + " was deleted or replaced while the job ran (" +
+              state_dir_ +
+              " is gone): the journal and the rows written so far are lost, so the job cannot "
+              "finish. Run it again";
+  e.look_first = {"whatever removed " + output_dir_, kHintMasterRole};
+  EndLocked(std::move(e));
+}
+
+void Coordinator::Impl::RecordPartLocked(int64_t id, int64_t bytes, uint32_t crc) {
+  if (id < 0) return;
+  const size_t i = static_cast<size_t>(id);
+  if (part_bytes_.size() <= i) {
+    part_bytes_.resize(i + 1, -1);
+    part_crc32_.resize(i + 1, 0);
+  }
+  part_bytes_[i] = bytes;
+  part_crc32_[i] = crc;
+}
+
+RowSource Coordinator::Impl::PartSource(int64_t id) const {
+  RowSource s = PartFileSource(
+      JoinPath(parts_dir_, std::to_string(id) + "." + std::to_string(state_.accepted_attempt(id))));
+  const size_t i = static_cast<size_t>(id);
+  if (i < part_bytes_.size() && part_bytes_[i] >= 0) {
+    s.expected_bytes = part_bytes_[i];
+    s.expected_crc32 = part_crc32_[i];
+  }
+  return s;
 }
 
 void Coordinator::Impl::SupervisorLoop() {
@@ -1430,8 +1523,7 @@ void Coordinator::Impl::Finalize() {
     auto stats = AssembleAppendRow(ao, total, [this](int64_t id) -> RowSource {
       if (state_.status(id) != MiniBatchStatus::kCompleted) return RowSource();
       if (state_.carried(id)) return earlier_ ? earlier_->RowsOf(id) : RowSource();
-      return PartFileSource(JoinPath(
-          parts_dir_, std::to_string(id) + "." + std::to_string(state_.accepted_attempt(id))));
+      return PartSource(id);
     });
     std::lock_guard<std::mutex> lock(mu_);
     if (!stats.ok()) {
@@ -1472,6 +1564,8 @@ void Coordinator::Impl::Finalize() {
     r.output_file = output_file;
     r.warning = warning;
   }
+  // A lost output folder gets its logs/ folder back, only to say why the job failed.
+  if (e.output_lost) (void)MakeDirs(log_dir_);
   st = WriteFileAtomic(JoinPath(log_dir_, kJobResultFile), FormatJobResultText(r));
   if (!st.ok()) log_->error("{}", st.message());
   {
@@ -1481,7 +1575,7 @@ void Coordinator::Impl::Finalize() {
   }
   // result.json last: it marks the job finished. A job rejected for its input (exit 1) stays
   // unfinished so that it runs once the input is fixed.
-  if (r.exit_code != kCoordinatorExitInvalid) {
+  if (r.exit_code != kCoordinatorExitInvalid && !e.output_lost) {
     st = WriteFileAtomic(result_json_path_, JobResultToJson(r).dump(2) + "\n");
     if (!st.ok()) {
       log_->error("{}", st.message());

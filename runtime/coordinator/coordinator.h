@@ -75,6 +75,9 @@ struct CoordinatorOptions {
   const Clock* clock = nullptr;  // RealClock::Get() when null
   // Each overview line is also passed here (the CLI prints it, the pod log shows it). Optional.
   std::function<void(const std::string&)> echo;
+  // How long to wait for the output folder's lock (runtime/output/output_lock.h) while another
+  // run holds it before failing with OutputInUse: 0 locally, a while for a replaced pod.
+  std::chrono::seconds output_lock_wait{0};
 };
 
 class Coordinator {

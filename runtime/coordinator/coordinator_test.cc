@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -294,6 +295,41 @@ TEST_F(CoordinatorTest, OutputOwnedByAnotherJobFailsAndTouchesNothing) {
   EXPECT_EQ(p.lastProgressLine, Echoed()[0]);
   LeaseResponse l = LeaseWork(5);
   EXPECT_TRUE(l.stop);
+}
+
+// Regression (issue 12): two runs of one job on one output folder ran at once and lost rows.
+TEST_F(CoordinatorTest, SecondCoordinatorOnARunningOutputIsRefusedUntouched) {
+  MakeFiles(3);
+  Start();
+  WaitPlanned();
+  auto before = std::distance(std::filesystem::recursive_directory_iterator(out_),
+                              std::filesystem::recursive_directory_iterator());
+  auto second = Coordinator::Create(Options());
+  ASSERT_TRUE(second.ok()) << second.status().ToString();
+  EXPECT_EQ((*second)->Wait(), 1);
+  auto p = (*second)->GetProgress();
+  EXPECT_EQ(p.reason, "OutputInUse");
+  EXPECT_THAT(p.message, HasSubstr("is in use by another run (pid " + std::to_string(::getpid())));
+  auto after = std::distance(std::filesystem::recursive_directory_iterator(out_),
+                             std::filesystem::recursive_directory_iterator());
+  EXPECT_EQ(before, after);
+  // The first one runs on.
+  Register();
+  EXPECT_FALSE(LeaseWork(5).leases.empty());
+}
+
+TEST_F(CoordinatorTest, OutputFolderDeletedWhileRunningEndsTheJobAsOutputLost) {
+  MakeFiles(3);
+  Start();
+  WaitPlanned();
+  std::filesystem::remove_all(out_);
+  EXPECT_EQ(coord_->Wait(), 42);
+  auto p = coord_->GetProgress();
+  EXPECT_EQ(p.phase, "Failed");
+  EXPECT_EQ(p.reason, "OutputLost");
+  EXPECT_THAT(p.message, HasSubstr(out_ + " was deleted or replaced"));
+  EXPECT_TRUE(PathExists(out_ + "/logs/job_result.txt"));  // says why
+  EXPECT_FALSE(PathExists(out_ + "/.parallelrun/result.json"));
 }
 
 TEST_F(CoordinatorTest, FinishedOutputReportsTheSameResultWithoutRunningAgain) {

@@ -143,6 +143,7 @@ class CoordinatorTest : public ::testing::Test {
   }
 
   void Start(CoordinatorOptions o) {
+    coord_.reset();  // a restart: the previous coordinator ends first (it holds the output lock)
     auto c = Coordinator::Create(std::move(o));
     ASSERT_TRUE(c.ok()) << c.status().ToString();
     coord_ = std::move(*c);

@@ -104,6 +104,12 @@ std::string JournalResultLine(const protocol::AttemptResult& r, std::string_view
     AppendKey(out, "error");
     AppendJsonString(out, r.error);
   }
+  if (r.part_bytes >= 0) {
+    AppendKey(out, "pb");
+    out += std::to_string(r.part_bytes);
+    AppendKey(out, "pc");
+    out += std::to_string(r.part_crc32);
+  }
   out += "}\n";
   return out;
 }
@@ -166,6 +172,8 @@ StatusOr<JournalRecord> ParseJournalLine(std::string_view line) {
       if (!o) return InvalidArgumentError("unknown outcome \"" + outcome + "\"");
       r.outcome = *o;
       r.succeeded = j.value("succeeded", int64_t{0});
+      r.part_bytes = j.value("pb", int64_t{-1});
+      r.part_crc32 = j.value("pc", uint32_t{0});
     }
     return r;
   } catch (const nlohmann::json::exception& e) {

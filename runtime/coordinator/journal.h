@@ -7,7 +7,9 @@
 //   {"t":"lease","mb":5,"a":2,"node":"..."}                          attempt 2 of mini-batch 5
 //   handed out
 //   {"t":"result","mb":5,"a":2,"node":..,"process":..,"status":"RUN_DONE",
-//    "outcome":"completed","succeeded":9,"failed":1,"error":".."}    a result and what it decided
+//    "outcome":"completed","succeeded":9,"failed":1,"error":"..",
+//    "pb":1234,"pc":305419896}                                       a result and what it decided
+//                                           (pb, pc: the part file's bytes and CRC-32, if any)
 //   {"t":"expired","mb":5,"a":2,"node":..,"outcome":"retry"}         a lease expired
 //   {"t":"carried","mb":5,"a":1,"succeeded":9,"failed":1}             retryFrom: mini-batch 5
 //   completed in the earlier run (with its attempt 1) and is not run again
@@ -49,6 +51,8 @@ struct JournalRecord {
   int64_t succeeded = 0;             // as counted
   std::string time;                  // start
   int start_index = 0;               // start: the master_role.<n> index
+  int64_t part_bytes = -1;           // result: the part file's size (-1: none recorded)
+  uint32_t part_crc32 = 0;           // result: its CRC-32 (when part_bytes >= 0)
 };
 
 std::string JournalStartLine(int index, SystemTime time, const std::string& owner);

@@ -22,8 +22,8 @@ namespace parallelrun::rt {
 
 inline constexpr const char* kPlanEnd = "END";
 
-// The PlanEntry::record_hash of an encoded record (without its newline). Stable within one
-// build; not stored anywhere.
+// The PlanEntry::record_hash of an encoded record (without its newline), leaving out a tabular
+// record's file fingerprint (size, mtime). Stable within one build; not stored anywhere.
 uint64_t PlanRecordHash(std::string_view record);
 
 // Not thread-safe: one planner thread writes.

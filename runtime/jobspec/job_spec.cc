@@ -475,6 +475,7 @@ class Validator {
     ReadSideInputs(spec, out);
     CheckInputNames(*out);
     ReadDataRef(Get(spec, "output"), "spec.output", true, &out->output);
+    CheckFoldersApart(*out);
     ReadArguments(spec, out);
     ReadMiniBatchSize(spec, out);
 
@@ -690,6 +691,38 @@ class Validator {
     }
     for (size_t i = 0; i < spec.side_inputs.size(); ++i) {
       check(spec.side_inputs[i].name, Index("spec.sideInputs", i) + ".name");
+    }
+  }
+
+  // The output folder must not be inside an input or the code folder (or hold them): the job
+  // would read its own journal, logs and parts, or `--restart` would move the code away. Nor may
+  // the code folder overlap an input. Compared by volume and lexically normalized path; folders
+  // that only meet through different volumes or symbolic links are caught where they are
+  // resolved (CheckResolvedFoldersApart).
+  void CheckFoldersApart(const JobSpec& spec) {
+    struct Ref {
+      std::string field;
+      const DataRef* ref;
+    };
+    std::vector<Ref> refs = {{"spec.output", &spec.output},
+                             {"spec.sourceDirectory", &spec.source_directory}};
+    for (size_t i = 0; i < spec.inputs.size(); ++i) {
+      refs.push_back({Index("spec.inputs", i) + ".source", &spec.inputs[i].source});
+    }
+    // Pairs (0, *): the output against the others; (1, k >= 2): the code folder against inputs.
+    for (size_t a = 0; a < 2 && a < refs.size(); ++a) {
+      for (size_t b = a + 1; b < refs.size(); ++b) {
+        const DataRef& x = *refs[a].ref;
+        const DataRef& y = *refs[b].ref;
+        if (x.volume != y.volume || x.path.empty() || y.path.empty()) continue;
+        std::string how = FolderOverlap(x.path, y.path, refs[b].field);
+        if (how.empty()) continue;
+        const json value = x.path;
+        Fail(refs[a].field + ".path", &value,
+             "a folder apart from " + refs[b].field + " (\"" + y.path + "\"" +
+                 (x.volume.empty() ? "" : " in volume \"" + x.volume + "\"") + ")",
+             how);
+      }
     }
   }
 

@@ -140,6 +140,17 @@ StatusOr<ResolvedPaths> ResolveLocalPaths(const JobSpec& spec, const std::string
 // /mnt/output (a DataRef with no volume stays a path inside the image).
 ResolvedPaths MountedPaths(const JobSpec& spec);
 
+// How folder `a` overlaps folder `b` (named `b_name` in the text): "" when they are apart, else
+// e.g. "\"out/x\" is inside spec.inputs[0].source". Compared component by component after
+// lexical normalization ("a/./b/" is "a/b"; "" and "." are the root of their volume).
+std::string FolderOverlap(const std::string& a, const std::string& b, const std::string& b_name);
+
+// The overlap rule of ParseJobSpec on the folders as resolved on this machine, symbolic links
+// followed (the output folder may not exist yet: its nearest existing ancestor is resolved): the
+// output folder apart from the code folder and every input, the code folder apart from every
+// input. InvalidArgument naming both fields and folders.
+Status CheckResolvedFoldersApart(const JobSpec& spec, const ResolvedPaths& paths);
+
 // Expands $(inputs.X), $(sideInputs.X) and $(output) in spec.arguments.
 std::vector<std::string> ExpandArguments(const JobSpec& spec, const ResolvedPaths& paths);
 

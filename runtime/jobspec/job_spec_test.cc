@@ -463,6 +463,27 @@ const RuleCase kRuleCases[] = {
     // output.
     {"OutputMissing", [](json& m) { Spec(m).erase("output"); }, "spec.output",
      "spec.output: missing"},
+    // Folders apart (issue 12): the output never inside an input or the code folder, nor the
+    // code folder overlapping an input.
+    {"OutputInsideInput", [](json& m) { Spec(m)["output"]["path"] = "in/./out/"; },
+     "spec.output.path",
+     R"(spec.output.path: "in/./out/" is inside spec.inputs[0].source, expected a folder apart )"
+     R"(from spec.inputs[0].source ("in"))"},
+    {"OutputHoldsInput", [](json& m) { In0(m)["source"]["path"] = "out/in"; }, "spec.output.path",
+     R"("out" holds spec.inputs[0].source ("out/in"))"},
+    {"OutputIsTheCodeFolder", [](json& m) { Spec(m)["output"]["path"] = "code/"; },
+     "spec.output.path", R"("code/" is the same folder as spec.sourceDirectory)"},
+    {"OutputIsTheVolumeRootOfTheInput",
+     [](json& m) {
+       AddVolume(m);
+       Spec(m)["output"] = {{"volume", "data"}, {"path", "."}};
+       In0(m)["source"] = {{"volume", "data"}, {"path", "images"}};
+     },
+     "spec.output.path",
+     R"(holds spec.inputs[0].source ("images"), expected a folder apart )"
+     R"(from spec.inputs[0].source ("images" in volume "data"))"},
+    {"CodeFolderHoldsInput", [](json& m) { In0(m)["source"]["path"] = "code/data"; },
+     "spec.sourceDirectory.path", R"("code" holds spec.inputs[0].source)"},
     // arguments.
     {"ArgumentsNotList", [](json& m) { Spec(m)["arguments"] = "--x"; }, "spec.arguments",
      "expected a list of strings"},
@@ -592,6 +613,17 @@ const RuleCase kRuleCases[] = {
 
 INSTANTIATE_TEST_SUITE_P(JobSpecRules, RuleTest, ::testing::ValuesIn(kRuleCases),
                          [](const auto& info) { return std::string(info.param.name); });
+
+TEST(JobSpecTest, FoldersOnDifferentVolumesOrSiblingPathsAreApart) {
+  json m = MinimalManifest();
+  AddVolume(m);
+  Spec(m)["output"] = {{"volume", "data"}, {"path", "in"}};  // same path, another volume
+  In0(m)["source"]["path"] = "in2";                          // a prefix, not a parent
+  Spec(m)["sourceDirectory"]["path"] = "in";
+  EXPECT_TRUE(ParseJson(m).ok()) << ParseJson(m).status().ToString();
+  EXPECT_EQ(FolderOverlap("a/b", "a/bc", "y"), "");
+  EXPECT_EQ(FolderOverlap("/a/b/", "/a/b", "y"), "\"/a/b/\" is the same folder as y");
+}
 
 TEST(JobSpecTest, ReportsEveryErrorAtOnce) {
   json m = MinimalManifest();

@@ -1,6 +1,7 @@
 // Where the DataRefs of a job live: locally (ResolveLocalPaths) or inside an operator-made pod
 // (MountedPaths), and the expansion of $(...) references in the entry script's arguments.
 
+#include <algorithm>
 #include <filesystem>
 #include <map>
 #include <set>
@@ -170,6 +171,65 @@ ResolvedPaths MountedPaths(const JobSpec& spec) {
   paths.output_dir = Mounted(spec.output, kMountedOutputDir);
   paths.retry_from_dir = spec.retry_from;
   return paths;
+}
+
+std::string FolderOverlap(const std::string& a, const std::string& b, const std::string& b_name) {
+  auto parts = [](const std::string& p) {
+    std::vector<std::string> out;
+    for (const auto& c : std::filesystem::path(p).lexically_normal()) {
+      const std::string s = c.string();
+      if (s.empty() || s == ".") continue;
+      out.push_back(s);
+    }
+    return out;
+  };
+  const std::vector<std::string> x = parts(a), y = parts(b);
+  const size_t common = std::min(x.size(), y.size());
+  for (size_t i = 0; i < common; ++i) {
+    if (x[i] != y[i]) return "";
+  }
+  const std::string qa = "\"" + a + "\"";
+  if (x.size() == y.size()) return qa + " is the same folder as " + b_name;
+  if (x.size() > y.size()) return qa + " is inside " + b_name;
+  return qa + " holds " + b_name + " (\"" + b + "\")";
+}
+
+Status CheckResolvedFoldersApart(const JobSpec& spec, const ResolvedPaths& paths) {
+  // Symbolic links resolved; the part of the path that does not exist yet is kept as written.
+  auto real = [](const std::string& p) {
+    std::error_code ec;
+    std::filesystem::path r = std::filesystem::weakly_canonical(p, ec);
+    return ec ? std::filesystem::path(p).lexically_normal().string() : r.string();
+  };
+  struct Folder {
+    std::string field, dir;
+  };
+  std::vector<Folder> folders = {{"spec.output", paths.output_dir},
+                                 {"spec.sourceDirectory", paths.code_dir}};
+  for (size_t i = 0; i < spec.inputs.size(); ++i) {
+    auto it = paths.inputs.find(spec.inputs[i].name);
+    if (it == paths.inputs.end()) continue;
+    folders.push_back({"spec.inputs[" + std::to_string(i) + "].source", it->second});
+  }
+  std::vector<std::string> errors;
+  for (size_t a = 0; a < 2; ++a) {
+    for (size_t b = a + 1; b < folders.size(); ++b) {
+      if (folders[a].dir.empty() || folders[b].dir.empty()) continue;
+      const std::string ra = real(folders[a].dir), rb = real(folders[b].dir);
+      std::string how = FolderOverlap(ra, rb, folders[b].field);
+      if (how.empty()) continue;
+      std::string text = folders[a].field + " (" + folders[a].dir + ") and " + folders[b].field +
+                         " (" + folders[b].dir + ") overlap: " + how;
+      if (ra != folders[a].dir || rb != folders[b].dir) {
+        text += " (after following symbolic links: " + ra + " and " + rb + ")";
+      }
+      errors.push_back(text + "; give " + folders[a].field + " a folder of its own");
+    }
+  }
+  if (errors.empty()) return Status::Ok();
+  std::string message;
+  for (const auto& e : errors) message += (message.empty() ? "" : "\n") + e;
+  return InvalidArgumentError(message);
 }
 
 std::vector<std::string> ExpandArguments(const JobSpec& spec, const ResolvedPaths& paths) {

@@ -5,12 +5,14 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <optional>
 
 #include "runtime/base/files.h"
 #include "runtime/output/output_index.h"
+#include "runtime/output/part_file.h"
 
 namespace parallelrun::rt {
 namespace {
@@ -72,8 +74,11 @@ class SourceReader {
   ~SourceReader() { Close(); }
 
   // Copies `src` (its rows) to `out`, ending with a newline. NotFound when a whole-file source
-  // does not exist.
-  Status Copy(const std::string& path, int64_t offset, int64_t length, Writer& out) {
+  // does not exist. `with_crc`: also computes the CRC-32 of the bytes read (crc()).
+  Status Copy(const std::string& path, int64_t offset, int64_t length, Writer& out,
+              bool with_crc = false) {
+    with_crc_ = with_crc;
+    crc_ = 0;
     if (length < 0) {
       Close();
       int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -143,6 +148,7 @@ class SourceReader {
                              " (was the file changed?)");
       }
       copied_ += n;
+      if (with_crc_) crc_ = Crc32(crc_, buf_, static_cast<size_t>(n));
       PR_RETURN_IF_ERROR(out.Write(buf_, static_cast<size_t>(n)));
     }
     return Status::Ok();
@@ -157,7 +163,35 @@ class SourceReader {
   int fd_ = -1;
   std::string path_;
   int64_t copied_ = 0;
+  bool with_crc_ = false;
+  uint32_t crc_ = 0;
+
+ public:
+  int64_t copied() const { return copied_; }  // bytes read by the last Copy
+  uint32_t crc() const { return crc_; }       // their CRC-32, when Copy was asked for it
 };
+
+// A part file is what it was when its result was accepted: same size, same CRC-32.
+Status VerifyPart(int64_t id, const RowSource& src, int64_t bytes, uint32_t crc) {
+  if (src.expected_bytes >= 0 && bytes != src.expected_bytes) {
+    return FailedPreconditionError(
+        "the accepted part file " + src.path + " of mini-batch " + std::to_string(id) + " has " +
+        std::to_string(bytes) + " bytes, but had " + std::to_string(src.expected_bytes) +
+        " when its result was accepted (changed or truncated since); its rows "
+        "cannot be trusted");
+  }
+  if (src.expected_crc32 && crc != *src.expected_crc32) {
+    char want[16], got[16];
+    std::snprintf(want, sizeof want, "%08x", *src.expected_crc32);
+    std::snprintf(got, sizeof got, "%08x", crc);
+    return FailedPreconditionError(
+        "the accepted part file " + src.path + " of mini-batch " + std::to_string(id) +
+        " has CRC-32 " + got + ", but had " + want +
+        " when its result was accepted (rewritten since); its rows cannot be "
+        "trusted");
+  }
+  return Status::Ok();
+}
 
 }  // namespace
 
@@ -233,11 +267,13 @@ StatusOr<AssemblyStats> AssembleAppendRow(const AssemblyOptions& options, int64_
     RowSource src = source(i);
     if (src.path.empty()) continue;
     const int64_t begin = out.bytes();
-    Status st = reader.Copy(src.path, src.offset, src.length, out);
+    const bool verify = src.length < 0 && (src.expected_bytes >= 0 || src.expected_crc32);
+    Status st = reader.Copy(src.path, src.offset, src.length, out, src.expected_crc32.has_value());
     if (st.code() == StatusCode::kNotFound && src.must_exist) {
       return fail(NotFoundError("cannot read the rows of mini-batch " + std::to_string(i) + ": " +
                                 src.path + " does not exist any more"));
     }
+    if (st.ok() && verify) st = VerifyPart(i, src, reader.copied(), reader.crc());
     if (st.code() == StatusCode::kNotFound && src.length < 0) {
       ++stats.missing_parts;
       if (stats.missing_examples.size() < kMaxMissingExamples) {

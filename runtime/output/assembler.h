@@ -14,15 +14,21 @@
 //   file. A stale index is removed before the new file takes the final name and the new index is
 //   renamed into place right after, so an index never describes another file than the one next
 //   to it (after a crash in between there is no index; the caller assembles again).
-// Caveats: a part file that is missing is counted in AssemblyStats (the caller reports it) and
-// contributes no rows (nor an index record). A byte range that cannot be read whole (its file is
-// missing or shorter), or a missing file marked must_exist, fails the assembly: those rows were
-// promised.
+// - Verified: a part file with a recorded size and CRC-32 (runtime/output/part_file.h, taken by
+//   the agent when the part was written) must still have them; the CRC is computed while the part
+//   is copied, so the check costs no extra read. A part that was deleted, truncated or rewritten
+//   after its result was accepted fails the assembly naming the file and the mini-batch: the job
+//   never ends with fewer rows than it accepted.
+// Caveats: only a source with must_exist == false (none that the coordinator makes) may be
+// missing: it is counted in AssemblyStats and contributes no rows (nor an index record). A byte
+// range that cannot be read whole (its file is missing or shorter) fails the assembly: those rows
+// were promised.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -42,22 +48,26 @@ struct AssemblyOptions {
 
 // Where one mini-batch's rows (and its header line) come from.
 struct RowSource {
-  std::string path;         // "" when the mini-batch has no rows (it failed)
-  int64_t offset = 0;       // a byte range of `path`;
-  int64_t length = -1;      // -1: the whole file (a part file, which may be missing)
-  bool must_exist = false;  // a missing whole file fails the assembly instead of being counted
+  std::string path;        // "" when the mini-batch has no rows (it failed)
+  int64_t offset = 0;      // a byte range of `path`;
+  int64_t length = -1;     // -1: the whole file (a part file, which may be missing)
+  bool must_exist = true;  // false: a missing whole file is counted instead of failing
+  // Whole-file sources: what the part was when its result was accepted (-1 / nullopt: unknown,
+  // e.g. a journal written before part checksums existed).
+  int64_t expected_bytes = -1;
+  std::optional<uint32_t> expected_crc32;
   std::string header_path;  // "" when it has no header; a missing file means none
   int64_t header_offset = 0;
   int64_t header_length = -1;  // -1: the whole file
 };
 
-// The part file `path` of an attempt and its `<path>.header`.
+// The part file `path` of an attempt and its `<path>.header`; it must exist.
 RowSource PartFileSource(const std::string& path);
 
 struct AssemblyStats {
   int64_t parts = 0;                          // sources copied
   int64_t bytes = 0;                          // bytes in the final file
-  int64_t missing_parts = 0;                  // accepted parts that did not exist
+  int64_t missing_parts = 0;                  // must_exist == false sources that did not exist
   std::vector<std::string> missing_examples;  // the first few missing paths
   bool header_written = false;
 };

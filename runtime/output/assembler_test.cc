@@ -2,6 +2,7 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <tuple>
@@ -9,6 +10,8 @@
 
 #include "runtime/base/files.h"
 #include "runtime/output/output_index.h"
+#include "runtime/output/output_lock.h"
+#include "runtime/output/part_file.h"
 
 namespace parallelrun::rt {
 namespace {
@@ -75,16 +78,127 @@ TEST_F(AssemblerTest, HeaderFilesAreIgnoredWithoutAppendRowHeader) {
   EXPECT_EQ(*ReadFile(Output()), "1 2\n");
 }
 
-TEST_F(AssemblerTest, CountsMissingParts) {
+TEST_F(AssemblerTest, CountsMissingPartsThatMayBeMissing) {
   WritePart(0, "a\n");
   AssemblyOptions options;
   options.output_file = Output();
-  auto stats = AssembleAppendRow(options, 2, [&](int64_t i) { return Part(i); });
+  auto stats = AssembleAppendRow(options, 2, [&](int64_t i) -> RowSource {
+    RowSource s = PartFileSource(Part(i));
+    s.must_exist = false;
+    return s;
+  });
   ASSERT_TRUE(stats.ok());
   EXPECT_EQ(stats->missing_parts, 1);
   ASSERT_EQ(stats->missing_examples.size(), 1u);
   EXPECT_EQ(stats->missing_examples[0], Part(1));
   EXPECT_EQ(*ReadFile(Output()), "a\n");
+}
+
+// Regression (issue 12): a part deleted after its result was accepted was a warning, and the job
+// succeeded with its rows missing.
+TEST_F(AssemblerTest, MissingAcceptedPartFailsNamingIt) {
+  ASSERT_TRUE(WriteFileAtomic(Output(), "old\n").ok());
+  WritePart(0, "a\n");
+  AssemblyOptions options;
+  options.output_file = Output();
+  auto stats = AssembleAppendRow(options, 2, [&](int64_t i) { return Part(i); });
+  ASSERT_FALSE(stats.ok());
+  EXPECT_EQ(stats.status().code(), StatusCode::kNotFound);
+  EXPECT_THAT(stats.status().message(), ::testing::HasSubstr("mini-batch 1"));
+  EXPECT_THAT(stats.status().message(), ::testing::HasSubstr(Part(1)));
+  EXPECT_EQ(*ReadFile(Output()), "old\n");
+  EXPECT_FALSE(PathExists(dir_ + "/out/.result.txt.assembling"));
+}
+
+RowSource Verified(const std::string& path, const std::string& accepted_text) {
+  RowSource s = PartFileSource(path);
+  s.expected_bytes = static_cast<int64_t>(accepted_text.size());
+  s.expected_crc32 = Crc32(0, accepted_text.data(), accepted_text.size());
+  return s;
+}
+
+TEST_F(AssemblerTest, PartsThatMatchTheirRecordedSizeAndChecksumAreCopied) {
+  WritePart(0, "a\nb\n");
+  WritePart(1, "c");
+  AssemblyOptions options;
+  options.output_file = Output();
+  auto stats = AssembleAppendRow(
+      options, 2, [&](int64_t i) { return Verified(Part(i), i == 0 ? "a\nb\n" : "c"); });
+  ASSERT_TRUE(stats.ok()) << stats.status().ToString();
+  EXPECT_EQ(*ReadFile(Output()), "a\nb\nc\n");
+}
+
+TEST_F(AssemblerTest, TruncatedPartFailsNamingItAndBothSizes) {
+  WritePart(0, "a\n");
+  WritePart(1, "c\n");  // was "c\nd\n" when accepted
+  AssemblyOptions options;
+  options.output_file = Output();
+  auto stats = AssembleAppendRow(
+      options, 2, [&](int64_t i) { return Verified(Part(i), i == 0 ? "a\n" : "c\nd\n"); });
+  ASSERT_FALSE(stats.ok());
+  EXPECT_EQ(stats.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_THAT(stats.status().message(), ::testing::HasSubstr(Part(1)));
+  EXPECT_THAT(stats.status().message(), ::testing::HasSubstr("has 2 bytes, but had 4"));
+  EXPECT_FALSE(PathExists(Output()));
+}
+
+TEST_F(AssemblerTest, RewrittenPartOfTheSameSizeFailsOnItsChecksum) {
+  WritePart(0, "x\n");  // was "a\n" when accepted
+  AssemblyOptions options;
+  options.output_file = Output();
+  auto stats = AssembleAppendRow(options, 1, [&](int64_t i) { return Verified(Part(i), "a\n"); });
+  ASSERT_FALSE(stats.ok());
+  EXPECT_THAT(stats.status().message(), ::testing::HasSubstr("CRC-32"));
+  EXPECT_THAT(stats.status().message(), ::testing::HasSubstr(Part(0)));
+}
+
+TEST(PartFileTest, Crc32IsTheIeeeCrcOfZlib) {
+  const std::string check = "123456789";
+  EXPECT_EQ(Crc32(0, check.data(), check.size()), 0xCBF43926u);
+  EXPECT_EQ(Crc32(0, "", 0), 0u);
+  // In pieces (across the 8-byte steps) as in one go.
+  std::string long_text;
+  for (int i = 0; i < 1000; ++i) long_text += static_cast<char>(i * 7);
+  uint32_t whole = Crc32(0, long_text.data(), long_text.size());
+  uint32_t pieces = Crc32(0, long_text.data(), 13);
+  pieces = Crc32(pieces, long_text.data() + 13, long_text.size() - 13);
+  EXPECT_EQ(whole, pieces);
+}
+
+TEST_F(AssemblerTest, FingerprintFileGivesSizeAndCrc) {
+  WritePart(0, "123456789");
+  auto f = FingerprintFile(Part(0));
+  ASSERT_TRUE(f.ok());
+  EXPECT_EQ(f->bytes, 9);
+  EXPECT_EQ(f->crc32, 0xCBF43926u);
+  EXPECT_EQ(FingerprintFile(Part(1)).status().code(), StatusCode::kNotFound);
+}
+
+TEST_F(AssemblerTest, OutputLockHasOneHolderAndNamesIt) {
+  const std::string out = dir_ + "/locked";
+  EXPECT_EQ(OutputLock::Holder(out), "");  // no folder: nobody, and nothing made
+  EXPECT_FALSE(PathExists(out));
+  {
+    auto first = OutputLock::Acquire(out);
+    ASSERT_TRUE(first.ok()) << first.status().ToString();
+    auto second = OutputLock::Acquire(out);
+    ASSERT_FALSE(second.ok());
+    EXPECT_EQ(second.status().code(), StatusCode::kFailedPrecondition);
+    const std::string pid = "pid " + std::to_string(::getpid()) + " host ";
+    EXPECT_THAT(second.status().message(), ::testing::HasSubstr(pid));
+    EXPECT_THAT(OutputLock::Holder(out), ::testing::HasSubstr(pid));
+    // Waiting for it says so once, then gives up naming the holder.
+    int waits = 0;
+    auto waited = OutputLock::Acquire(out, std::chrono::seconds(1), [&](const std::string& who) {
+      ++waits;
+      EXPECT_THAT(who, ::testing::HasSubstr(pid));
+    });
+    EXPECT_EQ(waited.status().code(), StatusCode::kFailedPrecondition);
+    EXPECT_EQ(waits, 1);
+  }
+  // Released with its holder: no stale lock.
+  EXPECT_EQ(OutputLock::Holder(out), "");
+  EXPECT_TRUE(OutputLock::Acquire(out).ok());
 }
 
 TEST_F(AssemblerTest, CancelledAssemblyLeavesTheOldFileAndNoTemporary) {
@@ -137,9 +251,13 @@ TEST_F(AssemblerTest, IndexSaysWhereEachMiniBatchsRowsAreInTheNewFile) {
   options.output_file = Output();
   options.header = true;
   options.index_file = index;
-  // 2 failed (no part), 5 missing: neither has an index line.
-  auto stats =
-      AssembleAppendRow(options, 6, [&](int64_t i) { return i == 2 ? std::string() : Part(i); });
+  // 2 failed (no part), 5 missing (and allowed to be): neither has an index line.
+  auto stats = AssembleAppendRow(options, 6, [&](int64_t i) -> RowSource {
+    if (i == 2) return RowSource();
+    RowSource s = PartFileSource(Part(i));
+    s.must_exist = i != 5;
+    return s;
+  });
   ASSERT_TRUE(stats.ok()) << stats.status().ToString();
   EXPECT_EQ(*ReadFile(Output()), "col\na\nb\nc\nh\n");
   EXPECT_EQ(stats->missing_parts, 1);

@@ -74,12 +74,24 @@ class TableSplitter {
                                                        char* buffer) {
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return ErrnoStatus("cannot open " + path);
+    struct stat st;
+    if (::fstat(fd, &st) != 0) {
+      Status s = ErrnoStatus("cannot stat " + path);
+      ::close(fd);
+      return s;
+    }
     ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-    return std::unique_ptr<TableSplitter>(
+    auto t = std::unique_ptr<TableSplitter>(
         new TableSplitter(fd, path, csv, csv && header, batch_bytes, buffer));
+    t->size_ = st.st_size;
+    t->mtime_ns_ = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+    return t;
   }
 
   int64_t header_end() const { return header_end_; }
+  // The file as it was opened (the fingerprint of its mini-batches).
+  int64_t size() const { return size_; }
+  int64_t mtime_ns() const { return mtime_ns_; }
 
   // The next range of this file, nullopt when the file is done.
   StatusOr<std::optional<Range>> Next() {
@@ -167,6 +179,8 @@ class TableSplitter {
 
   int fd_;
   std::string path_;
+  int64_t size_ = -1;
+  int64_t mtime_ns_ = -1;
   RowScanner scanner_;
   char* buffer_;
   const int64_t batch_bytes_;
@@ -248,6 +262,8 @@ class StreamingPartitioner : public Partitioner {
       mb.begin = range->begin;
       mb.end = range->end;
       mb.items = range->items;
+      mb.file_size = table_->size();
+      mb.file_mtime_ns = table_->mtime_ns();
       return std::optional<MiniBatch>(std::move(mb));
     }
     return std::optional<MiniBatch>();
@@ -340,6 +356,10 @@ std::string EncodePlanRecord(const MiniBatch& mb) {
     j["h"] = mb.header_end;
     j["b"] = mb.begin;
     j["e"] = mb.end;
+    if (mb.file_size >= 0) {
+      j["sz"] = mb.file_size;
+      j["mt"] = mb.file_mtime_ns;
+    }
   }
   j["n"] = mb.items;
   // File names are checked to be UTF-8 when walked; `replace` only keeps a hand-made MiniBatch
@@ -393,6 +413,11 @@ StatusOr<MiniBatch> DecodePlanRecord(std::string_view line) {
   }
   if (mb.header_end > mb.begin || mb.begin > mb.end) {
     return bad("expected byte offsets with h <= b <= e");
+  }
+  if (j.contains("sz") || j.contains("mt")) {
+    if (!GetInt(j, "sz", &mb.file_size) || !GetInt(j, "mt", &mb.file_mtime_ns)) {
+      return bad("expected \"sz\" and \"mt\": the file's size and mtime, integers >= 0");
+    }
   }
   return mb;
 }

@@ -27,6 +27,11 @@ struct MiniBatch {
   int64_t begin = 0;       // first byte of the first row
   int64_t end = 0;         // one past the last byte of the last row
   int64_t items = 0;       // files, or rows
+  // tabular: the file's size and mtime (ns since the epoch) when it was cut, so that a file
+  // changed after planning is noticed before its ranges are read (-1: unknown, e.g. a plan
+  // record written by an older version).
+  int64_t file_size = -1;
+  int64_t file_mtime_ns = -1;
 };
 
 class Partitioner {

@@ -668,6 +668,14 @@ TEST(PlanRecordTest, TabularRecordRoundTrips) {
   ASSERT_TRUE(back.ok());
   EXPECT_EQ(back->format, TabularFormat::kCsv);
   EXPECT_EQ(back->header_end, 10);
+  EXPECT_EQ(back->file_size, -1);  // no fingerprint: an older plan
+  // The file's fingerprint at planning travels with the record.
+  mb.file_size = 2097200;
+  mb.file_mtime_ns = 1765000000123456789;
+  back = DecodePlanRecord(EncodePlanRecord(mb));
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(back->file_size, 2097200);
+  EXPECT_EQ(back->file_mtime_ns, 1765000000123456789);
 }
 
 TEST(PlanRecordTest, MalformedRecordsAreRejected) {
@@ -690,6 +698,7 @@ TEST(PlanRecordTest, MalformedRecordsAreRejected) {
       {R"({"id":0,"in":0,"p":"t.csv","fmt":"csv","h":0,"b":0,"n":1})", "\"e\""},
       {R"({"id":0,"in":0,"p":"t.csv","fmt":"csv","h":9,"b":4,"e":5,"n":1})", "h <= b <= e"},
       {R"({"id":0,"in":0,"p":"t.csv","fmt":"csv","h":0,"b":6,"e":5,"n":1})", "h <= b <= e"},
+      {R"({"id":0,"in":0,"p":"t.csv","fmt":"csv","h":0,"b":0,"e":5,"n":1,"sz":5})", "\"mt\""},
   };
   for (const auto& [line, why] : cases) {
     auto got = DecodePlanRecord(line);

@@ -20,12 +20,14 @@ PR_DEFINE_JSON_WITH_DEFAULT(RegisterRequest, node, pid, held)
 PR_DEFINE_JSON_WITH_DEFAULT(RegisterResponse, spec, code_dir, input_dirs, side_input_dirs,
                             output_dir, log_dir, parts_dir, arguments, lease_seconds)
 PR_DEFINE_JSON_WITH_DEFAULT(Lease, mini_batch_id, attempt, input_name, input_type, files, file,
-                            format, header, header_end, begin, end, items, part_file)
+                            format, header, header_end, begin, end, items, part_file, file_size,
+                            file_mtime_ns)
 PR_DEFINE_JSON_WITH_DEFAULT(LeaseRef, mini_batch_id, attempt)
 PR_DEFINE_JSON_WITH_DEFAULT(LeaseRequest, node, max, renew)
 PR_DEFINE_JSON_WITH_DEFAULT(LeaseResponse, leases, cancel, done, stop, retry_after_ms)
 PR_DEFINE_JSON_WITH_DEFAULT(AttemptResult, mini_batch_id, attempt, process, pid, status, total,
-                            succeeded, failed, start_utc, elapsed_s, cpu_s, run_s, error, detail)
+                            succeeded, failed, start_utc, elapsed_s, cpu_s, run_s, error, detail,
+                            part_bytes, part_crc32)
 PR_DEFINE_JSON_WITH_DEFAULT(WorkerEvent, process, pid, kind, error, detail)
 PR_DEFINE_JSON_WITH_DEFAULT(ResultsRequest, node, results, events, released)
 PR_DEFINE_JSON_WITH_DEFAULT(ResultsResponse, accepted, stop)

@@ -64,6 +64,10 @@ struct Lease {
   int64_t end = 0;
   int64_t items = 0;
   std::string part_file;  // where the worker writes its rows; empty for summary_only
+  // tabular: the file's size and mtime (ns since the epoch) when it was planned; the agent fails
+  // the attempt when the file differs now (-1: not recorded, e.g. a plan from an older version).
+  int64_t file_size = -1;
+  int64_t file_mtime_ns = -1;
 };
 
 struct LeaseRequest {
@@ -97,6 +101,11 @@ struct AttemptResult {
   double run_s = 0;
   std::string error;   // one line
   std::string detail;  // traceback or longer text
+  // RUN_DONE with a part file: its size and CRC-32 (runtime/output/part_file.h) as the agent read
+  // them right after the worker wrote it; the coordinator journals them and the assembly checks
+  // the part against them. -1: no part file (or an agent that predates the check).
+  int64_t part_bytes = -1;
+  uint32_t part_crc32 = 0;
 };
 
 // Worker life events that are not tied to a mini-batch. kind: INIT_FAILED, INIT_TIMEOUT,

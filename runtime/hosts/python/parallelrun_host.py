@@ -158,10 +158,18 @@ class Host:
         header_end = req.get("header_end", 0)
         begin = req["begin"]
         end = req["end"]
-        with open(req["file"], "rb") as f:
+        path = req["file"]
+        with open(path, "rb") as f:
             head = f.read(header_end) if header_end > 0 else b""
             f.seek(begin)
             body = f.read(end - begin)
+        if len(head) != header_end or len(body) != end - begin:
+            # A file cut or replaced after planning: reading on would silently lose rows.
+            got = len(body) if len(head) == header_end else len(head)
+            raise OSError("input file %s is shorter than when the job was planned: bytes %d..%d "
+                          "were expected, only %d could be read (was the file changed?)"
+                          % (path, begin if len(head) == header_end else 0,
+                             end if len(head) == header_end else header_end, got))
         if req.get("format", "csv") == "jsonl":
             if not body.strip():
                 return pd.DataFrame()
