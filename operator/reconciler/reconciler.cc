@@ -439,6 +439,13 @@ Status JobReconciler::EnsureConfigObjects(Pass& pass) {
   }
   PR_RETURN_IF_ERROR(CreateIfMissing(client_, caches_.config_maps, kube::resources::kConfigMaps,
                                      pass.ns, BuildSpecConfigMap(job, pass.spec)));
+  if (!caches_.services->Get(pass.ns, ServiceName(pass.name))) {
+    // The coordinator's NetworkPolicy has no cache (the operator may only create them): it is
+    // made just before the Service, so a job with a Service has its policy.
+    auto policy = client_.Create(kube::resources::kNetworkPolicies, pass.ns,
+                                 BuildNetworkPolicy(job, options_.children));
+    if (!policy.ok() && !kube::IsAlreadyExists(policy.status())) return policy.status();
+  }
   PR_RETURN_IF_ERROR(CreateIfMissing(client_, caches_.services, kube::resources::kServices, pass.ns,
                                      BuildService(job)));
   return Status();

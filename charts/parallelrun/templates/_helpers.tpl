@@ -63,7 +63,9 @@ app.kubernetes.io/component: operator
 The rules the operator needs on ParallelRunJobs and their children (pods, secrets, configmaps,
 headless services) and events, and nothing more: the operator reads through informers (list,
 watch), patches jobs for its finalizer, deletes them for ttlSecondsAfterFinished, writes status
-with update, patches its Secrets' restart counters; children go with their job by owner
+with update, patches its Secrets' restart counters, creates each job's NetworkPolicy once (no
+cache, so no list/watch) and asks LocalSubjectAccessReviews for the admission webhook (the rights
+of the user creating a job, in the job's namespace); children go with their job by owner
 references. tests/operator compares this list with the cluster's audit log of the operator. The same list goes into the ClusterRole, or into a Role in
 watchNamespace; tests/chart checks it against the operator's documented needs.
 */}}
@@ -88,5 +90,11 @@ watchNamespace; tests/chart checks it against the operator's documented needs.
   verbs: ["list", "watch", "create"]
 - apiGroups: [""]
   resources: ["events"]
+  verbs: ["create"]
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["create"]
+- apiGroups: ["authorization.k8s.io"]
+  resources: ["localsubjectaccessreviews"]
   verbs: ["create"]
 {{- end }}
