@@ -152,10 +152,6 @@ int Run(const Options& o) {
                                     .ns = o.ns,
                                     .label_selector = child_selector,
                                     .transform = api::TrimPodForCache});
-  informer::Informer secrets(*client, {.resource = kube::resources::kSecrets,
-                                       .ns = o.ns,
-                                       .label_selector = child_selector,
-                                       .transform = reconciler::TrimSecretForCache});
   informer::Informer config_maps(*client, {.resource = kube::resources::kConfigMaps,
                                            .ns = o.ns,
                                            .label_selector = child_selector,
@@ -179,7 +175,7 @@ int Run(const Options& o) {
     if (labels == meta.end() || !labels->contains(api::kJobLabel)) return;
     queue.Add(meta.value("namespace", "") + "/" + (*labels)[api::kJobLabel].get<std::string>());
   };
-  for (auto* child : {&pods, &secrets, &config_maps, &services}) child->AddHandler(enqueue_owner);
+  for (auto* child : {&pods, &config_maps, &services}) child->AddHandler(enqueue_owner);
 
   // The admission webhook: every replica serves it, leader or not; Ready waits until it answers.
   std::atomic<bool> webhook_ready{o.webhook_bind_address == "0"};
@@ -259,9 +255,9 @@ int Run(const Options& o) {
   if (!reconciler_options.children.operator_pod_labels.empty()) {
     reconciler_options.children.operator_namespace = OwnNamespace(*config);
   }
-  reconciler::JobReconciler job_reconciler(
-      *client, {&jobs, &pods, &secrets, &config_maps, &services}, *progress, events,
-      rt::RealClock::Get(), reconciler_options);
+  reconciler::JobReconciler job_reconciler(*client, {&jobs, &pods, &config_maps, &services},
+                                           *progress, events, rt::RealClock::Get(),
+                                           reconciler_options);
   MetricsObserver observer(registry);
   controller::Controller controller(
       "parallelrunjob", queue,
@@ -278,7 +274,7 @@ int Run(const Options& o) {
     manager_options.leader_election = le;
   }
   manager::Manager manager(
-      *client, {&jobs, &pods, &secrets, &config_maps, &services}, manager_options,
+      *client, {&jobs, &pods, &config_maps, &services}, manager_options,
       {.start_leading =
            [&] {
              leading = true;

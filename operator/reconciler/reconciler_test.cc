@@ -65,19 +65,18 @@ class ReconcilerTest : public ::testing::Test {
   ReconcilerTest()
       : jobs_(client_, {.resource = kube::resources::kParallelRunJobs}),
         pods_(client_, {.resource = kube::resources::kPods}),
-        secrets_(client_, {.resource = kube::resources::kSecrets}),
         config_maps_(client_, {.resource = kube::resources::kConfigMaps}),
         services_(client_, {.resource = kube::resources::kServices}) {
-    for (auto* i : {&jobs_, &pods_, &secrets_, &config_maps_, &services_}) {
+    for (auto* i : {&jobs_, &pods_, &config_maps_, &services_}) {
       i->Start();
       EXPECT_TRUE(i->WaitForSync(milliseconds(10000)));
     }
     ReconcilerOptions options;
     options.children.default_image = "parallelrun:test";
     options.progress_interval = milliseconds(2000);
-    reconciler_ = std::make_unique<JobReconciler>(
-        client_, Caches{&jobs_, &pods_, &secrets_, &config_maps_, &services_}, progress_, events_,
-        clock_, options);
+    reconciler_ =
+        std::make_unique<JobReconciler>(client_, Caches{&jobs_, &pods_, &config_maps_, &services_},
+                                        progress_, events_, clock_, options);
   }
 
   static json Job(int nodes = 2) {
@@ -102,7 +101,6 @@ class ReconcilerTest : public ::testing::Test {
     const std::vector<std::pair<const kube::Resource*, informer::Informer*>> all = {
         {&kube::resources::kParallelRunJobs, &jobs_},
         {&kube::resources::kPods, &pods_},
-        {&kube::resources::kSecrets, &secrets_},
         {&kube::resources::kConfigMaps, &config_maps_},
         {&kube::resources::kServices, &services_}};
     while (std::chrono::steady_clock::now() < deadline) {
@@ -177,7 +175,7 @@ class ReconcilerTest : public ::testing::Test {
   }
 
   kube::FakeClient client_;
-  informer::Informer jobs_, pods_, secrets_, config_maps_, services_;
+  informer::Informer jobs_, pods_, config_maps_, services_;
   FakeProgress progress_;
   RecordingEvents events_;
   FakeClock clock_;

@@ -132,7 +132,7 @@ void SchedulingNeeds(const rt::JobSpec& spec, const std::string& ns, std::vector
   for (const char* key :
        {"serviceAccountName", "nodeSelector", "tolerations", "affinity", "priorityClassName"}) {
     const json* value = PodField(spec, key);
-    if (value == nullptr || value->empty()) continue;
+    if (value == nullptr || value->empty() || *value == "") continue;
     if (std::string(key) == "serviceAccountName" && *value == "default") continue;
     const std::string what = std::string(key) == "serviceAccountName"
                                  ? "another ServiceAccount than \"default\""
@@ -162,6 +162,7 @@ rt::StatusOr<rt::JobSpec> ParseObject(json object, const AdmissionInput& input) 
   PR_ASSIGN_OR_RETURN(rt::JobSpec spec, api::ParseSpec(job));
   if (spec.volumes.is_array()) {
     for (size_t i = 0; i < spec.volumes.size(); ++i) {
+      if (!spec.volumes[i].is_object()) continue;
       const std::string name = spec.volumes[i].value("name", "");
       if (name == reconciler::kSecretVolumeName || name == reconciler::kSpecVolumeName) {
         return rt::InvalidArgumentError("spec.volumes[" + std::to_string(i) + "].name: \"" + name +

@@ -46,7 +46,8 @@ std::string OpenSslError() {
 rt::StatusOr<json> HandleAdmissionReview(const json& review, const CheckerFactory& checkers) {
   const json* request =
       review.is_object() && review.contains("request") ? &review["request"] : nullptr;
-  if (request == nullptr || !request->is_object() || !(*request)["uid"].is_string()) {
+  if (request == nullptr || !request->is_object() || !request->contains("uid") ||
+      !(*request)["uid"].is_string()) {
     return rt::InvalidArgumentError("not an AdmissionReview: request.uid is missing");
   }
   AdmissionInput input;

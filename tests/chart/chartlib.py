@@ -42,7 +42,7 @@ OPERATOR_RBAC = {
     ("parallelrun.io", "parallelrunjobs/status"): {"update"},
     ("parallelrun.io", "parallelrunjobs/finalizers"): {"update"},
     ("", "pods"): {"list", "watch", "create", "delete"},
-    ("", "secrets"): {"list", "watch", "create", "patch"},
+    ("", "secrets"): {"get", "create", "patch"},
     ("", "configmaps"): {"list", "watch", "create"},
     ("", "services"): {"list", "watch", "create"},
     ("", "events"): {"create"},

@@ -488,7 +488,7 @@ class ClusterTest(unittest.TestCase):
         not_granted = {
             ("parallelrun.io", "parallelrunjobs"): {"create"},
             ("", "pods"): {"update", "patch"},
-            ("", "secrets"): {"update", "get"},
+            ("", "secrets"): {"update", "list", "watch", "delete"},
             ("", "nodes"): {"get", "list"},
             ("apps", "deployments"): {"create"},
             ("coordination.k8s.io", "leases"): {"delete", "list"},
