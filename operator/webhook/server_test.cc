@@ -19,7 +19,7 @@ json Review(const json& spec_extra) {
   json job = json::parse(R"({
     "apiVersion": "parallelrun.io/v1alpha1", "kind": "ParallelRunJob",
     "metadata": {"name": "score", "namespace": "team-a"},
-    "spec": {"entryScript": "score.py",
+    "spec": {"entryScript": "score.py", "sourceDirectory": {"volume": "data", "path": "code"},
              "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "shared"}}],
              "inputs": [{"name": "d", "type": "file", "source": {"volume": "data", "path": "in"}}],
              "output": {"volume": "data", "path": "out"}}})");

@@ -188,7 +188,8 @@ def wait_for_operator(kubeconfig, release=DEFAULT_RELEASE, namespace=DEFAULT_NAM
 _WEBHOOK_PROBE = {
     "apiVersion": "parallelrun.io/v1alpha1", "kind": "ParallelRunJob",
     "metadata": {"name": "webhook-probe", "namespace": "default"},
-    "spec": {"entryScript": "s.py", "arguments": ["$(inputs.none)"],
+    "spec": {"entryScript": "s.py", "sourceDirectory": {"path": "code"},
+             "arguments": ["$(inputs.none)"],
              "inputs": [{"name": "i", "type": "file", "source": {"path": "in"}}],
              "output": {"path": "out"}}}
 
