@@ -14,7 +14,6 @@ Environment (set by CTest): PARALLELRUN_BIN, OPERATOR_BIN, TESTCLUSTER_BIN, CHAR
 
 import json
 import os
-import shutil
 import sys
 import time
 import unittest
@@ -163,25 +162,25 @@ class AdmissionTest(unittest.TestCase):
         self.assertEqual(out.returncode, 0, out.stderr)
         c = self.cluster
 
-        def phase():
+        # Its pods mount no service-account token and run under the namespace's default account.
+        pods = wait_until(lambda: json.loads(c.kubectl(
+            "get", "pods", "-n", NS, "-l", "parallelrun.io/job=plain", "-o",
+            "json").stdout)["items"], 90, "the plain job's pods")
+        for pod in pods:
+            self.assertIs(pod["spec"]["automountServiceAccountToken"], False)
+            self.assertNotIn("serviceAccountName", pod["spec"])
+            self.assertEqual(pod["spec"]["securityContext"]["runAsNonRoot"], True)
+
+        def finished():
             got = c.kubectl("get", "prj", "plain", "-n", NS, "-o", "json", check=False)
             status = json.loads(got.stdout).get("status", {}) if got.returncode == 0 else {}
             return status.get("phase") in ("Succeeded", "Failed") and status
-        status = wait_until(phase, 240, "the plain job to finish")
+        status = wait_until(finished, 240, "the plain job to finish")
         self.assertEqual(status["phase"], "Succeeded",
                          json.dumps(status) + "\n" + self.operator_log())
         with open(os.path.join(c.dir, "volumes", NS, "shared", "output", "plain",
                                "rows.txt")) as f:
             self.assertEqual(len(f.read().splitlines()), 4)
-
-        # The pods had no service-account token (the pods are gone; a second job's are not).
-        self.assertEqual(self.create("alice", job("tokenless", nodeCount=1,
-                                                  runInvocationTimeout=60)).returncode, 0)
-        pod = wait_until(lambda: json.loads(c.kubectl(
-            "get", "pods", "-n", NS, "-l", "parallelrun.io/job=tokenless", "-o",
-            "json").stdout)["items"], 60, "the tokenless job's pods")[0]
-        self.assertIs(pod["spec"]["automountServiceAccountToken"], False)
-        self.assertNotIn("serviceAccountName", pod["spec"])
 
         policy = json.loads(c.kubectl("get", "networkpolicy", "plain-coordinator", "-n", NS,
                                       "-o", "json").stdout)
