@@ -191,6 +191,11 @@ TEST_F(ReconcilerTest, NewJobGetsFinalizerThenAllChildrenAndPendingStatus) {
   EXPECT_TRUE(client_.Get(kube::resources::kSecrets, "ns", "score-parallelrun").ok());
   EXPECT_TRUE(client_.Get(kube::resources::kConfigMaps, "ns", "score-spec").ok());
   EXPECT_TRUE(client_.Get(kube::resources::kServices, "ns", "score-coordinator").ok());
+  auto policy = client_.Get(kube::resources::kNetworkPolicies, "ns", "score-coordinator");
+  ASSERT_TRUE(policy.ok());
+  EXPECT_EQ((*policy)["spec"]["podSelector"]["matchLabels"]["parallelrun.io/job"], "score");
+  // Secrets are created and read by name, never listed or watched (issue 12).
+  EXPECT_EQ(client_.CallCount("list", "secrets") + client_.CallCount("watch", "secrets"), 0);
   EXPECT_TRUE(PodExists("score-coordinator"));
   for (int i = 0; i < 3; ++i) EXPECT_TRUE(PodExists("score-worker-" + std::to_string(i)));
   EXPECT_FALSE(PodExists("score-worker-3"));
