@@ -109,7 +109,7 @@ BEYOND_DEFAULTS = {
     "hostpath": (with_volume({"name": "host", "hostPath": {"path": "/"}}),
                  "spec.volumes[1].hostPath", "hostPath volumes"),
     "root": ({"securityContext": {"runAsUser": 0}},
-             "spec.securityContext.runAsUser", "runAsUser 0"),
+             "spec.securityContext.runAsUser", "running as root (runAsUser 0)"),
     "account": ({"serviceAccountName": "deployer"},
                 "spec.serviceAccountName", "another ServiceAccount"),
     "secret-env": ({"env": [{"name": "PW", "valueFrom": {
@@ -168,7 +168,7 @@ class AdmissionTest(unittest.TestCase):
             "json").stdout)["items"], 90, "the plain job's pods")
         for pod in pods:
             self.assertIs(pod["spec"]["automountServiceAccountToken"], False)
-            self.assertNotIn("serviceAccountName", pod["spec"])
+            self.assertEqual(pod["spec"]["serviceAccountName"], "default")
             self.assertEqual(pod["spec"]["securityContext"]["runAsNonRoot"], True)
 
         def finished():
