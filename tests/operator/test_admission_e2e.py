@@ -14,6 +14,8 @@ Environment (set by CTest): PARALLELRUN_BIN, OPERATOR_BIN, TESTCLUSTER_BIN, CHAR
 
 import json
 import os
+import shutil
+import subprocess
 import sys
 import time
 import unittest
@@ -230,6 +232,26 @@ class AdmissionTest(unittest.TestCase):
         self.assertNotEqual(out.returncode, 0)
         self.assertIn('admission webhook "%s" denied the request' % WEBHOOK, out.stderr)
         self.assertIn("spec.arguments[0]", out.stderr)
+
+    def test_upgrade_keeps_the_serving_certificate(self):
+        """Real Helm's `lookup` finds the installed Secret, so an upgrade renders the same CA and
+        certificate (the caBundle keeps matching what the running pods serve)."""
+        helm = shutil.which("helm")
+        if helm is None:
+            self.skipTest("helm is not installed")
+        installed = json.loads(self.cluster.kubectl(
+            "get", "secret", "-n", OPERATOR_NS, chartlib.fullname() + "-webhook-tls", "-o",
+            "json").stdout)["data"]
+        out = subprocess.run(
+            [helm, "template", chartlib.DEFAULT_RELEASE, chartlib.CHART, "-n", OPERATOR_NS,
+             "--dry-run=server", "--kubeconfig", self.cluster.kubeconfig],
+            capture_output=True, text=True, timeout=120)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        docs = [d for d in chartlib.yaml.safe_load_all(out.stdout) if d]
+        secret = [d for d in docs if d["kind"] == "Secret"][0]["data"]
+        config = [d for d in docs if d["kind"] == "ValidatingWebhookConfiguration"][0]
+        self.assertEqual(secret, installed)
+        self.assertEqual(config["webhooks"][0]["clientConfig"]["caBundle"], installed["ca.crt"])
 
     def test_webhook_latency_per_create(self):
         """Server-side dry-run creates through the webhook vs. the same for a ConfigMap (no
