@@ -147,6 +147,20 @@ class AdmissionWebhookTest(unittest.TestCase):
             "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "unchecked"}}))
         self.assertEqual(len(self.webhook.reviews), count)
 
+    def test_namespace_selector_uses_the_automatic_name_label(self):
+        config = configuration("team-only", "https://127.0.0.1:%d/validate" % self.webhook.port,
+                               self.ca_pem)
+        config["webhooks"][0]["namespaceSelector"] = {
+            "matchLabels": {"kubernetes.io/metadata.name": "team-x"}}
+        self.k("apply", "-f", "-", input=json.dumps(config))
+        self.addCleanup(self.k, "delete", "validatingwebhookconfiguration", "team-only")
+        self.k("create", "namespace", "team-x")
+        # Not called in default; called (and denying) in team-x.
+        self.k("create", "-f", "-", input=config_map("elsewhere", deny="yes"))
+        out = self.k("create", "-n", "team-x", "-f", "-", input=config_map("here", deny="yes"),
+                     check=False)
+        self.assertIn('admission webhook "team-only.example.com" denied the request', out.stderr)
+
     def test_failure_policy_decides_when_the_webhook_cannot_be_called(self):
         closed = "https://127.0.0.1:1/validate"
         self.register("down", closed, self.ca_pem)
