@@ -29,9 +29,8 @@ Right GetObject(const std::string& resource, const std::string& name, const std:
   return {"get", resource, name, ns};
 }
 
-Need PodNeed(std::string field, std::string what, const json& value, const std::string& ns) {
-  std::string key = field + "=" + value.dump();
-  return {std::move(field), std::move(what), {CreatePods(ns)}, std::move(key)};
+Need PodNeed(std::string field, std::string what, const std::string& ns) {
+  return {std::move(field), std::move(what), {CreatePods(ns)}};
 }
 
 const json* PodField(const rt::JobSpec& spec, const char* key) {
@@ -46,7 +45,6 @@ void VolumeNeeds(const rt::JobSpec& spec, const std::string& ns, std::vector<Nee
     const json& volume = spec.volumes[i];
     if (!volume.is_object()) continue;
     const std::string base = "spec.volumes[" + std::to_string(i) + "]";
-    const std::string key = "volume=" + volume.dump();
     for (const auto& [kind, source] : volume.items()) {
       if (kind == "name" || kFreeVolumeKinds.count(kind)) continue;
       const std::string field = base + "." + kind;
@@ -54,10 +52,10 @@ void VolumeNeeds(const rt::JobSpec& spec, const std::string& ns, std::vector<Nee
         const std::string name =
             source.is_object() ? source.value(kind == "secret" ? "secretName" : "name", "") : "";
         const std::string resource = kind == "secret" ? "secrets" : "configmaps";
-        out->push_back({field, kind + " volumes", {GetObject(resource, name, ns)}, key});
+        out->push_back({field, kind + " volumes", {GetObject(resource, name, ns)}});
         continue;
       }
-      out->push_back({field, kind + " volumes", {CreatePods(ns)}, key});
+      out->push_back({field, kind + " volumes", {CreatePods(ns)}});
     }
   }
 }
@@ -90,7 +88,7 @@ void SecurityNeeds(const rt::JobSpec& spec, const std::string& ns, std::vector<N
   if (context == nullptr || !context->is_object()) return;
   for (const auto& [name, value] : context->items()) {
     if (value.is_null() || RestrictedSecurityField(name, value)) continue;
-    out->push_back(PodNeed("spec.securityContext." + name, SecurityWhat(name, value), value, ns));
+    out->push_back(PodNeed("spec.securityContext." + name, SecurityWhat(name, value), ns));
   }
 }
 
@@ -108,8 +106,7 @@ void EnvNeeds(const rt::JobSpec& spec, const std::string& ns, std::vector<Need>*
       const std::string field = "spec.env[" + std::to_string(i) + "].valueFrom." + kind;
       out->push_back({field,
                       kind + " env",
-                      {CreatePods(ns), GetObject(resource, ref->value("name", ""), ns)},
-                      "env=" + var.dump()});
+                      {CreatePods(ns), GetObject(resource, ref->value("name", ""), ns)}});
     }
   }
 }
@@ -137,14 +134,13 @@ void SchedulingNeeds(const rt::JobSpec& spec, const std::string& ns, std::vector
     const std::string what = std::string(key) == "serviceAccountName"
                                  ? "another ServiceAccount than \"default\""
                                  : std::string(key);
-    out->push_back(PodNeed(std::string("spec.") + key, what, *value, ns));
+    out->push_back(PodNeed(std::string("spec.") + key, what, ns));
   }
   const json* annotations = PodField(spec, "podAnnotations");
   if (annotations == nullptr || !annotations->is_object()) return;
   for (const auto& [key, value] : annotations->items()) {
     if (!SystemDomain(key)) continue;
-    out->push_back(
-        PodNeed("spec.podAnnotations." + key, "kubernetes.io / k8s.io annotations", value, ns));
+    out->push_back(PodNeed("spec.podAnnotations." + key, "kubernetes.io / k8s.io annotations", ns));
   }
 }
 
@@ -173,6 +169,21 @@ rt::StatusOr<rt::JobSpec> ParseObject(json object, const AdmissionInput& input) 
   return spec;
 }
 
+// Spec fields that decide when a job runs, not what runs or with which rights.
+constexpr const char* kRunControls[] = {"suspend", "activeDeadlineSeconds",
+                                        "ttlSecondsAfterFinished"};
+
+bool OnlyRunControlsChanged(const json& old_object, const json& object) {
+  json before = old_object.value("spec", json::object());
+  json after = object.value("spec", json::object());
+  if (!before.is_object() || !after.is_object()) return false;
+  for (const char* key : kRunControls) {
+    before.erase(key);
+    after.erase(key);
+  }
+  return before == after;
+}
+
 Decision Deny(int code, std::string reason, std::string message) {
   return {false, code, std::move(reason), std::move(message)};
 }
@@ -199,24 +210,18 @@ std::vector<Need> FindNeeds(const rt::JobSpec& spec, const std::string& ns) {
 
 Decision Review(const AdmissionInput& input, const RightChecker& check) {
   if (input.operation != "CREATE" && input.operation != "UPDATE") return {};
-  const bool update = input.operation == "UPDATE" && input.old_object.is_object();
+  const bool update =
+      input.operation == "UPDATE" && input.old_object.is_object() && input.object.is_object();
   // Metadata-only writes (the operator's finalizer, labels) never need more than they had.
-  if (update && input.object.is_object() &&
-      input.old_object.value("spec", json()) == input.object.value("spec", json())) {
+  if (update && input.old_object.value("spec", json()) == input.object.value("spec", json())) {
     return {};
   }
   auto spec = ParseObject(input.object, input);
   if (!spec.ok()) return Deny(422, "Invalid", spec.status().message());
-  std::set<std::string> checked_before;
-  if (update) {
-    if (auto old_spec = ParseObject(input.old_object, input); old_spec.ok()) {
-      for (const Need& need : FindNeeds(*old_spec, input.ns)) checked_before.insert(need.key);
-    }
-  }
+  if (update && OnlyRunControlsChanged(input.old_object, input.object)) return {};
   std::map<Right, rt::StatusOr<bool>> answers;
   std::vector<std::string> refusals;
   for (const Need& need : FindNeeds(*spec, input.ns)) {
-    if (checked_before.count(need.key)) continue;
     for (const Right& right : need.rights) {
       auto it = answers.find(right);
       if (it == answers.end()) it = answers.emplace(right, check(right)).first;

@@ -13,9 +13,10 @@
 //   serviceAccountName, nodeSelector, tolerations, affinity, priorityClassName, env with
 //   secretKeyRef / configMapKeyRef, kubernetes.io / k8s.io annotations) needs the right to
 //   `create pods` in the namespace; env references also need `get` on the Secret or ConfigMap.
-// - An UPDATE that leaves the spec as it was is allowed (finalizers, labels, status writers), and
-//   one that changes it is only checked for what it adds: a need with the same field value in the
-//   old spec was checked when that value was set.
+// - An UPDATE that leaves the spec as it was (finalizers, labels) or changes only when the job
+//   runs (suspend, activeDeadlineSeconds, ttlSecondsAfterFinished) needs no rights. Any other
+//   spec change is checked in full as the updating user: a new image or entry script would run
+//   with every volume and right the spec holds, so who changes it must hold them too.
 // - The spec must be valid for the one job-spec model (rt::ParseJobSpec): `kubectl apply` refuses
 //   a semantically invalid job naming the field instead of the job failing later with InvalidSpec.
 //
@@ -54,7 +55,6 @@ struct Need {
   std::string field;  // spec.volumes[0].hostPath
   std::string what;   // hostPath volumes
   std::vector<Right> rights;
-  std::string key;  // identifies the field's value, for UPDATE (same key in the old spec: checked)
 };
 
 // Everything in `spec` that needs rights beyond creating the job, in field order.

@@ -268,19 +268,30 @@ TEST(PolicyTest, UpdateWithTheSameSpecIsAllowedWithoutQuestions) {
   EXPECT_TRUE(none.asked.empty());
 }
 
-TEST(PolicyTest, UpdateIsCheckedForWhatItAddsOnly) {
+TEST(PolicyTest, SuspendingAPrivilegedJobNeedsNoRights) {
   json old_job = Job();
   old_job["spec"]["volumes"].push_back({{"name", "h"}, {"hostPath", {{"path", "/data"}}}});
   json suspend = old_job;
   suspend["spec"]["suspend"] = true;
+  suspend["spec"]["ttlSecondsAfterFinished"] = 60;
   FakeRights none;
   EXPECT_TRUE(
       Review({"UPDATE", "team-a", "score", "alice", suspend, old_job}, none.Checker()).allowed);
-  json widen = old_job;
-  widen["spec"]["volumes"][2]["hostPath"]["path"] = "/";
-  const Decision d = Review({"UPDATE", "team-a", "score", "alice", widen, old_job}, none.Checker());
+  EXPECT_TRUE(none.asked.empty());
+}
+
+TEST(PolicyTest, AnyOtherChangeToAPrivilegedJobIsCheckedInFull) {
+  // Regression: a new image on bob's hostPath job would run alice's code with bob's volume.
+  json old_job = Job();
+  old_job["spec"]["volumes"].push_back({{"name", "h"}, {"hostPath", {{"path", "/data"}}}});
+  json image = old_job;
+  image["spec"]["image"] = "alice/tool:1";
+  FakeRights none;
+  const Decision d = Review({"UPDATE", "team-a", "score", "alice", image, old_job}, none.Checker());
   EXPECT_FALSE(d.allowed);
-  EXPECT_THAT(d.message, HasSubstr("spec.volumes[2].hostPath"));
+  EXPECT_THAT(d.message, HasSubstr("spec.volumes[2].hostPath: user \"alice\" may not"));
+  FakeRights pods{{kCreatePods}};
+  EXPECT_TRUE(Review({"UPDATE", "team-a", "score", "bob", image, old_job}, pods.Checker()).allowed);
 }
 
 TEST(PolicyTest, DeleteIsNotReviewed) {
