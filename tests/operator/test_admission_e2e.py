@@ -5,7 +5,8 @@ kube-apiserver; users act through impersonation (`kubectl --as`).
 
 - alice may only create ParallelRunJobs in team-a: a plain job (PVC, defaults) runs; hostPath,
   runAsUser 0, another ServiceAccount and a secretKeyRef are refused naming the field and right;
-- bob may also create pods and get the Secret `db`: the same jobs are accepted;
+- bob, in group ml-admins, may also create pods and get the Secret `db` (through the group: the
+  webhook's SubjectAccessReview carries the request's groups): the same jobs are accepted;
 - a semantically invalid job is refused at `kubectl apply --dry-run=server`, naming the field;
 - job pods get no service-account token; each job has a NetworkPolicy for its coordinator.
 
@@ -66,7 +67,7 @@ kind: RoleBinding
 metadata: {name: pod-authors, namespace: team-a}
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: pod-author}
 subjects:
-- {apiGroup: rbac.authorization.k8s.io, kind: User, name: bob}
+- {apiGroup: rbac.authorization.k8s.io, kind: Group, name: ml-admins}
 ---
 apiVersion: v1
 kind: Secret
@@ -151,7 +152,8 @@ class AdmissionTest(unittest.TestCase):
         cls.cluster.down()
 
     def create(self, user, manifest, *flags):
-        return self.cluster.kubectl("--as=" + user, "create", *flags, "-f", "-",
+        groups = ["--as-group=ml-admins"] if user == "bob" else []
+        return self.cluster.kubectl("--as=" + user, *groups, "create", *flags, "-f", "-",
                                     input=json.dumps(manifest), check=False)
 
     def operator_log(self):
@@ -214,6 +216,11 @@ class AdmissionTest(unittest.TestCase):
                                                          check=False).returncode, 0)
 
     def test_pod_author_may_ask_for_more(self):
+        # Without the group, bob is a job author like alice.
+        out = self.cluster.kubectl("--as=bob", "create", "--dry-run=server", "-f", "-",
+                                   input=json.dumps(job("nogroup", serviceAccountName="deployer")),
+                                   check=False)
+        self.assertIn('spec.serviceAccountName: user "bob" may not create pods', out.stderr)
         for name, (extra, _, _) in BEYOND_DEFAULTS.items():
             with self.subTest(name):
                 out = self.create("bob", job(name, **extra), "--dry-run=server")
