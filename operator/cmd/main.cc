@@ -180,6 +180,7 @@ int Run(const Options& o) {
   // The admission webhook: every replica serves it, leader or not; Ready waits until it answers.
   std::atomic<bool> webhook_ready{o.webhook_bind_address == "0"};
   std::unique_ptr<rt::protocol::HttpServer> webhook_server;
+  std::string webhook_host;  // where the readiness probe dials it
   if (!webhook_ready) {
     auto served = webhook::Serve({o.webhook_bind_address, o.webhook_cert_dir},
                                  webhook::KubeRightCheckers(*client));
@@ -189,6 +190,9 @@ int Run(const Options& o) {
       return 1;
     }
     webhook_server = std::move(*served);
+    if (auto bind = manager::ParseBindAddress(o.webhook_bind_address); bind.ok() && *bind) {
+      webhook_host = (*bind)->host;
+    }
     spdlog::info("admission webhook on port {}", webhook_server->port());
   }
   // The manager is made below; the probes see it once it exists (not ready until then).
@@ -302,7 +306,7 @@ int Run(const Options& o) {
   std::atomic<bool> stopping{false};
   std::thread webhook_prober([&] {
     while (webhook_server && !webhook_ready && !stopping) {
-      const rt::Status probed = webhook::Probe(webhook_server->port());
+      const rt::Status probed = webhook::Probe(webhook_host, webhook_server->port());
       if (probed.ok()) {
         webhook_ready = true;
         spdlog::info("admission webhook answers");

@@ -115,13 +115,14 @@ rt::StatusOr<std::unique_ptr<rt::protocol::HttpServer>> Serve(const ServeOptions
   return rt::protocol::StartHttpServer(http, std::move(handler));
 }
 
-rt::Status Probe(int port, int timeout_ms) {
+rt::Status Probe(const std::string& host, int port, int timeout_ms) {
   SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
   if (ctx == nullptr) return rt::InternalError("webhook probe: " + OpenSslError());
   BIO* bio = BIO_new_ssl_connect(ctx);
   SSL_CTX_free(ctx);  // the BIO holds its own reference
   if (bio == nullptr) return rt::InternalError("webhook probe: " + OpenSslError());
-  const std::string target = "127.0.0.1:" + std::to_string(port);
+  const std::string target =
+      (host.empty() || host == "0.0.0.0" ? "127.0.0.1" : host) + ":" + std::to_string(port);
   BIO_set_conn_hostname(bio, target.c_str());
   rt::Status result = rt::UnavailableError("webhook probe " + target + ": no answer");
   if (BIO_do_connect(bio) <= 0) {

@@ -58,8 +58,8 @@ struct ServeOptions {
 rt::StatusOr<std::unique_ptr<rt::protocol::HttpServer>> Serve(const ServeOptions& options,
                                                               CheckerFactory checkers);
 
-// One HTTPS GET /healthz to 127.0.0.1:port (our own server: the certificate is not checked, it
-// names the Service); Ok when it answers 200 within `timeout_ms`.
-rt::Status Probe(int port, int timeout_ms = 2000);
+// One HTTPS GET /healthz to host:port (our own server: the certificate is not checked, it names
+// the Service); Ok when it answers 200 within `timeout_ms`. host "" or "0.0.0.0" is 127.0.0.1.
+rt::Status Probe(const std::string& host, int port, int timeout_ms = 2000);
 
 }  // namespace parallelrun::op::webhook

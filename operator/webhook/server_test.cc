@@ -85,9 +85,9 @@ TEST(ServeTest, AnswersTheProbeOverTls) {
     return [](const Right&) -> rt::StatusOr<bool> { return true; };
   });
   ASSERT_TRUE(server.ok()) << server.status().ToString();
-  EXPECT_TRUE(Probe((*server)->port()).ok());
+  EXPECT_TRUE(Probe("127.0.0.1", (*server)->port()).ok());
   (*server)->Stop();
-  EXPECT_FALSE(Probe((*server)->port(), 500).ok());
+  EXPECT_FALSE(Probe("127.0.0.1", (*server)->port(), 500).ok());
 }
 
 TEST(ServeTest, MissingCertificateIsAnErrorNamingTheFile) {
