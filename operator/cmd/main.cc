@@ -34,6 +34,7 @@
 #include "operator/reconciler/reconciler.h"
 #include "operator/status/event_recorder.h"
 #include "operator/status/progress_client.h"
+#include "operator/webhook/server.h"
 
 namespace parallelrun::op::cmd {
 namespace {
@@ -151,10 +152,6 @@ int Run(const Options& o) {
                                     .ns = o.ns,
                                     .label_selector = child_selector,
                                     .transform = api::TrimPodForCache});
-  informer::Informer secrets(*client, {.resource = kube::resources::kSecrets,
-                                       .ns = o.ns,
-                                       .label_selector = child_selector,
-                                       .transform = reconciler::TrimSecretForCache});
   informer::Informer config_maps(*client, {.resource = kube::resources::kConfigMaps,
                                            .ns = o.ns,
                                            .label_selector = child_selector,
@@ -178,21 +175,39 @@ int Run(const Options& o) {
     if (labels == meta.end() || !labels->contains(api::kJobLabel)) return;
     queue.Add(meta.value("namespace", "") + "/" + (*labels)[api::kJobLabel].get<std::string>());
   };
-  for (auto* child : {&pods, &secrets, &config_maps, &services}) child->AddHandler(enqueue_owner);
+  for (auto* child : {&pods, &config_maps, &services}) child->AddHandler(enqueue_owner);
 
+  // The admission webhook: every replica serves it, leader or not; Ready waits until it answers.
+  std::atomic<bool> webhook_ready{o.webhook_bind_address == "0"};
+  std::unique_ptr<rt::protocol::HttpServer> webhook_server;
+  std::string webhook_host;  // where the readiness probe dials it
+  if (!webhook_ready) {
+    auto served = webhook::Serve({o.webhook_bind_address, o.webhook_cert_dir},
+                                 webhook::KubeRightCheckers(*client));
+    if (!served.ok()) {
+      spdlog::error("--webhook-bind-address {}: {}", o.webhook_bind_address,
+                    served.status().message());
+      return 1;
+    }
+    webhook_server = std::move(*served);
+    if (auto bind = manager::ParseBindAddress(o.webhook_bind_address); bind.ok() && *bind) {
+      webhook_host = (*bind)->host;
+    }
+    spdlog::info("admission webhook on port {}", webhook_server->port());
+  }
   // The manager is made below; the probes see it once it exists (not ready until then).
   std::atomic<manager::Manager*> mgr{nullptr};
-  auto health = manager::ServeEndpoints(o.health_probe_bind_address,
-                                        {.healthz =
-                                             [&mgr] {
-                                               manager::Manager* m = mgr.load();
-                                               return m == nullptr || m->Healthy();
-                                             },
-                                         .readyz =
-                                             [&mgr] {
-                                               manager::Manager* m = mgr.load();
-                                               return m != nullptr && m->Ready();
-                                             }});
+  auto health = manager::ServeEndpoints(
+      o.health_probe_bind_address, {.healthz =
+                                        [&mgr] {
+                                          manager::Manager* m = mgr.load();
+                                          return m == nullptr || m->Healthy();
+                                        },
+                                    .readyz =
+                                        [&mgr, &webhook_ready] {
+                                          manager::Manager* m = mgr.load();
+                                          return m != nullptr && m->Ready() && webhook_ready.load();
+                                        }});
   if (!health.ok()) {
     spdlog::error("--health-probe-bind-address {}: {}", o.health_probe_bind_address,
                   health.status().message());
@@ -237,9 +252,16 @@ int Run(const Options& o) {
   status::KubeEventRecorder events(*client, rt::RealClock::Get());
   reconciler::ReconcilerOptions reconciler_options;
   reconciler_options.children.default_image = o.default_image;
-  reconciler::JobReconciler job_reconciler(
-      *client, {&jobs, &pods, &secrets, &config_maps, &services}, *progress, events,
-      rt::RealClock::Get(), reconciler_options);
+  for (const std::string& pair : SplitLabels(o.operator_pod_labels)) {
+    const size_t eq = pair.find('=');
+    reconciler_options.children.operator_pod_labels[pair.substr(0, eq)] = pair.substr(eq + 1);
+  }
+  if (!reconciler_options.children.operator_pod_labels.empty()) {
+    reconciler_options.children.operator_namespace = OwnNamespace(*config);
+  }
+  reconciler::JobReconciler job_reconciler(*client, {&jobs, &pods, &config_maps, &services},
+                                           *progress, events, rt::RealClock::Get(),
+                                           reconciler_options);
   MetricsObserver observer(registry);
   controller::Controller controller(
       "parallelrunjob", queue,
@@ -256,7 +278,7 @@ int Run(const Options& o) {
     manager_options.leader_election = le;
   }
   manager::Manager manager(
-      *client, {&jobs, &pods, &secrets, &config_maps, &services}, manager_options,
+      *client, {&jobs, &pods, &config_maps, &services}, manager_options,
       {.start_leading =
            [&] {
              leading = true;
@@ -282,6 +304,18 @@ int Run(const Options& o) {
   // Wait for a stop signal; hand memory freed by cache updates back to the system now and then
   // (glibc keeps it otherwise, and RSS is what admins see).
   std::atomic<bool> stopping{false};
+  std::thread webhook_prober([&] {
+    while (webhook_server && !webhook_ready && !stopping) {
+      const rt::Status probed = webhook::Probe(webhook_host, webhook_server->port());
+      if (probed.ok()) {
+        webhook_ready = true;
+        spdlog::info("admission webhook answers");
+      } else {
+        spdlog::info("waiting for the admission webhook: {}", probed.message());
+        std::this_thread::sleep_for(std::chrono::milliseconds(500));
+      }
+    }
+  });
   std::thread signal_waiter([&] {
     int sig = 0;
     sigwait(&stop_signals, &sig);
@@ -297,12 +331,14 @@ int Run(const Options& o) {
     }
   }
   signal_waiter.join();
+  webhook_prober.join();
   // Readiness off, the controller stopped (in-flight reconciles finish), the Lease released, the
   // caches stopped: in that order, so a successor never reconciles alongside us.
   manager.Stop();
   mgr = nullptr;
   if (*health) (*health)->Stop();
   if (*metrics) (*metrics)->Stop();
+  if (webhook_server) webhook_server->Stop();
   spdlog::info("stopped");
   return 0;
 }

@@ -20,6 +20,18 @@ bool ParseBool(const std::string& v, bool* out) {
 
 }  // namespace
 
+std::vector<std::string> SplitLabels(const std::string& labels) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start < labels.size()) {
+    size_t end = labels.find(',', start);
+    if (end == std::string::npos) end = labels.size();
+    if (end > start) out.push_back(labels.substr(start, end - start));
+    start = end + 1;
+  }
+  return out;
+}
+
 std::string Usage() {
   return R"(usage: parallelrun-operator [flags]
 
@@ -34,6 +46,13 @@ Runs ParallelRunJobs (parallelrun.io/v1alpha1) on this cluster and keeps their s
   --leader-election-namespace NS    namespace of the Lease (default: the operator's namespace)
   --leader-election-id NAME         name of the Lease (default parallelrun-operator)
   --max-concurrent-reconciles N     jobs reconciled at once (default 4)
+  --webhook-bind-address ADDR       HTTPS address of the ParallelRunJob admission webhook, "0"
+                                    disables it (default 0; the chart serves it on :9443)
+  --webhook-cert-dir DIR            tls.crt and tls.key of the webhook (default
+                                    /tmp/k8s-webhook-server/serving-certs)
+  --operator-pod-labels K=V,...     labels of the operator's own pods: each job's NetworkPolicy
+                                    lets pods with them (in the operator's namespace) reach the
+                                    coordinator (default: none, only the job's own pods)
   --log-format json|text            (default json)
   --log-level trace|debug|info|warn|error (default info)
   --version, --help
@@ -52,6 +71,9 @@ rt::StatusOr<Options> ParseOptions(const std::vector<std::string>& args) {
       {"leader-election-id", &o.leader_election_id},
       {"log-format", &o.log_format},
       {"log-level", &o.log_level},
+      {"webhook-bind-address", &o.webhook_bind_address},
+      {"webhook-cert-dir", &o.webhook_cert_dir},
+      {"operator-pod-labels", &o.operator_pod_labels},
   };
   std::vector<std::string> problems;
   std::string reconciles;
@@ -117,6 +139,12 @@ rt::StatusOr<Options> ParseOptions(const std::vector<std::string>& args) {
       o.log_level != "warn" && o.log_level != "error") {
     problems.push_back("--log-level: got " + o.log_level +
                        ", expected trace, debug, info, warn or error");
+  }
+  for (const std::string& pair : SplitLabels(o.operator_pod_labels)) {
+    const size_t eq = pair.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      problems.push_back("--operator-pod-labels: got \"" + pair + "\", expected key=value");
+    }
   }
   if (!problems.empty()) {
     std::string message;

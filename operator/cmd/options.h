@@ -1,6 +1,7 @@
 // The operator's command line (SPEC.md §6): --kubeconfig, --namespace, --default-image,
 // --metrics-bind-address, --health-probe-bind-address, --leader-elect, --leader-election-namespace,
-// --leader-election-id, --max-concurrent-reconciles, --log-format, --log-level. Flags take
+// --leader-election-id, --max-concurrent-reconciles, --webhook-bind-address, --webhook-cert-dir,
+// --operator-pod-labels, --log-format, --log-level. Flags take
 // `--name value` or `--name=value`; --leader-elect also `--leader-elect=true|false`.
 #pragma once
 
@@ -21,6 +22,9 @@ struct Options {
   std::string leader_election_namespace;  // "" = the operator's own namespace
   std::string leader_election_id = "parallelrun-operator";
   int max_concurrent_reconciles = 4;
+  std::string webhook_bind_address = "0";  // "0" = no admission webhook
+  std::string webhook_cert_dir = "/tmp/k8s-webhook-server/serving-certs";
+  std::string operator_pod_labels;  // "k=v,k=v"
   std::string log_format = "json";  // json | text
   std::string log_level = "info";   // trace | debug | info | warn (or warning) | error
   bool help = false;
@@ -30,5 +34,7 @@ struct Options {
 // Every problem at once, each naming the flag and what it expects.
 rt::StatusOr<Options> ParseOptions(const std::vector<std::string>& args);
 std::string Usage();
+// "a=1,b=2" -> {"a=1", "b=2"} (empty parts dropped).
+std::vector<std::string> SplitLabels(const std::string& labels);
 
 }  // namespace parallelrun::op::cmd

@@ -47,5 +47,21 @@ TEST(ParseOptions, ReportsEveryProblemNamingTheFlag) {
   EXPECT_THAT(m, HasSubstr("--kubeconfig: expected a value"));
 }
 
+TEST(ParseOptions, WebhookIsOffUnlessAnAddressIsGiven) {
+  auto o = ParseOptions({});
+  ASSERT_TRUE(o.ok());
+  EXPECT_EQ(o->webhook_bind_address, "0");
+  o = ParseOptions({"--webhook-bind-address=:9443", "--webhook-cert-dir", "/certs",
+                    "--operator-pod-labels=a=1,b=2"});
+  ASSERT_TRUE(o.ok()) << o.status().ToString();
+  EXPECT_EQ(o->webhook_bind_address, ":9443");
+  EXPECT_EQ(o->webhook_cert_dir, "/certs");
+  EXPECT_EQ(SplitLabels(o->operator_pod_labels), (std::vector<std::string>{"a=1", "b=2"}));
+  auto bad = ParseOptions({"--operator-pod-labels=a=1,b"});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(bad.status().message(),
+              HasSubstr("--operator-pod-labels: got \"b\", expected key=value"));
+}
+
 }  // namespace
 }  // namespace parallelrun::op::cmd

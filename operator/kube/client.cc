@@ -21,6 +21,7 @@ const Resource kSecrets{"", "v1", "secrets", "Secret"};
 const Resource kConfigMaps{"", "v1", "configmaps", "ConfigMap"};
 const Resource kServices{"", "v1", "services", "Service"};
 const Resource kEvents{"", "v1", "events", "Event"};
+const Resource kNetworkPolicies{"networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy"};
 const Resource kLeases{"coordination.k8s.io", "v1", "leases", "Lease"};
 const Resource kParallelRunJobs{"parallelrun.io", "v1alpha1", "parallelrunjobs", "ParallelRunJob"};
 }  // namespace resources

@@ -44,6 +44,7 @@ extern const Resource kSecrets;
 extern const Resource kConfigMaps;
 extern const Resource kServices;
 extern const Resource kEvents;           // core/v1 events
+extern const Resource kNetworkPolicies;  // networking.k8s.io/v1
 extern const Resource kLeases;           // coordination.k8s.io/v1
 extern const Resource kParallelRunJobs;  // parallelrun.io/v1alpha1
 }  // namespace resources

@@ -103,13 +103,18 @@ json DataVolumeMounts(const rt::JobSpec& spec, DataMounts which) {
   return mounts;
 }
 
+// The restricted default with the spec's securityContext fields over it (a field the spec sets
+// replaces the default's; the admission webhook decides who may widen it).
 json PodSecurityContext(const rt::JobSpec& spec) {
-  if (const json* user = PodField(spec, "securityContext", json::value_t::object)) return *user;
-  return {{"runAsNonRoot", true},
-          {"runAsUser", kNonRootId},
-          {"runAsGroup", kNonRootId},
-          {"fsGroup", kNonRootId},
-          {"seccompProfile", {{"type", "RuntimeDefault"}}}};
+  json context = {{"runAsNonRoot", true},
+                  {"runAsUser", kNonRootId},
+                  {"runAsGroup", kNonRootId},
+                  {"fsGroup", kNonRootId},
+                  {"seccompProfile", {{"type", "RuntimeDefault"}}}};
+  if (const json* user = PodField(spec, "securityContext", json::value_t::object)) {
+    for (const auto& [key, value] : user->items()) context[key] = value;
+  }
+  return context;
 }
 
 json ContainerSecurityContext() {
@@ -218,8 +223,12 @@ StatusOr<json> BuildPod(const JobMeta& job, const rt::JobSpec& spec, const Child
         {{"name", kSpecVolumeName}, {"configMap", {{"name", SpecConfigMapName(job.name)}}}});
   }
 
+  // No API token in job pods unless the spec names a ServiceAccount (its code then wants to talk
+  // to the API server as that account; the webhook requires pod-creation rights for that).
+  const bool own_account = !PodString(spec, "serviceAccountName").empty();
   json pod_spec = {{"restartPolicy", "Never"},
                    {"enableServiceLinks", false},
+                   {"automountServiceAccountToken", own_account},
                    {"securityContext", pod_security},
                    {"containers", json::array({std::move(container)})},
                    {"volumes", std::move(volumes)}};
@@ -245,6 +254,7 @@ StatusOr<json> BuildPod(const JobMeta& job, const rt::JobSpec& spec, const Child
 std::string SecretName(const std::string& job) { return job + "-parallelrun"; }
 std::string SpecConfigMapName(const std::string& job) { return job + "-spec"; }
 std::string ServiceName(const std::string& job) { return job + "-coordinator"; }
+std::string NetworkPolicyName(const std::string& job) { return job + "-coordinator"; }
 std::string CoordinatorPodName(const std::string& job) { return job + "-coordinator"; }
 std::string WorkerPodName(const std::string& job, int index) {
   return job + "-worker-" + std::to_string(index);
@@ -308,6 +318,27 @@ json BuildService(const JobMeta& job) {
                                     {"port", kCoordinatorPort},
                                     {"targetPort", kCoordinatorPort},
                                     {"protocol", "TCP"}}})}}}};
+}
+
+json BuildNetworkPolicy(const JobMeta& job, const ChildrenOptions& options) {
+  json from = json::array({{{"podSelector", {{"matchLabels", JobLabels(job)}}}}});
+  if (!options.operator_namespace.empty() && options.operator_pod_labels.is_object() &&
+      !options.operator_pod_labels.empty()) {
+    from.push_back(
+        {{"namespaceSelector",
+          {{"matchLabels", {{"kubernetes.io/metadata.name", options.operator_namespace}}}}},
+         {"podSelector", {{"matchLabels", options.operator_pod_labels}}}});
+  }
+  return {
+      {"apiVersion", "networking.k8s.io/v1"},
+      {"kind", "NetworkPolicy"},
+      {"metadata", Metadata(job, NetworkPolicyName(job.name), JobLabels(job))},
+      {"spec",
+       {{"podSelector", {{"matchLabels", {{kJobLabel, job.name}, {kRoleLabel, kCoordinatorRole}}}}},
+        {"policyTypes", {"Ingress"}},
+        {"ingress", json::array({{{"from", std::move(from)},
+                                  {"ports", json::array({{{"protocol", "TCP"},
+                                                          {"port", kCoordinatorPort}}})}}})}}}};
 }
 
 StatusOr<json> BuildCoordinatorPod(const JobMeta& job, const rt::JobSpec& spec,

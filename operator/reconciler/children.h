@@ -7,11 +7,16 @@
 //   Secret     J-parallelrun    token, ca.crt, tls.crt, tls.key (certs.h)
 //   ConfigMap  J-spec           spec.json = rt::ToJson(spec)
 //   Service    J-coordinator    headless, selects the coordinator pod, port 8443 "https"
+//   NetworkPolicy J-coordinator ingress to the coordinator's port 8443 only from the job's pods
+//                               and the operator's pods (ChildrenOptions::operator_*)
 //   Pod        J-coordinator    `parallelrun coordinator`, role=coordinator
 //   Pod        J-worker-<i>     `parallelrun agent`, role=worker, worker-index=<i>
 //
-// Pods: restartPolicy Never (the operator restarts), enableServiceLinks false, a restricted
-// security context unless spec.securityContext replaces the pod-level one, the spec's pod fields.
+// Pods: restartPolicy Never (the operator restarts), enableServiceLinks false,
+// automountServiceAccountToken false unless spec.serviceAccountName names an account, the
+// restricted pod security context with spec.securityContext's fields over it, the restricted
+// container security context, the spec's pod fields. The spec's pod fields are copied as they are:
+// operator/webhook is the gate that decides who may set which (docs/security.md).
 // Mounts follow rt::MountedPaths: the coordinator mounts the inputs (it plans) and the output;
 // workers mount the code, inputs, side inputs (read-only) and the output (read-write). A DataRef
 // without a volume is a path inside the image and gets no mount.
@@ -43,6 +48,10 @@ struct ChildrenOptions {
   std::string default_image_pull_policy;  // used when spec.imagePullPolicy is unset; "" = k8s'
   // The coordinator's container resources (the spec's resources are for the workers' code).
   nlohmann::json coordinator_resources = {{"requests", {{"cpu", "100m"}, {"memory", "256Mi"}}}};
+  // Where the operator's pods run and their labels: the NetworkPolicy lets them reach the
+  // coordinator (progress reads). Empty: only the job's own pods may.
+  std::string operator_namespace;
+  nlohmann::json operator_pod_labels = nlohmann::json::object();
 };
 
 // Labels and other fixed names.
@@ -64,6 +73,7 @@ inline constexpr const char* kSpecVolumeName = "parallelrun-spec";
 std::string SecretName(const std::string& job);                // J-parallelrun
 std::string SpecConfigMapName(const std::string& job);         // J-spec
 std::string ServiceName(const std::string& job);               // J-coordinator
+std::string NetworkPolicyName(const std::string& job);         // J-coordinator
 std::string CoordinatorPodName(const std::string& job);        // J-coordinator
 std::string WorkerPodName(const std::string& job, int index);  // J-worker-<index>
 // The name in the coordinator's certificate that clients check: J-coordinator.N.svc.
@@ -79,6 +89,7 @@ nlohmann::json OwnerReference(const JobMeta& job);
 nlohmann::json BuildSecret(const JobMeta& job, const JobCredentials& credentials);
 nlohmann::json BuildSpecConfigMap(const JobMeta& job, const rt::JobSpec& spec);
 nlohmann::json BuildService(const JobMeta& job);
+nlohmann::json BuildNetworkPolicy(const JobMeta& job, const ChildrenOptions& options);
 rt::StatusOr<nlohmann::json> BuildCoordinatorPod(const JobMeta& job, const rt::JobSpec& spec,
                                                  const ChildrenOptions& options);
 // index in [0, spec.node_count).

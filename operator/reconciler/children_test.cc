@@ -307,14 +307,50 @@ TEST(ChildrenTest, RestrictedSecurityContextByDefault) {
   EXPECT_EQ(SecretFileMode(pod), 0440);
 }
 
-TEST(ChildrenTest, UserSecurityContextReplacesThePodLevelOne) {
+TEST(ChildrenTest, UserSecurityContextFieldsGoOverTheRestrictedDefault) {
   json m = Manifest();
-  m["spec"]["securityContext"] = {{"runAsUser", 1000}};
+  m["spec"]["securityContext"] = {{"runAsUser", 1000}, {"supplementalGroups", {5}}};
   json pod = Coordinator(Spec(m));
-  EXPECT_EQ(pod["spec"]["securityContext"], json({{"runAsUser", 1000}}));
+  // Regression (issue 12): a spec securityContext used to replace the default, so {fsGroup: 1}
+  // alone ran the image's user, root for most images.
+  EXPECT_EQ(pod["spec"]["securityContext"], json::parse(R"({
+    "runAsNonRoot": true, "runAsUser": 1000, "runAsGroup": 10001, "fsGroup": 10001,
+    "supplementalGroups": [5], "seccompProfile": {"type": "RuntimeDefault"}})"));
   EXPECT_EQ(Container(pod)["securityContext"]["allowPrivilegeEscalation"], false);
-  // Without an fsGroup the secret files stay root's group: make them world-readable.
-  EXPECT_EQ(SecretFileMode(pod), 0444);
+  EXPECT_EQ(SecretFileMode(pod), 0440);
+}
+
+TEST(ChildrenTest, NoServiceAccountTokenUnlessTheSpecNamesAnAccount) {
+  json m = Manifest();
+  EXPECT_EQ(Worker(Spec(m))["spec"]["automountServiceAccountToken"], true);  // "scorer"
+  m["spec"].erase("serviceAccountName");
+  for (const json& pod : {Worker(Spec(m)), Coordinator(Spec(m))}) {
+    EXPECT_EQ(pod["spec"]["automountServiceAccountToken"], false);
+    EXPECT_FALSE(pod["spec"].contains("serviceAccountName"));
+  }
+}
+
+TEST(ChildrenTest, NetworkPolicyLetsOnlyTheJobAndTheOperatorReachTheCoordinator) {
+  ChildrenOptions options = Options();
+  options.operator_namespace = "parallelrun-system";
+  options.operator_pod_labels = {{"app.kubernetes.io/name", "parallelrun"}};
+  const json policy = BuildNetworkPolicy(kJob, options);
+  EXPECT_EQ(policy["apiVersion"], "networking.k8s.io/v1");
+  EXPECT_EQ(policy["metadata"]["name"], "score-coordinator");
+  EXPECT_EQ(policy["metadata"]["namespace"], "team-a");
+  EXPECT_EQ(policy["metadata"]["ownerReferences"][0]["uid"], "0b5e-uid");
+  EXPECT_EQ(policy["spec"], json::parse(R"({
+    "podSelector": {"matchLabels": {"parallelrun.io/job": "score",
+                                    "parallelrun.io/role": "coordinator"}},
+    "policyTypes": ["Ingress"],
+    "ingress": [{
+      "from": [
+        {"podSelector": {"matchLabels": {"parallelrun.io/job": "score"}}},
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "parallelrun-system"}},
+         "podSelector": {"matchLabels": {"app.kubernetes.io/name": "parallelrun"}}}],
+      "ports": [{"protocol": "TCP", "port": 8443}]}]})"));
+  // Without the operator's identity, only the job's pods.
+  EXPECT_EQ(BuildNetworkPolicy(kJob, Options())["spec"]["ingress"][0]["from"].size(), 1u);
 }
 
 TEST(ChildrenTest, ImageFallsBackToTheOperatorDefault) {

@@ -248,6 +248,10 @@ struct JobReconciler::JobState {
   rt::SteadyTime last_progress_read{};
   bool progress_ever_read = false;
   std::map<int, rt::SteadyTime> worker_not_before;  // backoff before re-creating worker i
+  // The job's Secret (trimmed), read by name once per operator process and kept in step with
+  // the reconciler's own writes: the operator may not list or watch Secrets.
+  informer::ObjectPtr secret;
+  std::string secret_job_uid;  // the job instance it belongs to
 };
 
 // Everything one reconcile knows and decides.
@@ -309,7 +313,6 @@ controller::Result JobReconciler::Reconcile(const std::string& key) {
   pass.ref = {rt::kApiVersion, rt::kKind, pass.ns, pass.name, pass.uid, pass.resource_version};
   pass.now = clock_.Now();
   pass.state = &StateOf(key);
-  pass.secret = caches_.secrets->Get(pass.ns, SecretName(pass.name));
 
   if (!Str(meta, "deletionTimestamp").empty()) return Finalize(pass);
   // A finished job carries no finalizer, so it can be deleted with no operator running:
@@ -429,16 +432,51 @@ void JobReconciler::Fail(Pass& pass, const std::string& reason, const std::strin
   events_.Record(pass.ref, "Warning", reason, message);
 }
 
+void JobReconciler::RememberSecret(Pass& pass, json secret) {
+  pass.state->secret = std::make_shared<const json>(TrimSecretForCache(std::move(secret)));
+  pass.state->secret_job_uid = pass.uid;
+  pass.secret = pass.state->secret;
+}
+
+Status JobReconciler::LoadSecret(Pass& pass) {
+  if (pass.state->secret && pass.state->secret_job_uid == pass.uid) {
+    pass.secret = pass.state->secret;
+    return Status();
+  }
+  auto got = client_.Get(kube::resources::kSecrets, pass.ns, SecretName(pass.name));
+  if (got.ok()) {
+    RememberSecret(pass, *std::move(got));
+  } else if (!kube::IsNotFound(got.status())) {
+    return got.status();
+  }
+  return Status();
+}
+
 Status JobReconciler::EnsureConfigObjects(Pass& pass) {
   const JobMeta job{pass.name, pass.ns, pass.uid};
+  PR_RETURN_IF_ERROR(LoadSecret(pass));
   if (!pass.secret) {
     PR_ASSIGN_OR_RETURN(JobCredentials credentials,
                         GenerateJobCredentials(pass.name, pass.ns, pass.now));
-    PR_RETURN_IF_ERROR(CreateIfMissing(client_, caches_.secrets, kube::resources::kSecrets, pass.ns,
-                                       BuildSecret(job, credentials)));
+    auto created =
+        client_.Create(kube::resources::kSecrets, pass.ns, BuildSecret(job, credentials));
+    if (created.ok()) {
+      RememberSecret(pass, *std::move(created));
+    } else if (kube::IsAlreadyExists(created.status())) {
+      PR_RETURN_IF_ERROR(LoadSecret(pass));  // made by an earlier pass whose reply was lost
+    } else {
+      return created.status();
+    }
   }
   PR_RETURN_IF_ERROR(CreateIfMissing(client_, caches_.config_maps, kube::resources::kConfigMaps,
                                      pass.ns, BuildSpecConfigMap(job, pass.spec)));
+  if (!caches_.services->Get(pass.ns, ServiceName(pass.name))) {
+    // The coordinator's NetworkPolicy has no cache (the operator may only create them): it is
+    // made just before the Service, so a job with a Service has its policy.
+    auto policy = client_.Create(kube::resources::kNetworkPolicies, pass.ns,
+                                 BuildNetworkPolicy(job, options_.children));
+    if (!policy.ok() && !kube::IsAlreadyExists(policy.status())) return policy.status();
+  }
   PR_RETURN_IF_ERROR(CreateIfMissing(client_, caches_.services, kube::resources::kServices, pass.ns,
                                      BuildService(job)));
   return Status();
@@ -448,7 +486,9 @@ Status JobReconciler::BumpSecretCounter(Pass& pass, const char* annotation, int6
   auto patched = client_.Patch(
       kube::resources::kSecrets, pass.ns, SecretName(pass.name), kube::PatchType::kMerge,
       {{"metadata", {{"annotations", {{annotation, std::to_string(value)}}}}}});
-  return patched.ok() ? Status() : patched.status();
+  if (!patched.ok()) return patched.status();
+  RememberSecret(pass, *std::move(patched));
+  return Status();
 }
 
 static int64_t SecretCounter(const informer::ObjectPtr& secret, const char* annotation) {

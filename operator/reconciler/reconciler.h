@@ -31,11 +31,12 @@
 namespace parallelrun::op::reconciler {
 
 // The informer caches the reconciler reads. Child caches hold objects labelled
-// parallelrun.io/job (trimmed: see the Trim* functions below).
+// parallelrun.io/job (trimmed: see the Trim* functions below). There is no cache of Secrets: the
+// operator may only get, create and patch them (a job's Secret is read by name once and then
+// kept by the reconciler).
 struct Caches {
   informer::Informer* jobs = nullptr;
   informer::Informer* pods = nullptr;
-  informer::Informer* secrets = nullptr;
   informer::Informer* config_maps = nullptr;
   informer::Informer* services = nullptr;
 };
@@ -79,6 +80,10 @@ class JobReconciler {
   void ReadProgress(Pass& pass);
   rt::Status WriteStatus(Pass& pass);
   rt::Status BumpSecretCounter(Pass& pass, const char* annotation, int64_t value);
+  // pass.secret: the job's Secret from this process's memory, else read by name (null when
+  // there is none yet).
+  rt::Status LoadSecret(Pass& pass);
+  void RememberSecret(Pass& pass, nlohmann::json secret);
   JobState& StateOf(const std::string& key);
 
   kube::Client& client_;
@@ -91,7 +96,8 @@ class JobReconciler {
   std::map<std::string, JobState> states_;
 };
 
-// Cache transforms: keep only what the reconciler reads (memory per job matters: SPEC §9).
+// Transforms: keep only what the reconciler reads (memory per job matters: SPEC §9).
+// TrimSecretForCache is for the Secrets the reconciler keeps in memory.
 nlohmann::json TrimSecretForCache(nlohmann::json secret);
 nlohmann::json TrimMetadataOnly(nlohmann::json object);
 

@@ -65,19 +65,18 @@ class ReconcilerTest : public ::testing::Test {
   ReconcilerTest()
       : jobs_(client_, {.resource = kube::resources::kParallelRunJobs}),
         pods_(client_, {.resource = kube::resources::kPods}),
-        secrets_(client_, {.resource = kube::resources::kSecrets}),
         config_maps_(client_, {.resource = kube::resources::kConfigMaps}),
         services_(client_, {.resource = kube::resources::kServices}) {
-    for (auto* i : {&jobs_, &pods_, &secrets_, &config_maps_, &services_}) {
+    for (auto* i : {&jobs_, &pods_, &config_maps_, &services_}) {
       i->Start();
       EXPECT_TRUE(i->WaitForSync(milliseconds(10000)));
     }
     ReconcilerOptions options;
     options.children.default_image = "parallelrun:test";
     options.progress_interval = milliseconds(2000);
-    reconciler_ = std::make_unique<JobReconciler>(
-        client_, Caches{&jobs_, &pods_, &secrets_, &config_maps_, &services_}, progress_, events_,
-        clock_, options);
+    reconciler_ =
+        std::make_unique<JobReconciler>(client_, Caches{&jobs_, &pods_, &config_maps_, &services_},
+                                        progress_, events_, clock_, options);
   }
 
   static json Job(int nodes = 2) {
@@ -102,7 +101,6 @@ class ReconcilerTest : public ::testing::Test {
     const std::vector<std::pair<const kube::Resource*, informer::Informer*>> all = {
         {&kube::resources::kParallelRunJobs, &jobs_},
         {&kube::resources::kPods, &pods_},
-        {&kube::resources::kSecrets, &secrets_},
         {&kube::resources::kConfigMaps, &config_maps_},
         {&kube::resources::kServices, &services_}};
     while (std::chrono::steady_clock::now() < deadline) {
@@ -177,7 +175,7 @@ class ReconcilerTest : public ::testing::Test {
   }
 
   kube::FakeClient client_;
-  informer::Informer jobs_, pods_, secrets_, config_maps_, services_;
+  informer::Informer jobs_, pods_, config_maps_, services_;
   FakeProgress progress_;
   RecordingEvents events_;
   FakeClock clock_;
@@ -193,6 +191,11 @@ TEST_F(ReconcilerTest, NewJobGetsFinalizerThenAllChildrenAndPendingStatus) {
   EXPECT_TRUE(client_.Get(kube::resources::kSecrets, "ns", "score-parallelrun").ok());
   EXPECT_TRUE(client_.Get(kube::resources::kConfigMaps, "ns", "score-spec").ok());
   EXPECT_TRUE(client_.Get(kube::resources::kServices, "ns", "score-coordinator").ok());
+  auto policy = client_.Get(kube::resources::kNetworkPolicies, "ns", "score-coordinator");
+  ASSERT_TRUE(policy.ok());
+  EXPECT_EQ((*policy)["spec"]["podSelector"]["matchLabels"]["parallelrun.io/job"], "score");
+  // Secrets are created and read by name, never listed or watched (issue 12).
+  EXPECT_EQ(client_.CallCount("list", "secrets") + client_.CallCount("watch", "secrets"), 0);
   EXPECT_TRUE(PodExists("score-coordinator"));
   for (int i = 0; i < 3; ++i) EXPECT_TRUE(PodExists("score-worker-" + std::to_string(i)));
   EXPECT_FALSE(PodExists("score-worker-3"));

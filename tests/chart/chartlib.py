@@ -42,10 +42,12 @@ OPERATOR_RBAC = {
     ("parallelrun.io", "parallelrunjobs/status"): {"update"},
     ("parallelrun.io", "parallelrunjobs/finalizers"): {"update"},
     ("", "pods"): {"list", "watch", "create", "delete"},
-    ("", "secrets"): {"list", "watch", "create", "patch"},
+    ("", "secrets"): {"get", "create", "patch"},
     ("", "configmaps"): {"list", "watch", "create"},
     ("", "services"): {"list", "watch", "create"},
     ("", "events"): {"create"},
+    ("networking.k8s.io", "networkpolicies"): {"create"},
+    ("authorization.k8s.io", "localsubjectaccessreviews"): {"create"},
     ("coordination.k8s.io", "leases"): {"get", "create", "update"},
 }
 LEASE_RESOURCES = {("coordination.k8s.io", "leases")}
@@ -178,6 +180,36 @@ def wait_for_operator(kubeconfig, release=DEFAULT_RELEASE, namespace=DEFAULT_NAM
     """Waits until the operator Deployment's replicas are ready (kubectl rollout status)."""
     Kubectl(kubeconfig)("-n", namespace, "rollout", "status", "deployment/" + fullname(release),
                         "--timeout=%ds" % timeout, timeout=timeout + 30)
+    wait_for_webhook(kubeconfig, timeout=timeout)
+
+
+# Valid for the CRD's schema, invalid for the operator (an unknown input in the arguments): the
+# admission webhook refuses it, which proves the webhook answers.
+_WEBHOOK_PROBE = {
+    "apiVersion": "parallelrun.io/v1alpha1", "kind": "ParallelRunJob",
+    "metadata": {"name": "webhook-probe", "namespace": "default"},
+    "spec": {"entryScript": "s.py", "sourceDirectory": {"path": "code"},
+             "arguments": ["$(inputs.none)"],
+             "inputs": [{"name": "i", "type": "file", "source": {"path": "in"}}],
+             "output": {"path": "out"}}}
+
+
+def wait_for_webhook(kubeconfig, timeout=120):
+    """Waits until the admission webhook answers (a Deployment is rolled out before its process
+    listens, and the webhook's failurePolicy is Fail): a server-side dry run of an invalid job
+    must be refused by the webhook itself."""
+    import json
+    import time
+    kubectl = Kubectl(kubeconfig)
+    deadline = time.monotonic() + timeout
+    while True:
+        out = kubectl("create", "--dry-run=server", "-f", "-", check=False,
+                      input=json.dumps(_WEBHOOK_PROBE))
+        if "denied the request" in out.stderr:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError("the admission webhook did not answer: " + out.stderr)
+        time.sleep(0.5)
 
 
 def uninstall_chart(kubeconfig, values=None, value_files=(), release=DEFAULT_RELEASE,

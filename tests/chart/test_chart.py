@@ -47,6 +47,10 @@ def by_kind(docs, kind):
     return [d for d in docs if d["kind"] == kind]
 
 
+def metrics_service(docs):
+    return [s for s in by_kind(docs, "Service") if s["metadata"]["name"].endswith("-metrics")][0]
+
+
 def one(docs, kind):
     found = by_kind(docs, kind)
     if len(found) != 1:
@@ -90,12 +94,16 @@ class RenderTest(unittest.TestCase):
         docs = render_docs()
         kinds = sorted(d["kind"] for d in docs)
         self.assertEqual(kinds, ["ClusterRole", "ClusterRoleBinding", "Deployment", "Role",
-                                 "RoleBinding", "Service", "ServiceAccount"])
-        # Helm's install order: the ServiceAccount and RBAC before the Deployment.
+                                 "RoleBinding", "Secret", "Service", "Service", "ServiceAccount",
+                                 "ValidatingWebhookConfiguration"])
+        # Helm's install order: the ServiceAccount and RBAC before the Deployment, the webhook's
+        # registration after it.
         self.assertEqual(docs[0]["kind"], "ServiceAccount")
-        self.assertEqual(docs[-1]["kind"], "Deployment")
+        self.assertEqual(docs[-2]["kind"], "Deployment")
+        self.assertEqual(docs[-1]["kind"], "ValidatingWebhookConfiguration")
         for d in docs:
-            if d["kind"] not in ("ClusterRole", "ClusterRoleBinding"):
+            if d["kind"] not in ("ClusterRole", "ClusterRoleBinding",
+                                 "ValidatingWebhookConfiguration"):
                 self.assertEqual(d["metadata"]["namespace"], NAMESPACE, d["kind"])
             self.assertEqual(d["metadata"]["labels"]["app.kubernetes.io/managed-by"], "Helm")
 
@@ -116,21 +124,77 @@ class RenderTest(unittest.TestCase):
             "--leader-election-namespace": "$(POD_NAMESPACE)",
             "--leader-election-id": "parallelrun-operator",
             "--max-concurrent-reconciles": "4",
+            "--webhook-bind-address": ":9443",
+            "--webhook-cert-dir": "/etc/parallelrun/webhook",
+            "--operator-pod-labels": "app.kubernetes.io/name=parallelrun,"
+                                     "app.kubernetes.io/instance=parallelrun,"
+                                     "app.kubernetes.io/component=operator",
             "--log-format": "json",
             "--log-level": "info",
         })
         self.assertEqual(c["env"], [{"name": "POD_NAMESPACE", "valueFrom": {
             "fieldRef": {"fieldPath": "metadata.namespace"}}}])
         ports = {p["name"]: p["containerPort"] for p in c["ports"]}
-        self.assertEqual(ports, {"metrics": 18080, "health": 18081})
+        self.assertEqual(ports, {"metrics": 18080, "health": 18081, "webhook": 9443})
         self.assertEqual(c["livenessProbe"]["httpGet"], {"path": "/healthz", "port": "health"})
         self.assertEqual(c["readinessProbe"]["httpGet"], {"path": "/readyz", "port": "health"})
         self.assertIn("memory", c["resources"]["limits"])
-        service = one(docs, "Service")
+        service = metrics_service(docs)
         self.assertEqual(service["spec"]["ports"][0]["targetPort"], "metrics")
         self.assertEqual(service["spec"]["selector"], deployment["spec"]["selector"]["matchLabels"])
         self.assertLessEqual(service["spec"]["selector"].items(),
                              deployment["spec"]["template"]["metadata"]["labels"].items())
+
+    def test_webhook_is_registered_with_the_ca_of_its_serving_certificate(self):
+        import base64
+        import ssl
+        import tempfile
+        docs = render_docs(values={"webhook.port": 19443, "webhook.timeoutSeconds": 5})
+        config = one(docs, "ValidatingWebhookConfiguration")
+        [hook] = config["webhooks"]
+        self.assertEqual(hook["name"], "validate.parallelrunjobs.parallelrun.io")
+        self.assertEqual(hook["failurePolicy"], "Fail")
+        self.assertEqual(hook["sideEffects"], "None")
+        self.assertEqual(hook["admissionReviewVersions"], ["v1"])
+        self.assertEqual(hook["timeoutSeconds"], 5)
+        self.assertEqual(hook["rules"], [{
+            "apiGroups": ["parallelrun.io"], "apiVersions": ["*"],
+            "operations": ["CREATE", "UPDATE"], "resources": ["parallelrunjobs"],
+            "scope": "Namespaced"}])
+        self.assertNotIn("namespaceSelector", hook)
+        service = [s for s in by_kind(docs, "Service")
+                   if s["metadata"]["name"] == hook["clientConfig"]["service"]["name"]][0]
+        self.assertEqual(service["spec"]["ports"][0]["port"],
+                         hook["clientConfig"]["service"]["port"])
+        self.assertEqual(service["spec"]["ports"][0]["targetPort"], "webhook")
+        deployment = one(docs, "Deployment")
+        c = container(docs)
+        self.assertIn({"name": "webhook", "containerPort": 19443, "protocol": "TCP"}, c["ports"])
+        self.assertEqual(flag_values(c["args"])["--webhook-bind-address"], ":19443")
+        # The pods mount the Secret whose certificate the caBundle verifies, for the Service's
+        # DNS name.
+        secret = one(docs, "Secret")
+        volumes = deployment["spec"]["template"]["spec"]["volumes"]
+        self.assertEqual(volumes, [{"name": "webhook-tls",
+                                    "secret": {"secretName": secret["metadata"]["name"]}}])
+        ca = base64.b64decode(hook["clientConfig"]["caBundle"]).decode()
+        self.assertEqual(ca, base64.b64decode(secret["data"]["ca.crt"]).decode())
+        with tempfile.TemporaryDirectory() as d:
+            for key in ("ca.crt", "tls.crt", "tls.key"):
+                with open(os.path.join(d, key), "wb") as f:
+                    f.write(base64.b64decode(secret["data"][key]))
+            server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            server.load_cert_chain(os.path.join(d, "tls.crt"), os.path.join(d, "tls.key"))
+            out = subprocess.run(["openssl", "verify", "-CAfile", os.path.join(d, "ca.crt"),
+                                  "-verify_hostname", "%s.%s.svc" % (
+                                      service["metadata"]["name"], NAMESPACE),
+                                  os.path.join(d, "tls.crt")], capture_output=True, text=True)
+            self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+        # Watching one namespace: the webhook only sees that one.
+        hook = one(render_docs(values={"watchNamespace": "team-b"}),
+                   "ValidatingWebhookConfiguration")["webhooks"][0]
+        self.assertEqual(hook["namespaceSelector"],
+                         {"matchLabels": {"kubernetes.io/metadata.name": "team-b"}})
 
     def test_security_context_is_restricted_and_non_root(self):
         docs = render_docs()
@@ -297,7 +361,7 @@ class RenderTest(unittest.TestCase):
         self.assertEqual(monitor["metadata"]["labels"]["release"], "prom")
         self.assertEqual(monitor["spec"]["endpoints"],
                          [{"port": "metrics", "path": "/metrics", "interval": "30s"}])
-        service = one(docs, "Service")
+        service = metrics_service(docs)
         self.assertLessEqual(monitor["spec"]["selector"]["matchLabels"].items(),
                              service["metadata"]["labels"].items())
 
@@ -424,7 +488,7 @@ class ClusterTest(unittest.TestCase):
         not_granted = {
             ("parallelrun.io", "parallelrunjobs"): {"create"},
             ("", "pods"): {"update", "patch"},
-            ("", "secrets"): {"update", "get"},
+            ("", "secrets"): {"update", "list", "watch", "delete"},
             ("", "nodes"): {"get", "list"},
             ("apps", "deployments"): {"create"},
             ("coordination.k8s.io", "leases"): {"delete", "list"},

@@ -619,7 +619,13 @@ void Frontend::Handle(const HttpRequest& req, HttpResponder& resp) {
       SendError(resp, BadRequest(err));
       return;
     }
-    reply(api_->Create(ref, route->ns, body, wopts));
+    auto write = [&](const WriteOptions& o) { return api_->Create(ref, route->ns, body, o); };
+    if (auto denied = admission_.Admit("CREATE", *type, route->version, route->ns, "",
+                                       route->subresource, user, wopts, write)) {
+      SendError(resp, *denied);
+      return;
+    }
+    reply(write(wopts));
     return;
   }
   if (req.method == "PUT") {
@@ -634,12 +640,28 @@ void Frontend::Handle(const HttpRequest& req, HttpResponder& resp) {
                                 "the server does not allow this method on the requested resource"));
       return;
     }
-    reply(api_->Update(ref, route->ns, route->name, body, route->subresource, wopts));
+    auto write = [&](const WriteOptions& o) {
+      return api_->Update(ref, route->ns, route->name, body, route->subresource, o);
+    };
+    if (auto denied = admission_.Admit("UPDATE", *type, route->version, route->ns, route->name,
+                                       route->subresource, user, wopts, write)) {
+      SendError(resp, *denied);
+      return;
+    }
+    reply(write(wopts));
     return;
   }
   if (req.method == "PATCH") {
-    reply(api_->Patch(ref, route->ns, route->name, req.Header("content-type"), body_text,
-                      route->subresource, wopts));
+    auto write = [&](const WriteOptions& o) {
+      return api_->Patch(ref, route->ns, route->name, req.Header("content-type"), body_text,
+                         route->subresource, o);
+    };
+    if (auto denied = admission_.Admit("UPDATE", *type, route->version, route->ns, route->name,
+                                       route->subresource, user, wopts, write)) {
+      SendError(resp, *denied);
+      return;
+    }
+    reply(write(wopts));
     return;
   }
   if (req.method == "DELETE") {

@@ -7,6 +7,7 @@
 #include <mutex>
 #include <string>
 
+#include "tests/cluster/admission.h"
 #include "tests/cluster/apiserver.h"
 #include "tests/cluster/auth.h"
 #include "tests/cluster/https_server.h"
@@ -30,6 +31,7 @@ class Frontend {
 
   ApiServer* api_;
   Authorizer authorizer_;
+  Admission admission_{api_};  // validating webhooks (admission.h)
   std::mutex audit_mu_;
   std::string state_dir_;
   std::string server_address_;

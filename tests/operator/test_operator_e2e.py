@@ -530,7 +530,8 @@ class ChartInstallTest(unittest.TestCase):
         try:
             chartlib.install_chart(cluster.kubeconfig, namespace=OPERATOR_NS,
                                    values={"metrics.port": free_port(),
-                                           "health.port": free_port()})
+                                           "health.port": free_port(),
+                                           "webhook.port": free_port()})
             chartlib.wait_for_operator(cluster.kubeconfig, namespace=OPERATOR_NS)
             data = tempfile.mkdtemp(prefix="prj-chart-", dir=cluster.dir)
             shutil.copytree(os.path.join(EXAMPLE, "code"), os.path.join(data, "code"))

@@ -297,11 +297,12 @@ class ProductionTest(unittest.TestCase):
         port = free_port()
         docs = chartlib.render_docs(namespace=OPERATOR_NS,
                                     values={"replicaCount": 2, "health.port": port,
-                                            "metrics.port": free_port()})
+                                            "metrics.port": free_port(),
+                                            "webhook.port": free_port()})
         deployment = [d for d in docs if d["kind"] == "Deployment"][0]
         # Pods of the process runtime share the host's network: each binds its own pod IP.
         container = deployment["spec"]["template"]["spec"]["containers"][0]
-        container["args"] = [re.sub(r"^(--(health-probe|metrics)-bind-address=):",
+        container["args"] = [re.sub(r"^(--(health-probe|metrics|webhook)-bind-address=):",
                                     r"\1$(POD_IP):", a) for a in container["args"]]
         container["env"].append({"name": "POD_IP",
                                  "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}})
@@ -342,6 +343,10 @@ class ProductionTest(unittest.TestCase):
         finally:
             self.c.kubectl("-n", OPERATOR_NS, "delete", "deployment", name, "--timeout=60s",
                            check=False, timeout=90)
+            # The chart's admission webhook (failurePolicy Fail) goes with its operator pods.
+            for webhook in [d for d in docs if d["kind"] == "ValidatingWebhookConfiguration"]:
+                self.c.kubectl("delete", "validatingwebhookconfiguration",
+                               webhook["metadata"]["name"], check=False)
             wait_until(lambda: self.c.kubectl(
                 "-n", OPERATOR_NS, "get", "pods", "-l", "app.kubernetes.io/name=parallelrun",
                 "-o", "name").stdout.strip() == "", 90, "the chart's pods to go")
