@@ -151,6 +151,30 @@ TEST_F(ApiServerTest, TableUsesPrinterColumnsAndAges) {
   EXPECT_EQ(pt["rows"][0]["cells"][4], "5m");
 }
 
+TEST_F(ApiServerTest, EmptyNamespaceTakesTheRequestsAndAMismatchIsBadRequest) {
+  // Protobuf bodies (Helm's release Secrets) always carry metadata.namespace, empty when unset.
+  Json empty = {{"metadata", {{"name", "a"}, {"namespace", ""}}}};
+  ApiResult r = api_->Create(kConfigMaps, "default", empty);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r.value()["metadata"]["namespace"], "default");
+  Json other = {{"metadata", {{"name", "b"}, {"namespace", "kube-system"}}}};
+  ApiResult bad = api_->Create(kConfigMaps, "default", other);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().code, 400);
+  EXPECT_EQ(bad.error().reason, "BadRequest");
+  EXPECT_EQ(bad.error().message,
+            "the namespace of the provided object does not match the namespace sent on the "
+            "request");
+  Json moved = r.value();
+  moved["metadata"]["namespace"] = "kube-system";
+  EXPECT_EQ(api_->Update(kConfigMaps, "default", "a", moved).error().code, 400);
+  Json cleared = r.value();
+  cleared["metadata"]["namespace"] = "";
+  ApiResult updated = api_->Update(kConfigMaps, "default", "a", cleared);
+  ASSERT_TRUE(updated.ok()) << updated.error().message;
+  EXPECT_EQ(updated.value()["metadata"]["namespace"], "default");
+}
+
 TEST_F(ApiServerTest, BackgroundDeletionCollectsDependents) {
   Json owner = api_->Create(kConfigMaps, "default", {{"metadata", {{"name", "owner"}}}}).value();
   Json dep = {{"metadata",
