@@ -1429,6 +1429,13 @@ class ApiServer::Impl {
     auto t = registry_.Find(e.type_key.substr(0, slash), e.type_key.substr(slash + 1));
     if (e.type == "DELETED") {
       CollectGarbage(o);
+      if (e.type_key == "/services") {
+        // As the endpoints controller: a Service's Endpoints go with it.
+        auto et = registry_.Find("", "endpoints");
+        if (store_.Find("/endpoints", e.ns, md.value("name", "")) != nullptr) {
+          DeleteLocked(*et, e.ns, md.value("name", ""), {});
+        }
+      }
       for (const Json& ref : md.value("ownerReferences", Json::array())) {
         // An owner in foreground deletion may be waiting for this dependent.
         std::string api_version = ref.value("apiVersion", "");
