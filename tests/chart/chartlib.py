@@ -224,7 +224,7 @@ def wait_for_operator(kubeconfig, release=DEFAULT_RELEASE, namespace=DEFAULT_NAM
 
 
 def uninstall_chart(kubeconfig, release=DEFAULT_RELEASE, namespace=DEFAULT_NAMESPACE,
-                    timeout=120, **_ignored):
+                    timeout=120):
     """`helm uninstall --wait`: removes every object of the release; the CRDs stay (Helm never
     deletes crds/), and so does the namespace."""
     helm("uninstall", release, "-n", namespace, "--kubeconfig", kubeconfig, "--wait",

@@ -469,10 +469,12 @@ class ClusterTest(unittest.TestCase):
             ("coordination.k8s.io", "leases"): {"delete", "list"},
         }
         self.assert_rights(not_granted, "rbac-system", sa, False)
-        chartlib.uninstall_chart(self.cluster.kubeconfig, values={"replicaCount": 0},
-                                 release="rbac", namespace="rbac-system")
+        chartlib.uninstall_chart(self.cluster.kubeconfig, release="rbac", namespace="rbac-system")
         self.assertNotEqual(self.k("-n", "rbac-system", "get", "deployment/rbac-parallelrun",
                                    check=False).returncode, 0)
+        self.assertNotEqual(self.k("get", "clusterrole/rbac-parallelrun", check=False).returncode,
+                            0)
+        self.k("get", "crd", "parallelrunjobs.parallelrun.io")  # Helm keeps crds/
 
     def test_install_watching_one_namespace_grants_rights_there_only(self):
         values = {"replicaCount": 0, "watchNamespace": "team-c"}
@@ -483,8 +485,10 @@ class ClusterTest(unittest.TestCase):
         self.assert_rights(JOB_RBAC, "team-c", sa, True)
         self.assert_rights(JOB_RBAC, "other", sa, False)
         self.assert_rights(LEASE_RBAC, "scoped-system", sa, True)
-        chartlib.uninstall_chart(self.cluster.kubeconfig, values=values, release="scoped",
+        chartlib.uninstall_chart(self.cluster.kubeconfig, release="scoped",
                                  namespace="scoped-system")
+        self.assertNotEqual(self.k("-n", "team-c", "get", "role/scoped-parallelrun",
+                                   check=False).returncode, 0)
 
 
 if __name__ == "__main__":

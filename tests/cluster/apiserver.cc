@@ -210,20 +210,24 @@ void DefaultContainer(Json& c) {
   }
 }
 
-void DefaultPodSpec(Json& spec) {
+// pod: a Pod's own spec (not a template): also what kube-apiserver's admission adds to pods only
+// (the `default` ServiceAccount, priority, the not-ready/unreachable tolerations).
+void DefaultPodSpec(Json& spec, bool pod) {
   if (!spec.is_object()) return;
   if (!spec.contains("restartPolicy")) spec["restartPolicy"] = "Always";
   if (!spec.contains("terminationGracePeriodSeconds")) spec["terminationGracePeriodSeconds"] = 30;
   if (!spec.contains("dnsPolicy")) spec["dnsPolicy"] = "ClusterFirst";
   if (!spec.contains("schedulerName")) spec["schedulerName"] = "default-scheduler";
   if (!spec.contains("securityContext")) spec["securityContext"] = Json::object();
-  if (!spec.contains("serviceAccountName")) {
+  if (!spec.contains("serviceAccountName") && (pod || spec.contains("serviceAccount"))) {
     spec["serviceAccountName"] = spec.value("serviceAccount", "default");
   }
-  if (!spec.contains("serviceAccount")) spec["serviceAccount"] = spec["serviceAccountName"];
+  if (!spec.contains("serviceAccount") && spec.contains("serviceAccountName")) {
+    spec["serviceAccount"] = spec["serviceAccountName"];
+  }
   if (!spec.contains("enableServiceLinks")) spec["enableServiceLinks"] = true;
-  if (!spec.contains("priority")) spec["priority"] = 0;
-  if (!spec.contains("tolerations")) {
+  if (pod && !spec.contains("priority")) spec["priority"] = 0;
+  if (pod && !spec.contains("tolerations")) {
     spec["tolerations"] = Json::array({{{"key", "node.kubernetes.io/not-ready"},
                                         {"operator", "Exists"},
                                         {"effect", "NoExecute"},
@@ -433,7 +437,7 @@ class ApiServer::Impl {
     const std::string& r = t.resource;
     if (r == "pods") {
       if (old == nullptr) {
-        DefaultPodSpec(o["spec"]);
+        DefaultPodSpec(o["spec"], true);
         auto errors = ValidatePodSpec(o["spec"], "spec");
         if (!errors.empty()) return InvalidError(t, name, errors);
         o["status"] = {{"phase", "Pending"}, {"qosClass", "BestEffort"}};
@@ -537,7 +541,7 @@ class ApiServer::Impl {
         }
       }
       if (spec.contains("template") && spec["template"].contains("spec")) {
-        DefaultPodSpec(spec["template"]["spec"]);
+        DefaultPodSpec(spec["template"]["spec"], false);
       }
       std::vector<FieldError> errors;
       if (!spec.contains("selector")) {
