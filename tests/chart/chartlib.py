@@ -18,6 +18,7 @@ OPERATOR_RBAC is the list of rights the operator may use (the common operator br
 must grant exactly these, and the operator must need no others.
 """
 
+import atexit
 import glob
 import os
 import re
@@ -53,6 +54,7 @@ def helm_env():
     global _HELM_HOME
     if _HELM_HOME is None:
         _HELM_HOME = tempfile.mkdtemp(prefix="chartlib-helm-")
+        atexit.register(shutil.rmtree, _HELM_HOME, True)
     env = dict(os.environ)
     for var, sub in (("HELM_CACHE_HOME", "cache"), ("HELM_CONFIG_HOME", "config"),
                      ("HELM_DATA_HOME", "data"), ("KUBECACHEDIR", "kube-cache")):
