@@ -4,8 +4,9 @@ whole life: status, list, upgrade, history, rollback, uninstall with nothing of 
 Run by CTest (chart.helm_lifecycle) with TESTCLUSTER_BIN and OPERATOR_BIN set; helm comes from
 PATH and a missing helm fails the test. The operator pod runs `parallelrun-operator` from the
 build (the test cluster's process runtime), on the host network: so the install adds free metrics
-and health ports to the README's command, and keeps replicaCount 1 for `--wait` (a standby
-replica reports Ready only once operator/cmd no longer ties readiness to leadership).
+and health ports to the README's command, and keeps replicaCount 1 (two replicas would bind the
+same host ports; a standby replica's readiness is tested by tests/operator). A second test shows
+that `--wait` fails when the operator's pod never becomes Ready.
 """
 
 import json
@@ -151,6 +152,19 @@ class HelmLifecycleTest(unittest.TestCase):
         self.assertNotRegex(cluster_scoped, re.compile(r"/%s$" % RELEASE, re.M))
         # Helm keeps the CRDs of crds/ (and with them every ParallelRunJob).
         self.k("get", "crd", "parallelrunjobs.parallelrun.io")
+
+    def test_wait_fails_when_the_operator_never_becomes_ready(self):
+        # An image the kubelet cannot pull (tag "missing": ErrImagePull): --wait must not
+        # return success while the Deployment's pod is not Ready.
+        args = ["install", "broken", CHART, "-n", "broken-system", "--create-namespace",
+                "--set", "image.tag=missing", "--wait", "--timeout", "10s"] + self.kc
+        out = helm(*args, check=False, timeout=120)
+        self.assertNotEqual(out.returncode, 0, out.stdout)
+        self.assertIn("context deadline exceeded", out.stderr)
+        listed = json.loads(helm("list", "-n", "broken-system", "-a", "-o", "json",
+                                 *self.kc).stdout)
+        self.assertEqual([(r["name"], r["status"]) for r in listed], [("broken", "failed")])
+        helm("uninstall", "broken", "-n", "broken-system", "--wait", *self.kc)
 
 
 if __name__ == "__main__":
