@@ -469,11 +469,19 @@ class ClusterTest(unittest.TestCase):
             ("coordination.k8s.io", "leases"): {"delete", "list"},
         }
         self.assert_rights(not_granted, "rbac-system", sa, False)
+        # helm upgrade to one watched namespace: the ClusterRole goes, a Role comes.
+        chartlib.helm("upgrade", "rbac", CHART, "-n", "rbac-system", "--reuse-values", "--set",
+                      "watchNamespace=elsewhere", "--kubeconfig", self.cluster.kubeconfig)
+        self.assertNotEqual(self.k("get", "clusterrole/rbac-parallelrun", check=False).returncode,
+                            0)
+        self.k("-n", "elsewhere", "get", "role/rbac-parallelrun", "rolebinding/rbac-parallelrun")
+        self.assert_rights(JOB_RBAC, "elsewhere", sa, True)
+        self.assert_rights(JOB_RBAC, "rbac-system", sa, False)
         chartlib.uninstall_chart(self.cluster.kubeconfig, release="rbac", namespace="rbac-system")
         self.assertNotEqual(self.k("-n", "rbac-system", "get", "deployment/rbac-parallelrun",
                                    check=False).returncode, 0)
-        self.assertNotEqual(self.k("get", "clusterrole/rbac-parallelrun", check=False).returncode,
-                            0)
+        self.assertNotEqual(self.k("-n", "elsewhere", "get", "role/rbac-parallelrun",
+                                   check=False).returncode, 0)
         self.k("get", "crd", "parallelrunjobs.parallelrun.io")  # Helm keeps crds/
 
     def test_install_watching_one_namespace_grants_rights_there_only(self):
