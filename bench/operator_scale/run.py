@@ -52,7 +52,6 @@ def main():
     os.environ["PARALLELRUN_BIN"] = os.path.join(bin_dir, "parallelrun")
     os.environ["OPERATOR_BIN"] = os.path.join(bin_dir, "parallelrun-operator")
     os.environ["TESTCLUSTER_BIN"] = os.path.join(bin_dir, "testcluster")
-    os.environ["CHART_RENDER_BIN"] = os.path.join(bin_dir, "chart-render")
     sys.path.insert(0, os.path.join(ROOT, "tests", "operator"))
     import test_operator_e2e as e2e
 

@@ -1,26 +1,28 @@
-"""Render the parallelrun Helm chart and install it into a test cluster, without helm.
+"""Render, install, upgrade and uninstall the parallelrun Helm chart with the real `helm`.
 
 For tests (tests/chart and the end-to-end suites):
 
     import chartlib
-    docs = chartlib.render_docs(values={"watchNamespace": "team-a"})
+    docs = chartlib.render_docs(values={"watchNamespace": "team-a"})     # helm template
     chartlib.install_chart(kubeconfig, values={"metrics.port": 18080, "health.port": 18081})
     chartlib.wait_for_operator(kubeconfig)
+    chartlib.uninstall_chart(kubeconfig)
 
-Rendering runs chart-render (tests/chart/render, built into <build>/bin; CHART_RENDER overrides
-the path), which follows `helm template`. install_chart does what `helm install
---create-namespace` does to the cluster: the namespace, the CRDs (waiting until they are
-Established), then every rendered object, with kubectl apply. The operator pod runs
-`parallelrun-operator` from the PATH that `testcluster up` was started with (the test cluster
-ignores images), so put the build's bin/ on PATH before `up`.
+`helm` is found on PATH (HELM overrides the path); a missing helm is an error, not a skip
+(scripts/install-deps.sh installs it). Helm's caches and discovery cache live in a temporary
+folder of this process, so clusters on reused ports never see stale discovery. On the test
+cluster the operator pod runs `parallelrun-operator` from the PATH that `testcluster up` was
+started with (the process runtime ignores images), so put the build's bin/ on PATH before `up`.
 
 OPERATOR_RBAC is the list of rights the operator may use (the common operator brief); the chart
 must grant exactly these, and the operator must need no others.
 """
 
+import atexit
 import glob
 import os
 import re
+import shutil
 import subprocess
 import tempfile
 
@@ -29,11 +31,58 @@ import yaml
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 CHART = os.path.join(REPO, "charts", "parallelrun")
-RENDER = os.environ.get("CHART_RENDER", os.path.join(REPO, "build", "bin", "chart-render"))
 KUBECTL = os.environ.get("KUBECTL", "/usr/bin/kubectl")
 
 DEFAULT_RELEASE = "parallelrun"
 DEFAULT_NAMESPACE = "parallelrun-system"
+
+_HELM_HOME = None
+
+
+def helm_path():
+    """The helm binary: $HELM, else `helm` on PATH. Raises when there is none."""
+    path = os.environ.get("HELM") or shutil.which("helm")
+    if not path or not os.access(path, os.X_OK):
+        raise AssertionError("helm not found on PATH (set HELM or run scripts/install-deps.sh, "
+                             "which installs helm v3.17 into /usr/local/bin)")
+    return path
+
+
+def helm_env():
+    """The environment for helm: its config, cache and data folders and the kube discovery cache
+    in a temporary folder of this process."""
+    global _HELM_HOME
+    if _HELM_HOME is None:
+        _HELM_HOME = tempfile.mkdtemp(prefix="chartlib-helm-")
+        atexit.register(shutil.rmtree, _HELM_HOME, True)
+    env = dict(os.environ)
+    for var, sub in (("HELM_CACHE_HOME", "cache"), ("HELM_CONFIG_HOME", "config"),
+                     ("HELM_DATA_HOME", "data"), ("KUBECACHEDIR", "kube-cache")):
+        env[var] = os.path.join(_HELM_HOME, sub)
+    return env
+
+
+def helm(*args, check=True, timeout=300):
+    """Runs helm with args; returns the CompletedProcess. check: raise HelmError on failure."""
+    out = subprocess.run([helm_path()] + list(args), capture_output=True, text=True,
+                         timeout=timeout, env=helm_env())
+    if check and out.returncode != 0:
+        raise HelmError("helm %s failed (%d): %s%s" % (" ".join(args), out.returncode,
+                                                       out.stdout, out.stderr.strip()))
+    return out
+
+
+def value_args(values=None, value_files=(), string_values=None):
+    """--set / --set-string / -f arguments; values map --set paths to values."""
+    args = []
+    for key, value in (values or {}).items():
+        args += ["--set", "%s=%s" % (key, set_literal(value))]
+    for key, value in (string_values or {}).items():
+        args += ["--set-string", "%s=%s" % (key, value)]
+    for path in value_files:
+        args += ["-f", path]
+    return args
+
 
 # (apiGroup, resource) -> verbs. Leases are granted in the release namespace only (a Role), the
 # rest cluster-wide (ClusterRole) or in watchNamespace (Role).
@@ -53,8 +102,12 @@ OPERATOR_RBAC = {
 LEASE_RESOURCES = {("coordination.k8s.io", "leases")}
 
 
-class RenderError(Exception):
-    """chart-render failed; the message is its stderr."""
+class HelmError(Exception):
+    """helm failed; the message has its output."""
+
+
+class RenderError(HelmError):
+    """helm template failed; the message is its stderr."""
 
 
 def fullname(release=DEFAULT_RELEASE):
@@ -63,20 +116,17 @@ def fullname(release=DEFAULT_RELEASE):
 
 
 def render(values=None, value_files=(), release=DEFAULT_RELEASE, namespace=DEFAULT_NAMESPACE,
-           include_crds=False, notes=False, string_values=None):
-    """Runs chart-render; values and string_values map --set paths to values. Returns stdout."""
-    cmd = [RENDER, release, CHART, "--namespace", namespace]
-    for key, value in (values or {}).items():
-        cmd += ["--set", "%s=%s" % (key, set_literal(value))]
-    for key, value in (string_values or {}).items():
-        cmd += ["--set-string", "%s=%s" % (key, value)]
-    for path in value_files:
-        cmd += ["-f", path]
+           include_crds=False, string_values=None, validate_kubeconfig=None):
+    """Runs `helm template`; returns stdout. validate_kubeconfig: add --validate against that
+    cluster (helm checks every object against the cluster's discovery and OpenAPI)."""
+    cmd = ["template", release, CHART, "--namespace", namespace]
+    cmd += value_args(values, value_files, string_values)
     if include_crds:
         cmd.append("--include-crds")
-    if notes:
-        cmd.append("--notes")
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    if validate_kubeconfig:
+        cmd += ["--validate", "--kubeconfig", validate_kubeconfig]
+    out = subprocess.run([helm_path()] + cmd, capture_output=True, text=True, timeout=120,
+                         env=helm_env())
     if out.returncode != 0:
         raise RenderError(out.stderr.strip())
     return out.stdout
@@ -146,33 +196,28 @@ def ensure_namespace(kubectl, name):
 
 
 def install_chart(kubeconfig, values=None, value_files=(), release=DEFAULT_RELEASE,
-                  namespace=DEFAULT_NAMESPACE, timeout=120):
-    """Installs the chart as `helm install --create-namespace` would; returns the objects applied.
+                  namespace=DEFAULT_NAMESPACE, timeout=120, wait=False):
+    """`helm install RELEASE charts/parallelrun -n NAMESPACE --create-namespace`; returns the
+    objects Helm installed: the chart's CRDs (crds/, first) then the release's manifest.
 
-    values: {--set path: value}, e.g. {"metrics.port": 18080}. The namespace (and watchNamespace,
-    when set) is created if missing; the CRDs are applied first and waited for (Established).
-    Returns when everything is applied; wait_for_operator waits for the operator pod.
+    values: {--set path: value}, e.g. {"metrics.port": 18080}. watchNamespace, when set, must
+    exist before the install (Helm creates only the release namespace): it is created here, as a
+    user would. wait: add --wait (the Deployment available, its pods Ready).
     """
-    kubectl = Kubectl(kubeconfig)
-    ensure_namespace(kubectl, namespace)
     watch = (values or {}).get("watchNamespace")
     if watch:
-        ensure_namespace(kubectl, watch)
+        ensure_namespace(Kubectl(kubeconfig), watch)
+    args = ["install", release, CHART, "-n", namespace, "--create-namespace",
+            "--kubeconfig", kubeconfig, "--timeout", "%ds" % timeout]
+    if wait:
+        args.append("--wait")
+    helm(*(args + value_args(values, value_files)), timeout=timeout + 60)
     crds = []
     for path in sorted(glob.glob(os.path.join(CHART, "crds", "*.yaml"))):
-        # As helm install: create the CRDs that are missing, leave existing ones alone.
         with open(path) as f:
-            objs = [o for o in yaml.safe_load_all(f) if o is not None]
-        crds += objs
-        names = ["crd/" + o["metadata"]["name"] for o in objs]
-        if any(kubectl("get", n, check=False).returncode != 0 for n in names):
-            kubectl("create", "-f", path)
-        for n in names:
-            kubectl("wait", "--for=condition=Established", n, "--timeout=%ds" % timeout,
-                    timeout=timeout + 30)
-    text = render(values=values, value_files=value_files, release=release, namespace=namespace)
-    kubectl("apply", "-f", "-", input=text, timeout=timeout)
-    return crds + [obj for _, obj in split_documents(text)]
+            crds += [o for o in yaml.safe_load_all(f) if o is not None]
+    manifest = helm("get", "manifest", release, "-n", namespace, "--kubeconfig", kubeconfig).stdout
+    return crds + [o for o in yaml.safe_load_all(manifest) if o is not None]
 
 
 def wait_for_operator(kubeconfig, release=DEFAULT_RELEASE, namespace=DEFAULT_NAMESPACE,
@@ -212,9 +257,9 @@ def wait_for_webhook(kubeconfig, timeout=120):
         time.sleep(0.5)
 
 
-def uninstall_chart(kubeconfig, values=None, value_files=(), release=DEFAULT_RELEASE,
-                    namespace=DEFAULT_NAMESPACE, timeout=120):
-    """Deletes what install_chart applied, except the CRDs (helm uninstall keeps them too)."""
-    text = render(values=values, value_files=value_files, release=release, namespace=namespace)
-    Kubectl(kubeconfig)("delete", "--ignore-not-found", "--wait=false", "-f", "-", input=text,
-                        timeout=timeout)
+def uninstall_chart(kubeconfig, release=DEFAULT_RELEASE, namespace=DEFAULT_NAMESPACE,
+                    timeout=120):
+    """`helm uninstall --wait`: removes every object of the release; the CRDs stay (Helm never
+    deletes crds/), and so does the namespace."""
+    helm("uninstall", release, "-n", namespace, "--kubeconfig", kubeconfig, "--wait",
+         "--timeout", "%ds" % timeout, timeout=timeout + 60)

@@ -1,9 +1,10 @@
-"""Tests of the Helm chart charts/parallelrun, rendered by chart-render (helm template's rules).
+"""Tests of the Helm chart charts/parallelrun with the real helm (helm lint, helm template).
 
-RenderTest needs only the renderer; ClusterTest also starts a test cluster (tests/cluster) and
-applies the renderings to it: server-side dry runs of every variant, and real installs whose RBAC
-is then checked with `kubectl auth can-i` as the operator's ServiceAccount. Run by CTest
-(chart.chart) with CHART_RENDER and TESTCLUSTER_BIN set.
+RenderTest needs only helm; ClusterTest also starts a test cluster (tests/cluster): `helm
+template --validate` and `kubectl apply --dry-run=server` of every variant, `helm install
+--dry-run=server`, and real `helm install`s whose RBAC is then checked with `kubectl auth can-i`
+as the operator's ServiceAccount. Run by CTest (chart.chart) with TESTCLUSTER_BIN set; helm comes
+from PATH (a missing helm fails the tests). test_helm_lifecycle.py runs the README's install.
 """
 
 import json
@@ -271,7 +272,7 @@ class RenderTest(unittest.TestCase):
             "leaderElection.enabled": ("yes", "Expected: boolean, given: string"),
             "watchNamespace": ("Team_A", "watchNamespace: Does not match pattern"),
             "replicaCont": ("1", "(root): Additional property replicaCont is not allowed"),
-            "image.pullPolicy": ("Sometimes", "image.pullPolicy: pullPolicy must be one of"),
+            "image.pullPolicy": ("Sometimes", "image.pullPolicy: image.pullPolicy must be one of"),
         }
         for key, (value, message) in cases.items():
             with self.subTest(key=key):
@@ -394,17 +395,14 @@ class RenderTest(unittest.TestCase):
             self.assertEqual(crd, yaml.safe_load(f))
         self.assertNotIn("CustomResourceDefinition", [d["kind"] for _, d in docs[1:]])
 
-    def test_notes_tell_what_to_run_next(self):
-        notes = render(notes=True)
-        self.assertIn("kubectl -n %s rollout status deployment/%s" % (NAMESPACE, FULLNAME), notes)
-        self.assertIn("kubectl apply -f job.yaml", notes)
-        self.assertIn("kubectl get prj -w", notes)
-        self.assertIn("kubectl logs JOB-coordinator", notes)
-        self.assertIn("<output>/logs/", notes)
-        self.assertIn("kubectl -n %s logs deployment/%s" % (NAMESPACE, FULLNAME), notes)
-        scoped = render(notes=True, values={"watchNamespace": "team-a"})
-        self.assertIn("kubectl get prj -n team-a -w", scoped)
-        self.assertNotIn("<no value>", notes + scoped)
+    def test_helm_lint_passes_strict(self):
+        for name, values in VARIANTS.items():
+            with self.subTest(variant=name):
+                out = chartlib.helm("lint", CHART, "--strict", "--namespace", NAMESPACE,
+                                    *chartlib.value_args(values))
+                self.assertIn("1 chart(s) linted, 0 chart(s) failed", out.stdout)
+
+    def test_no_notes_in_helm_template_output(self):
         self.assertNotIn("NOTES", render())  # helm template does not output NOTES.txt
 
 
@@ -456,6 +454,47 @@ class ClusterTest(unittest.TestCase):
                     self.assertEqual(self.can_i(verb, qualified, namespace, service_account,
                                                 sub or None), expected)
 
+    def notes(self, values=None):
+        """NOTES.txt as `helm install` prints it (a client-side dry run against the cluster)."""
+        out = chartlib.helm("install", "notes", CHART, "-n", NAMESPACE, "--dry-run=client",
+                            "--kubeconfig", self.cluster.kubeconfig,
+                            *chartlib.value_args(values))
+        self.assertIn("\nNOTES:\n", out.stdout)
+        return out.stdout.split("\nNOTES:\n", 1)[1]
+
+    def test_notes_tell_what_to_run_next(self):
+        notes = self.notes()
+        fullname = chartlib.fullname("notes")
+        self.assertIn("kubectl -n %s rollout status deployment/%s" % (NAMESPACE, fullname), notes)
+        self.assertIn("kubectl apply -f job.yaml", notes)
+        self.assertIn("kubectl get prj -w", notes)
+        self.assertIn("kubectl logs JOB-coordinator", notes)
+        self.assertIn("<output>/logs/", notes)
+        self.assertIn("kubectl -n %s logs deployment/%s" % (NAMESPACE, fullname), notes)
+        scoped = self.notes(values={"watchNamespace": "team-a"})
+        self.assertIn("kubectl get prj -n team-a -w", scoped)
+        self.assertNotIn("<no value>", notes + scoped)
+
+    def test_helm_validate_and_server_dry_run_install_accept_the_chart(self):
+        kubeconfig = self.cluster.kubeconfig
+        chartlib.ensure_namespace(self.k, "team-a")
+        for name, values in VARIANTS.items():
+            if name == "service-monitor":
+                continue
+            with self.subTest(variant=name):
+                render(values=values, validate_kubeconfig=kubeconfig)
+        # No monitoring.coreos.com/v1 here (no Prometheus Operator): --validate refuses it.
+        with self.assertRaises(RenderError):
+            render(values={"serviceMonitor.enabled": True}, validate_kubeconfig=kubeconfig)
+        out = chartlib.helm("install", "dry", CHART, "-n", "dry-system", "--create-namespace",
+                            "--dry-run=server", "--kubeconfig", kubeconfig)
+        self.assertIn("STATUS: pending-install", out.stdout)
+        self.assertIn("kind: Deployment", out.stdout)
+        # A dry run stores nothing: no release, no objects.
+        self.assertNotIn("dry", chartlib.helm("list", "-A", "-q", "--kubeconfig", kubeconfig)
+                         .stdout.split())
+        self.assertNotIn("dry-parallelrun", self.k("get", "deployments", "-A").stdout)
+
     def test_server_dry_run_accepts_every_rendering(self):
         for ns in (NAMESPACE, "team-a", "team-b"):
             chartlib.ensure_namespace(self.k, ns)
@@ -494,10 +533,20 @@ class ClusterTest(unittest.TestCase):
             ("coordination.k8s.io", "leases"): {"delete", "list"},
         }
         self.assert_rights(not_granted, "rbac-system", sa, False)
-        chartlib.uninstall_chart(self.cluster.kubeconfig, values={"replicaCount": 0},
-                                 release="rbac", namespace="rbac-system")
+        # helm upgrade to one watched namespace: the ClusterRole goes, a Role comes.
+        chartlib.helm("upgrade", "rbac", CHART, "-n", "rbac-system", "--reuse-values", "--set",
+                      "watchNamespace=elsewhere", "--kubeconfig", self.cluster.kubeconfig)
+        self.assertNotEqual(self.k("get", "clusterrole/rbac-parallelrun", check=False).returncode,
+                            0)
+        self.k("-n", "elsewhere", "get", "role/rbac-parallelrun", "rolebinding/rbac-parallelrun")
+        self.assert_rights(JOB_RBAC, "elsewhere", sa, True)
+        self.assert_rights(JOB_RBAC, "rbac-system", sa, False)
+        chartlib.uninstall_chart(self.cluster.kubeconfig, release="rbac", namespace="rbac-system")
         self.assertNotEqual(self.k("-n", "rbac-system", "get", "deployment/rbac-parallelrun",
                                    check=False).returncode, 0)
+        self.assertNotEqual(self.k("-n", "elsewhere", "get", "role/rbac-parallelrun",
+                                   check=False).returncode, 0)
+        self.k("get", "crd", "parallelrunjobs.parallelrun.io")  # Helm keeps crds/
 
     def test_install_watching_one_namespace_grants_rights_there_only(self):
         values = {"replicaCount": 0, "watchNamespace": "team-c"}
@@ -508,8 +557,10 @@ class ClusterTest(unittest.TestCase):
         self.assert_rights(JOB_RBAC, "team-c", sa, True)
         self.assert_rights(JOB_RBAC, "other", sa, False)
         self.assert_rights(LEASE_RBAC, "scoped-system", sa, True)
-        chartlib.uninstall_chart(self.cluster.kubeconfig, values=values, release="scoped",
+        chartlib.uninstall_chart(self.cluster.kubeconfig, release="scoped",
                                  namespace="scoped-system")
+        self.assertNotEqual(self.k("-n", "team-c", "get", "role/scoped-parallelrun",
+                                   check=False).returncode, 0)
 
 
 if __name__ == "__main__":

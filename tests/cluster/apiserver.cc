@@ -210,20 +210,24 @@ void DefaultContainer(Json& c) {
   }
 }
 
-void DefaultPodSpec(Json& spec) {
+// pod: a Pod's own spec (not a template): also what kube-apiserver's admission adds to pods only
+// (the `default` ServiceAccount, priority, the not-ready/unreachable tolerations).
+void DefaultPodSpec(Json& spec, bool pod) {
   if (!spec.is_object()) return;
   if (!spec.contains("restartPolicy")) spec["restartPolicy"] = "Always";
   if (!spec.contains("terminationGracePeriodSeconds")) spec["terminationGracePeriodSeconds"] = 30;
   if (!spec.contains("dnsPolicy")) spec["dnsPolicy"] = "ClusterFirst";
   if (!spec.contains("schedulerName")) spec["schedulerName"] = "default-scheduler";
   if (!spec.contains("securityContext")) spec["securityContext"] = Json::object();
-  if (!spec.contains("serviceAccountName")) {
+  if (!spec.contains("serviceAccountName") && (pod || spec.contains("serviceAccount"))) {
     spec["serviceAccountName"] = spec.value("serviceAccount", "default");
   }
-  if (!spec.contains("serviceAccount")) spec["serviceAccount"] = spec["serviceAccountName"];
+  if (!spec.contains("serviceAccount") && spec.contains("serviceAccountName")) {
+    spec["serviceAccount"] = spec["serviceAccountName"];
+  }
   if (!spec.contains("enableServiceLinks")) spec["enableServiceLinks"] = true;
-  if (!spec.contains("priority")) spec["priority"] = 0;
-  if (!spec.contains("tolerations")) {
+  if (pod && !spec.contains("priority")) spec["priority"] = 0;
+  if (pod && !spec.contains("tolerations")) {
     spec["tolerations"] = Json::array({{{"key", "node.kubernetes.io/not-ready"},
                                         {"operator", "Exists"},
                                         {"effect", "NoExecute"},
@@ -355,7 +359,12 @@ class ApiServer::Impl {
     if (!o.contains("metadata") || !o["metadata"].is_object()) o["metadata"] = Json::object();
     Json& md = o["metadata"];
     if (t.namespaced) {
-      if (md.contains("namespace") && md["namespace"] != ns && !ns.empty()) {
+      // As kube-apiserver: an empty metadata.namespace (protobuf bodies always carry one) takes
+      // the request's namespace; a different one is refused.
+      const std::string own = md.contains("namespace") && md["namespace"].is_string()
+                                  ? md["namespace"].get<std::string>()
+                                  : "";
+      if (!own.empty() && own != ns && !ns.empty()) {
         return BadRequest(
             "the namespace of the provided object does not match the namespace "
             "sent on the request");
@@ -428,7 +437,7 @@ class ApiServer::Impl {
     const std::string& r = t.resource;
     if (r == "pods") {
       if (old == nullptr) {
-        DefaultPodSpec(o["spec"]);
+        DefaultPodSpec(o["spec"], true);
         auto errors = ValidatePodSpec(o["spec"], "spec");
         if (!errors.empty()) return InvalidError(t, name, errors);
         o["status"] = {{"phase", "Pending"}, {"qosClass", "BestEffort"}};
@@ -532,7 +541,7 @@ class ApiServer::Impl {
         }
       }
       if (spec.contains("template") && spec["template"].contains("spec")) {
-        DefaultPodSpec(spec["template"]["spec"]);
+        DefaultPodSpec(spec["template"]["spec"], false);
       }
       std::vector<FieldError> errors;
       if (!spec.contains("selector")) {
@@ -777,6 +786,13 @@ class ApiServer::Impl {
     if (o["metadata"].contains("name") && o["metadata"]["name"] != name) {
       return BadRequest("the name of the object (" + o["metadata"].value("name", "") +
                         ") does not match the name on the URL (" + name + ")");
+    }
+    if (t.namespaced && o["metadata"].contains("namespace") &&
+        o["metadata"]["namespace"].is_string() && o["metadata"]["namespace"] != "" &&
+        o["metadata"]["namespace"] != ns) {
+      return BadRequest(
+          "the namespace of the provided object does not match the namespace sent on the "
+          "request");
     }
     std::string rv = o["metadata"].value("resourceVersion", "");
     if (rv.empty() && require_rv && t.custom) {
@@ -1175,59 +1191,88 @@ class ApiServer::Impl {
 
   // ------------------------------------------------------------------- deployments
 
+  // As the real controllers: a Deployment owns one ReplicaSet per pod template (named
+  // <deployment>-<pod-template-hash>), each ReplicaSet owns its pods. Helm's --wait and `kubectl
+  // rollout status` look for the Deployment's new ReplicaSet. Rollouts use the Recreate strategy
+  // (old ReplicaSets are scaled to 0 at once), which is enough for tests.
+
+  static bool ControlledBy(const Json& o, const std::string& uid) {
+    for (const Json& ref : o["metadata"].value("ownerReferences", Json::array())) {
+      if (ref.value("uid", "") == uid && ref.value("controller", false)) return true;
+    }
+    return false;
+  }
+
+  static Json ControllerRef(const std::string& api_version, const std::string& kind,
+                            const Json& owner) {
+    return Json::array({{{"apiVersion", api_version},
+                         {"kind", kind},
+                         {"name", owner["metadata"].value("name", "")},
+                         {"uid", owner["metadata"].value("uid", "")},
+                         {"controller", true},
+                         {"blockOwnerDeletion", true}}});
+  }
+
+  // The ReplicaSet of a Deployment's current template, created when missing.
+  std::optional<Json> NewReplicaSet(const ResourceType& rst, const Json& d, const std::string& hash,
+                                    int64_t replicas) {
+    const std::string ns = d["metadata"].value("namespace", "");
+    const std::string rs_name = d["metadata"].value("name", "") + "-" + hash;
+    if (const Json* cur = store_.Find(rst.TypeKey(), ns, rs_name)) {
+      if (!ControlledBy(*cur, d["metadata"].value("uid", ""))) return std::nullopt;
+      Json rs = *cur;
+      if (rs["spec"].value("replicas", int64_t{1}) == replicas) return rs;
+      rs["spec"]["replicas"] = replicas;
+      ApiResult r = UpdateLocked(rst, ns, rs_name, rs, "", {}, false);
+      return r.ok() ? std::optional<Json>(r.value()) : std::nullopt;
+    }
+    Json tmpl = d["spec"].value("template", Json::object());
+    tmpl["metadata"]["labels"]["pod-template-hash"] = hash;
+    Json selector = d["spec"].value("selector", Json::object());
+    selector["matchLabels"]["pod-template-hash"] = hash;
+    Json rs = {{"metadata",
+                {{"name", rs_name},
+                 {"labels", tmpl["metadata"]["labels"]},
+                 {"ownerReferences", ControllerRef("apps/v1", "Deployment", d)}}},
+               {"spec", {{"replicas", replicas}, {"selector", selector}, {"template", tmpl}}}};
+    ApiResult r = CreateLocked(rst, ns, rs, {});
+    return r.ok() ? std::optional<Json>(r.value()) : std::nullopt;
+  }
+
   void ReconcileDeployment(const std::string& ns, const std::string& name) {
     auto dt = registry_.Find("apps", "deployments");
-    auto pt = registry_.Find("", "pods");
+    auto rst = registry_.Find("apps", "replicasets");
     const Json* cur = store_.Find(dt->TypeKey(), ns, name);
     if (cur == nullptr) return;
     Json d = *cur;
     if (d["metadata"].contains("deletionTimestamp")) return;
-    const Json& spec = d["spec"];
-    int64_t replicas = spec.value("replicas", int64_t{1});
-    Json tmpl = spec.value("template", Json::object());
-    std::string hash = TemplateHash(tmpl);
-    std::string uid = d["metadata"].value("uid", "");
-    std::vector<Json> current, old_pods;
-    for (const Json* p : store_.Objects(pt->TypeKey(), ns)) {
-      bool owned = false;
-      for (const Json& ref : (*p)["metadata"].value("ownerReferences", Json::array())) {
-        owned = owned || ref.value("uid", "") == uid;
+    const int64_t replicas = d["spec"].value("replicas", int64_t{1});
+    const std::string hash = TemplateHash(d["spec"].value("template", Json::object()));
+    const std::string uid = d["metadata"].value("uid", "");
+    std::vector<Json> old_sets;
+    for (const Json* rs : store_.Objects(rst->TypeKey(), ns)) {
+      if (ControlledBy(*rs, uid) && (*rs)["metadata"].value("name", "") != name + "-" + hash) {
+        old_sets.push_back(*rs);
       }
-      if (!owned || (*p)["metadata"].contains("deletionTimestamp")) continue;
-      std::string phase = PodPhase(*p);
-      if (phase == "Failed" || phase == "Succeeded") {
-        DeleteLocked(*pt, ns, (*p)["metadata"].value("name", ""), {});
-        continue;
-      }
-      std::string h =
-          (*p)["metadata"].value("labels", Json::object()).value("pod-template-hash", "");
-      (h == hash ? current : old_pods).push_back(*p);
     }
-    // Recreate strategy (simple and enough for tests): old pods go first.
-    for (const Json& p : old_pods) DeleteLocked(*pt, ns, p["metadata"].value("name", ""), {});
-    while (static_cast<int64_t>(current.size()) > replicas) {
-      DeleteLocked(*pt, ns, current.back()["metadata"].value("name", ""), {});
-      current.pop_back();
+    for (Json& rs : old_sets) {
+      if (rs["spec"].value("replicas", int64_t{1}) == 0) continue;
+      rs["spec"]["replicas"] = 0;
+      UpdateLocked(*rst, ns, rs["metadata"].value("name", ""), rs, "", {}, false);
     }
-    while (static_cast<int64_t>(current.size()) < replicas) {
-      Json pod = {{"metadata", tmpl.value("metadata", Json::object())},
-                  {"spec", tmpl.value("spec", Json::object())}};
-      pod["metadata"].erase("name");
-      pod["metadata"]["generateName"] = name + "-" + hash + "-";
-      pod["metadata"]["labels"]["pod-template-hash"] = hash;
-      pod["metadata"]["ownerReferences"] = Json::array({{{"apiVersion", "apps/v1"},
-                                                         {"kind", "Deployment"},
-                                                         {"name", name},
-                                                         {"uid", uid},
-                                                         {"controller", true},
-                                                         {"blockOwnerDeletion", true}}});
-      ApiResult r = CreateLocked(*pt, ns, pod, {});
-      if (!r.ok()) break;
-      current.push_back(r.value());
+    std::optional<Json> fresh = NewReplicaSet(*rst, d, hash, replicas);
+    Json nst = fresh ? fresh->value("status", Json::object()) : Json::object();
+    int64_t total = nst.value("replicas", int64_t{0});
+    int64_t ready = nst.value("readyReplicas", int64_t{0});
+    for (const Json& rs : old_sets) {
+      total += rs.value("status", Json::object()).value("replicas", int64_t{0});
     }
-    int64_t ready = 0;
-    for (const Json& p : current) ready += IsPodReady(p) ? 1 : 0;
-    int64_t total = static_cast<int64_t>(current.size());
+    WriteDeploymentStatus(*dt, d, name + "-" + hash, replicas, total,
+                          nst.value("replicas", int64_t{0}), ready);
+  }
+
+  void WriteDeploymentStatus(const ResourceType& dt, Json d, const std::string& rs_name,
+                             int64_t replicas, int64_t total, int64_t updated, int64_t ready) {
     std::string now = NowRfc3339();
     Json old_status = d.value("status", Json::object());
     auto condition = [&](const std::string& type, bool ok, const std::string& reason,
@@ -1243,10 +1288,11 @@ class ApiServer::Impl {
           {"message", message}, {"lastUpdateTime", since},         {"lastTransitionTime", since}};
     };
     bool available = ready >= replicas;
+    bool complete = available && updated == replicas && total == replicas;
     Json status = {
         {"observedGeneration", d["metadata"].value("generation", 1)},
         {"replicas", total},
-        {"updatedReplicas", total},
+        {"updatedReplicas", updated},
         {"conditions",
          Json::array(
              {condition("Available", available,
@@ -1254,19 +1300,69 @@ class ApiServer::Impl {
                         available ? "Deployment has minimum availability."
                                   : "Deployment does not have minimum availability."),
               condition("Progressing", true,
-                        available ? "NewReplicaSetAvailable" : "ReplicaSetUpdated",
-                        "ReplicaSet \"" + name + "-" + hash + "\" " +
-                            (available ? "has successfully progressed." : "is progressing."))})}};
+                        complete ? "NewReplicaSetAvailable" : "ReplicaSetUpdated",
+                        "ReplicaSet \"" + rs_name + "\" " +
+                            (complete ? "has successfully progressed." : "is progressing."))})}};
     if (ready > 0) {
       status["readyReplicas"] = ready;
       status["availableReplicas"] = ready;
     }
-    if (total - ready > 0) status["unavailableReplicas"] = total - ready;
-    Json od = old_status;
+    if (replicas - ready > 0) status["unavailableReplicas"] = replicas - ready;
     // Keep timestamps stable when nothing else changed.
-    if (od != status) {
+    if (old_status != status) {
       d["status"] = status;
-      UpdateLocked(*dt, ns, name, d, "status", {}, false);
+      UpdateLocked(dt, d["metadata"].value("namespace", ""), d["metadata"].value("name", ""), d,
+                   "status", {}, false);
+    }
+  }
+
+  void ReconcileReplicaSet(const std::string& ns, const std::string& name) {
+    auto rst = registry_.Find("apps", "replicasets");
+    auto pt = registry_.Find("", "pods");
+    const Json* cur = store_.Find(rst->TypeKey(), ns, name);
+    if (cur == nullptr) return;
+    Json rs = *cur;
+    if (rs["metadata"].contains("deletionTimestamp")) return;
+    const int64_t replicas = rs["spec"].value("replicas", int64_t{1});
+    const std::string uid = rs["metadata"].value("uid", "");
+    std::vector<Json> pods;
+    for (const Json* p : store_.Objects(pt->TypeKey(), ns)) {
+      if (!ControlledBy(*p, uid) || (*p)["metadata"].contains("deletionTimestamp")) continue;
+      std::string phase = PodPhase(*p);
+      if (phase == "Failed" || phase == "Succeeded") {
+        DeleteLocked(*pt, ns, (*p)["metadata"].value("name", ""), {});
+        continue;
+      }
+      pods.push_back(*p);
+    }
+    while (static_cast<int64_t>(pods.size()) > replicas) {
+      DeleteLocked(*pt, ns, pods.back()["metadata"].value("name", ""), {});
+      pods.pop_back();
+    }
+    const Json tmpl = rs["spec"].value("template", Json::object());
+    while (static_cast<int64_t>(pods.size()) < replicas) {
+      Json pod = {{"metadata", tmpl.value("metadata", Json::object())},
+                  {"spec", tmpl.value("spec", Json::object())}};
+      pod["metadata"].erase("name");
+      pod["metadata"]["generateName"] = name + "-";
+      pod["metadata"]["ownerReferences"] = ControllerRef("apps/v1", "ReplicaSet", rs);
+      ApiResult r = CreateLocked(*pt, ns, pod, {});
+      if (!r.ok()) break;
+      pods.push_back(r.value());
+    }
+    int64_t ready = 0;
+    for (const Json& p : pods) ready += IsPodReady(p) ? 1 : 0;
+    const int64_t total = static_cast<int64_t>(pods.size());
+    Json status = {{"replicas", total},
+                   {"fullyLabeledReplicas", total},
+                   {"observedGeneration", rs["metadata"].value("generation", 1)}};
+    if (ready > 0) {
+      status["readyReplicas"] = ready;
+      status["availableReplicas"] = ready;
+    }
+    if (rs.value("status", Json::object()) != status) {
+      rs["status"] = status;
+      UpdateLocked(*rst, ns, name, rs, "status", {}, false);
     }
   }
 
@@ -1337,6 +1433,13 @@ class ApiServer::Impl {
     auto t = registry_.Find(e.type_key.substr(0, slash), e.type_key.substr(slash + 1));
     if (e.type == "DELETED") {
       CollectGarbage(o);
+      if (e.type_key == "/services") {
+        // As the endpoints controller: a Service's Endpoints go with it.
+        auto et = registry_.Find("", "endpoints");
+        if (store_.Find("/endpoints", e.ns, md.value("name", "")) != nullptr) {
+          DeleteLocked(*et, e.ns, md.value("name", ""), {});
+        }
+      }
       for (const Json& ref : md.value("ownerReferences", Json::array())) {
         // An owner in foreground deletion may be waiting for this dependent.
         std::string api_version = ref.value("apiVersion", "");
@@ -1354,6 +1457,9 @@ class ApiServer::Impl {
         if (ot->resource == "deployments" && owner != nullptr) {
           ReconcileDeployment(e.ns, ref.value("name", ""));
         }
+        if (ot->resource == "replicasets" && owner != nullptr) {
+          ReconcileReplicaSet(e.ns, ref.value("name", ""));
+        }
       }
       if (!e.ns.empty()) {
         const Json* nsobj = store_.Find("/namespaces", "", e.ns);
@@ -1370,10 +1476,16 @@ class ApiServer::Impl {
     if (t->group == "apps" && t->resource == "deployments" && e.type != "DELETED") {
       ReconcileDeployment(e.ns, md.value("name", ""));
     }
+    if (t->group == "apps" && t->resource == "replicasets" && e.type != "DELETED") {
+      ReconcileReplicaSet(e.ns, md.value("name", ""));
+      for (const Json& ref : md.value("ownerReferences", Json::array())) {
+        if (ref.value("kind", "") == "Deployment") ReconcileDeployment(e.ns, ref.value("name", ""));
+      }
+    }
     if (t->group.empty() && t->resource == "pods") {
       for (const Json& ref : md.value("ownerReferences", Json::array())) {
-        if (ref.value("kind", "") == "Deployment" && e.type != "DELETED") {
-          ReconcileDeployment(e.ns, ref.value("name", ""));
+        if (ref.value("kind", "") == "ReplicaSet" && e.type != "DELETED") {
+          ReconcileReplicaSet(e.ns, ref.value("name", ""));
         }
       }
       for (const Json* svc : store_.Objects("/services", e.ns)) {

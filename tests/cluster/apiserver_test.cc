@@ -3,8 +3,10 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <functional>
 #include <thread>
 
+#include "tests/cluster/protobuf.h"
 #include "tests/cluster/table.h"
 #include "tests/cluster/util.h"
 
@@ -149,6 +151,109 @@ TEST_F(ApiServerTest, TableUsesPrinterColumnsAndAges) {
   EXPECT_EQ(pt["rows"][0]["cells"][1], "1/1");
   EXPECT_EQ(pt["rows"][0]["cells"][2], "Running");
   EXPECT_EQ(pt["rows"][0]["cells"][4], "5m");
+}
+
+TEST_F(ApiServerTest, EmptyNamespaceTakesTheRequestsAndAMismatchIsBadRequest) {
+  // Protobuf bodies (Helm's release Secrets) always carry metadata.namespace, empty when unset.
+  Json empty = {{"metadata", {{"name", "a"}, {"namespace", ""}}}};
+  ApiResult r = api_->Create(kConfigMaps, "default", empty);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r.value()["metadata"]["namespace"], "default");
+  Json other = {{"metadata", {{"name", "b"}, {"namespace", "kube-system"}}}};
+  ApiResult bad = api_->Create(kConfigMaps, "default", other);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().code, 400);
+  EXPECT_EQ(bad.error().reason, "BadRequest");
+  EXPECT_EQ(bad.error().message,
+            "the namespace of the provided object does not match the namespace sent on the "
+            "request");
+  Json moved = r.value();
+  moved["metadata"]["namespace"] = "kube-system";
+  EXPECT_EQ(api_->Update(kConfigMaps, "default", "a", moved).error().code, 400);
+  Json cleared = r.value();
+  cleared["metadata"]["namespace"] = "";
+  ApiResult updated = api_->Update(kConfigMaps, "default", "a", cleared);
+  ASSERT_TRUE(updated.ok()) << updated.error().message;
+  EXPECT_EQ(updated.value()["metadata"]["namespace"], "default");
+}
+
+// Polls `done` (true when satisfied) for up to 30 s.
+bool Eventually(const std::function<bool()>& done) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return true;
+}
+
+TEST_F(ApiServerTest, DeploymentOwnsOneReplicaSetPerTemplateAndItOwnsThePods) {
+  const ResourceRef deployments{"apps", "deployments"}, sets{"apps", "replicasets"};
+  const ResourceRef pods{"", "pods"};
+  Json d = Json::parse(R"({"metadata":{"name":"web"},"spec":{"replicas":2,
+    "selector":{"matchLabels":{"app":"web"}},"template":{"metadata":{"labels":{"app":"web"}},
+    "spec":{"containers":[{"name":"c","image":"busybox"}]}}}})");
+  ASSERT_TRUE(api_->Create(deployments, "default", d).ok());
+  auto owned_by = [&](const ResourceRef& ref, const std::string& owner_uid) {
+    std::vector<Json> out;
+    const Json list = api_->List(ref, "default").value();
+    for (const Json& o : list["items"]) {
+      for (const Json& r : o["metadata"].value("ownerReferences", Json::array())) {
+        if (r.value("uid", "") == owner_uid && r.value("controller", false)) out.push_back(o);
+      }
+    }
+    return out;
+  };
+  std::string uid = api_->Get(deployments, "default", "web").value()["metadata"]["uid"];
+  std::vector<Json> rs;
+  ASSERT_TRUE(Eventually([&] {
+    rs = owned_by(sets, uid);
+    return rs.size() == 1 && owned_by(pods, rs[0]["metadata"]["uid"]).size() == 2;
+  }));
+  const Json first = rs[0];
+  const std::string hash = first["metadata"]["labels"]["pod-template-hash"];
+  EXPECT_EQ(first["metadata"]["name"], "web-" + hash);
+  EXPECT_EQ(first["spec"]["selector"]["matchLabels"]["pod-template-hash"], hash);
+  // The template as stored on the Deployment, plus the hash label (what helm --wait compares).
+  Json tmpl = first["spec"]["template"];
+  tmpl["metadata"]["labels"].erase("pod-template-hash");
+  EXPECT_EQ(tmpl, api_->Get(deployments, "default", "web").value()["spec"]["template"]);
+  EXPECT_FALSE(tmpl["spec"].contains("tolerations"));  // admission defaults are for pods only
+  ASSERT_TRUE(api_->Patch(deployments, "default", "web", "application/merge-patch+json",
+                          R"({"spec":{"template":{"metadata":{"annotations":{"v":"2"}}}}})")
+                  .ok());
+  ASSERT_TRUE(Eventually([&] {
+    rs = owned_by(sets, uid);
+    if (rs.size() != 2) return false;
+    for (const Json& r : rs) {
+      bool old = r["metadata"]["uid"] == first["metadata"]["uid"];
+      if (r["spec"]["replicas"] != (old ? 0 : 2)) return false;
+      if (owned_by(pods, r["metadata"]["uid"]).size() != (old ? 0u : 2u)) return false;
+    }
+    return true;
+  }));
+  ASSERT_TRUE(api_->Delete(deployments, "default", "web").ok());
+  EXPECT_TRUE(Eventually([&] {
+    return api_->List(sets, "default").value()["items"].empty() &&
+           api_->List(pods, "default").value()["items"].empty();
+  }));
+}
+
+// A length-delimited protobuf field (wire type 2); lengths below 128.
+std::string Field(int number, const std::string& bytes) {
+  return std::string(1, static_cast<char>(number << 3 | 2)) +
+         std::string(1, static_cast<char>(bytes.size())) + bytes;
+}
+
+TEST(ProtobufTest, DecodesTheDeleteOptionsOfHelmUninstall) {
+  std::string options = std::string("\x08\x00", 2) + Field(4, "Background") + Field(5, "All");
+  std::string body = std::string("k8s\0", 4) +
+                     Field(1, Field(1, "v1") + Field(2, "DeleteOptions")) + Field(2, options);
+  std::string error;
+  auto decoded = DecodeKubernetesProtobuf(body, &error);
+  ASSERT_TRUE(decoded.has_value()) << error;
+  EXPECT_EQ(*decoded, Json::parse(R"({"apiVersion":"v1","kind":"DeleteOptions",
+    "gracePeriodSeconds":0,"propagationPolicy":"Background","dryRun":["All"]})"));
 }
 
 TEST_F(ApiServerTest, BackgroundDeletionCollectsDependents) {

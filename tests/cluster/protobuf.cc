@@ -248,6 +248,21 @@ const Schema& TokenRequestSpecSchema() {
   return s;
 }
 
+const Schema& PreconditionsSchema() {
+  static const Schema s{{{1, {"uid", Kind::kString}}, {2, {"resourceVersion", Kind::kString}}}};
+  return s;
+}
+
+// metav1.DeleteOptions: the body of a typed client's DELETE (Helm's release Secrets).
+const Schema& DeleteOptionsSchema() {
+  static const Schema s{{{1, {"gracePeriodSeconds", Kind::kInt}},
+                         {2, {"preconditions", Kind::kMessage, false, &PreconditionsSchema()}},
+                         {3, {"orphanDependents", Kind::kBool}},
+                         {4, {"propagationPolicy", Kind::kString}},
+                         {5, {"dryRun", Kind::kString, true}}}};
+  return s;
+}
+
 const Schema* SchemaFor(const std::string& api_version, const std::string& kind) {
   static const Field kMeta{"metadata", Kind::kMessage, false, &ObjectMetaSchema()};
   static const std::map<std::string, Schema> kSchemas = {
@@ -279,6 +294,8 @@ const Schema* SchemaFor(const std::string& api_version, const std::string& kind)
                {3, {"roleRef", Kind::kMessage, false, &RoleRefSchema()}}}}},
       {"authorization.k8s.io/v1/SelfSubjectAccessReview",
        Schema{{{1, kMeta}, {2, {"spec", Kind::kMessage, false, &SsarSpecSchema()}}}}},
+      {"v1/DeleteOptions", DeleteOptionsSchema()},
+      {"meta.k8s.io/v1/DeleteOptions", DeleteOptionsSchema()},
       {"authentication.k8s.io/v1/TokenRequest",
        Schema{{{1, kMeta}, {2, {"spec", Kind::kMessage, false, &TokenRequestSpecSchema()}}}}},
   };

@@ -6,7 +6,7 @@ One cluster per test class. The operator runs as a host process under the servic
 from charts/parallelrun), so a permission the chart lacks fails these tests. Pods run
 `parallelrun` from the build folder (the test cluster puts PATH of `testcluster up` in pods).
 
-Environment (set by CTest): PARALLELRUN_BIN, OPERATOR_BIN, TESTCLUSTER_BIN, CHART_RENDER.
+Environment (set by CTest): PARALLELRUN_BIN, OPERATOR_BIN, TESTCLUSTER_BIN; helm from PATH.
 """
 
 import json
@@ -521,8 +521,8 @@ NEEDED_WITHOUT_CALLS = {
 
 
 class ChartInstallTest(unittest.TestCase):
-    """The Helm chart, rendered as `helm template` does and applied with kubectl, installs an
-    operator pod (in-cluster config, the chart's service account) that runs a job."""
+    """The Helm chart, installed with the real `helm install`, runs an operator pod (in-cluster
+    config, the chart's service account) that runs a job."""
 
     def test_chart_installed_operator_runs_the_example(self):
         os.environ["PATH"] = os.path.dirname(PARALLELRUN_BIN) + os.pathsep + os.environ["PATH"]

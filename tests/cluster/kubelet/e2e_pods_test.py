@@ -338,7 +338,9 @@ class DeploymentTest(PodTestCase):
         self.assertEqual(len(first), 1)
         first_name = first[0]["metadata"]["name"]
         self.assertEqual(first[0]["status"]["phase"], "Running")
-        self.assertEqual(first[0]["metadata"]["ownerReferences"][0]["name"], "web")
+        owner = first[0]["metadata"]["ownerReferences"][0]  # the Deployment's ReplicaSet
+        self.assertEqual(owner["kind"], "ReplicaSet")
+        self.assertRegex(owner["name"], r"^web-[a-z0-9]+$")
         self.assertEqual(self.k("logs", first_name).stdout, "serving\n")
 
         self.k("delete", "pod", first_name, "--timeout=60s")
