@@ -10,7 +10,7 @@ kube-apiserver; users act through impersonation (`kubectl --as`).
 - a semantically invalid job is refused at `kubectl apply --dry-run=server`, naming the field;
 - job pods get no service-account token; each job has a NetworkPolicy for its coordinator.
 
-Environment (set by CTest): PARALLELRUN_BIN, OPERATOR_BIN, TESTCLUSTER_BIN, CHART_RENDER.
+Environment (set by CTest): PARALLELRUN_BIN, OPERATOR_BIN, TESTCLUSTER_BIN.
 """
 
 import json

@@ -11,7 +11,7 @@
   runtime level, `parallelrun coordinator` as uid 10001 (setpriv) on a root-owned folder.
 
 One cluster for the module; every test starts and stops its own operators. Environment (set by
-CTest): PARALLELRUN_BIN, OPERATOR_BIN, TESTCLUSTER_BIN, CHART_RENDER.
+CTest): PARALLELRUN_BIN, OPERATOR_BIN, TESTCLUSTER_BIN.
 """
 
 import json
