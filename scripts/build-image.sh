@@ -10,10 +10,11 @@
 # local storage they are made with debootstrap, and the root file system is kept as a tarball in
 # $PARALLELRUN_CACHE_DIR (default /var/cache/parallelrun) for the next time.
 #
-# The build stage compiles with ccache: this script lends it the host's ccache (same base_dir and
-# hash_dir rules as scripts/test.sh sets for the host build), so an image built after the host
-# build compiles little; apt in the build also reuses the host's downloaded packages. Neither
-# changes the image: `docker build .` builds the same Dockerfile without them.
+# The build stage compiles with ccache: this script lends it the host's ccache and builds in the
+# folder the host builds in (--build-arg SRC=<this checkout>), so the compile commands are the
+# host's and an image built after a host build (scripts/build.sh default) compiles little; apt in
+# the build also reuses the host's downloaded packages. None of this changes the image, and
+# `docker build .` builds the same Dockerfile without them (in /src).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -70,8 +71,10 @@ volumes=()
 if command -v ccache >/dev/null; then
   host_cache="$(ccache -k cache_dir)"
   mkdir -p "$host_cache"
-  printf '%s\n' 'cache_dir = /ccache' 'base_dir = /src' 'hash_dir = false' \
-    "max_size = $(ccache -k max_size)" 'stats_log = /ccache-stats/stats.log' >"$work/ccache.conf"
+  # The host's own key rules: the build stage compiles in the same folder as the host (SRC).
+  printf '%s\n' 'cache_dir = /ccache' "base_dir = $(ccache -k base_dir)" \
+    "hash_dir = $(ccache -k hash_dir)" "max_size = $(ccache -k max_size)" \
+    'stats_log = /ccache-stats/stats.log' >"$work/ccache.conf"
   volumes+=(--volume "$host_cache:/ccache" --volume "$work:/ccache-stats"
             --volume "$work/ccache.conf:/root/.config/ccache/ccache.conf:ro")
 fi
@@ -81,7 +84,8 @@ fi
 
 echo "build-image: building $image" >&2
 start=$SECONDS
-podman build --network=host --build-arg "VERSION=$version" "${volumes[@]}" --tag "$image" .
+podman build --network=host --build-arg "VERSION=$version" --build-arg "SRC=$PWD" \
+  "${volumes[@]}" --tag "$image" .
 if [ -s "$work/stats.log" ]; then
   echo "build-image: the build stage's ccache use:" >&2
   CCACHE_STATSLOG="$work/stats.log" ccache --show-log-stats >&2
