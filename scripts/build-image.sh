@@ -42,6 +42,7 @@ make_base_image() {
     mkdir -p "$cache_dir"
     local rootfs
     rootfs="$(mktemp -d "$cache_dir/rootfs.XXXXXX")"
+    chmod 0755 "$rootfs"  # the image's /
     debootstrap --variant=minbase "$suite" "$rootfs" "$mirror" >"$rootfs.log" 2>&1 ||
       { tail -20 "$rootfs.log" >&2; rm -rf "$rootfs"; fail "debootstrap failed"; }
     rm -f "$rootfs/etc/apt/sources.list" "$rootfs.log"
