@@ -13,9 +13,11 @@ WORKDIR /src
 COPY scripts/install-deps.sh scripts/install-deps.sh
 RUN bash scripts/install-deps.sh
 # Where the sources are built: /src, or the host's checkout folder when scripts/build-image.sh
-# builds, so that the compile commands (and the ccache it lends the build) match the host's.
+# builds, and the locale scripts/test.sh builds with, so that the compile commands (and the
+# ccache that build-image.sh lends the build, whose keys include both) match the host's.
 ARG SRC=/src
 WORKDIR ${SRC}
+ENV LANG=C.UTF-8
 COPY . .
 RUN bash scripts/build.sh default
 # The unit tests (the label the asan test preset runs in CI), except the test cluster's

@@ -10,11 +10,13 @@
 # local storage they are made with debootstrap, and the root file system is kept as a tarball in
 # $PARALLELRUN_CACHE_DIR (default /var/cache/parallelrun) for the next time.
 #
-# The build stage compiles with ccache: this script lends it the host's ccache and builds in the
-# folder the host builds in (--build-arg SRC=<this checkout>), so the compile commands are the
-# host's and an image built after a host build (scripts/build.sh default) compiles little; apt in
-# the build also reuses the host's downloaded packages. None of this changes the image, and
-# `docker build .` builds the same Dockerfile without them (in /src).
+# The build stage compiles with ccache: this script lends it the host's ccache (and its key
+# settings) and builds in the folder the host builds in (--build-arg SRC=<this checkout>), so the
+# compile commands are the host's and an image built after a host build compiles little. The
+# host build must use LANG=C.UTF-8 (as the build stage does; ccache keys include it) and, where
+# the host's -dev packages are older than Debian's current ones, CCACHE_SLOPPINESS=system_headers:
+# scripts/test.sh sets both. apt in the build also reuses the host's downloaded packages. None of
+# this changes the image, and `docker build .` builds the same Dockerfile without them (in /src).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -74,7 +76,8 @@ if command -v ccache >/dev/null; then
   mkdir -p "$host_cache"
   # The host's own key rules: the build stage compiles in the same folder as the host (SRC).
   printf '%s\n' 'cache_dir = /ccache' "base_dir = $(ccache -k base_dir)" \
-    "hash_dir = $(ccache -k hash_dir)" "max_size = $(ccache -k max_size)" \
+    "hash_dir = $(ccache -k hash_dir)" "sloppiness = $(ccache -k sloppiness)" \
+    "compiler_check = $(ccache -k compiler_check)" "max_size = $(ccache -k max_size)" \
     'stats_log = /ccache-stats/stats.log' >"$work/ccache.conf"
   volumes+=(--volume "$host_cache:/ccache" --volume "$work:/ccache-stats"
             --volume "$work/ccache.conf:/root/.config/ccache/ccache.conf:ro")
