@@ -126,6 +126,12 @@ class ImageRunTest(unittest.TestCase):
                                                      "-v", "%s:/tmp" % tmp))
         self.assertEqual(os.listdir(tmp), [], "the run left files in /tmp")
 
+    def test_read_only_root_without_a_writable_tmp_fails_at_once_saying_so(self):
+        proc = self.podman_run("--read-only-tmpfs=false")
+        self.assertEqual(proc.returncode, 1, proc.stderr)
+        self.assertIn("temporary folder", proc.stderr)
+        self.assertFalse(os.path.exists(os.path.join(self.root, "output")))
+
     def test_image_contents(self):
         proc = subprocess.run(
             ["podman", "run", "--rm", "--network=none", "--read-only", "--read-only-tmpfs=false",
