@@ -3,6 +3,7 @@
 # Deployment (charts/parallelrun) and, by default, the pods of every job.
 #
 #   docker build -t parallelrun:0.1.0 .
+#   bash scripts/build-image.sh          # with podman, as CI does (localhost/parallelrun:0.1.0)
 #
 # The build stage installs, builds and unit-tests with the same scripts CI runs (.ci/run ->
 # scripts/test.sh), so CI proves every command here; tests/chart/test_dockerfile.py checks that.

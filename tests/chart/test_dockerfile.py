@@ -188,6 +188,10 @@ class DockerfileTest(unittest.TestCase):
         self.assertEqual(self.build.args.get("SRC"), "/src")
         self.assertEqual(self.final.args.get("SRC"), "/src")
         self.assertEqual(self.build.workdir, "/src")
+        # ccache keys include the locale: the build stage's is the one CI builds with.
+        self.assertIn("LANG=C.UTF-8", self.build.all("ENV"))
+        self.assertIn("export LANG=C.UTF-8", ci)
+        self.assertLess(ci.index("export LANG=C.UTF-8"), ci.index("bash scripts/build.sh default"))
         script = read("scripts/build-image.sh")
         self.assertIn('--build-arg "SRC=$PWD"', script)
         self.assertIn('--build-arg "VERSION=$version"', script)
