@@ -137,14 +137,17 @@ class ImageRunTest(unittest.TestCase):
             ["podman", "run", "--rm", "--network=none", "--read-only", "--read-only-tmpfs=false",
              IMAGE, "sh", "-c",
              "id -u; ls /usr/local/bin; ls /usr/local/share/parallelrun/python;"
-             " parallelrun --version; python3 -c 'import pandas; print(pandas.__version__)'"],
+             " parallelrun --version; parallelrun-operator --version;"
+             " python3 -c 'import pandas; print(pandas.__version__)'"],
             capture_output=True, text=True, timeout=300)
         self.assertEqual(proc.returncode, 0, proc.stderr)
         lines = proc.stdout.split()
         self.assertEqual(lines[0], str(UID), "the image's default user")
         for binary in ("parallelrun", "parallelrun-operator", "parallelrun-native-host"):
             self.assertIn(binary, lines)
-        self.assertIn(app_version(), proc.stdout)
+        # Every binary loads its libraries from the image's packages.
+        self.assertIn("parallelrun " + app_version(), proc.stdout)
+        self.assertIn("parallelrun-operator " + app_version(), proc.stdout)
         self.assertTrue(re.search(r"^\d+\.\d+", lines[-1]), "pandas imports: " + proc.stdout)
 
 
