@@ -3,6 +3,7 @@
 # Deployment (charts/parallelrun) and, by default, the pods of every job.
 #
 #   docker build -t parallelrun:0.1.0 .
+#   bash scripts/build-image.sh          # with podman, as CI does (localhost/parallelrun:0.1.0)
 #
 # The build stage installs, builds and unit-tests with the same scripts CI runs (.ci/run ->
 # scripts/test.sh), so CI proves every command here; tests/chart/test_dockerfile.py checks that.
@@ -12,6 +13,12 @@ WORKDIR /src
 # The one package list (a separate layer, so code changes do not re-install packages).
 COPY scripts/install-deps.sh scripts/install-deps.sh
 RUN bash scripts/install-deps.sh
+# Where the sources are built: /src, or the host's checkout folder when scripts/build-image.sh
+# builds, and the locale scripts/test.sh builds with, so that the compile commands (and the
+# ccache that build-image.sh lends the build, whose keys include both) match the host's.
+ARG SRC=/src
+WORKDIR ${SRC}
+ENV LANG=C.UTF-8
 COPY . .
 RUN bash scripts/build.sh default
 # The unit tests (the label the asan test preset runs in CI), except the test cluster's
@@ -41,9 +48,10 @@ RUN apt-get update -qq \
 
 # The binaries in /usr/local/bin; the Python host where the agent looks for it
 # (<exe dir>/../share/parallelrun/python, see runtime/worker/worker.h).
-COPY --from=build /src/build/bin/parallelrun /src/build/bin/parallelrun-operator \
-     /src/build/bin/parallelrun-native-host /usr/local/bin/
-COPY --from=build /src/build/share/parallelrun/python /usr/local/share/parallelrun/python
+ARG SRC=/src
+COPY --from=build ${SRC}/build/bin/parallelrun ${SRC}/build/bin/parallelrun-operator \
+     ${SRC}/build/bin/parallelrun-native-host /usr/local/bin/
+COPY --from=build ${SRC}/build/share/parallelrun/python /usr/local/share/parallelrun/python
 # The C header of native entry points (runtime/hosts/native/README.md), for images built on this.
 COPY runtime/hosts/native/parallelrun_native.h /usr/local/include/parallelrun/
 

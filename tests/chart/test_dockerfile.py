@@ -33,8 +33,9 @@ class Stage:
     def __init__(self, image, name):
         self.image = image
         self.name = name
-        self.instructions = []  # (INSTRUCTION, argument text)
+        self.instructions = []  # (INSTRUCTION, argument text; ${ARG}s expanded in WORKDIR, COPY)
         self.workdir = "/"
+        self.args = {}  # ARG name -> default
 
     def all(self, instruction):
         return [args for ins, args in self.instructions if ins == instruction]
@@ -62,7 +63,14 @@ def parse_dockerfile(text):
             name = words[2] if len(words) == 3 and words[1].upper() == "AS" else None
             stages.append(Stage(words[0], name))
             continue
-        stages[-1].instructions.append((instruction, args))
+        stage = stages[-1]
+        if instruction == "ARG":
+            name, _, default = args.partition("=")
+            stage.args[name] = default
+        if instruction in ("WORKDIR", "COPY"):
+            args = re.sub(r"\$\{(\w+)\}|\$(\w+)",
+                          lambda m: stage.args[m.group(1) or m.group(2)], args)
+        stage.instructions.append((instruction, args))
         if instruction == "WORKDIR":
             stages[-1].workdir = os.path.join(stages[-1].workdir, args)
     return stages
@@ -160,6 +168,33 @@ class DockerfileTest(unittest.TestCase):
             defined = {line.split("(")[1] for line in sources.split()}
             for suite in suites.group(1).split("|"):
                 self.assertIn(suite, defined)
+
+    def test_build_stage_installs_no_container_tools(self):
+        # scripts/install-tools.sh holds them; the image build must not run it.
+        self.assertNotIn("install-tools", read("Dockerfile"))
+        packages = read("scripts/install-deps.sh").split("packages=(", 1)[1].split(")", 1)[0]
+        for tool in ("podman", "runc", "debootstrap", "helm", "kubectl", "npm", "nodejs"):
+            self.assertNotRegex(packages, r"(^|\s)%s(\s|$)" % tool)
+
+    def test_ci_builds_the_image_with_the_hosts_paths_before_the_tests(self):
+        ci = run_lines("scripts/test.sh")
+        order = [ci.index(c) for c in ("bash scripts/install-tools.sh",
+                                       "bash scripts/build.sh default",
+                                       "bash scripts/build-image.sh",
+                                       "ctest --preset default")]
+        self.assertEqual(order, sorted(order), "scripts/test.sh: " + " / ".join(ci))
+        # The build stage compiles in ${SRC}; build-image.sh sets it to the checkout, so the
+        # ccache it lends the build sees the host's compile commands. Both stages agree on it.
+        self.assertEqual(self.build.args.get("SRC"), "/src")
+        self.assertEqual(self.final.args.get("SRC"), "/src")
+        self.assertEqual(self.build.workdir, "/src")
+        # ccache keys include the locale: the build stage's is the one CI builds with.
+        self.assertIn("LANG=C.UTF-8", self.build.all("ENV"))
+        self.assertIn("export LANG=C.UTF-8", ci)
+        self.assertLess(ci.index("export LANG=C.UTF-8"), ci.index("bash scripts/build.sh default"))
+        script = read("scripts/build-image.sh")
+        self.assertIn('--build-arg "SRC=$PWD"', script)
+        self.assertIn('--build-arg "VERSION=$version"', script)
 
     def test_every_copied_source_exists_and_is_not_ignored(self):
         patterns = dockerignore_patterns()
