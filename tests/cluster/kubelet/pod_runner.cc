@@ -324,7 +324,7 @@ void PodRunner::OnExit(Container& c, int wait_status) {
       StringAt(c.spec, "terminationMessagePolicy") == "FallbackToLogsOnError") {
     message = LogTail(log_dir_ + "/" + c.name + ".log");
   }
-  c.message = message;
+  if (c.reason != "StartError") c.message = message;  // a start error keeps its own message
 }
 
 void PodRunner::Reap() {

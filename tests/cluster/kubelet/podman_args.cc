@@ -218,17 +218,12 @@ bool PodmanRunArgs(const Json& pod, const Json& container, const ImageConfig& im
              " has neither ENTRYPOINT nor CMD";
     return false;
   }
-  std::vector<std::string> out = {"run",
-                                  "--name=" + in.name,
-                                  "--cidfile=" + in.cid_file,
-                                  "--pull=never",
-                                  "--network=host",
-                                  "--no-hosts",
-                                  "--log-driver=passthrough",
-                                  "--rm=false",
-                                  "--tty=false",
-                                  "--interactive=false",
-                                  "--sig-proxy=false"};
+  std::vector<std::string> out = {"run", "--name=" + in.name, "--cidfile=" + in.cid_file,
+                                  "--pull=never", "--network=host", "--no-hosts",
+                                  "--log-driver=passthrough", "--rm=false", "--tty=false",
+                                  "--interactive=false", "--sig-proxy=false",
+                                  // A runtime adds no user to the image's /etc/passwd.
+                                  "--passwd=false"};
   if (!in.hostname.empty()) out.push_back("--hostname=" + in.hostname);
   const std::pair<const char*, std::string> labels[] = {
       {kLabelPodUid, StringAt(pod, "metadata.uid")},
