@@ -110,8 +110,8 @@ pid_t PodRunner::LaunchPodman(Container& c, const std::vector<std::string>& env,
   in.cpu_controller = config_.cpu_controller;
   std::vector<std::string> args;
   if (!PodmanRunArgs(pod_, c.spec, c.image, in, &args, error)) return -1;
-  // A container of this name left from an earlier testcluster process (same pod uid) goes first.
-  RunPodman({"rm", "--force", "--time=0", "--ignore", in.name}, nullptr, nullptr);
+  // (Containers left by an earlier testcluster process with this state folder were removed when
+  // the kubelet started: KillLeftoverPodProcesses.)
   std::error_code ec;
   fs::remove(in.cid_file, ec);
   c.podman_name = in.name;
