@@ -102,7 +102,9 @@ class ContainerRuntimeTest(unittest.TestCase):
         return self.cluster.kubectl(*args, **kwargs)
 
     def apply(self, manifest):
-        return self.k("apply", "-f", "-", input=textwrap.dedent(manifest).replace("IMAGE", self.image))
+        short = self.image[len("localhost/"):]  # resolved to localhost/ by the local lookup
+        manifest = textwrap.dedent(manifest).replace("SHORTIMAGE", short)
+        return self.k("apply", "-f", "-", input=manifest.replace("IMAGE", self.image))
 
     def pod(self, name):
         return json.loads(self.k("get", "pod", name, "-o", "json").stdout)
@@ -216,7 +218,7 @@ class ContainerRuntimeTest(unittest.TestCase):
             spec:
               restartPolicy: Never
               containers:
-              - {name: main, image: IMAGE}
+              - {name: main, image: SHORTIMAGE}
             """)
         for name in ("fails", "fallback"):
             self.wait_phase(name, "Failed")
@@ -228,7 +230,7 @@ class ContainerRuntimeTest(unittest.TestCase):
         self.assertTrue(self.container_status("fails")["containerID"].startswith("podman://"))
         terminated = self.container_status("fallback")["state"]["terminated"]
         self.assertEqual((terminated["exitCode"], terminated["message"]), (4, "last words\n"))
-        # No command: the image's CMD, in the image's WORKDIR.
+        # No command: the image's CMD, in the image's WORKDIR (image named by its short name).
         self.assertEqual(self.k("logs", "defaults").stdout, "image default cmd in /www\n")
 
     def test_missing_command_is_a_start_error(self):
