@@ -451,6 +451,11 @@ PodRunner::SteadyTime PodRunner::Sync() {
       if (!terminating_) sooner(SyncProbes(c, now));
     }
   }
+  UpdateConditions();
+  return next;
+}
+
+void PodRunner::UpdateConditions() {
   // Conditions follow the containers.
   std::vector<std::string> not_initialized, not_ready;
   for (const auto& c : containers_) {
@@ -475,7 +480,6 @@ PodRunner::SteadyTime PodRunner::Sync() {
       ready || reason == "PodCompleted" ? "" : "containers with unready status: " + join(not_ready);
   SetCondition("ContainersReady", ready, ready ? "" : reason, message);
   SetCondition("Ready", ready, ready ? "" : reason, message);
-  return next;
 }
 
 void PodRunner::Terminate(int64_t grace_seconds) {

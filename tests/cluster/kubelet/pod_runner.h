@@ -166,6 +166,8 @@ class PodRunner {
   bool ShouldRestart(const Container& c) const;
   void ScheduleRestart(Container& c, SteadyTime now);
   std::string Phase() const;
+  // Initialized, ContainersReady and Ready from the containers' states.
+  void UpdateConditions();
   Json ContainerStatus(const Container& c) const;
   void SetCondition(const std::string& type, bool status, const std::string& reason,
                     const std::string& message);
