@@ -139,6 +139,9 @@ struct KubeletContext {
   std::string api_host;   // 127.0.0.1: KUBERNETES_SERVICE_HOST
   int api_port = 0;       // KUBERNETES_SERVICE_PORT
   std::string ca_file;    // DIR/ca.crt: the service-account ca.crt
+  // How pods run: "process" (host processes, commands from PATH) or "container" (real OCI
+  // containers from local images with podman + runc; see kubelet/pod_runner.h).
+  std::string runtime = "process";
   // The bearer token of service account <ns>/<name> (created on first use; also in
   // DIR/tokens/<ns>/<name>). The API server authenticates it as
   // system:serviceaccount:<ns>:<name>.

@@ -1,7 +1,9 @@
 // testcluster: the local test cluster of SPEC.md §8.
 //
-//   testcluster up --state DIR      start in the background, wait until it answers, print the
-//                                   kubeconfig path as the last line
+//   testcluster up --state DIR [--runtime process|container]
+//                                   start in the background, wait until it answers, print the
+//                                   kubeconfig path as the last line. --runtime: pods as host
+//                                   processes (default) or as podman containers
 //   testcluster down --state DIR    stop the server and every pod process
 //   testcluster serve --state DIR   run in the foreground (what `up` starts)
 
@@ -25,6 +27,9 @@
 #include "tests/cluster/frontend.h"
 #include "tests/cluster/https_server.h"
 #include "tests/cluster/util.h"
+#ifdef PR_CLUSTER_HAVE_KUBELET
+#include "tests/cluster/kubelet/podman.h"
+#endif
 
 namespace parallelrun::rt::cluster {
 namespace {
@@ -32,7 +37,8 @@ namespace {
 namespace fs = std::filesystem;
 
 int Usage() {
-  std::cerr << "usage: testcluster up|down|serve --state DIR [--port N] [--no-kubelet]\n";
+  std::cerr << "usage: testcluster up|down|serve --state DIR [--port N] [--no-kubelet] "
+               "[--runtime process|container]\n";
   return 2;
 }
 
@@ -90,7 +96,7 @@ std::string WriteKubeconfig(const std::string& dir, int port, const std::string&
   return path;
 }
 
-int Serve(const std::string& dir, int port, bool with_kubelet) {
+int Serve(const std::string& dir, int port, bool with_kubelet, const std::string& runtime) {
   std::string error;
   if (!MakeDirs(dir) || !EnsureCertificates(dir, &error)) {
     std::cerr << "testcluster: " << (error.empty() ? "cannot create " + dir : error) << "\n";
@@ -157,6 +163,7 @@ int Serve(const std::string& dir, int port, bool with_kubelet) {
     ctx.api_host = "127.0.0.1";
     ctx.api_port = port;
     ctx.ca_file = dir + "/ca.crt";
+    ctx.runtime = runtime;
     ctx.service_account_token = [&api](const std::string& ns, const std::string& name) {
       return api.ServiceAccountToken(ns, name);
     };
@@ -165,6 +172,7 @@ int Serve(const std::string& dir, int port, bool with_kubelet) {
   }
 #else
   (void)with_kubelet;
+  (void)runtime;
 #endif
   WriteFileAtomic(dir + "/server.ready", std::to_string(port));
   std::cerr << "testcluster: serving on https://127.0.0.1:" << port << " (" << kubeconfig << ")"
@@ -183,11 +191,19 @@ int Serve(const std::string& dir, int port, bool with_kubelet) {
   return 0;
 }
 
-int Up(const std::string& dir, int port, bool with_kubelet) {
+int Up(const std::string& dir, int port, bool with_kubelet, const std::string& runtime) {
   if (!MakeDirs(dir)) {
     std::cerr << "testcluster up: cannot create the state folder " << dir << "\n";
     return 1;
   }
+#ifdef PR_CLUSTER_HAVE_KUBELET
+  if (with_kubelet && runtime == "container" && !PodmanAvailable()) {
+    std::cerr << "testcluster up: --runtime container needs podman (with runc) on PATH, or "
+                 "TESTCLUSTER_PODMAN; `"
+              << PodmanBinary() << " --version` failed\n";
+    return 1;
+  }
+#endif
   pid_t running = ReadPid(dir);
   if (ProcessAlive(running) && fs::exists(dir + "/server.ready")) {
     std::cout << dir << "/kubeconfig" << std::endl;
@@ -212,6 +228,8 @@ int Up(const std::string& dir, int port, bool with_kubelet) {
     std::vector<const char*> argv = {exe.c_str(), "serve",  "--state",
                                      dir.c_str(), "--port", port_arg.c_str()};
     if (!with_kubelet) argv.push_back("--no-kubelet");
+    argv.push_back("--runtime");
+    argv.push_back(runtime.c_str());
     argv.push_back(nullptr);
     execv(exe.c_str(), const_cast<char* const*>(argv.data()));
     _exit(127);
@@ -273,6 +291,7 @@ int main(int argc, char** argv) {
   std::string dir;
   int port = 0;
   bool kubelet = true;
+  std::string runtime = "process";
   for (int i = 2; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--state" && i + 1 < argc) {
@@ -283,6 +302,10 @@ int main(int argc, char** argv) {
       port = std::atoi(argv[++i]);
     } else if (a == "--no-kubelet") {
       kubelet = false;
+    } else if (a == "--runtime" && i + 1 < argc) {
+      runtime = argv[++i];
+    } else if (a.rfind("--runtime=", 0) == 0) {
+      runtime = a.substr(10);
     } else {
       std::cerr << "testcluster: unknown argument " << a << "\n";
       return Usage();
@@ -294,8 +317,12 @@ int main(int argc, char** argv) {
   }
   dir = std::filesystem::absolute(dir).lexically_normal().string();
   while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
-  if (cmd == "up") return Up(dir, port, kubelet);
+  if (runtime != "process" && runtime != "container") {
+    std::cerr << "testcluster: --runtime must be process or container, not \"" << runtime << "\"\n";
+    return Usage();
+  }
+  if (cmd == "up") return Up(dir, port, kubelet, runtime);
   if (cmd == "down") return Down(dir);
-  if (cmd == "serve") return Serve(dir, port, kubelet);
+  if (cmd == "serve") return Serve(dir, port, kubelet, runtime);
   return Usage();
 }

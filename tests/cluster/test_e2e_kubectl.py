@@ -31,7 +31,11 @@ class Cluster:
     def __init__(self):
         self.dir = tempfile.mkdtemp(prefix="testcluster-e2e-")
         started = time.monotonic()
-        out = subprocess.run([WRAPPER, "up", "--state", self.dir], capture_output=True,
+        # PARALLELRUN_TEST_RUNTIME=container runs the pods of every cluster started here as
+        # podman containers (testcluster up --runtime container); default: host processes.
+        runtime = os.environ.get("PARALLELRUN_TEST_RUNTIME", "")
+        extra = ["--runtime", runtime] if runtime else []
+        out = subprocess.run([WRAPPER, "up", "--state", self.dir] + extra, capture_output=True,
                              text=True, timeout=60)
         self.startup_seconds = time.monotonic() - started
         if out.returncode != 0:

@@ -34,6 +34,9 @@ CRD = os.path.join(ROOT, "crds", "parallelrun.io_parallelrunjobs.yaml")
 EXAMPLE = os.path.join(ROOT, "examples", "score-files")
 SLOW = os.path.join(HERE, "testdata", "slow")
 OPERATOR_NS = "parallelrun-system"
+# The job pods' image (--default-image). On a container cluster (PARALLELRUN_TEST_RUNTIME=container)
+# it must exist in the local podman storage, e.g. PARALLELRUN_TEST_IMAGE=parallelrun:0.1.0.
+JOB_IMAGE = os.environ.get("PARALLELRUN_TEST_IMAGE", "parallelrun:e2e")
 
 
 def free_port():
@@ -130,7 +133,7 @@ current-context: operator
         log = open(os.path.join(self.dir, "operator.log"), "a")
         self.operator = subprocess.Popen(
             [OPERATOR_BIN, "--kubeconfig", self.operator_kubeconfig,
-             "--default-image", "parallelrun:e2e",
+             "--default-image", JOB_IMAGE,
              "--metrics-bind-address", f"127.0.0.1:{self.metrics_port}",
              "--health-probe-bind-address", f"127.0.0.1:{self.health_port}",
              "--leader-elect", "--leader-election-namespace", OPERATOR_NS,

@@ -44,13 +44,14 @@ def read_file(path):
 class Cluster:
     """A running test cluster in a temporary folder."""
 
-    def __init__(self):
+    def __init__(self, runtime=None):
         self.dir = tempfile.mkdtemp(prefix="testcluster-pods-")
         env = dict(os.environ)
         binary = os.environ.get("TESTCLUSTER_BIN")
         if binary:
             env["PATH"] = os.path.dirname(os.path.abspath(binary)) + ":" + env.get("PATH", "")
-        out = subprocess.run([WRAPPER, "up", "--state", self.dir], capture_output=True,
+        extra = ["--runtime", runtime] if runtime else []
+        out = subprocess.run([WRAPPER, "up", "--state", self.dir] + extra, capture_output=True,
                              text=True, timeout=60, env=env)
         if out.returncode != 0:
             shutil.rmtree(self.dir, ignore_errors=True)

@@ -23,6 +23,8 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -39,6 +41,7 @@
 #include "tests/cluster/kubelet/informer.h"
 #include "tests/cluster/kubelet/pod_ips.h"
 #include "tests/cluster/kubelet/pod_runner.h"
+#include "tests/cluster/kubelet/podman.h"
 #include "tests/cluster/kubelet/scheduling.h"
 
 namespace parallelrun::rt::cluster {
@@ -120,7 +123,18 @@ class ProcessKubelet : public Kubelet {
     runner_config_.view.api_port = ctx_.api_port;
     runner_config_.view.node_name = ctx_.node_name;
     runner_config_.view.host_ip = "127.0.0.1";
-    runner_config_.base_env = PassThroughEnv();
+    if (ctx_.runtime == "container") {
+      // Containers get their image's environment; nothing of the host's passes through.
+      runner_config_.runtime = ContainerRuntime::kPodman;
+      runner_config_.memory_controller = CgroupControllerAvailable("memory");
+      runner_config_.cpu_controller = CgroupControllerAvailable("cpu");
+      std::string version;
+      RunPodman({"version", "--format={{.Client.Version}}"}, &version, nullptr);
+      while (!version.empty() && version.back() == '\n') version.pop_back();
+      runtime_version_ = "podman://" + (version.empty() ? std::string("unknown") : version);
+    } else {
+      runner_config_.base_env = PassThroughEnv();
+    }
     const char* path = std::getenv("PATH");
     runner_config_.search_path = path != nullptr ? path : "/usr/local/bin:/usr/bin:/bin";
     runner_config_.hosts_content = [this](const Json& pod, const std::string& ip) {
@@ -133,6 +147,9 @@ class ProcessKubelet : public Kubelet {
 
   void Start() {
     KillLeftoverPodProcesses(ctx_.state_dir);
+    std::error_code ec;
+    std::filesystem::create_directories(ctx_.state_dir + "/kubelet", ec);
+    std::ofstream(ctx_.state_dir + "/kubelet/runtime", std::ios::trunc) << ctx_.runtime << "\n";
     for (Informer* i : Informers()) i->Start();
     thread_ = std::thread([this] { Run(); });
   }
@@ -209,6 +226,7 @@ class ProcessKubelet : public Kubelet {
           }
         }
         SyncRunners(&next);
+        ReapBackgroundJobs();
       } else {
         next = now + milliseconds(20);
       }
@@ -290,10 +308,10 @@ class ProcessKubelet : public Kubelet {
         {"nodeInfo",
          {{"kubeletVersion", "v1.32.0"},
           {"kubeProxyVersion", "v1.32.0"},
-          {"containerRuntimeVersion", "process://testcluster"},
+          {"containerRuntimeVersion", runtime_version_},
           {"operatingSystem", "linux"},
           {"architecture", "amd64"},
-          {"osImage", "testcluster process kubelet"},
+          {"osImage", "testcluster " + ctx_.runtime + " kubelet"},
           {"kernelVersion", ""},
           {"machineID", ""},
           {"systemUUID", ""},
@@ -491,11 +509,15 @@ class ProcessKubelet : public Kubelet {
       std::this_thread::sleep_for(milliseconds(20));
     }
     entries_.clear();  // a runner's destructor SIGKILLs whatever is left
+    // Exited containers whose background removal has not finished yet, and any others.
+    if (runner_config_.runtime == ContainerRuntime::kPodman)
+      RemoveClusterContainers(ctx_.state_dir);
   }
 
   KubeletContext ctx_;
   std::string node_key_;
   std::string start_time_ = Now();
+  std::string runtime_version_ = "process://testcluster";
   PodIpAllocator ips_;
   RunnerConfig runner_config_;
   HostsInputs hosts_inputs_;
@@ -529,6 +551,10 @@ std::unique_ptr<Kubelet> StartKubelet(const KubeletContext& context) {
 
 void KillLeftoverPodProcesses(const std::string& state_dir) {
   KillRecordedProcesses(state_dir + "/kubelet/pids");
+  // Containers of a container-runtime cluster outlive their `podman run` processes.
+  std::ifstream marker(state_dir + "/kubelet/runtime");
+  std::string runtime;
+  if (marker >> runtime && runtime == "container") RemoveClusterContainers(state_dir);
 }
 
 }  // namespace parallelrun::rt::cluster

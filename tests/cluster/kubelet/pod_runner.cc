@@ -135,6 +135,7 @@ PodRunner::PodRunner(RunnerConfig config, const Json& pod, std::string pod_ip)
 }
 
 PodRunner::~PodRunner() {
+  if (Podman()) RemoveAllContainersNow();
   for (auto& c : containers_) {
     if (c.pid > 0) {
       KillProcessGroup(c.pid, SIGKILL);
@@ -194,11 +195,13 @@ void PodRunner::Prepare(SteadyTime now) {
     return;
   }
   prepared_ = true;
+  if (Podman()) ApplyPodmanVolumeOwnership();
   for (auto& c : containers_) c.waiting_message.clear();
   RefreshHosts();
 }
 
 bool PodRunner::CheckImage(Container& c, SteadyTime now) {
+  if (Podman()) return CheckLocalImage(c, now);
   std::string image = StringAt(c.spec, "image");
   if (ImageTag(image) != "missing") return true;
   if (!c.image_failed) {
@@ -225,7 +228,9 @@ void PodRunner::Start(Container& c, SteadyTime now) {
   pod_["status"]["hostIP"] = config_.view.host_ip;
   std::vector<std::string> env;
   std::string error;
-  if (!BuildContainerEnv(pod_, c.spec, config_.view, config_.base_env, &env, &error)) {
+  bool configured = BuildContainerEnv(pod_, c.spec, config_.view, config_.base_env, &env, &error);
+  if (configured && Podman()) configured = PodmanPreflight(c, &env, &error);
+  if (!configured) {
     if (c.waiting_reason != "CreateContainerConfigError" || c.waiting_message != error) {
       Emit("Warning", "Failed", "Error: " + error, &c);
     }
@@ -239,6 +244,8 @@ void PodRunner::Start(Container& c, SteadyTime now) {
   std::error_code ec;
   if (c.started_once) fs::rename(log, log_dir_ + "/" + c.name + ".previous.log", ec);
   std::ofstream(termination_log, std::ios::trunc).close();
+  // Writable by whatever user the container runs as, as a real kubelet creates it.
+  fs::permissions(termination_log, fs::perms(0666), ec);
 
   LaunchSpec spec;
   std::string pod_path = PathVar(env);
@@ -256,7 +263,10 @@ void PodRunner::Start(Container& c, SteadyTime now) {
     Emit("Normal", "Pulled",
          "Container image \"" + StringAt(c.spec, "image") + "\" already present on machine", &c);
   }
-  pid_t pid = mounts_ok ? LaunchContainer(spec, &error) : -1;
+  pid_t pid = -1;
+  if (mounts_ok) {
+    pid = Podman() ? LaunchPodman(c, env, spec.mounts, log, &error) : LaunchContainer(spec, &error);
+  }
   auto now_wall = Now();
   c.started_once = true;
   if (pid < 0) {
@@ -280,6 +290,9 @@ void PodRunner::Start(Container& c, SteadyTime now) {
   c.waiting_reason.clear();
   c.waiting_message.clear();
   RecordPid(pid_dir_, PidKey(c), pid);
+  c.probe_killed = false;
+  c.kill_deadline.reset();
+  ResetProbes(c, now);
   Emit("Normal", "Created", "Created container " + c.name, &c);
   Emit("Normal", "Started", "Started container " + c.name, &c);
 }
@@ -299,13 +312,19 @@ void PodRunner::OnExit(Container& c, int wait_status) {
     c.exit_code = 128 + c.signal;
   }
   c.reason = c.exit_code == 0 ? "Completed" : "Error";
+  if (Podman()) {
+    // `podman run` passes the container's exit code on (128 + signal when it was killed); a
+    // container runtime reports no signal.
+    c.signal = 0;
+    AfterPodmanExit(c);
+  }
   std::string message = ReadAll(pod_dir_ + "/" + c.name + ".termination-log");
   if (message.size() > kMaxTerminationMessage) message.resize(kMaxTerminationMessage);
   if (message.empty() && c.exit_code != 0 &&
       StringAt(c.spec, "terminationMessagePolicy") == "FallbackToLogsOnError") {
     message = LogTail(log_dir_ + "/" + c.name + ".log");
   }
-  c.message = message;
+  if (c.reason != "StartError") c.message = message;  // a start error keeps its own message
 }
 
 void PodRunner::Reap() {
@@ -331,11 +350,13 @@ bool PodRunner::ShouldRestart(const Container& c) const {
 
 void PodRunner::ScheduleRestart(Container& c, SteadyTime now) {
   // Remember the run that ended; it becomes lastState once the next one starts.
-  Json terminated = {
-      {"exitCode", c.exit_code},
-      {"reason", c.reason},
-      {"finishedAt", c.finished_at},
-      {"containerID", "process://" + uid_ + "/" + c.name + "/" + std::to_string(c.restart_count)}};
+  Json terminated = {{"exitCode", c.exit_code},
+                     {"reason", c.reason},
+                     {"finishedAt", c.finished_at},
+                     {"containerID", Podman() && !c.container_id.empty()
+                                         ? "podman://" + c.container_id
+                                         : "process://" + uid_ + "/" + c.name + "/" +
+                                               std::to_string(c.restart_count)}};
   if (!c.started_at.empty()) terminated["startedAt"] = c.started_at;
   if (c.signal != 0) terminated["signal"] = c.signal;
   if (!c.message.empty()) terminated["message"] = c.message;
@@ -376,7 +397,7 @@ PodRunner::SteadyTime PodRunner::Sync() {
   if (terminating_) {
     if (any_running && !killed_ && now >= kill_deadline_) {
       for (auto& c : containers_) {
-        if (c.pid > 0) KillProcessGroup(c.pid, SIGKILL);
+        if (c.pid > 0) SignalContainer(c, SIGKILL);
       }
       killed_ = true;
     }
@@ -423,12 +444,24 @@ PodRunner::SteadyTime PodRunner::Sync() {
                   [](const Container& c) { return c.pid > 0; })) {
     sooner(now + kPollInterval);
   }
+  if (Podman()) {
+    for (auto& c : containers_) {
+      if (c.pid <= 0) continue;
+      DeliverSignals(c, now);
+      if (!terminating_) sooner(SyncProbes(c, now));
+    }
+  }
+  UpdateConditions();
+  return next;
+}
+
+void PodRunner::UpdateConditions() {
   // Conditions follow the containers.
   std::vector<std::string> not_initialized, not_ready;
   for (const auto& c : containers_) {
     if (c.init && !(c.state == State::kTerminated && c.exit_code == 0))
       not_initialized.push_back(c.name);
-    if (!c.init && c.state != State::kRunning) not_ready.push_back(c.name);
+    if (!c.init && !IsReady(c)) not_ready.push_back(c.name);
   }
   auto join = [](const std::vector<std::string>& names) {
     std::string out;
@@ -447,7 +480,6 @@ PodRunner::SteadyTime PodRunner::Sync() {
       ready || reason == "PodCompleted" ? "" : "containers with unready status: " + join(not_ready);
   SetCondition("ContainersReady", ready, ready ? "" : reason, message);
   SetCondition("Ready", ready, ready ? "" : reason, message);
-  return next;
 }
 
 void PodRunner::Terminate(int64_t grace_seconds) {
@@ -462,11 +494,21 @@ void PodRunner::Terminate(int64_t grace_seconds) {
   for (auto& c : containers_) {
     if (c.pid > 0) {
       Emit("Normal", "Killing", "Stopping container " + c.name, &c);
-      KillProcessGroup(c.pid, SIGTERM);
+      SignalContainer(c, SIGTERM);
     } else if (c.state == State::kWaiting) {
       c.waiting_message.clear();
     }
   }
+}
+
+bool PodRunner::IsStarted(const Container& c) const {
+  if (c.state != State::kRunning) return false;
+  return !c.startup_probe || c.startup_probe->result() == ProbeWorker::Result::kSuccess;
+}
+
+bool PodRunner::IsReady(const Container& c) const {
+  if (c.init || terminating_ || !IsStarted(c)) return false;
+  return !c.readiness_probe || c.readiness_probe->result() == ProbeWorker::Result::kSuccess;
 }
 
 bool PodRunner::Stopped() const {
@@ -530,14 +572,17 @@ Json PodRunner::ContainerStatus(const Container& c) const {
   Json status = {{"name", c.name},
                  {"image", StringAt(c.spec, "image")},
                  {"imageID", ""},
-                 {"ready", !c.init && c.state == State::kRunning && !terminating_},
+                 {"ready", !c.init && IsReady(c)},
                  {"restartCount", c.restart_count},
-                 {"started", c.state == State::kRunning},
+                 {"started", IsStarted(c)},
                  {"lastState", c.last_state}};
   if (c.started_once) {
     status["containerID"] =
-        "process://" + uid_ + "/" + c.name + "/" + std::to_string(c.restart_count);
+        Podman() && !c.container_id.empty()
+            ? "podman://" + c.container_id
+            : "process://" + uid_ + "/" + c.name + "/" + std::to_string(c.restart_count);
   }
+  if (Podman() && !c.image.id.empty()) status["imageID"] = "sha256:" + c.image.id;
   if (c.init) status.erase("started");
   Json state;
   switch (c.state) {

@@ -21,24 +21,43 @@
 // blocks for long: it reaps exited processes, starts what is due and returns when it wants to be
 // called again.
 //
-// Caveats (a real node does more): images are not pulled (an image whose tag is `missing`
-// fails as ErrImagePull/ImagePullBackOff), probes are not run (a running container is ready),
-// securityContext and resources are not enforced, containers run as root.
+// Two runtimes (RunnerConfig::runtime):
+//   - kProcess: each container is a host process (container_process.h) running as root; images
+//     are not pulled (an image whose tag is `missing` fails as ErrImagePull/ImagePullBackOff),
+//     probes are not run (a running container is ready), securityContext and resources are not
+//     enforced.
+//   - kPodman: each container is a real OCI container (`podman run`, runc, host network) from a
+//     local image (podman_args.h for the mapping of the spec), with probes (probes.h), fsGroup on
+//     the pod's volumes, resource limits, OOMKilled, and a missing image giving ErrImagePull /
+//     ImagePullBackOff (ErrImageNeverPull with imagePullPolicy Never) without any pull. The
+//     pid the runner tracks is the `podman run` process; signals go through `podman kill`.
+//     Each run's container is removed when it has exited (its log is in the log file).
 
 #include <sys/types.h>
 
 #include <chrono>
 #include <functional>
 #include <map>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "tests/cluster/kubelet/cluster_view.h"
+#include "tests/cluster/kubelet/podman.h"
+#include "tests/cluster/kubelet/podman_args.h"
+#include "tests/cluster/kubelet/probes.h"
 #include "tests/cluster/kubelet/volumes.h"
 
 namespace parallelrun::rt::cluster {
 
+enum class ContainerRuntime { kProcess, kPodman };
+
 struct RunnerConfig {
+  ContainerRuntime runtime = ContainerRuntime::kProcess;
+  // kPodman: whether the cgroup controllers can enforce limits.cpu / limits.memory.
+  bool cpu_controller = false;
+  bool memory_controller = false;
   std::string state_dir;
   ClusterView view;
   std::vector<std::string> base_env;  // KEY=VALUE passed to every container
@@ -122,6 +141,20 @@ class PodRunner {
     SteadyTime started_steady{};
     SteadyTime image_failed_at{};
     bool image_failed = false;
+    // kPodman: this run's container and the image it runs.
+    ImageConfig image;
+    std::string podman_name;
+    std::string cid_file;
+    std::string container_id;
+    size_t log_offset = 0;   // size of the log file when this run started
+    int pending_signal = 0;  // to deliver with `podman kill` once the container exists
+    int delivering_signal = 0;
+    SteadyTime next_signal_try{};
+    std::shared_ptr<PodmanJob> signal_job;
+    // Probes (kPodman): startup gates liveness and readiness.
+    std::unique_ptr<ProbeWorker> startup_probe, liveness_probe, readiness_probe;
+    bool probe_killed = false;                // killed after a failed liveness/startup probe
+    std::optional<SteadyTime> kill_deadline;  // SIGKILL after this (probe kills)
   };
 
   void Prepare(SteadyTime now);
@@ -133,12 +166,33 @@ class PodRunner {
   bool ShouldRestart(const Container& c) const;
   void ScheduleRestart(Container& c, SteadyTime now);
   std::string Phase() const;
+  // Initialized, ContainersReady and Ready from the containers' states.
+  void UpdateConditions();
   Json ContainerStatus(const Container& c) const;
   void SetCondition(const std::string& type, bool status, const std::string& reason,
                     const std::string& message);
   void Emit(const std::string& type, const std::string& reason, const std::string& message,
             const Container* c = nullptr);
   std::string PidKey(const Container& c) const;
+  bool Podman() const { return config_.runtime == ContainerRuntime::kPodman; }
+  bool IsStarted(const Container& c) const;
+  bool IsReady(const Container& c) const;
+
+  // The container runtime's half (pod_runner_podman.cc).
+  bool CheckLocalImage(Container& c, SteadyTime now);
+  // Extra checks before a podman start: false with the CreateContainerConfigError message.
+  bool PodmanPreflight(Container& c, std::vector<std::string>* env, std::string* error);
+  pid_t LaunchPodman(Container& c, const std::vector<std::string>& env,
+                     const std::vector<BindMount>& mounts, const std::string& log,
+                     std::string* error);
+  void AfterPodmanExit(Container& c);
+  void SignalContainer(Container& c, int signal);
+  void DeliverSignals(Container& c, SteadyTime now);
+  void ApplyPodmanVolumeOwnership();
+  // Probes of a running container; may kill it. Returns when it wants the next call.
+  SteadyTime SyncProbes(Container& c, SteadyTime now);
+  void ResetProbes(Container& c, SteadyTime now);
+  void RemoveAllContainersNow();
 
   RunnerConfig config_;
   Json pod_;

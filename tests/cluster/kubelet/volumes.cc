@@ -1,6 +1,7 @@
 #include "tests/cluster/kubelet/volumes.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -218,6 +219,8 @@ bool PrepareVolume(const Json& pod, const Json& volume, const std::string& pod_d
   if (volume.contains("emptyDir")) {
     std::string path = pod_dir + "/volumes/empty-dir/" + name;
     fs::create_directories(path, ec);
+    // World-writable, as a real emptyDir, so a container of any user can use it.
+    if (!ec) fs::permissions(path, fs::perms::all, ec);
     *host_path = path;
     return !ec;
   }
@@ -377,6 +380,43 @@ bool ContainerMounts(const Json& pod, const Json& container, const PreparedVolum
   }
   *mounts = std::move(out);
   return true;
+}
+
+namespace {
+
+void ChangeOwnership(const std::string& path, gid_t group, bool read_only) {
+  struct stat st;
+  if (lstat(path.c_str(), &st) != 0) return;
+  if (lchown(path.c_str(), static_cast<uid_t>(-1), group) != 0) return;
+  if (S_ISLNK(st.st_mode)) return;
+  mode_t mask = read_only ? 0440 : 0660;
+  if (S_ISDIR(st.st_mode)) mask |= S_ISGID | 0110;
+  chmod(path.c_str(), (st.st_mode & 07777) | mask);
+}
+
+}  // namespace
+
+void ApplyFsGroup(const Json& pod, const PreparedVolumes& volumes, int64_t fs_group) {
+  std::vector<std::pair<std::string, bool>> roots;  // host path, read-only kind
+  if (const Json* specs = JsonAt(pod, "spec.volumes"); specs != nullptr && specs->is_array()) {
+    for (const auto& v : *specs) {
+      auto found = volumes.host_paths.find(StringAt(v, "name"));
+      if (found == volumes.host_paths.end() || v.contains("hostPath")) continue;
+      bool read_only = v.contains("configMap") || v.contains("secret") ||
+                       v.contains("downwardAPI") || v.contains("projected");
+      roots.emplace_back(found->second, read_only);
+    }
+  }
+  if (!volumes.service_account_dir.empty()) roots.emplace_back(volumes.service_account_dir, true);
+  const gid_t group = static_cast<gid_t>(fs_group);
+  for (const auto& [root, read_only] : roots) {
+    ChangeOwnership(root, group, read_only);
+    std::error_code ec;
+    for (auto it = fs::recursive_directory_iterator(root, ec);
+         !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+      ChangeOwnership(it->path().string(), group, read_only);
+    }
+  }
 }
 
 }  // namespace parallelrun::rt::cluster

@@ -49,4 +49,11 @@ bool ContainerMounts(const Json& pod, const Json& container, const PreparedVolum
                      const std::string& termination_log, std::vector<BindMount>* mounts,
                      std::string* error);
 
+// fsGroup as a real kubelet applies it (SetVolumeOwnership): every file and folder of the pod's
+// emptyDir, persistentVolumeClaim, configMap, secret, downwardAPI and projected volumes and of
+// the service-account folder gets group `fs_group` and group read (and write, for the writable
+// kinds); folders also get g+x and setgid, so new files inherit the group. hostPath volumes are
+// never changed.
+void ApplyFsGroup(const Json& pod, const PreparedVolumes& volumes, int64_t fs_group);
+
 }  // namespace parallelrun::rt::cluster
