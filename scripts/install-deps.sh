@@ -9,8 +9,6 @@ packages=(
   nlohmann-json3-dev libyaml-cpp-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev
   python3 python3-pandas python3-kubernetes python3-yaml
-  golang-go golang-github-masterminds-sprig-dev golang-github-masterminds-semver-dev
-  golang-k8s-sigs-yaml-dev
   procps util-linux iproute2 openssl
 )
 
