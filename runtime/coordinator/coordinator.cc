@@ -22,6 +22,7 @@
 #include "runtime/coordinator/plan_file.h"
 #include "runtime/coordinator/planner.h"
 #include "runtime/coordinator/retry_from.h"
+#include "runtime/logs/disk_full.h"
 #include "runtime/logs/error_summary.h"
 #include "runtime/logs/job_result.h"
 #include "runtime/logs/log_layout.h"
@@ -168,7 +169,11 @@ class Coordinator::Impl {
                      const std::vector<protocol::LeaseRef>& held, SteadyTime now);
   void SayLocked(const std::string& text);
   void EndLocked(Ending ending);
+  // A write under the output folder failed for lack of space: the job ends with DiskFull (once,
+  // one log line) and stays resumable.
+  void EndDiskFullLocked(const std::string& what, const std::string& error);
   void CheckOutcomeLocked();
+  std::string LastRunErrorLocked() const;
   void TickLocked();
   void RecordExpiredLocked(const std::vector<ExpiredLease>& expired);
   void OnDurable(std::vector<PlanEntry>&& entries);
@@ -197,6 +202,7 @@ class Coordinator::Impl {
   std::shared_ptr<spdlog::logger> log_;
   std::unique_ptr<OverviewLog> overview_;
   std::unique_ptr<Journal> journal_;
+  SpaceReserve space_reserve_;  // freed at the end so that job_result.txt fits on a full disk
   std::unique_ptr<ReportCsv> report_;
   AppendFile user_errors_;
   std::unique_ptr<PlanReader> plan_reader_;
@@ -227,6 +233,9 @@ class Coordinator::Impl {
   std::optional<SteadyTime> last_warning_at_;
   std::string last_line_;
   std::string last_init_error_;
+  // The last failed attempt's error ("mini-batch 3 attempt 2: ..."), quoted in a failed job's
+  // message so that it says why and not only how many.
+  std::string last_run_error_;
   std::string last_init_traceback_;
   // Attempts handed out before a restart and held for their agents (JobState::Hold), by
   // mini-batch: an entry may outlive its hold (it is then ignored); cleared per node when the
@@ -411,39 +420,49 @@ Status Coordinator::Impl::Resume(int start_index) {
   // Attempts handed out with no outcome (yet) in the journal: at the end, those still running
   // when the previous coordinator ended.
   std::unordered_map<int64_t, HeldAttempt> open;
-  auto valid = Journal::Replay(journal_path_, [&](const JournalRecord& r) -> Status {
-    if (r.type == "start") {
-      if (!have_start) {
-        // The job started with the first coordinator; durations count from there.
-        std::tm tm{};
-        if (strptime(r.time.c_str(), "%Y-%m-%dT%H:%M:%S", &tm) != nullptr) {
-          start_time_ = std::chrono::system_clock::from_time_t(timegm(&tm));
+  std::string torn_warning;
+  auto valid = Journal::Replay(
+      journal_path_,
+      [&](const JournalRecord& r) -> Status {
+        if (r.type == "start") {
+          if (!have_start) {
+            // The job started with the first coordinator; durations count from there.
+            std::tm tm{};
+            if (strptime(r.time.c_str(), "%Y-%m-%dT%H:%M:%S", &tm) != nullptr) {
+              start_time_ = std::chrono::system_clock::from_time_t(timegm(&tm));
+            }
+            have_start = true;
+          }
+          return Status::Ok();
         }
-        have_start = true;
-      }
-      return Status::Ok();
-    }
-    if (r.mini_batch_id < 0 || r.mini_batch_id >= state_.counts().total) {
-      ++ignored;
-      return Status::Ok();
-    }
-    if (r.type == "lease") {
-      open[r.mini_batch_id] = HeldAttempt{r.attempt, r.node};
-    } else if (auto it = open.find(r.mini_batch_id);
-               it != open.end() && (r.type == "carried" || it->second.attempt == r.attempt)) {
-      open.erase(it);
-    }
-    if (r.type == "lease" || r.type == "released") {
-      state_.ReplayLease(r.mini_batch_id, r.attempt);
-    } else if (r.type == "carried") {
-      state_.Carry(r.mini_batch_id, r.succeeded);
-    } else {
-      state_.ReplayOutcome(r.mini_batch_id, r.attempt, r.outcome, r.succeeded);
-    }
-    return Status::Ok();
-  });
+        if (r.mini_batch_id < 0 || r.mini_batch_id >= state_.counts().total) {
+          ++ignored;
+          return Status::Ok();
+        }
+        if (r.type == "lease") {
+          open[r.mini_batch_id] = HeldAttempt{r.attempt, r.node};
+        } else if (auto it = open.find(r.mini_batch_id);
+                   it != open.end() && (r.type == "carried" || it->second.attempt == r.attempt)) {
+          open.erase(it);
+        }
+        if (r.type == "lease" || r.type == "released") {
+          state_.ReplayLease(r.mini_batch_id, r.attempt);
+        } else if (r.type == "carried") {
+          state_.Carry(r.mini_batch_id, r.succeeded);
+        } else {
+          state_.ReplayOutcome(r.mini_batch_id, r.attempt, r.outcome, r.succeeded);
+        }
+        return Status::Ok();
+      },
+      &torn_warning);
+  if (!torn_warning.empty()) log_->warn("{}", torn_warning);
   if (!valid.ok()) return valid.status();
   PR_ASSIGN_OR_RETURN(journal_, Journal::Open(journal_path_, *valid));
+  if (Status st = space_reserve_.Create(JoinPath(state_dir_, "space-reserve"), kSpaceReserveBytes);
+      !st.ok()) {
+    if (IsDiskFullError(st.message())) return st.WithContext(kReasonDiskFull);
+    log_->warn("{}", st.message());
+  }
   PR_ASSIGN_OR_RETURN(
       int64_t off, journal_->Append(JournalStartLine(start_index, clock_->Now(), opt_.owner_id)));
   PR_RETURN_IF_ERROR(journal_->SyncTo(off));
@@ -474,6 +493,7 @@ Status Coordinator::Impl::Resume(int start_index) {
               " process(es), output " + output_dir_);
   }
 
+  if (!torn_warning.empty()) SayLocked("Warning: " + torn_warning);
   if (!retry_problem.empty()) {
     EndRetryFromLocked(retry_problem);
   } else if (earlier_) {
@@ -593,6 +613,11 @@ void Coordinator::Impl::StartPlanner(int64_t existing_records, int64_t valid_byt
   po.on_durable = [this](std::vector<PlanEntry>&& entries) { OnDurable(std::move(entries)); };
   po.on_complete = [this] { OnPlanComplete(); };
   po.on_error = [this](const Status& st) { OnPlanError(st); };
+  po.on_warning = [this](const std::string& warning) {
+    std::lock_guard<std::mutex> lock(mu_);
+    log_->warn("{}", warning);
+    SayLocked("Warning: " + warning);
+  };
   planner_ = std::make_unique<Planner>(std::move(po));
   planner_->Start();
 }
@@ -1095,8 +1120,17 @@ HttpResponse Coordinator::Impl::HandleResults(const nlohmann::json& body) {
       row.error = r.error;
       row.detail = r.detail;
       report_rows += FormatReportRow(row);
+      if (IsDiskFullError(r.error) && r.error.find(output_dir_) != std::string::npos) {
+        EndDiskFullLocked("mini-batch " + std::to_string(r.mini_batch_id) + "'s results (node " +
+                              req.node + ", " + r.process + ")",
+                          r.error);
+      }
       if (d.outcome == Outcome::kCompleted || d.outcome == Outcome::kFailed) last_progress_ = now;
       if (status != AttemptStatus::kRunDone && status != AttemptStatus::kCancelled) {
+        if (!r.error.empty()) {
+          last_run_error_ = "mini-batch " + std::to_string(r.mini_batch_id) + " attempt " +
+                            std::to_string(r.attempt) + ": " + r.error;
+        }
         ErrorSummaryEntry e{wall,      req.node, r.process, r.mini_batch_id,
                             r.attempt, r.status, r.error};
         error_lines += FormatErrorSummaryLine(e);
@@ -1136,7 +1170,12 @@ HttpResponse Coordinator::Impl::HandleResults(const nlohmann::json& body) {
 
     if (!journal_lines.empty()) {
       auto off = journal_->Append(journal_lines);
-      if (!off.ok()) return Error(500, "cannot write the journal: " + off.status().message());
+      if (!off.ok()) {
+        if (IsDiskFullError(off.status().message())) {
+          EndDiskFullLocked("the journal " + journal_path_, off.status().message());
+        }
+        return Error(500, "cannot write the journal: " + off.status().message());
+      }
       sync_to = *off;
     }
     Status st = report_->AppendFormatted(report_rows);
@@ -1171,6 +1210,9 @@ HttpResponse Coordinator::Impl::HandleResults(const nlohmann::json& body) {
     if (!st.ok()) {
       std::lock_guard<std::mutex> lock(mu_);
       log_->error("journal: {}", st.message());
+      if (IsDiskFullError(st.message())) {
+        EndDiskFullLocked("the journal " + journal_path_, st.message());
+      }
       return Error(500, "cannot sync the journal: " + st.message());
     }
   }
@@ -1182,6 +1224,10 @@ HttpResponse Coordinator::Impl::HandleResults(const nlohmann::json& body) {
 // ---------------------------------------------------------------------------------------------
 // Outcome
 
+std::string Coordinator::Impl::LastRunErrorLocked() const {
+  return last_run_error_.empty() ? std::string() : "; last error: " + last_run_error_;
+}
+
 void Coordinator::Impl::CheckOutcomeLocked() {
   if (ending_) return;
   const JobSpec& s = opt_.spec;
@@ -1191,7 +1237,7 @@ void Coordinator::Impl::CheckOutcomeLocked() {
     e.reason = kReasonErrorThreshold;
     e.early = !state_.AllDone();
     e.message = std::to_string(c.items_failed) + " failed items exceed errorThreshold " +
-                std::to_string(s.error_threshold);
+                std::to_string(s.error_threshold) + LastRunErrorLocked();
     EndLocked(std::move(e));
     return;
   }
@@ -1200,7 +1246,7 @@ void Coordinator::Impl::CheckOutcomeLocked() {
     e.reason = kReasonErrorThreshold;
     e.early = !state_.AllDone();
     e.message = std::to_string(c.failed) + " failed mini-batches exceed allowedFailedCount " +
-                std::to_string(s.allowed_failed_count);
+                std::to_string(s.allowed_failed_count) + LastRunErrorLocked();
     EndLocked(std::move(e));
     return;
   }
@@ -1213,13 +1259,13 @@ void Coordinator::Impl::CheckOutcomeLocked() {
                   100.0 * static_cast<double>(c.failed) / static_cast<double>(c.total));
     e.message = std::to_string(c.failed) + " of " + std::to_string(c.total) +
                 " mini-batches failed (" + pct + "), more than allowedFailedPercent " +
-                std::to_string(s.allowed_failed_percent) + "%";
+                std::to_string(s.allowed_failed_percent) + "%" + LastRunErrorLocked();
   } else if (c.items_succeeded == 0) {
     e.reason = kReasonNoSucceeded;
     e.message = "no item succeeded: " + std::to_string(c.failed) + " of " +
                 std::to_string(c.total) + " mini-batches failed and " +
                 std::to_string(c.items_failed) + " of " + std::to_string(c.items_total) +
-                " items failed";
+                " items failed" + LastRunErrorLocked();
   } else {
     e.succeeded = true;
     e.reason = kReasonCompleted;
@@ -1386,11 +1432,24 @@ JobResult Coordinator::Impl::MakeResultLocked(const Ending& e) const {
   return r;
 }
 
+void Coordinator::Impl::EndDiskFullLocked(const std::string& what, const std::string& error) {
+  if (ending_) return;
+  log_->error("no space left on the disk: cannot write {}: {}", what, error);
+  Ending e;
+  e.reason = kReasonDiskFull;
+  e.early = true;
+  e.assemble = false;
+  e.message = DiskFullMessage(what, error);
+  e.look_first = {kHintMasterRole};
+  EndLocked(std::move(e));
+}
+
 void Coordinator::Impl::Finalize() {
   Ending e;
   {
     std::lock_guard<std::mutex> lock(mu_);
     e = *ending_;
+    space_reserve_.Release();
   }
   Status st = journal_->SyncAll();
   if (!st.ok()) log_->error("journal: {}", st.message());
@@ -1481,7 +1540,8 @@ void Coordinator::Impl::Finalize() {
   }
   // result.json last: it marks the job finished. A job rejected for its input (exit 1) stays
   // unfinished so that it runs once the input is fixed.
-  if (r.exit_code != kCoordinatorExitInvalid) {
+  // Nor does a job that ran out of disk space: it resumes once there is room.
+  if (r.exit_code != kCoordinatorExitInvalid && r.reason != kReasonDiskFull) {
     st = WriteFileAtomic(result_json_path_, JobResultToJson(r).dump(2) + "\n");
     if (!st.ok()) {
       log_->error("{}", st.message());
