@@ -1086,6 +1086,8 @@ HttpResponse Coordinator::Impl::HandleResults(const nlohmann::json& body) {
     const uint32_t node = TouchNodeLocked(req.node, now);
 
     std::string journal_lines, report_rows, error_lines;
+    std::vector<std::string>
+        disk_full;  // {what, error}: a worker could not write for lack of space
     // Given back unrun (the agent is stopping): first in line again, no try counted, no report
     // row (nothing ran).
     int released = 0;
@@ -1120,10 +1122,11 @@ HttpResponse Coordinator::Impl::HandleResults(const nlohmann::json& body) {
       row.error = r.error;
       row.detail = r.detail;
       report_rows += FormatReportRow(row);
-      if (IsDiskFullError(r.error) && r.error.find(output_dir_) != std::string::npos) {
-        EndDiskFullLocked("mini-batch " + std::to_string(r.mini_batch_id) + "'s results (node " +
-                              req.node + ", " + r.process + ")",
-                          r.error);
+      if (disk_full.empty() && IsDiskFullError(r.error) &&
+          r.error.find(output_dir_) != std::string::npos) {
+        disk_full = {"mini-batch " + std::to_string(r.mini_batch_id) + "'s results (node " +
+                         req.node + ", " + r.process + ")",
+                     r.error};
       }
       if (d.outcome == Outcome::kCompleted || d.outcome == Outcome::kFailed) last_progress_ = now;
       if (status != AttemptStatus::kRunDone && status != AttemptStatus::kCancelled) {
@@ -1160,7 +1163,8 @@ HttpResponse Coordinator::Impl::HandleResults(const nlohmann::json& body) {
         if (!nodes_[index].gave_up) {
           nodes_[index].gave_up = true;
           SayLocked("Node " + req.node +
-                    " stopped starting workers after repeated init() failures" +
+                    " stopped starting workers after init() failed (3 x processCountPerNode times "
+                    "in a row, or once by initTimeout)" +
                     (last_init_error_.empty() ? std::string() : ": " + last_init_error_));
         }
       } else {
@@ -1178,6 +1182,7 @@ HttpResponse Coordinator::Impl::HandleResults(const nlohmann::json& body) {
       }
       sync_to = *off;
     }
+    if (!disk_full.empty()) EndDiskFullLocked(disk_full[0], disk_full[1]);
     Status st = report_->AppendFormatted(report_rows);
     if (!st.ok()) log_->error("report: {}", st.message());
     if (!error_lines.empty() && user_errors_.is_open()) {
@@ -1192,7 +1197,8 @@ HttpResponse Coordinator::Impl::HandleResults(const nlohmann::json& body) {
       e.reason = kReasonInitFailed;
       e.early = true;
       e.message = "every node (" + std::to_string(gave_up) +
-                  ") stopped starting workers after repeated init() failures" +
+                  ") stopped starting workers after init() failed (3 x processCountPerNode times "
+                  "in a row, or once by initTimeout)" +
                   (last_init_error_.empty() ? std::string() : "; last error: " + last_init_error_);
       e.traceback = last_init_traceback_;
       e.look_first = {kHintUserErrors, kHintStderr, kHintNodes};
