@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <cstdio>
 #include <ctime>
 #include <filesystem>
 #include <mutex>
@@ -168,6 +169,9 @@ class Coordinator::Impl {
   void ReclaimLocked(const std::string& node, uint32_t index,
                      const std::vector<protocol::LeaseRef>& held, SteadyTime now);
   void SayLocked(const std::string& text);
+  // A warning for the user: the log, the overview, and stderr (when the overview is not echoed),
+  // since a progress display may skip overview lines.
+  void WarnLocked(const std::string& text);
   void EndLocked(Ending ending);
   // A write under the output folder failed for lack of space: the job ends with DiskFull (once,
   // one log line) and stays resumable.
@@ -455,7 +459,6 @@ Status Coordinator::Impl::Resume(int start_index) {
         return Status::Ok();
       },
       &torn_warning);
-  if (!torn_warning.empty()) log_->warn("{}", torn_warning);
   if (!valid.ok()) return valid.status();
   PR_ASSIGN_OR_RETURN(journal_, Journal::Open(journal_path_, *valid));
   if (Status st = space_reserve_.Create(JoinPath(state_dir_, "space-reserve"), kSpaceReserveBytes);
@@ -493,7 +496,7 @@ Status Coordinator::Impl::Resume(int start_index) {
               " process(es), output " + output_dir_);
   }
 
-  if (!torn_warning.empty()) SayLocked("Warning: " + torn_warning);
+  if (!torn_warning.empty()) WarnLocked(torn_warning);
   if (!retry_problem.empty()) {
     EndRetryFromLocked(retry_problem);
   } else if (earlier_) {
@@ -615,8 +618,7 @@ void Coordinator::Impl::StartPlanner(int64_t existing_records, int64_t valid_byt
   po.on_error = [this](const Status& st) { OnPlanError(st); };
   po.on_warning = [this](const std::string& warning) {
     std::lock_guard<std::mutex> lock(mu_);
-    log_->warn("{}", warning);
-    SayLocked("Warning: " + warning);
+    WarnLocked(warning);
   };
   planner_ = std::make_unique<Planner>(std::move(po));
   planner_->Start();
@@ -714,6 +716,12 @@ void Coordinator::Impl::SayLocked(const std::string& text) {
     last_line_ = OverviewLog::FormatLine(clock_->Now(), text);
     if (opt_.echo) opt_.echo(last_line_);
   }
+}
+
+void Coordinator::Impl::WarnLocked(const std::string& text) {
+  log_->warn("{}", text);
+  SayLocked("Warning: " + text);
+  if (!opt_.echo) std::fprintf(stderr, "parallelrun coordinator: warning: %s\n", text.c_str());
 }
 
 void Coordinator::Impl::EndLocked(Ending ending) {
