@@ -353,8 +353,8 @@ def run_case(case, coordinator=None):
         if case.source == "result":
             seen = result_summary(os.path.join(job.root, "output", "logs", "job_result.txt"))
         elif case.source == "warnings":
-            seen = "\n".join(line for line in proc.stderr.splitlines() if "Warning" in line)
-            seen = re.sub(r"^<time>: ", "", normalise(seen, job.root), flags=re.M)
+            seen = "\n".join(line for line in proc.stderr.splitlines()
+                              if line.startswith("parallelrun coordinator: warning:"))
         elif case.source == "output":
             seen = "\n".join(line for line in (proc.stderr + proc.stdout).splitlines()
                              if "ailed" in line or "error" in line.lower())
