@@ -432,8 +432,15 @@ def run_all():
 
 
 def cell(text, limit=400):
+    """What the user saw, one code span per line (so that `<job>`, `*` and `[...](...)` in
+    messages stay literal), lines joined with <br>."""
     text = text if len(text) <= limit else text[:limit] + " …"
-    return text.replace("|", "\\|").replace("\n", "<br>")
+    spans = []
+    for line in text.splitlines():
+        line = line.strip().replace("`", "'")
+        if line:
+            spans.append("`" + line.replace("|", "\\|") + "`")
+    return "<br>".join(spans) if spans else "(nothing)"
 
 
 def render(results):
@@ -466,7 +473,8 @@ def render(results):
         else:
             command = f"`parallelrun {case.command} job.yaml`"
         exit_text = "—" if case.command == "request" else str(code)
-        lines.append(f"| {cell(case.what)} | {command} | {exit_text} | {cell(seen)} |")
+        what = case.what.replace("|", "\\|")
+        lines.append(f"| {what} | {command} | {exit_text} | {cell(seen)} |")
     return "\n".join(lines) + "\n"
 
 
