@@ -424,41 +424,37 @@ Status Coordinator::Impl::Resume(int start_index) {
   // Attempts handed out with no outcome (yet) in the journal: at the end, those still running
   // when the previous coordinator ended.
   std::unordered_map<int64_t, HeldAttempt> open;
-  std::string torn_warning;
-  auto valid = Journal::Replay(
-      journal_path_,
-      [&](const JournalRecord& r) -> Status {
-        if (r.type == "start") {
-          if (!have_start) {
-            // The job started with the first coordinator; durations count from there.
-            std::tm tm{};
-            if (strptime(r.time.c_str(), "%Y-%m-%dT%H:%M:%S", &tm) != nullptr) {
-              start_time_ = std::chrono::system_clock::from_time_t(timegm(&tm));
-            }
-            have_start = true;
-          }
-          return Status::Ok();
+  auto valid = Journal::Replay(journal_path_, [&](const JournalRecord& r) -> Status {
+    if (r.type == "start") {
+      if (!have_start) {
+        // The job started with the first coordinator; durations count from there.
+        std::tm tm{};
+        if (strptime(r.time.c_str(), "%Y-%m-%dT%H:%M:%S", &tm) != nullptr) {
+          start_time_ = std::chrono::system_clock::from_time_t(timegm(&tm));
         }
-        if (r.mini_batch_id < 0 || r.mini_batch_id >= state_.counts().total) {
-          ++ignored;
-          return Status::Ok();
-        }
-        if (r.type == "lease") {
-          open[r.mini_batch_id] = HeldAttempt{r.attempt, r.node};
-        } else if (auto it = open.find(r.mini_batch_id);
-                   it != open.end() && (r.type == "carried" || it->second.attempt == r.attempt)) {
-          open.erase(it);
-        }
-        if (r.type == "lease" || r.type == "released") {
-          state_.ReplayLease(r.mini_batch_id, r.attempt);
-        } else if (r.type == "carried") {
-          state_.Carry(r.mini_batch_id, r.succeeded);
-        } else {
-          state_.ReplayOutcome(r.mini_batch_id, r.attempt, r.outcome, r.succeeded);
-        }
-        return Status::Ok();
-      },
-      &torn_warning);
+        have_start = true;
+      }
+      return Status::Ok();
+    }
+    if (r.mini_batch_id < 0 || r.mini_batch_id >= state_.counts().total) {
+      ++ignored;
+      return Status::Ok();
+    }
+    if (r.type == "lease") {
+      open[r.mini_batch_id] = HeldAttempt{r.attempt, r.node};
+    } else if (auto it = open.find(r.mini_batch_id);
+               it != open.end() && (r.type == "carried" || it->second.attempt == r.attempt)) {
+      open.erase(it);
+    }
+    if (r.type == "lease" || r.type == "released") {
+      state_.ReplayLease(r.mini_batch_id, r.attempt);
+    } else if (r.type == "carried") {
+      state_.Carry(r.mini_batch_id, r.succeeded);
+    } else {
+      state_.ReplayOutcome(r.mini_batch_id, r.attempt, r.outcome, r.succeeded);
+    }
+    return Status::Ok();
+  });
   if (!valid.ok()) return valid.status();
   PR_ASSIGN_OR_RETURN(journal_, Journal::Open(journal_path_, *valid));
   if (Status st = space_reserve_.Create(JoinPath(state_dir_, "space-reserve"), kSpaceReserveBytes);
@@ -496,7 +492,9 @@ Status Coordinator::Impl::Resume(int start_index) {
               " process(es), output " + output_dir_);
   }
 
-  if (!torn_warning.empty()) WarnLocked(torn_warning);
+  if (std::string torn = Journal::DescribeTornTail(journal_path_, *valid); !torn.empty()) {
+    WarnLocked(torn);
+  }
   if (!retry_problem.empty()) {
     EndRetryFromLocked(retry_problem);
   } else if (earlier_) {
@@ -1094,8 +1092,8 @@ HttpResponse Coordinator::Impl::HandleResults(const nlohmann::json& body) {
     const uint32_t node = TouchNodeLocked(req.node, now);
 
     std::string journal_lines, report_rows, error_lines;
-    std::vector<std::string>
-        disk_full;  // {what, error}: a worker could not write for lack of space
+    // {what, error} when a worker could not write its results for lack of space.
+    std::vector<std::string> disk_full;
     // Given back unrun (the agent is stopping): first in line again, no try counted, no report
     // row (nothing ran).
     int released = 0;

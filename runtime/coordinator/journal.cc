@@ -245,4 +245,18 @@ StatusOr<int64_t> Journal::Replay(const std::string& path,
   return valid;
 }
 
+std::string Journal::DescribeTornTail(const std::string& path, int64_t valid_bytes) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0 || st.st_size <= valid_bytes) return "";
+  int64_t line = 1;
+  auto counted = ForEachLine(path, [&](std::string_view, int64_t offset) -> Status {
+    if (offset < valid_bytes) ++line;
+    return Status::Ok();
+  });
+  if (!counted.ok()) return "";
+  return "journal " + path + ": skipped a torn last line (line " + std::to_string(line) + ", " +
+         std::to_string(static_cast<int64_t>(st.st_size) - valid_bytes) +
+         " bytes, probably cut short by a crash); it is cut off and the job resumes";
+}
+
 }  // namespace parallelrun::rt

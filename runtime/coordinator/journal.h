@@ -80,6 +80,9 @@ class Journal {
   static StatusOr<int64_t> Replay(const std::string& path,
                                   const std::function<Status(const JournalRecord&)>& on_record,
                                   std::string* torn_warning = nullptr);
+  // After Replay returned `valid_bytes`: a warning naming the file, the line and the bytes of a
+  // torn last line that Replay left out, or "" when there was none.
+  static std::string DescribeTornTail(const std::string& path, int64_t valid_bytes);
 
  private:
   Journal(AppendFile file, int64_t size) : file_(std::move(file)), written_(size), synced_(size) {}

@@ -161,6 +161,10 @@ TEST(JournalTest, ATornLastLineIsSkippedWithAWarning) {
   EXPECT_EQ(records, 2);
   EXPECT_NE(warning.find(path), std::string::npos) << warning;
   EXPECT_NE(warning.find("line 3"), std::string::npos) << warning;
+  std::string described = Journal::DescribeTornTail(path, *valid);
+  EXPECT_NE(described.find(path + ": skipped a torn last line (line 3"), std::string::npos)
+      << described;
+  EXPECT_EQ(Journal::DescribeTornTail(path, static_cast<int64_t>(good.size()) + 1000), "");
 }
 
 TEST(JournalTest, ATornLastLineWithoutNewlineIsReportedToo) {
