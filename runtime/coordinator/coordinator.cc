@@ -456,6 +456,10 @@ Status Coordinator::Impl::Resume(int start_index) {
     return Status::Ok();
   });
   if (!valid.ok()) return valid.status();
+  // Before Open cuts it off (and the start record follows).
+  if (std::string torn = Journal::DescribeTornTail(journal_path_, *valid); !torn.empty()) {
+    WarnLocked(torn);
+  }
   PR_ASSIGN_OR_RETURN(journal_, Journal::Open(journal_path_, *valid));
   if (Status st = space_reserve_.Create(JoinPath(state_dir_, "space-reserve"), kSpaceReserveBytes);
       !st.ok()) {
@@ -492,9 +496,6 @@ Status Coordinator::Impl::Resume(int start_index) {
               " process(es), output " + output_dir_);
   }
 
-  if (std::string torn = Journal::DescribeTornTail(journal_path_, *valid); !torn.empty()) {
-    WarnLocked(torn);
-  }
   if (!retry_problem.empty()) {
     EndRetryFromLocked(retry_problem);
   } else if (earlier_) {
