@@ -698,10 +698,14 @@ std::unique_ptr<Worker> Agent::Impl::StartWorker(int index, ProcessLogs* logs) {
     log_->info("{} (pid {}): init() interrupted: the agent is ending", process, pid);
     return nullptr;
   }
-  log_->error(
-      "{} (pid {}): {} after {:.1f} s: {} ({} consecutive init failure(s) on this node, it gives "
-      "up at {})",
-      process, pid, kind, init_s, init.error, failures, init_failure_limit_);
+  if (kind == "INIT_TIMEOUT") {
+    log_->error("{} (pid {}): {} after {:.1f} s: {}", process, pid, kind, init_s, init.error);
+  } else {
+    log_->error(
+        "{} (pid {}): {} after {:.1f} s: {} ({} consecutive init failure(s) on this node, it "
+        "gives up at {})",
+        process, pid, kind, init_s, init.error, failures, init_failure_limit_);
+  }
   logs->node->error("node={} pid={} {} after {:.3f}s: {}", options_.node, pid, kind, init_s,
                     init.error);
   ErrorRecord(*logs, kind, "init()", init.error, init.detail);
