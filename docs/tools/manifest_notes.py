@@ -21,7 +21,7 @@ GROUPS = [
     ("Data", ["volumes", "inputs", "sideInputs", "output"]),
     ("Mini-batches, retries and failure limits",
      ["miniBatchSize", "errorThreshold", "allowedFailedCount", "allowedFailedPercent",
-      "runInvocationTimeout", "runMaxTry", "progressUpdateTimeout", "retryFrom"]),
+      "runInvocationTimeout", "runMaxTry", "progressUpdateTimeout", "initTimeout", "retryFrom"]),
     ("Output", ["outputAction", "appendRowFileName", "appendRowHeader"]),
     ("Scale and logs", ["nodeCount", "processCountPerNode", "loggingLevel",
                         "resourceMonitorInterval"]),
@@ -64,6 +64,9 @@ FIELDS = {
         "v2": "`uri_folder` / `mltable`",
     },
     "inputs[].source": {
+        "note": "Its folder is walked in byte order of names, following symbolic links. Entries "
+                "that are not regular files (FIFOs, sockets, devices) and dangling symbolic "
+                "links are left out with one warning listing them.",
         "v1": "dataset path",
         "v2": "`inputs.<name>.path`",
     },
@@ -152,6 +155,9 @@ FIELDS = {
         "model_default": "3 × (`runInvocationTimeout` + 30)",
         "v1": "`--progress_update_timeout`",
         "v2": "`--progress_update_timeout`",
+    },
+    "initTimeout": {
+        "model_default": "max(600, `runInvocationTimeout` + 30)",
     },
     "resourceMonitorInterval": {
         "v1": "`--resource_monitor_interval`",
@@ -254,7 +260,8 @@ PATTERN_MEANINGS = {
 MODEL_ONLY_RULES = [
     "`metadata.name`: 3 to 32 characters matching `^[a-z]([-a-z0-9]*[a-z0-9])?$` (the name "
     "rule of the original `ParallelRunStep`).",
-    "`miniBatchSize` and `progressUpdateTimeout` defaults, which depend on other fields, and "
+    "`miniBatchSize`, `progressUpdateTimeout` and `initTimeout` defaults, which depend on other "
+    "fields, and "
     "`miniBatchSize`'s unit rule: a count for file inputs, a size for tabular inputs.",
     "Every `volume` of a data reference names an entry of `spec.volumes`; volume names are "
     "unique; input and side-input names share one namespace and are unique in it.",

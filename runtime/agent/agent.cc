@@ -23,6 +23,7 @@
 #include "runtime/base/log.h"
 #include "runtime/output/part_file.h"
 #include "runtime/perf/resource_monitor.h"
+#include "runtime/worker/worker_process.h"
 
 namespace parallelrun::rt {
 namespace {
@@ -105,6 +106,7 @@ struct JobSettings {
   std::string entry_script;  // relative to code_dir, as written
   int resource_monitor_interval = 600;
   int progress_timeout_s = 0;  // progressUpdateTimeout; 0: 3 x (runInvocationTimeout + 30)
+  int init_timeout_s = 0;      // initTimeout; 0: max(600, runInvocationTimeout + 30)
 };
 
 StatusOr<JobSettings> ReadSettings(const RegisterResponse& resp) {
@@ -140,6 +142,9 @@ StatusOr<JobSettings> ReadSettings(const RegisterResponse& resp) {
   PR_RETURN_IF_ERROR(integer("resourceMonitorInterval", 0, &s.resource_monitor_interval));
   PR_RETURN_IF_ERROR(integer("progressUpdateTimeout", 0, &s.progress_timeout_s));
   if (s.progress_timeout_s == 0) s.progress_timeout_s = 3 * (s.run_timeout_s + 30);
+  PR_RETURN_IF_ERROR(integer("initTimeout", 1, &s.init_timeout_s));
+  if (s.init_timeout_s == 0)
+    s.init_timeout_s = std::max(kMinInitTimeoutSeconds, s.run_timeout_s + 30);
   PR_RETURN_IF_ERROR(string("loggingLevel", &s.logging_level));
   PR_RETURN_IF_ERROR(string("entryScript", &s.entry_script));
   if (s.entry_script.empty()) {
@@ -453,7 +458,7 @@ Status Agent::Impl::Configure(const RegisterResponse& resp) {
                              : std::max(options_.max_connect_seconds, settings.progress_timeout_s);
   job_spec_ = resp.spec;
   job_output_dir_ = resp.output_dir;
-  init_timeout_ = seconds(std::max(kMinInitTimeoutSeconds, settings.run_timeout_s + 30));
+  init_timeout_ = seconds(settings.init_timeout_s);
   renew_interval_ = milliseconds(std::max(resp.lease_seconds, 1) * 1000 / 3);
   init_failure_limit_ = kInitFailuresPerProcess * process_count_;
 
@@ -502,6 +507,10 @@ Status Agent::Impl::RegisterAgainLocked(std::unique_lock<std::mutex>& lock) {
 
 int Agent::Impl::Run() {
   if (auto code = RegisterAndConfigure()) return *code;
+  if (options_.reap_orphans && !BecomeSubreaper()) {
+    log_->warn("cannot become a child subreaper ({}): daemons started by run() may outlive it",
+               std::strerror(errno));
+  }
   // logs/perf/<node>/ for this agent and its workers: the first sample (the node before any
   // worker) before the slot threads start, then one every resourceMonitorInterval.
   ResourceMonitor monitor(perf_options_, clock_);
@@ -519,6 +528,11 @@ int Agent::Impl::Run() {
   int code = CommLoop();
   for (auto& t : threads) t.join();
   monitor.Stop();
+  if (options_.reap_orphans) {
+    if (int n = WorkerProcess::KillOrphans(); n > 0) {
+      log_->info("killed {} leftover process(es) started by the workers", n);
+    }
+  }
   log_->info("agent on node {} exits with code {}", options_.node, code);
   log_->flush();
   return code;
@@ -627,6 +641,14 @@ std::unique_ptr<Worker> Agent::Impl::StartWorker(int index, ProcessLogs* logs) {
   }
   const std::string process = config.process;
   const std::string gpu = slots_[index].gpu;  // set once in Configure()
+  config.init_progress = [this, process](pid_t pid, double running_s) {
+    // stderr: `parallelrun run` and `kubectl logs` show it while the user waits.
+    std::string line =
+        fmt::format("init() still running on node {} {} (pid {}) for {:.0f} s (initTimeout {} s)",
+                    options_.node, process, pid, running_s, init_timeout_.count());
+    log_->warn("{}", line);
+    std::fprintf(stderr, "parallelrun agent: %s\n", line.c_str());
+  };
   *logs = ProcessLogs{};
   logs->node = MakeFileLogger(process, JoinPath(node_dir_, process + ".txt"));
   logs->error_path = JoinPath(error_dir_, process + ".txt");
@@ -676,12 +698,17 @@ std::unique_ptr<Worker> Agent::Impl::StartWorker(int index, ProcessLogs* logs) {
       if (!aborted) {
         events_.push_back({process, pid, kind, init.error, init.detail});
         failures = ++consecutive_init_failures_;
+        // A hung init() is not tried again: three more would cost 3 x initTimeout for nothing.
+        if (kind == "INIT_TIMEOUT") failures = consecutive_init_failures_ = init_failure_limit_;
         if (failures >= init_failure_limit_ && !gave_up_) {
           gave_up_ = gave_up_now = true;
           events_.push_back(
               {"", 0, "NODE_GAVE_UP",
-               std::to_string(failures) +
-                   " consecutive init() failures (3 x processCountPerNode); last: " + init.error,
+               kind == "INIT_TIMEOUT"
+                   ? init.error
+                   : std::to_string(failures) +
+                         " consecutive init() failures (3 x processCountPerNode); last: " +
+                         init.error,
                init.detail});
         }
       }
@@ -699,14 +726,23 @@ std::unique_ptr<Worker> Agent::Impl::StartWorker(int index, ProcessLogs* logs) {
     log_->info("{} (pid {}): init() interrupted: the agent is ending", process, pid);
     return nullptr;
   }
-  log_->error(
-      "{} (pid {}): {} after {:.1f} s: {} ({} consecutive init failure(s) on this node, it gives "
-      "up at {})",
-      process, pid, kind, init_s, init.error, failures, init_failure_limit_);
+  if (kind == "INIT_TIMEOUT") {
+    log_->error("{} (pid {}): {} after {:.1f} s: {}", process, pid, kind, init_s, init.error);
+  } else {
+    log_->error(
+        "{} (pid {}): {} after {:.1f} s: {} ({} consecutive init failure(s) on this node, it "
+        "gives up at {})",
+        process, pid, kind, init_s, init.error, failures, init_failure_limit_);
+  }
   logs->node->error("node={} pid={} {} after {:.3f}s: {}", options_.node, pid, kind, init_s,
                     init.error);
   ErrorRecord(*logs, kind, "init()", init.error, init.detail);
-  if (gave_up_now) {
+  if (gave_up_now && kind == "INIT_TIMEOUT") {
+    log_->error(
+        "giving up on this node: init() did not finish within initTimeout ({} s); no more "
+        "workers start here",
+        init_timeout_.count());
+  } else if (gave_up_now) {
     log_->error(
         "giving up on this node: {} consecutive init() failures (3 x processCountPerNode); no more "
         "workers start here",

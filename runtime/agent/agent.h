@@ -65,6 +65,11 @@ struct AgentOptions {
   // GPU ids handed to workers (slot i gets gpus[i] as CUDA_VISIBLE_DEVICES when there are at least
   // as many GPUs as workers). nullopt: DetectGpus().
   std::optional<std::vector<std::string>> gpus;
+  // The agent owns its process (`parallelrun agent`): it becomes a child subreaper, so a worker's
+  // descendants that left its process group (daemons) are reparented to it and killed with the
+  // worker, and every child left when the agent ends is killed. Leave false where the agent
+  // shares its process with other children.
+  bool reap_orphans = false;
 };
 
 // Production: MakePythonWorker. Called from the slot thread that will own the worker.

@@ -538,14 +538,32 @@ TEST_F(AgentTest, InitSuccessResetsTheConsecutiveFailureCount) {
   // Every other worker fails init(): never 3 in a row.
   script_->init = [](const WorkerConfig& c) {
     bool fail = c.process == "process001" || c.process == "process003";
-    return fail ? InitOutcome{"INIT_TIMEOUT", "init() took longer than 600 s", ""}
+    return fail ? InitOutcome{"INIT_FAILED", "ImportError: flaky mount", ""}
                 : InitOutcome{"READY", "", ""};
   };
   Start();
   EXPECT_EQ(ExitCode(), 0);
   EXPECT_EQ(coordinator_->accepted.size(), 4u);
-  EXPECT_EQ(coordinator_->CountEvents("INIT_TIMEOUT"), 2);
+  EXPECT_EQ(coordinator_->CountEvents("INIT_FAILED"), 2);
   EXPECT_EQ(coordinator_->CountEvents("NODE_GAVE_UP"), 0);
+}
+
+TEST_F(AgentTest, AHungInitGivesUpTheNodeAtOnce) {
+  SetProcessCount(2);
+  AddMiniBatches(4);
+  // A hung init() would hang again: no 3 x processCountPerNode tries of initTimeout each.
+  script_->init = [](const WorkerConfig& c) {
+    return c.process == "process000"
+               ? InitOutcome{"INIT_TIMEOUT", "init() did not finish within initTimeout (600 s)", ""}
+               : InitOutcome{"READY", "", ""};
+  };
+  Start();
+  ASSERT_TRUE(
+      coordinator_->WaitFor([&] { return coordinator_->CountEvents("NODE_GAVE_UP") == 1; }));
+  EXPECT_EQ(coordinator_->CountEvents("INIT_TIMEOUT"), 1);
+  EXPECT_EQ(coordinator_->CountEvents("INIT_FAILED"), 0);
+  agent_->Stop();
+  ExitCode();
 }
 
 TEST_F(AgentTest, CancelKillsTheWorkerRunningThatAttempt) {

@@ -4,11 +4,27 @@
 #include <spdlog/sinks/null_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
 
+#include <atomic>
 #include <cstdio>
 
 #include "runtime/base/files.h"
 
 namespace parallelrun::rt {
+
+namespace {
+
+// spdlog's default prints one "[*** LOG ERROR ***]" line per failed write: hundreds on a full
+// disk. One line per process says it instead; the job's own result names the cause.
+void OnLogError(const std::string& name, const std::string& path, const std::string& message) {
+  static std::atomic<bool> said{false};
+  if (said.exchange(true)) return;
+  std::fprintf(stderr,
+               "parallelrun: cannot write the log file %s (logger %s): %s; further log write "
+               "errors of this process are not shown\n",
+               path.c_str(), name.c_str(), message.c_str());
+}
+
+}  // namespace
 
 std::shared_ptr<spdlog::logger> MakeFileLogger(const std::string& name, const std::string& path,
                                                const char* pattern) {
@@ -25,6 +41,8 @@ std::shared_ptr<spdlog::logger> MakeFileLogger(const std::string& name, const st
   logger->set_pattern(pattern, spdlog::pattern_time_type::utc);
   logger->flush_on(spdlog::level::trace);
   logger->set_level(spdlog::level::debug);
+  logger->set_error_handler(
+      [name, path](const std::string& message) { OnLogError(name, path, message); });
   return logger;
 }
 

@@ -1,6 +1,7 @@
 #include "runtime/base/process.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -9,9 +10,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <cstring>
+#include <fstream>
+#include <iterator>
+#include <string_view>
+#include <thread>
 
 extern char** environ;
 
@@ -142,6 +148,165 @@ ExitInfo Wait(pid_t pid) {
     if (errno != EINTR) return ExitInfo{true, 0, 0};
   }
   return FromWaitStatus(st);
+}
+
+namespace {
+
+// Parent pid and state letter from /proc/PID/stat; false when the process is gone.
+bool ReadStat(pid_t pid, pid_t* ppid, char* state) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  // The command name is in parentheses and may hold anything: parse after the last ')'.
+  auto close = stat.rfind(')');
+  if (close == std::string::npos || close + 4 >= stat.size()) return false;
+  *state = stat[close + 2];
+  *ppid = static_cast<pid_t>(std::strtol(stat.c_str() + close + 4, nullptr, 10));
+  return true;
+}
+
+// (pid, ppid) of every process in /proc.
+std::vector<std::pair<pid_t, pid_t>> ProcessTable() {
+  std::vector<std::pair<pid_t, pid_t>> table;
+  DIR* dir = ::opendir("/proc");
+  if (dir == nullptr) return table;
+  while (dirent* e = ::readdir(dir)) {
+    char* end = nullptr;
+    long pid = std::strtol(e->d_name, &end, 10);
+    if (pid <= 0 || *end != '\0') continue;
+    pid_t ppid = 0;
+    char state = 0;
+    if (ReadStat(static_cast<pid_t>(pid), &ppid, &state)) {
+      table.emplace_back(static_cast<pid_t>(pid), ppid);
+    }
+  }
+  ::closedir(dir);
+  return table;
+}
+
+}  // namespace
+
+std::vector<pid_t> ChildPids(pid_t parent) {
+  std::vector<pid_t> out;
+  for (const auto& [pid, ppid] : ProcessTable()) {
+    if (ppid == parent) out.push_back(pid);
+  }
+  return out;
+}
+
+std::vector<pid_t> DescendantPids(pid_t root) {
+  auto table = ProcessTable();
+  std::vector<pid_t> out;
+  std::vector<pid_t> frontier = {root};
+  while (!frontier.empty()) {
+    std::vector<pid_t> next;
+    for (pid_t parent : frontier) {
+      for (const auto& [pid, ppid] : table) {
+        if (ppid == parent && pid != root) next.push_back(pid);
+      }
+    }
+    out.insert(out.end(), next.begin(), next.end());
+    frontier = std::move(next);
+    if (out.size() > table.size()) break;  // a cycle (pid reuse while reading): stop
+  }
+  return out;
+}
+
+bool ProcessEnvironHas(pid_t pid, const std::string& key_value) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/environ", std::ios::binary);
+  if (!in) return false;
+  std::string entry;
+  while (std::getline(in, entry, '\0')) {
+    if (entry == key_value) return true;
+  }
+  return false;
+}
+
+bool IsZombie(pid_t pid) {
+  pid_t ppid = 0;
+  char state = 0;
+  return ReadStat(pid, &ppid, &state) && state == 'Z';
+}
+
+bool BecomeSubreaper() { return ::prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0; }
+
+int KillAllDescendants(std::chrono::milliseconds within) {
+  const pid_t self = ::getpid();
+  const auto deadline = std::chrono::steady_clock::now() + within;
+  int killed = 0;
+  while (true) {
+    std::vector<pid_t> pids = DescendantPids(self);
+    bool any_alive = false;
+    for (pid_t pid : pids) {
+      if (IsZombie(pid)) continue;
+      any_alive = true;
+      if (::kill(pid, SIGKILL) == 0) ++killed;
+    }
+    while (::waitpid(-1, nullptr, WNOHANG) > 0) {
+    }
+    if (!any_alive || std::chrono::steady_clock::now() >= deadline) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return killed;
+}
+
+int64_t KeyValueCounter(const std::string& text, const std::string& key) {
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t end = text.find('\n', pos);
+    if (end == std::string::npos) end = text.size();
+    std::string_view line(text.data() + pos, end - pos);
+    if (line.size() > key.size() && line.compare(0, key.size(), key) == 0 &&
+        line[key.size()] == ' ') {
+      return std::strtoll(std::string(line.substr(key.size() + 1)).c_str(), nullptr, 10);
+    }
+    pos = end + 1;
+  }
+  return -1;
+}
+
+namespace {
+
+std::string ReadSmallFile(const std::string& path) {
+  std::ifstream in(path);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+// The oom_kill counter of this process's memory cgroup (v2, else v1); 0 when unreadable.
+int64_t CgroupOomKills() {
+  std::string cgroups = ReadSmallFile("/proc/self/cgroup");
+  size_t pos = 0;
+  while (pos < cgroups.size()) {
+    size_t end = cgroups.find('\n', pos);
+    if (end == std::string::npos) end = cgroups.size();
+    std::string line = cgroups.substr(pos, end - pos);
+    pos = end + 1;
+    // "0::/path" (v2) or "4:memory:/path" (v1).
+    size_t c1 = line.find(':');
+    size_t c2 = c1 == std::string::npos ? c1 : line.find(':', c1 + 1);
+    if (c2 == std::string::npos) continue;
+    std::string controllers = line.substr(c1 + 1, c2 - c1 - 1);
+    std::string path = line.substr(c2 + 1);
+    int64_t n = -1;
+    if (controllers.empty()) {
+      n = KeyValueCounter(ReadSmallFile("/sys/fs/cgroup" + path + "/memory.events"), "oom_kill");
+      if (n < 0) {
+        n = KeyValueCounter(ReadSmallFile("/sys/fs/cgroup/unified" + path + "/memory.events"),
+                            "oom_kill");
+      }
+    } else if (controllers == "memory") {
+      n = KeyValueCounter(ReadSmallFile("/sys/fs/cgroup/memory" + path + "/memory.oom_control"),
+                          "oom_kill");
+    }
+    if (n >= 0) return n;
+  }
+  return 0;
+}
+
+}  // namespace
+
+int64_t OomKillCount() {
+  int64_t vm = KeyValueCounter(ReadSmallFile("/proc/vmstat"), "oom_kill");
+  return std::max<int64_t>(vm, 0) + CgroupOomKills();
 }
 
 std::string SelfExePath() {

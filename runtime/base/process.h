@@ -8,6 +8,8 @@
 
 #include <sys/types.h>
 
+#include <chrono>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <utility>
@@ -40,6 +42,32 @@ struct ExitInfo {
 // Non-blocking: nullopt while the child runs.
 std::optional<ExitInfo> TryWait(pid_t pid);
 ExitInfo Wait(pid_t pid);
+
+// Processes whose parent is `parent` (read from /proc/*/stat), zombies included.
+std::vector<pid_t> ChildPids(pid_t parent);
+// Every descendant of `root` (children, their children, ...), parents before their children.
+std::vector<pid_t> DescendantPids(pid_t root);
+// True when /proc/PID/environ holds the entry `key_value` ("KEY=VALUE"); false when it does not
+// or cannot be read (a zombie, another user's process).
+bool ProcessEnvironHas(pid_t pid, const std::string& key_value);
+// True when /proc/PID/stat says the process is a zombie.
+bool IsZombie(pid_t pid);
+// Makes this process a child subreaper (PR_SET_CHILD_SUBREAPER): orphaned descendants are
+// reparented to it instead of init, so it can find and kill them. False when the kernel refuses.
+bool BecomeSubreaper();
+// SIGKILLs every descendant of this process and reaps the ones that are its children, again and
+// again until none is left or `within` has passed (orphans reparented to a subreaper appear as new
+// children meanwhile). Returns how many processes were killed.
+int KillAllDescendants(std::chrono::milliseconds within);
+
+// Out-of-memory kills the kernel has counted so far, as this process can see them: /proc/vmstat's
+// oom_kill plus the oom_kill counter of this process's memory cgroup (v2 memory.events, v1
+// memory.oom_control), which containers may show when /proc/vmstat is the host's or virtual.
+// A rise between two readings around a SIGKILL says the kernel's OOM killer was probably the
+// killer. 0 when none of them can be read.
+int64_t OomKillCount();
+// The value of `key` in text of "key value" lines (/proc/vmstat, memory.events); -1 when absent.
+int64_t KeyValueCounter(const std::string& text, const std::string& key);
 
 // Path of the running executable (/proc/self/exe).
 std::string SelfExePath();

@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 
@@ -54,6 +55,36 @@ TEST(ProcessTest, PickFreePortReturnsABindablePort) {
   auto port = PickFreePort("127.0.0.1");
   ASSERT_TRUE(port.ok());
   EXPECT_GT(*port, 0);
+}
+
+}  // namespace
+}  // namespace parallelrun::rt
+
+namespace parallelrun::rt {
+namespace {
+
+TEST(ProcessTest, KeyValueCounterReadsOneKeyOfProcFiles) {
+  const std::string vmstat = "pgfault 10\noom_kill_x 7\noom_kill 3\nswap 0\n";
+  EXPECT_EQ(KeyValueCounter(vmstat, "oom_kill"), 3);
+  EXPECT_EQ(KeyValueCounter("low 0\nhigh 0\nmax 4\noom 2\noom_kill 1", "oom_kill"), 1);
+  EXPECT_EQ(KeyValueCounter("oom 2\n", "oom_kill"), -1);
+  EXPECT_GE(OomKillCount(), 0);
+}
+
+TEST(ProcessTest, DescendantPidsFindsGrandchildren) {
+  SpawnOptions o;
+  o.argv = {"/bin/sh", "-c", "sleep 30 & wait"};
+  auto pid = Spawn(o);
+  ASSERT_TRUE(pid.ok());
+  std::vector<pid_t> found;
+  for (int i = 0; i < 500 && found.size() < 2; ++i) {
+    found = DescendantPids(::getpid());
+    usleep(10000);
+  }
+  EXPECT_GE(found.size(), 2u);  // sh and its sleep
+  EXPECT_NE(std::find(found.begin(), found.end(), *pid), found.end());
+  for (pid_t p : found) ::kill(p, SIGKILL);
+  Wait(*pid);
 }
 
 }  // namespace

@@ -38,6 +38,7 @@ int AgentMain(const std::vector<std::string>& args) {
   options.python =
       flags->Get("python", env_python && *env_python ? env_python : "/usr/bin/python3");
   options.host_dir = DefaultPythonHostDir();
+  options.reap_orphans = true;
 
   auto agent = std::make_shared<Agent>(
       options, protocol::MakeHttpCoordinatorClient(client_options),

@@ -35,6 +35,23 @@ namespace {
 using namespace std::chrono_literals;
 
 std::atomic<int> g_signal{0};
+std::atomic<int> g_signal_count{0};
+std::string g_run_dir;  // set before the signal thread starts; removed on a forced exit
+
+// A second Ctrl-C (or SIGTERM) while the first one's graceful stop is under way: kill the
+// coordinator, the agents, their workers and anything those started, and exit at once. The job
+// stays resumable: the journal keeps every result that was acknowledged.
+[[noreturn]] void ForceExit() {
+  std::fprintf(stderr,
+               "\nparallelrun run: interrupted again; killing the job's processes now (run the "
+               "same command again to resume)\n");
+  KillAllDescendants(2s);
+  if (!g_run_dir.empty()) {
+    std::error_code ec;
+    std::filesystem::remove_all(g_run_dir, ec);
+  }
+  std::_Exit(kExitInterrupted);
+}
 
 int Fail(const std::string& message) {
   std::fprintf(stderr, "parallelrun run: %s\n", message.c_str());
@@ -295,6 +312,9 @@ int RunMain(const std::vector<std::string>& args) {
     ~Cleanup() { std::filesystem::remove_all(dir); }
   } cleanup{run_dir};
 
+  // Orphans of the job's processes (a daemon started by run() whose agent was killed) are
+  // reparented here instead of init, so the end of the run can kill them.
+  BecomeSubreaper();
   const std::string self = SelfExePath();
   SpawnOptions co;
   co.argv = {self,
@@ -323,7 +343,11 @@ int RunMain(const std::vector<std::string>& args) {
   bool coordinator_running = true;
   int coordinator_code = -1;
 
-  StartSignalThread([](int signo) { g_signal = signo; });
+  g_run_dir = run_dir;
+  StartSignalThread([](int signo) {
+    g_signal = signo;
+    if (g_signal_count.fetch_add(1) >= 1) ForceExit();
+  });
 
   // Wait for the coordinator to listen (it writes its URL) or to exit (e.g. OutputInUse).
   std::string url;
@@ -418,6 +442,8 @@ int RunMain(const std::vector<std::string>& args) {
   }
   display.Finish();
   TerminateAll(agents, *coordinator, false, 15s);
+  // Whatever is left (processes reparented here after their agent died) ends with the run.
+  KillAllDescendants(1s);
 
   if (coordinator_code == kExitInterrupted || interrupted) return kExitInterrupted;
   auto result = ReadFile(JoinPath(paths->output_dir, "logs/job_result.txt"));

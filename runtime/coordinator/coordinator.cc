@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
+#include <cstdio>
 #include <ctime>
 #include <filesystem>
 #include <mutex>
@@ -25,6 +26,7 @@
 #include "runtime/coordinator/plan_file.h"
 #include "runtime/coordinator/planner.h"
 #include "runtime/coordinator/retry_from.h"
+#include "runtime/logs/disk_full.h"
 #include "runtime/logs/error_summary.h"
 #include "runtime/logs/job_result.h"
 #include "runtime/logs/log_layout.h"
@@ -173,8 +175,15 @@ class Coordinator::Impl {
   void ReclaimLocked(const std::string& node, uint32_t index,
                      const std::vector<protocol::LeaseRef>& held, SteadyTime now);
   void SayLocked(const std::string& text);
+  // A warning for the user: the log, the overview, and stderr (when the overview is not echoed),
+  // since a progress display may skip overview lines.
+  void WarnLocked(const std::string& text);
   void EndLocked(Ending ending);
+  // A write under the output folder failed for lack of space: the job ends with DiskFull (once,
+  // one log line) and stays resumable.
+  void EndDiskFullLocked(const std::string& what, const std::string& error);
   void CheckOutcomeLocked();
+  std::string LastRunErrorLocked() const;
   void TickLocked();
   void RecordExpiredLocked(const std::vector<ExpiredLease>& expired);
   void OnDurable(std::vector<PlanEntry>&& entries);
@@ -209,6 +218,7 @@ class Coordinator::Impl {
   std::shared_ptr<spdlog::logger> log_;
   std::unique_ptr<OverviewLog> overview_;
   std::unique_ptr<Journal> journal_;
+  SpaceReserve space_reserve_;  // freed at the end so that job_result.txt fits on a full disk
   std::unique_ptr<ReportCsv> report_;
   AppendFile user_errors_;
   std::unique_ptr<PlanReader> plan_reader_;
@@ -239,6 +249,9 @@ class Coordinator::Impl {
   std::optional<SteadyTime> last_warning_at_;
   std::string last_line_;
   std::string last_init_error_;
+  // The last failed attempt's error ("mini-batch 3 attempt 2: ..."), quoted in a failed job's
+  // message so that it says why and not only how many.
+  std::string last_run_error_;
   std::string last_init_traceback_;
   // Attempts handed out before a restart and held for their agents (JobState::Hold), by
   // mini-batch: an entry may outlive its hold (it is then ignored); cleared per node when the
@@ -489,7 +502,16 @@ Status Coordinator::Impl::Resume(int start_index) {
     return Status::Ok();
   });
   if (!valid.ok()) return valid.status();
+  // Before Open cuts it off (and the start record follows).
+  if (std::string torn = Journal::DescribeTornTail(journal_path_, *valid); !torn.empty()) {
+    WarnLocked(torn);
+  }
   PR_ASSIGN_OR_RETURN(journal_, Journal::Open(journal_path_, *valid));
+  if (Status st = space_reserve_.Create(JoinPath(state_dir_, "space-reserve"), kSpaceReserveBytes);
+      !st.ok()) {
+    if (IsDiskFullError(st.message())) return st.WithContext(kReasonDiskFull);
+    log_->warn("{}", st.message());
+  }
   PR_ASSIGN_OR_RETURN(
       int64_t off, journal_->Append(JournalStartLine(start_index, clock_->Now(), opt_.owner_id)));
   PR_RETURN_IF_ERROR(journal_->SyncTo(off));
@@ -639,6 +661,10 @@ void Coordinator::Impl::StartPlanner(int64_t existing_records, int64_t valid_byt
   po.on_durable = [this](std::vector<PlanEntry>&& entries) { OnDurable(std::move(entries)); };
   po.on_complete = [this] { OnPlanComplete(); };
   po.on_error = [this](const Status& st) { OnPlanError(st); };
+  po.on_warning = [this](const std::string& warning) {
+    std::lock_guard<std::mutex> lock(mu_);
+    WarnLocked(warning);
+  };
   planner_ = std::make_unique<Planner>(std::move(po));
   planner_->Start();
 }
@@ -735,6 +761,12 @@ void Coordinator::Impl::SayLocked(const std::string& text) {
     last_line_ = OverviewLog::FormatLine(clock_->Now(), text);
     if (opt_.echo) opt_.echo(last_line_);
   }
+}
+
+void Coordinator::Impl::WarnLocked(const std::string& text) {
+  log_->warn("{}", text);
+  SayLocked("Warning: " + text);
+  if (!opt_.echo) std::fprintf(stderr, "parallelrun coordinator: warning: %s\n", text.c_str());
 }
 
 void Coordinator::Impl::EndLocked(Ending ending) {
@@ -1109,6 +1141,8 @@ HttpResponse Coordinator::Impl::HandleResults(const nlohmann::json& body) {
     const uint32_t node = TouchNodeLocked(req.node, now);
 
     std::string journal_lines, report_rows, error_lines;
+    // {what, error} when a worker could not write its results for lack of space.
+    std::vector<std::string> disk_full;
     // Given back unrun (the agent is stopping): first in line again, no try counted, no report
     // row (nothing ran).
     int released = 0;
@@ -1146,8 +1180,18 @@ HttpResponse Coordinator::Impl::HandleResults(const nlohmann::json& body) {
       row.error = r.error;
       row.detail = r.detail;
       report_rows += FormatReportRow(row);
+      if (disk_full.empty() && IsDiskFullError(r.error) &&
+          r.error.find(output_dir_) != std::string::npos) {
+        disk_full = {"mini-batch " + std::to_string(r.mini_batch_id) + "'s results (node " +
+                         req.node + ", " + r.process + ")",
+                     r.error};
+      }
       if (d.outcome == Outcome::kCompleted || d.outcome == Outcome::kFailed) last_progress_ = now;
       if (status != AttemptStatus::kRunDone && status != AttemptStatus::kCancelled) {
+        if (!r.error.empty()) {
+          last_run_error_ = "mini-batch " + std::to_string(r.mini_batch_id) + " attempt " +
+                            std::to_string(r.attempt) + ": " + r.error;
+        }
         ErrorSummaryEntry e{wall,      req.node, r.process, r.mini_batch_id,
                             r.attempt, r.status, r.error};
         error_lines += FormatErrorSummaryLine(e);
@@ -1176,8 +1220,7 @@ HttpResponse Coordinator::Impl::HandleResults(const nlohmann::json& body) {
         uint32_t index = TouchNodeLocked(req.node, now);
         if (!nodes_[index].gave_up) {
           nodes_[index].gave_up = true;
-          SayLocked("Node " + req.node +
-                    " stopped starting workers after repeated init() failures" +
+          SayLocked("Node " + req.node + " stopped starting workers after init() failures" +
                     (last_init_error_.empty() ? std::string() : ": " + last_init_error_));
         }
       } else {
@@ -1187,9 +1230,15 @@ HttpResponse Coordinator::Impl::HandleResults(const nlohmann::json& body) {
 
     if (!journal_lines.empty()) {
       auto off = journal_->Append(journal_lines);
-      if (!off.ok()) return Error(500, "cannot write the journal: " + off.status().message());
+      if (!off.ok()) {
+        if (IsDiskFullError(off.status().message())) {
+          EndDiskFullLocked("the journal " + journal_path_, off.status().message());
+        }
+        return Error(500, "cannot write the journal: " + off.status().message());
+      }
       sync_to = *off;
     }
+    if (!disk_full.empty()) EndDiskFullLocked(disk_full[0], disk_full[1]);
     Status st = report_->AppendFormatted(report_rows);
     if (!st.ok()) log_->error("report: {}", st.message());
     if (!error_lines.empty() && user_errors_.is_open()) {
@@ -1204,7 +1253,7 @@ HttpResponse Coordinator::Impl::HandleResults(const nlohmann::json& body) {
       e.reason = kReasonInitFailed;
       e.early = true;
       e.message = "every node (" + std::to_string(gave_up) +
-                  ") stopped starting workers after repeated init() failures" +
+                  ") stopped starting workers after init() failures" +
                   (last_init_error_.empty() ? std::string() : "; last error: " + last_init_error_);
       e.traceback = last_init_traceback_;
       e.look_first = {kHintUserErrors, kHintStderr, kHintNodes};
@@ -1222,6 +1271,9 @@ HttpResponse Coordinator::Impl::HandleResults(const nlohmann::json& body) {
     if (!st.ok()) {
       std::lock_guard<std::mutex> lock(mu_);
       log_->error("journal: {}", st.message());
+      if (IsDiskFullError(st.message())) {
+        EndDiskFullLocked("the journal " + journal_path_, st.message());
+      }
       return Error(500, "cannot sync the journal: " + st.message());
     }
   }
@@ -1233,6 +1285,10 @@ HttpResponse Coordinator::Impl::HandleResults(const nlohmann::json& body) {
 // ---------------------------------------------------------------------------------------------
 // Outcome
 
+std::string Coordinator::Impl::LastRunErrorLocked() const {
+  return last_run_error_.empty() ? std::string() : "; last error: " + last_run_error_;
+}
+
 void Coordinator::Impl::CheckOutcomeLocked() {
   if (ending_) return;
   const JobSpec& s = opt_.spec;
@@ -1242,7 +1298,7 @@ void Coordinator::Impl::CheckOutcomeLocked() {
     e.reason = kReasonErrorThreshold;
     e.early = !state_.AllDone();
     e.message = std::to_string(c.items_failed) + " failed items exceed errorThreshold " +
-                std::to_string(s.error_threshold);
+                std::to_string(s.error_threshold) + LastRunErrorLocked();
     EndLocked(std::move(e));
     return;
   }
@@ -1251,7 +1307,7 @@ void Coordinator::Impl::CheckOutcomeLocked() {
     e.reason = kReasonErrorThreshold;
     e.early = !state_.AllDone();
     e.message = std::to_string(c.failed) + " failed mini-batches exceed allowedFailedCount " +
-                std::to_string(s.allowed_failed_count);
+                std::to_string(s.allowed_failed_count) + LastRunErrorLocked();
     EndLocked(std::move(e));
     return;
   }
@@ -1264,13 +1320,13 @@ void Coordinator::Impl::CheckOutcomeLocked() {
                   100.0 * static_cast<double>(c.failed) / static_cast<double>(c.total));
     e.message = std::to_string(c.failed) + " of " + std::to_string(c.total) +
                 " mini-batches failed (" + pct + "), more than allowedFailedPercent " +
-                std::to_string(s.allowed_failed_percent) + "%";
+                std::to_string(s.allowed_failed_percent) + "%" + LastRunErrorLocked();
   } else if (c.items_succeeded == 0) {
     e.reason = kReasonNoSucceeded;
     e.message = "no item succeeded: " + std::to_string(c.failed) + " of " +
                 std::to_string(c.total) + " mini-batches failed and " +
                 std::to_string(c.items_failed) + " of " + std::to_string(c.items_total) +
-                " items failed";
+                " items failed" + LastRunErrorLocked();
   } else {
     e.succeeded = true;
     e.reason = kReasonCompleted;
@@ -1479,11 +1535,24 @@ JobResult Coordinator::Impl::MakeResultLocked(const Ending& e) const {
   return r;
 }
 
+void Coordinator::Impl::EndDiskFullLocked(const std::string& what, const std::string& error) {
+  if (ending_) return;
+  log_->error("no space left on the disk: cannot write {}: {}", what, error);
+  Ending e;
+  e.reason = kReasonDiskFull;
+  e.early = true;
+  e.assemble = false;
+  e.message = DiskFullMessage(what, error);
+  e.look_first = {kHintMasterRole};
+  EndLocked(std::move(e));
+}
+
 void Coordinator::Impl::Finalize() {
   Ending e;
   {
     std::lock_guard<std::mutex> lock(mu_);
     e = *ending_;
+    space_reserve_.Release();
   }
   Status st = journal_->SyncAll();
   if (!st.ok()) log_->error("journal: {}", st.message());
@@ -1574,8 +1643,9 @@ void Coordinator::Impl::Finalize() {
               ". Details: " + JoinPath(log_dir_, kJobResultFile));
   }
   // result.json last: it marks the job finished. A job rejected for its input (exit 1) stays
-  // unfinished so that it runs once the input is fixed.
-  if (r.exit_code != kCoordinatorExitInvalid && !e.output_lost) {
+  // unfinished so that it runs once the input is fixed. Nor does a job whose output folder was
+  // lost, or that ran out of disk space: it resumes once there is room.
+  if (r.exit_code != kCoordinatorExitInvalid && !e.output_lost && r.reason != kReasonDiskFull) {
     st = WriteFileAtomic(result_json_path_, JobResultToJson(r).dump(2) + "\n");
     if (!st.ok()) {
       log_->error("{}", st.message());

@@ -1,5 +1,7 @@
 #include "runtime/coordinator/journal.h"
 
+#include <sys/stat.h>
+
 #include <nlohmann/json.hpp>
 
 #include "runtime/coordinator/line_file.h"
@@ -207,17 +209,62 @@ Status Journal::SyncTo(int64_t offset) {
 }
 
 StatusOr<int64_t> Journal::Replay(const std::string& path,
-                                  const std::function<Status(const JournalRecord&)>& on_record) {
+                                  const std::function<Status(const JournalRecord&)>& on_record,
+                                  std::string* torn_warning) {
   int64_t line_no = 0;
-  return ForEachLine(path, [&](std::string_view line, int64_t) -> Status {
+  // A line that does not parse is only an error when a record follows it: the last line of a
+  // journal may be torn by a crash in the middle of a write.
+  Status bad_line;
+  std::string bad_reason;
+  int64_t bad_line_no = 0;
+  int64_t bad_offset = 0;
+  auto valid = ForEachLine(path, [&](std::string_view line, int64_t offset) -> Status {
     ++line_no;
     if (line.empty()) return Status::Ok();
+    if (!bad_line.ok()) return bad_line;
     auto record = ParseJournalLine(line);
     if (!record.ok()) {
-      return record.status().WithContext(path + " line " + std::to_string(line_no));
+      bad_reason = record.status().message();
+      bad_line = record.status().WithContext(
+          path + " line " + std::to_string(line_no) +
+          " (a damaged record in the middle of the journal; only a torn last line is skipped)");
+      bad_line_no = line_no;
+      bad_offset = offset;
+      return Status::Ok();
     }
     return on_record(*record);
   });
+  if (!valid.ok()) return valid.status();
+  struct stat st {};
+  const int64_t size = ::stat(path.c_str(), &st) == 0 ? static_cast<int64_t>(st.st_size) : *valid;
+  if (!bad_line.ok()) {
+    if (torn_warning != nullptr) {
+      *torn_warning = "journal " + path + ": skipped a torn last line (line " +
+                      std::to_string(bad_line_no) + ", " + std::to_string(size - bad_offset) +
+                      " bytes, probably cut short by a crash): " + bad_reason;
+    }
+    return bad_offset;
+  }
+  if (size > *valid && torn_warning != nullptr) {
+    *torn_warning = "journal " + path + ": skipped a torn last line (line " +
+                    std::to_string(line_no + 1) + ", " + std::to_string(size - *valid) +
+                    " bytes with no newline, probably cut short by a crash)";
+  }
+  return valid;
+}
+
+std::string Journal::DescribeTornTail(const std::string& path, int64_t valid_bytes) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0 || st.st_size <= valid_bytes) return "";
+  int64_t line = 1;
+  auto counted = ForEachLine(path, [&](std::string_view, int64_t offset) -> Status {
+    if (offset < valid_bytes) ++line;
+    return Status::Ok();
+  });
+  if (!counted.ok()) return "";
+  return "journal " + path + ": skipped a torn last line (line " + std::to_string(line) + ", " +
+         std::to_string(static_cast<int64_t>(st.st_size) - valid_bytes) +
+         " bytes, probably cut short by a crash); it is cut off and the job resumes";
 }
 
 }  // namespace parallelrun::rt

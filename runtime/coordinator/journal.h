@@ -76,9 +76,17 @@ class Journal {
   // fdatasyncs done so far (each may cover many requests).
   int64_t syncs() const { return syncs_.load(); }
 
-  // Reads `path`, calling `on_record` for each complete record. Returns the valid bytes.
+  // Reads `path`, calling `on_record` for each complete record. Returns the valid bytes (where
+  // appending continues). A torn LAST line (a write cut short by a crash: no newline, or a line
+  // that does not parse with nothing after it) is left out of the valid bytes and described in
+  // `*torn_warning` (when given) with the file, line number and bytes dropped. A line that does
+  // not parse followed by further records is an error naming the file and line.
   static StatusOr<int64_t> Replay(const std::string& path,
-                                  const std::function<Status(const JournalRecord&)>& on_record);
+                                  const std::function<Status(const JournalRecord&)>& on_record,
+                                  std::string* torn_warning = nullptr);
+  // After Replay returned `valid_bytes`: a warning naming the file, the line and the bytes of a
+  // torn last line that Replay left out, or "" when there was none.
+  static std::string DescribeTornTail(const std::string& path, int64_t valid_bytes);
 
  private:
   Journal(AppendFile file, int64_t size) : file_(std::move(file)), written_(size), synced_(size) {}

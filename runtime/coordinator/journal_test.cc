@@ -140,10 +140,62 @@ TEST(JournalTest, StringsAreEscapedAndAlwaysValidJson) {
 
 TEST(JournalTest, ReplayNamesTheLineOfACorruptRecord) {
   std::string path = TempDir() + "/journal";
-  ASSERT_TRUE(WriteFileAtomic(path, JournalLeaseLine(0, 1, "n") + "not json\n").ok());
+  ASSERT_TRUE(WriteFileAtomic(
+                  path, JournalLeaseLine(0, 1, "n") + "not json\n" + JournalLeaseLine(1, 1, "n"))
+                  .ok());
   auto valid = Journal::Replay(path, [](const JournalRecord&) { return Status::Ok(); });
   ASSERT_FALSE(valid.ok());
   EXPECT_NE(valid.status().message().find("line 2"), std::string::npos);
+}
+
+TEST(JournalTest, ATornLastLineIsSkippedWithAWarning) {
+  std::string path = TempDir() + "/journal";
+  const std::string good = JournalLeaseLine(0, 1, "n") + JournalLeaseLine(1, 1, "n");
+  ASSERT_TRUE(WriteFileAtomic(path, good + "{\"t\":\"result\",\"mb\":0,\"a\n").ok());
+  int records = 0;
+  std::string warning;
+  auto valid = Journal::Replay(
+      path,
+      [&](const JournalRecord&) {
+        ++records;
+        return Status::Ok();
+      },
+      &warning);
+  ASSERT_TRUE(valid.ok()) << valid.status().ToString();
+  EXPECT_EQ(*valid, static_cast<int64_t>(good.size()));
+  EXPECT_EQ(records, 2);
+  EXPECT_NE(warning.find(path), std::string::npos) << warning;
+  EXPECT_NE(warning.find("line 3"), std::string::npos) << warning;
+  std::string described = Journal::DescribeTornTail(path, *valid);
+  EXPECT_NE(described.find(path + ": skipped a torn last line (line 3"), std::string::npos)
+      << described;
+  EXPECT_EQ(Journal::DescribeTornTail(path, static_cast<int64_t>(good.size()) + 1000), "");
+}
+
+TEST(JournalTest, ATornLastLineWithoutNewlineIsReportedToo) {
+  std::string path = TempDir() + "/journal";
+  const std::string good = JournalLeaseLine(0, 1, "n");
+  ASSERT_TRUE(WriteFileAtomic(path, good + "{\"t\":\"lea").ok());
+  std::string warning;
+  auto valid = Journal::Replay(
+      path, [](const JournalRecord&) { return Status::Ok(); }, &warning);
+  ASSERT_TRUE(valid.ok());
+  EXPECT_EQ(*valid, static_cast<int64_t>(good.size()));
+  EXPECT_NE(warning.find("line 2"), std::string::npos) << warning;
+}
+
+TEST(JournalTest, ADamagedMiddleLineIsAnErrorNamingFileAndLine) {
+  std::string path = TempDir() + "/journal";
+  ASSERT_TRUE(WriteFileAtomic(path, JournalLeaseLine(0, 1, "n") + "{\"t\":\"res\n" +
+                                        JournalLeaseLine(1, 1, "n"))
+                  .ok());
+  std::string warning;
+  auto valid = Journal::Replay(
+      path, [](const JournalRecord&) { return Status::Ok(); }, &warning);
+  ASSERT_FALSE(valid.ok());
+  EXPECT_NE(valid.status().message().find(path + " line 2"), std::string::npos)
+      << valid.status().message();
+  EXPECT_TRUE(warning.empty());
 }
 
 TEST(JournalTest, ConcurrentSyncsAllReturnDurable) {

@@ -67,6 +67,9 @@ Status Planner::Plan() {
     }
   }
   if (cancel_) return Status::Ok();
+  if (options_.on_warning) {
+    for (const std::string& w : partitioner->TakeWarnings()) options_.on_warning(w);
+  }
   writer->AddEnd();
   return flush();
 }

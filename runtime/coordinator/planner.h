@@ -36,6 +36,8 @@ struct PlannerOptions {
   std::function<void()> on_complete;
   // Planning failed (missing input folder, unreadable file, unknown format ...).
   std::function<void(const Status&)> on_error;
+  // A warning about the inputs (entries that are not regular files), at the end of planning.
+  std::function<void(const std::string&)> on_warning;
 };
 
 class Planner {

@@ -53,6 +53,7 @@ constexpr std::string_view kSpecKeys[] = {"entryScript",
                                           "runInvocationTimeout",
                                           "runMaxTry",
                                           "progressUpdateTimeout",
+                                          "initTimeout",
                                           "resourceMonitorInterval",
                                           "retryFrom",
                                           "image",
@@ -509,6 +510,9 @@ class Validator {
     const int64_t derived = 3 * (int64_t{out->run_invocation_timeout} + 30);
     out->progress_update_timeout = static_cast<int>(std::min(derived, kInt32Max));
     ReadInt(spec, p, "progressUpdateTimeout", 1, kInt32Max, &out->progress_update_timeout);
+    out->init_timeout = static_cast<int>(std::min<int64_t>(
+        std::max<int64_t>(600, int64_t{out->run_invocation_timeout} + 30), kInt32Max));
+    ReadInt(spec, p, "initTimeout", 1, kInt32Max, &out->init_timeout);
     ReadInt(spec, p, "resourceMonitorInterval", 0, kInt32Max, &out->resource_monitor_interval);
     if (auto s = String(Get(spec, "retryFrom"), "spec.retryFrom", "a path to an earlier output")) {
       out->retry_from = *s;
@@ -965,6 +969,7 @@ nlohmann::json ToJson(const JobSpec& spec) {
   s["runInvocationTimeout"] = spec.run_invocation_timeout;
   s["runMaxTry"] = spec.run_max_try;
   s["progressUpdateTimeout"] = spec.progress_update_timeout;
+  s["initTimeout"] = spec.init_timeout;
   s["resourceMonitorInterval"] = spec.resource_monitor_interval;
   if (!spec.retry_from.empty()) s["retryFrom"] = spec.retry_from;
   if (spec.pod.is_object()) {

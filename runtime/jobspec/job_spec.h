@@ -78,6 +78,7 @@ struct JobSpec {
   int run_invocation_timeout = 60;
   int run_max_try = 3;
   int progress_update_timeout = 0;  // defaulted to 3 * (runInvocationTimeout + 30)
+  int init_timeout = 0;             // defaulted to max(600, runInvocationTimeout + 30)
   int resource_monitor_interval = 600;
   std::string retry_from;  // empty = none
 

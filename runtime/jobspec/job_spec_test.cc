@@ -195,6 +195,30 @@ TEST(JobSpecTest, ProgressUpdateTimeoutDerivesFromRunInvocationTimeoutUnlessGive
   EXPECT_EQ(huge->progress_update_timeout, 2147483647);  // clamped, not overflowed
 }
 
+TEST(JobSpecTest, InitTimeoutIsAtLeast600AndFollowsRunInvocationTimeoutUnlessGiven) {
+  json m = MinimalManifest();
+  auto plain = ParseJson(m);
+  ASSERT_TRUE(plain.ok()) << plain.status().ToString();
+  EXPECT_EQ(plain->init_timeout, 600);
+
+  m["spec"]["runInvocationTimeout"] = 1000;
+  auto derived = ParseJson(m);
+  ASSERT_TRUE(derived.ok()) << derived.status().ToString();
+  EXPECT_EQ(derived->init_timeout, 1030);
+  EXPECT_EQ(ToJson(*derived)["spec"]["initTimeout"], 1030);
+
+  m["spec"]["initTimeout"] = 20;
+  auto given = ParseJson(m);
+  ASSERT_TRUE(given.ok()) << given.status().ToString();
+  EXPECT_EQ(given->init_timeout, 20);
+
+  m["spec"].erase("initTimeout");
+  m["spec"]["runInvocationTimeout"] = 2147483647;
+  auto huge = ParseJson(m);
+  ASSERT_TRUE(huge.ok()) << huge.status().ToString();
+  EXPECT_EQ(huge->init_timeout, 2147483647);  // clamped, not overflowed
+}
+
 TEST(JobSpecTest, EveryOptionalFieldIsRead) {
   json m = TabularManifest();
   json& s = m["spec"];
@@ -548,6 +572,10 @@ const RuleCase kRuleCases[] = {
      "expected an integer >= 1"},
     {"ProgressUpdateTimeout", [](json& m) { Spec(m)["progressUpdateTimeout"] = 0; },
      "spec.progressUpdateTimeout", "expected an integer >= 1"},
+    {"InitTimeout", [](json& m) { Spec(m)["initTimeout"] = 0; }, "spec.initTimeout",
+     "expected an integer >= 1"},
+    {"InitTimeoutString", [](json& m) { Spec(m)["initTimeout"] = "10m"; }, "spec.initTimeout",
+     "expected an integer"},
     {"ResourceMonitorInterval", [](json& m) { Spec(m)["resourceMonitorInterval"] = -1; },
      "spec.resourceMonitorInterval", "expected an integer >= 0"},
     {"ActiveDeadlineSeconds", [](json& m) { Spec(m)["activeDeadlineSeconds"] = 0; },

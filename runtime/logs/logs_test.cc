@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "runtime/base/files.h"
+#include "runtime/logs/disk_full.h"
 #include "runtime/logs/error_summary.h"
 #include "runtime/logs/job_result.h"
 #include "runtime/logs/log_layout.h"
@@ -182,6 +183,27 @@ TEST(LogLayoutTest, MasterRoleIndexCountsExistingFiles) {
   ASSERT_TRUE(WriteFileAtomic(JoinPath(dir, MasterRoleFile(2)), "x").ok());
   EXPECT_EQ(NextMasterRoleIndex(dir), 3);
   EXPECT_THAT(LogsReadmeText(), HasSubstr("processed_mini-batches.csv"));
+}
+
+TEST(DiskFullTest, RecognisesTheRuntimesAndThePythonHostsWording) {
+  EXPECT_TRUE(IsDiskFullError("cannot write /out/.parallelrun/journal: No space left on device"));
+  EXPECT_TRUE(IsDiskFullError("writing the part file /out/p: OSError: [Errno 28] No space left"));
+  EXPECT_TRUE(IsDiskFullError("OSError: [Errno 122] Disk quota exceeded"));
+  EXPECT_FALSE(IsDiskFullError("ValueError: bad row"));
+  EXPECT_THAT(DiskFullMessage("the journal /out/j", "No space left on device"),
+              ::testing::HasSubstr("cannot write the journal /out/j"));
+}
+
+TEST(DiskFullTest, SpaceReserveHoldsRealBlocksAndIsReleasedOnce) {
+  const std::string dir = ::testing::TempDir() + "/reserve-test";
+  std::filesystem::create_directories(dir);
+  SpaceReserve reserve;
+  ASSERT_TRUE(reserve.Create(dir + "/space-reserve", 100000).ok());
+  EXPECT_EQ(std::filesystem::file_size(dir + "/space-reserve"), 100000u);
+  EXPECT_TRUE(reserve.Release());
+  EXPECT_FALSE(std::filesystem::exists(dir + "/space-reserve"));
+  EXPECT_FALSE(reserve.Release());
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

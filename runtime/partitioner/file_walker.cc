@@ -125,6 +125,10 @@ Status FileWalker::Push(const std::string& rel) {
   return Status::Ok();
 }
 
+bool FileWalker::Matches(const std::string& rel) const {
+  return pattern_.empty() || ::fnmatch(pattern_.c_str(), rel.c_str(), 0) == 0;
+}
+
 StatusOr<std::optional<std::string>> FileWalker::Next() {
   if (!started_) {
     started_ = true;
@@ -139,22 +143,43 @@ StatusOr<std::optional<std::string>> FileWalker::Next() {
     const uint64_t entry = frame.entries[frame.next++];
     std::string rel = frame.rel + (frame.names.data() + (entry >> 8));
     unsigned type = entry & 0xff;
+    const bool link = type == DT_LNK;
     if (type == DT_LNK || type == DT_UNKNOWN) {
       const std::string path = root_ + "/" + rel;
       struct stat st;
       if (::stat(path.c_str(), &st) != 0) {
-        // A dangling or looping link, or a file removed since the listing: not a file to process.
-        if (errno == ENOENT || errno == ELOOP || errno == ENOTDIR) continue;
+        // A dangling or looping link, or a file removed since the listing: not a file to process,
+        // but the user hears about a link (a file that vanished is simply gone).
+        if (errno == ENOENT || errno == ELOOP || errno == ENOTDIR) {
+          if (link && Matches(rel)) {
+            skipped_.push_back(rel + (errno == ELOOP ? " (a symbolic link that loops)"
+                                                     : " (a dangling symbolic link)"));
+          }
+          continue;
+        }
         return PathError(field_, "stat", path);
       }
-      type = S_ISREG(st.st_mode) ? DT_REG : S_ISDIR(st.st_mode) ? DT_DIR : DT_UNKNOWN;
+      type = S_ISREG(st.st_mode)    ? DT_REG
+             : S_ISDIR(st.st_mode)  ? DT_DIR
+             : S_ISFIFO(st.st_mode) ? DT_FIFO
+             : S_ISSOCK(st.st_mode) ? DT_SOCK
+             : S_ISCHR(st.st_mode)  ? DT_CHR
+             : S_ISBLK(st.st_mode)  ? DT_BLK
+                                    : DT_UNKNOWN;
     }
     if (type == DT_DIR) {
       PR_RETURN_IF_ERROR(Push(rel + "/"));  // invalidates `frame`
       continue;
     }
-    if (type != DT_REG) continue;
-    if (!pattern_.empty() && ::fnmatch(pattern_.c_str(), rel.c_str(), 0) != 0) continue;
+    if (!Matches(rel)) continue;
+    if (type != DT_REG) {
+      skipped_.push_back(rel + (type == DT_FIFO   ? " (a FIFO)"
+                                : type == DT_SOCK ? " (a socket)"
+                                : type == DT_CHR  ? " (a character device)"
+                                : type == DT_BLK  ? " (a block device)"
+                                                  : " (not a regular file)"));
+      continue;
+    }
     if (!IsValidUtf8(rel)) {
       return InvalidArgumentError(field_ + ": the file name " + Printable(rel) + " under " + root_ +
                                   " is not valid UTF-8; rename it, or leave it out with " + field_ +

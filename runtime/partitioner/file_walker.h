@@ -33,6 +33,10 @@ class FileWalker {
   // The next file's path relative to the root ("a/b.jpg"), or nullopt when the walk is done.
   StatusOr<std::optional<std::string>> Next();
 
+  // Entries matching the pattern that were left out because they are neither regular files nor
+  // folders (FIFOs, sockets, devices) or are dangling or looping symbolic links: "a/b (a FIFO)".
+  const std::vector<std::string>& skipped() const { return skipped_; }
+
  private:
   struct Frame {
     std::string rel;                // "" for the root, else "a/b/"
@@ -45,12 +49,14 @@ class FileWalker {
 
   // Lists and pushes folder `rel` ("" or ending in '/'). A folder already on the stack is skipped.
   Status Push(const std::string& rel);
+  bool Matches(const std::string& rel) const;
 
   std::string root_;
   std::string pattern_;
   std::string field_;
   bool started_ = false;
   std::vector<Frame> stack_;
+  std::vector<std::string> skipped_;
 };
 
 // True when `s` is valid UTF-8 (no overlong forms, no surrogates, nothing above U+10FFFF).

@@ -210,6 +210,12 @@ class StreamingPartitioner : public Partitioner {
     return next;
   }
 
+  std::vector<std::string> TakeWarnings() override {
+    std::vector<std::string> out;
+    out.swap(warnings_);
+    return out;
+  }
+
  private:
   StatusOr<std::optional<MiniBatch>> Advance() {
     while (current_ < inputs_.size()) {
@@ -269,7 +275,23 @@ class StreamingPartitioner : public Partitioner {
     return std::optional<MiniBatch>();
   }
 
+  // At most this many entries are named in one warning; the rest are counted.
+  static constexpr size_t kSkippedNamed = 10;
+
   void NextInput() {
+    const std::vector<std::string>& skipped = walker_->skipped();
+    if (!skipped.empty()) {
+      std::string text = InputField(current_) + ": left out " + std::to_string(skipped.size()) +
+                         " entr" + (skipped.size() == 1 ? "y" : "ies") + " of " + dirs_[current_] +
+                         " that " + (skipped.size() == 1 ? "is" : "are") + " not a regular file: ";
+      for (size_t i = 0; i < skipped.size() && i < kSkippedNamed; ++i) {
+        text += (i ? ", " : "") + skipped[i];
+      }
+      if (skipped.size() > kSkippedNamed) {
+        text += " and " + std::to_string(skipped.size() - kSkippedNamed) + " more";
+      }
+      warnings_.push_back(std::move(text));
+    }
     walker_.reset();
     ++current_;
   }
@@ -284,6 +306,7 @@ class StreamingPartitioner : public Partitioner {
   std::unique_ptr<TableSplitter> table_;
   std::string table_file_;
   TabularFormat table_format_ = TabularFormat::kCsv;
+  std::vector<std::string> warnings_;
   std::unique_ptr<char[]> buffer_;  // one read buffer, reused file after file
 };
 

@@ -40,6 +40,9 @@ class Partitioner {
   // The next mini-batch in plan order, nullopt when the inputs are exhausted. An unreadable file
   // or folder is an error naming it.
   virtual StatusOr<std::optional<MiniBatch>> Next() = 0;
+  // Warnings about the inputs walked so far, each once: entries left out because they are not
+  // regular files (FIFOs, sockets, devices) or are dangling symbolic links, listed by input.
+  virtual std::vector<std::string> TakeWarnings() { return {}; }
 };
 
 // `input_dirs[i]` is the folder of spec.inputs[i]. A missing input folder is an error naming the

@@ -163,6 +163,26 @@ TEST_F(PartitionerTest, WalkOrderMatchesAReferenceWalkOnAWideNestedTree) {
   EXPECT_EQ(AllFiles(Plan(Spec({FileInput()}, 7))), expected);
 }
 
+TEST_F(PartitionerTest, FifosAndDanglingLinksAreLeftOutAndListedInOneWarning) {
+  Write("a.txt", "a");
+  Write("sub/b.txt", "b");
+  ASSERT_EQ(::mkfifo((dir_ + "/pipe").c_str(), 0644), 0);
+  ASSERT_EQ(::symlink("/nonexistent/target", (dir_ + "/sub/dead").c_str()), 0);
+  ASSERT_EQ(::mkfifo((dir_ + "/skip.fifo").c_str(), 0644), 0);  // not matched by the pattern
+  auto p = MakePartitioner(Spec({FileInput("*[!o]")}, 10), {dir_});
+  ASSERT_TRUE(p.ok());
+  auto mb = (*p)->Next();
+  ASSERT_TRUE(mb.ok() && mb->has_value());
+  EXPECT_EQ((**mb).files, (std::vector<std::string>{"a.txt", "sub/b.txt"}));
+  ASSERT_TRUE((*p)->Next().ok());
+  std::vector<std::string> warnings = (*p)->TakeWarnings();
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_EQ(warnings[0], "spec.inputs[0]: left out 2 entries of " + dir_ +
+                             " that are not a regular file: pipe (a FIFO), sub/dead (a dangling "
+                             "symbolic link)");
+  EXPECT_TRUE((*p)->TakeWarnings().empty());  // each once
+}
+
 TEST_F(PartitionerTest, PatternStarMatchesAcrossFolders) {
   for (const char* f : {"x.jpg", "d/y.jpg", "d/e/z.jpg", "d/e/w.png", "q.JPG"}) Write(f, "x");
   EXPECT_THAT(AllFiles(Plan(Spec({FileInput("*.jpg")}, 10))),

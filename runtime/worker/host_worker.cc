@@ -4,6 +4,7 @@
 #include "runtime/worker/host_worker.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -106,8 +107,15 @@ class HostWorker final : public Worker {
   static std::string RunRequest(const protocol::Lease& lease, const std::string& input_type);
   // ExitInfo of a child that is ending (closed pipe, said goodbye): lets it exit by itself first.
   ExitInfo ReapEnding();
+  // Reads the first line of the host (ready / init_failed) before `deadline`, calling
+  // config_.init_progress while it waits.
+  WorkerProcess::ReadResult WaitForInit(std::chrono::seconds init_timeout,
+                                        steady_clock::time_point deadline, std::string* line);
   // "exit code 3", plus what the worker wrote to stderr since it started.
   std::string DeathDetail(const ExitInfo& info) const;
+  // "exit code 3", "signal 9 (Killed)"; a SIGKILL that nobody here sent comes with the worker's
+  // peak RSS and, when the kernel's OOM-kill counter rose since oom_kills_before_, says so.
+  std::string DeathCause(const ExitInfo& info) const;
   void FillDeath(RunOutcome* out, steady_clock::time_point start);
   void FillTimeout(RunOutcome* out, std::chrono::seconds timeout, steady_clock::time_point start);
   void FillProtocolError(RunOutcome* out, const std::string& what, steady_clock::time_point start);
@@ -121,7 +129,8 @@ class HostWorker final : public Worker {
   int64_t stderr_start_ = 0;  // size of the stderr log when this worker started
   bool started_ = false;
   bool ready_ = false;
-  double cpu_total_s_ = 0;  // the host's CPU time as of its last reply
+  double cpu_total_s_ = 0;        // the host's CPU time as of its last reply
+  int64_t oom_kills_before_ = 0;  // OomKillCount() when init() or the current run() started
 
   mutable std::mutex mu_;  // guards process_ (set once, read by Kill()/pid() from other threads)
   std::unique_ptr<WorkerProcess> process_;
@@ -156,6 +165,21 @@ std::vector<std::string> HostWorker::Environment() const {
   return env;
 }
 
+WorkerProcess::ReadResult HostWorker::WaitForInit(std::chrono::seconds init_timeout,
+                                                  steady_clock::time_point deadline,
+                                                  std::string* line) {
+  const auto start = steady_clock::now();
+  const auto interval = InitProgressInterval(init_timeout);
+  auto next_report = start + interval;
+  while (true) {
+    auto until = config_.init_progress ? std::min(deadline, next_report) : deadline;
+    WorkerProcess::ReadResult r = process_->ReadLine(until, line);
+    if (r != WorkerProcess::ReadResult::kTimeout || until >= deadline) return r;
+    config_.init_progress(process_->pid(), SecondsSince(start));
+    next_report += interval;
+  }
+}
+
 InitOutcome HostWorker::Start(std::chrono::seconds init_timeout) {
   InitOutcome out;
   out.status = "INIT_FAILED";
@@ -178,6 +202,7 @@ InitOutcome HostWorker::Start(std::chrono::seconds init_timeout) {
     }
   }
   stderr_start_ = FileSize(stderr_path_);
+  oom_kills_before_ = OomKillCount();
 
   SpawnOptions spawn;
   spawn.argv = program_.argv;
@@ -201,20 +226,22 @@ InitOutcome HostWorker::Start(std::chrono::seconds init_timeout) {
   }
 
   std::string line;
-  switch (process_->ReadLine(deadline, &line)) {
+  WorkerProcess::ReadResult read = WaitForInit(init_timeout, deadline, &line);
+  switch (read) {
     case WorkerProcess::ReadResult::kLine:
       break;
     case WorkerProcess::ReadResult::kTimeout:
       process_->KillAndReap();
       out.status = "INIT_TIMEOUT";
-      out.error = "init() did not finish within " + std::to_string(init_timeout.count()) + " s";
+      out.error = "init() did not finish within initTimeout (" +
+                  std::to_string(init_timeout.count()) + " s); a hung init() is not retried";
       out.detail = "the worker process (pid " + std::to_string(process_->pid()) + ") was killed";
       return out;
     case WorkerProcess::ReadResult::kClosed: {
       ExitInfo info = ReapEnding();
       out.error = kill_requested_
                       ? "the worker was killed during start-up"
-                      : "the worker process exited before init() finished: " + info.ToString();
+                      : "the worker process exited before init() finished: " + DeathCause(info);
       out.detail = DeathDetail(info);
       return out;
     }
@@ -296,6 +323,7 @@ RunOutcome HostWorker::Run(const protocol::Lease& lease, std::chrono::seconds ti
     return out;
   }
 
+  oom_kills_before_ = OomKillCount();
   Status sent = process_->Send(RunRequest(lease, config_.input_type), deadline);
   if (sent.code() == StatusCode::kDeadlineExceeded) {
     FillTimeout(&out, timeout, start);
@@ -376,7 +404,7 @@ void HostWorker::FillDeath(RunOutcome* out, steady_clock::time_point start) {
     return;
   }
   out->status = "WORKER_DIED";
-  out->error = "the worker process died during run(): " + info.ToString();
+  out->error = "the worker process died during run(): " + DeathCause(info);
 }
 
 void HostWorker::FillProtocolError(RunOutcome* out, const std::string& what,
@@ -396,8 +424,19 @@ ExitInfo HostWorker::ReapEnding() {
   return process_->KillAndReap();
 }
 
+std::string HostWorker::DeathCause(const ExitInfo& info) const {
+  std::string text = info.ToString();
+  if (info.exited || info.signal != SIGKILL || kill_requested_) return text;
+  const int64_t rss_mib = (process_->max_rss_kib() + 1023) / 1024;
+  if (OomKillCount() > oom_kills_before_) {
+    return text + ", likely by the kernel's out-of-memory killer (its oom_kill counter rose; " +
+           "the worker's peak RSS was " + std::to_string(rss_mib) + " MiB)";
+  }
+  return text + " (the worker's peak RSS was " + std::to_string(rss_mib) + " MiB)";
+}
+
 std::string HostWorker::DeathDetail(const ExitInfo& info) const {
-  std::string detail = info.ToString();
+  std::string detail = DeathCause(info);
   std::string tail = ReadTail(stderr_path_, stderr_start_, kStderrTailBytes);
   if (!tail.empty()) detail += "\nlast lines of " + stderr_path_ + ":\n" + tail;
   return detail;
@@ -423,6 +462,10 @@ void HostWorker::Kill() {
 }
 
 }  // namespace
+
+std::chrono::seconds InitProgressInterval(std::chrono::seconds init_timeout) {
+  return std::clamp(init_timeout / 3, std::chrono::seconds(1), std::chrono::seconds(30));
+}
 
 std::unique_ptr<Worker> MakeHostWorker(WorkerConfig config, HostProgram program) {
   return std::make_unique<HostWorker>(std::move(config), std::move(program));

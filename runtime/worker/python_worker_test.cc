@@ -238,13 +238,28 @@ TEST_F(PythonWorkerTest, ExitDuringImportIsInitFailedWithExitCode) {
   EXPECT_THAT(init.detail, AllOf(HasSubstr("exit code 5"), HasSubstr("no GPU")));
 }
 
-TEST_F(PythonWorkerTest, SlowInitIsInitTimeout) {
-  worker_ = MakePythonWorker(
-      Config("import time\ndef init():\n    time.sleep(600)\ndef run(b):\n    return b\n"));
-  InitOutcome init = worker_->Start(seconds(1));  // intentionally short
+TEST_F(PythonWorkerTest, SlowInitIsInitTimeoutWithProgressReports) {
+  WorkerConfig c =
+      Config("import time\ndef init():\n    time.sleep(600)\ndef run(b):\n    return b\n");
+  std::vector<double> reports;
+  c.init_progress = [&](pid_t pid, double running_s) {
+    EXPECT_GT(pid, 0);
+    reports.push_back(running_s);
+  };
+  worker_ = MakePythonWorker(c);
+  InitOutcome init = worker_->Start(seconds(3));  // intentionally short: a report every 1 s
   EXPECT_EQ(init.status, "INIT_TIMEOUT");
-  EXPECT_THAT(init.error, HasSubstr("within 1 s"));
+  EXPECT_THAT(init.error, HasSubstr("within initTimeout (3 s)"));
   EXPECT_FALSE(worker_->alive());
+  ASSERT_EQ(reports.size(), 2u);  // at 1 s and 2 s; at 3 s it is the timeout
+  EXPECT_GE(reports[0], 0.9);
+  EXPECT_GE(reports[1], 1.9);
+}
+
+TEST(InitProgressIntervalTest, ThirtySecondsOrAThirdOfAShortTimeout) {
+  EXPECT_EQ(InitProgressInterval(seconds(600)), seconds(30));
+  EXPECT_EQ(InitProgressInterval(seconds(60)), seconds(20));
+  EXPECT_EQ(InitProgressInterval(seconds(2)), seconds(1));
 }
 
 TEST_F(PythonWorkerTest, MissingHostIsInitFailedNamingThePath) {

@@ -11,6 +11,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -34,7 +35,14 @@ struct WorkerConfig {
   std::string logging_level = "INFO";
   bool append_row_header = false;  // DataFrame results: write the header (first part only)
   std::vector<std::string> env;    // extra KEY=VALUE (CUDA_VISIBLE_DEVICES, ...)
+  // Called from Start() while init() runs, every InitProgressInterval(init_timeout), with the pid
+  // and the seconds init() has been running. Empty: nothing is called.
+  std::function<void(pid_t pid, double running_s)> init_progress;
 };
+
+// How often Start() reports an init() still running: every 30 s, more often for a short
+// initTimeout (a third of it, at least 1 s), so a hung init() is visible before it is killed.
+std::chrono::seconds InitProgressInterval(std::chrono::seconds init_timeout);
 
 // Outcome of init(). status: "READY", "INIT_FAILED" (exception or the process died),
 // "INIT_TIMEOUT".

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -10,9 +11,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <climits>
 #include <cstring>
+#include <set>
 #include <thread>
 
 namespace parallelrun::rt {
@@ -78,6 +81,38 @@ void CloseFd(int& fd) {
   fd = -1;
 }
 
+// Live workers of this process. Spawning holds the lock, so a child is in the set before any
+// orphan sweep can look at it.
+std::mutex g_workers_mu;
+std::set<pid_t>& LiveWorkers() {
+  static std::set<pid_t> workers;
+  return workers;
+}
+std::atomic<int64_t> g_next_tag{0};
+
+bool IsSubreaper() {
+  int on = 0;
+  return ::prctl(PR_GET_CHILD_SUBREAPER, &on, 0, 0, 0) == 0 && on != 0;
+}
+
+// Kills and reaps the children of this process that are not live workers and satisfy `match`
+// (zombies are reaped whatever they were). Call with g_workers_mu held.
+template <typename Match>
+int KillChildrenLocked(Match match) {
+  int killed = 0;
+  for (pid_t child : ChildPids(::getpid())) {
+    if (LiveWorkers().count(child)) continue;
+    if (!IsZombie(child)) {
+      if (!match(child)) continue;
+      ::kill(child, SIGKILL);
+      ++killed;
+    }
+    while (::waitpid(child, nullptr, 0) < 0 && errno == EINTR) {
+    }
+  }
+  return killed;
+}
+
 }  // namespace
 
 StatusOr<std::unique_ptr<WorkerProcess>> WorkerProcess::Start(SpawnOptions options) {
@@ -95,7 +130,13 @@ StatusOr<std::unique_ptr<WorkerProcess>> WorkerProcess::Start(SpawnOptions optio
   options.new_process_group = true;
   options.fds.push_back({to_child[0], kChildControlInFd});
   options.fds.push_back({from_child[1], kChildControlOutFd});
+  const std::string tag = "PARALLELRUN_WORKER_TAG=" + std::to_string(::getpid()) + "." +
+                          std::to_string(g_next_tag.fetch_add(1));
+  options.env.push_back(tag);
+  std::unique_lock<std::mutex> workers_lock(g_workers_mu);
   StatusOr<pid_t> pid = Spawn(options);
+  if (pid.ok()) LiveWorkers().insert(*pid);
+  workers_lock.unlock();
   ::close(to_child[0]);
   ::close(from_child[1]);
   if (!pid.ok()) {
@@ -106,7 +147,7 @@ StatusOr<std::unique_ptr<WorkerProcess>> WorkerProcess::Start(SpawnOptions optio
   ::fcntl(to_child[1], F_SETFL, ::fcntl(to_child[1], F_GETFL) | O_NONBLOCK);
   ::fcntl(from_child[0], F_SETFL, ::fcntl(from_child[0], F_GETFL) | O_NONBLOCK);
   return std::unique_ptr<WorkerProcess>(
-      new WorkerProcess(*pid, to_child[1], from_child[0], OpenPidfd(*pid)));
+      new WorkerProcess(*pid, to_child[1], from_child[0], OpenPidfd(*pid), tag));
 }
 
 WorkerProcess::~WorkerProcess() {
@@ -241,6 +282,7 @@ ExitInfo WorkerProcess::KillAndReap() {
     r = ::wait4(pid_, &status, 0, &usage);
   } while (r < 0 && errno == EINTR);
   reaped_ = true;
+  ForgetAndKillTagged(pid_, tag_);
   if (r == pid_) {
     if (WIFEXITED(status)) {
       exit_info_.exited = true;
@@ -249,12 +291,25 @@ ExitInfo WorkerProcess::KillAndReap() {
       exit_info_.exited = false;
       exit_info_.signal = WTERMSIG(status);
     }
+    max_rss_kib_ = usage.ru_maxrss;
     cpu_s_ = static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
              static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
   } else {
     exit_info_ = ExitInfo{true, 0, 0};  // someone else reaped it: the status is unknown
   }
   return exit_info_;
+}
+
+void WorkerProcess::ForgetAndKillTagged(pid_t pid, const std::string& tag) {
+  std::lock_guard<std::mutex> lock(g_workers_mu);
+  LiveWorkers().erase(pid);
+  if (!IsSubreaper()) return;
+  KillChildrenLocked([&](pid_t child) { return ProcessEnvironHas(child, tag); });
+}
+
+int WorkerProcess::KillOrphans() {
+  std::lock_guard<std::mutex> lock(g_workers_mu);
+  return KillChildrenLocked([](pid_t) { return true; });
 }
 
 void WorkerProcess::Kill() {
@@ -267,6 +322,11 @@ void WorkerProcess::Kill() {
 bool WorkerProcess::reaped() const {
   std::lock_guard<std::mutex> lock(mu_);
   return reaped_;
+}
+
+int64_t WorkerProcess::max_rss_kib() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return max_rss_kib_;
 }
 
 double WorkerProcess::cpu_s() const {

@@ -11,6 +11,11 @@
 //   the same lock, after which Kill() does nothing.
 // - The destructor kills and reaps the child if that has not happened yet (no zombies).
 // - Writing to a dead child returns an error instead of raising SIGPIPE.
+// - Descendants that left the group (a daemon: double fork + setsid) are found through the
+//   variable PARALLELRUN_WORKER_TAG=<agent pid>.<n> that every child gets: once the agent is a
+//   child subreaper (BecomeSubreaper), they are reparented to it when their parent dies, and
+//   KillAndReap() kills and reaps the ones carrying this worker's tag. KillOrphans() kills the
+//   rest (every child of this process that is not a live worker) when the agent ends.
 // Caveats: everything but Kill(), pid() and exited() is for one thread at a time. The child gets
 // PR_SET_PDEATHSIG, so it dies with the thread that called Start(): start it from a thread that
 // lives as long as the worker.
@@ -69,21 +74,36 @@ class WorkerProcess {
   // SIGKILL to the child's process group now; does not reap. Thread-safe.
   void Kill();
 
+  // Kills and reaps every child of this process that is not a live WorkerProcess: descendants of
+  // ended workers reparented here (this process must be a subreaper). Returns how many. Call it
+  // only in a process whose children are all WorkerProcesses (the agent).
+  static int KillOrphans();
+
   pid_t pid() const { return pid_; }
   bool reaped() const;
   // CPU seconds (user + system) of the child and its reaped descendants; valid once reaped.
   double cpu_s() const;
+  // Peak resident set size of the child in KiB (wait4's ru_maxrss); valid once reaped.
+  int64_t max_rss_kib() const;
 
  private:
-  WorkerProcess(pid_t pid, int to_child, int from_child, int pidfd)
-      : pid_(pid), to_child_(to_child), from_child_(from_child), pidfd_(pidfd) {}
+  WorkerProcess(pid_t pid, int to_child, int from_child, int pidfd, std::string tag)
+      : pid_(pid),
+        to_child_(to_child),
+        from_child_(from_child),
+        pidfd_(pidfd),
+        tag_(std::move(tag)) {}
+  // Drops `pid` from the live workers, then (in a subreaper) kills and reaps the children of this
+  // process that carry `tag`: the worker's descendants reparented here.
+  static void ForgetAndKillTagged(pid_t pid, const std::string& tag);
   // Reads what the reply pipe holds now (non-blocking). Sets eof_ on end of file.
   void Drain();
 
   const pid_t pid_;
   int to_child_;
   int from_child_;
-  int pidfd_;  // -1 when the kernel has no pidfd_open: exits are then polled
+  int pidfd_;              // -1 when the kernel has no pidfd_open: exits are then polled
+  const std::string tag_;  // "PARALLELRUN_WORKER_TAG=..." in the child's environment
   std::string buffer_;
   size_t scanned_ = 0;  // buffer_[0, scanned_) holds no '\n'
   bool eof_ = false;
@@ -93,6 +113,7 @@ class WorkerProcess {
   bool reaped_ = false;
   ExitInfo exit_info_;
   double cpu_s_ = 0;
+  int64_t max_rss_kib_ = 0;
 };
 
 }  // namespace parallelrun::rt

@@ -94,6 +94,7 @@ json Full() {
       "runInvocationTimeout": 30,
       "runMaxTry": 2,
       "progressUpdateTimeout": 900,
+      "initTimeout": 120,
       "resourceMonitorInterval": 0,
       "retryFrom": "runs/previous",
       "image": "parallelrun:0.1",
@@ -628,7 +629,7 @@ TEST(CrdSpecTest, EveryCrdDefaultIsTheModelsDefault) {
 
 // Derived or type-dependent defaults stay in the model.
 const std::set<std::string> kModelOnlyDefaults = {"spec.miniBatchSize",
-                                                  "spec.progressUpdateTimeout"};
+                                                  "spec.progressUpdateTimeout", "spec.initTimeout"};
 
 TEST(CrdSpecTest, EveryScalarDefaultOfTheModelIsInTheCrdUnlessItIsDerived) {
   const json model = ModelDefaults().flatten();

@@ -1,7 +1,9 @@
 """Bad input of every kind gets exit 1 and an error naming the field or file, and nothing runs."""
 import os
+import time
 import unittest
 
+import bad_input_catalog
 from jobkit import JobTestCase, manifest
 
 SCRIPT = "def run(mini_batch):\n    return mini_batch\n"
@@ -83,6 +85,32 @@ class ValidateTest(JobTestCase):
         proc = self.job.run(command="validate")
         self.assertExit(proc, 1)
         self.assertIn("spec.nodeCont", proc.stderr)
+
+
+class CatalogTest(unittest.TestCase):
+    """docs/bad-inputs.md: every bad input of bad_input_catalog.py run with the real binary; each
+    message names its field, file or flag, and the page is what the catalog renders today."""
+
+    maxDiff = None
+
+    def test_every_bad_input_is_named_and_the_catalog_page_is_current(self):
+        t0 = time.monotonic()
+        results = bad_input_catalog.run_all()
+        self.assertGreaterEqual(len(results), 60)
+        problems = []
+        for case, code, seen in results:
+            missing = [n for n in case.needles if n not in seen]
+            if missing:
+                problems.append(f"{case.what}: the message does not name {missing}: {seen!r}")
+            if case.command != "request" and code != case.exit_code:
+                problems.append(f"{case.what}: exit {code}, expected {case.exit_code}: {seen!r}")
+        self.assertEqual(problems, [], "\n".join(problems))
+        with open(bad_input_catalog.DOC) as f:
+            on_disk = f.read()
+        self.assertEqual(on_disk, bad_input_catalog.render(results),
+                         "docs/bad-inputs.md is stale: run `cd tests/integration && "
+                         "python3 bad_input_catalog.py`")
+        print(f"\n{len(results)} bad inputs in {time.monotonic() - t0:.1f} s")
 
 
 if __name__ == "__main__":
