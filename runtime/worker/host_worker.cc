@@ -263,6 +263,7 @@ std::string HostWorker::RunRequest(const protocol::Lease& lease,
               {"mini_batch_id", lease.mini_batch_id},
               {"attempt", lease.attempt},
               {"input_type", input_type},
+              {"input_name", lease.input_name},
               {"part_file", lease.part_file}};
   if (input_type == "tabular") {
     req["file"] = lease.file;

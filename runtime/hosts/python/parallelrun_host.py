@@ -74,6 +74,67 @@ def _encode_rows(text):
         return text.encode("utf-8", "backslashreplace")
 
 
+_RUN_SIGNATURES = ("run(mini_batch) or run(mini_batch, mini_batch_context) (Azure ML's two "
+                   "forms; further parameters need defaults)")
+
+
+class MiniBatchContext:
+    """The second argument of a two-parameter ``run(mini_batch, mini_batch_context)``, as in
+    Azure ML: which input the mini-batch comes from, its index in the plan and its partition."""
+
+    __slots__ = ("partition_key_value", "dataset", "minibatch_index")
+
+    def __init__(self, partition_key_value, dataset, minibatch_index):
+        self.partition_key_value = partition_key_value
+        self.dataset = dataset
+        self.minibatch_index = minibatch_index
+
+    def __repr__(self):
+        return "MiniBatchContext(partition_key_value=%r, dataset=%r, minibatch_index=%r)" % (
+            self.partition_key_value, self.dataset, self.minibatch_index)
+
+
+def _signature_text(fn, name):
+    import inspect
+    try:
+        return name + str(inspect.signature(fn))
+    except (TypeError, ValueError):
+        return name + "(...)"
+
+
+def _check_init(fn, script):
+    """None if init() can be called without arguments, else the error for init_failed."""
+    import inspect
+    try:
+        inspect.signature(fn).bind()
+    except TypeError:
+        return ("TypeError: %s: %s cannot be called as init(); the supported signature is "
+                "init() (parameters need defaults)" % (script, _signature_text(fn, "init")))
+    except ValueError:
+        pass  # no signature to inspect (a builtin): let the call decide
+    return None
+
+
+def _run_arity(fn, script):
+    """(1 or 2, None): how run() is called; (None, error) if neither form can call it.
+
+    run() is called with the mini-batch context when it has a second positional parameter."""
+    import inspect
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return 1, None  # no signature to inspect: the one-argument form
+    positional = [p for p in sig.parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    arity = 2 if len(positional) >= 2 else 1
+    try:
+        sig.bind(*([None] * arity))
+    except TypeError:
+        return None, ("TypeError: %s: %s cannot be called; the supported signatures are %s"
+                      % (script, _signature_text(fn, "run"), _RUN_SIGNATURES))
+    return arity, None
+
+
 class Host:
     def __init__(self, env):
         self.ctl_in = int(env["PARALLELRUN_CONTROL_IN_FD"])
@@ -87,6 +148,7 @@ class Host:
         self.append_row_header = env.get("PARALLELRUN_APPEND_ROW_HEADER", "0") == "1"
         self.module = None
         self.run_fn = None
+        self.run_arity = 1
         self.pd = None
         self.known_dirs = set()
 
@@ -139,13 +201,20 @@ class Host:
             if not callable(run_fn):
                 return ("AttributeError: entry script %s defines no run(mini_batch) function"
                         % script, "")
+            arity, error = _run_arity(run_fn, script)
+            if error is not None:
+                return (error, "")
             init_fn = getattr(module, "init", None)
             if callable(init_fn):
+                error = _check_init(init_fn, script)
+                if error is not None:
+                    return (error, "")
                 init_fn()
         except BaseException as e:  # noqa: B902 - SystemExit in init() is an init failure too
             return (_one_line(e), _user_traceback(e))
         self.module = module
         self.run_fn = run_fn
+        self.run_arity = arity
         return None
 
     # ---- one mini-batch ----
@@ -230,7 +299,12 @@ class Host:
                 result = batch
             else:
                 t0 = time.perf_counter()
-                result = self.run_fn(batch)
+                if self.run_arity == 2:
+                    context = MiniBatchContext(req.get("partition_key_value") or {},
+                                               req.get("input_name", ""), mb)
+                    result = self.run_fn(batch, context)
+                else:
+                    result = self.run_fn(batch)
                 run_s = time.perf_counter() - t0
             pd = self.pd or sys.modules.get("pandas")
             is_frame = pd is not None and isinstance(result, pd.DataFrame)

@@ -1,0 +1,132 @@
+"""Azure ML entry scripts run unchanged (issue 16): real `parallelrun run` processes on entry
+scripts written in the style of Azure ML's parallel-job samples, each compared row by row with a
+plain Python loop that calls the same script's init() and run() over the same mini-batches."""
+import importlib.util
+import io
+import os
+import shutil
+import sys
+import types
+import unittest
+
+from jobkit import JobTestCase, manifest
+
+# A file-input script in the two-parameter form of Azure ML's partition samples.
+CONTEXT_SCRIPT = """
+import argparse
+import json
+import logging
+import os
+
+_label = None
+
+
+def init():
+    global _label
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--label", type=str, default="words")
+    args, _ = parser.parse_known_args()
+    _label = args.label
+    logging.info("init() done, label %s", _label)
+
+
+def run(mini_batch, mini_batch_context):
+    logging.info("mini-batch %s of %s", mini_batch_context.minibatch_index,
+                 mini_batch_context.dataset)
+    results = []
+    for file_path in mini_batch:
+        with open(file_path) as f:
+            count = len(f.read().split())
+        folder = os.path.basename(os.path.dirname(file_path))
+        results.append("%s %d %s %s/%s %s=%d" % (
+            mini_batch_context.dataset, mini_batch_context.minibatch_index,
+            json.dumps(mini_batch_context.partition_key_value, sort_keys=True),
+            folder, os.path.basename(file_path), _label, count))
+    return results
+"""
+
+
+def load_script(path, argv):
+    """Imports an entry script by hand, as a user debugging it would."""
+    name = "aml_reference_%d" % id(path)
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    old_argv, old_path = sys.argv, list(sys.path)
+    sys.argv = [path] + list(argv)
+    sys.path.insert(0, os.path.dirname(path))
+    try:
+        spec.loader.exec_module(module)
+        if hasattr(module, "init"):
+            module.init()
+    finally:
+        sys.argv, sys.path[:] = old_argv, old_path
+    return module
+
+
+def as_rows(result):
+    """The lines the host writes for one run() result (append_row)."""
+    if hasattr(result, "to_csv"):
+        return result.to_csv(sep=" ", index=False, header=False).splitlines()
+    out = []
+    for element in result:
+        out.extend(str(element).split("\n"))
+    return out
+
+
+def reference_loop(script, argv, batches, dataset):
+    """A plain Python loop over the mini-batches: what Azure ML would write."""
+    module = load_script(script, argv)
+    rows = []
+    for index, batch in enumerate(batches):
+        context = types.SimpleNamespace(partition_key_value={}, dataset=dataset,
+                                        minibatch_index=index)
+        rows.extend(as_rows(module.run(batch, context)))
+    return rows
+
+
+class MiniBatchContextTest(JobTestCase):
+    def test_two_parameter_run_gets_the_context_and_matches_a_plain_loop(self):
+        files = []
+        for folder, n in [("north", 4), ("south", 3), ("west", 5)]:
+            for i in range(n):
+                rel = os.path.join("data", folder, "part%02d.txt" % i)
+                self.job.write(rel, " ".join(["w"] * (i + 1 + len(folder))) + "\n")
+                files.append(os.path.join(self.tmp, rel))
+        self.job.write("code/score.py", CONTEXT_SCRIPT)
+        self.job.write_manifest(manifest(miniBatchSize=4, nodeCount=2, processCountPerNode=2,
+                                         arguments=["--label", "tokens"]))
+        proc = self.job.run()
+        self.assertExit(proc, 0)
+        batches = [files[i:i + 4] for i in range(0, len(files), 4)]
+        expected = reference_loop(os.path.join(self.tmp, "code", "score.py"),
+                                  ["--label", "tokens"], batches, "docs")
+        self.assertEqual(self.job.output_lines(), expected)
+        self.assertEqual(len(expected), 12)
+        self.assertTrue(expected[-1].startswith("docs 2 {} west/part04.txt tokens="), expected)
+
+    def test_uncallable_signatures_are_init_failed_naming_the_supported_ones(self):
+        cases = [
+            ("def run(mini_batch, mini_batch_context, model):\n    return mini_batch\n",
+             "run(mini_batch) or run(mini_batch, mini_batch_context)"),
+            ("def run():\n    return []\n",
+             "run(mini_batch) or run(mini_batch, mini_batch_context)"),
+            ("def init(model_path):\n    pass\ndef run(mini_batch):\n    return mini_batch\n",
+             "the supported signature is init()"),
+        ]
+        self.make_files(6)
+        for script, wanted in cases:
+            with self.subTest(script=script):
+                self.job.write("code/score.py", script)
+                self.job.write_manifest(manifest(processCountPerNode=1, runMaxTry=3))
+                shutil.rmtree(self.job.output, ignore_errors=True)
+                proc = self.job.run()
+                self.assertExit(proc, 42)
+                result = self.job.result()
+                self.assertFirstLine(result, "Failed: InitFailed")
+                self.assertIn(wanted, result)
+                # Never tried per mini-batch: no attempt reached run().
+                self.assertEqual(self.job.report_rows(), [])
+
+
+if __name__ == "__main__":
+    unittest.main()
