@@ -98,6 +98,9 @@ FIELDS = {
         "v2": "`mini_batch_size`",
     },
     "errorThreshold": {
+        "note": "As in Azure ML, a job with no succeeded item fails (`NoSucceededItems`) unless "
+                "this is -1; with -1 it fails only if no mini-batch completed, so a `run()` that "
+                "returns `[]` (a training script) succeeds.",
         "v1": "`error_threshold`",
         "v2": "`error_threshold` (or `--error_threshold`)",
     },

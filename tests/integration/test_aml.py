@@ -128,5 +128,81 @@ class MiniBatchContextTest(JobTestCase):
                 self.assertEqual(self.job.report_rows(), [])
 
 
+# A training script in the style of Azure ML's many-models sample: one model per file, written to
+# the output folder; run() returns [] because its outputs are the model files.
+TRAIN_SCRIPT = """
+import argparse
+import json
+import os
+
+import pandas as pd
+
+model_dir = None
+
+
+def init():
+    global model_dir
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model_output", type=str, required=True)
+    args, _ = parser.parse_known_args()
+    model_dir = args.model_output
+    os.makedirs(model_dir, exist_ok=True)
+
+
+def run(mini_batch):
+    for csv_path in mini_batch:
+        data = pd.read_csv(csv_path)
+        store = os.path.splitext(os.path.basename(csv_path))[0]
+        slope = float(data["sales"].diff().mean())
+        model = {"store": store, "mean": float(data["sales"].mean()), "slope": slope}
+        with open(os.path.join(model_dir, store + ".json"), "w") as f:
+            json.dump(model, f, sort_keys=True)
+    return []
+"""
+
+
+class SuccessRuleTest(JobTestCase):
+    def write_stores(self, n):
+        files = []
+        for i in range(n):
+            rows = "\n".join("%d,%d" % (week, 100 + i * week) for week in range(6))
+            rel = "data/store%02d.csv" % i
+            self.job.write(rel, "week,sales\n" + rows + "\n")
+            files.append(os.path.join(self.tmp, rel))
+        self.job.write("code/train.py", TRAIN_SCRIPT)
+        return files
+
+    def test_training_job_returning_nothing_succeeds_under_error_threshold_minus_one(self):
+        files = self.write_stores(7)
+        self.job.write_manifest(manifest(entryScript="train.py", miniBatchSize=2,
+                                         errorThreshold=-1,
+                                         arguments=["--model_output", "$(output)/models"]))
+        proc = self.job.run()
+        self.assertExit(proc, 0)
+        self.assertFirstLine(self.job.result(), "Succeeded")
+        self.assertEqual(self.job.output_lines(), [])
+        # The same models as a plain loop over the same mini-batches.
+        ref_dir = os.path.join(self.tmp, "reference")
+        module = load_script(os.path.join(self.tmp, "code", "train.py"),
+                             ["--model_output", ref_dir])
+        for i in range(0, len(files), 2):
+            self.assertEqual(module.run(files[i:i + 2]), [])
+        names = sorted(os.listdir(ref_dir))
+        self.assertEqual(len(names), 7)
+        self.assertEqual(sorted(os.listdir(os.path.join(self.job.output, "models"))), names)
+        for name in names:
+            self.assertEqual(self.job.read(os.path.join("output", "models", name)),
+                             self.job.read(os.path.join("reference", name)), name)
+
+    def test_no_item_succeeded_fails_when_error_threshold_is_set(self):
+        self.write_stores(3)
+        self.job.write_manifest(manifest(entryScript="train.py", errorThreshold=1000,
+                                         arguments=["--model_output", "$(output)/models"]))
+        proc = self.job.run()
+        self.assertExit(proc, 42)
+        self.assertFirstLine(self.job.result(), "Failed: NoSucceededItems")
+        self.assertIn("errorThreshold is not -1", self.job.result())
+
+
 if __name__ == "__main__":
     unittest.main()
