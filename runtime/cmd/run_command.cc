@@ -22,6 +22,7 @@
 #include "runtime/base/time_util.h"
 #include "runtime/cmd/commands.h"
 #include "runtime/cmd/flags.h"
+#include "runtime/cmd/local_env.h"
 #include "runtime/protocol/coordinator_client.h"
 
 namespace parallelrun::rt::cmd {
@@ -242,10 +243,22 @@ int RunMain(const std::vector<std::string>& args) {
   if (!spec->pod.empty()) {
     std::string keys;
     for (auto it = spec->pod.begin(); it != spec->pod.end(); ++it)
-      keys += (keys.empty() ? "" : ", ") + it.key();
+      if (it.key() != "env") keys += (keys.empty() ? "" : ", ") + it.key();
+    if (!keys.empty()) {
+      std::fprintf(
+          stderr,
+          "parallelrun run: warning: Kubernetes pod fields are ignored in local mode (%s)\n",
+          keys.c_str());
+    }
+  }
+  // spec.env reaches the workers through the agents' environment, as it does in a pod.
+  auto local_env = LocalEnvFromSpec(spec->pod);
+  if (!local_env.ok()) return Fail(local_env.status().message());
+  for (const auto& name : local_env->skipped) {
     std::fprintf(stderr,
-                 "parallelrun run: warning: Kubernetes pod fields are ignored in local mode (%s)\n",
-                 keys.c_str());
+                 "parallelrun run: warning: spec.env %s uses valueFrom, which local mode cannot "
+                 "resolve; it is not set\n",
+                 name.c_str());
   }
   Status pre = PreflightChecks(*spec, *paths, python);
   if (!pre.ok()) {
@@ -336,6 +349,9 @@ int RunMain(const std::vector<std::string>& args) {
     ao.argv = {self,           "agent",    "--coordinator", url,
                "--token-file", token_file, "--node-name",   a.node};
     ao.env = {"PARALLELRUN_PYTHON=" + python};
+    for (const auto& e : local_env->entries) {
+      if (e.rfind("PARALLELRUN_PYTHON=", 0) != 0) ao.env.push_back(e);
+    }
     PR_ASSIGN_OR_RETURN(a.pid, Spawn(ao));
     a.running = true;
     return Status::Ok();

@@ -204,5 +204,46 @@ class SuccessRuleTest(JobTestCase):
         self.assertIn("errorThreshold is not -1", self.job.result())
 
 
+ENV_SCRIPT = """
+import os
+
+model_name = None
+
+
+def init():
+    global model_name
+    model_name = os.environ["MODEL_NAME"]
+
+
+def run(mini_batch):
+    return ["%s %s %s %s" % (os.path.basename(p), model_name, os.environ["MODEL_PATH"],
+                             os.environ.get("API_TOKEN", "-")) for p in mini_batch]
+"""
+
+
+class LocalEnvTest(JobTestCase):
+    def test_spec_env_reaches_the_workers_in_local_mode(self):
+        names = self.make_files(4)
+        self.job.write("code/score.py", ENV_SCRIPT)
+        self.job.write_manifest(manifest(env=[
+            {"name": "MODEL_NAME", "value": "iris"},
+            {"name": "MODEL_PATH", "value": "/models/$(MODEL_NAME)/1"},
+            {"name": "API_TOKEN", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}},
+        ]))
+        proc = self.job.run()
+        self.assertExit(proc, 0)
+        self.assertEqual(self.job.output_lines(), [n + " iris /models/iris/1 -" for n in names])
+        self.assertNotIn("ignored in local mode", proc.stderr)
+        self.assertIn("spec.env API_TOKEN uses valueFrom", proc.stderr)
+
+    def test_malformed_env_entry_is_refused_naming_it(self):
+        self.make_files(1)
+        self.job.write("code/score.py", ENV_SCRIPT)
+        self.job.write_manifest(manifest(env=[{"name": "MODEL_NAME", "value": 3}]))
+        proc = self.job.run()
+        self.assertExit(proc, 1)
+        self.assertIn("spec.env[0].value: expected a string", proc.stderr)
+
+
 if __name__ == "__main__":
     unittest.main()
