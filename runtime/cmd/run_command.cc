@@ -265,6 +265,9 @@ int RunMain(const std::vector<std::string>& args) {
     std::fprintf(stderr, "parallelrun run: %s\n", pre.message().c_str());
     return kExitInvalid;
   }
+  // A rerun of a finished job runs nothing: say so, and the way on, after its result.
+  const bool finished_before = !flags->switches.count("restart") &&
+                               PathExists(JoinPath(paths->output_dir, "logs/job_result.txt"));
   if (flags->switches.count("restart") && PathExists(paths->output_dir)) {
     std::string aside =
         paths->output_dir + ".previous-" + FormatUtc(RealClock::Get().Now(), "%Y%m%dT%H%M%SZ");
@@ -433,6 +436,14 @@ int RunMain(const std::vector<std::string>& args) {
       std::string first = result->substr(0, result->find('\n'));
       std::fprintf(stderr, "parallelrun run: job %s %s (see %s)\n", spec->name.c_str(),
                    first.c_str(), JoinPath(paths->output_dir, "logs/job_result.txt").c_str());
+    }
+    if (finished_before) {
+      std::fprintf(stderr,
+                   "parallelrun run: this job had already finished, so nothing ran; to run it "
+                   "again add --restart (moves %s aside), or rerun only what did not complete "
+                   "with a new output and retryFrom: %s\n",
+                   paths->output_dir.c_str(),
+                   std::filesystem::relative(paths->output_dir, manifest_dir).c_str());
     }
   } else if (coordinator_code != kExitOk) {
     std::fprintf(stderr, "parallelrun run: the coordinator ended with exit code %d\n",

@@ -245,5 +245,31 @@ class LocalEnvTest(JobTestCase):
         self.assertIn("spec.env[0].value: expected a string", proc.stderr)
 
 
+class RerunTest(JobTestCase):
+    def test_rerunning_a_finished_job_prints_its_result_and_the_way_on(self):
+        names = self.make_files(3)
+        self.job.write("code/score.py", "def init(model_path):\n    pass\n"
+                                        "def run(mini_batch):\n    return mini_batch\n")
+        self.job.write_manifest(manifest(processCountPerNode=1))
+        first = self.job.run()
+        self.assertExit(first, 42)
+        self.assertNotIn("already finished", first.stderr)
+        # The user fixes the script and runs the same manifest again.
+        self.job.write("code/score.py", "import os\ndef init():\n    pass\n"
+                                        "def run(mini_batch):\n"
+                                        "    return [os.path.basename(p) for p in mini_batch]\n")
+        again = self.job.run()
+        self.assertExit(again, 42)
+        self.assertFirstLine(again.stdout, "Failed: InitFailed")
+        hint = [line for line in again.stderr.splitlines() if "already finished" in line]
+        self.assertEqual(len(hint), 1, again.stderr)
+        self.assertIn("--restart", hint[0])
+        self.assertIn("retryFrom: output", hint[0])
+        restarted = self.job.run("--restart")
+        self.assertExit(restarted, 0)
+        self.assertNotIn("already finished", restarted.stderr)
+        self.assertEqual(self.job.output_lines(), names)
+
+
 if __name__ == "__main__":
     unittest.main()
