@@ -271,5 +271,69 @@ class RerunTest(JobTestCase):
         self.assertEqual(self.job.output_lines(), names)
 
 
+# A tabular script that keeps every mini-batch DataFrame it gets, named by its index.
+KEEP_FRAMES_SCRIPT = """
+import os
+
+from parallelrun import EntryScript
+
+
+def init():
+    global frames_dir
+    frames_dir = os.path.join(EntryScript().output_dir, "frames")
+    os.makedirs(frames_dir, exist_ok=True)
+
+
+def run(mini_batch, mini_batch_context):
+    mini_batch.to_pickle(os.path.join(frames_dir, "%06d.pkl" % mini_batch_context.minibatch_index))
+    return ["%d" % i for i in range(len(mini_batch))]
+"""
+
+TABLES = {
+    # quoted separators, doubled quotes and a newline inside quotes
+    "a_quoted.csv": 'id,text,score\n1,"a, b",0.5\n2,"say ""hi""",1.5\n3,"two\nlines",2\n'
+                    + "".join('%d,"row %d, quoted",%d\n' % (i, i, i) for i in range(4, 40)),
+    # old-Mac line endings only
+    "b_cr_only.csv": "id,name,qty\r" + "".join("%d,item%d,%d\r" % (i, i, i * 3)
+                                                for i in range(1, 60)),
+    # LF, CRLF and CR mixed, a quoted CR, no final newline
+    "c_mixed_endings.csv": 'k,v\r\n1,x\n2,"y\rz"\r3,w\r\n4,last',
+    # column types that a part of the file alone would infer differently
+    "d_mixed_types.csv": "code,amount,flag,note\n"
+                         + "".join("%d,%d,True,n%d\n" % (i, i, i) for i in range(1, 50))
+                         + "A7,3.5,False,\n" + "".join("%d,%d,False,m\n" % (i, i)
+                                                          for i in range(50, 70)),
+    # header only: an empty table, no mini-batch
+    "e_header_only.csv": "x,y\n",
+}
+
+
+class TabularSchemaTest(JobTestCase):
+    def test_mini_batches_concatenate_to_read_csv_of_each_whole_file_dtypes_included(self):
+        import pandas as pd
+        for name, text in TABLES.items():
+            self.job.write(os.path.join("data", name), text.encode(), mode="wb")
+        self.job.write("code/score.py", KEEP_FRAMES_SCRIPT)
+        self.job.write_manifest(manifest(
+            inputs=[{"name": "tables", "type": "tabular", "source": {"path": "data/"}}],
+            miniBatchSize=64, processCountPerNode=2, nodeCount=2))
+        proc = self.job.run()
+        self.assertExit(proc, 0)
+        frames_dir = os.path.join(self.job.output, "frames")
+        frames = [pd.read_pickle(os.path.join(frames_dir, n)) for n in sorted(os.listdir(frames_dir))]
+        self.assertGreater(len(frames), len(TABLES))  # several mini-batches per file
+        for name in sorted(TABLES):
+            whole = pd.read_csv(os.path.join(self.tmp, "data", name))
+            got = []
+            while sum(len(f) for f in got) < len(whole):
+                got.append(frames.pop(0))
+            if not got:
+                self.assertEqual(len(whole), 0, name)
+                continue
+            joined = pd.concat(got, ignore_index=True)
+            pd.testing.assert_frame_equal(joined, whole, check_dtype=True, obj=name)
+        self.assertEqual(frames, [])
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -78,6 +78,20 @@ _RUN_SIGNATURES = ("run(mini_batch) or run(mini_batch, mini_batch_context) (Azur
                    "forms; further parameters need defaults)")
 
 
+_DTYPE_CHUNK_ROWS = 1 << 18  # rows per chunk when inferring a whole file's column types
+
+
+def _merge_dtype(a, b):
+    """The dtype of a column that is `a` in some rows and `b` in others, as pandas infers it for
+    the whole column: ints and floats make floats, anything else mixed is object (strings)."""
+    if a is None or a == b:
+        return b
+    if a.kind in "iuf" and b.kind in "iuf":
+        return a if a.kind == "f" else b if b.kind == "f" else a
+    import numpy
+    return numpy.dtype(object)
+
+
 class MiniBatchContext:
     """The second argument of a two-parameter ``run(mini_batch, mini_batch_context)``, as in
     Azure ML: which input the mini-batch comes from, its index in the plan and its partition."""
@@ -151,6 +165,7 @@ class Host:
         self.run_arity = 1
         self.pd = None
         self.known_dirs = set()
+        self.dtype_cache = {}
 
     # ---- control pipe ----
 
@@ -235,11 +250,30 @@ class Host:
             if not body.strip():
                 return pd.DataFrame()
             return pd.read_json(io.BytesIO(body), lines=True)
+        header = 0 if header_end > 0 else None
+        dtypes = self.file_dtypes(req["file"], header)
         if not body.strip():
             if header_end > 0:
-                return pd.read_csv(io.BytesIO(head), header=0)
+                return pd.read_csv(io.BytesIO(head), header=0, dtype=dtypes)
             return pd.DataFrame()
-        return pd.read_csv(io.BytesIO(head + body), header=0 if header_end > 0 else None)
+        return pd.read_csv(io.BytesIO(head + body), header=header, dtype=dtypes)
+
+    def file_dtypes(self, path, header):
+        """The column dtypes pandas.read_csv infers for the whole file, so that every mini-batch
+        of a file has one schema. Read once per file and process (in chunks of rows, so memory
+        stays bounded) and cached by path, size and modification time."""
+        st = os.stat(path)
+        key = (path, st.st_size, st.st_mtime_ns, header)
+        cached = self.dtype_cache.get(key)
+        if cached is not None:
+            return cached
+        merged = {}
+        for chunk in self.pd.read_csv(path, header=header, chunksize=_DTYPE_CHUNK_ROWS):
+            for column, dtype in chunk.dtypes.items():
+                merged[column] = _merge_dtype(merged.get(column), dtype)
+        self.dtype_cache.clear()  # one file at a time is what mini-batches come in
+        self.dtype_cache[key] = merged
+        return merged
 
     def write_file(self, path, data):
         folder = os.path.dirname(path)
