@@ -23,6 +23,7 @@ namespace parallelrun::rt {
 namespace {
 
 namespace fs = std::filesystem;
+using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
@@ -278,6 +279,24 @@ TEST_F(PartitionerTest, UnreadableTableIsAnErrorNamingIt) {
   Status st = PlanError(Spec({TableInput()}, 1024), {dir_});
   EXPECT_EQ(st.code(), StatusCode::kPermissionDenied);
   EXPECT_THAT(st.message(), HasSubstr(dir_ + "/t.csv"));
+}
+
+TEST_F(PartitionerTest, HeaderWithAnUnclosedQuoteIsAnErrorNamingTheFile) {
+  Write("t.csv", "a,\"b\n1,2\n3,4\n");
+  Status st = PlanError(Spec({TableInput()}, 1024), {dir_});
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(st.message(), AllOf(HasSubstr(dir_ + "/t.csv"), HasSubstr("never closed")));
+}
+
+TEST_F(PartitionerTest, HeaderOnlyFilesAreEmptyTables) {
+  Write("a.csv", "x,y\n");
+  Write("b.csv", "x,y");
+  Write("c.csv", "x,y\r\n\r\n");
+  Write("d.csv", "n\r1\r");
+  auto plan = Plan(Spec({TableInput()}, 1024));
+  ASSERT_EQ(plan.size(), 1u);
+  EXPECT_EQ(plan[0].file, "d.csv");
+  EXPECT_EQ(plan[0].items, 1);
 }
 
 TEST_F(PartitionerTest, NonUtf8FileNameIsAnErrorUnlessThePatternLeavesItOut) {

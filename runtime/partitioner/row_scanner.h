@@ -104,6 +104,9 @@ class RowScanner {
   // True when bytes after the last row end have been scanned: at the end of the stream they form
   // a last row with no trailing newline, which ends at the end of the stream. `blank` tells
   // whether that row is blank.
+  // True when the scan so far ends inside a quoted field (an unclosed quote at the stream's end).
+  bool InQuotes() const { return mode_ == kQuoted; }
+
   bool PendingRow(bool* blank) const {
     *blank = mode_ == kBlankPrefix || mode_ == kCrBlank;
     return mode_ != kRowStart;

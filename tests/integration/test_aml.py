@@ -334,6 +334,18 @@ class TabularSchemaTest(JobTestCase):
             pd.testing.assert_frame_equal(joined, whole, check_dtype=True, obj=name)
         self.assertEqual(frames, [])
 
+    def test_a_header_that_swallows_the_file_is_an_error_naming_it(self):
+        self.job.write("data/ok.csv", "a,b\n1,2\n")
+        self.job.write("data/z_broken.csv", 'a,"b\n1,2\n3,4\n')
+        self.job.write("code/score.py", KEEP_FRAMES_SCRIPT)
+        self.job.write_manifest(manifest(
+            inputs=[{"name": "tables", "type": "tabular", "source": {"path": "data/"}}]))
+        proc = self.job.run()
+        self.assertExit(proc, 1)
+        self.assertFirstLine(self.job.result(), "Failed: InvalidInput")
+        self.assertIn(os.path.join(self.tmp, "data", "z_broken.csv"), self.job.result())
+        self.assertIn("never closed", self.job.result())
+
 
 if __name__ == "__main__":
     unittest.main()
