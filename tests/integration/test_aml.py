@@ -347,5 +347,101 @@ class TabularSchemaTest(JobTestCase):
         self.assertIn("never closed", self.job.result())
 
 
+# A tabular scoring script in the style of Azure ML's iris sample: the model comes from
+# Model.get_model_path, metrics go to Run.get_context().
+SCORE_TABLE_SCRIPT = """
+import json
+
+import pandas as pd
+from azureml.core import Run
+from azureml.core.model import Model
+
+rules = None
+
+
+def init():
+    global rules
+    model_path = Model.get_model_path("iris-rules")
+    with open(model_path) as f:
+        rules = json.load(f)
+    Run.get_context().tag("model", model_path.rsplit("/", 1)[-1])
+
+
+def run(mini_batch):
+    run_context = Run.get_context()
+    predictions = []
+    for _, row in mini_batch.iterrows():
+        kind = "setosa" if row["petal_length"] < rules["setosa_below"] else (
+            "versicolor" if row["petal_width"] < rules["versicolor_below"] else "virginica")
+        predictions.append(kind)
+    run_context.log("rows", len(mini_batch))
+    result = mini_batch[["id"]].copy()
+    result["species"] = predictions
+    return result
+"""
+
+COMPAT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "runtime",
+                          "hosts", "python", "azureml_compat")
+
+
+class AzureMlCompatTest(JobTestCase):
+    def test_model_path_and_run_context_in_a_tabular_scoring_script(self):
+        import json
+        import pandas as pd
+        models = os.path.join(self.tmp, "models")
+        self.job.write("models/iris-rules/1/rules.json",
+                       json.dumps({"setosa_below": 2.5, "versicolor_below": 1.75}))
+        self.job.write("models/other/weights.bin", "x")
+        files = []
+        for f in range(3):
+            rows = "".join("%d,%.1f,%.1f\n" % (f * 100 + i, 1.0 + (i * 0.7) % 6, (i * 0.3) % 2.5)
+                           for i in range(25))
+            rel = "data/iris%d.csv" % f
+            self.job.write(rel, "id,petal_length,petal_width\n" + rows)
+            files.append(os.path.join(self.tmp, rel))
+        self.job.write("code/score.py", SCORE_TABLE_SCRIPT)
+        self.job.write_manifest(manifest(
+            inputs=[{"name": "iris", "type": "tabular", "source": {"path": "data/"}}],
+            env=[{"name": "AZUREML_MODEL_DIR", "value": models}], processCountPerNode=2))
+        proc = self.job.run()
+        self.assertExit(proc, 0)
+        # The plain loop: one mini-batch per file (each is far under miniBatchSize's 1MB).
+        os.environ["AZUREML_MODEL_DIR"] = models
+        self.addCleanup(os.environ.pop, "AZUREML_MODEL_DIR")
+        os.environ["PARALLELRUN_LOG_DIR"] = os.path.join(self.tmp, "reference-logs")
+        self.addCleanup(os.environ.pop, "PARALLELRUN_LOG_DIR")
+        sys.path.append(COMPAT_DIR)
+        self.addCleanup(sys.path.remove, COMPAT_DIR)
+        module = load_script(os.path.join(self.tmp, "code", "score.py"), [])
+        expected = []
+        for path in files:
+            expected.extend(as_rows(module.run(pd.read_csv(path))))
+        self.assertEqual(self.job.output_lines(), expected)
+        self.assertEqual(len(expected), 75)
+        records = []
+        metrics = os.path.join(self.job.logs, "user", "metrics")
+        for folder, _, names in os.walk(metrics):
+            for name in names:
+                with open(os.path.join(folder, name)) as f:
+                    records.extend(json.loads(line) for line in f)
+        self.assertEqual(sum(r["value"] for r in records if r["name"] == "rows"), 75)
+        self.assertTrue(all(r["value"] == "rules.json" for r in records if r["kind"] == "tag"))
+
+    def test_unknown_model_is_init_failed_naming_the_models_of_the_job(self):
+        self.job.write("models/iris-rules/rules.json", "{}")
+        self.job.write("models/wine/model.pkl", "x")
+        self.make_files(2)
+        self.job.write("code/score.py", "from azureml.core import Model\n"
+                                        "def init():\n    Model.get_model_path('iris')\n"
+                                        "def run(mini_batch):\n    return mini_batch\n")
+        self.job.write_manifest(manifest(
+            processCountPerNode=1,
+            env=[{"name": "AZUREML_MODEL_DIR", "value": os.path.join(self.tmp, "models")}]))
+        proc = self.job.run()
+        self.assertExit(proc, 42)
+        self.assertFirstLine(self.job.result(), "Failed: InitFailed")
+        self.assertIn("the job's models: iris-rules, wine", self.job.result())
+
+
 if __name__ == "__main__":
     unittest.main()

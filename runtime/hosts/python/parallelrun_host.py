@@ -443,6 +443,9 @@ def main():
             env.get("PARALLELRUN_LOGGING_LEVEL", "INFO").upper(), logging.INFO),
         format="%(asctime)s|%(levelname)s|%(name)s|%(message)s")
 
+    # The azureml stand-ins (Model.get_model_path, Run.get_context) come last, so that an
+    # installed Azure ML SDK always wins.
+    sys.path.append(os.path.join(os.path.dirname(os.path.abspath(__file__)), "azureml_compat"))
     sys.argv = [host.entry_script] + sys.argv[1:]
     failure = host.load()
     sys.stdout.flush()
