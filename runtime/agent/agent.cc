@@ -648,12 +648,15 @@ std::unique_ptr<Worker> Agent::Impl::StartWorker(int index, ProcessLogs* logs) {
       if (!aborted) {
         events_.push_back({process, pid, kind, init.error, init.detail});
         failures = ++consecutive_init_failures_;
-        if (failures >= init_failure_limit_ && !gave_up_) {
+        if ((failures >= init_failure_limit_ || init.permanent) && !gave_up_) {
           gave_up_ = gave_up_now = true;
           events_.push_back(
               {"", 0, "NODE_GAVE_UP",
-               std::to_string(failures) +
-                   " consecutive init() failures (3 x processCountPerNode); last: " + init.error,
+               init.permanent
+                   ? "init() cannot succeed on any worker: " + init.error
+                   : std::to_string(failures) +
+                         " consecutive init() failures (3 x processCountPerNode); last: " +
+                         init.error,
                init.detail});
         }
       }

@@ -1126,7 +1126,7 @@ HttpResponse Coordinator::Impl::HandleResults(const nlohmann::json& body) {
         if (!nodes_[index].gave_up) {
           nodes_[index].gave_up = true;
           SayLocked("Node " + req.node +
-                    " stopped starting workers after repeated init() failures" +
+                    " stopped starting workers after init() failures" +
                     (last_init_error_.empty() ? std::string() : ": " + last_init_error_));
         }
       } else {
@@ -1153,7 +1153,7 @@ HttpResponse Coordinator::Impl::HandleResults(const nlohmann::json& body) {
       e.reason = kReasonInitFailed;
       e.early = true;
       e.message = "every node (" + std::to_string(gave_up) +
-                  ") stopped starting workers after repeated init() failures" +
+                  ") stopped starting workers after init() failures" +
                   (last_init_error_.empty() ? std::string() : "; last error: " + last_init_error_);
       e.traceback = last_init_traceback_;
       e.look_first = {kHintUserErrors, kHintStderr, kHintNodes};

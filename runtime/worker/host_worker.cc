@@ -244,6 +244,8 @@ InitOutcome HostWorker::Start(std::chrono::seconds init_timeout) {
     };
     out.error = str("error");
     out.detail = str("detail");
+    out.permanent =
+        msg.contains("permanent") && msg["permanent"].is_boolean() && msg["permanent"].get<bool>();
     if (out.error.empty()) out.error = "init() failed (the host gave no reason)";
     ReapEnding();  // the host exits 1 after init_failed
     return out;

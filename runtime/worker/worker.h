@@ -40,8 +40,9 @@ struct WorkerConfig {
 // "INIT_TIMEOUT".
 struct InitOutcome {
   std::string status;
-  std::string error;   // one line
-  std::string detail;  // traceback / exit code
+  std::string error;       // one line
+  std::string detail;      // traceback / exit code
+  bool permanent = false;  // another start cannot succeed (e.g. run() has an uncallable signature)
 };
 
 // Outcome of one run(). status: RUN_DONE, RUN_EXCEPTION, RUN_WRONG_TYPE, RUN_TIMEOUT,

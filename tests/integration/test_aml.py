@@ -124,8 +124,11 @@ class MiniBatchContextTest(JobTestCase):
                 result = self.job.result()
                 self.assertFirstLine(result, "Failed: InitFailed")
                 self.assertIn(wanted, result)
-                # Never tried per mini-batch: no attempt reached run().
+                # Never tried per mini-batch: no attempt reached run(); and the node gave up
+                # after the first start instead of 3 x processCountPerNode of them.
                 self.assertEqual(self.job.report_rows(), [])
+                errors = self.job.read("output/logs/user/error.txt")
+                self.assertEqual(errors.count("INIT_FAILED"), 1, errors)
 
 
 # A training script in the style of Azure ML's many-models sample: one model per file, written to

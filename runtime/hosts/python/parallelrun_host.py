@@ -191,7 +191,8 @@ class Host:
     # ---- start-up ----
 
     def load(self):
-        """Imports the entry script and runs init(). Returns None or (error, detail)."""
+        """Imports the entry script and runs init(). Returns None, (error, detail), or
+        (error, detail, True) when no other start can succeed (an uncallable signature)."""
         import importlib.util
 
         script = self.entry_script
@@ -218,12 +219,12 @@ class Host:
                         % script, "")
             arity, error = _run_arity(run_fn, script)
             if error is not None:
-                return (error, "")
+                return (error, "", True)
             init_fn = getattr(module, "init", None)
             if callable(init_fn):
                 error = _check_init(init_fn, script)
                 if error is not None:
-                    return (error, "")
+                    return (error, "", True)
                 init_fn()
         except BaseException as e:  # noqa: B902 - SystemExit in init() is an init failure too
             return (_one_line(e), _user_traceback(e))
@@ -451,9 +452,12 @@ def main():
     sys.stdout.flush()
     sys.stderr.flush()
     if failure is not None:
-        error, detail = failure
+        error, detail = failure[0], failure[1]
         host.append_error_log("init(): INIT_FAILED", detail or error)
-        host.send({"event": "init_failed", "error": error, "detail": _truncate(detail)})
+        reply = {"event": "init_failed", "error": error, "detail": _truncate(detail)}
+        if len(failure) > 2 and failure[2]:
+            reply["permanent"] = True  # no other start can succeed: the agent gives up at once
+        host.send(reply)
         return 1
     host.send({"event": "ready", "pid": os.getpid(), "cpu_total_s": round(_cpu_now(), 6)})
     return host.serve()
