@@ -349,6 +349,52 @@ class TabularSchemaTest(JobTestCase):
         self.assertIn(os.path.join(self.tmp, "data", "z_broken.csv"), self.job.result())
         self.assertIn("never closed", self.job.result())
 
+    def test_column_types_override_the_inferred_dtypes_for_every_file(self):
+        import pandas as pd
+        for f in range(2):
+            rows = "".join("%03d,%d,2026-01-%02d,%s\n" % (f * 50 + i, i, i % 28 + 1, i % 3 == 0)
+                           for i in range(1, 40))
+            self.job.write("data/part%d.csv" % f, "id,qty,day,flag\n" + rows)
+        self.job.write("code/score.py", KEEP_FRAMES_SCRIPT)
+        types = {"id": "string", "qty": "float64", "day": "datetime", "flag": "bool"}
+        self.job.write_manifest(manifest(
+            inputs=[{"name": "tables", "type": "tabular", "source": {"path": "data/"},
+                     "columnTypes": types}], miniBatchSize=200))
+        proc = self.job.run()
+        self.assertExit(proc, 0)
+        frames_dir = os.path.join(self.job.output, "frames")
+        frames = [pd.read_pickle(os.path.join(frames_dir, n)) for n in sorted(os.listdir(frames_dir))]
+        self.assertGreater(len(frames), 2)
+        expected = pd.concat([pd.read_csv(os.path.join(self.tmp, "data", "part%d.csv" % f),
+                                          dtype={"id": object, "qty": "float64", "flag": bool},
+                                          parse_dates=["day"]) for f in range(2)],
+                             ignore_index=True)
+        joined = pd.concat(frames, ignore_index=True)
+        pd.testing.assert_frame_equal(joined, expected, check_dtype=True)
+        self.assertEqual(joined["id"][0], "001")
+
+    def test_column_types_naming_a_missing_column_fail_naming_it_and_the_file(self):
+        self.job.write("data/t.csv", "a,b\n1,2\n")
+        self.job.write("code/score.py", KEEP_FRAMES_SCRIPT)
+        self.job.write_manifest(manifest(
+            inputs=[{"name": "tables", "type": "tabular", "source": {"path": "data/"},
+                     "columnTypes": {"c": "int64"}}], runMaxTry=1))
+        proc = self.job.run()
+        self.assertExit(proc, 42)
+        errors = self.job.read("output/logs/user/error.txt")
+        self.assertIn("columnTypes of input 'tables' names c, which " +
+                      os.path.join(self.tmp, "data", "t.csv") + " does not have", errors)
+
+    def test_column_types_on_a_file_input_are_refused(self):
+        self.make_files(1)
+        self.job.write("code/score.py", KEEP_FRAMES_SCRIPT)
+        m = manifest()
+        m["spec"]["inputs"][0]["columnTypes"] = {"a": "int64"}
+        self.job.write_manifest(m)
+        proc = self.job.run()
+        self.assertExit(proc, 1)
+        self.assertIn("spec.inputs[0].columnTypes", proc.stderr)
+
 
 # A tabular scoring script in the style of Azure ML's iris sample: the model comes from
 # Model.get_model_path, metrics go to Run.get_context().

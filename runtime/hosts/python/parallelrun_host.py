@@ -78,6 +78,8 @@ _RUN_SIGNATURES = ("run(mini_batch) or run(mini_batch, mini_batch_context) (Azur
                    "forms; further parameters need defaults)")
 
 
+_COLUMN_TYPES = {"string": object, "int64": "int64", "float64": "float64", "bool": "bool"}
+
 _DTYPE_CHUNK_ROWS = 1 << 18  # rows per chunk when inferring a whole file's column types
 
 
@@ -166,6 +168,7 @@ class Host:
         self.pd = None
         self.known_dirs = set()
         self.dtype_cache = {}
+        self.column_types = json.loads(env.get("PARALLELRUN_COLUMN_TYPES") or "{}")
 
     # ---- control pipe ----
 
@@ -252,12 +255,35 @@ class Host:
                 return pd.DataFrame()
             return pd.read_json(io.BytesIO(body), lines=True)
         header = 0 if header_end > 0 else None
-        dtypes = self.file_dtypes(req["file"], header)
+        dtypes = dict(self.file_dtypes(req["file"], header))
+        dates = self.apply_column_types(req, dtypes)
         if not body.strip():
             if header_end > 0:
-                return pd.read_csv(io.BytesIO(head), header=0, dtype=dtypes)
+                return pd.read_csv(io.BytesIO(head), header=0, dtype=dtypes, parse_dates=dates)
             return pd.DataFrame()
-        return pd.read_csv(io.BytesIO(head + body), header=header, dtype=dtypes)
+        return pd.read_csv(io.BytesIO(head + body), header=header, dtype=dtypes,
+                           parse_dates=dates)
+
+    def apply_column_types(self, req, dtypes):
+        """Applies the input's columnTypes to `dtypes`; returns the columns to parse as dates."""
+        wanted = self.column_types.get(req.get("input_name", ""))
+        if not wanted:
+            return False
+        columns = {str(c): c for c in dtypes}
+        missing = [name for name in wanted if name not in columns]
+        if missing:
+            raise ValueError("columnTypes of input %r names %s, which %s does not have (its "
+                             "columns: %s)" % (req.get("input_name"), ", ".join(missing),
+                                               req["file"], ", ".join(columns)))
+        dates = []
+        for name, kind in wanted.items():
+            column = columns[name]
+            if kind == "datetime":
+                dates.append(column)
+                dtypes[column] = object
+            else:
+                dtypes[column] = _COLUMN_TYPES[kind]
+        return dates or False
 
     def file_dtypes(self, path, header):
         """The column dtypes pandas.read_csv infers for the whole file, so that every mini-batch
