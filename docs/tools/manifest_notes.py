@@ -17,7 +17,7 @@ Sources for the original names: ../shared/reference/prs-semantics.md (§1.1-1.3)
 # Top-level spec fields, grouped for reading. Every top-level field of the CRD must be in one
 # group (the generator fails otherwise), in the order of the CRD within the group.
 GROUPS = [
-    ("What runs", ["entryScript", "sourceDirectory", "arguments", "image"]),
+    ("What runs", ["entryScript", "sourceDirectory", "arguments", "image", "env"]),
     ("Data", ["volumes", "inputs", "sideInputs", "output"]),
     ("Mini-batches, retries and failure limits",
      ["miniBatchSize", "errorThreshold", "allowedFailedCount", "allowedFailedPercent",
@@ -26,7 +26,7 @@ GROUPS = [
     ("Scale and logs", ["nodeCount", "processCountPerNode", "loggingLevel",
                         "resourceMonitorInterval"]),
     ("Kubernetes pod fields (ignored in local mode, with one warning)",
-     ["imagePullPolicy", "resources", "env", "nodeSelector", "tolerations", "affinity",
+     ["imagePullPolicy", "resources", "nodeSelector", "tolerations", "affinity",
       "serviceAccountName", "priorityClassName", "podLabels", "podAnnotations",
       "securityContext"]),
     ("Kubernetes job fields (batch/v1 Job semantics)",
@@ -104,6 +104,9 @@ FIELDS = {
         "v2": "`mini_batch_size`",
     },
     "errorThreshold": {
+        "note": "As in Azure ML, a job with no succeeded item fails (`NoSucceededItems`) unless "
+                "this is -1; with -1 it fails only if no mini-batch completed, so a `run()` that "
+                "returns `[]` (a training script) succeeds.",
         "v1": "`error_threshold`",
         "v2": "`error_threshold` (or `--error_threshold`)",
     },
@@ -181,6 +184,9 @@ FIELDS = {
         "v2": "`resources.instance_type`",
     },
     "env": {
+        "note": "Local mode applies it too: the agents and worker processes get these variables "
+                "(in order, `$(NAME)` expanded from earlier entries as Kubernetes does); a "
+                "`valueFrom` entry cannot be resolved locally and is left out with a warning.",
         "v1": "`environment_variables`",
         "v2": "`environment_variables`",
     },

@@ -445,6 +445,21 @@ Status Agent::Impl::Configure(const RegisterResponse& resp) {
   base_config_.log_dir = log_dir;
   base_config_.logging_level = settings.logging_level;
   base_config_.append_row_header = settings.append_row_header;
+  // inputs[].columnTypes reach the Python host as {input name: {column: type}}.
+  nlohmann::json column_types = nlohmann::json::object();
+  const nlohmann::json& job = resp.spec["spec"];  // ReadSettings checked it is an object
+  if (job.contains("inputs") && job["inputs"].is_array()) {
+    for (const auto& in : job["inputs"]) {
+      if (in.is_object() && in.contains("columnTypes") && in.contains("name")) {
+        column_types[in["name"].get<std::string>()] = in["columnTypes"];
+      }
+    }
+  }
+  std::erase_if(base_config_.env,
+                [](const std::string& e) { return e.rfind("PARALLELRUN_COLUMN_TYPES=", 0) == 0; });
+  if (!column_types.empty()) {
+    base_config_.env.push_back("PARALLELRUN_COLUMN_TYPES=" + column_types.dump());
+  }
 
   process_count_ = settings.process_count;
   perf_options_.node = options_.node;
@@ -700,11 +715,12 @@ std::unique_ptr<Worker> Agent::Impl::StartWorker(int index, ProcessLogs* logs) {
         failures = ++consecutive_init_failures_;
         // A hung init() is not tried again: three more would cost 3 x initTimeout for nothing.
         if (kind == "INIT_TIMEOUT") failures = consecutive_init_failures_ = init_failure_limit_;
-        if (failures >= init_failure_limit_ && !gave_up_) {
+        if ((failures >= init_failure_limit_ || init.permanent) && !gave_up_) {
           gave_up_ = gave_up_now = true;
           events_.push_back(
               {"", 0, "NODE_GAVE_UP",
-               kind == "INIT_TIMEOUT"
+               init.permanent ? "init() cannot succeed on any worker: " + init.error
+               : kind == "INIT_TIMEOUT"
                    ? init.error
                    : std::to_string(failures) +
                          " consecutive init() failures (3 x processCountPerNode); last: " +

@@ -22,6 +22,7 @@
 #include "runtime/base/time_util.h"
 #include "runtime/cmd/commands.h"
 #include "runtime/cmd/flags.h"
+#include "runtime/cmd/local_env.h"
 #include "runtime/output/output_lock.h"
 #include "runtime/protocol/coordinator_client.h"
 
@@ -265,10 +266,22 @@ int RunMain(const std::vector<std::string>& args) {
   if (!spec->pod.empty()) {
     std::string keys;
     for (auto it = spec->pod.begin(); it != spec->pod.end(); ++it)
-      keys += (keys.empty() ? "" : ", ") + it.key();
+      if (it.key() != "env") keys += (keys.empty() ? "" : ", ") + it.key();
+    if (!keys.empty()) {
+      std::fprintf(
+          stderr,
+          "parallelrun run: warning: Kubernetes pod fields are ignored in local mode (%s)\n",
+          keys.c_str());
+    }
+  }
+  // spec.env reaches the workers through the agents' environment, as it does in a pod.
+  auto local_env = LocalEnvFromSpec(spec->pod);
+  if (!local_env.ok()) return Fail(local_env.status().message());
+  for (const auto& name : local_env->skipped) {
     std::fprintf(stderr,
-                 "parallelrun run: warning: Kubernetes pod fields are ignored in local mode (%s)\n",
-                 keys.c_str());
+                 "parallelrun run: warning: spec.env %s uses valueFrom, which local mode cannot "
+                 "resolve; it is not set\n",
+                 name.c_str());
   }
   Status pre = PreflightChecks(*spec, *paths, python);
   if (!pre.ok()) {
@@ -282,6 +295,9 @@ int RunMain(const std::vector<std::string>& args) {
                 "); nothing was changed in it. Wait for that run to end, stop it, or use another "
                 "output folder");
   }
+  // A rerun of a finished job runs nothing: say so, and the way on, after its result.
+  const bool finished_before = !flags->switches.count("restart") &&
+                               PathExists(JoinPath(paths->output_dir, "logs/job_result.txt"));
   if (flags->switches.count("restart") && PathExists(paths->output_dir)) {
     // Held while the folder moves, so that no run starts in it meanwhile. The code folder and the
     // inputs are never inside it (PreflightChecks), so they stay where they are.
@@ -377,6 +393,9 @@ int RunMain(const std::vector<std::string>& args) {
     ao.argv = {self,           "agent",    "--coordinator", url,
                "--token-file", token_file, "--node-name",   a.node};
     ao.env = {"PARALLELRUN_PYTHON=" + python};
+    for (const auto& e : local_env->entries) {
+      if (e.rfind("PARALLELRUN_PYTHON=", 0) != 0) ao.env.push_back(e);
+    }
     PR_ASSIGN_OR_RETURN(a.pid, Spawn(ao));
     a.running = true;
     return Status::Ok();
@@ -460,6 +479,14 @@ int RunMain(const std::vector<std::string>& args) {
       std::string first = result->substr(0, result->find('\n'));
       std::fprintf(stderr, "parallelrun run: job %s %s (see %s)\n", spec->name.c_str(),
                    first.c_str(), JoinPath(paths->output_dir, "logs/job_result.txt").c_str());
+    }
+    if (finished_before) {
+      std::fprintf(stderr,
+                   "parallelrun run: this job had already finished, so nothing ran; to run it "
+                   "again add --restart (moves %s aside), or rerun only what did not complete "
+                   "with a new output and retryFrom: %s\n",
+                   paths->output_dir.c_str(),
+                   std::filesystem::relative(paths->output_dir, manifest_dir).c_str());
     }
   } else if (coordinator_code != kExitOk) {
     std::fprintf(stderr, "parallelrun run: the coordinator ended with exit code %d\n",

@@ -7,8 +7,8 @@
 #include <atomic>
 #include <cerrno>
 #include <condition_variable>
-#include <cstring>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <mutex>
@@ -1321,12 +1321,15 @@ void Coordinator::Impl::CheckOutcomeLocked() {
     e.message = std::to_string(c.failed) + " of " + std::to_string(c.total) +
                 " mini-batches failed (" + pct + "), more than allowedFailedPercent " +
                 std::to_string(s.allowed_failed_percent) + "%" + LastRunErrorLocked();
-  } else if (c.items_succeeded == 0) {
+  } else if (c.failed == c.total || (c.items_succeeded == 0 && s.error_threshold != -1)) {
+    // Azure ML's rule: with errorThreshold -1 a job whose every mini-batch completed succeeds
+    // even if run() returned fewer rows than items (training scripts return []).
     e.reason = kReasonNoSucceeded;
-    e.message = "no item succeeded: " + std::to_string(c.failed) + " of " +
-                std::to_string(c.total) + " mini-batches failed and " +
-                std::to_string(c.items_failed) + " of " + std::to_string(c.items_total) +
-                " items failed" + LastRunErrorLocked();
+    e.message = (c.failed == c.total ? "no mini-batch completed: "
+                                     : "no item succeeded (errorThreshold is not -1): ") +
+                std::to_string(c.failed) + " of " + std::to_string(c.total) +
+                " mini-batches failed and " + std::to_string(c.items_failed) + " of " +
+                std::to_string(c.items_total) + " items failed" + LastRunErrorLocked();
   } else {
     e.succeeded = true;
     e.reason = kReasonCompleted;

@@ -222,8 +222,9 @@ TEST_F(CoordinatorTest, AllowedFailedPercentIsCheckedAtTheEnd) {
   EXPECT_EQ(Read("parallel_run_step.txt"), "row 1 attempt 1\nrow 2 attempt 1\n");
 }
 
-TEST_F(CoordinatorTest, NoSucceededItemFailsWhateverTheThresholds) {
+TEST_F(CoordinatorTest, NoSucceededItemFailsWhenErrorThresholdIsSet) {
   MakeFiles(3);
+  spec_.error_threshold = 100;  // not exceeded: the failure is that nothing succeeded
   Start();
   Register();
   WaitPlanned();
@@ -234,6 +235,36 @@ TEST_F(CoordinatorTest, NoSucceededItemFailsWhateverTheThresholds) {
   EXPECT_EQ(coord_->Wait(), 42);
   EXPECT_EQ(coord_->GetProgress().reason, "NoSucceededItems");
   EXPECT_THAT(Read("logs/job_result.txt"), StartsWith("Failed: NoSucceededItems\n"));
+}
+
+TEST_F(CoordinatorTest, EveryMiniBatchCompletedSucceedsWithoutRowsUnderErrorThresholdMinusOne) {
+  MakeFiles(3);  // errorThreshold -1 (the default): training scripts return [] (Azure ML's rule)
+  Start();
+  Register();
+  WaitPlanned();
+  auto resp = LeaseWork(10);
+  std::vector<AttemptResult> results;
+  for (const auto& l : resp.leases) results.push_back(Done(l, /*succeeded=*/0));
+  Report(results);
+  EXPECT_EQ(coord_->Wait(), 0);
+  EXPECT_EQ(coord_->GetProgress().reason, "Completed");
+  EXPECT_THAT(Read("logs/job_result.txt"), StartsWith("Succeeded\n"));
+}
+
+TEST_F(CoordinatorTest, NoMiniBatchCompletedFailsUnderErrorThresholdMinusOne) {
+  MakeFiles(3);
+  spec_.run_max_try = 1;
+  Start();
+  Register();
+  WaitPlanned();
+  auto resp = LeaseWork(10);
+  std::vector<AttemptResult> results;
+  for (const auto& l : resp.leases) results.push_back(Failed(l));
+  Report(results);
+  EXPECT_EQ(coord_->Wait(), 42);
+  auto p = coord_->GetProgress();
+  EXPECT_EQ(p.reason, "NoSucceededItems");
+  EXPECT_THAT(p.message, HasSubstr("no mini-batch completed"));
 }
 
 TEST_F(CoordinatorTest, EmptyInputFailsWithNoSucceededItemsNamingTheFolder) {

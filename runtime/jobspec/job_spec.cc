@@ -74,7 +74,8 @@ constexpr std::string_view kSpecKeys[] = {"entryScript",
                                           "backoffLimit"};
 
 constexpr std::string_view kDataRefKeys[] = {"volume", "path"};
-constexpr std::string_view kInputKeys[] = {"name", "type", "source", "pattern", "format", "header"};
+constexpr std::string_view kInputKeys[] = {"name",   "type",   "source",     "pattern",
+                                           "format", "header", "columnTypes"};
 constexpr std::string_view kSideInputKeys[] = {"name", "source"};
 
 // ---------------------------------------------------------------------------------------------
@@ -642,6 +643,19 @@ class Validator {
       }
       const json* format = Get(item, "format");
       const json* header = Get(item, "header");
+      const json* column_types = Get(item, "columnTypes");
+      if (type_known && input.type == InputType::kFile && column_types != nullptr) {
+        Fail(path + ".columnTypes", column_types,
+             "no columnTypes on a file input (columnTypes is for tabular inputs)");
+      } else if (Object(column_types, path + ".columnTypes", false,
+                        "a mapping of column name to type")) {
+        for (const auto& [column, type] : column_types->items()) {
+          if (auto t = Enum(&type, Child(path + ".columnTypes", column),
+                            {"string", "int64", "float64", "bool", "datetime"})) {
+            input.column_types[column] = *t;
+          }
+        }
+      }
       if (type_known && input.type == InputType::kFile) {
         if (format != nullptr) {
           Fail(path + ".format", format,
@@ -944,6 +958,7 @@ nlohmann::json ToJson(const JobSpec& spec) {
         j["format"] = in.format == TabularFormat::kCsv ? "csv" : "jsonl";
       }
       j["header"] = in.header;
+      if (!in.column_types.empty()) j["columnTypes"] = in.column_types;
     }
     inputs.push_back(std::move(j));
   }

@@ -40,6 +40,9 @@ struct Input {
   std::string pattern;  // empty = every file
   TabularFormat format = TabularFormat::kAuto;
   bool header = true;  // csv only
+  // Tabular only: column name -> "string" | "int64" | "float64" | "bool" | "datetime", overriding
+  // the dtypes inferred for each whole file.
+  std::map<std::string, std::string> column_types;
 };
 
 struct SideInput {

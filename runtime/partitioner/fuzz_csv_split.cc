@@ -43,8 +43,9 @@ void CheckInvariants(std::string_view data, bool csv) {
   for (int64_t e : ends) {
     Check(e > prev);
     Check(e <= static_cast<int64_t>(data.size()));
-    // A row ends after a '\n' or at the end of the data.
-    Check(data[e - 1] == '\n' || e == static_cast<int64_t>(data.size()));
+    // A row ends after a '\n' (CSV: or a '\r') or at the end of the data.
+    Check(data[e - 1] == '\n' || (csv && data[e - 1] == '\r') ||
+          e == static_cast<int64_t>(data.size()));
     prev = e;
   }
   Check(data.empty() ? ends.empty()

@@ -161,20 +161,30 @@ class TableSplitter {
     return !emit;
   }
 
-  std::optional<Range> Finish() {
-    if (finished_) return std::nullopt;
+  StatusOr<std::optional<Range>> Finish() {
+    if (finished_) return std::optional<Range>();
     finished_ = true;
     const int64_t file_end = buffer_base_ + static_cast<int64_t>(len_);
     bool blank = false;
-    if (scanner_.PendingRow(&blank)) OnRow(file_end, blank);  // last row without a newline
+    if (scanner_.PendingRow(&blank)) {  // last row without a newline
+      if (header_pending_ && scanner_.InQuotes()) {
+        // The header never ended: the rest of the file would silently vanish into it.
+        return InvalidArgumentError(
+            path_ +
+            ": the header row has a quote that is never closed, so it runs to the end of "
+            "the file and the file yields no rows (pandas fails with \"EOF inside "
+            "string\"); close the quote or set header: false");
+      }
+      OnRow(file_end, blank);
+    }
     if (ready_) {
       ready_ = false;
-      return ready_range_;
+      return std::optional<Range>(ready_range_);
     }
-    if (items_ == 0) return std::nullopt;
+    if (items_ == 0) return std::optional<Range>();
     Range last{begin_, file_end, items_};
     items_ = 0;
-    return last;
+    return std::optional<Range>(last);
   }
 
   int fd_;

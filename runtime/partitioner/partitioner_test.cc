@@ -23,6 +23,7 @@ namespace parallelrun::rt {
 namespace {
 
 namespace fs = std::filesystem;
+using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
@@ -300,6 +301,24 @@ TEST_F(PartitionerTest, UnreadableTableIsAnErrorNamingIt) {
   EXPECT_THAT(st.message(), HasSubstr(dir_ + "/t.csv"));
 }
 
+TEST_F(PartitionerTest, HeaderWithAnUnclosedQuoteIsAnErrorNamingTheFile) {
+  Write("t.csv", "a,\"b\n1,2\n3,4\n");
+  Status st = PlanError(Spec({TableInput()}, 1024), {dir_});
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(st.message(), AllOf(HasSubstr(dir_ + "/t.csv"), HasSubstr("never closed")));
+}
+
+TEST_F(PartitionerTest, HeaderOnlyFilesAreEmptyTables) {
+  Write("a.csv", "x,y\n");
+  Write("b.csv", "x,y");
+  Write("c.csv", "x,y\r\n\r\n");
+  Write("d.csv", "n\r1\r");
+  auto plan = Plan(Spec({TableInput()}, 1024));
+  ASSERT_EQ(plan.size(), 1u);
+  EXPECT_EQ(plan[0].file, "d.csv");
+  EXPECT_EQ(plan[0].items, 1);
+}
+
 TEST_F(PartitionerTest, NonUtf8FileNameIsAnErrorUnlessThePatternLeavesItOut) {
   Write("ok.jpg", "x");
   Write("bad\xff.txt", "x");
@@ -343,6 +362,12 @@ TEST(RowEndsTest, FindsRowEndsHonouringCsvQuotes) {
       {"doubled quote then newline in quotes", "\"a\"\"\nb\"\n", true, {8}},
       {"crlf", "a,b\r\n1,2\r\n", true, {5, 10}},
       {"blank lines are rows here", "a\n\n\r\nb\n", true, {2, 3, 5, 7}},
+      {"cr only (old Mac)", "a,b\r1,2\r3,4", true, {4, 8, 11}},
+      {"cr, crlf and lf mixed", "a\rb\r\nc\nd\r", true, {2, 5, 7, 9}},
+      {"blank cr rows", "a\r\r \rb\r", true, {2, 3, 5, 7}},
+      {"cr in quotes is data", "\"a\rb\",c\r1\r", true, {8, 10}},
+      {"cr after closing quote ends the row", "\"a\"\r1\r", true, {4, 6}},
+      {"jsonl rows end at lf only", "{}\r{}\n{}", false, {6, 8}},
       {"quote inside unquoted field is literal", "5'10\",x\ny\n", true, {8, 10}},
       {"text after closing quote is unquoted", "\"a\"b\"\nc\n", true, {6, 8}},
       {"quote after blanks is literal", "  \"a\nb\n", true, {5, 7}},
@@ -549,20 +574,22 @@ TEST_F(PartitionerTest, TabularPatternSelectsFiles) {
   EXPECT_EQ(plan[0].file, "keep/a.csv");
 }
 
-// Random CSV with quoted separators, doubled quotes, newlines in quotes, CRLF and blank lines.
+// Random CSV with quoted separators, doubled quotes, newlines in quotes, LF, CRLF and lone-CR
+// line endings and blank lines.
 std::string RandomCsv(std::mt19937& rng, size_t target_size, bool header) {
   std::string out = header ? "id,name,note\r\n" : "";
-  const std::vector<std::string> fields = {
-      "plain",    "\"a, b\"", "\"say \"\"hi\"\"\"", "\"two\nlines\"",
-      "\"\"",     "",         "\"x\r\ny\"",         "12.5",
-      "\"\"\"\"", "5'10\"",   "\"trailing\"text"};
+  const std::vector<std::string> fields = {"plain",          "\"a, b\"", "\"say \"\"hi\"\"\"",
+                                           "\"two\nlines\"", "\"\"",     "",
+                                           "\"x\r\ny\"",     "12.5",     "\"x\ry\"",
+                                           "\"\"\"\"",       "5'10\"",   "\"trailing\"text"};
   int64_t id = 0;
   while (out.size() < target_size) {
     if (rng() % 50 == 0) out += rng() % 2 ? "\n" : "\r\n";  // blank line
     if (rng() % 30 == 0) out += " \"lead\n";                // a quote after a blank byte is literal
     out += std::to_string(id++);
     for (int k = 0; k < 2; ++k) out += "," + fields[rng() % fields.size()];
-    out += rng() % 3 == 0 ? "\r\n" : "\n";
+    const unsigned ending = rng() % 6;
+    out += ending < 2 ? "\r\n" : ending == 2 ? "\r" : "\n";
   }
   if (rng() % 2 == 0 && out.back() == '\n') out.pop_back();  // no final newline
   return out;

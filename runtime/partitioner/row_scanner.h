@@ -2,7 +2,9 @@
 // (a fixed read buffer refilled from a file, or one in-memory string). Internal to the
 // partitioner; the public entry points are RowEnds() and MakePartitioner() in partitioner.h.
 //
-// Rows end at '\n'. JSON lines has no quoting. CSV follows RFC 4180 (a quoted field may hold ',',
+// JSON-lines rows end at '\n', and JSON lines has no quoting. CSV rows end, outside quotes, at
+// '\n', '\r\n' or a lone '\r' (old Mac files), as in pandas' C parser. CSV follows RFC 4180 (a
+// quoted field may hold ',',
 // '\n' and doubled quotes) and, on input that breaks RFC 4180, what pandas' C parser does, so that
 // our ranges cut where the workers' parser cuts: a quote opens a quoted field only as the field's
 // first byte (`5'10",x` is an unquoted field holding a quote), and text after a closing quote
@@ -50,6 +52,27 @@ inline const char* FindEither(const char* p, const char* end, char a, char b) {
   return p;
 }
 
+// First position in [p, end) holding byte `a`, `b` or `c`, or `end`.
+inline const char* FindAny3(const char* p, const char* end, char a, char b, char c) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  constexpr uint64_t kOnes = 0x0101010101010101ULL;
+  constexpr uint64_t kLow7 = 0x7f7f7f7f7f7f7f7fULL;
+  const uint64_t pa = kOnes * static_cast<unsigned char>(a);
+  const uint64_t pb = kOnes * static_cast<unsigned char>(b);
+  const uint64_t pc = kOnes * static_cast<unsigned char>(c);
+  auto zero_bytes = [](uint64_t x) { return ~(((x & kLow7) + kLow7) | x | kLow7); };
+  while (end - p >= 8) {
+    uint64_t w;
+    std::memcpy(&w, p, 8);
+    const uint64_t m = zero_bytes(w ^ pa) | zero_bytes(w ^ pb) | zero_bytes(w ^ pc);
+    if (m != 0) return p + (__builtin_ctzll(m) >> 3);
+    p += 8;
+  }
+#endif
+  while (p < end && *p != a && *p != b && *p != c) ++p;
+  return p;
+}
+
 inline const char* FindByte(const char* p, const char* end, char a) {
   const void* hit = std::memchr(p, a, static_cast<size_t>(end - p));
   return hit == nullptr ? end : static_cast<const char*>(hit);
@@ -81,8 +104,11 @@ class RowScanner {
   // True when bytes after the last row end have been scanned: at the end of the stream they form
   // a last row with no trailing newline, which ends at the end of the stream. `blank` tells
   // whether that row is blank.
+  // True when the scan so far ends inside a quoted field (an unclosed quote at the stream's end).
+  bool InQuotes() const { return mode_ == kQuoted; }
+
   bool PendingRow(bool* blank) const {
-    *blank = mode_ == kBlankPrefix;
+    *blank = mode_ == kBlankPrefix || mode_ == kCrBlank;
     return mode_ != kRowStart;
   }
 
@@ -94,6 +120,8 @@ class RowScanner {
     kUnquoted,       // inside an unquoted field (jsonl: inside a non-blank row)
     kQuoted,         // csv: inside a quoted field
     kQuoteInQuoted,  // csv: just after a '"' inside a quoted field (closing, or first of "")
+    kCrBlank,        // csv: a '\r' ended the piece; the row so far is blank ('\n' may follow)
+    kCrContent,      // csv: a '\r' ended the piece; the row has content ('\n' may follow)
   };
 
   bool IsBlankByte(char c) const {
@@ -129,10 +157,27 @@ size_t RowScanner::ScanBytes(const char* data, size_t limit, size_t from, int64_
   };
   while (p < end) {
     switch (mode_) {
+      case kCrBlank:
+      case kCrContent: {
+        // The row ended at the '\r' that ended the last piece, or at this '\n' after it.
+        const bool blank = mode_ == kCrBlank;
+        if (*p == '\n') ++p;
+        if (stop_at_row_end(blank)) return static_cast<size_t>(p - data);
+        break;
+      }
       case kRowStart:
       case kBlankPrefix: {
         const char c = *p;
-        if (c == '\n') {
+        if (csv_ && c == '\r') {
+          ++p;
+          if (p == end) {
+            mode_ = kCrBlank;
+          } else if (*p != '\n' && stop_at_row_end(true)) {
+            return static_cast<size_t>(p - data);
+          } else if (*p == '\n') {
+            mode_ = kBlankPrefix;  // the '\n' ends the row
+          }
+        } else if (c == '\n') {
           ++p;
           if (stop_at_row_end(true)) return static_cast<size_t>(p - data);
         } else if (IsBlankByte(c)) {
@@ -157,11 +202,15 @@ size_t RowScanner::ScanBytes(const char* data, size_t limit, size_t from, int64_
         }
         break;
       case kUnquoted: {
-        const char* hit = csv_ ? FindEither(p, end, ',', '\n') : FindByte(p, end, '\n');
+        const char* hit = csv_ ? FindAny3(p, end, ',', '\n', '\r') : FindByte(p, end, '\n');
         if (hit == end) return limit;
         p = hit + 1;
         if (*hit == ',') {
           mode_ = kFieldStart;
+        } else if (*hit == '\r' && p == end) {
+          mode_ = kCrContent;
+        } else if (*hit == '\r' && *p == '\n') {
+          mode_ = kUnquoted;  // "\r\n": the '\n' ends the row
         } else if (stop_at_row_end(false)) {
           return static_cast<size_t>(p - data);
         }
@@ -195,7 +244,7 @@ size_t RowScanner::ScanBlocks(const char* data, size_t size, size_t from, int64_
   while (size - pos >= 64) {
     const char* const p = data + pos;
     // Masks over the 64 bytes (bit i = byte p[i]).
-    uint64_t quote = 0, comma = 0, newline = 0, blank = 0;
+    uint64_t quote = 0, comma = 0, newline = 0, blank = 0, cr = 0;
     for (int k = 0; k < 4; ++k) {
       const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16 * k));
       auto mask = [&x](char c) { return _mm_cmpeq_epi8(x, _mm_set1_epi8(c)); };
@@ -203,6 +252,7 @@ size_t RowScanner::ScanBlocks(const char* data, size_t size, size_t from, int64_
         return static_cast<uint64_t>(static_cast<uint32_t>(_mm_movemask_epi8(m)));
       };
       const __m128i nl = mask('\n');
+      cr |= bits(mask('\r')) << (16 * k);
       quote |= bits(mask('"')) << (16 * k);
       comma |= bits(mask(',')) << (16 * k);
       newline |= bits(nl) << (16 * k);
@@ -223,7 +273,11 @@ size_t RowScanner::ScanBlocks(const char* data, size_t size, size_t from, int64_
     // second quote of a "") or the row start; else this block needs the state machine.
     const bool start_ok = mode_ == kRowStart || mode_ == kFieldStart || mode_ == kQuoteInQuoted;
     const uint64_t field_start = ((comma | newline | quote) << 1) | (start_ok ? 1 : 0);
-    if ((quote & inside & ~field_start) != 0) {
+    // A '\r' not followed by '\n' in this block (one at its end included), or one pending from
+    // the last piece, ends a row only outside quotes: the state machine decides.
+    const uint64_t lone_cr = cr & ~(newline >> 1);
+    if ((quote & inside & ~field_start) != 0 || lone_cr != 0 || mode_ == kCrBlank ||
+        mode_ == kCrContent) {
       pos = ScanBytes(data, pos + 64, pos, base, on_row, stopped);
       if (*stopped) return pos;
       continue;

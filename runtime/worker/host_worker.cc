@@ -271,6 +271,8 @@ InitOutcome HostWorker::Start(std::chrono::seconds init_timeout) {
     };
     out.error = str("error");
     out.detail = str("detail");
+    out.permanent =
+        msg.contains("permanent") && msg["permanent"].is_boolean() && msg["permanent"].get<bool>();
     if (out.error.empty()) out.error = "init() failed (the host gave no reason)";
     ReapEnding();  // the host exits 1 after init_failed
     return out;
@@ -290,6 +292,7 @@ std::string HostWorker::RunRequest(const protocol::Lease& lease,
               {"mini_batch_id", lease.mini_batch_id},
               {"attempt", lease.attempt},
               {"input_type", input_type},
+              {"input_name", lease.input_name},
               {"part_file", lease.part_file}};
   if (input_type == "tabular") {
     req["file"] = lease.file;

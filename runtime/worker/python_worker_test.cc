@@ -229,6 +229,19 @@ TEST_F(PythonWorkerTest, ScriptWithoutRunIsInitFailed) {
   EXPECT_THAT(init.error, HasSubstr("defines no run(mini_batch) function"));
 }
 
+TEST_F(PythonWorkerTest, UncallableSignatureIsAPermanentInitFailure) {
+  worker_ = MakePythonWorker(Config("def run(a, b, c):\n    return a\n"));
+  InitOutcome init = worker_->Start(kInitTimeout);
+  EXPECT_EQ(init.status, "INIT_FAILED");
+  EXPECT_TRUE(init.permanent);
+  EXPECT_THAT(init.error, HasSubstr("run(mini_batch) or run(mini_batch, mini_batch_context)"));
+  // An exception in init() may pass on another try: not permanent.
+  worker_ =
+      MakePythonWorker(Config("def init():\n    raise OSError('busy')\n"
+                              "def run(mini_batch):\n    return mini_batch\n"));
+  EXPECT_FALSE(worker_->Start(kInitTimeout).permanent);
+}
+
 TEST_F(PythonWorkerTest, ExitDuringImportIsInitFailedWithExitCode) {
   worker_ =
       MakePythonWorker(Config("import os, sys\nsys.stderr.write('no GPU\\n')\nos._exit(5)\n"));

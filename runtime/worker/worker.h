@@ -48,8 +48,9 @@ std::chrono::seconds InitProgressInterval(std::chrono::seconds init_timeout);
 // "INIT_TIMEOUT".
 struct InitOutcome {
   std::string status;
-  std::string error;   // one line
-  std::string detail;  // traceback / exit code
+  std::string error;       // one line
+  std::string detail;      // traceback / exit code
+  bool permanent = false;  // another start cannot succeed (e.g. run() has an uncallable signature)
 };
 
 // Outcome of one run(). status: RUN_DONE, RUN_EXCEPTION, RUN_WRONG_TYPE, RUN_TIMEOUT,

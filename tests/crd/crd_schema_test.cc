@@ -77,7 +77,8 @@ json Full() {
       "volumes": [{"name": "scratch", "emptyDir": {}},
                   {"name": "data", "persistentVolumeClaim": {"claimName": "rows"}}],
       "inputs": [{"name": "rows", "type": "tabular", "source": {"volume": "data", "path": "in"},
-                  "pattern": "*.csv", "format": "csv", "header": false}],
+                  "pattern": "*.csv", "format": "csv", "header": false,
+                  "columnTypes": {"id": "string", "qty": "int64"}}],
       "sideInputs": [{"name": "model", "source": {"volume": "data", "path": "models"}}],
       "output": {"volume": "data", "path": "out"},
       "arguments": ["--out", "$(output)"],
@@ -124,6 +125,7 @@ json BaseFor(const std::string& path) {
   if (path == "spec.inputs[0].type") {
     m["spec"]["inputs"][0].erase("format");
     m["spec"]["inputs"][0].erase("header");
+    m["spec"]["inputs"][0].erase("columnTypes");
     m["spec"]["miniBatchSize"] = "10";  // a count for file inputs, 10 bytes for tabular ones
   }
   return m;
@@ -443,10 +445,22 @@ TEST(CrdSpecTest, AValueOfTheWrongTypeIsRejectedByBoth) {
   }
 }
 
+TEST(CrdSpecTest, ColumnTypesAreAnEnumMap) {
+  const std::string path = "spec.inputs[0].columnTypes";
+  const auto ptr = Pointer("/spec/inputs/0/columnTypes");
+  for (const char* type : {"string", "int64", "float64", "bool", "datetime"}) {
+    ExpectBoth(With(Full(), ptr, {{"any column", type}}), true, path + " " + type);
+  }
+  ExpectBoth(With(Full(), ptr, {{"k", "int"}}), false, path + " int");
+  ExpectBoth(With(Full(), ptr, {{"k", 5}}), false, path + " with a number");
+  ExpectBoth(With(Full(), ptr, json::array()), false, path + " a list");
+}
+
 TEST(CrdSpecTest, MapsTakeStringValuesOnly) {
   int maps = 0;
   for (const Field& f : SpecFields()) {
     if (!f.schema->contains("additionalProperties")) continue;
+    if (f.path == "spec.inputs[0].columnTypes") continue;  // an enum map: ColumnTypesAreAnEnumMap
     ++maps;
     EXPECT_EQ((*f.schema)["additionalProperties"], json({{"type", "string"}})) << f.path;
     ExpectBoth(With(BaseFor(f.path), f.ptr, {{"example.com/key", "v"}, {"k", ""}}), true, f.path);
@@ -693,9 +707,18 @@ TEST(CrdSpecTest, RulesOnlyTheModelChecks) {
        [](json& m) {
          m["spec"]["inputs"][0]["type"] = "file";
          m["spec"]["inputs"][0].erase("header");
+         m["spec"]["inputs"][0].erase("columnTypes");
          m["spec"]["miniBatchSize"] = "10";
        },
        "spec.inputs[0].format"},
+      {"columnTypes on a file input",
+       [](json& m) {
+         m["spec"]["inputs"][0]["type"] = "file";
+         m["spec"]["inputs"][0].erase("header");
+         m["spec"]["inputs"][0].erase("format");
+         m["spec"]["miniBatchSize"] = "10";
+       },
+       "spec.inputs[0].columnTypes"},
       {"a size unit on a file input",
        [](json& m) {
          m["spec"]["inputs"][0] = {{"name", "f"}, {"type", "file"}, {"source", {{"path", "in"}}}};

@@ -74,6 +74,83 @@ def _encode_rows(text):
         return text.encode("utf-8", "backslashreplace")
 
 
+_RUN_SIGNATURES = ("run(mini_batch) or run(mini_batch, mini_batch_context) (Azure ML's two "
+                   "forms; further parameters need defaults)")
+
+
+_COLUMN_TYPES = {"string": object, "int64": "int64", "float64": "float64", "bool": "bool"}
+
+_DTYPE_CHUNK_ROWS = 1 << 18  # rows per chunk when inferring a whole file's column types
+
+
+def _merge_dtype(a, b):
+    """The dtype of a column that is `a` in some rows and `b` in others, as pandas infers it for
+    the whole column: ints and floats make floats, anything else mixed is object (strings)."""
+    if a is None or a == b:
+        return b
+    if a.kind in "iuf" and b.kind in "iuf":
+        return a if a.kind == "f" else b if b.kind == "f" else a
+    import numpy
+    return numpy.dtype(object)
+
+
+class MiniBatchContext:
+    """The second argument of a two-parameter ``run(mini_batch, mini_batch_context)``, as in
+    Azure ML: which input the mini-batch comes from, its index in the plan and its partition."""
+
+    __slots__ = ("partition_key_value", "dataset", "minibatch_index")
+
+    def __init__(self, partition_key_value, dataset, minibatch_index):
+        self.partition_key_value = partition_key_value
+        self.dataset = dataset
+        self.minibatch_index = minibatch_index
+
+    def __repr__(self):
+        return "MiniBatchContext(partition_key_value=%r, dataset=%r, minibatch_index=%r)" % (
+            self.partition_key_value, self.dataset, self.minibatch_index)
+
+
+def _signature_text(fn, name):
+    import inspect
+    try:
+        return name + str(inspect.signature(fn))
+    except (TypeError, ValueError):
+        return name + "(...)"
+
+
+def _check_init(fn, script):
+    """None if init() can be called without arguments, else the error for init_failed."""
+    import inspect
+    try:
+        inspect.signature(fn).bind()
+    except TypeError:
+        return ("TypeError: %s: %s cannot be called as init(); the supported signature is "
+                "init() (parameters need defaults)" % (script, _signature_text(fn, "init")))
+    except ValueError:
+        pass  # no signature to inspect (a builtin): let the call decide
+    return None
+
+
+def _run_arity(fn, script):
+    """(1 or 2, None): how run() is called; (None, error) if neither form can call it.
+
+    run() is called with the mini-batch context when it has a second positional parameter."""
+    import inspect
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return 1, None  # no signature to inspect: the one-argument form
+    positional = [p for p in sig.parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    arity = 2 if len(positional) >= 2 else 1
+    try:
+        sig.bind(*([None] * arity))
+    except TypeError:
+        return None, ("TypeError: %s: %s cannot be called; the supported signatures are %s"
+                      % (script, _signature_text(fn, "run"), _RUN_SIGNATURES))
+    return arity, None
+
+
 class Host:
     def __init__(self, env):
         self.ctl_in = int(env["PARALLELRUN_CONTROL_IN_FD"])
@@ -87,8 +164,11 @@ class Host:
         self.append_row_header = env.get("PARALLELRUN_APPEND_ROW_HEADER", "0") == "1"
         self.module = None
         self.run_fn = None
+        self.run_arity = 1
         self.pd = None
         self.known_dirs = set()
+        self.dtype_cache = {}
+        self.column_types = json.loads(env.get("PARALLELRUN_COLUMN_TYPES") or "{}")
 
     # ---- control pipe ----
 
@@ -114,7 +194,8 @@ class Host:
     # ---- start-up ----
 
     def load(self):
-        """Imports the entry script and runs init(). Returns None or (error, detail)."""
+        """Imports the entry script and runs init(). Returns None, (error, detail), or
+        (error, detail, True) when no other start can succeed (an uncallable signature)."""
         import importlib.util
 
         script = self.entry_script
@@ -139,13 +220,20 @@ class Host:
             if not callable(run_fn):
                 return ("AttributeError: entry script %s defines no run(mini_batch) function"
                         % script, "")
+            arity, error = _run_arity(run_fn, script)
+            if error is not None:
+                return (error, "", True)
             init_fn = getattr(module, "init", None)
             if callable(init_fn):
+                error = _check_init(init_fn, script)
+                if error is not None:
+                    return (error, "", True)
                 init_fn()
         except BaseException as e:  # noqa: B902 - SystemExit in init() is an init failure too
             return (_one_line(e), _user_traceback(e))
         self.module = module
         self.run_fn = run_fn
+        self.run_arity = arity
         return None
 
     # ---- one mini-batch ----
@@ -174,11 +262,53 @@ class Host:
             if not body.strip():
                 return pd.DataFrame()
             return pd.read_json(io.BytesIO(body), lines=True)
+        header = 0 if header_end > 0 else None
+        dtypes = dict(self.file_dtypes(req["file"], header))
+        dates = self.apply_column_types(req, dtypes)
         if not body.strip():
             if header_end > 0:
-                return pd.read_csv(io.BytesIO(head), header=0)
+                return pd.read_csv(io.BytesIO(head), header=0, dtype=dtypes, parse_dates=dates)
             return pd.DataFrame()
-        return pd.read_csv(io.BytesIO(head + body), header=0 if header_end > 0 else None)
+        return pd.read_csv(io.BytesIO(head + body), header=header, dtype=dtypes,
+                           parse_dates=dates)
+
+    def apply_column_types(self, req, dtypes):
+        """Applies the input's columnTypes to `dtypes`; returns the columns to parse as dates."""
+        wanted = self.column_types.get(req.get("input_name", ""))
+        if not wanted:
+            return False
+        columns = {str(c): c for c in dtypes}
+        missing = [name for name in wanted if name not in columns]
+        if missing:
+            raise ValueError("columnTypes of input %r names %s, which %s does not have (its "
+                             "columns: %s)" % (req.get("input_name"), ", ".join(missing),
+                                               req["file"], ", ".join(columns)))
+        dates = []
+        for name, kind in wanted.items():
+            column = columns[name]
+            if kind == "datetime":
+                dates.append(column)
+                dtypes[column] = object
+            else:
+                dtypes[column] = _COLUMN_TYPES[kind]
+        return dates or False
+
+    def file_dtypes(self, path, header):
+        """The column dtypes pandas.read_csv infers for the whole file, so that every mini-batch
+        of a file has one schema. Read once per file and process (in chunks of rows, so memory
+        stays bounded) and cached by path, size and modification time."""
+        st = os.stat(path)
+        key = (path, st.st_size, st.st_mtime_ns, header)
+        cached = self.dtype_cache.get(key)
+        if cached is not None:
+            return cached
+        merged = {}
+        for chunk in self.pd.read_csv(path, header=header, chunksize=_DTYPE_CHUNK_ROWS):
+            for column, dtype in chunk.dtypes.items():
+                merged[column] = _merge_dtype(merged.get(column), dtype)
+        self.dtype_cache.clear()  # one file at a time is what mini-batches come in
+        self.dtype_cache[key] = merged
+        return merged
 
     def write_file(self, path, data):
         folder = os.path.dirname(path)
@@ -238,7 +368,12 @@ class Host:
                 result = batch
             else:
                 t0 = time.perf_counter()
-                result = self.run_fn(batch)
+                if self.run_arity == 2:
+                    context = MiniBatchContext(req.get("partition_key_value") or {},
+                                               req.get("input_name", ""), mb)
+                    result = self.run_fn(batch, context)
+                else:
+                    result = self.run_fn(batch)
                 run_s = time.perf_counter() - t0
             pd = self.pd or sys.modules.get("pandas")
             is_frame = pd is not None and isinstance(result, pd.DataFrame)
@@ -343,14 +478,20 @@ def main():
             env.get("PARALLELRUN_LOGGING_LEVEL", "INFO").upper(), logging.INFO),
         format="%(asctime)s|%(levelname)s|%(name)s|%(message)s")
 
+    # The azureml stand-ins (Model.get_model_path, Run.get_context) come last, so that an
+    # installed Azure ML SDK always wins.
+    sys.path.append(os.path.join(os.path.dirname(os.path.abspath(__file__)), "azureml_compat"))
     sys.argv = [host.entry_script] + sys.argv[1:]
     failure = host.load()
     sys.stdout.flush()
     sys.stderr.flush()
     if failure is not None:
-        error, detail = failure
+        error, detail = failure[0], failure[1]
         host.append_error_log("init(): INIT_FAILED", detail or error)
-        host.send({"event": "init_failed", "error": error, "detail": _truncate(detail)})
+        reply = {"event": "init_failed", "error": error, "detail": _truncate(detail)}
+        if len(failure) > 2 and failure[2]:
+            reply["permanent"] = True  # no other start can succeed: the agent gives up at once
+        host.send(reply)
         return 1
     host.send({"event": "ready", "pid": os.getpid(), "cpu_total_s": round(_cpu_now(), 6)})
     return host.serve()
