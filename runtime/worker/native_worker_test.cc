@@ -316,7 +316,7 @@ INSTANTIATE_TEST_SUITE_P(
                  "INIT_FAILED",
                  {"a C++ exception escaped", "cannot parse the model"}},
         InitCase{"--crash-in-init", "INIT_FAILED", {"exited before init() finished", "signal 11"}},
-        InitCase{"--hang-in-init", "INIT_TIMEOUT", {"within 1 s"}}),
+        InitCase{"--hang-in-init", "INIT_TIMEOUT", {"within initTimeout (1 s)"}}),
     [](const auto& info) {
       std::string name;
       for (char ch : std::string(info.param.argument)) {

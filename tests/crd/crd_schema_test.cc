@@ -12,6 +12,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <limits>
@@ -127,6 +128,19 @@ json BaseFor(const std::string& path) {
     m["spec"]["inputs"][0].erase("header");
     m["spec"]["inputs"][0].erase("columnTypes");
     m["spec"]["miniBatchSize"] = "10";  // a count for file inputs, 10 bytes for tabular ones
+  }
+  // A folder's path is judged on a volume of its own, so that the samples ("." included) never
+  // meet the rule that the output, code and input folders stay apart.
+  if (path.size() > 5 && path.compare(path.size() - 5, 5, ".path") == 0) {
+    std::string pointer = "/" + path.substr(0, path.size() - 5);
+    pointer = std::regex_replace(pointer, std::regex(R"(\[(\d+)\])"), "/$1");
+    std::replace(pointer.begin(), pointer.end(), '.', '/');
+    const Pointer ref(pointer);
+    if (m.contains(ref) && m[ref].contains("volume")) {
+      m[ref]["volume"] = "sample";
+      m["spec"]["volumes"].push_back(
+          {{"name", "sample"}, {"persistentVolumeClaim", {{"claimName", "sample"}}}});
+    }
   }
   return m;
 }
