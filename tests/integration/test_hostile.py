@@ -11,7 +11,7 @@ import threading
 import time
 import unittest
 
-from jobkit import Cluster, JobTestCase, manifest, wait_for
+from jobkit import Cluster, JobTestCase, glob_logs, manifest, read_text, wait_for
 
 TOKEN = "hostile-test-token"
 SLOW_SCRIPT = """
@@ -139,6 +139,14 @@ class HostileTest(JobTestCase):
         accepted = [r for r in self.job.report_rows() if r["accepted"] == "1"]
         self.assertEqual(len(accepted), 10)
         self.assertEqual({r["node"] for r in accepted}, {"127.0.0.1"}, accepted)
+        # Each refusal is logged once, naming node, mini-batch and attempt.
+        log = "".join(read_text(p) for p in glob_logs(self.job, "sys/master_role*.txt"))
+        self.assertEqual(log.count("refused the RUN_DONE result of mini-batch "), 3, log)
+        self.assertEqual(log.count("refused the RUN_DONE result of mini-batch 0 attempt 5 from "
+                                   "127.0.0.9"), 1, log)
+        stale = (f"refused the RUN_DONE result of mini-batch {lease['mini_batch_id']} attempt "
+                 f"{lease['attempt']} from 127.0.0.9")
+        self.assertIn(stale, log)
         wait_for("the agent to exit", lambda: cluster.agents["127.0.0.1"].poll() is not None, 60)
         self.assertEqual(cluster.agents["127.0.0.1"].returncode, 0)
 
