@@ -78,6 +78,25 @@ bool IsTransient(const Status& s) {
 
 double Seconds(SteadyTime::duration d) { return std::chrono::duration<double>(d).count(); }
 
+// What identifies one version of a file (compared, never ordered: no clock is shared with the
+// node that wrote it).
+struct FileStamp {
+  bool exists = false;
+  ino_t inode = 0;
+  int64_t mtime_ns = 0;
+  int64_t size = 0;
+  bool operator==(const FileStamp& o) const {
+    return exists == o.exists && inode == o.inode && mtime_ns == o.mtime_ns && size == o.size;
+  }
+};
+
+FileStamp StampOf(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return {};
+  return {true, st.st_ino, int64_t{st.st_mtim.tv_sec} * 1000000000 + st.st_mtim.tv_nsec,
+          static_cast<int64_t>(st.st_size)};
+}
+
 // 1 + the highest NNN of a processNNN.txt in `node_dir` (0 when there is none), so the names of
 // an earlier agent on this node (a restart, a resumed job) are not reused.
 int NextProcessNumber(const std::string& node_dir) {
@@ -282,6 +301,11 @@ class Agent::Impl {
   // Registers again after the coordinator was unreachable (it may be a new one, restarted on the
   // same address), naming the attempts this node holds. Called and returns with `lock` held.
   Status RegisterAgainLocked(std::unique_lock<std::mutex>& lock);
+  // The coordinator this agent registered with has ended (not merely restarting): it said `done`
+  // or `stop`, or it wrote the job's job_result.txt since this agent registered.
+  bool CoordinatorEndedLocked() const;
+  // The job is over: workers are killed, nothing more is sent, and the agent exits 0.
+  void JobOverLocked(const Status& last_error);
 
   // Slot threads.
   void SlotMain(int index);
@@ -339,6 +363,8 @@ class Agent::Impl {
   int unreachable_limit_s_ = 60;  // after registration: how long the coordinator may be away
   nlohmann::json job_spec_;       // the registration answer's spec: the job this agent runs
   std::string job_output_dir_;
+  std::string job_result_file_;  // <logs>/job_result.txt, written once the job ended
+  FileStamp job_result_at_register_;
   ResourceMonitorOptions perf_options_;
 
   std::mutex mu_;
@@ -347,6 +373,7 @@ class Agent::Impl {
   bool comm_wake_ = false;
   bool stop_requested_ = false;
   Ending ending_ = Ending::kNone;
+  bool job_over_ = false;  // the coordinator ended (CoordinatorEndedLocked): exit 0
   bool kill_all_ = false;
   SteadyTime stop_deadline_{};
   std::vector<Slot> slots_;
@@ -423,6 +450,8 @@ Status Agent::Impl::Configure(const RegisterResponse& resp) {
   const std::string log_dir =
       resp.log_dir.empty() ? JoinPath(resp.output_dir, "logs") : resp.log_dir;
   node_dir_ = JoinPath(log_dir, "sys/node/" + options_.node);
+  job_result_file_ = JoinPath(log_dir, "job_result.txt");
+  job_result_at_register_ = StampOf(job_result_file_);
   error_dir_ = JoinPath(log_dir, "sys/error/" + options_.node);
 
   auto main_log = MakeFileLogger("agent", JoinPath(node_dir_, "_main.txt"));
@@ -942,7 +971,14 @@ int Agent::Impl::CommLoop() {
   // A call failed: true when the agent must end now. Otherwise the agent keeps its workers,
   // their results and its leases, and tries again with backoff (registering again first).
   auto failed = [&](const Status& failure, SteadyTime now) {
-    if (!IsTransient(failure)) {
+    // A coordinator that has ended answers no more (connection refused) or, while it closes,
+    // 404: that is the end of the job, not an error, once it is known to have ended.
+    const bool gone = IsTransient(failure) || failure.code() == StatusCode::kNotFound;
+    if (gone && CoordinatorEndedLocked()) {
+      JobOverLocked(failure);
+      return true;
+    }
+    if (!IsTransient(failure) && failure.code() != StatusCode::kNotFound) {
       FatalLocked("the coordinator rejected the agent: " + failure.ToString());
       return true;
     }
@@ -980,7 +1016,7 @@ int Agent::Impl::CommLoop() {
     SteadyTime now = clock_.SteadyNow();
     comm_wake_ = false;
     ApplyStopRequestLocked(now);
-    if (ending_ == Ending::kFatal) break;
+    if (ending_ == Ending::kFatal || job_over_) break;
     const bool finishing = ending_ != Ending::kNone && slots_running_ == 0;
     if (finishing && unacked_.empty() && released_.empty()) {
       if (!events_.empty()) {
@@ -1087,6 +1123,21 @@ int Agent::Impl::CommLoop() {
     }
     lock.lock();
     now = clock_.SteadyNow();
+    if (report_resp && !report_resp->ok() && report_resp->status().code() == StatusCode::kAborted) {
+      // 409: every result refused (this node does not hold those leases); the events and
+      // releases of the request were taken.
+      log_->warn("the coordinator refused {} result(s): {}; dropped", sent.size(),
+                 report_resp->status().message());
+      for (const Key& key : sent) unacked_.erase(key);
+      released_.erase(released_.begin(), released_.begin() + released_sent);
+      events_.erase(events_.begin(), events_.begin() + std::min(events_sent, events_.size()));
+      report_resp.reset();
+      failure = Status::Ok();
+      if (ask) {
+        // The lease call was skipped for the failed report: next round.
+        worker_freed_ = true;
+      }
+    }
     if (report_resp && report_resp->ok()) {
       if (released_sent > 0) {
         log_->info("gave {} unrun lease(s) back to the coordinator", released_sent);
@@ -1107,6 +1158,7 @@ int Agent::Impl::CommLoop() {
     if (failed(failure, now)) break;
   }
 
+  if (job_over_) return 0;
   switch (ending_) {
     case Ending::kSignal:
       return 130;
@@ -1133,6 +1185,13 @@ void Agent::Impl::HandleReportLocked(const ResultsResponse& resp, const std::vec
                                      size_t events_sent, SteadyTime now) {
   std::set<Key> accepted;
   for (const auto& ref : resp.accepted) accepted.insert(KeyOf(ref));
+  for (const auto& ref : resp.refused) {
+    // Fencing: the lease of that attempt is not this node's (it expired, or the attempt was
+    // cancelled); the coordinator never counts it, so there is nothing to resend.
+    log_->warn("the coordinator refused the result of mini-batch {} attempt {}; dropped",
+               ref.mini_batch_id, ref.attempt);
+    accepted.insert(KeyOf(ref));
+  }
   for (const Key& key : accepted) unacked_.erase(key);
   for (const Key& key : sent) {
     if (accepted.count(key)) continue;
@@ -1239,6 +1298,25 @@ void Agent::Impl::CoordinatorStopLocked() {
     log_->warn("coordinator says stop: killing {} running attempt(s), dropping {} queued",
                RunningLocked(), queue_.size());
   }
+  queue_.clear();
+  KillAllLocked();
+  work_cv_.notify_all();
+}
+
+bool Agent::Impl::CoordinatorEndedLocked() const {
+  if (ending_ == Ending::kDone || ending_ == Ending::kCoordinatorStop) return true;
+  if (job_result_file_.empty()) return false;
+  FileStamp now = StampOf(job_result_file_);
+  return now.exists && !(now == job_result_at_register_);
+}
+
+void Agent::Impl::JobOverLocked(const Status& last_error) {
+  log_->info(
+      "the coordinator has ended ({}); the job is over: {} running attempt(s) stopped, {} queued "
+      "and {} unreported dropped",
+      last_error.ToString(), RunningLocked(), queue_.size(), unacked_.size());
+  job_over_ = true;
+  if (ending_ != Ending::kSignal) ending_ = Ending::kCoordinatorStop;
   queue_.clear();
   KillAllLocked();
   work_cv_.notify_all();

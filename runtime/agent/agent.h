@@ -27,18 +27,24 @@
 //   (also given back without a try); what finished is reported.
 // - A coordinator that becomes unreachable (restarted, network trouble) costs nothing: workers go
 //   on with their running and queued attempts, results are kept, and the agent retries with
-//   backoff (100 ms doubling to 2 s) for up to max_unreachable_seconds (after `done`, at most
-//   max_connect_seconds: the coordinator may have ended). When it answers again the agent
+//   backoff (100 ms doubling to 2 s) for up to max_unreachable_seconds. When it answers again the
+//   agent
 //   registers again, naming the attempts it holds, running, queued or finished with the result
 //   not yet accepted (a restarted coordinator lets it keep them), then renews them and reports
 //   the results at once. A different job answering at the address (other spec or output folder)
 //   ends the agent (exit 1).
+// - A coordinator that has ended is the end of the job, not an error: once it said `done` or
+//   `stop`, or wrote the job's logs/job_result.txt since this agent registered, a refused
+//   connection, a 404 or any other failure to reach it ends the agent at once (workers killed,
+//   exit 0).
+// - Fencing: results the coordinator refuses (ResultsResponse.refused, or 409 when it refuses
+//   all of a report's results) are dropped, never sent again.
 //
 // Exit codes of Run(): 0 after the coordinator's `done` (running and queued work finished,
 // workers shut down with a 10 s grace) or `stop` (workers killed); 130 after Stop(); 1 when the
 // coordinator stays unreachable for max_connect_seconds before registration or
-// max_unreachable_seconds after it, rejects the agent (401, 400, 404), or the registration
-// answer is unusable.
+// max_unreachable_seconds after it (and has not ended), rejects the agent (401, 400; a 404 at
+// registration), or the registration answer is unusable.
 #pragma once
 
 #include <functional>

@@ -165,7 +165,9 @@ class FakeCoordinator : public protocol::CoordinatorClient {
   int unnamed_sends = 0;      // a result is named in `accepted` only after this many sends
   bool hold_reports = false;  // a report with results waits while true
   int held_reports = 0;
-  int refused_calls = 0;                             // calls that failed because `unavailable`
+  int refused_calls = 0;         // calls that failed because `unavailable`
+  bool refuse_results = false;   // fencing: every report with results gets 409 (Aborted)
+  bool gone_after_done = false;  // the coordinator ends (unavailable) once it said done
   std::optional<nlohmann::json> spec_after_restart;  // Register answers with this spec
 
   std::vector<protocol::RegisterRequest> registrations;
@@ -210,6 +212,7 @@ class FakeCoordinator : public protocol::CoordinatorClient {
     }
     leases_given.push_back(resp.leases.size());
     resp.done = say_done || (done_when_drained && pending.empty() && outstanding.empty());
+    if (resp.done && gone_after_done) unavailable = true;
     resp.stop = say_stop;
     if (resp.leases.empty()) resp.retry_after_ms = retry_after_ms;
     cv.notify_all();
@@ -228,6 +231,14 @@ class FakeCoordinator : public protocol::CoordinatorClient {
     if (failing_reports > 0) {
       --failing_reports;
       return UnavailableError("503 journal busy");
+    }
+    if (refuse_results && !req.results.empty()) {
+      for (const auto& r : req.results) {
+        ++sends[{r.mini_batch_id, r.attempt}];
+        outstanding.erase({r.mini_batch_id, r.attempt});
+      }
+      cv.notify_all();
+      return AbortedError("409 refused all results");
     }
     protocol::ResultsResponse resp;
     for (const auto& r : req.results) {
@@ -989,6 +1000,78 @@ TEST_F(AgentTest, ShortMiniBatchesOverHttpShareRoundTrips) {
       "%d lease + %d report calls (%.2f mini-batches per call)\n",
       kMiniBatches, s, kMiniBatches / s, state->lease_calls, state->report_calls,
       2.0 * kMiniBatches / (state->lease_calls + state->report_calls));
+}
+
+// Issue 12: a coordinator that has ended (it wrote job_result.txt since this agent registered)
+// and no longer answers is the end of the job: exit 0 at once, never 1 after a long wait.
+TEST_F(AgentTest, CoordinatorThatEndedIsTheEndNotAnError) {
+  SetProcessCount(1);
+  AddMiniBatches(2);
+  script_->block_on = {0};
+  AgentOptions options;
+  options.max_unreachable_seconds = 300;
+  Start(options);
+  ASSERT_TRUE(script_->WaitFor([&] { return script_->blocked.size() == 1; }));
+  ASSERT_TRUE(WriteFileAtomic(dir_ + "/out/logs/job_result.txt", "Failed\n").ok());
+  auto start = std::chrono::steady_clock::now();
+  coordinator_->With([&] { coordinator_->unavailable = true; });
+  EXPECT_EQ(ExitCode(), 0);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+  EXPECT_EQ(script_->killed, std::vector<std::string>{"process000"});
+  EXPECT_THAT(Log("sys/node/127.0.0.1/_main.txt"), HasSubstr("the coordinator has ended"));
+}
+
+// A job_result.txt left by an earlier run is not taken for the end of this one.
+TEST_F(AgentTest, EarlierJobResultIsNotTheEnd) {
+  ASSERT_TRUE(WriteFileAtomic(dir_ + "/out/logs/job_result.txt", "Failed\n").ok());
+  SetProcessCount(1);
+  AddMiniBatches(2);
+  script_->block_on = {0};
+  AgentOptions options;
+  options.max_unreachable_seconds = 1;
+  Start(options);
+  ASSERT_TRUE(script_->WaitFor([&] { return script_->blocked.size() == 1; }));
+  coordinator_->With([&] { coordinator_->unavailable = true; });
+  EXPECT_EQ(ExitCode(), 1);
+  EXPECT_THAT(Log("sys/node/127.0.0.1/_main.txt"), HasSubstr("coordinator unreachable for 1 s"));
+}
+
+// After `done` a coordinator that stops answering has ended: no wait for it.
+TEST_F(AgentTest, RefusedConnectionAfterDoneEndsAtOnce) {
+  SetProcessCount(1);
+  AddMiniBatches(1);
+  script_->block_on = {0};
+  coordinator_->reg.lease_seconds = 3;  // renewals every second: `done` arrives with one
+  AgentOptions options;
+  options.max_connect_seconds = 60;
+  options.max_unreachable_seconds = 300;
+  Start(options);
+  ASSERT_TRUE(script_->WaitFor([&] { return script_->blocked.size() == 1; }));
+  coordinator_->With([&] {
+    coordinator_->done_when_drained = false;
+    coordinator_->gone_after_done = true;
+    coordinator_->say_done = true;
+  });
+  ASSERT_TRUE(coordinator_->WaitFor([&] { return coordinator_->unavailable; }));
+  auto start = std::chrono::steady_clock::now();
+  script_->Release(0);
+  EXPECT_EQ(ExitCode(), 0);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+}
+
+// Fencing: results the coordinator refuses (409) are dropped, never sent again.
+TEST_F(AgentTest, RefusedResultsAreDroppedNotResent) {
+  SetProcessCount(1);
+  AddMiniBatches(3);
+  coordinator_->refuse_results = true;
+  Start();
+  EXPECT_EQ(ExitCode(), 0);
+  coordinator_->With([&] {
+    EXPECT_EQ(coordinator_->sends.size(), 3u);
+    for (const auto& [key, n] : coordinator_->sends) EXPECT_EQ(n, 1) << key.first;
+    EXPECT_TRUE(coordinator_->accepted.empty());
+  });
+  EXPECT_THAT(Log("sys/node/127.0.0.1/_main.txt"), HasSubstr("refused"));
 }
 
 }  // namespace

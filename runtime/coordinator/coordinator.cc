@@ -185,7 +185,10 @@ class Coordinator::Impl {
   void CheckOutcomeLocked();
   std::string LastRunErrorLocked() const;
   void TickLocked();
-  void RecordExpiredLocked(const std::vector<ExpiredLease>& expired);
+  // Leases lost (expired, or dropped when their agent registered again: `why` says which).
+  void RecordExpiredLocked(const std::vector<ExpiredLease>& expired, const std::string& why = "");
+  // Fencing: empty when `node` (index `index`) holds live attempt (id, attempt), else why not.
+  std::string FenceLocked(int64_t id, int attempt, uint32_t index, const std::string& node) const;
   void OnDurable(std::vector<PlanEntry>&& entries);
   void OnPlanComplete();
   void OnPlanCompleteLocked();
@@ -910,6 +913,25 @@ void Coordinator::Impl::ReclaimLocked(const std::string& node, uint32_t index,
   }
 }
 
+std::string Coordinator::Impl::FenceLocked(int64_t id, int attempt, uint32_t index,
+                                           const std::string& node) const {
+  if (id < 0 || id >= state_.counts().total) return "it is not a planned mini-batch";
+  auto holder = state_.Holder(id, attempt);
+  if (!holder) {
+    return state_.status(id) == MiniBatchStatus::kCompleted ||
+                   state_.status(id) == MiniBatchStatus::kFailed
+               ? "the mini-batch already ended"
+               : "attempt " + std::to_string(attempt) + " is not the one on lease";
+  }
+  if (*holder == index) return "";
+  if (*holder == kNoNode) {
+    auto it = held_.find(id);
+    if (it != held_.end() && it->second.attempt == attempt && it->second.node == node) return "";
+    return "it is held for " + (it == held_.end() ? std::string("another node") : it->second.node);
+  }
+  return "it is on lease to " + nodes_[*holder].name;
+}
+
 // ---------------------------------------------------------------------------------------------
 // HTTP
 
@@ -966,7 +988,19 @@ HttpResponse Coordinator::Impl::HandleRegister(const nlohmann::json& body) {
       log_->info("node {} registered again (agent pid {})", req.node, req.pid);
     }
     // Once the job ended the state is frozen (Finalize reads it without the lock).
-    if (!ending_ && !interrupted_) ReclaimLocked(req.node, index, req.held, clock_->SteadyNow());
+    if (!ending_ && !interrupted_) {
+      ReclaimLocked(req.node, index, req.held, clock_->SteadyNow());
+      if (known) {
+        // What the node had on lease and its agent no longer has (a restarted agent has nothing;
+        // one that lost a lease reply never got it) goes back now, not after the lease.
+        std::vector<std::pair<int64_t, int>> keep;
+        for (const auto& ref : req.held) keep.emplace_back(ref.mini_batch_id, ref.attempt);
+        RecordExpiredLocked(state_.DropNodeAttempts(index, keep),
+                            "the agent on " + req.node + " registered again (pid " +
+                                std::to_string(req.pid) + ") without it");
+        CheckOutcomeLocked();
+      }
+    }
   }
   HttpResponse r;
   r.body = register_body_;
@@ -1038,7 +1072,8 @@ HttpResponse Coordinator::Impl::HandleLease(const nlohmann::json& body) {
     } else {
       SteadyTime expiry = now + std::chrono::seconds(lease_seconds_);
       for (const auto& ref : req.renew) {
-        if (!state_.Renew(ref.mini_batch_id, ref.attempt, node, expiry)) {
+        if (!FenceLocked(ref.mini_batch_id, ref.attempt, node, req.node).empty() ||
+            !state_.Renew(ref.mini_batch_id, ref.attempt, node, expiry)) {
           resp.cancel.push_back(ref);
         } else if (auto it = held_.find(ref.mini_batch_id);
                    it != held_.end() && it->second.attempt == ref.attempt) {
@@ -1147,7 +1182,10 @@ HttpResponse Coordinator::Impl::HandleResults(const nlohmann::json& body) {
     // row (nothing ran).
     int released = 0;
     for (const auto& ref : req.released) {
-      if (!state_.GiveBack(ref.mini_batch_id, ref.attempt, node)) continue;
+      if (!FenceLocked(ref.mini_batch_id, ref.attempt, node, req.node).empty()) continue;
+      // A held attempt (kNoNode) given back by the node it was held for.
+      const uint32_t holder = state_.Holder(ref.mini_batch_id, ref.attempt).value_or(node);
+      if (!state_.GiveBack(ref.mini_batch_id, ref.attempt, holder)) continue;
       journal_lines += JournalReleasedLine(ref.mini_batch_id, ref.attempt, req.node);
       ++released;
     }
@@ -1158,6 +1196,24 @@ HttpResponse Coordinator::Impl::HandleResults(const nlohmann::json& body) {
     for (size_t i = 0; i < req.results.size(); ++i) {
       const auto& r = req.results[i];
       AttemptStatus status = statuses[i];
+      if (status == AttemptStatus::kRunDone &&
+          state_.status(r.mini_batch_id) == MiniBatchStatus::kCompleted &&
+          state_.accepted_attempt(r.mini_batch_id) == r.attempt) {
+        // The accepted result sent again (its answer was lost): acknowledged, not counted again.
+        resp.accepted.push_back(protocol::LeaseRef{r.mini_batch_id, r.attempt});
+        continue;
+      }
+      // Fencing: only the node holding the lease of this very attempt may report it.
+      if (std::string why = FenceLocked(r.mini_batch_id, r.attempt, node, req.node); !why.empty()) {
+        log_->warn("refused the {} result of mini-batch {} attempt {} from {}: {}", r.status,
+                   r.mini_batch_id, r.attempt, req.node, why);
+        resp.refused.push_back(protocol::LeaseRef{r.mini_batch_id, r.attempt});
+        continue;
+      }
+      if (auto it = held_.find(r.mini_batch_id);
+          it != held_.end() && it->second.attempt == r.attempt) {
+        held_.erase(it);  // reclaimed by its result
+      }
       Decision d = state_.Apply(r.mini_batch_id, r.attempt, status, r.succeeded);
       journal_lines += JournalResultLine(r, req.node, d);
       if (d.accepted && d.outcome == Outcome::kCompleted && r.part_bytes >= 0) {
@@ -1279,6 +1335,13 @@ HttpResponse Coordinator::Impl::HandleResults(const nlohmann::json& body) {
   }
   HttpResponse out;
   out.body = resp;
+  if (!req.results.empty() && resp.accepted.empty()) {
+    // Every result refused: a conflict, so a client that does not read `refused` still sees it.
+    out.status = 409;
+    out.body["reason"] = "refused all " + std::to_string(req.results.size()) +
+                         " result(s): " + req.node +
+                         " does not hold the lease of those attempts (see refused)";
+  }
   return out;
 }
 
@@ -1353,7 +1416,8 @@ void Coordinator::Impl::CheckOutcomeLocked() {
 // ---------------------------------------------------------------------------------------------
 // Timers
 
-void Coordinator::Impl::RecordExpiredLocked(const std::vector<ExpiredLease>& expired) {
+void Coordinator::Impl::RecordExpiredLocked(const std::vector<ExpiredLease>& expired,
+                                            const std::string& why) {
   if (expired.empty()) return;
   std::string journal_lines, report_rows, error_lines;
   SystemTime wall = clock_->Now();
@@ -1378,13 +1442,18 @@ void Coordinator::Impl::RecordExpiredLocked(const std::vector<ExpiredLease>& exp
     row.total = x.items;
     row.failed = x.outcome == Outcome::kFailed ? x.items : 0;
     row.status = "LEASE_EXPIRED";
-    row.error = "no result or lease renewal from " + node + " within " +
-                std::to_string(lease_seconds_) + " s";
+    row.error = !why.empty() ? why
+                             : "no result or lease renewal from " + node + " within " +
+                                   std::to_string(lease_seconds_) + " s";
+    if (x.outcome == Outcome::kDisrupted) {
+      row.error += "; not counted as a try (lost lease " + std::to_string(x.disruptions) + " of " +
+                   std::to_string(kFreeDisruptions) + " that do not count)";
+    }
     report_rows += FormatReportRow(row);
     ErrorSummaryEntry e{wall, node, "", x.attempt.id, x.attempt.attempt, row.status, row.error};
     error_lines += FormatErrorSummaryLine(e);
-    log_->warn("lease of mini-batch {} attempt {} on {} expired -> {}", x.attempt.id,
-               x.attempt.attempt, node, OutcomeName(x.outcome));
+    log_->warn("lease of mini-batch {} attempt {} on {} {} -> {}", x.attempt.id, x.attempt.attempt,
+               node, why.empty() ? "expired" : "lost: " + why, OutcomeName(x.outcome));
     if (x.outcome == Outcome::kFailed) last_progress_ = clock_->SteadyNow();
   }
   auto off = journal_->Append(journal_lines);

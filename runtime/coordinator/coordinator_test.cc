@@ -391,9 +391,10 @@ TEST_F(CoordinatorTest, FinishedOutputReportsTheSameResultWithoutRunningAgain) {
   EXPECT_TRUE(l.leases.empty());
 }
 
-TEST_F(CoordinatorTest, ExpiredLeaseIsRequeuedAndCountsAsAFailedTry) {
+TEST_F(CoordinatorTest, ExpiredLeaseIsRequeuedWithoutCountingATry) {
   MakeFiles(2);
   spec_.run_invocation_timeout = 10;  // lease 40 s
+  spec_.run_max_try = 1;              // a lost lease is no try: the retry may still succeed
   Start();
   Register();
   WaitPlanned();
@@ -407,7 +408,8 @@ TEST_F(CoordinatorTest, ExpiredLeaseIsRequeuedAndCountsAsAFailedTry) {
   clock_.Advance(std::chrono::seconds(15));
   ASSERT_TRUE(WaitFor([&] { return coord_->GetProgress().miniBatches.running == 0; }));
   auto p = coord_->GetProgress();
-  EXPECT_EQ(p.miniBatches.retried, 1);
+  EXPECT_EQ(p.miniBatches.retried, 0);
+  EXPECT_EQ(p.miniBatches.failed, 0);
   // The expired attempt is fenced: the agent is told to cancel it.
   LeaseResponse again = LeaseWork(1, {LeaseRef{0, 1}}, "127.0.0.2");
   ASSERT_EQ(again.cancel.size(), 1u);
@@ -419,6 +421,7 @@ TEST_F(CoordinatorTest, ExpiredLeaseIsRequeuedAndCountsAsAFailedTry) {
   ASSERT_EQ(rows.size(), 2u);
   EXPECT_THAT(rows[0], StartsWith("0,1,0,127.0.0.1,,,2,0,0,"));
   EXPECT_THAT(rows[0], HasSubstr("LEASE_EXPIRED"));
+  EXPECT_THAT(rows[0], HasSubstr("not counted as a try"));
   EXPECT_THAT(rows[1], StartsWith("0,2,1,127.0.0.2,"));
 }
 
@@ -448,14 +451,14 @@ TEST_F(CoordinatorTest, DuplicateWhileRunningIsNotAcceptedTwice) {
   AttemptResult done = Done(resp.leases[0]);
   Report({done});
   ResultsResponse again = Report({done});
-  EXPECT_EQ(again.accepted.size(), 1u);  // acknowledged (journaled) ...
+  EXPECT_EQ(again.accepted.size(), 1u);  // acknowledged ...
+  EXPECT_TRUE(again.refused.empty());
   auto p = coord_->GetProgress();
   EXPECT_EQ(p.items.succeeded, 2);  // ... but counted once
   EXPECT_EQ(p.miniBatches.completed, 1);
   auto rows = ReportRows();
-  ASSERT_EQ(rows.size(), 2u);
+  ASSERT_EQ(rows.size(), 1u);
   EXPECT_THAT(rows[0], StartsWith("0,1,1,"));
-  EXPECT_THAT(rows[1], StartsWith("0,1,0,"));
 }
 
 TEST_F(CoordinatorTest, InitFailedWhenEveryNodeGaveUpWithTheTraceback) {
@@ -829,9 +832,9 @@ TEST_F(CoordinatorTest, ResultSentAgainToARestartedCoordinatorIsAcceptedOnce) {
   EXPECT_EQ(Read("parallel_run_step.txt"), "row 0 attempt 1\nrow 1 attempt 1\n");
   EXPECT_EQ(coord_->GetProgress().items.succeeded, 4);
   auto rows = ReportRows();
-  ASSERT_EQ(rows.size(), 3u);
+  ASSERT_EQ(rows.size(), 2u);  // the resend is acknowledged, not recorded again
   EXPECT_THAT(rows[0], StartsWith("0,1,1,"));
-  EXPECT_THAT(rows[1], StartsWith("0,1,0,"));  // recorded, not accepted again
+  EXPECT_THAT(rows[1], StartsWith("1,1,1,"));
 }
 
 TEST_F(CoordinatorTest, RestartGivesBackAtOnceWhatARestartedAgentNoLongerHas) {
@@ -954,6 +957,121 @@ TEST_F(CoordinatorTest, ServesManyBatchedCompletions) {
         cpu, static_cast<double>(done.load()) / cpu);
     coord_.reset();
   }
+}
+
+// Fencing (issue 12): a result counts only from the node holding that very attempt's lease.
+TEST_F(CoordinatorTest, ForgedRunDoneForAnAttemptNeverIssuedIs409AndNotCounted) {
+  MakeFiles(2);
+  Start();
+  Register();
+  WaitPlanned();
+  Lease never;
+  never.mini_batch_id = 0;
+  never.attempt = 7;
+  never.items = 2;
+  protocol::ResultsRequest forged;
+  forged.node = "127.0.0.1";
+  forged.results = {Done(never)};
+  HttpResponse r = Post("/v1/results", forged);
+  EXPECT_EQ(r.status, 409) << r.body.dump();
+  EXPECT_THAT(r.body.value("reason", ""), HasSubstr("refused"));
+  auto resp = r.body.get<ResultsResponse>();
+  ASSERT_EQ(resp.refused.size(), 1u);
+  EXPECT_EQ(resp.refused[0].attempt, 7);
+  EXPECT_TRUE(resp.accepted.empty());
+  auto p = coord_->GetProgress();
+  EXPECT_EQ(p.miniBatches.completed, 0);
+  EXPECT_EQ(p.items.succeeded, 0);
+  EXPECT_EQ(p.phase, "Running");
+  EXPECT_TRUE(ReportRows().empty());
+  // The real attempt 1 is still the one that counts.
+  auto lease = LeaseWork(1);
+  ASSERT_EQ(lease.leases.size(), 1u);
+  EXPECT_EQ(lease.leases[0].attempt, 1);
+  Report({Done(lease.leases[0])});
+  EXPECT_EQ(coord_->Wait(), 0);
+  EXPECT_EQ(coord_->GetProgress().items.succeeded, 2);
+}
+
+TEST_F(CoordinatorTest, ResultsAndRenewalsFromANodeNotHoldingTheLeaseAreRefused) {
+  MakeFiles(4);  // two mini-batches
+  Start();
+  Register("127.0.0.1");
+  Register("127.0.0.2");
+  WaitPlanned();
+  auto mine = LeaseWork(1, {}, "127.0.0.1");
+  auto theirs = LeaseWork(1, {}, "127.0.0.2");
+  ASSERT_EQ(mine.leases.size(), 1u);
+  ASSERT_EQ(theirs.leases.size(), 1u);
+  // Node 2 renews node 1's lease: told to cancel it; node 1's lease is untouched.
+  LeaseResponse renew = LeaseWork(0, {LeaseRef{0, 1}}, "127.0.0.2");
+  ASSERT_EQ(renew.cancel.size(), 1u);
+  // A mixed request from node 2: its own result counts, node 1's is refused and listed.
+  protocol::ResultsRequest mixed;
+  mixed.node = "127.0.0.2";
+  mixed.results = {Done(theirs.leases[0]), Done(mine.leases[0])};
+  HttpResponse r = Post("/v1/results", mixed);
+  ASSERT_EQ(r.status, 200) << r.body.dump();
+  auto resp = r.body.get<ResultsResponse>();
+  ASSERT_EQ(resp.accepted.size(), 1u);
+  EXPECT_EQ(resp.accepted[0].mini_batch_id, 1);
+  ASSERT_EQ(resp.refused.size(), 1u);
+  EXPECT_EQ(resp.refused[0].mini_batch_id, 0);
+  EXPECT_EQ(coord_->GetProgress().miniBatches.completed, 1);
+  // Node 2 cannot give node 1's lease back either.
+  protocol::ResultsRequest release;
+  release.node = "127.0.0.2";
+  release.released = {LeaseRef{0, 1}};
+  ASSERT_EQ(Post("/v1/results", release).status, 200);
+  EXPECT_EQ(coord_->GetProgress().miniBatches.running, 1);
+  Report({Done(mine.leases[0])}, {}, "127.0.0.1");
+  EXPECT_EQ(coord_->Wait(), 0);
+  EXPECT_EQ(Read("parallel_run_step.txt"), "row 0 attempt 1\nrow 1 attempt 1\n");
+}
+
+TEST_F(CoordinatorTest, AttemptOutsideTheIntegerRangeIs400NotWrapped) {
+  MakeFiles(2);
+  Start();
+  Register();
+  WaitPlanned();
+  auto lease = LeaseWork(1);
+  ASSERT_EQ(lease.leases.size(), 1u);
+  nlohmann::json body = protocol::ResultsRequest{"127.0.0.1", {Done(lease.leases[0])}, {}, {}};
+  body["results"][0]["attempt"] = (uint64_t{1} << 32) + 1;
+  HttpResponse r = Post("/v1/results", body);
+  EXPECT_EQ(r.status, 400) << r.body.dump();
+  EXPECT_THAT(r.body.dump(), HasSubstr("attempt"));
+  EXPECT_EQ(coord_->GetProgress().miniBatches.completed, 0);
+}
+
+// A restarted agent (same node name) gives its old leases back at once, and with runMaxTry 1 the
+// mini-batches it lost still run (a lost lease is no try).
+TEST_F(CoordinatorTest, AgentRegisteringAgainReleasesItsOldLeasesWithoutATry) {
+  MakeFiles(4);  // two mini-batches
+  spec_.run_max_try = 1;
+  Start();
+  Register();
+  WaitPlanned();
+  auto old = LeaseWork(2);
+  ASSERT_EQ(old.leases.size(), 2u);
+  // The agent was SIGKILLed and a new one registers: it holds nothing.
+  ASSERT_EQ(Post("/v1/register", protocol::RegisterRequest{"127.0.0.1", 43, {}}).status, 200);
+  auto p = coord_->GetProgress();
+  EXPECT_EQ(p.miniBatches.running, 0);
+  EXPECT_EQ(p.miniBatches.failed, 0);
+  // The old agent's late result is refused (409): its leases are gone.
+  HttpResponse late =
+      Post("/v1/results", protocol::ResultsRequest{"127.0.0.1", {Done(old.leases[0])}, {}, {}});
+  EXPECT_EQ(late.status, 409) << late.body.dump();
+  auto again = LeaseWork(2);
+  ASSERT_EQ(again.leases.size(), 2u);
+  EXPECT_EQ(again.leases[0].attempt, 2);
+  std::vector<AttemptResult> done;
+  for (const auto& l : again.leases) done.push_back(Done(l));
+  Report(done);
+  EXPECT_EQ(coord_->Wait(), 0);
+  EXPECT_EQ(Read("parallel_run_step.txt"), "row 0 attempt 2\nrow 1 attempt 2\n");
+  EXPECT_EQ(coord_->GetProgress().miniBatches.failed, 0);
 }
 
 }  // namespace

@@ -10,7 +10,8 @@ constexpr const char* kStatusNames[] = {
     "RUN_DONE",  "RUN_EXCEPTION", "RUN_TIMEOUT", "RUN_WRONG_TYPE", "WORKER_DIED",
     "CANCELLED", "LEASE_EXPIRED", "INIT_FAILED", "INIT_TIMEOUT",
 };
-constexpr const char* kOutcomeNames[] = {"completed", "failed", "retry", "given_back", "late"};
+constexpr const char* kOutcomeNames[] = {"completed",  "failed", "retry",
+                                         "given_back", "late",   "disrupted"};
 
 }  // namespace
 
@@ -71,9 +72,16 @@ std::vector<LeaseGrant> JobState::Lease(uint32_t node, int max, SteadyTime expir
   return out;
 }
 
+std::optional<uint32_t> JobState::Holder(int64_t id, int attempt) const {
+  auto it = running_.find(id);
+  if (it == running_.end() || it->second.attempt != attempt) return std::nullopt;
+  return it->second.node;
+}
+
 bool JobState::Renew(int64_t id, int attempt, uint32_t node, SteadyTime expiry) {
   auto it = running_.find(id);
   if (it == running_.end() || it->second.attempt != attempt) return false;
+  if (it->second.node != node && it->second.node != kNoNode) return false;
   it->second.expiry = expiry;
   if (it->second.node == kNoNode) it->second.node = node;
   return true;
@@ -145,19 +153,9 @@ Decision JobState::Apply(int64_t id, int attempt, AttemptStatus status, int64_t 
     return Decision{};
   }
   auto it = running_.find(id);
-  bool live = it != running_.end() && it->second.attempt == attempt;
-  if (!live) {
-    // An attempt whose lease expired (already counted as a failed try), or one handed out before
-    // a coordinator restart. Its RUN_DONE still completes the mini-batch: the part file is its
-    // own, and the first completed attempt wins.
-    if (status != AttemptStatus::kRunDone) return Decision{};
-    if (attempt > e.attempts) e.attempts = static_cast<uint16_t>(std::min(attempt, 0xffff));
-    if (it != running_.end()) {
-      running_.erase(it);  // the live attempt is cancelled at its next renewal
-      --counts_.running;
-    }
-    return Complete(e, attempt, succeeded);
-  }
+  // Fencing: an attempt whose lease expired or was dropped (already queued again), one from
+  // before a restart that is not held, or one never issued changes nothing.
+  if (it == running_.end() || it->second.attempt != attempt) return Decision{};
   running_.erase(it);
   --counts_.running;
   if (status == AttemptStatus::kRunDone) return Complete(e, attempt, succeeded);
@@ -168,6 +166,14 @@ Decision JobState::Apply(int64_t id, int attempt, AttemptStatus status, int64_t 
     return d;
   }
   return FailTry(id, e);
+}
+
+Outcome JobState::Disrupt(int64_t id, Entry& e) {
+  if (e.disruptions >= kFreeDisruptions) return FailTry(id, e).outcome;
+  ++e.disruptions;
+  ++counts_.disrupted;
+  Requeue(id, e);
+  return Outcome::kDisrupted;
 }
 
 std::vector<ExpiredLease> JobState::ExpireLeases(SteadyTime now) {
@@ -187,9 +193,37 @@ std::vector<ExpiredLease> JobState::ExpireLeases(SteadyTime now) {
       Requeue(id, e);
       x.outcome = Outcome::kGivenBack;
     } else {
-      x.outcome = FailTry(id, e).outcome;
+      x.outcome = Disrupt(id, e);
     }
     x.items = e.items;
+    x.disruptions = e.disruptions;
+    out.push_back(x);
+  }
+  std::sort(out.begin(), out.end(), [](const ExpiredLease& a, const ExpiredLease& b) {
+    return a.attempt.id < b.attempt.id;
+  });
+  return out;
+}
+
+std::vector<ExpiredLease> JobState::DropNodeAttempts(
+    uint32_t node, const std::vector<std::pair<int64_t, int>>& keep) {
+  std::vector<ExpiredLease> out;
+  for (auto it = running_.begin(); it != running_.end();) {
+    const int64_t id = it->first;
+    const Live live = it->second;
+    if (live.node != node ||
+        std::find(keep.begin(), keep.end(), std::make_pair(id, live.attempt)) != keep.end()) {
+      ++it;
+      continue;
+    }
+    it = running_.erase(it);
+    --counts_.running;
+    Entry& e = mbs_[static_cast<size_t>(id)];
+    ExpiredLease x;
+    x.attempt = RunningAttempt{id, live.attempt, live.node, live.expiry};
+    x.outcome = Disrupt(id, e);
+    x.items = e.items;
+    x.disruptions = e.disruptions;
     out.push_back(x);
   }
   std::sort(out.begin(), out.end(), [](const ExpiredLease& a, const ExpiredLease& b) {
@@ -234,6 +268,10 @@ void JobState::ReplayOutcome(int64_t id, int attempt, Outcome outcome, int64_t s
       }
       break;
     }
+    case Outcome::kDisrupted:
+      if (e.disruptions < 0xff) ++e.disruptions;
+      ++counts_.disrupted;
+      break;
     case Outcome::kGivenBack:
     case Outcome::kLate:
       break;

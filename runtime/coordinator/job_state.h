@@ -5,12 +5,16 @@
 // Guarantees:
 // - Small: 32 bytes per planned mini-batch, plus 8 while it waits in a queue; a mini-batch's file
 //   list is never held here (leases re-read it from the durable plan by offset).
-// - A mini-batch's result is accepted once: the first RUN_DONE of any of its attempts completes
-//   it (fencing by attempt number); anything later is `kLate` and changes nothing.
-// - A failed try (any status but RUN_DONE and CANCELLED, including an expired lease) counts
-//   toward runMaxTry; after runMaxTry failed tries the mini-batch is failed and all its items
-//   count as failed items. CANCELLED (an agent giving work back) queues it again without
-//   counting a try.
+// - Fencing: only the live attempt's result counts (the attempt last handed out, still on
+//   lease); a result of any other attempt (expired, cancelled, never issued) is `kLate` and
+//   changes nothing. Which node may report it is the caller's check (Holder()).
+// - A failed try (any status but RUN_DONE and CANCELLED) counts toward runMaxTry; after runMaxTry
+//   failed tries the mini-batch is failed and all its items count as failed items. CANCELLED (an
+//   agent giving work back) queues it again without counting a try.
+// - Disruptions are not the script's fault: a lease lost because its agent or node went away (the
+//   lease expired, or the agent registered again without it) queues the mini-batch again first in
+//   line without counting a try, up to kFreeDisruptions times per mini-batch; later ones count as
+//   failed tries (a mini-batch that keeps killing its node still ends).
 // - Retries are handed out before new mini-batches; new ones go in plan order.
 // - Attempt numbers of a mini-batch only grow, so each attempt has its own part file.
 // - retryFrom: a mini-batch that completed in an earlier run is carried over (Carry) before it is
@@ -23,6 +27,7 @@
 #include <optional>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "runtime/base/time_util.h"
@@ -50,6 +55,7 @@ enum class Outcome : uint8_t {
   kRetry,      // a failed try: the mini-batch is queued again
   kGivenBack,  // CANCELLED: queued again without counting a try
   kLate,       // a result for an attempt that no longer counts: recorded only
+  kDisrupted,  // its lease was lost to a disruption: queued again without counting a try
 };
 std::optional<Outcome> ParseOutcome(std::string_view name);
 const char* OutcomeName(Outcome outcome);
@@ -74,6 +80,8 @@ struct LeaseGrant {
 
 // The node of an attempt held since a coordinator restart whose agent has not reclaimed it.
 inline constexpr uint32_t kNoNode = 0xffffffff;
+// Lost leases per mini-batch that do not count as tries (see Disruptions above).
+inline constexpr int kFreeDisruptions = 3;
 
 struct RunningAttempt {
   int64_t id = 0;
@@ -91,8 +99,10 @@ struct Decision {
 
 struct ExpiredLease {
   RunningAttempt attempt;
-  Outcome outcome = Outcome::kRetry;  // kRetry or kFailed; kGivenBack for a hold (kNoNode)
+  // kDisrupted; kRetry or kFailed after kFreeDisruptions; kGivenBack for a hold (kNoNode)
+  Outcome outcome = Outcome::kRetry;
   int64_t items = 0;
+  int disruptions = 0;  // of its mini-batch so far, this one included
 };
 
 struct JobCounts {
@@ -100,8 +110,9 @@ struct JobCounts {
   int64_t completed = 0;  // completed or failed
   int64_t failed = 0;
   int64_t running = 0;
-  int64_t retried = 0;  // failed tries that were queued again
-  int64_t carried = 0;  // completed in an earlier run (retryFrom), counted in completed
+  int64_t retried = 0;    // failed tries that were queued again
+  int64_t disrupted = 0;  // lost leases queued again without counting a try
+  int64_t carried = 0;    // completed in an earlier run (retryFrom), counted in completed
   int64_t items_total = 0;
   int64_t items_succeeded = 0;
   int64_t items_failed = 0;
@@ -121,19 +132,27 @@ class JobState {
 
   // Leases up to `max` pending mini-batches (retries first) to `node` until `expiry`.
   std::vector<LeaseGrant> Lease(uint32_t node, int max, SteadyTime expiry);
-  // Extends the live attempt's lease; false when (id, attempt) is not the live attempt (the
-  // agent should cancel it). An attempt held since a restart (kNoNode) becomes `node`'s.
+  // The node holding live attempt (id, attempt) (kNoNode: held since a restart for a node that has
+  // not reclaimed it); nullopt when (id, attempt) is not the live attempt of a planned mini-batch.
+  std::optional<uint32_t> Holder(int64_t id, int attempt) const;
+  // Extends the live attempt's lease; false when (id, attempt) is not the live attempt or another
+  // node holds it (the agent should cancel it). An attempt held since a restart (kNoNode) becomes
+  // `node`'s: the caller checks first that `node` is the one it was held for.
   bool Renew(int64_t id, int attempt, uint32_t node, SteadyTime expiry);
   // The live attempt (id, attempt), when it is `node`'s, goes back to the front of the queue
   // without counting a try (an agent that stops gives back what it has not run; kNoNode: a held
   // attempt whose agent came back without it). False (nothing changes) otherwise.
   bool GiveBack(int64_t id, int attempt, uint32_t node);
-  // Applies an attempt's result. `succeeded` is clamped to [0, items]; failed = items - succeeded.
-  // Requires id < total.
+  // Applies the result of the live attempt (anything else is kLate and changes nothing).
+  // `succeeded` is clamped to [0, items]; failed = items - succeeded. Requires id < total.
   Decision Apply(int64_t id, int attempt, AttemptStatus status, int64_t succeeded);
-  // Removes leases whose expiry is at or before `now`; each is a failed try, except a hold
+  // Removes leases whose expiry is at or before `now`; each is a disruption, except a hold
   // (kNoNode), which is given back.
   std::vector<ExpiredLease> ExpireLeases(SteadyTime now);
+  // `node`'s agent registered again: its live attempts not in `keep` (what the agent says it
+  // still runs or has results for) are lost, each a disruption. Sorted by id.
+  std::vector<ExpiredLease> DropNodeAttempts(uint32_t node,
+                                             const std::vector<std::pair<int64_t, int>>& keep);
 
   // retryFrom: completes pending mini-batch `id` with the item counts of the earlier run that
   // completed it (`succeeded` is clamped to [0, items]). False (nothing changes) when `id` is not
@@ -157,6 +176,7 @@ class JobState {
   // Completed by Carry: its rows are the earlier run's.
   bool carried(int64_t id) const { return mbs_[static_cast<size_t>(id)].carried; }
   int64_t items(int64_t id) const { return mbs_[static_cast<size_t>(id)].items; }
+  int disruptions(int64_t id) const { return mbs_[static_cast<size_t>(id)].disruptions; }
   std::vector<RunningAttempt> Running() const;
   // Bytes held per planned mini-batch by the table itself (for the memory target).
   static constexpr size_t kBytesPerMiniBatch = 32;
@@ -171,6 +191,7 @@ class JobState {
     uint16_t accepted_attempt = 0;
     MiniBatchStatus status = MiniBatchStatus::kPending;
     bool carried = false;
+    uint8_t disruptions = 0;  // lost leases (see kFreeDisruptions)
   };
   static_assert(sizeof(Entry) == kBytesPerMiniBatch);
   struct Live {
@@ -181,6 +202,8 @@ class JobState {
 
   Decision Complete(Entry& e, int attempt, int64_t succeeded);
   Decision FailTry(int64_t id, Entry& e);
+  // A lost lease: queued again first in line, a try only after kFreeDisruptions.
+  Outcome Disrupt(int64_t id, Entry& e);
   void Requeue(int64_t id, Entry& e);  // pending again, first in line, no try counted
 
   const int run_max_try_;

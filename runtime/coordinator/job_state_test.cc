@@ -80,35 +80,119 @@ TEST(JobStateTest, CancelledGivesWorkBackWithoutCountingATry) {
   EXPECT_EQ(s.counts().retried, 0);
 }
 
-TEST(JobStateTest, ExpiredLeaseIsAFailedTryAndItsLateRunDoneStillWins) {
-  JobState s = WithMiniBatches(1);
+TEST(JobStateTest, ExpiredLeaseIsADisruptionAndItsLateRunDoneIsFenced) {
+  JobState s = WithMiniBatches(1, /*run_max_try=*/1);
   s.Lease(7, 1, kExpiry);
   EXPECT_TRUE(s.ExpireLeases(kExpiry - std::chrono::seconds(1)).empty());
   auto x = s.ExpireLeases(kExpiry);
   ASSERT_EQ(x.size(), 1u);
   EXPECT_EQ(x[0].attempt.node, 7u);
-  EXPECT_EQ(x[0].outcome, Outcome::kRetry);
+  EXPECT_EQ(x[0].outcome, Outcome::kDisrupted);
+  EXPECT_EQ(x[0].disruptions, 1);
+  EXPECT_EQ(s.counts().retried, 0);
+  EXPECT_EQ(s.counts().disrupted, 1);
   auto g = s.Lease(0, 1, kExpiry + std::chrono::seconds(90));
   ASSERT_EQ(g.size(), 1u);
   EXPECT_EQ(g[0].attempt, 2);
-  // Attempt 1 reports after all: first completed attempt wins, attempt 2 is fenced.
-  Decision d = s.Apply(0, 1, AttemptStatus::kRunDone, 10);
-  EXPECT_EQ(d.outcome, Outcome::kCompleted);
-  EXPECT_EQ(s.accepted_attempt(0), 1);
-  EXPECT_EQ(s.counts().running, 0);
-  EXPECT_FALSE(s.Renew(0, 2, 0, kExpiry));
-  EXPECT_EQ(s.Apply(0, 2, AttemptStatus::kRunDone, 10).outcome, Outcome::kLate);
+  // Attempt 1 reports after all: it no longer holds the lease, so it changes nothing.
+  Decision late = s.Apply(0, 1, AttemptStatus::kRunDone, 10);
+  EXPECT_EQ(late.outcome, Outcome::kLate);
+  EXPECT_FALSE(late.accepted);
+  EXPECT_EQ(s.status(0), MiniBatchStatus::kRunning);
+  EXPECT_TRUE(s.Renew(0, 2, 0, kExpiry));
+  EXPECT_EQ(s.Apply(0, 2, AttemptStatus::kRunDone, 10).outcome, Outcome::kCompleted);
+  EXPECT_EQ(s.accepted_attempt(0), 2);
   EXPECT_EQ(s.counts().items_succeeded, 10);
 }
 
-TEST(JobStateTest, LateFailureOfAnExpiredAttemptIsNotCountedTwice) {
+TEST(JobStateTest, LateFailureOfAnExpiredAttemptIsNotCounted) {
   JobState s = WithMiniBatches(1);
   s.Lease(0, 1, kExpiry);
   s.ExpireLeases(kExpiry);
   Decision d = s.Apply(0, 1, AttemptStatus::kRunException, 0);
   EXPECT_EQ(d.outcome, Outcome::kLate);
   EXPECT_FALSE(d.accepted);
-  EXPECT_EQ(s.counts().retried, 1);
+  EXPECT_EQ(s.counts().retried, 0);
+}
+
+TEST(JobStateTest, AttemptNeverIssuedIsFenced) {
+  JobState s = WithMiniBatches(2);
+  s.SetPlanComplete();
+  s.Lease(0, 1, kExpiry);
+  for (int attempt : {2, 3, 65536, 0}) {
+    Decision d = s.Apply(0, attempt, AttemptStatus::kRunDone, 10);
+    EXPECT_EQ(d.outcome, Outcome::kLate) << attempt;
+    EXPECT_FALSE(d.accepted) << attempt;
+    EXPECT_EQ(s.Holder(0, attempt), std::nullopt) << attempt;
+  }
+  // Mini-batch 1 was never handed out at all.
+  EXPECT_EQ(s.Apply(1, 1, AttemptStatus::kRunDone, 10).outcome, Outcome::kLate);
+  EXPECT_EQ(s.counts().completed, 0);
+  EXPECT_EQ(s.counts().items_succeeded, 0);
+  EXPECT_EQ(s.Holder(0, 1), std::optional<uint32_t>(0));
+  EXPECT_FALSE(s.AllDone());
+  // The next lease of mini-batch 1 is still attempt 1.
+  auto g = s.Lease(0, 1, kExpiry);
+  ASSERT_EQ(g.size(), 1u);
+  EXPECT_EQ(g[0].attempt, 1);
+}
+
+TEST(JobStateTest, DisruptionsAreFreeUpToTheLimitThenCount) {
+  JobState s = WithMiniBatches(1, /*run_max_try=*/1);
+  SteadyTime t = kExpiry;
+  for (int i = 1; i <= kFreeDisruptions; ++i) {
+    ASSERT_EQ(s.Lease(0, 1, t).size(), 1u);
+    auto x = s.ExpireLeases(t);
+    ASSERT_EQ(x.size(), 1u);
+    EXPECT_EQ(x[0].outcome, Outcome::kDisrupted) << i;
+    EXPECT_EQ(s.disruptions(0), i);
+    EXPECT_EQ(s.status(0), MiniBatchStatus::kPending);
+    t += std::chrono::seconds(90);
+  }
+  ASSERT_EQ(s.Lease(0, 1, t).size(), 1u);
+  auto x = s.ExpireLeases(t);
+  ASSERT_EQ(x.size(), 1u);
+  EXPECT_EQ(x[0].outcome, Outcome::kFailed);  // runMaxTry 1: the first counted try
+  EXPECT_EQ(s.counts().failed, 1);
+}
+
+TEST(JobStateTest, RegisteringAgainDropsTheNodesOtherAttemptsAsDisruptions) {
+  JobState s = WithMiniBatches(4, /*run_max_try=*/1);
+  s.Lease(1, 3, kExpiry);  // 0, 1, 2 on node 1
+  s.Lease(2, 1, kExpiry);  // 3 on node 2
+  auto x = s.DropNodeAttempts(1, {{1, 1}, {3, 1}});
+  ASSERT_EQ(x.size(), 2u);
+  EXPECT_EQ(x[0].attempt.id, 0);
+  EXPECT_EQ(x[1].attempt.id, 2);
+  EXPECT_EQ(x[0].outcome, Outcome::kDisrupted);
+  EXPECT_EQ(s.status(1), MiniBatchStatus::kRunning);
+  EXPECT_EQ(s.status(3), MiniBatchStatus::kRunning);  // node 2's, whatever node 1 says
+  EXPECT_EQ(s.counts().running, 2);
+  EXPECT_EQ(s.counts().failed, 0);
+  // Queued again first in line, and with runMaxTry 1 they still may complete.
+  auto g = s.Lease(2, 5, kExpiry);
+  ASSERT_EQ(g.size(), 2u);
+  EXPECT_EQ(s.Apply(g[0].id, g[0].attempt, AttemptStatus::kRunDone, 10).outcome,
+            Outcome::kCompleted);
+}
+
+TEST(JobStateTest, ReplayedDisruptionsKeepCountingTowardTheLimit) {
+  JobState s = WithMiniBatches(1, /*run_max_try=*/1);
+  for (int a = 1; a <= kFreeDisruptions; ++a) s.ReplayOutcome(0, a, Outcome::kDisrupted, 0);
+  EXPECT_EQ(s.status(0), MiniBatchStatus::kPending);
+  EXPECT_EQ(s.disruptions(0), kFreeDisruptions);
+  auto g = s.Lease(0, 1, kExpiry);
+  ASSERT_EQ(g.size(), 1u);
+  EXPECT_EQ(g[0].attempt, kFreeDisruptions + 1);
+  EXPECT_EQ(s.ExpireLeases(kExpiry)[0].outcome, Outcome::kFailed);
+}
+
+TEST(JobStateTest, OnlyTheHoldingNodeRenews) {
+  JobState s = WithMiniBatches(1);
+  s.Lease(3, 1, kExpiry);
+  EXPECT_FALSE(s.Renew(0, 1, 4, kExpiry + std::chrono::seconds(60)));
+  EXPECT_EQ(s.Holder(0, 1), std::optional<uint32_t>(3));
+  EXPECT_EQ(s.ExpireLeases(kExpiry).size(), 1u);
 }
 
 TEST(JobStateTest, RenewExtendsOnlyTheLiveAttempt) {

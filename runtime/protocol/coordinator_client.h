@@ -11,7 +11,8 @@ namespace parallelrun::rt::protocol {
 
 // Thread-safe. Transient failures (connection refused, timeout, TLS failure, 429, 5xx) come back
 // as Unavailable; 401/403 as Unauthenticated; 400 as InvalidArgument with the server's reason; 404
-// as NotFound; a response that is not the expected JSON as Internal.
+// as NotFound; 409 (every result of a Report refused by fencing) as Aborted; a response that is
+// not the expected JSON as Internal.
 class CoordinatorClient {
  public:
   virtual ~CoordinatorClient() = default;

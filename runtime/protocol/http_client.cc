@@ -84,6 +84,7 @@ class HttpCoordinatorClient : public CoordinatorClient {
     }
     if (code == 400) return InvalidArgumentError(what + ": " + ServerReason(text));
     if (code == 404) return NotFoundError(what + ": 404 " + ServerReason(text));
+    if (code == 409) return AbortedError(what + ": 409 " + ServerReason(text));
     if (code == 429 || code >= 500) {
       return UnavailableError(what + ": " + std::to_string(code) + " " + ServerReason(text));
     }

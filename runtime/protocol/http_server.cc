@@ -1,81 +1,88 @@
-// StartHttpServer over cpprestsdk's http_listener (asio on Linux).
+// StartHttpServer over Boost.Beast (HTTP/1.1 on Boost.Asio, both part of Boost, header-only).
+//
+// cpprestsdk's http_listener (used before) reads every request body into memory before the
+// handler can answer, has no limit on the header size and no timeouts, and cannot close a
+// connection from the handler: an unauthenticated client could grow the coordinator without
+// bound. Here each connection reads the header first (size-limited, under a deadline), checks the
+// bearer token and Content-Length on it, and only then reads the body (size-limited, under a
+// deadline).
 #include "runtime/protocol/http_server.h"
 
-// cpprestsdk defines a macro U() that breaks other headers (GoogleTest, Boost); we never use it.
-#define _TURN_OFF_PLATFORM_STRING
-#include <cpprest/http_listener.h>
 #include <openssl/crypto.h>
 #include <strings.h>
 
+#include <array>
+#include <atomic>
+#include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <chrono>
 #include <condition_variable>
 #include <exception>
+#include <future>
+#include <limits>
+#include <memory>
 #include <mutex>
+#include <optional>
+#include <thread>
+#include <unordered_map>
 #include <utility>
-
-#include "runtime/base/process.h"
+#include <vector>
 
 namespace parallelrun::rt::protocol {
 namespace {
 
-namespace http = web::http;
-using web::http::experimental::listener::http_listener;
-using web::http::experimental::listener::http_listener_config;
+namespace net = boost::asio;
+namespace ssl = boost::asio::ssl;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using tcp = boost::asio::ip::tcp;
+using std::chrono::milliseconds;
 
-constexpr int kBindAttempts = 5;
 // How long Stop() waits for requests being handled and replies being written.
-constexpr std::chrono::seconds kDrain{2};
+constexpr milliseconds kDrain{2000};
+// After an error reply that leaves a body unread: how much of it to read and drop (so the client
+// gets the reply rather than a reset), and for how long.
+constexpr size_t kLingerBytes = 1 << 20;
+constexpr milliseconds kLinger{2000};
 
 nlohmann::json Reason(const std::string& reason) { return {{"reason", reason}}; }
 
+// A request that is not HTTP (worth a 400) rather than a connection that ended or timed out.
+bool IsParseError(beast::error_code ec) {
+  return ec.category() == beast::error_code(bhttp::error::bad_target).category() &&
+         ec != bhttp::error::end_of_stream && ec != bhttp::error::partial_message &&
+         ec != bhttp::error::need_more && ec != bhttp::error::need_buffer;
+}
+
 // Compares without an early exit so the time taken does not reveal how much of a guess matched.
-bool TokenMatches(const std::string& given, const std::string& expected) {
+bool TokenMatches(std::string_view given, const std::string& expected) {
   if (given.size() != expected.size()) return false;
   return CRYPTO_memcmp(given.data(), expected.data(), given.size()) == 0;
 }
 
-// What every request needs; shared with in-flight continuations so a request that finishes
-// after Stop() still finds it alive.
-struct ServerState {
-  std::string token;
-  HttpHandler handler;
-
-  // Requests from arrival until their reply is written (or failed), for Stop() to drain.
-  std::mutex mu;
-  std::condition_variable idle;
-  int in_flight = 0;
-
-  void WaitIdle(std::chrono::milliseconds timeout) {
-    std::unique_lock<std::mutex> lock(mu);
-    idle.wait_for(lock, timeout, [this] { return in_flight == 0; });
+// Empty when the request's Authorization header carries the token, else what is wrong.
+std::string CheckToken(const bhttp::request_header<>& header, const std::string& token) {
+  if (token.empty()) return "";
+  auto it = header.find(bhttp::field::authorization);
+  if (it == header.end()) return "missing Authorization: Bearer <token> header";
+  std::string_view value(it->value().data(), it->value().size());
+  // The scheme name is case-insensitive (RFC 7235); the token is not.
+  constexpr size_t kPrefix = 7;  // "Bearer "
+  if (value.size() < kPrefix || strncasecmp(value.data(), "Bearer ", kPrefix) != 0 ||
+      !TokenMatches(value.substr(kPrefix), token)) {
+    return "wrong bearer token";
   }
-};
+  return "";
+}
 
-// Counts one request in flight for as long as it lives (the reply's continuation holds the last
-// reference).
-class InFlight {
- public:
-  explicit InFlight(std::shared_ptr<ServerState> state) : state_(std::move(state)) {
-    std::lock_guard<std::mutex> lock(state_->mu);
-    ++state_->in_flight;
-  }
-  ~InFlight() {
-    std::lock_guard<std::mutex> lock(state_->mu);
-    if (--state_->in_flight == 0) state_->idle.notify_all();
-  }
-  InFlight(const InFlight&) = delete;
-  InFlight& operator=(const InFlight&) = delete;
-
- private:
-  std::shared_ptr<ServerState> state_;
-};
-
-HttpResponse Dispatch(const ServerState& state, HttpRequest request) {
+HttpResponse Dispatch(const HttpHandler& handler, const HttpRequest& request) {
   try {
-    return state.handler(request);
+    return handler(request);
   } catch (const nlohmann::json::exception& e) {
-    // The handler decoding the body into a message found a field of the wrong type.
+    // The handler decoding the body into a message found a field of the wrong type or range.
     return {400, Reason(std::string("request body does not match the message: ") + e.what())};
   } catch (const std::exception& e) {
     return {500, Reason(std::string("internal error: ") + e.what())};
@@ -84,123 +91,442 @@ HttpResponse Dispatch(const ServerState& state, HttpRequest request) {
   }
 }
 
-void Reply(http::http_request& request, const HttpResponse& response,
-           std::shared_ptr<InFlight> in_flight) {
-  std::string body = response.body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  request
-      .reply(static_cast<http::status_code>(response.status), std::move(body), "application/json")
-      .then([in_flight = std::move(in_flight)](pplx::task<void> t) {
-        try {
-          t.get();
-        } catch (...) {
-          // The client went away before the reply was written; nothing to do.
-        }
-      });
-}
+class Session;
 
-void Handle(const std::shared_ptr<ServerState>& state, http::http_request request) {
-  auto in_flight = std::make_shared<InFlight>(state);
-  if (!state->token.empty()) {
-    const auto& headers = request.headers();
-    auto it = headers.find(http::header_names::authorization);
-    if (it == headers.end()) {
-      Reply(request, {401, Reason("missing Authorization: Bearer <token> header")}, in_flight);
-      return;
-    }
-    const std::string& value = it->second;
-    // The scheme name is case-insensitive (RFC 7235); the token is not.
-    constexpr size_t kPrefix = 7;  // "Bearer "
-    if (value.size() < kPrefix || strncasecmp(value.c_str(), "Bearer ", kPrefix) != 0 ||
-        !TokenMatches(value.substr(kPrefix), state->token)) {
-      Reply(request, {401, Reason("wrong bearer token")}, in_flight);
-      return;
+// Everything the connections share. Sessions hold a plain pointer: they live inside `ioc`'s
+// handlers, and `ioc` is declared last, so it is destroyed (with them) first.
+struct ServerState {
+  HttpServerOptions options;
+  HttpHandler handler;
+  std::optional<ssl::context> tls;
+
+  std::mutex mu;
+  std::condition_variable changed;
+  int in_flight = 0;    // requests from their header until their reply is written
+  int connections = 0;  // open sessions
+  bool stopping = false;
+  std::unordered_map<Session*, std::weak_ptr<Session>> sessions;
+
+  net::io_context ioc;
+
+  void Begin() {
+    std::lock_guard<std::mutex> lock(mu);
+    ++in_flight;
+  }
+  void End() {
+    std::lock_guard<std::mutex> lock(mu);
+    --in_flight;
+    changed.notify_all();
+  }
+  bool Stopping() {
+    std::lock_guard<std::mutex> lock(mu);
+    return stopping;
+  }
+};
+
+// One connection: requests one after another (keep-alive), each header read and checked before
+// its body. All its handlers run on its strand.
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(ServerState* state, tcp::socket socket) : state_(state) {
+    if (state_->tls) {
+      tls_.emplace(beast::tcp_stream(std::move(socket)), *state_->tls);
+    } else {
+      plain_.emplace(std::move(socket));
     }
   }
-  // Read the body asynchronously: blocking a pool thread on it could starve the pool that
-  // delivers it.
-  request.extract_utf8string(true).then(
-      [state, request, in_flight](pplx::task<std::string> body_task) mutable {
-        HttpRequest req;
-        req.method = request.method();
-        req.path = request.request_uri().path();
-        std::string body;
-        try {
-          body = body_task.get();
-        } catch (const std::exception& e) {
-          Reply(request, {400, Reason(std::string("cannot read request body: ") + e.what())},
-                in_flight);
-          return;
-        }
-        if (!body.empty()) {
-          try {
-            req.body = nlohmann::json::parse(body);
-          } catch (const nlohmann::json::exception& e) {
-            Reply(request, {400, Reason(std::string("request body is not JSON: ") + e.what())},
-                  in_flight);
-            return;
-          }
-        }
-        Reply(request, Dispatch(*state, std::move(req)), in_flight);
-      });
-}
+  ~Session() {
+    if (in_request_) state_->End();
+    std::lock_guard<std::mutex> lock(state_->mu);
+    state_->sessions.erase(this);
+    --state_->connections;
+    state_->changed.notify_all();
+  }
 
-class ListenerServer : public HttpServer {
+  void Start() {
+    {
+      std::lock_guard<std::mutex> lock(state_->mu);
+      state_->sessions.emplace(this, weak_from_this());
+    }
+    if (!tls_) return ReadRequest();
+    Tcp().expires_after(milliseconds(state_->options.header_timeout_ms));
+    tls_->async_handshake(ssl::stream_base::server,
+                          [self = shared_from_this()](beast::error_code ec) {
+                            if (ec) return self->Abort();
+                            self->ReadRequest();
+                          });
+  }
+
+  // Stop(): ends the connection now (posted to its strand).
+  void Abort() {
+    beast::error_code ec;
+    Tcp().socket().shutdown(tcp::socket::shutdown_both, ec);
+    Tcp().close();
+  }
+
+  beast::tcp_stream& Tcp() { return tls_ ? beast::get_lowest_layer(*tls_) : *plain_; }
+
+ private:
+  template <typename F>
+  void WithStream(F&& f) {
+    if (tls_) {
+      f(*tls_);
+    } else {
+      f(*plain_);
+    }
+  }
+
+  // Waits for the next request's first bytes (idle: keep-alive; a new connection gets the header
+  // timeout), then for its whole header within the header timeout.
+  void ReadRequest() {
+    if (state_->Stopping()) return Abort();
+    parser_.emplace();
+    parser_->header_limit(static_cast<uint32_t>(state_->options.max_header_bytes));
+    // The body limit is set once the header passed the checks: set now, a Content-Length over it
+    // would fail the header read before the token is looked at. (Not boost::none: Boost 1.74
+    // compares a Content-Length with a disabled limit as exceeding it.)
+    parser_->body_limit(std::numeric_limits<std::uint64_t>::max());
+    if (buffer_.size() > 0) return ReadHeader();
+    const int wait_ms =
+        served_ > 0 ? state_->options.idle_timeout_ms : state_->options.header_timeout_ms;
+    Tcp().expires_after(milliseconds(wait_ms));
+    WithStream([&](auto& stream) {
+      stream.async_read_some(buffer_.prepare(4096),
+                             [self = shared_from_this()](beast::error_code ec, size_t n) {
+                               if (ec) return self->Abort();
+                               self->buffer_.commit(n);
+                               self->ReadHeader();
+                             });
+    });
+  }
+
+  void ReadHeader() {
+    Tcp().expires_after(milliseconds(state_->options.header_timeout_ms));
+    WithStream([&](auto& stream) {
+      bhttp::async_read_header(
+          stream, buffer_, *parser_,
+          [self = shared_from_this()](beast::error_code ec, size_t) { self->OnHeader(ec); });
+    });
+  }
+
+  void OnHeader(beast::error_code ec) {
+    if (ec == bhttp::error::header_limit) {
+      return Reject(431, "request header larger than " +
+                             std::to_string(state_->options.max_header_bytes) + " bytes");
+    }
+    if (ec && IsParseError(ec)) return Reject(400, "malformed request: " + ec.message());
+    if (ec) return Abort();  // timed out, closed or reset by the client
+    in_request_ = true;
+    state_->Begin();
+    const auto& header = parser_->get();
+    if (std::string why = CheckToken(header, state_->options.token); !why.empty()) {
+      return Reject(401, why);
+    }
+    if (parser_->content_length() && *parser_->content_length() > state_->options.max_body_bytes) {
+      return Reject(413, "request body of " + std::to_string(*parser_->content_length()) +
+                             " bytes is larger than the limit of " +
+                             std::to_string(state_->options.max_body_bytes));
+    }
+    parser_->body_limit(state_->options.max_body_bytes);  // a chunked body is counted as read
+    auto expect = header.find(bhttp::field::expect);
+    if (expect != header.end() && beast::iequals(expect->value(), "100-continue")) {
+      auto cont = std::make_shared<bhttp::response<bhttp::empty_body>>(bhttp::status::continue_,
+                                                                       header.version());
+      Tcp().expires_after(milliseconds(state_->options.body_timeout_ms));
+      WithStream([&](auto& stream) {
+        bhttp::async_write(stream, *cont,
+                           [self = shared_from_this(), cont](beast::error_code ec, size_t) {
+                             if (ec) return self->Abort();
+                             self->ReadBody();
+                           });
+      });
+      return;
+    }
+    ReadBody();
+  }
+
+  void ReadBody() {
+    Tcp().expires_after(milliseconds(state_->options.body_timeout_ms));
+    WithStream([&](auto& stream) {
+      bhttp::async_read(
+          stream, buffer_, *parser_,
+          [self = shared_from_this()](beast::error_code ec, size_t) { self->OnBody(ec); });
+    });
+  }
+
+  void OnBody(beast::error_code ec) {
+    if (ec == bhttp::error::body_limit) {
+      return Reject(413, "request body larger than the limit of " +
+                             std::to_string(state_->options.max_body_bytes) + " bytes");
+    }
+    if (ec && IsParseError(ec)) return Reject(400, "malformed request body: " + ec.message());
+    if (ec) return Abort();
+    auto& message = parser_->get();
+    HttpRequest req;
+    req.method = std::string(message.method_string());
+    std::string target(message.target());
+    req.path = target.substr(0, target.find('?'));
+    HttpResponse response;
+    if (!message.body().empty()) {
+      try {
+        req.body = nlohmann::json::parse(message.body());
+      } catch (const nlohmann::json::exception& e) {
+        response = {400, Reason(std::string("request body is not JSON: ") + e.what())};
+      }
+    }
+    if (response.status == 200) response = Dispatch(state_->handler, req);
+    Write(response, message.keep_alive() && !state_->Stopping(), false);
+  }
+
+  // An error found before the body was read: the reply, then the connection ends.
+  void Reject(int status, const std::string& reason) {
+    Write({status, Reason(reason)}, false, true);
+  }
+
+  void Write(const HttpResponse& response, bool keep_alive, bool linger) {
+    auto res = std::make_shared<bhttp::response<bhttp::string_body>>();
+    res->result(static_cast<unsigned>(response.status));
+    res->version(11);
+    res->set(bhttp::field::content_type, "application/json");
+    res->keep_alive(keep_alive);
+    res->body() = response.body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    res->prepare_payload();
+    Tcp().expires_after(milliseconds(state_->options.body_timeout_ms));
+    WithStream([&](auto& stream) {
+      bhttp::async_write(
+          stream, *res,
+          [self = shared_from_this(), res, keep_alive, linger](beast::error_code ec, size_t) {
+            self->OnWritten(ec, keep_alive, linger);
+          });
+    });
+  }
+
+  void OnWritten(beast::error_code ec, bool keep_alive, bool linger) {
+    if (in_request_) {
+      in_request_ = false;
+      state_->End();
+    }
+    ++served_;
+    if (ec || !keep_alive) {
+      if (ec || !linger) return Abort();
+      return Linger();
+    }
+    ReadRequest();
+  }
+
+  // Stops sending, then reads and drops what the client still sends (a body that was refused),
+  // up to kLingerBytes for kLinger, so it reads the reply instead of getting a reset.
+  void Linger() {
+    beast::error_code ignored;
+    Tcp().socket().shutdown(tcp::socket::shutdown_send, ignored);
+    Tcp().expires_after(kLinger);
+    DrainSome();
+  }
+  void DrainSome() {
+    Tcp().async_read_some(net::buffer(drain_),
+                          [self = shared_from_this()](beast::error_code ec, size_t n) {
+                            self->drained_ += n;
+                            if (ec || self->drained_ >= kLingerBytes) return self->Abort();
+                            self->DrainSome();
+                          });
+  }
+
+  ServerState* state_;
+  std::optional<beast::tcp_stream> plain_;
+  std::optional<beast::ssl_stream<beast::tcp_stream>> tls_;
+  beast::flat_buffer buffer_;
+  std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
+  bool in_request_ = false;
+  int64_t served_ = 0;
+  std::array<char, 16384> drain_{};
+  size_t drained_ = 0;
+};
+
+// Accepts connections up to the cap; beyond it a new connection is closed at once.
+class Acceptor : public std::enable_shared_from_this<Acceptor> {
  public:
-  ListenerServer(std::unique_ptr<http_listener> listener, std::shared_ptr<ServerState> state,
-                 int port, std::string url)
-      : listener_(std::move(listener)),
-        state_(std::move(state)),
+  Acceptor(ServerState* state, tcp::acceptor acceptor)
+      : state_(state), acceptor_(std::move(acceptor)), retry_(acceptor_.get_executor()) {}
+
+  void Accept() {
+    acceptor_.async_accept(net::make_strand(state_->ioc),
+                           [self = shared_from_this()](beast::error_code ec, tcp::socket socket) {
+                             self->OnAccept(ec, std::move(socket));
+                           });
+  }
+
+  void Close() {
+    beast::error_code ignored;
+    acceptor_.close(ignored);
+    retry_.cancel();
+  }
+  tcp::acceptor& acceptor() { return acceptor_; }
+
+ private:
+  void OnAccept(beast::error_code ec, tcp::socket socket) {
+    if (ec == net::error::operation_aborted || !acceptor_.is_open()) return;
+    if (ec) {
+      // Out of file descriptors and the like: try again shortly rather than spin.
+      retry_.expires_after(milliseconds(100));
+      retry_.async_wait([self = shared_from_this()](beast::error_code e) {
+        if (!e) self->Accept();
+      });
+      return;
+    }
+    bool admit = false;
+    {
+      std::lock_guard<std::mutex> lock(state_->mu);
+      if (!state_->stopping && state_->connections < state_->options.max_connections) {
+        ++state_->connections;
+        admit = true;
+      }
+    }
+    if (admit) {
+      std::make_shared<Session>(state_, std::move(socket))->Start();
+    } else {
+      beast::error_code ignored;
+      socket.close(ignored);
+    }
+    Accept();
+  }
+
+  ServerState* state_;
+  tcp::acceptor acceptor_;
+  net::steady_timer retry_;
+};
+
+class BeastServer : public HttpServer {
+ public:
+  BeastServer(std::shared_ptr<ServerState> state, std::shared_ptr<Acceptor> acceptor, int port,
+              std::string url)
+      : state_(std::move(state)),
+        acceptor_(std::move(acceptor)),
+        work_(net::make_work_guard(state_->ioc)),
         port_(port),
         url_(std::move(url)) {}
-  ~ListenerServer() override { Stop(); }
+  ~BeastServer() override { Stop(); }
+
+  void Run(int threads) {
+    auto exited = std::make_shared<std::atomic<int>>(0);
+    exited_ = exited;
+    for (int i = 0; i < threads; ++i) {
+      threads_.emplace_back([state = state_, exited] {
+        state->ioc.run();
+        std::lock_guard<std::mutex> lock(state->mu);
+        ++*exited;
+        state->changed.notify_all();
+      });
+    }
+  }
 
   int port() const override { return port_; }
   std::string url() const override { return url_; }
-
-  void Stop() override {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (!listener_) return;
-    // Replies being written when the owner decides to stop (e.g. the `done` that the coordinator
-    // waited for its agents to hear) still reach their clients; closing cuts connections.
-    state_->WaitIdle(kDrain);
-    try {
-      listener_->close().wait();
-    } catch (...) {
-      // Closing a listener whose sockets already failed: it is closed either way.
-    }
-    listener_.reset();
-  }
+  void Stop() override;
 
  private:
   std::mutex mu_;
-  std::unique_ptr<http_listener> listener_;
+  bool stopped_ = false;
   std::shared_ptr<ServerState> state_;
+  std::shared_ptr<Acceptor> acceptor_;
+  net::executor_work_guard<net::io_context::executor_type> work_;
+  std::vector<std::thread> threads_;
+  std::shared_ptr<std::atomic<int>> exited_;
   int port_;
   std::string url_;
 };
 
+void BeastServer::Stop() {
+  std::lock_guard<std::mutex> stop_lock(mu_);
+  if (stopped_) return;
+  stopped_ = true;
+  std::unique_lock<std::mutex> lock(state_->mu);
+  state_->stopping = true;
+  lock.unlock();
+  // No new connections; then requests being handled and replies being written get kDrain to
+  // finish (a reply the owner waited for its clients to get, such as the coordinator's `done`,
+  // is not cut off); then every connection is closed.
+  auto closed = std::make_shared<std::promise<void>>();
+  auto closed_future = closed->get_future();
+  net::post(acceptor_->acceptor().get_executor(), [acceptor = acceptor_, closed] {
+    acceptor->Close();
+    closed->set_value();
+  });
+  closed_future.wait_for(kDrain);
+  lock.lock();
+  state_->changed.wait_for(lock, kDrain, [&] { return state_->in_flight == 0; });
+  std::vector<std::shared_ptr<Session>> open;
+  for (auto& [raw, weak] : state_->sessions) {
+    if (auto session = weak.lock()) open.push_back(std::move(session));
+  }
+  lock.unlock();
+  // Outside the lock: a session's destructor takes it.
+  for (auto& session : open) {
+    net::post(session->Tcp().get_executor(), [session] { session->Abort(); });
+  }
+  open.clear();
+  lock.lock();
+  state_->changed.wait_for(lock, kDrain, [&] { return state_->connections == 0; });
+  lock.unlock();
+  work_.reset();
+  state_->ioc.stop();
+  lock.lock();
+  const int threads = static_cast<int>(threads_.size());
+  const bool all = state_->changed.wait_for(lock, kDrain, [&] { return *exited_ == threads; });
+  lock.unlock();
+  // A thread still inside a handler that does not return holds the state alive by itself.
+  for (auto& t : threads_) all ? t.join() : t.detach();
+  threads_.clear();
+}
+
 // Loads the certificate and key once up front so a wrong path or a key that does not match is
 // reported at start, not as a TLS failure on the first connection.
-Status CheckTlsFiles(const std::string& cert, const std::string& key) {
+StatusOr<ssl::context> MakeTlsContext(const std::string& cert, const std::string& key) {
   try {
-    boost::asio::ssl::context ctx(boost::asio::ssl::context::tls_server);
+    ssl::context ctx(ssl::context::tls_server);
+    ctx.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                    ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1 |
+                    ssl::context::single_dh_use);
     try {
       ctx.use_certificate_chain_file(cert);
     } catch (const std::exception& e) {
       return InvalidArgumentError("TLS certificate " + cert + ": " + e.what());
     }
     try {
-      ctx.use_private_key_file(key, boost::asio::ssl::context::pem);
+      ctx.use_private_key_file(key, ssl::context::pem);
     } catch (const std::exception& e) {
       return InvalidArgumentError("TLS key " + key + ": " + e.what());
     }
     if (SSL_CTX_check_private_key(ctx.native_handle()) != 1) {
       return InvalidArgumentError("TLS key " + key + " does not match the certificate " + cert);
     }
+    return ctx;
   } catch (const std::exception& e) {
     return InternalError(std::string("TLS setup: ") + e.what());
   }
-  return Status::Ok();
+}
+
+StatusOr<tcp::acceptor> Listen(net::io_context& ioc, const std::string& host, int port) {
+  beast::error_code ec;
+  tcp::resolver resolver(ioc);
+  std::string bare =
+      host.size() > 2 && host.front() == '[' ? host.substr(1, host.size() - 2) : host;
+  auto endpoints = resolver.resolve(bare, std::to_string(port), ec);
+  if (ec || endpoints.empty()) {
+    return InvalidArgumentError("cannot resolve listen address " + host + ": " + ec.message());
+  }
+  tcp::endpoint endpoint = endpoints.begin()->endpoint();
+  tcp::acceptor acceptor(net::make_strand(ioc));
+  acceptor.open(endpoint.protocol(), ec);
+  // Like any server: a restarted coordinator binds its address again despite TIME_WAIT.
+  if (!ec) acceptor.set_option(net::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor.bind(endpoint, ec);
+  if (!ec) acceptor.listen(net::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return UnavailableError("cannot listen on " + host + ":" +
+                            (port == 0 ? std::string("<free port>") : std::to_string(port)) + ": " +
+                            ec.message());
+  }
+  return acceptor;
 }
 
 }  // namespace
@@ -208,58 +534,29 @@ Status CheckTlsFiles(const std::string& cert, const std::string& key) {
 StatusOr<std::unique_ptr<HttpServer>> StartHttpServer(const HttpServerOptions& options,
                                                       HttpHandler handler) {
   const bool tls = !options.tls_cert_file.empty() || !options.tls_key_file.empty();
+  auto state = std::make_shared<ServerState>();
+  state->options = options;
+  state->handler = std::move(handler);
   if (tls) {
     if (options.tls_cert_file.empty() || options.tls_key_file.empty()) {
       return InvalidArgumentError("HTTPS needs both a certificate and a key file");
     }
-    PR_RETURN_IF_ERROR(CheckTlsFiles(options.tls_cert_file, options.tls_key_file));
+    PR_ASSIGN_OR_RETURN(ssl::context ctx,
+                        MakeTlsContext(options.tls_cert_file, options.tls_key_file));
+    state->tls.emplace(std::move(ctx));
   }
-  auto state = std::make_shared<ServerState>();
-  state->token = options.token;
-  state->handler = std::move(handler);
-
-  http_listener_config config;
-  if (tls) {
-    config.set_ssl_context_callback([cert = options.tls_cert_file,
-                                     key = options.tls_key_file](boost::asio::ssl::context& ctx) {
-      ctx.set_options(boost::asio::ssl::context::default_workarounds |
-                      boost::asio::ssl::context::no_sslv2 | boost::asio::ssl::context::no_sslv3 |
-                      boost::asio::ssl::context::no_tlsv1 | boost::asio::ssl::context::no_tlsv1_1 |
-                      boost::asio::ssl::context::single_dh_use);
-      ctx.use_certificate_chain_file(cert);
-      ctx.use_private_key_file(key, boost::asio::ssl::context::pem);
-    });
-  }
-  const std::string scheme = tls ? "https://" : "http://";
   // An IPv6 literal needs brackets in a URL.
   const std::string host = options.host.find(':') != std::string::npos && options.host[0] != '['
                                ? "[" + options.host + "]"
                                : options.host;
-
-  std::string last_error;
-  // With port 0 the port is picked here and may be taken by someone else before the listener
-  // binds it (cpprestsdk cannot bind port 0 and report it), so a failed bind picks again.
-  const int attempts = options.port == 0 ? kBindAttempts : 1;
-  for (int attempt = 0; attempt < attempts; ++attempt) {
-    int port = options.port;
-    if (port == 0) {
-      PR_ASSIGN_OR_RETURN(port, PickFreePort(options.host));
-    }
-    std::string url = scheme + host + ":" + std::to_string(port);
-    try {
-      auto listener = std::make_unique<http_listener>(web::uri(url + "/"), config);
-      listener->support([state](http::http_request request) { Handle(state, std::move(request)); });
-      listener->open().wait();
-      return std::unique_ptr<HttpServer>(
-          std::make_unique<ListenerServer>(std::move(listener), state, port, url));
-    } catch (const std::exception& e) {
-      last_error = e.what();
-    }
-  }
-  return UnavailableError(
-      "cannot listen on " + scheme + host + ":" +
-      (options.port == 0 ? std::string("<free port>") : std::to_string(options.port)) + " (" +
-      std::to_string(attempts) + " attempt(s)): " + last_error);
+  PR_ASSIGN_OR_RETURN(tcp::acceptor listening, Listen(state->ioc, host, options.port));
+  const int port = listening.local_endpoint().port();
+  auto acceptor = std::make_shared<Acceptor>(state.get(), std::move(listening));
+  acceptor->Accept();
+  auto server = std::make_unique<BeastServer>(
+      state, acceptor, port, (tls ? "https://" : "http://") + host + ":" + std::to_string(port));
+  server->Run(std::max(1, options.threads));
+  return std::unique_ptr<HttpServer>(std::move(server));
 }
 
 }  // namespace parallelrun::rt::protocol

@@ -1,9 +1,13 @@
 // The HTTP adapters end to end on loopback: StartHttpServer + MakeHttpCoordinatorClient.
 // cpprestsdk defines a macro U() that breaks other headers (GoogleTest, Boost); we never use it.
 #define _TURN_OFF_PLATFORM_STRING
+#include <arpa/inet.h>
 #include <cpprest/http_client.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -36,6 +40,16 @@ namespace {
 using ::testing::HasSubstr;
 
 constexpr char kToken[] = "s3cret-token";
+
+template <typename Pred>
+bool WaitUntil(Pred pred) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return pred();
+}
 
 // A tiny coordinator: enough behaviour to see that every message crosses the wire intact.
 HttpResponse FakeCoordinator(const HttpRequest& req) {
@@ -345,6 +359,169 @@ TEST_F(HttpTest, SmallPostRoundTripRate) {
   std::printf("[ rate     ] %d sequential POST /v1/results in %.3f s: %.0f requests/s\n", kCalls, s,
               kCalls / s);
   RecordProperty("requests_per_second", static_cast<int>(kCalls / s));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Limits against hostile clients (issue 12), over raw sockets.
+
+// A connected socket to 127.0.0.1:port whose reads give up after `timeout_ms`.
+int Connect(int port, int timeout_ms = 20000) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  timeval tv{timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  return fd;
+}
+
+bool SendAll(int fd, const std::string& data) {
+  size_t off = 0;
+  while (off < data.size()) {
+    ssize_t n = ::send(fd, data.data() + off, data.size() - off, MSG_NOSIGNAL);
+    if (n <= 0) return false;
+    off += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+// Everything the server sends until it closes the connection (or the read times out).
+std::string ReadAll(int fd) {
+  std::string out;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::recv(fd, buf, sizeof buf, 0)) > 0) out.append(buf, static_cast<size_t>(n));
+  return out;
+}
+
+// The status code of the first reply on the connection (0 when none came).
+int StatusOf(const std::string& reply) {
+  if (reply.rfind("HTTP/1.1 ", 0) != 0) return 0;
+  return std::atoi(reply.c_str() + 9);
+}
+
+class HttpLimitsTest : public ::testing::Test {
+ protected:
+  void Start(HttpServerOptions o) {
+    o.token = kToken;
+    auto server = StartHttpServer(o, FakeCoordinator);
+    ASSERT_TRUE(server.ok()) << server.status().ToString();
+    server_ = std::move(*server);
+  }
+  std::unique_ptr<HttpServer> server_;
+};
+
+TEST_F(HttpLimitsTest, UnauthenticatedBodyIsRefusedBeforeItIsRead) {
+  Start({});
+  int fd = Connect(server_->port());
+  ASSERT_GE(fd, 0);
+  // 100 MB announced, none sent: the answer comes from the header alone.
+  ASSERT_TRUE(
+      SendAll(fd, "POST /v1/results HTTP/1.1\r\nHost: x\r\nContent-Length: 104857600\r\n\r\n"));
+  std::string reply = ReadAll(fd);
+  ::close(fd);
+  EXPECT_EQ(StatusOf(reply), 401) << reply;
+  EXPECT_THAT(reply, HasSubstr("Bearer"));
+}
+
+TEST_F(HttpLimitsTest, BodyOverTheLimitIs413ByItsContentLengthOrAsItArrives) {
+  HttpServerOptions o;
+  o.max_body_bytes = 1000;
+  Start(o);
+  const std::string auth = std::string("Authorization: Bearer ") + kToken + "\r\n";
+  int fd = Connect(server_->port());
+  ASSERT_TRUE(SendAll(
+      fd, "POST /v1/results HTTP/1.1\r\nHost: x\r\n" + auth + "Content-Length: 1001\r\n\r\n"));
+  std::string reply = ReadAll(fd);
+  ::close(fd);
+  EXPECT_EQ(StatusOf(reply), 413) << reply;
+  EXPECT_THAT(reply, HasSubstr("larger than the limit of 1000"));
+  // Chunked: no length up front, counted as it is read.
+  fd = Connect(server_->port());
+  std::string chunk(600, 'x');
+  ASSERT_TRUE(SendAll(fd, "POST /v1/results HTTP/1.1\r\nHost: x\r\n" + auth +
+                              "Transfer-Encoding: chunked\r\n\r\n258\r\n" + chunk + "\r\n258\r\n" +
+                              chunk + "\r\n0\r\n\r\n"));
+  reply = ReadAll(fd);
+  ::close(fd);
+  EXPECT_EQ(StatusOf(reply), 413) << reply;
+  // Within the limit all is well.
+  fd = Connect(server_->port());
+  ASSERT_TRUE(SendAll(fd, "POST /v1/results HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + auth +
+                              "Content-Length: 2\r\n\r\n{}"));
+  reply = ReadAll(fd);
+  ::close(fd);
+  EXPECT_EQ(StatusOf(reply), 200) << reply;
+}
+
+TEST_F(HttpLimitsTest, OversizedHeaderIs431) {
+  HttpServerOptions o;
+  o.max_header_bytes = 8192;
+  Start(o);
+  int fd = Connect(server_->port());
+  SendAll(fd,
+          "GET /v1/progress HTTP/1.1\r\nHost: x\r\nX-Pad: " + std::string(20000, 'a') + "\r\n\r\n");
+  std::string reply = ReadAll(fd);
+  ::close(fd);
+  EXPECT_EQ(StatusOf(reply), 431) << reply.substr(0, 200);
+}
+
+TEST_F(HttpLimitsTest, SlowAndSilentConnectionsAreClosedAfterTheHeaderTimeout) {
+  HttpServerOptions o;
+  o.header_timeout_ms = 500;
+  Start(o);
+  auto start = std::chrono::steady_clock::now();
+  int silent = Connect(server_->port());
+  int slow = Connect(server_->port());
+  ASSERT_GE(silent, 0);
+  ASSERT_GE(slow, 0);
+  // One header byte every 100 ms never completes a header within 500 ms.
+  bool cut = false;
+  for (char c : std::string("GET /v1/progress HTTP/1.1\r\nHost: x\r\nX: ") + std::string(50, 'y')) {
+    if (!SendAll(slow, std::string(1, c))) {
+      cut = true;
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(ReadAll(silent), "");  // closed, no reply
+  std::string reply = ReadAll(slow);
+  EXPECT_TRUE(cut || StatusOf(reply) == 0) << reply;
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
+  ::close(silent);
+  ::close(slow);
+  // The server itself is fine.
+  HttpClientOptions co;
+  co.base_url = server_->url();
+  co.token = kToken;
+  EXPECT_TRUE(MakeHttpCoordinatorClient(co)->GetProgress().ok());
+}
+
+TEST_F(HttpLimitsTest, ConnectionsBeyondTheCapAreClosedAtOnce) {
+  HttpServerOptions o;
+  o.max_connections = 2;
+  Start(o);
+  int a = Connect(server_->port());
+  int b = Connect(server_->port());
+  // Let the server admit both before the third arrives.
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  int c = Connect(server_->port(), 5000);
+  ASSERT_GE(c, 0);
+  SendAll(c, "GET /v1/progress HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_EQ(ReadAll(c), "");
+  ::close(c);
+  ::close(a);
+  ::close(b);
+  HttpClientOptions co;
+  co.base_url = server_->url();
+  co.token = kToken;
+  auto client = MakeHttpCoordinatorClient(co);
+  ASSERT_TRUE(WaitUntil([&] { return client->GetProgress().ok(); }));
 }
 
 class HttpsTest : public ::testing::Test {

@@ -1,17 +1,58 @@
 #include "runtime/protocol/messages.h"
 
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <type_traits>
+
 namespace parallelrun::rt::protocol {
+namespace {
+
+// A JSON integer that does not fit its field (attempt 2^32+1 must not wrap to 1). A
+// nlohmann::json::exception, so the HTTP adapter answers 400 with the message, like a type error.
+class FieldRangeError : public nlohmann::json::exception {
+ public:
+  explicit FieldRangeError(const std::string& message) : exception(406, message.c_str()) {}
+};
+
+// One field of a message: missing takes the default; an integer field must hold a JSON integer
+// within its C++ type's range.
+template <typename T>
+void ReadField(const nlohmann::json& j, const char* name, T& out, const T& fallback) {
+  out = j.value(name, fallback);
+  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+    auto it = j.find(name);
+    if (it == j.end()) return;
+    const bool fits =
+        it->is_number_unsigned()
+            ? it->template get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<T>::max())
+        : it->is_number_integer()
+            ? it->template get<int64_t>() >= static_cast<int64_t>(std::numeric_limits<T>::min()) &&
+                  it->template get<int64_t>() <= static_cast<int64_t>(std::numeric_limits<T>::max())
+            : false;
+    if (!fits) {
+      throw FieldRangeError(std::string(name) + ": got " + it->dump() +
+                            ", expected an integer from " +
+                            std::to_string(std::numeric_limits<T>::min()) + " to " +
+                            std::to_string(std::numeric_limits<T>::max()));
+    }
+  }
+}
+
+}  // namespace
 
 // nlohmann's NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT defines the functions `inline`, so
 // this file would emit none of them for the out-of-line declarations in messages.h; this is the
-// same expansion without `inline`.
-#define PR_DEFINE_JSON_WITH_DEFAULT(Type, ...)                                              \
-  void to_json(nlohmann::json& nlohmann_json_j, const Type& nlohmann_json_t) {              \
-    NLOHMANN_JSON_EXPAND(NLOHMANN_JSON_PASTE(NLOHMANN_JSON_TO, __VA_ARGS__))                \
-  }                                                                                         \
-  void from_json(const nlohmann::json& nlohmann_json_j, Type& nlohmann_json_t) {            \
-    const Type nlohmann_json_default_obj{};                                                 \
-    NLOHMANN_JSON_EXPAND(NLOHMANN_JSON_PASTE(NLOHMANN_JSON_FROM_WITH_DEFAULT, __VA_ARGS__)) \
+// same expansion without `inline`, and with integer fields range-checked (ReadField).
+#define PR_JSON_FROM(v1) \
+  ReadField(nlohmann_json_j, #v1, nlohmann_json_t.v1, nlohmann_json_default_obj.v1);
+#define PR_DEFINE_JSON_WITH_DEFAULT(Type, ...)                                   \
+  void to_json(nlohmann::json& nlohmann_json_j, const Type& nlohmann_json_t) {   \
+    NLOHMANN_JSON_EXPAND(NLOHMANN_JSON_PASTE(NLOHMANN_JSON_TO, __VA_ARGS__))     \
+  }                                                                              \
+  void from_json(const nlohmann::json& nlohmann_json_j, Type& nlohmann_json_t) { \
+    const Type nlohmann_json_default_obj{};                                      \
+    NLOHMANN_JSON_EXPAND(NLOHMANN_JSON_PASTE(PR_JSON_FROM, __VA_ARGS__))         \
   }
 
 // Missing fields take their defaults, so older and newer peers interoperate; a field of the
@@ -30,7 +71,7 @@ PR_DEFINE_JSON_WITH_DEFAULT(AttemptResult, mini_batch_id, attempt, process, pid,
                             part_bytes, part_crc32)
 PR_DEFINE_JSON_WITH_DEFAULT(WorkerEvent, process, pid, kind, error, detail)
 PR_DEFINE_JSON_WITH_DEFAULT(ResultsRequest, node, results, events, released)
-PR_DEFINE_JSON_WITH_DEFAULT(ResultsResponse, accepted, stop)
+PR_DEFINE_JSON_WITH_DEFAULT(ResultsResponse, accepted, refused, stop)
 PR_DEFINE_JSON_WITH_DEFAULT(MiniBatchCounts, total, completed, failed, running, retried)
 PR_DEFINE_JSON_WITH_DEFAULT(ItemCounts, total, succeeded, failed)
 PR_DEFINE_JSON_WITH_DEFAULT(NodeCounts, desired, ready)

@@ -128,8 +128,12 @@ struct ResultsRequest {
   std::vector<LeaseRef> released;
 };
 
+// Fencing: a result counts only when the node reporting it holds the lease of that very attempt.
+// Results that do not are `refused` (never counted; the agent drops them); when every result of a
+// request is refused the reply is 409 (with this body and a `reason`).
 struct ResultsResponse {
   std::vector<LeaseRef> accepted;  // results recorded durably (journal fsync'd)
+  std::vector<LeaseRef> refused;   // results of attempts this node does not hold
   bool stop = false;
 };
 

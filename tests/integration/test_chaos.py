@@ -131,12 +131,25 @@ class ChaosTest(JobTestCase):
         self.assertEqual(len(accepted) + failed, FILES, result)
         self.assertEqual(int(fields.get("items_failed", "0")), failed, result)
 
-    # PARALLELRUN_CHAOS_SEED replays one seed in both methods (e.g. one printed by a failure).
+    # PARALLELRUN_CHAOS_SEED replays one seed in every method (e.g. one printed by a failure).
     def test_seed_1(self):
         self.run_chaos(int(os.environ.get("PARALLELRUN_CHAOS_SEED", "1")))
 
     def test_seed_2(self):
         self.run_chaos(int(os.environ.get("PARALLELRUN_CHAOS_SEED", "2")))
+
+    def test_seed_3(self):
+        self.run_chaos(int(os.environ.get("PARALLELRUN_CHAOS_SEED", "3")))
+
+    def test_seed_4(self):
+        self.run_chaos(int(os.environ.get("PARALLELRUN_CHAOS_SEED", "4")))
+
+    def test_seed_5(self):
+        self.run_chaos(int(os.environ.get("PARALLELRUN_CHAOS_SEED", "5")))
+
+    def test_seed_26(self):
+        # Failed before issue 12: an agent got a 404 from the closing coordinator and exited 1.
+        self.run_chaos(int(os.environ.get("PARALLELRUN_CHAOS_SEED", "26")))
 
 
 if __name__ == "__main__":
