@@ -122,7 +122,7 @@ class HelmLifecycleTest(unittest.TestCase):
         self.assertIn('Release "parallelrun" has been upgraded.', out.stdout)
         args, status = self.deployment_args()
         self.assertIn("--log-level=debug", args)
-        self.assertIn("--metrics-bind-address=:%d" % metrics, args)
+        self.assertIn("--metrics-bind-address=$(POD_IP):%d" % metrics, args)
         self.assertEqual((status.get("updatedReplicas"), status.get("readyReplicas")), (1, 1))
         self.assertEqual(self.history(), [(1, "superseded", "Install complete"),
                                           (2, "deployed", "Upgrade complete")])
