@@ -413,7 +413,10 @@ class Cluster:
 
     def __init__(self):
         self.dir = tempfile.mkdtemp(prefix="chart-test-")
-        out = subprocess.run([WRAPPER, "up", "--state", self.dir], capture_output=True,
+        # PARALLELRUN_TEST_RUNTIME=container: pods are podman containers from local images.
+        runtime = os.environ.get("PARALLELRUN_TEST_RUNTIME", "")
+        extra = ["--runtime", runtime] if runtime else []
+        out = subprocess.run([WRAPPER, "up", "--state", self.dir] + extra, capture_output=True,
                              text=True, timeout=120)
         if out.returncode != 0:
             shutil.rmtree(self.dir, ignore_errors=True)
