@@ -468,6 +468,17 @@ class ExampleJobTest(unittest.TestCase):
         self.assertNotEqual(out.returncode, 0)
         self.assertIn("nodeCont", out.stderr)
 
+    def test_webhook_asks_the_api_server_whether_the_user_may_read_a_mounted_config_map(self):
+        # A configMap volume needs `get` on it for whoever creates the job: the webhook asks the
+        # API server (a LocalSubjectAccessReview); the cluster admin may. Refusals are in
+        # test_admission_e2e.
+        manifest = cluster_manifest("with-config", "/tmp", score_files_source())
+        manifest["spec"]["volumes"].append({"name": "cfg", "configMap": {"name": "settings"}})
+        out = self.c.kubectl("apply", "--dry-run=server", "-f", "-", input=json.dumps(manifest),
+                             check=False)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIsNone(self.c.get_job("with-config"))
+
     def test_semantic_error_is_refused_by_the_admission_webhook(self):
         # The chart's webhook refuses it at once (the operator's InvalidSpec, for jobs created
         # while no webhook ran, is in test_operator_production and the reconciler's unit tests).
