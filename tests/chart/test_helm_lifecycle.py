@@ -3,7 +3,8 @@ whole life: status, list, upgrade, history, rollback, uninstall with nothing of 
 
 Run by CTest (chart.helm_lifecycle) with TESTCLUSTER_BIN and OPERATOR_BIN set; helm comes from
 PATH and a missing helm fails the test. With PARALLELRUN_TEST_RUNTIME=container (as CTest runs it)
-the operator pods run from the image parallelrun:<appVersion> (scripts/build-image.sh); unset,
+the operator pods run from the image parallelrun:<appVersion> (scripts/build-image.sh; another
+with PARALLELRUN_TEST_IMAGE=repository:tag); unset,
 they run `parallelrun-operator` from the build as host processes. Pods share the host network,
 each on its own loopback pod IP, which the chart binds: the install adds free metrics, health and
 webhook ports to the README's command and `--set replicaCount=2` (both replicas Ready, one leads).
@@ -99,6 +100,10 @@ class HelmLifecycleTest(unittest.TestCase):
         install = shlex.split(README_COMMAND)[1:]
         install[install.index("charts/parallelrun")] = CHART
         metrics, health, webhook = free_port(), free_port(), free_port()
+        image = os.environ.get("PARALLELRUN_TEST_IMAGE")  # the image under test, if not the default
+        if image:
+            install += ["--set", "image.repository=" + image.rsplit(":", 1)[0],
+                        "--set", "image.tag=" + image.rsplit(":", 1)[1]]
         out = self.timed("install --wait", *install, "--wait", "--timeout", "180s",
                          "--set", "metrics.port=%d" % metrics, "--set", "health.port=%d" % health,
                          "--set", "webhook.port=%d" % webhook, "--set", "replicaCount=2",

@@ -40,8 +40,9 @@ CRD = os.path.join(ROOT, "crds", "parallelrun.io_parallelrunjobs.yaml")
 EXAMPLE = os.path.join(ROOT, "examples", "score-files")
 SLOW = os.path.join(HERE, "testdata", "slow")
 OPERATOR_NS = "parallelrun-system"
-# The job pods' image (--default-image). On a container cluster (PARALLELRUN_TEST_RUNTIME=container)
-# it must exist in the local podman storage, e.g. PARALLELRUN_TEST_IMAGE=parallelrun:0.1.0.
+# The image of the operator pods and the job pods (--default-image). On a container cluster
+# (PARALLELRUN_TEST_RUNTIME=container) it must exist in the local podman storage, e.g.
+# PARALLELRUN_TEST_IMAGE=parallelrun:0.1.0.
 JOB_IMAGE = os.environ.get("PARALLELRUN_TEST_IMAGE", "parallelrun:e2e")
 
 
@@ -214,6 +215,8 @@ class ChartOperatorCluster(OperatorCluster):
                                        "metrics.port": self.metrics_port,
                                        "health.port": self.health_port,
                                        "webhook.port": free_port(),
+                                       "image.repository": JOB_IMAGE.rsplit(":", 1)[0],
+                                       "image.tag": JOB_IMAGE.rsplit(":", 1)[1],
                                        "defaultJobImage": JOB_IMAGE})
             chartlib.wait_for_operator(self.cluster.kubeconfig, namespace=OPERATOR_NS)
             self.leader()
