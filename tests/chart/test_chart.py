@@ -118,14 +118,14 @@ class RenderTest(unittest.TestCase):
         self.assertEqual(c["command"], ["parallelrun-operator"])
         self.assertEqual(c["image"], "parallelrun:" + project_version())
         self.assertEqual(flag_values(c["args"]), {
-            "--metrics-bind-address": ":18080",
-            "--health-probe-bind-address": ":18081",
+            "--metrics-bind-address": "$(POD_IP):18080",
+            "--health-probe-bind-address": "$(POD_IP):18081",
             "--default-image": "parallelrun:" + project_version(),
             "--leader-elect": True,
             "--leader-election-namespace": "$(POD_NAMESPACE)",
             "--leader-election-id": "parallelrun-operator",
             "--max-concurrent-reconciles": "4",
-            "--webhook-bind-address": ":9443",
+            "--webhook-bind-address": "$(POD_IP):9443",
             "--webhook-cert-dir": "/etc/parallelrun/webhook",
             "--operator-pod-labels": "app.kubernetes.io/name=parallelrun,"
                                      "app.kubernetes.io/instance=parallelrun,"
@@ -133,8 +133,10 @@ class RenderTest(unittest.TestCase):
             "--log-format": "json",
             "--log-level": "info",
         })
-        self.assertEqual(c["env"], [{"name": "POD_NAMESPACE", "valueFrom": {
-            "fieldRef": {"fieldPath": "metadata.namespace"}}}])
+        self.assertEqual(c["env"], [
+            {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+            {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        ])
         ports = {p["name"]: p["containerPort"] for p in c["ports"]}
         self.assertEqual(ports, {"metrics": 18080, "health": 18081, "webhook": 9443})
         self.assertEqual(c["livenessProbe"]["httpGet"], {"path": "/healthz", "port": "health"})
@@ -171,7 +173,7 @@ class RenderTest(unittest.TestCase):
         deployment = one(docs, "Deployment")
         c = container(docs)
         self.assertIn({"name": "webhook", "containerPort": 19443, "protocol": "TCP"}, c["ports"])
-        self.assertEqual(flag_values(c["args"])["--webhook-bind-address"], ":19443")
+        self.assertEqual(flag_values(c["args"])["--webhook-bind-address"], "$(POD_IP):19443")
         # The pods mount the Secret whose certificate the caBundle verifies, for the Service's
         # DNS name.
         secret = one(docs, "Secret")
@@ -320,7 +322,7 @@ class RenderTest(unittest.TestCase):
         c = container(docs)
         flags = flag_values(c["args"])
         self.assertEqual(flags["--log-level"], "debug")
-        self.assertEqual(flags["--metrics-bind-address"], ":18001")
+        self.assertEqual(flags["--metrics-bind-address"], "$(POD_IP):18001")
         self.assertEqual(c["resources"], {"limits": {"memory": "1Gi"},
                                           "requests": {"cpu": "50m", "memory": "64Mi"}})
 
@@ -411,7 +413,10 @@ class Cluster:
 
     def __init__(self):
         self.dir = tempfile.mkdtemp(prefix="chart-test-")
-        out = subprocess.run([WRAPPER, "up", "--state", self.dir], capture_output=True,
+        # PARALLELRUN_TEST_RUNTIME=container: pods are podman containers from local images.
+        runtime = os.environ.get("PARALLELRUN_TEST_RUNTIME", "")
+        extra = ["--runtime", runtime] if runtime else []
+        out = subprocess.run([WRAPPER, "up", "--state", self.dir] + extra, capture_output=True,
                              text=True, timeout=120)
         if out.returncode != 0:
             shutil.rmtree(self.dir, ignore_errors=True)

@@ -2,11 +2,13 @@
 whole life: status, list, upgrade, history, rollback, uninstall with nothing of it left behind.
 
 Run by CTest (chart.helm_lifecycle) with TESTCLUSTER_BIN and OPERATOR_BIN set; helm comes from
-PATH and a missing helm fails the test. The operator pod runs `parallelrun-operator` from the
-build (the test cluster's process runtime), on the host network: so the install adds free metrics
-and health ports to the README's command, and keeps replicaCount 1 (two replicas would bind the
-same host ports; a standby replica's readiness is tested by tests/operator). A second test shows
-that `--wait` fails when the operator's pod never becomes Ready.
+PATH and a missing helm fails the test. With PARALLELRUN_TEST_RUNTIME=container (as CTest runs it)
+the operator pods run from the image parallelrun:<appVersion> (scripts/build-image.sh; another
+with PARALLELRUN_TEST_IMAGE=repository:tag); unset,
+they run `parallelrun-operator` from the build as host processes. Pods share the host network,
+each on its own loopback pod IP, which the chart binds: the install adds free metrics, health and
+webhook ports to the README's command and `--set replicaCount=2` (both replicas Ready, one leads).
+A second test shows that `--wait` fails when the operator's pod never becomes Ready.
 """
 
 import json
@@ -97,15 +99,20 @@ class HelmLifecycleTest(unittest.TestCase):
             self.assertIn(README_COMMAND, f.read().splitlines())
         install = shlex.split(README_COMMAND)[1:]
         install[install.index("charts/parallelrun")] = CHART
-        metrics, health = free_port(), free_port()
+        metrics, health, webhook = free_port(), free_port(), free_port()
+        image = os.environ.get("PARALLELRUN_TEST_IMAGE")  # the image under test, if not the default
+        if image:
+            install += ["--set", "image.repository=" + image.rsplit(":", 1)[0],
+                        "--set", "image.tag=" + image.rsplit(":", 1)[1]]
         out = self.timed("install --wait", *install, "--wait", "--timeout", "180s",
                          "--set", "metrics.port=%d" % metrics, "--set", "health.port=%d" % health,
+                         "--set", "webhook.port=%d" % webhook, "--set", "replicaCount=2",
                          timeout=240)
         self.assertIn("STATUS: deployed", out.stdout)
         self.assertIn("NOTES:", out.stdout)
         args, status = self.deployment_args()
-        self.assertEqual(status.get("readyReplicas"), 1, status)
-        self.assertEqual(len(self.ready_pods()), 1)
+        self.assertEqual(status.get("readyReplicas"), 2, status)
+        self.assertEqual(len(self.ready_pods()), 2)
         self.assertIn("--log-level=info", args)
         self.k("get", "crd", "parallelrunjobs.parallelrun.io")
 
@@ -122,8 +129,8 @@ class HelmLifecycleTest(unittest.TestCase):
         self.assertIn('Release "parallelrun" has been upgraded.', out.stdout)
         args, status = self.deployment_args()
         self.assertIn("--log-level=debug", args)
-        self.assertIn("--metrics-bind-address=:%d" % metrics, args)
-        self.assertEqual((status.get("updatedReplicas"), status.get("readyReplicas")), (1, 1))
+        self.assertIn("--metrics-bind-address=$(POD_IP):%d" % metrics, args)
+        self.assertEqual((status.get("updatedReplicas"), status.get("readyReplicas")), (2, 2))
         self.assertEqual(self.history(), [(1, "superseded", "Install complete"),
                                           (2, "deployed", "Upgrade complete")])
 
@@ -132,7 +139,7 @@ class HelmLifecycleTest(unittest.TestCase):
         args, status = self.deployment_args()
         self.assertIn("--log-level=info", args)
         self.assertEqual(self.history()[-1], (3, "deployed", "Rollback to 1"))
-        wait_until(lambda: len(self.ready_pods()) == 1, 120, "one Ready operator pod")
+        wait_until(lambda: len(self.ready_pods()) == 2, 120, "two Ready operator pods")
         secrets = json.loads(self.k("-n", NAMESPACE, "get", "secrets", "-l",
                                     "owner=helm,name=" + RELEASE, "-o", "json").stdout)["items"]
         self.assertEqual(sorted(s["metadata"]["name"] for s in secrets),

@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "cluster"))
 sys.path.insert(0, os.path.join(ROOT, "tests", "chart"))
 from test_e2e_kubectl import Cluster, wait_until  # noqa: E402
 import chartlib  # noqa: E402
-from test_operator_e2e import free_port, make_slow_data, PARALLELRUN_BIN  # noqa: E402
+from test_operator_e2e import free_port, make_slow_data, JOB_IMAGE, PARALLELRUN_BIN  # noqa: E402
 
 OPERATOR_NS = "parallelrun-system"
 NS = "team-a"
@@ -138,7 +138,10 @@ class AdmissionTest(unittest.TestCase):
         c = cls.cluster
         chartlib.install_chart(c.kubeconfig, namespace=OPERATOR_NS,
                                values={"metrics.port": free_port(), "health.port": free_port(),
-                                       "webhook.port": free_port()})
+                                       "webhook.port": free_port(),
+                                       "image.repository": JOB_IMAGE.rsplit(":", 1)[0],
+                                       "image.tag": JOB_IMAGE.rsplit(":", 1)[1],
+                                       "defaultJobImage": JOB_IMAGE})
         chartlib.wait_for_operator(c.kubeconfig, namespace=OPERATOR_NS)
         c.kubectl("create", "namespace", NS)
         c.kubectl("apply", "-f", "-", input=RBAC)

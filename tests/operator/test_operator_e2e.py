@@ -1,10 +1,16 @@
 """End-to-end tests of parallelrun-operator on the local test cluster (tests/cluster), with the
-real kubectl and the official Python Kubernetes client.
+real kubectl, the real helm and the official Python Kubernetes client.
 
-One cluster per test class. The operator runs as a host process under the service account
-`parallelrun-system/parallelrun-operator`, limited to the ClusterRole of the Helm chart (rendered
-from charts/parallelrun), so a permission the chart lacks fails these tests. Pods run
-`parallelrun` from the build folder (the test cluster puts PATH of `testcluster up` in pods).
+One cluster per test class. The operator is installed by the chart with the real `helm install
+--wait`: two replicas, both Ready, one leading (ChartOperatorCluster), under the chart's service
+account, so a permission the chart lacks fails these tests. Job data and output live on a
+PersistentVolumeClaim; job pods run as uid 10001 with fsGroup 10001.
+
+Pods: PARALLELRUN_TEST_RUNTIME=container runs them as podman containers from local images (the
+operator from parallelrun:<appVersion>, jobs from PARALLELRUN_TEST_IMAGE, e.g. parallelrun:0.1.0,
+built by scripts/build-image.sh); unset, they are host processes running `parallelrun` and
+`parallelrun-operator` from the build folder (the test cluster puts PATH of `testcluster up` in
+pods). OperatorCluster (a host-process operator) is for test_operator_production.
 
 Environment (set by CTest): PARALLELRUN_BIN, OPERATOR_BIN, TESTCLUSTER_BIN; helm from PATH.
 """
@@ -34,8 +40,9 @@ CRD = os.path.join(ROOT, "crds", "parallelrun.io_parallelrunjobs.yaml")
 EXAMPLE = os.path.join(ROOT, "examples", "score-files")
 SLOW = os.path.join(HERE, "testdata", "slow")
 OPERATOR_NS = "parallelrun-system"
-# The job pods' image (--default-image). On a container cluster (PARALLELRUN_TEST_RUNTIME=container)
-# it must exist in the local podman storage, e.g. PARALLELRUN_TEST_IMAGE=parallelrun:0.1.0.
+# The image of the operator pods and the job pods (--default-image). On a container cluster
+# (PARALLELRUN_TEST_RUNTIME=container) it must exist in the local podman storage, e.g.
+# PARALLELRUN_TEST_IMAGE=parallelrun:0.1.0.
 JOB_IMAGE = os.environ.get("PARALLELRUN_TEST_IMAGE", "parallelrun:e2e")
 
 
@@ -141,6 +148,10 @@ current-context: operator
             stdout=log, stderr=subprocess.STDOUT)
         log.close()
 
+    def restart_operator(self):
+        self.stop_operator(signal.SIGKILL)
+        self.start_operator()
+
     def stop_operator(self, sig=signal.SIGTERM):
         if self.operator and self.operator.poll() is None:
             self.operator.send_signal(sig)
@@ -184,12 +195,106 @@ current-context: operator
                 self.operator_log()))
 
 
-def cluster_manifest(name, data_dir, source, node_count=2, processes=2, extra=None):
-    """A manifest whose DataRefs live in one hostPath volume `data` (same paths locally)."""
+class ChartOperatorCluster(OperatorCluster):
+    """A test cluster with the operator installed by the chart with the real `helm install
+    --wait`: CRDs, RBAC, the admission webhook and a Deployment of two replicas, both Ready, one
+    leading. On a container cluster its pods run parallelrun:<appVersion> as uid 10001."""
+
+    REPLICAS = 2
+
+    def __init__(self):
+        os.environ["PATH"] = os.path.dirname(PARALLELRUN_BIN) + os.pathsep + os.environ["PATH"]
+        self.cluster = Cluster()
+        self.dir = self.cluster.dir
+        self.operator = None
+        try:
+            self.metrics_port, self.health_port = free_port(), free_port()
+            chartlib.install_chart(self.cluster.kubeconfig, namespace=OPERATOR_NS, wait=True,
+                                   timeout=240, values={
+                                       "replicaCount": self.REPLICAS,
+                                       "metrics.port": self.metrics_port,
+                                       "health.port": self.health_port,
+                                       "webhook.port": free_port(),
+                                       "image.repository": JOB_IMAGE.rsplit(":", 1)[0],
+                                       "image.tag": JOB_IMAGE.rsplit(":", 1)[1],
+                                       "defaultJobImage": JOB_IMAGE})
+            chartlib.wait_for_operator(self.cluster.kubeconfig, namespace=OPERATOR_NS)
+            self.leader()
+        except Exception:
+            self.down()
+            raise
+
+    def operator_pods(self):
+        out = self.kubectl("get", "pods", "-n", OPERATOR_NS, "-l",
+                           "app.kubernetes.io/component=operator", "-o", "json")
+        return [p for p in json.loads(out.stdout)["items"]
+                if not p["metadata"].get("deletionTimestamp")]
+
+    def leader(self, timeout=60):
+        """The name of the operator pod that holds the Lease, once every replica is Ready and
+        exactly one says it leads (its log names the Lease's holderIdentity)."""
+        def one_leader():
+            pods = self.operator_pods()
+            ready = [p for p in pods if any(
+                c["type"] == "Ready" and c["status"] == "True"
+                for c in p.get("status", {}).get("conditions", []))]
+            if len(pods) != self.REPLICAS or len(ready) != self.REPLICAS:
+                return None
+            lease = self.kubectl("get", "lease", "-n", OPERATOR_NS, "parallelrun-operator",
+                                 "-o", "json", check=False)
+            if lease.returncode != 0:
+                return None
+            holder = json.loads(lease.stdout)["spec"].get("holderIdentity", "")
+            leading = [p["metadata"]["name"] for p in pods
+                       if holder and f"{holder} is leading" in self.kubectl(
+                           "logs", "-n", OPERATOR_NS, p["metadata"]["name"],
+                           check=False).stdout]
+            return leading[0] if len(leading) == 1 else None
+        return wait_until(one_leader, timeout,
+                          f"{self.REPLICAS} Ready operator replicas, exactly one leading")
+
+    def pod_ip(self, name):
+        out = self.kubectl("get", "pod", "-n", OPERATOR_NS, name, "-o", "json")
+        return json.loads(out.stdout)["status"]["podIP"]
+
+    def restart_operator(self):
+        """Kills the leading replica (SIGKILL: no Lease release); the standby takes over and the
+        Deployment replaces the pod."""
+        leader = self.leader()
+        self.kubectl("delete", "pod", "-n", OPERATOR_NS, leader, "--grace-period=0", "--force")
+        wait_until(lambda: self.leader() != leader, 120, "another replica to lead")
+
+    def stop_operator(self, sig=signal.SIGTERM):
+        pass  # `down` removes the cluster with the release
+
+    def operator_log(self):
+        return self.kubectl("logs", "-n", OPERATOR_NS, "-l",
+                            "app.kubernetes.io/component=operator", "--tail=60",
+                            check=False).stdout[-6000:]
+
+
+def make_claim(cluster, claim, ns="default"):
+    """A PersistentVolumeClaim `claim` and the folder on this machine that holds its files (the
+    test cluster's volumes/<ns>/<claim>/). Job pods run as uid 10001 with fsGroup 10001, which the
+    kubelet applies to the claim's files (a root-owned hostPath would be OutputNotWritable)."""
+    cluster.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps({
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": claim},
+        "spec": {"accessModes": ["ReadWriteMany"],
+                 "resources": {"requests": {"storage": "1Gi"}}}}))
+    path = os.path.join(cluster.dir, "volumes", ns, claim)
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def cluster_manifest(name, data_dir, source, node_count=2, processes=2, extra=None, claim=None):
+    """A manifest whose DataRefs live in one volume `data`: the PersistentVolumeClaim `claim`, or
+    without one the hostPath data_dir (same paths locally)."""
+    volume = ({"name": "data", "persistentVolumeClaim": {"claimName": claim}} if claim
+              else {"name": "data", "hostPath": {"path": data_dir}})
     spec = {
         "entryScript": source["entryScript"],
         "sourceDirectory": {"volume": "data", "path": "code/"},
-        "volumes": [{"name": "data", "hostPath": {"path": data_dir}}],
+        "volumes": [volume],
         "inputs": [{"name": "documents", "type": "file",
                     "source": {"volume": "data", "path": source["input"]},
                     "pattern": "*.txt"}],
@@ -239,7 +344,7 @@ class ExampleJobTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.c = OperatorCluster()
+        cls.c = ChartOperatorCluster()
 
     @classmethod
     def tearDownClass(cls):
@@ -247,12 +352,13 @@ class ExampleJobTest(unittest.TestCase):
 
     def test_example_matches_local_mode(self):
         work = tempfile.mkdtemp(prefix="prj-e2e-", dir=self.c.dir)
-        cluster_data = os.path.join(work, "cluster")
+        cluster_data = make_claim(self.c.cluster, "score-files-data")
         local_data = os.path.join(work, "local")
         for d in (cluster_data, local_data):
             shutil.copytree(os.path.join(EXAMPLE, "code"), os.path.join(d, "code"))
             shutil.copytree(os.path.join(EXAMPLE, "data"), os.path.join(d, "data"))
-        manifest = cluster_manifest("score-files", cluster_data, score_files_source())
+        manifest = cluster_manifest("score-files", cluster_data, score_files_source(),
+                                    claim="score-files-data")
 
         # The Python client watches the job while it runs.
         from kubernetes import client, config, watch
@@ -330,22 +436,25 @@ class ExampleJobTest(unittest.TestCase):
         # kubectl logs of the coordinator shows the overview lines.
         logs = self.c.kubectl("logs", "score-files-coordinator").stdout
         self.assertIn("Processed", logs)
+        self.assertIn('"level"', self.c.operator_log())  # the chart's default: JSON logs
 
-        # The operator's endpoints.
+        # The leading operator's endpoints, on its pod IP.
         import urllib.request
+        ip = self.c.pod_ip(self.c.leader())
         metrics = urllib.request.urlopen(
-            f"http://127.0.0.1:{self.c.metrics_port}/metrics", timeout=10).read().decode()
+            f"http://{ip}:{self.c.metrics_port}/metrics", timeout=10).read().decode()
         self.assertIn("parallelrun_jobs", metrics)
         self.assertIn("parallelrun_reconcile_total", metrics)
-        health = urllib.request.urlopen(f"http://127.0.0.1:{self.c.health_port}/healthz",
+        health = urllib.request.urlopen(f"http://{ip}:{self.c.health_port}/healthz",
                                         timeout=10)
         self.assertEqual(health.status, 200)
 
     def test_finished_job_is_deleted_after_its_ttl(self):
-        work = tempfile.mkdtemp(prefix="prj-e2e-", dir=self.c.dir)
+        work = make_claim(self.c.cluster, "short-lived-data")
         make_slow_data(work, files=2)
         apply(self.c, cluster_manifest("short-lived", work, slow_source(2), node_count=1,
-                                       processes=1, extra={"ttlSecondsAfterFinished": 2}))
+                                       processes=1, extra={"ttlSecondsAfterFinished": 2},
+                                       claim="short-lived-data"))
         wait_until(lambda: self.c.get_job("short-lived") is None, 180,
                    "the job to be deleted after ttlSecondsAfterFinished")
         with open(os.path.join(work, "output", "rows.txt")) as f:
@@ -362,20 +471,26 @@ class ExampleJobTest(unittest.TestCase):
         self.assertNotEqual(out.returncode, 0)
         self.assertIn("nodeCont", out.stderr)
 
-    def test_semantic_error_ends_invalid_spec_without_pods(self):
+    def test_webhook_asks_the_api_server_whether_the_user_may_read_a_mounted_config_map(self):
+        # A configMap volume needs `get` on it for whoever creates the job: the webhook asks the
+        # API server (a LocalSubjectAccessReview); the cluster admin may. Refusals are in
+        # test_admission_e2e.
+        manifest = cluster_manifest("with-config", "/tmp", score_files_source())
+        manifest["spec"]["volumes"].append({"name": "cfg", "configMap": {"name": "settings"}})
+        out = self.c.kubectl("apply", "--dry-run=server", "-f", "-", input=json.dumps(manifest),
+                             check=False)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIsNone(self.c.get_job("with-config"))
+
+    def test_semantic_error_is_refused_by_the_admission_webhook(self):
+        # The chart's webhook refuses it at once (the operator's InvalidSpec, for jobs created
+        # while no webhook ran, is in test_operator_production and the reconciler's unit tests).
         manifest = cluster_manifest("bad-args", "/tmp", score_files_source())
         manifest["spec"]["arguments"] = ["$(inputs.nope)"]
-        apply(self.c, manifest)
-        job = self.c.wait_phase("bad-args", ("Failed",), timeout=60)
-        failed = [c for c in job["status"]["conditions"] if c["type"] == "Failed"][0]
-        self.assertEqual(failed["reason"], "InvalidSpec")
-        self.assertIn("spec.arguments[0]", failed["message"])
-        pods = self.c.kubectl("get", "pods", "-l", "parallelrun.io/job=bad-args", "-o",
-                              "name").stdout
-        self.assertEqual(pods.strip(), "")
-        wait_until(lambda: "InvalidSpec" in self.c.kubectl("describe", "prj", "bad-args").stdout,
-                   30, "an InvalidSpec event")
-        self.c.kubectl("delete", "prj", "bad-args", "--wait=true", "--timeout=60s")
+        out = self.c.kubectl("apply", "-f", "-", input=json.dumps(manifest), check=False)
+        self.assertNotEqual(out.returncode, 0)
+        self.assertIn("spec.arguments[0]", out.stderr)
+        self.assertIsNone(self.c.get_job("bad-args"))
 
 
 class UnschedulableTest(unittest.TestCase):
@@ -383,17 +498,18 @@ class UnschedulableTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.c = OperatorCluster()
+        cls.c = ChartOperatorCluster()
 
     @classmethod
     def tearDownClass(cls):
         cls.c.down()
 
     def test_cordoned_node_says_unschedulable_then_runs(self):
-        work = tempfile.mkdtemp(prefix="prj-e2e-", dir=self.c.dir)
+        work = make_claim(self.c.cluster, "waits-data")
         make_slow_data(work, files=8)
         self.c.kubectl("cordon", "testcluster-node")
-        apply(self.c, cluster_manifest("waits", work, slow_source(8), node_count=1, processes=1))
+        apply(self.c, cluster_manifest("waits", work, slow_source(8), node_count=1, processes=1,
+                                       claim="waits-data"))
 
         def unschedulable():
             job = self.c.get_job("waits") or {}
@@ -408,10 +524,11 @@ class UnschedulableTest(unittest.TestCase):
         self.c.wait_phase("waits", ("Succeeded",), timeout=240)
 
     def test_missing_image_says_image_pull_backoff(self):
-        work = tempfile.mkdtemp(prefix="prj-e2e-", dir=self.c.dir)
+        work = make_claim(self.c.cluster, "noimage-data")
         make_slow_data(work, files=2)
         apply(self.c, cluster_manifest("noimage", work, slow_source(2), node_count=1,
-                                       processes=1, extra={"image": "parallelrun:missing"}))
+                                       processes=1, extra={"image": "parallelrun:missing"},
+                                       claim="noimage-data"))
 
         def pull_backoff():
             job = self.c.get_job("noimage") or {}
@@ -443,17 +560,17 @@ class FaultsTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.c = OperatorCluster()
+        cls.c = ChartOperatorCluster()
 
     @classmethod
     def tearDownClass(cls):
         cls.c.down()
 
     def run_with_fault(self, name, fault, files=400):
-        work = tempfile.mkdtemp(prefix="prj-e2e-", dir=self.c.dir)
+        work = make_claim(self.c.cluster, name + "-data")
         make_slow_data(work, files=files)
         apply(self.c, cluster_manifest(name, work, slow_source(files), node_count=2,
-                                       processes=2))
+                                       processes=2, claim=name + "-data"))
 
         def some_progress():
             job = self.c.get_job(name) or {}
@@ -510,8 +627,7 @@ class FaultsTest(unittest.TestCase):
 
     def test_operator_restart_mid_run(self):
         def restart_operator(name):
-            self.c.stop_operator(signal.SIGKILL)
-            self.c.start_operator()
+            self.c.restart_operator()
         self.run_with_fault("lose-operator", restart_operator)
 
 
@@ -521,43 +637,6 @@ NEEDED_WITHOUT_CALLS = {
     # subresource (OwnerReferencesPermissionEnforcement admission on real clusters).
     ("update", "parallelrun.io", "parallelrunjobs/finalizers"),
 }
-
-
-class ChartInstallTest(unittest.TestCase):
-    """The Helm chart, installed with the real `helm install`, runs an operator pod (in-cluster
-    config, the chart's service account) that runs a job."""
-
-    def test_chart_installed_operator_runs_the_example(self):
-        os.environ["PATH"] = os.path.dirname(PARALLELRUN_BIN) + os.pathsep + os.environ["PATH"]
-        cluster = Cluster()
-        try:
-            chartlib.install_chart(cluster.kubeconfig, namespace=OPERATOR_NS,
-                                   values={"metrics.port": free_port(),
-                                           "health.port": free_port(),
-                                           "webhook.port": free_port()})
-            chartlib.wait_for_operator(cluster.kubeconfig, namespace=OPERATOR_NS)
-            data = tempfile.mkdtemp(prefix="prj-chart-", dir=cluster.dir)
-            shutil.copytree(os.path.join(EXAMPLE, "code"), os.path.join(data, "code"))
-            shutil.copytree(os.path.join(EXAMPLE, "data"), os.path.join(data, "data"))
-            cluster.kubectl("apply", "-f", "-", input=json.dumps(
-                cluster_manifest("score-files", data, score_files_source())))
-            out = cluster.kubectl("wait", "--for=condition=Complete", "prj/score-files",
-                                  "--timeout=300s", check=False, timeout=320)
-            logs = cluster.kubectl("logs", "-n", OPERATOR_NS, "-l",
-                                   "app.kubernetes.io/name=parallelrun", "--tail=40",
-                                   check=False).stdout
-            self.assertEqual(out.returncode, 0, out.stderr + "\noperator:\n" + logs)
-            status = json.loads(cluster.kubectl("get", "prj", "score-files", "-o",
-                                                "json").stdout)["status"]
-            with open(os.path.join(data, "output", "rows.txt")) as f:
-                rows = f.read().splitlines()
-            self.assertEqual(len(rows), status["items"]["succeeded"])
-            self.assertEqual(status["items"]["succeeded"] + status["items"]["failed"],
-                             status["items"]["total"])
-            self.assertIn('"level"', logs)  # the chart's default: JSON logs
-        finally:
-            collect_audit(cluster.dir)
-            cluster.down()
 
 
 def tearDownModule():
