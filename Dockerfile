@@ -17,6 +17,9 @@ RUN bash scripts/install-deps.sh
 # builds, and the locale scripts/test.sh builds with, so that the compile commands (and the
 # ccache that build-image.sh lends the build, whose keys include both) match the host's.
 ARG SRC=/src
+# A RUN that names SRC: podman's layer cache keys WORKDIR and COPY by their unexpanded text, so
+# without it a build from another checkout folder would reuse the layers of the last one.
+RUN mkdir -p "${SRC}"
 WORKDIR ${SRC}
 ENV LANG=C.UTF-8
 COPY . .
