@@ -246,7 +246,9 @@ class Sandbox:
         if not testcluster:
             raise AssertionError("a `tested cluster` block needs TESTCLUSTER_BIN (set by CTest)")
         self.cluster_state = os.path.join(self.dir, "cluster")
-        out = subprocess.run([testcluster, "up", "--state", self.cluster_state],
+        runtime = os.environ.get("PARALLELRUN_TEST_RUNTIME")  # CTest: container
+        out = subprocess.run([testcluster, "up", "--state", self.cluster_state]
+                             + (["--runtime", runtime] if runtime else []),
                              capture_output=True, text=True, timeout=120)
         if out.returncode != 0:
             raise AssertionError(f"testcluster up failed: {out.stdout}{out.stderr}")
