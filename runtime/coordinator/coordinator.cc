@@ -199,7 +199,10 @@ class Coordinator::Impl {
 
   void SupervisorLoop();
   // The output folder was deleted or replaced under the running job: .parallelrun/ is not the
-  // folder InitRun made. Checked every tick.
+  // folder InitRun made. Checked every tick, and again when the assembly misses a part (the folder
+  // can go between two ticks).
+  bool OutputFolderGone() const;
+  Ending OutputLostEnding() const;
   void CheckOutputFolderLocked();
   void RecordPartLocked(int64_t id, int64_t bytes, uint32_t crc);
   RowSource PartSource(int64_t id) const;
@@ -1509,11 +1512,17 @@ void Coordinator::Impl::TickLocked() {
   }
 }
 
-void Coordinator::Impl::CheckOutputFolderLocked() {
+bool Coordinator::Impl::OutputFolderGone() const {
   struct stat sd;
-  if (::stat(state_dir_.c_str(), &sd) == 0 && sd.st_dev == state_dev_ && sd.st_ino == state_ino_) {
-    return;
-  }
+  return !(::stat(state_dir_.c_str(), &sd) == 0 && sd.st_dev == state_dev_ &&
+           sd.st_ino == state_ino_);
+}
+
+void Coordinator::Impl::CheckOutputFolderLocked() {
+  if (OutputFolderGone()) EndLocked(OutputLostEnding());
+}
+
+Ending Coordinator::Impl::OutputLostEnding() const {
   Ending e;
   e.reason = kReasonOutputLost;
   e.early = true;
@@ -1524,7 +1533,7 @@ void Coordinator::Impl::CheckOutputFolderLocked() {
               " is gone): the journal and the rows written so far are lost, so the job cannot "
               "finish. Run it again";
   e.look_first = {"whatever removed " + output_dir_, kHintMasterRole};
-  EndLocked(std::move(e));
+  return e;
 }
 
 void Coordinator::Impl::RecordPartLocked(int64_t id, int64_t bytes, uint32_t crc) {
@@ -1679,11 +1688,15 @@ void Coordinator::Impl::Finalize() {
         return;
       }
       log_->error("output assembly failed: {}", stats.status().message());
-      e.succeeded = false;
-      e.reason = kReasonAssemblyFailed;
-      e.exit_code = kCoordinatorExitJobFailed;
-      e.message = "cannot assemble the output: " + stats.status().message();
-      e.look_first = {kHintMasterRole};
+      if (OutputFolderGone()) {
+        e = OutputLostEnding();
+      } else {
+        e.succeeded = false;
+        e.reason = kReasonAssemblyFailed;
+        e.exit_code = kCoordinatorExitJobFailed;
+        e.message = "cannot assemble the output: " + stats.status().message();
+        e.look_first = {kHintMasterRole};
+      }
     } else {
       output_file = output_file_;
       SayLocked("Assembled output " + output_file_ + ": " + std::to_string(stats->parts) +

@@ -26,7 +26,7 @@ from test_chart import Cluster
 NAMESPACE = chartlib.DEFAULT_NAMESPACE
 RELEASE = chartlib.DEFAULT_RELEASE
 README_COMMAND = ("helm install parallelrun charts/parallelrun -n parallelrun-system "
-                  "--create-namespace")
+                  "--create-namespace --wait")
 # What a namespace holds with no release in it: made by the cluster for every namespace, and
 # the operator's leader-election Lease (made by the operator, not by Helm: Helm cannot remove it,
 # as on any cluster).
@@ -104,7 +104,7 @@ class HelmLifecycleTest(unittest.TestCase):
         if image:
             install += ["--set", "image.repository=" + image.rsplit(":", 1)[0],
                         "--set", "image.tag=" + image.rsplit(":", 1)[1]]
-        out = self.timed("install --wait", *install, "--wait", "--timeout", "180s",
+        out = self.timed("install --wait", *install, "--timeout", "180s",
                          "--set", "metrics.port=%d" % metrics, "--set", "health.port=%d" % health,
                          "--set", "webhook.port=%d" % webhook, "--set", "replicaCount=2",
                          timeout=240)
