@@ -25,6 +25,7 @@
 #include "runtime/coordinator/line_file.h"
 #include "runtime/coordinator/plan_file.h"
 #include "runtime/coordinator/planner.h"
+#include "runtime/coordinator/report_repair.h"
 #include "runtime/coordinator/retry_from.h"
 #include "runtime/logs/disk_full.h"
 #include "runtime/logs/error_summary.h"
@@ -158,6 +159,7 @@ class Coordinator::Impl {
               std::vector<std::string> look_first);
   Status InitRun();
   Status Resume(int start_index);
+  void RepairReportLocked(const ReportTail& tail);
   // retryFrom: ends the job with InvalidInput for a problem with the earlier run.
   void EndRetryFromLocked(const std::string& problem);
   // retryFrom: carries over the mini-batches [first, total) that completed in the earlier run.
@@ -473,7 +475,10 @@ Status Coordinator::Impl::Resume(int start_index) {
   // Attempts handed out with no outcome (yet) in the journal: at the end, those still running
   // when the previous coordinator ended.
   std::unordered_map<int64_t, HeldAttempt> open;
+  // The last records that each wrote a report row, to rebuild rows a crash cut off.
+  ReportTail tail;
   auto valid = Journal::Replay(journal_path_, [&](const JournalRecord& r) -> Status {
+    tail.Add(r);
     if (r.type == "start") {
       if (!have_start) {
         // The job started with the first coordinator; durations count from there.
@@ -513,6 +518,7 @@ Status Coordinator::Impl::Resume(int start_index) {
     WarnLocked(torn);
   }
   PR_ASSIGN_OR_RETURN(journal_, Journal::Open(journal_path_, *valid));
+  RepairReportLocked(tail);
   if (Status st = space_reserve_.Create(JoinPath(state_dir_, "space-reserve"), kSpaceReserveBytes);
       !st.ok()) {
     if (IsDiskFullError(st.message())) return st.WithContext(kReasonDiskFull);
@@ -620,6 +626,52 @@ void Coordinator::Impl::EndRetryFromLocked(const std::string& problem) {
   }
   e.look_first = {kHintRetryFrom, kHintMasterRole};
   EndLocked(std::move(e));
+}
+
+void Coordinator::Impl::RepairReportLocked(const ReportTail& tail) {
+  const std::string path = JoinPath(log_dir_, kReportCsvFile);
+  auto scan = ScanReportCsv(path);
+  if (!scan.ok()) {
+    log_->warn("report: {}; rows lost in a crash are not rebuilt", scan.status().message());
+    return;
+  }
+  if (scan->valid_bytes < scan->size) {
+    // A row cut short by a crash: it is rebuilt below with the others.
+    log_->warn("report {}: cut a torn last row ({} bytes)", path, scan->size - scan->valid_bytes);
+    if (Status st = TruncateFile(path, scan->valid_bytes); !st.ok()) {
+      log_->warn("report: {}", st.message());
+      return;
+    }
+    if (scan->valid_bytes == 0)
+      (void)report_->AppendFormatted(std::string(kReportCsvHeader) + "\n");
+  }
+  const int64_t missing = tail.rows() - scan->rows;
+  if (missing <= 0) return;
+  const auto& records = tail.records();
+  const auto kept = static_cast<int64_t>(records.size());
+  // The journal's record just before the missing ones must be the report's last row.
+  const bool matches =
+      missing < kept
+          ? scan->rows == 0 || (records[kept - missing - 1].mini_batch_id == scan->last_id &&
+                                records[kept - missing - 1].attempt == scan->last_attempt)
+          : missing == kept && scan->rows == 0;
+  if (!matches) {
+    log_->warn("report {} has {} rows where the journal recorded {} results; not rebuilt", path,
+               scan->rows, tail.rows());
+    return;
+  }
+  std::string rows;
+  for (int64_t i = kept - missing; i < kept; ++i) {
+    rows += FormatReportRow(ReportRowFromJournal(records[i], state_));
+  }
+  if (Status st = report_->AppendFormatted(rows); !st.ok()) {
+    log_->warn("report: {}", st.message());
+    return;
+  }
+  log_->info(
+      "report: rebuilt {} row(s) that the journal recorded before the last coordinator "
+      "stopped",
+      missing);
 }
 
 void Coordinator::Impl::CarryOverLocked(int64_t first) {

@@ -697,6 +697,66 @@ TEST_F(CoordinatorTest, StopReturns130AndARestartResumesWithoutRerunningComplete
   EXPECT_EQ(ReportRows().size(), 4u);
 }
 
+TEST_F(CoordinatorTest, RestartRebuildsReportRowsACrashCutOffAfterTheJournalWrite) {
+  MakeFiles(6);  // three mini-batches
+  Start();
+  Register();
+  WaitPlanned();
+  auto resp = LeaseWork(3);
+  ASSERT_EQ(resp.leases.size(), 3u);
+  Report({Done(resp.leases[0])});
+  Report({Failed(resp.leases[1]), Done(resp.leases[2])});
+  coord_->Stop();
+  EXPECT_EQ(coord_->Wait(), 130);
+  coord_.reset();
+  // As if the coordinator had been killed between the journal write of the second request and
+  // its report write, and in the middle of the row before: one row whole, one torn, one gone.
+  const std::string report = out_ + "/logs/sys/job_report/processed_mini-batches.csv";
+  auto rows = ReportRows();
+  ASSERT_EQ(rows.size(), 3u);
+  const std::string kept = std::string(kReportCsvHeader) + "\n" + rows[0] + "\n";
+  ASSERT_TRUE(WriteFileAtomic(report, kept + rows[1].substr(0, 20)).ok());
+
+  Start();
+  rows = ReportRows();
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_THAT(rows[0], StartsWith("0,1,1,127.0.0.1,process000,"));
+  EXPECT_THAT(rows[1], StartsWith("1,1,0,127.0.0.1,process001,,2,0,2,"));
+  EXPECT_THAT(rows[1], HasSubstr("RUN_EXCEPTION,\"ValueError: bad input, really\",row rebuilt"));
+  EXPECT_THAT(rows[2], StartsWith("2,1,1,127.0.0.1,process000,2026-11-23T11:05:08.000Z,2,2,0,"
+                                  "0.500,"));
+  EXPECT_THAT(rows[2], HasSubstr("RUN_DONE,,row rebuilt from the journal"));
+  Register();
+  auto again = LeaseWork(10);
+  ASSERT_EQ(again.leases.size(), 1u);
+  Report({Done(again.leases[0])});
+  EXPECT_EQ(coord_->Wait(), 0);
+  rows = ReportRows();
+  ASSERT_EQ(rows.size(), 4u);
+  EXPECT_THAT(rows[3], StartsWith("1,2,1,"));
+}
+
+TEST_F(CoordinatorTest, ReportThatDisagreesWithTheJournalIsLeftAsItIs) {
+  MakeFiles(4);
+  Start();
+  Register();
+  WaitPlanned();
+  auto resp = LeaseWork(2);
+  ASSERT_EQ(resp.leases.size(), 2u);
+  Report({Done(resp.leases[0]), Done(resp.leases[1])});
+  EXPECT_EQ(coord_->Wait(), 0);
+  coord_.reset();
+  const std::string report = out_ + "/logs/sys/job_report/processed_mini-batches.csv";
+  auto rows = ReportRows();
+  ASSERT_EQ(rows.size(), 2u);
+  // A row someone edited: the journal's record before the missing one does not match it.
+  std::string edited = "7" + rows[0].substr(1);
+  ASSERT_TRUE(WriteFileAtomic(report, std::string(kReportCsvHeader) + "\n" + edited + "\n").ok());
+  Start();
+  EXPECT_EQ(coord_->Wait(), 0);
+  EXPECT_EQ(ReportRows().size(), 1u);
+}
+
 TEST_F(CoordinatorTest, ReleasedLeasesAreQueuedAgainAtOnceWithoutAFailedTry) {
   MakeFiles(6);  // three mini-batches
   spec_.run_max_try = 1;

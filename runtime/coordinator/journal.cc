@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <cstdio>
 #include <nlohmann/json.hpp>
 
 #include "runtime/coordinator/line_file.h"
@@ -63,6 +64,15 @@ void AppendKey(std::string& out, const char* key) {
   out += "\":";
 }
 
+// Seconds with millisecond precision, as the report shows them; left out when zero.
+void AppendSeconds(std::string& out, const char* key, double seconds) {
+  if (seconds == 0) return;
+  char buf[32];
+  int n = std::snprintf(buf, sizeof buf, "%.3f", seconds);
+  AppendKey(out, key);
+  out.append(buf, static_cast<size_t>(n));
+}
+
 std::string RecordStart(const char* type, int64_t id, int attempt, std::string_view node) {
   std::string out = "{\"t\":\"";
   out += type;
@@ -106,6 +116,19 @@ std::string JournalResultLine(const protocol::AttemptResult& r, std::string_view
     AppendKey(out, "error");
     AppendJsonString(out, r.error);
   }
+  AppendKey(out, "items");
+  out += std::to_string(r.total);
+  AppendKey(out, "rs");
+  out += std::to_string(r.succeeded);
+  AppendKey(out, "rf");
+  out += std::to_string(r.failed);
+  if (!r.start_utc.empty()) {
+    AppendKey(out, "start");
+    AppendJsonString(out, r.start_utc);
+  }
+  AppendSeconds(out, "el", r.elapsed_s);
+  AppendSeconds(out, "cpu", r.cpu_s);
+  AppendSeconds(out, "run", r.run_s);
   if (r.part_bytes >= 0) {
     AppendKey(out, "pb");
     out += std::to_string(r.part_bytes);
@@ -158,6 +181,7 @@ StatusOr<JournalRecord> ParseJournalLine(std::string_view line) {
       r.attempt = j.value("a", 0);
       r.outcome = Outcome::kCompleted;
       r.succeeded = j.at("succeeded").get<int64_t>();
+      r.failed = j.value("failed", int64_t{0});
       return r;
     }
     if (r.type != "lease" && r.type != "result" && r.type != "expired" && r.type != "released") {
@@ -176,6 +200,17 @@ StatusOr<JournalRecord> ParseJournalLine(std::string_view line) {
       r.succeeded = j.value("succeeded", int64_t{0});
       r.part_bytes = j.value("pb", int64_t{-1});
       r.part_crc32 = j.value("pc", uint32_t{0});
+      r.failed = j.value("failed", int64_t{0});
+      r.process = j.value("process", std::string());
+      r.status = j.value("status", std::string());
+      r.error = j.value("error", std::string());
+      r.start_utc = j.value("start", std::string());
+      r.items = j.value("items", int64_t{0});
+      r.reported_succeeded = j.value("rs", r.succeeded);
+      r.reported_failed = j.value("rf", r.failed);
+      r.elapsed_s = j.value("el", 0.0);
+      r.cpu_s = j.value("cpu", 0.0);
+      r.run_s = j.value("run", 0.0);
     }
     return r;
   } catch (const nlohmann::json::exception& e) {

@@ -53,6 +53,13 @@ struct JournalRecord {
   int start_index = 0;               // start: the master_role.<n> index
   int64_t part_bytes = -1;           // result: the part file's size (-1: none recorded)
   uint32_t part_crc32 = 0;           // result: its CRC-32 (when part_bytes >= 0)
+  // What the report row of a result (or carried record) shows, so that a row lost to a crash
+  // between the journal write and the report write is rebuilt on resume.
+  int64_t failed = 0;  // result, carried: as counted
+  std::string process, status, error, start_utc;
+  int64_t items = 0;  // result: the items the worker reported
+  int64_t reported_succeeded = 0, reported_failed = 0;
+  double elapsed_s = 0, cpu_s = 0, run_s = 0;
 };
 
 std::string JournalStartLine(int index, SystemTime time, const std::string& owner);

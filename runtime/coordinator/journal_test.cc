@@ -132,10 +132,41 @@ TEST(JournalTest, StringsAreEscapedAndAlwaysValidJson) {
     r.status = "RUN_EXCEPTION";
     r.error = c.in;
     std::string line = JournalResultLine(r, "n", Decision{});
-    EXPECT_NE(line.find("\"error\":" + c.json + "}"), std::string::npos) << line;
+    EXPECT_NE(line.find("\"error\":" + c.json + ","), std::string::npos) << line;
     auto parsed = nlohmann::json::parse(line, nullptr, false);
     EXPECT_FALSE(parsed.is_discarded()) << line;
   }
+}
+
+TEST(JournalTest, ResultLineKeepsWhatItsReportRowShows) {
+  protocol::AttemptResult r;
+  r.mini_batch_id = 4;
+  r.attempt = 2;
+  r.process = "process003";
+  r.status = "RUN_DONE";
+  r.total = 10;
+  r.succeeded = 9;
+  r.failed = 1;
+  r.start_utc = "2026-12-07T15:00:00.000Z";
+  r.elapsed_s = 1.25;
+  r.cpu_s = 0.5;
+  r.run_s = 1.125;
+  Decision d;
+  d.outcome = Outcome::kCompleted;
+  d.accepted = true;
+  d.succeeded = 9;
+  d.failed = 1;
+  auto back = ParseJournalLine(JournalResultLine(r, "node-1", d));
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(back->process, "process003");
+  EXPECT_EQ(back->status, "RUN_DONE");
+  EXPECT_EQ(back->items, 10);
+  EXPECT_EQ(back->reported_succeeded, 9);
+  EXPECT_EQ(back->reported_failed, 1);
+  EXPECT_EQ(back->start_utc, "2026-12-07T15:00:00.000Z");
+  EXPECT_DOUBLE_EQ(back->elapsed_s, 1.25);
+  EXPECT_DOUBLE_EQ(back->cpu_s, 0.5);
+  EXPECT_DOUBLE_EQ(back->run_s, 1.125);
 }
 
 TEST(JournalTest, ReplayNamesTheLineOfACorruptRecord) {

@@ -2,7 +2,10 @@
 
 #include <sys/stat.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 
 namespace parallelrun::rt {
 namespace {
@@ -75,6 +78,54 @@ Status ReportCsv::Append(const std::vector<ReportRow>& rows) {
   std::string text;
   for (const auto& row : rows) text += FormatReportRow(row);
   return AppendFormatted(text);
+}
+
+StatusOr<ReportScan> ScanReportCsv(const std::string& path) {
+  ReportScan scan;
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) {
+    if (errno == ENOENT) return scan;
+    return InternalError("cannot read the report " + path + ": " + std::strerror(errno));
+  }
+  // One pass: a record ends at an LF outside quotes; its first two fields are the key.
+  bool quoted = false, header = true;
+  int64_t offset = 0;
+  int field = 0;
+  std::string first, second;
+  char buf[65536];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) {
+    for (size_t i = 0; i < n; ++i, ++offset) {
+      const char c = buf[i];
+      if (c == '"') {
+        quoted = !quoted;  // a doubled quote toggles twice
+      } else if (quoted) {
+        continue;
+      } else if (c == ',') {
+        ++field;
+      } else if (c == '\n') {
+        if (!header) {
+          ++scan.rows;
+          scan.last_id = std::strtoll(first.c_str(), nullptr, 10);
+          scan.last_attempt = static_cast<int>(std::strtol(second.c_str(), nullptr, 10));
+        }
+        header = false;
+        scan.valid_bytes = offset + 1;
+        field = 0;
+        first.clear();
+        second.clear();
+      } else if (field == 0 && first.size() < 24) {
+        first.push_back(c);
+      } else if (field == 1 && second.size() < 24) {
+        second.push_back(c);
+      }
+    }
+  }
+  const bool failed = std::ferror(f) != 0;
+  std::fclose(f);
+  if (failed) return InternalError("cannot read the report " + path);
+  scan.size = offset;
+  return scan;
 }
 
 Status ReportCsv::AppendFormatted(std::string_view records) {

@@ -47,6 +47,19 @@ std::string CsvField(std::string_view value);
 // One record, LF-terminated.
 std::string FormatReportRow(const ReportRow& row);
 
+// What ScanReportCsv found in an existing report.
+struct ReportScan {
+  int64_t rows = 0;         // complete records after the header
+  int64_t valid_bytes = 0;  // where the last complete record ends (a torn tail starts there)
+  int64_t size = 0;         // the file's size
+  int64_t last_id = -1;     // the last complete record's mini_batch_id and attempt
+  int last_attempt = 0;
+};
+
+// Reads the report at `path` record by record (quoted fields may hold line breaks). A missing
+// file is an empty report.
+StatusOr<ReportScan> ScanReportCsv(const std::string& path);
+
 class ReportCsv {
  public:
   // Opens `path` for appending (folders created); writes the header when the file is new or empty.

@@ -1,0 +1,43 @@
+// Rebuilding report rows from the journal.
+//
+// The coordinator writes a decision to the journal first and its report row right after, in a
+// second write. A coordinator killed between the two leaves results in the journal that the
+// report (logs/sys/job_report/processed_mini-batches.csv) does not show. Both files are written
+// in the same order, so on resume the report's missing rows are the journal's last records that
+// write one: ReportTail keeps those while the journal is replayed.
+#ifndef PARALLELRUN_RUNTIME_COORDINATOR_REPORT_REPAIR_H_
+#define PARALLELRUN_RUNTIME_COORDINATOR_REPORT_REPAIR_H_
+
+#include <cstdint>
+#include <deque>
+
+#include "runtime/coordinator/job_state.h"
+#include "runtime/coordinator/journal.h"
+#include "runtime/logs/report_csv.h"
+
+namespace parallelrun::rt {
+
+class ReportTail {
+ public:
+  // At most this many records are kept: far more than one request's results.
+  static constexpr size_t kKept = 4096;
+
+  // Counts `r` when it is a record that wrote a report row (result, expired, carried).
+  void Add(const JournalRecord& r);
+  // How many records wrote a row, in the whole journal.
+  int64_t rows() const { return rows_; }
+  // The last of them (at most kKept), oldest first.
+  const std::deque<JournalRecord>& records() const { return records_; }
+
+ private:
+  int64_t rows_ = 0;
+  std::deque<JournalRecord> records_;
+};
+
+// The report row that `r` wrote. Fields the journal does not keep (an error's detail, the reason
+// a lease expired) say that the row was rebuilt.
+ReportRow ReportRowFromJournal(const JournalRecord& r, const JobState& state);
+
+}  // namespace parallelrun::rt
+
+#endif  // PARALLELRUN_RUNTIME_COORDINATOR_REPORT_REPAIR_H_
