@@ -335,9 +335,10 @@ int main(int argc, char** argv) {
   protocol::HttpServerOptions server_options;
   server_options.host = "127.0.0.1";
   server_options.token = "bench-token";
-  auto server = protocol::StartHttpServer(
-      server_options,
-      [coordinator](const protocol::HttpRequest& req) { return coordinator->Handle(req); });
+  auto server =
+      protocol::StartHttpServer(server_options, [coordinator](const protocol::HttpRequest& req) {
+        return protocol::HandleCoordinatorRequest(*coordinator, req);
+      });
   if (!server.ok()) Die(server.status().ToString());
   DriveResult drive = Drive((*server)->url(), flags);
   if (!drive.error.empty()) Die(drive.error);

@@ -1,7 +1,9 @@
 // The coordinator (SPEC.md §4.1, the seed's "master role"): plans the job, hands mini-batches out
 // on lease to node agents, records results in a durable journal, enforces retries, thresholds and
 // timeouts, writes the coordinator's logs (SPEC.md §5), assembles the output and writes the
-// job's result. `parallelrun coordinator` serves Handle() over HTTP and calls Wait().
+// job's result. It is a protocol::CoordinatorService: `parallelrun coordinator` serves it over HTTP
+// (protocol::HandleCoordinatorRequest) and calls Wait(); tests may call it in-process.
+// Its parts: coordinator_impl.h.
 //
 // Files under <output>/.parallelrun/: owner (the job's owner id), plan, journal, parts/ (one
 // file per attempt: <id>.<attempt>, plus <id>.<attempt>.header for appendRowHeader), result.json,
@@ -45,7 +47,8 @@
 // Caveats: lease records are journaled without their own fsync; after a machine crash (not a
 // process crash) a restarted coordinator may reuse the attempt number of a lease handed out just
 // before the crash.
-// Thread-safety: Handle, GetProgress and Stop may be called from any thread, concurrently.
+// Thread-safety: the service methods (Register, Lease, Report, GetProgress) and Stop may be called
+// from any thread, concurrently.
 #pragma once
 
 #include <chrono>
@@ -56,7 +59,7 @@
 #include "runtime/base/status.h"
 #include "runtime/base/time_util.h"
 #include "runtime/jobspec/job_spec.h"
-#include "runtime/protocol/http_server.h"
+#include "runtime/protocol/coordinator_service.h"
 #include "runtime/protocol/messages.h"
 
 namespace parallelrun::rt {
@@ -80,7 +83,7 @@ struct CoordinatorOptions {
   std::chrono::seconds output_lock_wait{0};
 };
 
-class Coordinator {
+class Coordinator : public protocol::CoordinatorService {
  public:
   // Checks ownership of the output folder, then either (a) fails the job with OutputInUse without
   // touching anything, (b) loads the result of a finished job, or (c) sets up .parallelrun/ and
@@ -88,16 +91,18 @@ class Coordinator {
   // Errors: the output or log folders cannot be created or written, or the plan/journal of an
   // earlier run cannot be read.
   static StatusOr<std::unique_ptr<Coordinator>> Create(CoordinatorOptions options);
-  ~Coordinator();
+  ~Coordinator() override;
   Coordinator(const Coordinator&) = delete;
   Coordinator& operator=(const Coordinator&) = delete;
 
-  // Routes POST /v1/register, POST /v1/lease, POST /v1/results and GET /v1/progress (bodies of
-  // runtime/protocol/messages.h). 404 for an unknown path, 405 for a wrong method, 400 with
-  // {"error": reason} for a malformed body; nothing of a 400 request is applied.
-  protocol::HttpResponse Handle(const protocol::HttpRequest& request);
+  // The agents' requests (runtime/protocol/messages.h). InvalidArgument (nothing applied) for a
+  // request with a field missing or out of range; Internal when the journal cannot be written or
+  // synced (the results were not acknowledged: the agent sends them again).
+  StatusOr<protocol::RegisterResponse> Register(const protocol::RegisterRequest& req) override;
+  StatusOr<protocol::LeaseResponse> Lease(const protocol::LeaseRequest& req) override;
+  StatusOr<protocol::ResultsResponse> Report(const protocol::ResultsRequest& req) override;
   // The job's status, field names as the ParallelRunJob status (SPEC.md §6).
-  protocol::Progress GetProgress() const;
+  protocol::Progress GetProgress() const override;
   // Blocks until the job ended, its output is assembled and its result written, or until Stop();
   // returns the exit code: 0 succeeded, 42 failed, 1 invalid input or OutputInUse, 130 stopped.
   int Wait();

@@ -551,7 +551,8 @@ TEST_F(CoordinatorTest, MalformedRequestsAreRejectedWithAReason) {
       {"POST", "/v1/results", {{"node", "n"}, {"results", "x"}}, 400, "body of POST /v1/results"},
   };
   for (const auto& c : cases) {
-    HttpResponse r = coord_->Handle(HttpRequest{c.method, c.path, c.body});
+    HttpResponse r =
+        protocol::HandleCoordinatorRequest(*coord_, HttpRequest{c.method, c.path, c.body});
     EXPECT_EQ(r.status, c.status) << c.method << " " << c.path << " " << c.body.dump();
     EXPECT_THAT(r.body.value("error", ""), HasSubstr(c.reason)) << c.body.dump();
   }
@@ -960,9 +961,9 @@ TEST_F(CoordinatorTest, RestartResumesAnUnfinishedPlanAfterItsLastRecord) {
   EXPECT_EQ(coord_->Wait(), 0);
 }
 
-// Throughput of Handle() with batched leases and results (SPEC.md §9: >= 20,000 mini-batch
-// completions/s). Printed, not asserted: the machine running the tests may be busy, and the
-// fdatasync latency of its disk bounds the wall-clock rate of a single agent.
+// Throughput of the HTTP adapter over the coordinator with batched leases and results (SPEC.md §9:
+// >= 20,000 mini-batch completions/s). Printed, not asserted: the machine running the tests may be
+// busy, and the fdatasync latency of its disk bounds the wall-clock rate of a single agent.
 double CpuSeconds() {
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);

@@ -1,5 +1,6 @@
 // Test support for the coordinator's tests: a hand-moved clock and a fixture that drives a
-// Coordinator through Handle() as agents do (register, lease, report), with temp folders per test.
+// Coordinator as agents do (register, lease, report) through the in-process client, or through
+// the HTTP adapter (Post) for what only HTTP can send, with temp folders per test.
 #pragma once
 
 #include <gmock/gmock.h>
@@ -16,6 +17,7 @@
 #include "runtime/base/files.h"
 #include "runtime/coordinator/coordinator.h"
 #include "runtime/logs/report_csv.h"
+#include "runtime/protocol/in_process_client.h"
 
 namespace parallelrun::rt {
 
@@ -116,6 +118,7 @@ class CoordinatorTest : public ::testing::Test {
     paths_.output_dir = out_;
   }
   void TearDown() override {
+    client_.reset();
     coord_.reset();
     std::filesystem::remove_all(root_);
   }
@@ -143,10 +146,12 @@ class CoordinatorTest : public ::testing::Test {
   }
 
   void Start(CoordinatorOptions o) {
+    client_.reset();
     coord_.reset();  // a restart: the previous coordinator ends first (it holds the output lock)
     auto c = Coordinator::Create(std::move(o));
     ASSERT_TRUE(c.ok()) << c.status().ToString();
     coord_ = std::move(*c);
+    client_ = protocol::MakeInProcessCoordinatorClient(coord_.get());
   }
   void Start() { Start(Options()); }
 
@@ -154,12 +159,13 @@ class CoordinatorTest : public ::testing::Test {
     ASSERT_TRUE(WaitFor([&] { return coord_->GetProgress().planned; }));
   }
 
+  // Through the HTTP adapter, as `parallelrun coordinator` serves it.
   HttpResponse Post(const std::string& path, const nlohmann::json& body) {
-    return coord_->Handle(HttpRequest{"POST", path, body});
+    return protocol::HandleCoordinatorRequest(*coord_, HttpRequest{"POST", path, body});
   }
   void Register(const std::string& node = "127.0.0.1") {
-    HttpResponse r = Post("/v1/register", protocol::RegisterRequest{node, 42, {}});
-    ASSERT_EQ(r.status, 200) << r.body.dump();
+    auto r = client_->Register(protocol::RegisterRequest{node, 42, {}});
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
   }
   LeaseResponse LeaseWork(int max, std::vector<LeaseRef> renew = {},
                           const std::string& node = "127.0.0.1") {
@@ -167,9 +173,9 @@ class CoordinatorTest : public ::testing::Test {
     req.node = node;
     req.max = max;
     req.renew = std::move(renew);
-    HttpResponse r = Post("/v1/lease", req);
-    EXPECT_EQ(r.status, 200) << r.body.dump();
-    return r.body.get<LeaseResponse>();
+    auto r = client_->Lease(req);
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return r.ok() ? *r : LeaseResponse();
   }
   ResultsResponse Report(std::vector<AttemptResult> results, std::vector<WorkerEvent> events = {},
                          const std::string& node = "127.0.0.1") {
@@ -177,9 +183,9 @@ class CoordinatorTest : public ::testing::Test {
     req.node = node;
     req.results = std::move(results);
     req.events = std::move(events);
-    HttpResponse r = Post("/v1/results", req);
-    EXPECT_EQ(r.status, 200) << r.body.dump();
-    return r.body.get<ResultsResponse>();
+    auto r = client_->Report(req);
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return r.ok() ? *r : ResultsResponse();
   }
 
   // What a worker does for RUN_DONE: write the part file, then report.
@@ -250,7 +256,8 @@ class CoordinatorTest : public ::testing::Test {
   std::mutex echo_mu_;
   std::vector<std::string> echoed_;
   std::unique_ptr<Coordinator> coord_;
-  std::string row_suffix_;  // appended to the rows Done() writes
+  std::unique_ptr<protocol::CoordinatorClient> client_;  // in-process, over coord_
+  std::string row_suffix_;                               // appended to the rows Done() writes
 };
 
 }  // namespace parallelrun::rt

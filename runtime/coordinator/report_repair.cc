@@ -1,5 +1,8 @@
 #include "runtime/coordinator/report_repair.h"
 
+#include "runtime/base/files.h"
+#include "runtime/coordinator/line_file.h"
+
 namespace parallelrun::rt {
 
 void ReportTail::Add(const JournalRecord& r) {
@@ -46,6 +49,51 @@ ReportRow ReportRowFromJournal(const JournalRecord& r, const JobState& state) {
     row.detail = kRebuilt;
   }
   return row;
+}
+
+void RepairReport(const std::string& path, ReportCsv& report, const ReportTail& tail,
+                  const JobState& state, spdlog::logger& log) {
+  auto scan = ScanReportCsv(path);
+  if (!scan.ok()) {
+    log.warn("report: {}; rows lost in a crash are not rebuilt", scan.status().message());
+    return;
+  }
+  if (scan->valid_bytes < scan->size) {
+    // A row cut short by a crash: it is rebuilt below with the others.
+    log.warn("report {}: cut a torn last row ({} bytes)", path, scan->size - scan->valid_bytes);
+    if (Status st = TruncateFile(path, scan->valid_bytes); !st.ok()) {
+      log.warn("report: {}", st.message());
+      return;
+    }
+    if (scan->valid_bytes == 0) (void)report.AppendFormatted(std::string(kReportCsvHeader) + "\n");
+  }
+  const int64_t missing = tail.rows() - scan->rows;
+  if (missing <= 0) return;
+  const auto& records = tail.records();
+  const auto kept = static_cast<int64_t>(records.size());
+  // The journal's record just before the missing ones must be the report's last row.
+  const bool matches =
+      missing < kept
+          ? scan->rows == 0 || (records[kept - missing - 1].mini_batch_id == scan->last_id &&
+                                records[kept - missing - 1].attempt == scan->last_attempt)
+          : missing == kept && scan->rows == 0;
+  if (!matches) {
+    log.warn("report {} has {} rows where the journal recorded {} results; not rebuilt", path,
+             scan->rows, tail.rows());
+    return;
+  }
+  std::string rows;
+  for (int64_t i = kept - missing; i < kept; ++i) {
+    rows += FormatReportRow(ReportRowFromJournal(records[i], state));
+  }
+  if (Status st = report.AppendFormatted(rows); !st.ok()) {
+    log.warn("report: {}", st.message());
+    return;
+  }
+  log.info(
+      "report: rebuilt {} row(s) that the journal recorded before the last coordinator "
+      "stopped",
+      missing);
 }
 
 }  // namespace parallelrun::rt

@@ -8,8 +8,11 @@
 #ifndef PARALLELRUN_RUNTIME_COORDINATOR_REPORT_REPAIR_H_
 #define PARALLELRUN_RUNTIME_COORDINATOR_REPORT_REPAIR_H_
 
+#include <spdlog/spdlog.h>
+
 #include <cstdint>
 #include <deque>
+#include <string>
 
 #include "runtime/coordinator/job_state.h"
 #include "runtime/coordinator/journal.h"
@@ -37,6 +40,12 @@ class ReportTail {
 // The report row that `r` wrote. Fields the journal does not keep (an error's detail, the reason
 // a lease expired) say that the row was rebuilt.
 ReportRow ReportRowFromJournal(const JournalRecord& r, const JobState& state);
+
+// On resume: cuts a torn last row off the report at `path` (open as `report`) and appends the
+// rows that the journal's records in `tail` wrote and the report lacks, when the report's last
+// row is the journal's record just before them; otherwise (or on an error) only logs to `log`.
+void RepairReport(const std::string& path, ReportCsv& report, const ReportTail& tail,
+                  const JobState& state, spdlog::logger& log);
 
 }  // namespace parallelrun::rt
 

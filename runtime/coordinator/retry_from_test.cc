@@ -1,5 +1,5 @@
-// retryFrom end to end through Handle(): a first run where some mini-batches fail, then a second
-// coordinator on a new output folder with paths.retry_from_dir naming the first.
+// retryFrom end to end through the coordinator service: a first run where some mini-batches fail,
+// then a second coordinator on a new output folder with paths.retry_from_dir naming the first.
 #include "runtime/coordinator/retry_from.h"
 
 #include <gmock/gmock.h>
