@@ -48,7 +48,8 @@ HttpResponse Results(CoordinatorService& service, const ResultsRequest& req,
 }  // namespace
 
 std::string AllRefusedReason(const ResultsRequest& req, const ResultsResponse& resp) {
-  if (req.results.empty() || !resp.accepted.empty()) return "";
+  // After the end of the job nothing is accepted nor refused (the reply says stop): no conflict.
+  if (resp.refused.empty() || !resp.accepted.empty()) return "";
   return "refused all " + std::to_string(req.results.size()) + " result(s): " + req.node +
          " does not hold the lease of those attempts (see refused)";
 }

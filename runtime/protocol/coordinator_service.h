@@ -37,7 +37,8 @@ class CoordinatorService {
 };
 
 // Every result of `req` was refused: a conflict (HTTP 409), so that a client that does not read
-// `refused` still sees it. Empty when at least one was accepted (or there were none).
+// `refused` still sees it. Empty when at least one was accepted, or none was refused (no results,
+// or a job that ended: the reply says stop).
 std::string AllRefusedReason(const ResultsRequest& req, const ResultsResponse& resp);
 
 // The HTTP adapter: routes the four endpoints (404 for an unknown path, 405 for a wrong method),

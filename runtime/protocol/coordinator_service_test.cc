@@ -97,8 +97,8 @@ TEST(CoordinatorServiceHttp, EveryResultRefusedIs409WithTheReply) {
 
   s.results.accepted = {{0, 1}};
   EXPECT_EQ(HandleCoordinatorRequest(s, {"POST", "/v1/results", req}).status, 200);
-  req.results.clear();  // nothing to refuse: events or releases only
-  s.results = ResultsResponse();
+  s.results = ResultsResponse();  // the job ended: nothing accepted nor refused, stop
+  s.results.stop = true;
   EXPECT_EQ(HandleCoordinatorRequest(s, {"POST", "/v1/results", req}).status, 200);
 }
 
