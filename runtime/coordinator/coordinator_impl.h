@@ -1,6 +1,8 @@
 // Coordinator::Impl, shared by the coordinator's parts (private to runtime/coordinator):
-//   coordinator.cc  setup, resume, planner callbacks, the supervisor, Wait/Stop and the lock;
-//   requests.cc     the CoordinatorService requests (register, lease, results, progress);
+//   coordinator.cc  setup, resume, the supervisor, Wait/Stop and the lock;
+//   requests.cc     the CoordinatorService requests (register, lease, results, progress), lost
+//                   leases, and writing decisions (WriteLocked: AttemptLog);
+//   planning.cc     the planner, its callbacks, retryFrom's carry-over;
 //   job_end.cc      reject, end, finalize (assembly, job_result.txt, result.json).
 // They use NodeTable (node_table.h), AttemptLog (attempt_log.h), progress_text.h and job_end.h.
 //
@@ -108,6 +110,13 @@ class Coordinator::Impl {
   void SupervisorLoop() EXCLUDES(mu_);
   void TickLocked() REQUIRES(mu_);
   void CheckNoProgressLocked(SteadyTime now) REQUIRES(mu_);
+  // The output folder was deleted or replaced under the running job: .parallelrun/ is not the
+  // folder InitRun made. Checked every tick, and again when the assembly misses a part (the folder
+  // can go between two ticks).
+  bool OutputFolderGone() const;
+  void RecordPartLocked(int64_t id, int64_t bytes, uint32_t crc) REQUIRES(mu_);
+
+  // --- requests.cc
   // Leases lost (expired, or dropped when their agent registered again: `why` says which).
   void RecordExpiredLocked(const std::vector<ExpiredLease>& expired, const std::string& why = "")
       REQUIRES(mu_);
@@ -116,13 +125,6 @@ class Coordinator::Impl {
   StatusOr<int64_t> WriteLocked(const AttemptLog::Batch& batch) REQUIRES(mu_);
   // The journal could not be written or synced: DiskFull when the disk is full.
   void JournalFailedLocked(const Status& st) REQUIRES(mu_);
-  // The output folder was deleted or replaced under the running job: .parallelrun/ is not the
-  // folder InitRun made. Checked every tick, and again when the assembly misses a part (the folder
-  // can go between two ticks).
-  bool OutputFolderGone() const;
-  void RecordPartLocked(int64_t id, int64_t bytes, uint32_t crc) REQUIRES(mu_);
-
-  // --- requests.cc
   // The job is over (or not running here): the answer to a results request.
   protocol::ResultsResponse ResultsAfterEndLocked(const protocol::ResultsRequest& req)
       REQUIRES(mu_);

@@ -1,5 +1,7 @@
 // The coordinator's side of the agents' requests (protocol::CoordinatorService): register,
-// lease, results, progress. The HTTP adapter is runtime/protocol/coordinator_service.h.
+// lease, results, progress; and the leases lost (expired, or dropped by a registration), with the
+// writing of every decision through AttemptLog. The HTTP adapter is
+// runtime/protocol/coordinator_service.h.
 #include <algorithm>
 
 #include "runtime/base/files.h"
@@ -397,6 +399,67 @@ void Coordinator::Impl::CheckInitFailedLocked() {
   e.traceback = last_init_traceback_;
   e.look_first = {kHintUserErrors, kHintStderr, kHintNodes};
   EndLocked(std::move(e));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Leases lost, and writing what was decided
+
+void Coordinator::Impl::RecordExpiredLocked(const std::vector<ExpiredLease>& expired,
+                                            const std::string& why) {
+  if (expired.empty()) return;
+  AttemptLog::Batch batch;
+  SystemTime wall = clock_->Now();
+  for (const auto& x : expired) {
+    const std::string node = nodes_.NodeOf(x.attempt);
+    if (x.outcome == Outcome::kGivenBack) {
+      // Held since the restart and not reclaimed: its agent ended with the old coordinator.
+      batch.Add(JournalReleasedLine(x.attempt.id, x.attempt.attempt, node));
+      log_->info(
+          "mini-batch {} attempt {}, running on {} before the restart, was not reclaimed within "
+          "{} s; queued again without counting a try",
+          x.attempt.id, x.attempt.attempt, node, lease_seconds_);
+      nodes_.DropHold(x.attempt.id);
+      continue;
+    }
+    ReportRow row;
+    row.mini_batch_id = x.attempt.id;
+    row.attempt = x.attempt.attempt;
+    row.accepted = x.outcome == Outcome::kFailed;
+    row.node = node;
+    row.total = x.items;
+    row.failed = x.outcome == Outcome::kFailed ? x.items : 0;
+    row.status = "LEASE_EXPIRED";
+    row.error = !why.empty() ? why
+                             : "no result or lease renewal from " + node + " within " +
+                                   std::to_string(lease_seconds_) + " s";
+    if (x.outcome == Outcome::kDisrupted) {
+      row.error += "; not counted as a try (lost lease " + std::to_string(x.disruptions) + " of " +
+                   std::to_string(kFreeDisruptions) + " that do not count)";
+    }
+    ErrorSummaryEntry e{wall, node, "", x.attempt.id, x.attempt.attempt, row.status, row.error};
+    batch.Add(JournalExpiredLine(x.attempt.id, x.attempt.attempt, node, x.outcome), &row, &e);
+    log_->warn("lease of mini-batch {} attempt {} on {} {} -> {}", x.attempt.id, x.attempt.attempt,
+               node, why.empty() ? "expired" : "lost: " + why, OutcomeName(x.outcome));
+    if (x.outcome == Outcome::kFailed) last_progress_ = clock_->SteadyNow();
+  }
+  auto off = WriteLocked(batch);
+  if (off.ok() && *off >= 0) {
+    if (Status st = journal_->SyncTo(*off); !st.ok()) {
+      log_->error("journal: {}", st.message());
+      JournalFailedLocked(st);
+    }
+  }
+}
+
+StatusOr<int64_t> Coordinator::Impl::WriteLocked(const AttemptLog::Batch& batch) {
+  auto off = attempt_log_->Write(batch);
+  if (!off.ok()) JournalFailedLocked(off.status());
+  return off;
+}
+
+void Coordinator::Impl::JournalFailedLocked(const Status& st) {
+  if (IsDiskFullError(st.message()))
+    EndDiskFullLocked("the journal " + journal_path_, st.message());
 }
 
 // ---------------------------------------------------------------------------------------------
