@@ -275,7 +275,9 @@ TEST(ChildrenTest, ModelsAreMountedReadOnlyOnWorkersWithTheirEnvironment) {
   }
   EXPECT_EQ(MountAt(pod, "/mnt/models/iris-prs")["subPath"], "models/iris");
   json env = json::object();
-  for (const json& e : Container(pod)["env"]) env[e["name"].get<std::string>()] = e["value"];
+  for (const json& e : Container(pod)["env"]) {
+    env[e["name"].get<std::string>()] = e.value("value", json());
+  }
   EXPECT_EQ(env["AZUREML_MODEL_DIR"], "/mnt/models");
   EXPECT_EQ(json::parse(env["PARALLELRUN_MODELS"].get<std::string>()), json::parse(R"({
       "iris-prs": {"version": "3", "path": "/mnt/models/iris-prs"},
@@ -284,7 +286,9 @@ TEST(ChildrenTest, ModelsAreMountedReadOnlyOnWorkersWithTheirEnvironment) {
   // The coordinator plans and assembles: no models there.
   json coordinator = Coordinator(spec);
   EXPECT_TRUE(MountAt(coordinator, "/mnt/models/iris-prs").is_null());
-  for (const json& e : Container(coordinator)["env"]) EXPECT_NE(e["name"], "PARALLELRUN_MODELS");
+  for (const json& e : Container(coordinator)["env"]) {
+    EXPECT_NE(e["name"].get<std::string>(), "PARALLELRUN_MODELS");
+  }
 }
 
 TEST(ChildrenTest, SubPathIsTheDataRefPathNormalized) {

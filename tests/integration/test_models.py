@@ -11,7 +11,7 @@ import sys
 import tempfile
 import unittest
 
-from jobkit import JobTestCase, manifest
+from jobkit import Job, JobTestCase, manifest  # noqa: F401 (Job: for tests/operator)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 COMPAT_DIR = os.path.join(HERE, "..", "..", "runtime", "hosts", "python", "azureml_compat")
