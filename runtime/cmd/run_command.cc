@@ -220,7 +220,7 @@ class ProgressDisplay {
 };
 
 void TerminateAll(std::vector<AgentProcess>& agents, pid_t coordinator, bool coordinator_running,
-                  std::chrono::seconds grace) {
+                  std::chrono::milliseconds grace) {
   for (auto& a : agents) {
     if (a.running) ::kill(a.pid, SIGTERM);
   }
@@ -491,7 +491,11 @@ int RunMain(const std::vector<std::string>& args) {
     std::this_thread::sleep_for(50ms);
   }
   display.Finish();
-  TerminateAll(agents, *coordinator, false, 15s);
+  // The job's results are final once the coordinator has ended. After a success the agents get
+  // time for the workers' shutdown(); after anything else a few hundred milliseconds are all
+  // they need to stop (they heard `stop`, or find the coordinator gone), and a failing job's
+  // run returns within 2 s of the coordinator's end: a shutdown() still running is killed.
+  TerminateAll(agents, *coordinator, false, coordinator_code == kExitOk ? 15000ms : 1500ms);
   // Whatever is left (processes reparented here after their agent died) ends with the run.
   KillAllDescendants(1s);
 

@@ -550,7 +550,7 @@ TEST(CrdSpecTest, LengthLimitsAreAcceptedAtTheBoundAndRejectedBeyond) {
     ExpectBoth(With(BaseFor(f.path), f.ptr, std::string(max + 1, 'a')), false,
                f.path + " too long");
   }
-  EXPECT_EQ(limits, 3);  // volume, input and side input names
+  EXPECT_EQ(limits, 5);  // volume, input and side input names; model names and versions
 }
 
 // ----- patterns
