@@ -492,10 +492,10 @@ int RunMain(const std::vector<std::string>& args) {
   }
   display.Finish();
   // The job's results are final once the coordinator has ended. After a success the agents get
-  // time for the workers' shutdown(); after anything else a few hundred milliseconds are all
-  // they need to stop (they heard `stop`, or find the coordinator gone), and a failing job's
-  // run returns within 2 s of the coordinator's end: a shutdown() still running is killed.
-  TerminateAll(agents, *coordinator, false, coordinator_code == kExitOk ? 15000ms : 1500ms);
+  // time for the workers' shutdown(); after anything else 1 s, all they need to stop (they heard
+  // `stop`, or find the coordinator gone), so that a failing job's run returns within 2 s of the
+  // coordinator's end: a shutdown() still running then is killed.
+  TerminateAll(agents, *coordinator, false, coordinator_code == kExitOk ? 15000ms : 1000ms);
   // Whatever is left (processes reparented here after their agent died) ends with the run.
   KillAllDescendants(1s);
 

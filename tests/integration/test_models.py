@@ -40,7 +40,8 @@ def init():
         labels = dict(line.strip().split("=") for line in f if line.strip())
     run = Run.get_context()
     run.tag("model_file", os.path.basename(model_path))
-    run.set_tags({"models": ",".join(sorted(os.listdir(os.environ["AZUREML_MODEL_DIR"])))})
+    run.set_tags({"models": ",".join(sorted(os.listdir(os.environ["AZUREML_MODEL_DIR"]))),
+                  "model_dir": os.environ["AZUREML_MODEL_DIR"]})
 
 
 def run(mini_batch):
@@ -160,7 +161,7 @@ class ModelsJobTest(JobTestCase):
         self.job.write("code/score.py", SCORE_SCRIPT)
         self.job.write_manifest(manifest(
             inputs=[{"name": "iris", "type": "tabular", "source": {"path": "data/"}}],
-            models=models, processCountPerNode=2))
+            models=models, processCountPerNode=2, miniBatchSize="1MB"))
         proc = self.job.run()
         self.assertExit(proc, 0)
         expected = self.reference(models, files)
@@ -188,6 +189,11 @@ class ModelsJobTest(JobTestCase):
         # model folder resolves to the file) and the models under AZUREML_MODEL_DIR.
         self.assertTrue(tags)
         for r in tags:
+            if r["name"] == "model_dir":
+                # Locally: the run's folder of links, gone with the run.
+                self.assertRegex(r["value"], r"^/tmp/parallelrun-run-[^/]+/models$")
+                self.assertFalse(os.path.exists(r["value"]))
+                continue
             self.assertIn((r["name"], r["value"]), [("model_file", "coefficients.json"),
                                                      ("models", "iris-labels,iris-linear")])
 
