@@ -710,7 +710,7 @@ class Validator {
   }
 
   // spec.models: unique names (each is a folder under /mnt/models), an optional version string,
-  // a source; AZUREML_MODEL_DIR and PARALLELRUN_MODELS are then ours, not spec.env's.
+  // a source.
   void ReadModels(const json& spec, JobSpec* out) {
     const json* models = Get(spec, "models");
     if (!Array(models, "spec.models", false, "a list of models (name, version, source)")) return;
@@ -747,8 +747,13 @@ class Validator {
       }
       out->models.push_back(std::move(model));
     }
+    if (!out->models.empty()) CheckModelEnv(spec);
+  }
+
+  // With spec.models the job sets AZUREML_MODEL_DIR and PARALLELRUN_MODELS: spec.env may not.
+  void CheckModelEnv(const json& spec) {
     const json* env = Get(spec, "env");
-    if (out->models.empty() || env == nullptr || !env->is_array()) return;
+    if (env == nullptr || !env->is_array()) return;
     for (size_t i = 0; i < env->size(); ++i) {
       const json& entry = (*env)[i];
       const json* name = entry.is_object() ? Get(entry, "name") : nullptr;
