@@ -247,7 +247,7 @@ kubectl explain prj.spec.inputs
 
 Nested fields are written with their parent: `inputs[].source.path` is `path` inside `source`
 inside each entry of `inputs`. A *data reference* (`sourceDirectory`, `inputs[].source`,
-`sideInputs[].source`, `output`) is `{{volume, path}}`: a folder inside an entry of `volumes`; with
+`sideInputs[].source`, `models[].source`, `output`) is `{{volume, path}}`: a folder inside an entry of `volumes`; with
 no `volume`, a path inside the image on a cluster and a path relative to the manifest's folder in
 local mode.
 """
@@ -311,6 +311,26 @@ def model_rules_section():
     return "".join(out)
 
 
+def azure_ml_section(spec):
+    """Every Azure ML setting and where it goes here; each `spec.X` named must be a field."""
+    paths = {p for p, _, _ in walk(spec)}
+    out = ["\n## From Azure ML\n\n",
+           "Where each setting of an Azure ML job goes in a manifest. Entry scripts run "
+           "unchanged: see [entry scripts](entry-scripts.md) for `init()`/`run()`, "
+           "`mini_batch_context` and the `azureml.core` stand-ins.\n"]
+    for title, rows in (("`ParallelRunConfig` / `ParallelRunStep` (SDK v1)", notes.AZURE_ML_V1),
+                        ("Parallel job (SDK v2, CLI v2 YAML `type: parallel`)",
+                         notes.AZURE_ML_V2)):
+        out.append(f"\n### {title}\n\n| Azure ML | here |\n|---|---|\n")
+        for theirs, ours in rows:
+            for ref in re.findall(r"`spec\.([A-Za-z0-9_.\[\]]+)", ours):
+                if ref not in paths:
+                    raise NotesError(f"manifest_notes names spec.{ref} for {theirs}, which the "
+                                     f"CRD lacks")
+            out.append(f"| {escape_text(theirs)} | {escape_text(ours)} |\n")
+    return "".join(out)
+
+
 def status_section(status, columns):
     out = ["\n## Status\n\n",
            "Written by the operator through the status subresource; the same field names as the "
@@ -344,6 +364,7 @@ def generate(crd_path=DEFAULT_CRD):
     text += spec_section(spec, patterns)
     text += patterns_section(patterns)
     text += model_rules_section()
+    text += azure_ml_section(spec)
     text += status_section(schema["properties"]["status"], columns)
     return text
 

@@ -18,7 +18,7 @@ Sources for the original names: ../shared/reference/prs-semantics.md (§1.1-1.3)
 # group (the generator fails otherwise), in the order of the CRD within the group.
 GROUPS = [
     ("What runs", ["entryScript", "sourceDirectory", "arguments", "image", "env"]),
-    ("Data", ["volumes", "inputs", "sideInputs", "output"]),
+    ("Data", ["volumes", "inputs", "sideInputs", "models", "output"]),
     ("Mini-batches, retries and failure limits",
      ["miniBatchSize", "errorThreshold", "allowedFailedCount", "allowedFailedPercent",
       "runInvocationTimeout", "runMaxTry", "progressUpdateTimeout", "initTimeout", "retryFrom"]),
@@ -85,6 +85,33 @@ FIELDS = {
     "sideInputs": {
         "v1": "`side_inputs`",
         "v2": "an ordinary entry of `inputs`",
+    },
+    "models": {
+        "note": "Worker processes get `AZUREML_MODEL_DIR` (the models' root) and "
+                "`PARALLELRUN_MODELS` (JSON: each model's version and path). In a pod a model with "
+                "no `volume` stays at its path in the image (named in `PARALLELRUN_MODELS`, not "
+                "under `/mnt/models`). Locally the root is a folder of the run with one symbolic "
+                "link per model (`<name>` → its source), removed when the run ends. "
+                "`azureml.core.Model.get_model_path(name, version)` resolves them when the Azure "
+                "ML SDK is not installed; see "
+                "[entry scripts](entry-scripts.md#azuremlcore-model-and-run).",
+        "v1": "registered models read with `Model.get_model_path(name, version)` in `init()`",
+        "v2": "a `custom_model` / `mlflow_model` input (`azureml:<name>:<version>`)",
+    },
+    "models[].name": {
+        "v1": "`Model.register(model_name=...)`",
+        "v2": "`<name>` of `azureml:<name>:<version>`",
+    },
+    "models[].version": {
+        "note": "When set, `get_model_path(name, version=V)` must ask for this version (or none); "
+                "the folder is not split by version.",
+        "v1": "the registered model's `version`",
+        "v2": "`<version>` of `azureml:<name>:<version>`",
+    },
+    "models[].source": {
+        "note": "A model folder that holds a single file resolves to that file, as in Azure ML.",
+        "v1": "`Model.register(model_path=...)`",
+        "v2": "the model's `path`",
     },
     "output": {
         "note": "Must not be, hold or lie inside an input or `sourceDirectory` (compared by volume "
@@ -250,6 +277,7 @@ PATTERN_NAMES = {
     r"[^/\x00]+\.(py|so)$": "entry script",
     r"^0*[1-9][0-9]*([kKmMgG][bB])?$": "mini-batch size",
     r"^(\.?[^/.\x00][^/\x00]*|\.\.[^/\x00]+)$": "file name",
+    r"^[A-Za-z0-9][A-Za-z0-9._-]*$": "model name",
 }
 
 PATTERN_MEANINGS = {
@@ -260,6 +288,8 @@ PATTERN_MEANINGS = {
     "mini-batch size": "a positive number with an optional `KB`, `MB` or `GB` unit (any case, "
                        "powers of 1024); a unit is allowed on tabular inputs only.",
     "file name": "a plain file name: no `/`, not `.` or `..`.",
+    "model name": "Azure ML's rule for model names and versions: a letter or digit, then "
+                  "letters, digits, `_`, `-` or `.`.",
 }
 
 # Rules the job-spec model checks and a schema cannot express (the CRD's header says the same).
@@ -273,7 +303,76 @@ MODEL_ONLY_RULES = [
     "unique; input and side-input names share one namespace and are unique in it.",
     "All inputs have the same `type`; `format` and `header` are allowed on tabular inputs only.",
     "`$(inputs.NAME)`, `$(sideInputs.NAME)` and `$(output)` in `arguments` name existing inputs.",
+    "Model names are unique; with `models`, `env` may not set `AZUREML_MODEL_DIR` or "
+    "`PARALLELRUN_MODELS` (the job sets them).",
     "Kubernetes sub-objects (`volumes` entries, `resources`, `env`, `tolerations`, `affinity`, "
     "`securityContext`) are checked by the API server when the operator creates the pods; a "
     "rejection ends the job with reason `InvalidSpec` and the API server's message.",
+]
+
+# The reverse direction: every setting of Azure ML's ParallelRunConfig / ParallelRunStep (v1) and
+# parallel job (v2) and where it goes here. `spec.X` references must name fields of the CRD (the
+# generator checks them).
+AZURE_ML_V1 = [
+    ("`ParallelRunConfig(environment=...)`",
+     "`spec.image` (the Docker image; Python packages are the image's)"),
+    ("`entry_script`", "`spec.entryScript`"),
+    ("`source_directory`", "`spec.sourceDirectory`"),
+    ("`error_threshold`", "`spec.errorThreshold`"),
+    ("`output_action`", "`spec.outputAction`"),
+    ("`compute_target`", "the cluster and `spec.resources`, `spec.nodeSelector`, "
+                         "`spec.tolerations`"),
+    ("`node_count`", "`spec.nodeCount`"),
+    ("`process_count_per_node`", "`spec.processCountPerNode`"),
+    ("`mini_batch_size`", "`spec.miniBatchSize`"),
+    ("`description`", "`metadata.annotations`"),
+    ("`logging_level`", "`spec.loggingLevel`"),
+    ("`run_invocation_timeout`", "`spec.runInvocationTimeout`"),
+    ("`run_max_try`", "`spec.runMaxTry`"),
+    ("`append_row_file_name`", "`spec.appendRowFileName`"),
+    ("`allowed_failed_count`", "`spec.allowedFailedCount`"),
+    ("`allowed_failed_percent`", "`spec.allowedFailedPercent`"),
+    ("`partition_keys`", "— (not yet)"),
+    ("`environment_variables`", "`spec.env` (applied in local mode too)"),
+    ("`ParallelRunStep(name=...)`", "`metadata.name` (same rule: 3 to 32 characters)"),
+    ("`inputs`", "`spec.inputs` (`FileDataset` → `type: file`, `TabularDataset` → "
+                 "`type: tabular`)"),
+    ("`output`", "`spec.output`"),
+    ("`side_inputs`", "`spec.sideInputs` (path passed with `$(sideInputs.NAME)`)"),
+    ("`arguments`", "`spec.arguments`"),
+    ("`allow_reuse`", "— (a finished output is never rerun: `--restart` or `spec.retryFrom`)"),
+    ("registered models, `Model.get_model_path(name, version)`", "`spec.models`"),
+    ("`Run.get_context().log(...)` and the other metrics calls",
+     "`logs/user/metrics/<node>/<process>.jsonl` (no Azure service)"),
+    ("`--progress_update_timeout`", "`spec.progressUpdateTimeout`"),
+    ("`--resource_monitor_interval`", "`spec.resourceMonitorInterval`"),
+    ("`--append_row_dataframe_header True`", "`spec.appendRowHeader`"),
+    ("`--first_task_creation_timeout`", "— (`spec.initTimeout` bounds each worker's `init()`)"),
+]
+
+AZURE_ML_V2 = [
+    ("`type: parallel`", "`kind: ParallelRunJob`"),
+    ("`inputs` + `input_data`", "`spec.inputs` (`uri_folder` → `type: file`, `mltable` → "
+                                "`type: tabular`)"),
+    ("other entries of `inputs`", "`spec.sideInputs`"),
+    ("`custom_model` / `mlflow_model` inputs", "`spec.models`"),
+    ("`outputs`", "`spec.output`"),
+    ("`mini_batch_size`", "`spec.miniBatchSize`"),
+    ("`partition_keys`", "— (not yet)"),
+    ("`resources.instance_count`", "`spec.nodeCount`"),
+    ("`resources.instance_type`", "`spec.resources`, `spec.nodeSelector`"),
+    ("`max_concurrency_per_instance`", "`spec.processCountPerNode`"),
+    ("`mini_batch_error_threshold`", "`spec.allowedFailedCount`"),
+    ("`error_threshold`", "`spec.errorThreshold`"),
+    ("`retry_settings.max_retries`", "`spec.runMaxTry` (attempts: `max_retries` + 1)"),
+    ("`retry_settings.timeout`", "`spec.runInvocationTimeout`"),
+    ("`logging_level`", "`spec.loggingLevel`"),
+    ("`environment_variables`", "`spec.env`"),
+    ("`task.code`", "`spec.sourceDirectory`"),
+    ("`task.entry_script`", "`spec.entryScript`"),
+    ("`task.environment`", "`spec.image`"),
+    ("`task.program_arguments`", "`spec.arguments`"),
+    ("`task.append_row_to`", "`spec.outputAction: append_row` and `spec.appendRowFileName`"),
+    ("`compute`", "the cluster (and `spec.nodeSelector`)"),
+    ("`is_deterministic`", "— (see `allow_reuse` above)"),
 ]

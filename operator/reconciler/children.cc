@@ -84,7 +84,7 @@ void AddDataMount(const rt::DataRef& ref, const std::string& mount_path, bool re
 
 struct DataMounts {
   bool code = false;
-  bool side_inputs = false;
+  bool side_inputs = false;  // side inputs and models
 };
 
 json DataVolumeMounts(const rt::JobSpec& spec, DataMounts which) {
@@ -97,6 +97,9 @@ json DataVolumeMounts(const rt::JobSpec& spec, DataMounts which) {
   if (which.side_inputs) {
     for (const rt::SideInput& side : spec.side_inputs) {
       AddDataMount(side.source, paths.side_inputs.at(side.name), true, &mounts);
+    }
+    for (const rt::Model& model : spec.models) {
+      AddDataMount(model.source, paths.models.at(model.name), true, &mounts);
     }
   }
   AddDataMount(spec.output, paths.output_dir, false, &mounts);
@@ -399,7 +402,16 @@ StatusOr<json> BuildWorkerPod(const JobMeta& job, const rt::JobSpec& spec, int i
   if (const json* r = PodField(spec, "resources", json::value_t::object)) plan.resources = *r;
   plan.mounts = DataVolumeMounts(spec, {.code = true, .side_inputs = true});
   plan.secret_keys = {kSecretKeyToken, kSecretKeyCa};
-  return BuildPod(job, spec, options, std::move(plan));
+  PR_ASSIGN_OR_RETURN(json pod, BuildPod(job, spec, options, std::move(plan)));
+  if (!spec.models.empty()) {
+    // The models' root and where each one is, for entry scripts and the azureml.core.Model
+    // stand-in (the job-spec model keeps these two names out of spec.env).
+    json& env = pod["spec"]["containers"][0]["env"];
+    env.push_back({{"name", "AZUREML_MODEL_DIR"}, {"value", rt::kMountedModelsDir}});
+    env.push_back({{"name", "PARALLELRUN_MODELS"},
+                   {"value", rt::ModelsEnvValue(spec, rt::MountedPaths(spec).models)}});
+  }
+  return pod;
 }
 
 }  // namespace parallelrun::op::reconciler

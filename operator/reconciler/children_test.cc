@@ -260,6 +260,37 @@ TEST(ChildrenTest, CoordinatorMountsInputsAndOutputOnly) {
   EXPECT_TRUE(MountAt(pod, paths.side_inputs.at("model")).is_null());
 }
 
+TEST(ChildrenTest, ModelsAreMountedReadOnlyOnWorkersWithTheirEnvironment) {
+  json manifest = Manifest();
+  manifest["spec"]["models"] = json::parse(R"([
+      {"name": "iris-prs", "version": "3", "source": {"volume": "data", "path": "models/iris/"}},
+      {"name": "vocab_v2.1", "source": {"path": "opt/vocab"}}])");
+  const rt::JobSpec spec = Spec(manifest);
+  const rt::ResolvedPaths paths = rt::MountedPaths(spec);
+  EXPECT_EQ(paths.models.at("iris-prs"), "/mnt/models/iris-prs");
+  EXPECT_EQ(paths.models.at("vocab_v2.1"), "/opt/vocab");  // inside the image: no mount
+  json pod = Worker(spec);
+  for (const rt::Model& model : spec.models) {
+    ExpectCovered(pod, model.source, paths.models.at(model.name), true);
+  }
+  EXPECT_EQ(MountAt(pod, "/mnt/models/iris-prs")["subPath"], "models/iris");
+  json env = json::object();
+  for (const json& e : Container(pod)["env"]) {
+    env[e["name"].get<std::string>()] = e.value("value", json());
+  }
+  EXPECT_EQ(env["AZUREML_MODEL_DIR"], "/mnt/models");
+  EXPECT_EQ(json::parse(env["PARALLELRUN_MODELS"].get<std::string>()), json::parse(R"({
+      "iris-prs": {"version": "3", "path": "/mnt/models/iris-prs"},
+      "vocab_v2.1": {"version": null, "path": "/opt/vocab"}})"));
+  EXPECT_EQ(env["MODEL_FLAVOR"], "fast");
+  // The coordinator plans and assembles: no models there.
+  json coordinator = Coordinator(spec);
+  EXPECT_TRUE(MountAt(coordinator, "/mnt/models/iris-prs").is_null());
+  for (const json& e : Container(coordinator)["env"]) {
+    EXPECT_NE(e["name"].get<std::string>(), "PARALLELRUN_MODELS");
+  }
+}
+
 TEST(ChildrenTest, SubPathIsTheDataRefPathNormalized) {
   json pod = Worker(Spec());
   EXPECT_EQ(MountAt(pod, "/mnt/inputs/images")["subPath"], "incoming");

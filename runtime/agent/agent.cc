@@ -231,9 +231,54 @@ std::vector<std::string> DetectGpus() {
   return gpus;
 }
 
+int64_t MtimeNs(const struct stat& st) {
+  return static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+}
+
+std::string UtcOfNs(int64_t ns) {
+  return Iso8601Utc(
+      SystemTime(std::chrono::duration_cast<SystemTime::duration>(std::chrono::nanoseconds(ns))));
+}
+
+// A file input's files that are not what the planner saw (gone, or another size or mtime): the
+// attempt would run on other data than the job planned. The reason naming them, or nullopt.
+std::optional<std::string> FilesChanged(const Lease& lease) {
+  if (lease.file_sizes.size() != lease.files.size() ||
+      lease.file_mtimes_ns.size() != lease.files.size()) {
+    return std::nullopt;  // not recorded (a plan from an older version)
+  }
+  std::vector<std::string> changed;
+  for (size_t i = 0; i < lease.files.size(); ++i) {
+    if (lease.file_sizes[i] < 0) continue;  // could not be stat'ed when planned
+    struct stat st;
+    std::string what;
+    if (::stat(lease.files[i].c_str(), &st) != 0) {
+      what = "cannot be read now: " + std::string(std::strerror(errno));
+    } else if (st.st_size != lease.file_sizes[i] || MtimeNs(st) != lease.file_mtimes_ns[i]) {
+      what = "size " + std::to_string(lease.file_sizes[i]) + " bytes, modified " +
+             UtcOfNs(lease.file_mtimes_ns[i]) + " when planned; now " + std::to_string(st.st_size) +
+             " bytes, modified " + UtcOfNs(MtimeNs(st));
+    } else {
+      continue;
+    }
+    if (changed.size() < 3)
+      changed.push_back(lease.files[i] + " (" + what + ")");
+    else if (changed.size() == 3)
+      changed.push_back("...");
+  }
+  if (changed.empty()) return std::nullopt;
+  std::string out = "input file(s) changed since the job was planned: ";
+  for (size_t i = 0; i < changed.size(); ++i) out += (i ? ", " : "") + changed[i];
+  return out +
+         ". The mini-batch would run on other data than the job planned. Restore the files, or "
+         "run the job again on a new output folder";
+}
+
 // A tabular input file that is not what the planner saw (its size or mtime differs) no longer
 // matches the byte ranges of its mini-batches: rows would be lost or cut. The reason, or nullopt.
+// File inputs: FilesChanged.
 std::optional<std::string> InputChanged(const Lease& lease) {
+  if (lease.input_type == "file") return FilesChanged(lease);
   if (lease.input_type != "tabular" || lease.file_size < 0) return std::nullopt;
   const std::string what = "input file " + lease.file + " changed since the job was planned (";
   struct stat st;
@@ -242,15 +287,11 @@ std::optional<std::string> InputChanged(const Lease& lease) {
            "); the mini-batch's rows (bytes " + std::to_string(lease.begin) + ".." +
            std::to_string(lease.end) + ") are not there";
   }
-  const int64_t mtime = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+  const int64_t mtime = MtimeNs(st);
   if (st.st_size == lease.file_size && mtime == lease.file_mtime_ns) return std::nullopt;
-  auto utc = [](int64_t ns) {
-    return Iso8601Utc(
-        SystemTime(std::chrono::duration_cast<SystemTime::duration>(std::chrono::nanoseconds(ns))));
-  };
   return what + "size " + std::to_string(lease.file_size) + " bytes, modified " +
-         utc(lease.file_mtime_ns) + " when planned; now " + std::to_string(st.st_size) +
-         " bytes, modified " + utc(mtime) +
+         UtcOfNs(lease.file_mtime_ns) + " when planned; now " + std::to_string(st.st_size) +
+         " bytes, modified " + UtcOfNs(mtime) +
          "): its mini-batches no longer match the file. Restore the file, or run the job again "
          "on a new output folder";
 }

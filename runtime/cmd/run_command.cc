@@ -85,6 +85,13 @@ Status PreflightChecks(const JobSpec& spec, const ResolvedPaths& paths, const st
                        " does not exist");
     }
   }
+  for (size_t i = 0; i < spec.models.size(); ++i) {
+    const std::string& path = paths.models.at(spec.models[i].name);
+    if (!PathExists(path)) {
+      errors.push_back("spec.models[" + std::to_string(i) + "].source: model " + path +
+                       " does not exist");
+    }
+  }
   if (PathExists(paths.output_dir) && !IsDirectory(paths.output_dir)) {
     errors.push_back("spec.output: " + paths.output_dir + " exists and is not a folder");
   } else {
@@ -147,6 +154,27 @@ Status PreflightChecks(const JobSpec& spec, const ResolvedPaths& paths, const st
   return InvalidArgumentError(text);
 }
 
+// spec.models locally: AZUREML_MODEL_DIR is `dir`, a per-run folder with one symbolic link per
+// model (<dir>/<name> -> its source), as /mnt/models is in a pod. Returns the variables for the
+// agents (and so the workers); none without models.
+StatusOr<std::vector<std::string>> LinkModels(const JobSpec& spec, const ResolvedPaths& paths,
+                                              const std::string& dir) {
+  if (spec.models.empty()) return std::vector<std::string>{};
+  PR_RETURN_IF_ERROR(MakeDirs(dir));
+  std::map<std::string, std::string> links;
+  for (const Model& model : spec.models) {
+    const std::string link = JoinPath(dir, model.name);
+    std::error_code ec;
+    std::filesystem::create_symlink(paths.models.at(model.name), link, ec);
+    if (ec) {
+      return InternalError("cannot link model " + model.name + " at " + link + ": " + ec.message());
+    }
+    links[model.name] = link;
+  }
+  return std::vector<std::string>{"AZUREML_MODEL_DIR=" + dir,
+                                  "PARALLELRUN_MODELS=" + ModelsEnvValue(spec, links)};
+}
+
 struct AgentProcess {
   std::string node;
   pid_t pid = -1;
@@ -192,7 +220,7 @@ class ProgressDisplay {
 };
 
 void TerminateAll(std::vector<AgentProcess>& agents, pid_t coordinator, bool coordinator_running,
-                  std::chrono::seconds grace) {
+                  std::chrono::milliseconds grace) {
   for (auto& a : agents) {
     if (a.running) ::kill(a.pid, SIGTERM);
   }
@@ -327,6 +355,8 @@ int RunMain(const std::vector<std::string>& args) {
     std::string dir;
     ~Cleanup() { std::filesystem::remove_all(dir); }
   } cleanup{run_dir};
+  auto model_env = LinkModels(*spec, *paths, run_dir + "/models");
+  if (!model_env.ok()) return Fail(model_env.status().message());
 
   // Orphans of the job's processes (a daemon started by run() whose agent was killed) are
   // reparented here instead of init, so the end of the run can kill them.
@@ -396,6 +426,7 @@ int RunMain(const std::vector<std::string>& args) {
     for (const auto& e : local_env->entries) {
       if (e.rfind("PARALLELRUN_PYTHON=", 0) != 0) ao.env.push_back(e);
     }
+    ao.env.insert(ao.env.end(), model_env->begin(), model_env->end());
     PR_ASSIGN_OR_RETURN(a.pid, Spawn(ao));
     a.running = true;
     return Status::Ok();
@@ -460,7 +491,11 @@ int RunMain(const std::vector<std::string>& args) {
     std::this_thread::sleep_for(50ms);
   }
   display.Finish();
-  TerminateAll(agents, *coordinator, false, 15s);
+  // The job's results are final once the coordinator has ended. After a success the agents get
+  // time for the workers' shutdown(); after anything else 1 s, all they need to stop (they heard
+  // `stop`, or find the coordinator gone), so that a failing job's run returns within 2 s of the
+  // coordinator's end: a shutdown() still running then is killed.
+  TerminateAll(agents, *coordinator, false, coordinator_code == kExitOk ? 15000ms : 1000ms);
   // Whatever is left (processes reparented here after their agent died) ends with the run.
   KillAllDescendants(1s);
 

@@ -12,11 +12,12 @@
 namespace parallelrun::rt {
 
 uint64_t PlanRecordHash(std::string_view record) {
-  // A tabular record's file fingerprint (,"sz":N,"mt":N before ,"n":) is left out: it guards this
-  // run's reads, while retryFrom compares how two runs cut their inputs (as before fingerprints
-  // existed, so that plans of older versions still match). The sequence cannot occur inside a
-  // JSON string, where quotes are escaped.
-  const size_t fp = record.find(",\"sz\":");
+  // A record's file fingerprints (tabular: ,"sz":N,"mt":N; files: ,"fz":[..],"fm":[..]; both
+  // right before ,"n":) are left out: they guard this run's reads, while retryFrom compares how
+  // two runs cut their inputs (as before fingerprints existed, so that plans of older versions
+  // still match). The sequences cannot occur inside a JSON string, where quotes are escaped.
+  size_t fp = record.find(",\"sz\":");
+  if (fp == std::string_view::npos) fp = record.find(",\"fz\":");
   if (fp != std::string_view::npos) {
     const size_t n = record.find(",\"n\":", fp);
     if (n != std::string_view::npos) {

@@ -194,6 +194,8 @@ StatusOr<protocol::Lease> Coordinator::Impl::MakeLease(const LeaseGrant& grant) 
   if (in.type == InputType::kFile) {
     l.files.reserve(mb.files.size());
     for (const auto& f : mb.files) l.files.push_back(JoinPath(dir, f));
+    l.file_sizes = mb.file_sizes;
+    l.file_mtimes_ns = mb.file_mtimes_ns;
   } else {
     l.file = JoinPath(dir, mb.file);
     l.format = mb.format == TabularFormat::kJsonl ? "jsonl" : "csv";

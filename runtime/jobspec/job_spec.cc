@@ -38,6 +38,7 @@ constexpr std::string_view kSpecKeys[] = {"entryScript",
                                           "volumes",
                                           "inputs",
                                           "sideInputs",
+                                          "models",
                                           "output",
                                           "arguments",
                                           "miniBatchSize",
@@ -77,6 +78,9 @@ constexpr std::string_view kDataRefKeys[] = {"volume", "path"};
 constexpr std::string_view kInputKeys[] = {"name",   "type",   "source",     "pattern",
                                            "format", "header", "columnTypes"};
 constexpr std::string_view kSideInputKeys[] = {"name", "source"};
+constexpr std::string_view kModelKeys[] = {"name", "version", "source"};
+// Set for worker processes from spec.models; spec.env may not set them too.
+constexpr std::string_view kModelEnvNames[] = {"AZUREML_MODEL_DIR", "PARALLELRUN_MODELS"};
 
 // ---------------------------------------------------------------------------------------------
 // Small text helpers.
@@ -189,6 +193,20 @@ bool IsDnsLabel(std::string_view s) {
   if (!IsLowerAlnum(s.front()) || !IsLowerAlnum(s.back())) return false;
   return std::all_of(s.begin(), s.end(), [](char c) { return IsLowerAlnum(c) || c == '-'; });
 }
+
+// Azure ML's rule for model names and versions: a letter or digit, then letters, digits, '_',
+// '-' or '.'; at most 255 characters.
+bool IsAssetName(std::string_view s) {
+  const auto alnum = [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+  };
+  if (s.empty() || s.size() > 255 || !alnum(s.front())) return false;
+  return std::all_of(s.begin(), s.end(),
+                     [&](char c) { return alnum(c) || c == '_' || c == '-' || c == '.'; });
+}
+
+constexpr const char* kAssetNameExpected =
+    "1 to 255 letters, digits, '_', '-' or '.', starting with a letter or digit";
 
 constexpr const char* kDnsLabelExpected =
     "a DNS label (1 to 63 lowercase letters, digits or '-', starting and ending with a letter or "
@@ -520,6 +538,7 @@ class Validator {
     }
 
     ReadPodFields(spec, out);
+    ReadModels(spec, out);
 
     if (auto b = Bool(Get(spec, "suspend"), "spec.suspend")) out->suspend = *b;
     if (auto v =
@@ -687,6 +706,66 @@ class Validator {
         ReadDataRef(Get(item, "source"), path + ".source", true, &side.source);
       }
       out->side_inputs.push_back(std::move(side));
+    }
+  }
+
+  // spec.models: unique names (each is a folder under /mnt/models), an optional version string,
+  // a source.
+  void ReadModels(const json& spec, JobSpec* out) {
+    const json* models = Get(spec, "models");
+    if (!Array(models, "spec.models", false, "a list of models (name, version, source)")) return;
+    for (size_t i = 0; i < models->size(); ++i) {
+      const json& item = (*models)[i];
+      const std::string path = Index("spec.models", i);
+      Model model;
+      if (Object(&item, path, true, "a mapping with name, source and optionally version")) {
+        UnknownKeys(item, path, kModelKeys);
+        const json* name = Get(item, "name");
+        if (auto s = String(name, path + ".name", kAssetNameExpected, true)) {
+          if (!IsAssetName(*s)) {
+            Fail(path + ".name", name, kAssetNameExpected);
+          } else {
+            for (size_t j = 0; j < out->models.size(); ++j) {
+              if (out->models[j].name != *s) continue;
+              Fail(path + ".name", name,
+                   "a name not used by another model (" + Index("spec.models", j) + ".name)");
+            }
+            model.name = *s;
+          }
+        }
+        const json* version = Get(item, "version");
+        const std::string version_expected =
+            std::string("a version string such as \"1\" (") + kAssetNameExpected + ")";
+        if (auto s = String(version, path + ".version", version_expected)) {
+          if (IsAssetName(*s)) {
+            model.version = *s;
+          } else {
+            Fail(path + ".version", version, version_expected);
+          }
+        }
+        ReadDataRef(Get(item, "source"), path + ".source", true, &model.source);
+      }
+      out->models.push_back(std::move(model));
+    }
+    if (!out->models.empty()) CheckModelEnv(spec);
+  }
+
+  // With spec.models the job sets AZUREML_MODEL_DIR and PARALLELRUN_MODELS: spec.env may not.
+  void CheckModelEnv(const json& spec) {
+    const json* env = Get(spec, "env");
+    if (env == nullptr || !env->is_array()) return;
+    for (size_t i = 0; i < env->size(); ++i) {
+      const json& entry = (*env)[i];
+      const json* name = entry.is_object() ? Get(entry, "name") : nullptr;
+      if (name == nullptr || !name->is_string()) continue;
+      const std::string n = name->get<std::string>();
+      if (std::find(std::begin(kModelEnvNames), std::end(kModelEnvNames), n) ==
+          std::end(kModelEnvNames)) {
+        continue;
+      }
+      Fail(Index("spec.env", i) + ".name", name,
+           "a variable other than AZUREML_MODEL_DIR and PARALLELRUN_MODELS, which spec.models "
+           "sets (drop this entry)");
     }
   }
 
@@ -968,6 +1047,16 @@ nlohmann::json ToJson(const JobSpec& spec) {
     side_inputs.push_back({{"name", side.name}, {"source", DataRefJson(side.source)}});
   }
   s["sideInputs"] = std::move(side_inputs);
+  if (!spec.models.empty()) {
+    json models = json::array();
+    for (const Model& m : spec.models) {
+      json j = {{"name", m.name}};
+      if (!m.version.empty()) j["version"] = m.version;
+      j["source"] = DataRefJson(m.source);
+      models.push_back(std::move(j));
+    }
+    s["models"] = std::move(models);
+  }
   s["output"] = DataRefJson(spec.output);
   s["arguments"] = spec.arguments;
   s["miniBatchSize"] = spec.mini_batch_size_text;

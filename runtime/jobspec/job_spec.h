@@ -50,6 +50,15 @@ struct SideInput {
   DataRef source;
 };
 
+// spec.models: mounted read-only on every node like side inputs (/mnt/models/<name> in pods);
+// worker processes get AZUREML_MODEL_DIR (their root) and PARALLELRUN_MODELS (ModelsEnvValue).
+struct Model {
+  std::string name;     // Azure ML's rule: [A-Za-z0-9][A-Za-z0-9._-]*, 1 to 255 characters
+  std::string version;  // "" when not given
+  DataRef source;       // the model's folder (or single file)
+};
+inline constexpr const char* kMountedModelsDir = "/mnt/models";
+
 struct JobSpec {
   // CR envelope.
   std::string api_version = kApiVersion;
@@ -65,6 +74,7 @@ struct JobSpec {
   nlohmann::json volumes = nlohmann::json::array();  // Kubernetes Volume objects, opaque
   std::vector<Input> inputs;
   std::vector<SideInput> side_inputs;
+  std::vector<Model> models;
   DataRef output;
   std::vector<std::string> arguments;
   std::string mini_batch_size_text;  // as written ("10", "1MB"); defaulted by input type
@@ -131,6 +141,7 @@ struct ResolvedPaths {
   std::string code_dir;                            // sourceDirectory
   std::map<std::string, std::string> inputs;       // input name -> folder
   std::map<std::string, std::string> side_inputs;  // side input name -> folder
+  std::map<std::string, std::string> models;       // model name -> folder (or file)
   std::string output_dir;
   std::string retry_from_dir;  // empty when spec.retry_from is empty
 };
@@ -141,7 +152,7 @@ struct ResolvedPaths {
 StatusOr<ResolvedPaths> ResolveLocalPaths(const JobSpec& spec, const std::string& manifest_dir,
                                           const std::map<std::string, std::string>& bindings);
 // Inside a pod made by the operator: /mnt/code, /mnt/inputs/<name>, /mnt/side-inputs/<name>,
-// /mnt/output (a DataRef with no volume stays a path inside the image).
+// /mnt/models/<name>, /mnt/output (a DataRef with no volume stays a path inside the image).
 ResolvedPaths MountedPaths(const JobSpec& spec);
 
 // How folder `a` overlaps folder `b` (named `b_name` in the text): "" when they are apart, else
@@ -154,6 +165,11 @@ std::string FolderOverlap(const std::string& a, const std::string& b, const std:
 // output folder apart from the code folder and every input, the code folder apart from every
 // input. InvalidArgument naming both fields and folders.
 Status CheckResolvedFoldersApart(const JobSpec& spec, const ResolvedPaths& paths);
+
+// The value of PARALLELRUN_MODELS, which the azureml.core.Model stand-in reads:
+// {"<name>": {"version": "<version>" | null, "path": "<path>"}, ...} (compact JSON), with each
+// path from `paths` (name -> where the worker processes see the model).
+std::string ModelsEnvValue(const JobSpec& spec, const std::map<std::string, std::string>& paths);
 
 // Expands $(inputs.X), $(sideInputs.X) and $(output) in spec.arguments.
 std::vector<std::string> ExpandArguments(const JobSpec& spec, const ResolvedPaths& paths);

@@ -484,6 +484,58 @@ const RuleCase kRuleCases[] = {
            json::parse(R"([{"name": "model", "source": {"path": "m"}, "type": "file"}])");
      },
      "spec.sideInputs[0].type", "unknown field, expected one of name, source"},
+    // models.
+    {"ModelsNotList", [](json& m) { Spec(m)["models"] = "iris"; }, "spec.models",
+     "expected a list of models (name, version, source)"},
+    {"ModelNotMapping", [](json& m) { Spec(m)["models"] = json::array({"iris"}); },
+     "spec.models[0]", "expected a mapping with name, source and optionally version"},
+    {"ModelNameMissing",
+     [](json& m) { Spec(m)["models"] = json::parse(R"([{"source": {"path": "m"}}])"); },
+     "spec.models[0].name", "missing, expected 1 to 255 letters"},
+    {"ModelBadName",
+     [](json& m) {
+       Spec(m)["models"] = json::parse(R"([{"name": "-iris", "source": {"path": "m"}}])");
+     },
+     "spec.models[0].name", R"(got "-iris", expected 1 to 255 letters, digits)"},
+    {"ModelNameWithSlash",
+     [](json& m) {
+       Spec(m)["models"] = json::parse(R"([{"name": "a/b", "source": {"path": "m"}}])");
+     },
+     "spec.models[0].name", "starting with a letter or digit"},
+    {"ModelNamesUnique",
+     [](json& m) {
+       Spec(m)["models"] = json::parse(R"([{"name": "iris", "source": {"path": "a"}},
+                                           {"name": "iris", "source": {"path": "b"}}])");
+     },
+     "spec.models[1].name", "a name not used by another model (spec.models[0].name)"},
+    {"ModelSourceMissing",
+     [](json& m) { Spec(m)["models"] = json::parse(R"([{"name": "iris"}])"); },
+     "spec.models[0].source", "missing"},
+    {"ModelVersionNumber",
+     [](json& m) {
+       Spec(m)["models"] =
+           json::parse(R"([{"name": "iris", "version": 2, "source": {"path": "m"}}])");
+     },
+     "spec.models[0].version", "got 2, expected a version string such as \"1\""},
+    {"ModelVersionBad",
+     [](json& m) {
+       Spec(m)["models"] =
+           json::parse(R"([{"name": "iris", "version": "v 2", "source": {"path": "m"}}])");
+     },
+     "spec.models[0].version", R"(got "v 2", expected a version string)"},
+    {"ModelUnknownField",
+     [](json& m) {
+       Spec(m)["models"] =
+           json::parse(R"([{"name": "iris", "path": "m", "source": {"path": "m"}}])");
+     },
+     "spec.models[0].path", "unknown field, expected one of name, version, source"},
+    {"ModelEnvSetTwice",
+     [](json& m) {
+       Spec(m)["models"] = json::parse(R"([{"name": "iris", "source": {"path": "m"}}])");
+       Spec(m)["env"] = json::parse(R"([{"name": "A", "value": "1"},
+                                        {"name": "AZUREML_MODEL_DIR", "value": "/m"}])");
+     },
+     "spec.env[1].name", "a variable other than AZUREML_MODEL_DIR and PARALLELRUN_MODELS"},
     // output.
     {"OutputMissing", [](json& m) { Spec(m).erase("output"); }, "spec.output",
      "spec.output: missing"},
@@ -785,6 +837,34 @@ TEST(JobSpecTest, ToJsonRoundTrips) {
   }
 }
 
+TEST(JobSpecTest, ModelsAreReadAndRoundTrip) {
+  json m = MinimalManifest();
+  Spec(m)["models"] = json::parse(R"([
+      {"name": "iris-prs", "version": "1", "source": {"path": "models/iris"}},
+      {"name": "Vocab_v2.1", "source": {"path": "models/vocab.txt"}}])");
+  // Without models, the two variables are the user's own.
+  Spec(m)["env"] = json::parse(R"([{"name": "PARALLELRUN_MODELS_X", "value": "1"}])");
+  auto spec = ParseJson(m);
+  ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+  ASSERT_EQ(spec->models.size(), 2u);
+  EXPECT_EQ(spec->models[0].name, "iris-prs");
+  EXPECT_EQ(spec->models[0].version, "1");
+  EXPECT_EQ(spec->models[0].source.path, "models/iris");
+  EXPECT_EQ(spec->models[1].version, "");
+  const json once = ToJson(*spec);
+  EXPECT_EQ(once["spec"]["models"], Spec(m)["models"]);
+  auto again = ParseJobSpec(once.dump(), "spec.json");
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(ToJson(*again), once);
+  EXPECT_FALSE(ToJson(*ParseJson(MinimalManifest())).at("spec").contains("models"));
+  json env = MinimalManifest();
+  Spec(env)["env"] = json::parse(R"([{"name": "AZUREML_MODEL_DIR", "value": "/m"}])");
+  EXPECT_TRUE(ParseJson(env).ok());  // no models: the user's to set
+  EXPECT_EQ(json::parse(ModelsEnvValue(*spec, {{"iris-prs", "/r/iris-prs"}})), json::parse(R"({
+      "iris-prs": {"version": "1", "path": "/r/iris-prs"},
+      "Vocab_v2.1": {"version": null, "path": ""}})"));
+}
+
 TEST(JobSpecTest, ToJsonHasEveryDefaultInCrForm) {
   auto spec = ParseJson(MinimalManifest());
   ASSERT_TRUE(spec.ok()) << spec.status().ToString();
@@ -1070,6 +1150,8 @@ spec:
     - {name: more, type: file, source: {volume: rel, path: more/}}
   sideInputs:
     - {name: model, source: {volume: data, path: models/resnet}}
+  models:
+    - {name: iris, version: "2", source: {volume: rel, path: models/iris}}
   output: {volume: data, path: runs/out}
   retryFrom: ../previous
   arguments: ["--model=$(sideInputs.model)/m.bin", "$(inputs.images)", "$(output)",
@@ -1084,6 +1166,7 @@ TEST_F(PathsTest, ResolvesHostPathsBindingsAndManifestRelativePaths) {
   EXPECT_EQ(paths->inputs.at("images"), "/srv/data/incoming");
   EXPECT_EQ(paths->inputs.at("more"), dir_ + "/jobs/local-data/more");
   EXPECT_EQ(paths->side_inputs.at("model"), "/mnt/big/models/resnet");
+  EXPECT_EQ(paths->models.at("iris"), dir_ + "/jobs/local-data/models/iris");
   EXPECT_EQ(paths->output_dir, "/mnt/big/runs/out");
   EXPECT_EQ(paths->retry_from_dir, dir_ + "/previous");
 }
@@ -1142,6 +1225,7 @@ TEST_F(PathsTest, MountedPathsInAPod) {
   EXPECT_EQ(paths.inputs.at("images"), "/mnt/inputs/images");
   EXPECT_EQ(paths.inputs.at("more"), "/mnt/inputs/more");
   EXPECT_EQ(paths.side_inputs.at("model"), "/mnt/side-inputs/model");
+  EXPECT_EQ(paths.models.at("iris"), "/mnt/models/iris");
   EXPECT_EQ(paths.output_dir, "/mnt/output");
   EXPECT_EQ(paths.retry_from_dir, "../previous");
 

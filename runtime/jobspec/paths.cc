@@ -146,6 +146,11 @@ StatusOr<ResolvedPaths> ResolveLocalPaths(const JobSpec& spec, const std::string
     paths.side_inputs[side.name] =
         resolver.Resolve(side.source, "spec.sideInputs[" + std::to_string(i) + "].source");
   }
+  for (size_t i = 0; i < spec.models.size(); ++i) {
+    const Model& model = spec.models[i];
+    paths.models[model.name] =
+        resolver.Resolve(model.source, "spec.models[" + std::to_string(i) + "].source");
+  }
   paths.output_dir = resolver.Resolve(spec.output, "spec.output");
   if (!spec.retry_from.empty()) {
     paths.retry_from_dir = AbsolutePath(spec.retry_from, base);
@@ -168,9 +173,24 @@ ResolvedPaths MountedPaths(const JobSpec& spec) {
     paths.side_inputs[side.name] =
         Mounted(side.source, std::string(kMountedSideInputsDir) + "/" + side.name);
   }
+  for (const Model& model : spec.models) {
+    paths.models[model.name] =
+        Mounted(model.source, std::string(kMountedModelsDir) + "/" + model.name);
+  }
   paths.output_dir = Mounted(spec.output, kMountedOutputDir);
   paths.retry_from_dir = spec.retry_from;
   return paths;
+}
+
+std::string ModelsEnvValue(const JobSpec& spec, const std::map<std::string, std::string>& paths) {
+  nlohmann::json out = nlohmann::json::object();
+  for (const Model& model : spec.models) {
+    auto it = paths.find(model.name);
+    out[model.name] = {
+        {"version", model.version.empty() ? nlohmann::json() : nlohmann::json(model.version)},
+        {"path", it == paths.end() ? "" : it->second}};
+  }
+  return out.dump();
 }
 
 std::string FolderOverlap(const std::string& a, const std::string& b, const std::string& b_name) {

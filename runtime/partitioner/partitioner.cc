@@ -16,6 +16,20 @@
 namespace parallelrun::rt {
 namespace {
 
+// Records a file input's size and mtime as planned (-1 when it cannot be stat'ed now: it
+// vanished since the listing, and the attempt will say so).
+void AddFingerprint(const std::string& path, MiniBatch& mb) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) {
+    mb.file_sizes.push_back(-1);
+    mb.file_mtimes_ns.push_back(-1);
+    return;
+  }
+  mb.file_sizes.push_back(static_cast<int64_t>(st.st_size));
+  mb.file_mtimes_ns.push_back(static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 +
+                              st.st_mtim.tv_nsec);
+}
+
 using internal::FileWalker;
 using internal::RowScanner;
 
@@ -243,6 +257,7 @@ class StreamingPartitioner : public Partitioner {
             NextInput();
             break;
           }
+          AddFingerprint(dirs_[current_] + "/" + *file, mb);
           mb.files.push_back(std::move(*file));
         }
         if (mb.files.empty()) continue;
@@ -332,6 +347,21 @@ bool GetInt(const nlohmann::json& j, const char* key, int64_t* out) {
   return *out >= 0;
 }
 
+// A list of `n` integers >= -1 (-1: unknown).
+bool GetIntList(const nlohmann::json& j, const char* key, size_t n, std::vector<int64_t>* out) {
+  auto it = j.find(key);
+  if (it == j.end() || !it->is_array() || it->size() != n) return false;
+  out->reserve(n);
+  for (const auto& v : *it) {
+    if (!v.is_number_integer() || (v.is_number_unsigned() && v.get<uint64_t>() > INT64_MAX)) {
+      return false;
+    }
+    out->push_back(v.get<int64_t>());
+    if (out->back() < -1) return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 StatusOr<std::unique_ptr<Partitioner>> MakePartitioner(const JobSpec& spec,
@@ -383,6 +413,10 @@ std::string EncodePlanRecord(const MiniBatch& mb) {
   j["in"] = mb.input_index;
   if (mb.file.empty()) {
     j["f"] = mb.files;
+    if (!mb.file_sizes.empty()) {
+      j["fz"] = mb.file_sizes;
+      j["fm"] = mb.file_mtimes_ns;
+    }
   } else {
     j["p"] = mb.file;
     j["fmt"] = mb.format == TabularFormat::kJsonl ? "jsonl" : "csv";
@@ -424,6 +458,12 @@ StatusOr<MiniBatch> DecodePlanRecord(std::string_view line) {
     }
     if (mb.items != static_cast<int64_t>(mb.files.size())) {
       return bad("\"n\" is not the number of files in \"f\"");
+    }
+    if (j.contains("fz") || j.contains("fm")) {
+      if (!GetIntList(j, "fz", mb.files.size(), &mb.file_sizes) ||
+          !GetIntList(j, "fm", mb.files.size(), &mb.file_mtimes_ns)) {
+        return bad("expected \"fz\" and \"fm\": each file's size and mtime, integers >= -1");
+      }
     }
     return mb;
   }

@@ -32,6 +32,10 @@ struct MiniBatch {
   // record written by an older version).
   int64_t file_size = -1;
   int64_t file_mtime_ns = -1;
+  // file inputs: each file's size and mtime when planned, in `files` order (empty: not recorded,
+  // e.g. a plan record written by an older version; -1 for a file that could not be stat'ed).
+  std::vector<int64_t> file_sizes;
+  std::vector<int64_t> file_mtimes_ns;
 };
 
 class Partitioner {

@@ -68,6 +68,10 @@ struct Lease {
   // the attempt when the file differs now (-1: not recorded, e.g. a plan from an older version).
   int64_t file_size = -1;
   int64_t file_mtime_ns = -1;
+  // file: each file's size and mtime when planned, in `files` order (empty: not recorded; -1:
+  // the file could not be stat'ed then); the agent fails the attempt when one differs now.
+  std::vector<int64_t> file_sizes;
+  std::vector<int64_t> file_mtimes_ns;
 };
 
 struct LeaseRequest {

@@ -81,6 +81,7 @@ json Full() {
                   "pattern": "*.csv", "format": "csv", "header": false,
                   "columnTypes": {"id": "string", "qty": "int64"}}],
       "sideInputs": [{"name": "model", "source": {"volume": "data", "path": "models"}}],
+      "models": [{"name": "iris-prs", "version": "2", "source": {"volume": "data", "path": "m"}}],
       "output": {"volume": "data", "path": "out"},
       "arguments": ["--out", "$(output)"],
       "miniBatchSize": "2MB",
@@ -308,8 +309,14 @@ const std::map<std::string, PatternSamples>& SamplesByField() {
          {"spec.volumes[0].name", "spec.inputs[0].name", "spec.sideInputs[0].name"}) {
       m[f] = dns_label;
     }
-    for (const char* f : {"spec.sourceDirectory.path", "spec.inputs[0].source.path",
-                          "spec.sideInputs[0].source.path", "spec.output.path"}) {
+    // Model names and versions: Azure ML's asset-name rule.
+    for (const char* f : {"spec.models[0].name", "spec.models[0].version"}) {
+      m[f] = {{"x", "9", "A", "iris-prs", "Vocab_v2.1", "a..b", "a-"},
+              {"", "-x", ".x", "_x", "a b", "a/b", "x:1", "é", "a" + kNul}};
+    }
+    for (const char* f :
+         {"spec.sourceDirectory.path", "spec.inputs[0].source.path",
+          "spec.sideInputs[0].source.path", "spec.models[0].source.path", "spec.output.path"}) {
       m[f] = relative_path;
     }
     return m;
@@ -543,7 +550,7 @@ TEST(CrdSpecTest, LengthLimitsAreAcceptedAtTheBoundAndRejectedBeyond) {
     ExpectBoth(With(BaseFor(f.path), f.ptr, std::string(max + 1, 'a')), false,
                f.path + " too long");
   }
-  EXPECT_EQ(limits, 3);  // volume, input and side input names
+  EXPECT_EQ(limits, 5);  // volume, input and side input names; model names and versions
 }
 
 // ----- patterns
@@ -741,6 +748,11 @@ TEST(CrdSpecTest, RulesOnlyTheModelChecks) {
        "spec.miniBatchSize"},
       {"unknown argument reference", [](json& m) { m["spec"]["arguments"] = {"$(inputs.nope)"}; },
        "spec.arguments[0]"},
+      {"duplicate model name",
+       [](json& m) { m["spec"]["models"].push_back(m["spec"]["models"][0]); },
+       "spec.models[1].name"},
+      {"spec.env sets a variable that spec.models sets",
+       [](json& m) { m["spec"]["env"][0]["name"] = "AZUREML_MODEL_DIR"; }, "spec.env[0].name"},
   };
   for (const Case& c : cases) {
     json manifest = Full();

@@ -229,6 +229,34 @@ class ExactlyOnceTest(JobTestCase):
         self.assertEqual(sum(int(r["succeeded"]) for r in accepted), len(self.job.output_lines()))
         self.assertGreater(sum(int(r["failed"]) for r in accepted), 0)
 
+    def test_input_files_changed_after_planning_fail_their_mini_batches_naming_them(self):
+        # Item 0 holds the only worker until the gate opens; by then the plan is complete.
+        self.gated_file_job(6, 1, hold_from=0, runMaxTry=1, processCountPerNode=1,
+                            allowedFailedPercent=100)
+        run = self.start_run()
+        plan = os.path.join(self.job.output, ".parallelrun", "plan")
+        wait_for("the complete plan", lambda: os.path.exists(plan) and
+                 read_text(plan).endswith("END\n"), 120)
+        wait_for("a lease", lambda: any(r.get("t") == "lease" for r in journal_records(self.job)),
+                 120)
+        data = os.path.join(self.job.root, "data")
+        rewritten = self.job.write("data/f0003.txt", "item 3, rewritten after planning\n")
+        removed = os.path.join(data, "f0004.txt")
+        os.unlink(removed)
+        self.open_gate()
+        done = self.finish(run)
+        self.assertExit(done, 0)  # allowedFailedPercent 100: two failed mini-batches are allowed
+        errors = read_text(os.path.join(self.job.logs, "user", "error.txt"))
+        self.assertIn("input file(s) changed since the job was planned: " + rewritten, errors)
+        self.assertIn("when planned; now 33 bytes", errors)
+        self.assertIn(removed + " (cannot be read now: No such file or directory)", errors)
+        accepted = {int(r["mini_batch_id"]): r for r in self.job.report_rows()
+                    if r["accepted"] == "1"}
+        self.assertEqual(sorted(m for m, r in accepted.items() if r["status"] != "RUN_DONE"),
+                         [3, 4])
+        self.assertEqual(self.job.output_lines(),
+                         ["f0000.txt", "f0001.txt", "f0002.txt", "f0005.txt"])
+
     def test_python_host_refuses_a_short_read(self):
         sys.path.insert(0, HOST_DIR)
         self.addCleanup(sys.path.remove, HOST_DIR)

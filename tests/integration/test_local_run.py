@@ -1,6 +1,9 @@
 """End-to-end tests of local mode: real `parallelrun run` processes, real Python workers, real
 files. Each test builds its own job folder in a temporary directory."""
+import calendar
+import glob
 import os
+import time
 import unittest
 
 from jobkit import JobTestCase, glob_logs, manifest, read_text
@@ -244,6 +247,64 @@ class OwnershipTest(JobTestCase):
         self.assertExit(proc, 1)
         self.assertIn("OutputInUse", proc.stderr + proc.stdout)
         self.assertEqual(snapshot(), before)
+
+
+def coordinator_end(job):
+    """The wall-clock time of the coordinator's last log line (it writes it just before it
+    exits), from logs/sys/master_role.*.txt (UTC, milliseconds)."""
+    last = None
+    for path in glob.glob(os.path.join(job.logs, "sys", "master_role.*.txt")):
+        for line in read_text(path).splitlines():
+            stamp = line.split("|", 1)[0]
+            if len(stamp) == 23 and stamp[4] == "-":
+                t = calendar.timegm(time.strptime(stamp[:19], "%Y-%m-%d %H:%M:%S"))
+                t += int(stamp[20:]) / 1000.0
+                last = t if last is None else max(last, t)
+    return last
+
+
+class FailingJobReturnsTest(JobTestCase):
+    """A failing job's `parallelrun run` returns within 2 s of the coordinator's end (issue 16);
+    checked against 5 s, the coordinator's last log line to this process's exit, so that a busy
+    machine does not make it flaky. Before the fix the second job took 10 s (the workers'
+    shutdown()) and the agents' side once took 15 s."""
+
+    def run_and_measure(self):
+        proc = self.job.run()
+        exited = time.time()
+        self.assertExit(proc, 42)
+        end = coordinator_end(self.job)
+        self.assertIsNotNone(end, "no coordinator log line")
+        return proc, exited - end
+
+    def test_error_threshold_exceeded_while_other_attempts_run(self):
+        # Node 127.0.0.2's attempts are still running (a minute each) when node 127.0.0.1's
+        # error ends the job.
+        self.make_files(8)
+        self.job.write("code/score.py", "import os, time\n"
+                       "def run(mini_batch):\n"
+                       "    if os.environ['PARALLELRUN_NODE'] == '127.0.0.2':\n"
+                       "        time.sleep(60)\n"
+                       "    time.sleep(0.5)\n"
+                       "    raise ValueError('bad item')\n")
+        self.job.write_manifest(manifest(nodeCount=2, processCountPerNode=2, miniBatchSize=1,
+                                         errorThreshold=0, runMaxTry=1))
+        proc, after_end = self.run_and_measure()
+        self.assertFirstLine(self.job.result(), "Failed: ErrorThresholdExceeded")
+        self.assertLess(after_end, 5.0, proc.stderr)
+
+    def test_failure_found_at_the_end_does_not_wait_for_shutdown(self):
+        # NoSucceededItems is decided when every mini-batch is done: the agents hear `done` and
+        # call shutdown(), which here would take 30 s.
+        self.make_files(4)
+        self.job.write("code/score.py", "import time\n"
+                       "def run(mini_batch):\n    raise ValueError('bad item')\n"
+                       "def shutdown():\n    time.sleep(30)\n")
+        self.job.write_manifest(manifest(nodeCount=2, processCountPerNode=1, miniBatchSize=2,
+                                         errorThreshold=-1, runMaxTry=1))
+        proc, after_end = self.run_and_measure()
+        self.assertFirstLine(self.job.result(), "Failed: NoSucceededItems")
+        self.assertLess(after_end, 5.0, proc.stderr)
 
 
 if __name__ == "__main__":

@@ -449,6 +449,62 @@ class ExampleJobTest(unittest.TestCase):
                                         timeout=10)
         self.assertEqual(health.status, 200)
 
+    def test_models_scoring_job_matches_local_mode(self):
+        """spec.models through the operator (issue 16): the tabular scoring script of
+        tests/integration/test_models.py (Model.get_model_path, Run.get_context().log) gives
+        the rows and metrics of the same manifest run locally."""
+        sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+        import test_models  # noqa: E402 (its data, models and script)
+        work = tempfile.mkdtemp(prefix="prj-models-", dir=self.c.dir)
+        cluster_data = make_claim(self.c.cluster, "models-data")
+        local_data = os.path.join(work, "local")
+        for root in (cluster_data, local_data):
+            job = test_models.Job(root)
+            test_models.write_iris(job)
+            models = test_models.write_models(job)
+            job.write("code/score.py", test_models.SCORE_SCRIPT)
+        for model in models:
+            model["source"]["volume"] = "data"
+
+        def models_manifest(volume):
+            return {"apiVersion": "parallelrun.io/v1alpha1", "kind": "ParallelRunJob",
+                    "metadata": {"name": "score-models"},
+                    "spec": {"entryScript": "score.py",
+                             "sourceDirectory": {"volume": "data", "path": "code/"},
+                             "volumes": [volume],
+                             "inputs": [{"name": "iris", "type": "tabular",
+                                         "source": {"volume": "data", "path": "data/"}}],
+                             "models": models,
+                             "output": {"volume": "data", "path": "output/"},
+                             "nodeCount": 2, "processCountPerNode": 2}}
+
+        apply(self.c, models_manifest({"name": "data",
+                                       "persistentVolumeClaim": {"claimName": "models-data"}}))
+        out = self.c.kubectl("wait", "--for=condition=Complete", "prj/score-models",
+                             "--timeout=300s", check=False, timeout=320)
+        job = self.c.get_job("score-models")
+        self.assertEqual(out.returncode, 0, "kubectl wait failed: %s\nstatus: %s\nlog:\n%s" % (
+            out.stderr, json.dumps((job or {}).get("status"), indent=1), self.c.operator_log()))
+        path = os.path.join(work, "local.yaml")
+        with open(path, "w") as f:
+            json.dump(models_manifest({"name": "data", "hostPath": {"path": local_data}}), f)
+        local = subprocess.run([PARALLELRUN_BIN, "run", path], capture_output=True, text=True,
+                               timeout=300)
+        self.assertEqual(local.returncode, 0, local.stderr)
+        rows = {}
+        metrics = {}
+        for where, root in (("cluster", cluster_data), ("local", local_data)):
+            with open(os.path.join(root, "output", "parallel_run_step.txt"), "rb") as f:
+                rows[where] = f.read()
+            records = test_models.metric_records(os.path.join(root, "output", "logs", "user",
+                                                              "metrics"))
+            metrics[where] = sorted(json.dumps(r, sort_keys=True) for rs in records.values()
+                                    for r in rs if r["kind"] != "tag")
+        self.assertEqual(rows["cluster"], rows["local"])
+        self.assertEqual(len(rows["cluster"].splitlines()), 90)
+        self.assertEqual(metrics["cluster"], metrics["local"])
+        self.assertTrue(metrics["cluster"])
+
     def test_finished_job_is_deleted_after_its_ttl(self):
         work = make_claim(self.c.cluster, "short-lived-data")
         make_slow_data(work, files=2)

@@ -14,6 +14,17 @@ import uuid
 __all__ = ["Run"]
 
 
+def _jsonable(value):
+    """numpy scalars and arrays, pandas values: their Python value; anything else: str()."""
+    for method in ("tolist", "item"):
+        if hasattr(value, method):
+            try:
+                return getattr(value, method)()
+            except (TypeError, ValueError):
+                pass
+    return str(value)
+
+
 def _utc_now():
     t = time.time()
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + ".%03dZ" % (int(t * 1000) % 1000)
@@ -42,7 +53,7 @@ class Run:
 
     def _append(self, record):
         record = dict(time=_utc_now(), **record)
-        line = json.dumps(record, default=str) + "\n"
+        line = json.dumps(record, default=_jsonable) + "\n"
         with Run._lock:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
             with open(self.path, "a", encoding="utf-8") as f:
@@ -73,3 +84,9 @@ class Run:
 
     def get_tags(self):
         return dict(self._tags)
+
+    def flush(self, *_args, **_kwargs):
+        """Every record is written when it is logged: nothing to flush."""
+
+    def complete(self, *_args, **_kwargs):
+        """An offline run has no service to tell."""
