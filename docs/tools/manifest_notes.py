@@ -21,7 +21,8 @@ GROUPS = [
     ("Data", ["volumes", "inputs", "sideInputs", "output"]),
     ("Mini-batches, retries and failure limits",
      ["miniBatchSize", "errorThreshold", "allowedFailedCount", "allowedFailedPercent",
-      "runInvocationTimeout", "runMaxTry", "progressUpdateTimeout", "initTimeout", "retryFrom"]),
+      "runInvocationTimeout", "runMaxTry", "progressUpdateTimeout", "initTimeout",
+      "partitionKeys", "retryFrom"]),
     ("Output", ["outputAction", "appendRowFileName", "appendRowHeader"]),
     ("Scale and logs", ["nodeCount", "processCountPerNode", "loggingLevel",
                         "resourceMonitorInterval"]),
@@ -81,6 +82,12 @@ FIELDS = {
         "model_default": "`true` on tabular inputs",
         "v1": "`from_delimited_files(header=...)`",
         "v2": "MLTable `read_delimited` `header`",
+    },
+    "inputs[].partitionFormat": {
+        "note": "Files that do not match are left out with one warning naming them; no file "
+                "matching is an error. See [partition keys](entry-scripts.md#partition-keys).",
+        "v1": "`Dataset.File.from_files(partition_format=...)`",
+        "v2": "MLTable `extract_columns_from_partition_format`",
     },
     "sideInputs": {
         "v1": "`side_inputs`",
@@ -165,6 +172,13 @@ FIELDS = {
     "resourceMonitorInterval": {
         "v1": "`--resource_monitor_interval`",
         "v2": "`--resource_monitor_interval`",
+    },
+    "partitionKeys": {
+        "note": "Setting `miniBatchSize` too is an error (Azure ML lets partition_keys win "
+                "silently). Tabular: a file without one of the columns is an error naming both. "
+                "See [partition keys](entry-scripts.md#partition-keys).",
+        "v1": "`partition_keys`",
+        "v2": "`partition_keys`",
     },
     "retryFrom": {
         "note": "See [getting started](getting-started.md#run-only-what-failed).",
@@ -272,6 +286,9 @@ MODEL_ONLY_RULES = [
     "Every `volume` of a data reference names an entry of `spec.volumes`; volume names are "
     "unique; input and side-input names share one namespace and are unique in it.",
     "All inputs have the same `type`; `format` and `header` are allowed on tabular inputs only.",
+    "`partitionKeys`: names non-empty and unique, no `miniBatchSize` with them; every file input "
+    "has a `partitionFormat` (allowed only with `partitionKeys`) that parses and captures every "
+    "key; no `partitionKeys` on tabular inputs with a native (`.so`) entry script.",
     "`$(inputs.NAME)`, `$(sideInputs.NAME)` and `$(output)` in `arguments` name existing inputs.",
     "Kubernetes sub-objects (`volumes` entries, `resources`, `env`, `tolerations`, `affinity`, "
     "`securityContext`) are checked by the API server when the operator creates the pods; a "
