@@ -850,8 +850,9 @@ class Validator {
         } else if (std::find(out->partition_keys.begin(), out->partition_keys.end(), *s) !=
                    out->partition_keys.end()) {
           Fail(path, &item, "a key name not listed before (each key once)");
+        } else {
+          out->partition_keys.push_back(*s);
         }
-        out->partition_keys.push_back(*s);
       }
     }
     const bool keyed = keys != nullptr && keys->is_array() && !keys->empty();
