@@ -40,7 +40,8 @@ class Case:
         self.args = args or []
         self.setup = setup          # function(job root) for anything else
         self.exit_code = exit_code
-        self.source = source        # stderr | result (logs/job_result.txt) | output (stderr+stdout)
+        self.source = source        # stderr | result (logs/job_result.txt) | output (the
+        #                             coordinator's failure lines on stderr+stdout) | warnings
 
 
 def drop(*keys):
@@ -393,8 +394,11 @@ def run_case(case, coordinator=None):
             seen = "\n".join(line for line in proc.stderr.splitlines()
                               if line.startswith("parallelrun coordinator: warning:"))
         elif case.source == "output":
+            # The coordinator's own lines: the agents' and the progress overview's depend on
+            # timing (an agent may or may not log "coordinator not reachable yet" first).
             seen = "\n".join(line for line in (proc.stderr + proc.stdout).splitlines()
-                             if "ailed" in line or "error" in line.lower())
+                             if line.startswith("parallelrun coordinator:")
+                             and ("ailed" in line or "error" in line.lower()))
         else:
             seen = proc.stderr
         return proc.returncode, normalise(seen, job.root).strip()
