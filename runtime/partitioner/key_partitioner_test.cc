@@ -3,8 +3,10 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -214,6 +216,52 @@ TEST_F(KeyPartitionerTest, ManyInterleavedPartitionsSpillAndComeBackComplete) {
   EXPECT_EQ(total, 200000);
   EXPECT_EQ((*plan)[0].partition_key_value[0].second, "p0");  // first appearance
   EXPECT_EQ((*plan)[1].partition_key_value[0].second, "p2919");
+}
+
+long PeakRssKb() {
+  struct rusage ru;
+  ::getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_maxrss;
+}
+
+// The worst case for the spill: every row starts a new run (1000 partitions, round robin), so
+// the spill files hold a record per row; memory must not follow the rows.
+TEST_F(KeyPartitionerTest, PartitioningA40MbCsvRowByRowDoesNotHoldItsRows) {
+  const std::string path = dir_ + "/in/big.csv";
+  int64_t rows = 0;
+  {
+    std::FILE* f = std::fopen(path.c_str(), "wb");
+    ASSERT_NE(f, nullptr);
+    std::string chunk = "id,store,note\n";
+    int64_t written = 0;
+    while (written < (40 << 20)) {
+      chunk += std::to_string(rows) + ",s" + std::to_string(rows % 1000) + ",\"a, b\"\n";
+      ++rows;
+      if (chunk.size() > (1 << 16)) {
+        written += static_cast<int64_t>(chunk.size());
+        std::fwrite(chunk.data(), 1, chunk.size(), f);
+        chunk.clear();
+      }
+    }
+    std::fwrite(chunk.data(), 1, chunk.size(), f);
+    std::fclose(f);
+  }
+  const long before = PeakRssKb();
+  auto p = MakePartitioner(Spec(Table(), {"store"}), {dir_ + "/in"}, dir_ + "/scratch");
+  ASSERT_TRUE(p.ok());
+  int64_t items = 0, batches = 0;
+  while (true) {
+    auto next = (*p)->Next();
+    ASSERT_TRUE(next.ok()) << next.status().ToString();
+    if (!next->has_value()) break;
+    items += (*next)->items;
+    EXPECT_EQ(static_cast<int64_t>((*next)->segments[0].ranges.size()), (*next)->items);
+    ++batches;
+  }
+  EXPECT_EQ(items, rows);
+  EXPECT_EQ(batches, 1000);
+  EXPECT_LT(PeakRssKb() - before, 20 * 1024) << "peak RSS grew by more than 20 MB";
+  EXPECT_TRUE(fs::is_empty(dir_ + "/scratch"));  // the spill files have no names
 }
 
 TEST_F(KeyPartitionerTest, MissingColumnIsAnErrorNamingTheFileAndColumn) {
