@@ -659,14 +659,7 @@ class Validator {
           }
         }
       }
-      const json* partition_format = Get(item, "partitionFormat");
-      if (type_known && input.type == InputType::kTabular && partition_format != nullptr) {
-        Fail(path + ".partitionFormat", partition_format,
-             "no partitionFormat on a tabular input (tabular inputs partition by columns)");
-      } else if (auto s = String(partition_format, path + ".partitionFormat",
-                                 "a format such as \"{user}/{season}/{genres}.wav\"")) {
-        input.partition_format = *s;
-      }
+      ReadPartitionFormat(item, path, type_known, &input);
       if (type_known && input.type == InputType::kFile) {
         if (format != nullptr) {
           Fail(path + ".format", format,
@@ -682,6 +675,19 @@ class Validator {
         if (auto b = Bool(header, path + ".header")) input.header = *b;
       }
       out->inputs.push_back(std::move(input));
+    }
+  }
+
+  // inputs[].partitionFormat (file inputs); checked against spec.partitionKeys later.
+  void ReadPartitionFormat(const json& item, const std::string& path, bool type_known,
+                           Input* input) {
+    const json* partition_format = Get(item, "partitionFormat");
+    if (type_known && input->type == InputType::kTabular && partition_format != nullptr) {
+      Fail(path + ".partitionFormat", partition_format,
+           "no partitionFormat on a tabular input (tabular inputs partition by columns)");
+    } else if (auto s = String(partition_format, path + ".partitionFormat",
+                               "a format such as \"{user}/{season}/{genres}.wav\"")) {
+      input->partition_format = *s;
     }
   }
 
