@@ -281,6 +281,21 @@ TEST_F(KeyPartitionerTest, MissingColumnIsAnErrorNamingTheFileAndColumn) {
               HasSubstr("c.jsonl: the row at byte 27 has no column \"Brand\""));
 }
 
+TEST_F(KeyPartitionerTest, CsvWithoutHeaderNamesItsColumnsByIndexAsPandasDoes) {
+  Write("a.csv", "x,1\ny,2\nx,3\n");
+  Input in = Table();
+  in.header = false;
+  auto plan = Plan(Spec(in, {"0"}));
+  ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+  ASSERT_EQ(plan->size(), 2u);
+  EXPECT_EQ((*plan)[0].partition_key_value, (KeyValues{{"0", "x"}}));
+  EXPECT_EQ(Rows((*plan)[0]), "x,1\nx,3\n");
+  EXPECT_EQ((*plan)[0].segments[0].header_end, 0);
+  auto bad = Plan(Spec(in, {"Store"}));
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(bad.status().message(), HasSubstr("a.csv: has no header, so its columns are named"));
+}
+
 TEST_F(KeyPartitionerTest, JsonLinesPartitionByValueText) {
   Write("r.jsonl",
         "{\"s\": 1, \"b\": \"x\"}\n{\"s\": 2, \"b\": \"x\"}\n{\"s\": 1, \"b\": \"x\"}\n");
