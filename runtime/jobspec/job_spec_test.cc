@@ -675,6 +675,13 @@ const RuleCase kRuleCases[] = {
        In0(m)["partitionFormat"] = "{Store}.csv";
      },
      "spec.inputs[0].partitionFormat", "expected no partitionFormat on a tabular input"},
+    {"PartitionKeysOnNativeTabular",
+     [](json& m) {
+       m = TabularManifest();
+       Spec(m)["entryScript"] = "lib/libscore.so";
+       Spec(m)["partitionKeys"] = {"Store"};
+     },
+     "spec.partitionKeys", "no partitionKeys on tabular inputs with a native (.so) entry script"},
     // Unknown fields.
     {"UnknownSpecField", [](json& m) { Spec(m)["nodeCont"] = 4; }, "spec.nodeCont",
      "spec.nodeCont: unknown field (did you mean nodeCount?), expected one of entryScript, "

@@ -16,12 +16,12 @@
 #include "runtime/jobspec/partition_format.h"
 #include "runtime/partitioner/file_walker.h"
 #include "runtime/partitioner/row_scanner.h"
+#include "runtime/partitioner/spill_file.h"
 
 namespace parallelrun::rt::internal {
 namespace {
 
 constexpr size_t kReadBufferSize = size_t{1} << 20;
-constexpr size_t kSpillBuffer = size_t{1} << 16;
 constexpr size_t kNamed = 10;  // names listed in one warning; the rest are counted
 
 std::string InputField(size_t i) { return "spec.inputs[" + std::to_string(i) + "]"; }
@@ -36,74 +36,6 @@ struct RunRecord {
   int64_t b = 0;     // tabular: first byte
   int64_t c = 0;     // tabular: one past the last byte
   int64_t rows = 0;  // items
-};
-
-// An unnamed temporary file, appended through a buffer and read back by offset.
-class SpillFile {
- public:
-  ~SpillFile() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  static StatusOr<std::unique_ptr<SpillFile>> Open(const std::string& dir) {
-    int fd = ::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-    if (fd < 0) {  // file systems without O_TMPFILE (some NFS): a named file, unlinked at once
-      std::string name = dir + "/.parallelrun-partitions-XXXXXX";
-      fd = ::mkostemp(name.data(), O_CLOEXEC);
-      if (fd < 0) return Errno("cannot make a temporary file in " + dir + " for partitioning");
-      ::unlink(name.c_str());
-    }
-    return std::unique_ptr<SpillFile>(new SpillFile(fd, dir));
-  }
-  Status Append(const void* data, size_t n) {
-    buffer_.append(static_cast<const char*>(data), n);
-    size_ += static_cast<int64_t>(n);
-    return buffer_.size() >= kSpillBuffer ? Flush() : Status::Ok();
-  }
-  Status Flush() {
-    size_t done = 0;
-    while (done < buffer_.size()) {
-      ssize_t w = ::pwrite(fd_, buffer_.data() + done, buffer_.size() - done, written_);
-      if (w < 0 && errno == EINTR) continue;
-      if (w < 0) return Errno("cannot write a temporary file in " + dir_);
-      done += static_cast<size_t>(w);
-      written_ += w;
-    }
-    buffer_.clear();
-    return Status::Ok();
-  }
-  Status WriteAt(const void* data, size_t n, int64_t offset) {
-    const char* p = static_cast<const char*>(data);
-    while (n > 0) {
-      ssize_t w = ::pwrite(fd_, p, n, offset);
-      if (w < 0 && errno == EINTR) continue;
-      if (w < 0) return Errno("cannot write a temporary file in " + dir_);
-      p += w;
-      n -= static_cast<size_t>(w);
-      offset += w;
-    }
-    return Status::Ok();
-  }
-  Status ReadAt(void* data, size_t n, int64_t offset) const {
-    char* p = static_cast<char*>(data);
-    while (n > 0) {
-      ssize_t r = ::pread(fd_, p, n, offset);
-      if (r < 0 && errno == EINTR) continue;
-      if (r <= 0) return Errno("cannot read back a temporary file in " + dir_);
-      p += r;
-      n -= static_cast<size_t>(r);
-      offset += r;
-    }
-    return Status::Ok();
-  }
-  int64_t size() const { return size_; }
-
- private:
-  SpillFile(int fd, std::string dir) : fd_(fd), dir_(std::move(dir)) {}
-  int fd_;
-  std::string dir_;
-  std::string buffer_;
-  int64_t written_ = 0;
-  int64_t size_ = 0;
 };
 
 struct TableFile {
