@@ -1082,6 +1082,9 @@ StatusOr<protocol::Lease> Coordinator::Impl::MakeLease(const LeaseGrant& grant) 
     for (const auto& f : mb.files) l.files.push_back(JoinPath(dir, f));
     l.file_sizes = mb.file_sizes;
     l.file_mtimes_ns = mb.file_mtimes_ns;
+  } else if (!mb.segments.empty()) {
+    l.header = in.header;
+    l.segments = LeaseSegments(dir, mb.segments);
   } else {
     l.file = JoinPath(dir, mb.file);
     l.format = mb.format == TabularFormat::kJsonl ? "jsonl" : "csv";
@@ -1093,6 +1096,9 @@ StatusOr<protocol::Lease> Coordinator::Impl::MakeLease(const LeaseGrant& grant) 
     l.file_mtime_ns = mb.file_mtime_ns;
   }
   l.items = mb.items;
+  for (const auto& [key, value] : mb.partition_key_value) {
+    l.partition_key_value.push_back({key, value});
+  }
   if (opt_.spec.output_action == OutputAction::kAppendRow) {
     l.part_file =
         JoinPath(parts_dir_, std::to_string(grant.id) + "." + std::to_string(grant.attempt));

@@ -60,9 +60,12 @@ void ReadField(const nlohmann::json& j, const char* name, T& out, const T& fallb
 PR_DEFINE_JSON_WITH_DEFAULT(RegisterRequest, node, pid, held)
 PR_DEFINE_JSON_WITH_DEFAULT(RegisterResponse, spec, code_dir, input_dirs, side_input_dirs,
                             output_dir, log_dir, parts_dir, arguments, lease_seconds)
+PR_DEFINE_JSON_WITH_DEFAULT(LeaseSegment, file, format, header_end, ranges, file_size,
+                            file_mtime_ns)
 PR_DEFINE_JSON_WITH_DEFAULT(Lease, mini_batch_id, attempt, input_name, input_type, files, file,
                             format, header, header_end, begin, end, items, part_file, file_size,
-                            file_mtime_ns, file_sizes, file_mtimes_ns)
+                            file_mtime_ns, file_sizes, file_mtimes_ns, partition_key_value,
+                            segments)
 PR_DEFINE_JSON_WITH_DEFAULT(LeaseRef, mini_batch_id, attempt)
 PR_DEFINE_JSON_WITH_DEFAULT(LeaseRequest, node, max, renew)
 PR_DEFINE_JSON_WITH_DEFAULT(LeaseResponse, leases, cancel, done, stop, retry_after_ms)

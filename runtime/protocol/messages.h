@@ -47,6 +47,16 @@ struct RegisterResponse {
   int lease_seconds = 90;              // runInvocationTimeout + 30
 };
 
+// Tabular with partition keys: the byte ranges of one file that hold a partition's rows.
+struct LeaseSegment {
+  std::string file;  // absolute path
+  std::string format;
+  int64_t header_end = 0;
+  std::vector<std::vector<int64_t>> ranges;  // [begin, end) pairs
+  int64_t file_size = -1;
+  int64_t file_mtime_ns = -1;
+};
+
 // One leased attempt. `attempt` numbers from 1; (mini_batch_id, attempt) fences results.
 struct Lease {
   int64_t mini_batch_id = 0;
@@ -72,6 +82,10 @@ struct Lease {
   // the file could not be stat'ed then); the agent fails the attempt when one differs now.
   std::vector<int64_t> file_sizes;
   std::vector<int64_t> file_mtimes_ns;
+  // With spec.partitionKeys: [key, value] pairs in partitionKeys order; and (tabular) the
+  // partition's rows as segments, used instead of file/header_end/begin/end.
+  std::vector<std::vector<std::string>> partition_key_value;
+  std::vector<LeaseSegment> segments;
 };
 
 struct LeaseRequest {
@@ -175,6 +189,8 @@ void to_json(nlohmann::json& j, const RegisterRequest& v);
 void from_json(const nlohmann::json& j, RegisterRequest& v);
 void to_json(nlohmann::json& j, const RegisterResponse& v);
 void from_json(const nlohmann::json& j, RegisterResponse& v);
+void to_json(nlohmann::json& j, const LeaseSegment& v);
+void from_json(const nlohmann::json& j, LeaseSegment& v);
 void to_json(nlohmann::json& j, const Lease& v);
 void from_json(const nlohmann::json& j, Lease& v);
 void to_json(nlohmann::json& j, const LeaseRef& v);

@@ -294,7 +294,12 @@ std::string HostWorker::RunRequest(const protocol::Lease& lease,
               {"input_type", input_type},
               {"input_name", lease.input_name},
               {"part_file", lease.part_file}};
-  if (input_type == "tabular") {
+  if (!lease.partition_key_value.empty()) req["partition_key_value"] = lease.partition_key_value;
+  if (input_type == "tabular" && !lease.segments.empty()) {
+    req["segments"] = lease.segments;
+    req["header"] = lease.header;
+    req["items"] = lease.items;
+  } else if (input_type == "tabular") {
     req["file"] = lease.file;
     req["format"] = lease.format.empty() ? "csv" : lease.format;
     req["header"] = lease.header;

@@ -120,6 +120,19 @@ json Full() {
 })json");
 }
 
+// The fields Full() cannot hold with its others: partition keys exclude miniBatchSize, and
+// partitionFormat belongs to a file input.
+json FullPartitioned() {
+  json m = Full();
+  m["spec"].erase("miniBatchSize");
+  m["spec"]["partitionKeys"] = {"user", "genres"};
+  m["spec"]["inputs"][0] = {{"name", "songs"},
+                            {"type", "file"},
+                            {"source", {{"volume", "data"}, {"path", "in"}}},
+                            {"partitionFormat", "{user}/{season}/{genres}.wav"}};
+  return m;
+}
+
 // Fields whose valid values depend on another field get a base manifest that fits every value
 // of theirs. inputs[0].type: format and header exist on tabular inputs only.
 json BaseFor(const std::string& path) {
@@ -418,7 +431,7 @@ void UndeclaredKeys(const json& schema, const json& value, const std::string& pa
 }
 
 TEST(CrdSpecTest, EveryKeyTheModelWritesIsInTheSchema) {
-  for (const json& manifest : {Minimal(), Full()}) {
+  for (const json& manifest : {Minimal(), Full(), FullPartitioned()}) {
     auto spec = rt::ParseJobSpec(manifest.dump(), "job.yaml");
     ASSERT_TRUE(spec.ok()) << spec.status().ToString();
     std::vector<std::string> undeclared;
@@ -428,17 +441,23 @@ TEST(CrdSpecTest, EveryKeyTheModelWritesIsInTheSchema) {
 }
 
 TEST(CrdSpecTest, EverySchemaFieldIsInTheFullManifestAndInTheModelsOutput) {
-  auto spec = rt::ParseJobSpec(Full().dump(), "job.yaml");
-  ASSERT_TRUE(spec.ok()) << spec.status().ToString();
-  const json written = rt::ToJson(*spec);
+  for (const json& full : {Full(), FullPartitioned()}) {
+    auto spec = rt::ParseJobSpec(full.dump(), "job.yaml");
+    ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+  }
   for (const Field& f : SpecFields()) {
-    EXPECT_TRUE(Full().contains(f.ptr)) << f.path << " is missing from Full()";
+    const bool partitioned = f.path == "spec.partitionKeys" ||
+                             f.path == "spec.inputs[0].partitionFormat" ||
+                             f.path.starts_with("spec.partitionKeys[");
+    const json full = partitioned ? FullPartitioned() : Full();
+    const json written = rt::ToJson(*rt::ParseJobSpec(full.dump(), "job.yaml"));
+    EXPECT_TRUE(full.contains(f.ptr)) << f.path << " is missing from Full()/FullPartitioned()";
     EXPECT_TRUE(written.contains(f.ptr)) << f.path << " is not written by rt::ToJson";
   }
 }
 
 TEST(CrdSpecTest, TheModelsOutputIsAValidResource) {
-  for (const json& manifest : {Minimal(), Full()}) {
+  for (const json& manifest : {Minimal(), Full(), FullPartitioned()}) {
     auto spec = rt::ParseJobSpec(manifest.dump(), "job.yaml");
     ASSERT_TRUE(spec.ok()) << spec.status().ToString();
     ExpectBoth(rt::ToJson(*spec), true, "ToJson of " + manifest["metadata"]["name"].dump());
@@ -448,6 +467,7 @@ TEST(CrdSpecTest, TheModelsOutputIsAValidResource) {
 TEST(CrdSpecTest, MinimalAndFullManifestsAreValid) {
   ExpectBoth(Minimal(), true, "Minimal()");
   ExpectBoth(Full(), true, "Full()");
+  ExpectBoth(FullPartitioned(), true, "FullPartitioned()");
 }
 
 // ----- types
