@@ -764,11 +764,12 @@ std::vector<std::string> Keys(const json& object) {
 TEST(CrdStatusTest, HasExactlyTheFieldsOfTheOperatorsStatus) {
   const json& status = Schema()["properties"]["status"];
   EXPECT_FALSE(PreservesUnknown(status));
-  EXPECT_THAT(Keys(status["properties"]),
-              UnorderedElementsAreArray(
-                  {"observedGeneration", "phase", "conditions", "startTime", "completionTime",
-                   "miniBatches", "items", "nodes", "progress", "lastProgressLine", "eta",
-                   "estimatedCompletionTime", "outputFile", "logs", "message"}));
+  EXPECT_THAT(
+      Keys(status["properties"]),
+      UnorderedElementsAreArray({"observedGeneration", "phase", "reason", "conditions", "startTime",
+                                 "completionTime", "miniBatches", "items", "nodes", "progress",
+                                 "lastProgressLine", "eta", "estimatedCompletionTime", "output",
+                                 "outputFile", "logs", "message"}));
   EXPECT_EQ(status["properties"]["phase"]["enum"],
             json({"Pending", "Running", "Succeeded", "Failed", "Suspended"}));
   const json& condition = status["properties"]["conditions"]["items"];
@@ -802,8 +803,10 @@ TEST(CrdStatusTest, TheOperatorsStatusIsValidAndNothingIsPruned) {
   s.last_progress_line = "line";
   s.eta = "0:01:00";
   s.estimated_completion_time = "2026-11-23T11:01:00Z";
+  s.reason = "Running";
+  s.output = op::api::VolumeLocation{"data", "out", "parallel_run_step.txt"};
   s.output_file = "/mnt/output/parallel_run_step.txt";
-  s.logs = "/mnt/output/logs";
+  s.logs = op::api::VolumeLocation{"data", "out/logs", ""};
   s.message = "m";
   json object = Full();
   object["status"] = s;
