@@ -427,7 +427,8 @@ class ExampleJobTest(unittest.TestCase):
         # kubectl get prj: the printer columns; describe: the events.
         table = self.c.kubectl("get", "prj").stdout
         header = table.splitlines()[0].split()
-        self.assertEqual(header, ["NAME", "PHASE", "PROGRESS", "FAILED", "NODES", "ETA", "AGE"])
+        self.assertEqual(header, ["NAME", "PHASE", "PROGRESS", "FAILED", "NODES", "ETA", "REASON",
+                                  "AGE"])
         row = table.splitlines()[1].split()
         self.assertEqual(row[:3], ["score-files", "Succeeded", status["progress"]])
         described = self.c.kubectl("describe", "prj", "score-files").stdout
