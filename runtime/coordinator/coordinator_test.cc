@@ -625,7 +625,8 @@ TEST_F(CoordinatorTest, ProgressReportsPhaseCountsNodesAndEta) {
   EXPECT_EQ(p.phase, "Running");
   EXPECT_EQ(p.nodes.ready, 1);  // 127.0.0.2 was last seen 160 s ago, more than a lease period
   EXPECT_EQ(p.miniBatches.completed, 1);
-  EXPECT_EQ(p.miniBatches.running, 2);
+  // Two leases on one node of processCountPerNode 1: one runs, one waits next in its queue.
+  EXPECT_EQ(p.miniBatches.running, 1);
   EXPECT_EQ(p.items.succeeded, 2);
   EXPECT_EQ(p.progress, "1/4");
   EXPECT_EQ(p.eta, "0:08:00");  // 160 s per mini-batch so far, 3 to go
@@ -700,6 +701,8 @@ TEST_F(CoordinatorTest, StopReturns130AndARestartResumesWithoutRerunningComplete
 TEST_F(CoordinatorTest, ReleasedLeasesAreQueuedAgainAtOnceWithoutAFailedTry) {
   MakeFiles(6);  // three mini-batches
   spec_.run_max_try = 1;
+  // Enough workers that every lease held here counts as running (at most P per node).
+  spec_.process_count_per_node = 4;
   Start();
   Register();
   WaitPlanned();
@@ -756,6 +759,8 @@ TEST_F(CoordinatorTest, RestartKeepsRunningAttemptsForTheAgentsThatComeBack) {
   MakeFiles(8);                       // four mini-batches
   spec_.run_invocation_timeout = 10;  // lease 40 s
   spec_.run_max_try = 1;
+  // Enough workers that every lease held here counts as running (at most P per node).
+  spec_.process_count_per_node = 4;
   Start();
   Register("127.0.0.1");
   Register("127.0.0.2");
@@ -840,6 +845,8 @@ TEST_F(CoordinatorTest, ResultSentAgainToARestartedCoordinatorIsAcceptedOnce) {
 TEST_F(CoordinatorTest, RestartGivesBackAtOnceWhatARestartedAgentNoLongerHas) {
   MakeFiles(4);  // two mini-batches
   spec_.run_max_try = 1;
+  // Enough workers that every lease held here counts as running (at most P per node).
+  spec_.process_count_per_node = 4;
   Start();
   Register();
   WaitPlanned();

@@ -329,9 +329,6 @@ TEST(JobStateTest, CarriedMiniBatchCountsAsCompletedAndIsNeverLeased) {
   EXPECT_EQ(s.counts().carried, 1);
 }
 
-}  // namespace
-}  // namespace parallelrun::rt
-
 TEST(JobStateTest, RetriedCountsEachMiniBatchOnceSoItNeverExceedsTotal) {
   JobState s = WithMiniBatches(1, /*run_max_try=*/4);
   for (int attempt = 1; attempt <= 3; ++attempt) {
@@ -350,3 +347,6 @@ TEST(JobStateTest, RunningOnWorkersCountsAtMostTheWorkersOfEachNode) {
   EXPECT_EQ(s.RunningOnWorkers(/*per_node=*/2, /*nodes=*/2), 3);
   EXPECT_EQ(s.RunningOnWorkers(/*per_node=*/1, /*nodes=*/1), 1);
 }
+
+}  // namespace
+}  // namespace parallelrun::rt

@@ -346,10 +346,19 @@ TEST(CrdTest, PrinterColumns) {
     columns.push_back(c["name"].get<std::string>() + " " + c["type"].get<std::string>() + " " +
                       c["jsonPath"].get<std::string>());
   }
-  EXPECT_THAT(columns, ElementsAre("Phase string .status.phase", "Progress string .status.progress",
-                                   "Failed integer .status.items.failed",
-                                   "Nodes integer .status.nodes.ready", "ETA string .status.eta",
-                                   "Age date .metadata.creationTimestamp"));
+  EXPECT_THAT(
+      columns,
+      ElementsAre("Phase string .status.phase", "Progress string .status.progress",
+                  "Failed integer .status.items.failed", "Nodes integer .status.nodes.ready",
+                  "ETA string .status.eta", "Reason string .status.reason",
+                  "Age date .metadata.creationTimestamp", "Message string .status.message"));
+  // MESSAGE only with -o wide; every column says what it shows (FAILED its unit).
+  for (const json& c : Version()["additionalPrinterColumns"]) {
+    EXPECT_EQ(c.value("priority", 0), c["name"] == "Message" ? 1 : 0) << c.dump();
+    if (c["name"] != "Age") {
+      EXPECT_FALSE(c.value("description", "").empty()) << c.dump();
+    }
+  }
 }
 
 TEST(CrdTest, SchemaIsStructural) {
