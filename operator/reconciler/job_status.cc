@@ -130,8 +130,10 @@ void ApplyProgress(const json& p, const rt::JobSpec& spec, bool ended, json& sta
   const int64_t last_ready =
       Field(out, "ready").is_number_integer() ? out["ready"].get<int64_t>() : int64_t{0};
   out = {{"desired", spec.node_count}, {"ready", last_ready}};
-  // After the end the coordinator no longer hears its agents: keep the last count observed.
-  if (!ended && Field(nodes, "ready").is_number_integer()) out["ready"] = nodes["ready"];
+  // The coordinator's summary counts the agents it heard from last; a report without one (it
+  // ended before any agent came, or its agents are gone) keeps the last count observed.
+  const json& ready = Field(nodes, "ready");
+  if (ready.is_number_integer() && (!ended || ready.get<int64_t>() > 0)) out["ready"] = ready;
   SetLocations(spec, status);
 }
 

@@ -8,7 +8,8 @@
 // - progress is "<completed>/<total>" once the plan is complete (so "0/N" at once), "planning"
 //   before.
 // - nodes.ready is the coordinator's count of agents seen within one lease period; once the job
-//   ended it keeps the last count observed while it ran.
+//   ended it is the count in the coordinator's final summary, or the last count observed while it
+//   ran when the summary has none (never 0 for a job whose agents ran).
 // - output and logs say where things are as a volume of spec.volumes and a path inside it;
 //   outputFile keeps the in-pod path beside them.
 // - reason is one CamelCase word for the phase: the Failed condition's reason, Completed,
@@ -32,7 +33,7 @@ void SetTime(nlohmann::json& status, const char* key, const std::string& text);
 
 // Copies a coordinator progress report (protocol::Progress as JSON) into the status: counts,
 // progress, ETA, times, nodes and locations. `ended`: the report is the coordinator's final
-// summary (nodes.ready keeps the last count observed, estimatedCompletionTime goes).
+// summary (a 0 nodes.ready keeps the last count observed, estimatedCompletionTime goes).
 void ApplyProgress(const nlohmann::json& progress, const rt::JobSpec& spec, bool ended,
                    nlohmann::json& status);
 

@@ -74,6 +74,14 @@ TEST(JobStatusTest, NodesReadyKeepsTheLastObservedCountAfterTheEnd) {
   EXPECT_EQ(status["miniBatches"]["running"], 0);
 }
 
+TEST(JobStatusTest, NodesReadyAfterAQuickJobIsTheCoordinatorsLastCount) {
+  json status = json::object();  // ended before the operator read any progress
+  json summary = Report(true);
+  summary["nodes"]["ready"] = 1;
+  ApplyProgress(summary, Spec(), true, status);
+  EXPECT_EQ(status["nodes"], json::parse(R"({"desired": 2, "ready": 1})"));
+}
+
 TEST(JobStatusTest, ReasonFollowsPhaseAndConditions) {
   json status = {
       {"phase", "Failed"},
