@@ -160,10 +160,18 @@ void to_json(json& j, const ItemCounts& c) {
 
 void to_json(json& j, const NodeCounts& c) { j = {{"desired", c.desired}, {"ready", c.ready}}; }
 
+void to_json(json& j, const VolumeLocation& l) {
+  j = json::object();
+  PutString(j, "volume", l.volume);
+  PutString(j, "path", l.path);
+  PutString(j, "file", l.file);
+}
+
 void to_json(json& j, const JobStatus& s) {
   j = json::object();
   PutInt(j, "observedGeneration", s.observed_generation);
   PutString(j, "phase", s.phase);
+  PutString(j, "reason", s.reason);
   if (!s.conditions.empty()) j["conditions"] = s.conditions;
   PutString(j, "startTime", s.start_time);
   PutString(j, "completionTime", s.completion_time);
@@ -174,8 +182,9 @@ void to_json(json& j, const JobStatus& s) {
   PutString(j, "lastProgressLine", s.last_progress_line);
   PutString(j, "eta", s.eta);
   PutString(j, "estimatedCompletionTime", s.estimated_completion_time);
+  PutGroup(j, "output", s.output);
   PutString(j, "outputFile", s.output_file);
-  PutString(j, "logs", s.logs);
+  PutGroup(j, "logs", s.logs);
   PutString(j, "message", s.message);
 }
 
@@ -211,10 +220,18 @@ void from_json(const json& j, NodeCounts& c) {
   ReadInt(j, "ready", &c.ready);
 }
 
+void from_json(const json& j, VolumeLocation& l) {
+  l = VolumeLocation{};
+  ReadString(j, "volume", &l.volume);
+  ReadString(j, "path", &l.path);
+  ReadString(j, "file", &l.file);
+}
+
 void from_json(const json& j, JobStatus& s) {
   s = JobStatus{};
   ReadInt(j, "observedGeneration", &s.observed_generation);
   ReadString(j, "phase", &s.phase);
+  ReadString(j, "reason", &s.reason);
   if (const json* conditions = Field(j, "conditions"); conditions && conditions->is_array()) {
     for (const json& item : *conditions) {
       Condition c = item.get<Condition>();
@@ -230,8 +247,9 @@ void from_json(const json& j, JobStatus& s) {
   ReadString(j, "lastProgressLine", &s.last_progress_line);
   ReadString(j, "eta", &s.eta);
   ReadString(j, "estimatedCompletionTime", &s.estimated_completion_time);
+  ReadGroup(j, "output", &s.output);
   ReadString(j, "outputFile", &s.output_file);
-  ReadString(j, "logs", &s.logs);
+  ReadGroup(j, "logs", &s.logs);
   ReadString(j, "message", &s.message);
 }
 

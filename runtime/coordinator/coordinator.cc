@@ -1856,7 +1856,8 @@ protocol::Progress Coordinator::Impl::GetProgress() const {
   p.miniBatches.total = c.total;
   p.miniBatches.completed = c.completed;
   p.miniBatches.failed = c.failed;
-  p.miniBatches.running = c.running;
+  p.miniBatches.running =
+      state_.RunningOnWorkers(opt_.spec.process_count_per_node, opt_.desired_nodes);
   p.miniBatches.retried = c.retried;
   p.items.total = c.items_total;
   p.items.succeeded = c.items_succeeded;

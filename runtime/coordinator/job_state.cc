@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <unordered_map>
 
 namespace parallelrun::rt {
 namespace {
@@ -142,7 +143,7 @@ Decision JobState::FailTry(int64_t id, Entry& e) {
     d.outcome = Outcome::kRetry;
     e.status = MiniBatchStatus::kPending;
     retries_.push_back(id);
-    ++counts_.retried;
+    if (e.failures == 1) ++counts_.retried;  // once per mini-batch
   }
   return d;
 }
@@ -263,8 +264,8 @@ void JobState::ReplayOutcome(int64_t id, int attempt, Outcome outcome, int64_t s
         ++counts_.completed;
         ++counts_.failed;
         counts_.items_failed += e.items;
-      } else {
-        ++counts_.retried;
+      } else if (e.failures == 1) {
+        ++counts_.retried;  // once per mini-batch
       }
       break;
     }
@@ -287,6 +288,14 @@ std::vector<RunningAttempt> JobState::Running() const {
   std::sort(out.begin(), out.end(),
             [](const RunningAttempt& a, const RunningAttempt& b) { return a.id < b.id; });
   return out;
+}
+
+int64_t JobState::RunningOnWorkers(int per_node, int nodes) const {
+  std::unordered_map<uint32_t, int64_t> per;
+  for (const auto& [id, live] : running_) ++per[live.node];
+  int64_t sum = 0;
+  for (const auto& [node, n] : per) sum += std::min<int64_t>(n, std::max(per_node, 1));
+  return std::min<int64_t>(sum, int64_t{std::max(per_node, 1)} * std::max(nodes, 1));
 }
 
 }  // namespace parallelrun::rt

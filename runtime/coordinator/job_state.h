@@ -110,7 +110,9 @@ struct JobCounts {
   int64_t completed = 0;  // completed or failed
   int64_t failed = 0;
   int64_t running = 0;
-  int64_t retried = 0;    // failed tries that were queued again
+  // Mini-batches with more than one attempt because a try failed, each counted once (so
+  // retried <= total); later failed tries of the same mini-batch do not add to it.
+  int64_t retried = 0;
   int64_t disrupted = 0;  // lost leases queued again without counting a try
   int64_t carried = 0;    // completed in an earlier run (retryFrom), counted in completed
   int64_t items_total = 0;
@@ -178,6 +180,10 @@ class JobState {
   int64_t items(int64_t id) const { return mbs_[static_cast<size_t>(id)].items; }
   int disruptions(int64_t id) const { return mbs_[static_cast<size_t>(id)].disruptions; }
   std::vector<RunningAttempt> Running() const;
+  // Mini-batches a worker process is on: an agent holds up to two leases per worker (one
+  // running, one queued next), so per node at most `per_node` of its leases run; never more
+  // than nodes x per_node in all.
+  int64_t RunningOnWorkers(int per_node, int nodes) const;
   // Bytes held per planned mini-batch by the table itself (for the memory target).
   static constexpr size_t kBytesPerMiniBatch = 32;
 

@@ -366,10 +366,19 @@ TEST(CrdTest, PrinterColumns) {
     columns.push_back(c["name"].get<std::string>() + " " + c["type"].get<std::string>() + " " +
                       c["jsonPath"].get<std::string>());
   }
-  EXPECT_THAT(columns, ElementsAre("Phase string .status.phase", "Progress string .status.progress",
-                                   "Failed integer .status.items.failed",
-                                   "Nodes integer .status.nodes.ready", "ETA string .status.eta",
-                                   "Age date .metadata.creationTimestamp"));
+  EXPECT_THAT(
+      columns,
+      ElementsAre("Phase string .status.phase", "Progress string .status.progress",
+                  "Failed integer .status.items.failed", "Nodes integer .status.nodes.ready",
+                  "ETA string .status.eta", "Reason string .status.reason",
+                  "Age date .metadata.creationTimestamp", "Message string .status.message"));
+  // MESSAGE only with -o wide; every column says what it shows (FAILED its unit).
+  for (const json& c : Version()["additionalPrinterColumns"]) {
+    EXPECT_EQ(c.value("priority", 0), c["name"] == "Message" ? 1 : 0) << c.dump();
+    if (c["name"] != "Age") {
+      EXPECT_FALSE(c.value("description", "").empty()) << c.dump();
+    }
+  }
 }
 
 TEST(CrdTest, SchemaIsStructural) {
@@ -796,11 +805,12 @@ std::vector<std::string> Keys(const json& object) {
 TEST(CrdStatusTest, HasExactlyTheFieldsOfTheOperatorsStatus) {
   const json& status = Schema()["properties"]["status"];
   EXPECT_FALSE(PreservesUnknown(status));
-  EXPECT_THAT(Keys(status["properties"]),
-              UnorderedElementsAreArray(
-                  {"observedGeneration", "phase", "conditions", "startTime", "completionTime",
-                   "miniBatches", "items", "nodes", "progress", "lastProgressLine", "eta",
-                   "estimatedCompletionTime", "outputFile", "logs", "message"}));
+  EXPECT_THAT(
+      Keys(status["properties"]),
+      UnorderedElementsAreArray({"observedGeneration", "phase", "reason", "conditions", "startTime",
+                                 "completionTime", "miniBatches", "items", "nodes", "progress",
+                                 "lastProgressLine", "eta", "estimatedCompletionTime", "output",
+                                 "outputFile", "logs", "message"}));
   EXPECT_EQ(status["properties"]["phase"]["enum"],
             json({"Pending", "Running", "Succeeded", "Failed", "Suspended"}));
   const json& condition = status["properties"]["conditions"]["items"];
@@ -834,8 +844,10 @@ TEST(CrdStatusTest, TheOperatorsStatusIsValidAndNothingIsPruned) {
   s.last_progress_line = "line";
   s.eta = "0:01:00";
   s.estimated_completion_time = "2026-11-23T11:01:00Z";
+  s.reason = "Running";
+  s.output = op::api::VolumeLocation{"data", "out", "parallel_run_step.txt"};
   s.output_file = "/mnt/output/parallel_run_step.txt";
-  s.logs = "/mnt/output/logs";
+  s.logs = op::api::VolumeLocation{"data", "out/logs", ""};
   s.message = "m";
   json object = Full();
   object["status"] = s;
