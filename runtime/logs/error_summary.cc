@@ -2,6 +2,9 @@
 
 namespace parallelrun::rt {
 
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ErrorStat, error, location, count, mini_batches,
+                                                items, last_seen)
+
 std::string FormatErrorSummaryLine(const ErrorSummaryEntry& e) {
   std::string line = FormatUtc(e.time, "%Y-%m-%d %H:%M:%S UTC");
   line += " node=" + e.node;
@@ -19,6 +22,18 @@ std::string FormatErrorSummaryLine(const ErrorSummaryEntry& e) {
   if (!e.process.empty()) line += " (traceback: user/error/" + e.node + "/" + e.process + ".txt)";
   line += '\n';
   return line;
+}
+
+std::string DescribeErrorStat(const ErrorStat& s) {
+  std::string text = s.error;
+  if (!s.location.empty()) text += " at " + s.location;
+  text += " (" + std::to_string(s.count) + " failed attempt" + (s.count == 1 ? "" : "s");
+  if (s.mini_batches > 0) {
+    text += ", " + std::to_string(s.mini_batches) + " mini-batch" +
+            (s.mini_batches == 1 ? "" : "es") + ", " + std::to_string(s.items) + " item" +
+            (s.items == 1 ? "" : "s");
+  }
+  return text + ")";
 }
 
 }  // namespace parallelrun::rt
