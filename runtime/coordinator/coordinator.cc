@@ -1257,8 +1257,11 @@ HttpResponse Coordinator::Impl::HandleResults(const nlohmann::json& body) {
         ErrorSummaryEntry e{wall,      req.node, r.process, r.mini_batch_id,
                             r.attempt, r.status, r.error};
         error_lines += FormatErrorSummaryLine(e);
-        log_->warn("mini-batch {} attempt {} on {} {}: {}: {} -> {}", r.mini_batch_id, r.attempt,
-                   req.node, r.process, r.status, r.error, OutcomeName(d.outcome));
+        const std::string failed =
+            fmt::format("mini-batch {} attempt {} on {} {}: {}: {} -> {}", r.mini_batch_id,
+                        r.attempt, req.node, r.process, r.status, r.error, OutcomeName(d.outcome));
+        log_->warn("{}", failed);
+        if (opt_.echo) opt_.echo(failed);  // the pod log: one line per failed attempt
       } else {
         log_->debug("mini-batch {} attempt {} on {} {}: {} -> {}", r.mini_batch_id, r.attempt,
                     req.node, r.process, r.status, OutcomeName(d.outcome));
@@ -1463,8 +1466,11 @@ void Coordinator::Impl::RecordExpiredLocked(const std::vector<ExpiredLease>& exp
     }
     ErrorSummaryEntry e{wall, node, "", x.attempt.id, x.attempt.attempt, row.status, row.error};
     error_lines += FormatErrorSummaryLine(e);
-    log_->warn("lease of mini-batch {} attempt {} on {} {} -> {}", x.attempt.id, x.attempt.attempt,
-               node, why.empty() ? "expired" : "lost: " + why, OutcomeName(x.outcome));
+    const std::string lost = fmt::format(
+        "lease of mini-batch {} attempt {} on {} {} -> {}", x.attempt.id, x.attempt.attempt, node,
+        why.empty() ? "expired" : "lost: " + why, OutcomeName(x.outcome));
+    log_->warn("{}", lost);
+    if (opt_.echo) opt_.echo(lost);
     if (x.outcome == Outcome::kFailed) last_progress_ = clock_->SteadyNow();
   }
   auto off = journal_->Append(journal_lines);

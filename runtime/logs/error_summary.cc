@@ -2,8 +2,21 @@
 
 namespace parallelrun::rt {
 
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ErrorStat, error, location, count, mini_batches,
-                                                items, last_seen)
+void to_json(nlohmann::json& j, const ErrorStat& v) {
+  j = nlohmann::json{{"error", v.error}, {"location", v.location},
+                     {"count", v.count}, {"mini_batches", v.mini_batches},
+                     {"items", v.items}, {"last_seen", v.last_seen}};
+}
+
+void from_json(const nlohmann::json& j, ErrorStat& v) {
+  const ErrorStat d;
+  v.error = j.value("error", d.error);
+  v.location = j.value("location", d.location);
+  v.count = j.value("count", d.count);
+  v.mini_batches = j.value("mini_batches", d.mini_batches);
+  v.items = j.value("items", d.items);
+  v.last_seen = j.value("last_seen", d.last_seen);
+}
 
 std::string FormatErrorSummaryLine(const ErrorSummaryEntry& e) {
   std::string line = FormatUtc(e.time, "%Y-%m-%d %H:%M:%S UTC");
