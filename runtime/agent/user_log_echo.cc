@@ -51,9 +51,10 @@ void UserLogEcho::Start() {
   }
   thread_ = std::thread([this] {
     std::unique_lock<std::mutex> lock(mu_);
-    while (!stop_) {
+    for (;;) {
       cv_.wait_for(lock, period_, [this] { return stop_; });
-      PollLocked(stop_);
+      PollLocked(stop_);  // the last poll, after Stop(), copies what is left
+      if (stop_) return;
     }
   });
 }
