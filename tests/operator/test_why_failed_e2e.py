@@ -163,12 +163,12 @@ class WhyFailedTest(unittest.TestCase):
                                                    f"{JOB}-worker-1"])
         failed_lines = 0
         for i in range(2):
-            logs = self.c.kubectl("logs", f"{JOB}-worker-{i}").stdout
-            self.assertIn("[process000 stdout] model loaded", logs)
+            logs = self.c.kubectl("logs", f"{JOB}-worker-{i}").stdout  # kept: readable
             mine = re.findall(r"^mini-batch \d+ attempt 1 failed \(process000\): RUN_EXCEPTION: "
                               + re.escape(ERROR), logs, re.M)
             failed_lines += len(mine)
-            if mine:
+            if mine:  # a node that ran work (a late one may have found none left)
+                self.assertIn("[process000 stdout] model loaded", logs)
                 self.assertIn("[process000 stdout] scoring 1 file(s)", logs)
                 self.assertIn("Traceback (most recent call last):", logs)
                 self.assertRegex(logs, r'score\.py", line 14, in predict')
