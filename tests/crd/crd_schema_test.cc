@@ -767,8 +767,8 @@ TEST(CrdStatusTest, HasExactlyTheFieldsOfTheOperatorsStatus) {
   EXPECT_THAT(Keys(status["properties"]),
               UnorderedElementsAreArray(
                   {"observedGeneration", "phase", "conditions", "startTime", "completionTime",
-                   "miniBatches", "items", "nodes", "progress", "lastProgressLine", "eta",
-                   "estimatedCompletionTime", "outputFile", "logs", "message"}));
+                   "miniBatches", "items", "nodes", "progress", "lastProgressLine", "recentErrors",
+                   "eta", "estimatedCompletionTime", "outputFile", "logs", "message"}));
   EXPECT_EQ(status["properties"]["phase"]["enum"],
             json({"Pending", "Running", "Succeeded", "Failed", "Suspended"}));
   const json& condition = status["properties"]["conditions"]["items"];
@@ -800,6 +800,7 @@ TEST(CrdStatusTest, TheOperatorsStatusIsValidAndNothingIsPruned) {
   s.nodes = op::api::NodeCounts{2, 2};
   s.progress = "4/10";
   s.last_progress_line = "line";
+  s.recent_errors.push_back({"ValueError: NaN", "score.py:14", 3, 2, 4, "2026-11-23T11:00:30Z"});
   s.eta = "0:01:00";
   s.estimated_completion_time = "2026-11-23T11:01:00Z";
   s.output_file = "/mnt/output/parallel_run_step.txt";
