@@ -37,7 +37,7 @@ JOB = "nan-model"
 CLAIM = "nan-model-data"
 CODE = os.path.join(HERE, "testdata", "nan-model", "code")
 DOC = os.path.join(ROOT, "docs", "why-did-my-job-fail.md")
-FILES = 8  # one per mini-batch, one try each: 8 failed mini-batches, 8 failed items
+FILES = 12  # one per mini-batch, one try each: 12 failed mini-batches, 12 failed items
 ERROR = "ValueError: model returned NaN; check the model file and the input encoding"
 LOCATION = "score.py:14"
 
