@@ -86,6 +86,8 @@ class WhyFailedTest(unittest.TestCase):
             cls.job = cls.c.wait_phase(JOB, ("Succeeded", "Failed"), timeout=300)
             stop.set()
             poller.join(timeout=60)
+            if cls.statuses[-1:] != [cls.job["status"]]:
+                cls.statuses.append(cls.job["status"])  # the poller may have stopped before it
             # Worker pods are kept: wait until both have ended on their own.
             def workers_ended():
                 pods = json.loads(cls.c.kubectl("get", "pods", "-l", "parallelrun.io/job=" + JOB,
@@ -126,9 +128,11 @@ class WhyFailedTest(unittest.TestCase):
         self.assertGreaterEqual(first[0]["count"], 1)
         self.assertRegex(first[0]["lastSeen"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d")
         # The count only grows while the job runs, up to one per mini-batch.
+        seen = [(s.get("phase"), [(e["count"], e["error"][:40]) for e in s.get("recentErrors", [])])
+                for s in self.statuses]
         counts = [s["recentErrors"][0]["count"] for s in self.statuses if s.get("recentErrors")]
-        self.assertEqual(counts, sorted(counts))
-        self.assertEqual(counts[-1], FILES)
+        self.assertEqual(counts, sorted(counts), seen)
+        self.assertEqual(counts[-1], FILES, seen)
 
     def test_failed_job_names_the_error_its_place_and_its_reach(self):
         status = self.job["status"]
