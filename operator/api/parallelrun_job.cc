@@ -167,6 +167,25 @@ void to_json(json& j, const VolumeLocation& l) {
   PutString(j, "file", l.file);
 }
 
+void to_json(json& j, const RecentError& e) {
+  j = {{"error", e.error},
+       {"location", e.location},
+       {"count", e.count},
+       {"miniBatches", e.mini_batches},
+       {"items", e.items}};
+  PutString(j, "lastSeen", e.last_seen);
+}
+
+void from_json(const json& j, RecentError& e) {
+  e = RecentError{};
+  ReadString(j, "error", &e.error);
+  ReadString(j, "location", &e.location);
+  ReadInt(j, "count", &e.count);
+  ReadInt(j, "miniBatches", &e.mini_batches);
+  ReadInt(j, "items", &e.items);
+  ReadString(j, "lastSeen", &e.last_seen);
+}
+
 void to_json(json& j, const JobStatus& s) {
   j = json::object();
   PutInt(j, "observedGeneration", s.observed_generation);
@@ -180,6 +199,7 @@ void to_json(json& j, const JobStatus& s) {
   PutGroup(j, "nodes", s.nodes);
   PutString(j, "progress", s.progress);
   PutString(j, "lastProgressLine", s.last_progress_line);
+  if (!s.recent_errors.empty()) j["recentErrors"] = s.recent_errors;
   PutString(j, "eta", s.eta);
   PutString(j, "estimatedCompletionTime", s.estimated_completion_time);
   PutGroup(j, "output", s.output);
@@ -245,6 +265,9 @@ void from_json(const json& j, JobStatus& s) {
   ReadGroup(j, "nodes", &s.nodes);
   ReadString(j, "progress", &s.progress);
   ReadString(j, "lastProgressLine", &s.last_progress_line);
+  if (const json* errors = Field(j, "recentErrors"); errors && errors->is_array()) {
+    for (const json& item : *errors) s.recent_errors.push_back(item.get<RecentError>());
+  }
   ReadString(j, "eta", &s.eta);
   ReadString(j, "estimatedCompletionTime", &s.estimated_completion_time);
   ReadGroup(j, "output", &s.output);

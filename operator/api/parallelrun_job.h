@@ -104,6 +104,18 @@ struct VolumeLocation {
   bool operator==(const VolumeLocation&) const = default;
 };
 
+// One of status.recentErrors: a group of the coordinator's error digest
+// (runtime/coordinator/error_digest.h, docs/why-did-my-job-fail.md).
+struct RecentError {
+  std::string error;         // "ValueError: model returned NaN"
+  std::string location;      // "score.py:14"; empty when unknown
+  int64_t count = 0;         // failed attempts
+  int64_t mini_batches = 0;  // miniBatches: distinct mini-batches it hit
+  int64_t items = 0;         // items of those mini-batches
+  std::string last_seen;     // lastSeen (RFC 3339)
+  bool operator==(const RecentError&) const = default;
+};
+
 // Exactly the fields of the CRD's status schema (SPEC.md §6); JSON names in comments.
 struct JobStatus {
   int64_t observed_generation = 0;  // observedGeneration; 0 = not set
@@ -115,13 +127,14 @@ struct JobStatus {
   std::optional<MiniBatchCounts> mini_batches;  // miniBatches
   std::optional<ItemCounts> items;
   std::optional<NodeCounts> nodes;
-  std::string progress;                   // "<completed>/<total>"
-  std::string last_progress_line;         // lastProgressLine
-  std::string eta;                        // H:MM:SS
-  std::string estimated_completion_time;  // estimatedCompletionTime
-  std::optional<VolumeLocation> output;   // output: {volume, path, file}
-  std::string output_file;                // outputFile (path inside the pods)
-  std::optional<VolumeLocation> logs;     // logs: {volume, path}
+  std::string progress;                    // "<completed>/<total>"
+  std::string last_progress_line;          // lastProgressLine
+  std::vector<RecentError> recent_errors;  // recentErrors: at most 5, the latest first
+  std::string eta;                         // H:MM:SS
+  std::string estimated_completion_time;   // estimatedCompletionTime
+  std::optional<VolumeLocation> output;    // output: {volume, path, file}
+  std::string output_file;                 // outputFile (path inside the pods)
+  std::optional<VolumeLocation> logs;      // logs: {volume, path}
   std::string message;
 
   bool operator==(const JobStatus&) const = default;
@@ -134,6 +147,8 @@ void to_json(nlohmann::json& j, const MiniBatchCounts& c);
 void to_json(nlohmann::json& j, const ItemCounts& c);
 void to_json(nlohmann::json& j, const NodeCounts& c);
 void to_json(nlohmann::json& j, const VolumeLocation& l);  // empty strings left out
+void to_json(nlohmann::json& j, const RecentError& e);
+void from_json(const nlohmann::json& j, RecentError& e);
 void to_json(nlohmann::json& j, const JobStatus& s);
 // Lenient: a missing field, or one of the wrong type, keeps its default; never throws.
 void from_json(const nlohmann::json& j, Condition& c);

@@ -399,6 +399,8 @@ StatusOr<json> BuildWorkerPod(const JobMeta& job, const rt::JobSpec& spec, int i
                   "--token-file",  SecretFile(kSecretKeyToken),
                   "--ca-file",     SecretFile(kSecretKeyCa),
                   "--node-name",   "$(POD_IP)"};
+  // The pod log shows the node's user output and failed attempts (docs/why-did-my-job-fail.md).
+  plan.command.push_back("--echo-user-logs");
   if (const json* r = PodField(spec, "resources", json::value_t::object)) plan.resources = *r;
   plan.mounts = DataVolumeMounts(spec, {.code = true, .side_inputs = true});
   plan.secret_keys = {kSecretKeyToken, kSecretKeyCa};

@@ -110,6 +110,23 @@ bool PodFinished(const json& pod) {
   return phase == "Succeeded" || phase == "Failed";
 }
 
+// status.recentErrors: the coordinator's latest distinct errors (docs/why-did-my-job-fail.md). An
+// empty list (a coordinator that restarted) leaves what an earlier read put there.
+void PutRecentErrors(const json& progress, json& status) {
+  const json& errors = Field(progress, "recentErrors");
+  if (errors.is_array() && !errors.empty()) status["recentErrors"] = errors;
+}
+
+// How long worker pods still running when the job ended may take to hear the end and exit on
+// their own (their pods, and so `kubectl logs`, are kept like a Job's) before they are deleted.
+constexpr std::chrono::seconds kWorkerExitGrace{90};
+
+bool WorkerMayStillExit(const json& pod, const json& status, rt::SystemTime now) {
+  if (Str(Field(Field(pod, "metadata"), "labels"), kRoleLabel) != kWorkerRole) return false;
+  auto done = ParseTime(Str(status, "completionTime"));
+  return done && now < *done + kWorkerExitGrace;
+}
+
 // The terminated state of a pod's container, if it ended.
 struct Termination {
   int exit_code = 0;
@@ -601,6 +618,7 @@ void JobReconciler::EndFromSummary(Pass& pass, const json& summary, bool ok) {
   } catch (const std::exception&) {
   }
   ApplyProgress(summary, pass.spec, /*ended=*/true, pass.status);
+  PutRecentErrors(summary, pass.status);
   pass.status["phase"] = ok ? "Succeeded" : "Failed";
   if (Str(pass.status, "completionTime").empty()) {
     SetTime(pass.status, "completionTime", p.completionTime);
@@ -664,7 +682,9 @@ void JobReconciler::ReadProgress(Pass& pass) {
     spdlog::debug("{}: progress not read yet: {}", pass.key, progress.status().ToString());
     return;
   }
-  ApplyProgress(json(*progress), pass.spec, /*ended=*/false, pass.status);
+  const json p = *progress;
+  ApplyProgress(p, pass.spec, /*ended=*/false, pass.status);
+  PutRecentErrors(p, pass.status);
 }
 
 Status JobReconciler::SyncWorkers(Pass& pass) {
@@ -780,6 +800,7 @@ controller::Result JobReconciler::Finished(Pass& pass) {
     if (PodFinished(*pod)) continue;
     all_stopped = false;
     if (PodTerminating(*pod)) continue;
+    if (WorkerMayStillExit(*pod, pass.old_status, pass.now)) continue;
     const std::string name = Str(Field(*pod, "metadata"), "name");
     Status deleted = client_.Delete(kube::resources::kPods, pass.ns, name, {});
     if (!deleted.ok() && !kube::IsNotFound(deleted)) return {deleted, std::nullopt};

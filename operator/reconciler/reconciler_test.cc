@@ -289,10 +289,50 @@ TEST_F(ReconcilerTest, CoordinatorSummaryFinishesTheJobAndStopsWorkers) {
   EXPECT_EQ(Condition("Complete"), "True/Completed");
   EXPECT_EQ(Condition("Running"), "False/Completed");
   EXPECT_TRUE(events_.Has("Succeeded"));
-  Reconcile();  // finished: the still running worker is stopped, the finished pods stay
+  // Finished: a worker still running gets 90 s to hear the end and exit by itself (its pod and
+  // log are kept); the finished pods stay.
+  Reconcile();
+  EXPECT_TRUE(PodExists("score-worker-0"));
+  clock_.Advance(milliseconds(89'000));
+  Reconcile();
+  EXPECT_TRUE(PodExists("score-worker-0"));
+  clock_.Advance(milliseconds(2'000));
+  Reconcile();  // past the grace: stopped
   EXPECT_FALSE(PodExists("score-worker-0"));
   EXPECT_TRUE(PodExists("score-worker-1"));
   EXPECT_TRUE(PodExists("score-coordinator"));
+}
+
+TEST_F(ReconcilerTest, WorkersThatExitAfterTheEndAreKeptForTheirLogs) {
+  StartJob();
+  Running("score-coordinator");
+  Running("score-worker-0");
+  Running("score-worker-1");
+  json summary = {{"phase", "Failed"},
+                  {"reason", "NoSucceededItems"},
+                  {"message", "no mini-batch completed; most frequent error: ValueError: NaN"},
+                  {"recentErrors",
+                   {{{"error", "ValueError: NaN"},
+                     {"location", "score.py:14"},
+                     {"count", 3},
+                     {"miniBatches", 3},
+                     {"items", 6},
+                     {"lastSeen", "2027-01-15T07:59:59Z"}}}}};
+  Terminate("score-coordinator", "coordinator", 42, summary.dump());
+  Reconcile();
+  json s = Status();
+  ASSERT_EQ(s["phase"], "Failed");
+  EXPECT_EQ(s["recentErrors"], summary["recentErrors"]);
+  EXPECT_THAT(s["message"].get<std::string>(), HasSubstr("ValueError: NaN"));
+  auto waiting = Reconcile();
+  ASSERT_TRUE(waiting.requeue_after.has_value());
+  Terminate("score-worker-0", "worker", 0);
+  Terminate("score-worker-1", "worker", 1);
+  Reconcile();
+  Reconcile();
+  EXPECT_TRUE(PodExists("score-worker-0"));
+  EXPECT_TRUE(PodExists("score-worker-1"));
+  EXPECT_EQ(GetJob()["metadata"].value("finalizers", json::array()), json::array());
 }
 
 TEST_F(ReconcilerTest, FinishedJobLosesItsFinalizerOnceItsPodsStopped) {
@@ -305,6 +345,10 @@ TEST_F(ReconcilerTest, FinishedJobLosesItsFinalizerOnceItsPodsStopped) {
   Reconcile();
   ASSERT_EQ(Status()["phase"], "Succeeded");
   EXPECT_EQ(GetJob()["metadata"]["finalizers"], json::array({"parallelrun.io/finalizer"}));
+  auto waiting = Reconcile();  // the workers may still exit by themselves: the finalizer stays
+  EXPECT_TRUE(PodExists("score-worker-0"));
+  ASSERT_TRUE(waiting.requeue_after.has_value());
+  clock_.Advance(milliseconds(91'000));
   auto stopping = Reconcile();  // the workers are asked to stop: the finalizer stays meanwhile
   EXPECT_FALSE(PodExists("score-worker-0"));
   EXPECT_EQ(GetJob()["metadata"]["finalizers"], json::array({"parallelrun.io/finalizer"}));
@@ -473,7 +517,7 @@ TEST_F(ReconcilerTest, DeletionWaitsForPodsThenReleasesTheFinalizer) {
 
 TEST_F(ReconcilerTest, FinishedJobIsDeletedAfterItsTtl) {
   json job = Job(1);
-  job["spec"]["ttlSecondsAfterFinished"] = 30;
+  job["spec"]["ttlSecondsAfterFinished"] = 300;
   CreateJob(job);
   Reconcile();
   Reconcile();
@@ -481,11 +525,13 @@ TEST_F(ReconcilerTest, FinishedJobIsDeletedAfterItsTtl) {
   Terminate("score-coordinator", "coordinator", 0, summary.dump());
   Reconcile();
   ASSERT_EQ(Status()["phase"], "Succeeded");
+  Reconcile();  // the running worker may still exit by itself
+  clock_.Advance(milliseconds(91'000));
   Reconcile();  // stops the running worker (the finalizer waits for it)
   auto wait = Reconcile();
   ASSERT_TRUE(wait.requeue_after.has_value());
-  EXPECT_GT(*wait.requeue_after, milliseconds(20'000));
-  clock_.Advance(milliseconds(31'000));
+  EXPECT_GT(*wait.requeue_after, milliseconds(200'000));
+  clock_.Advance(milliseconds(210'000));
   Reconcile();  // deleted: the finalizer pass follows
   Reconcile();
   EXPECT_TRUE(GetJob().is_null());

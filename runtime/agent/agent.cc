@@ -19,6 +19,7 @@
 #include <thread>
 #include <utility>
 
+#include "runtime/agent/user_log_echo.h"
 #include "runtime/base/files.h"
 #include "runtime/base/log.h"
 #include "runtime/output/part_file.h"
@@ -407,6 +408,7 @@ class Agent::Impl {
   std::string job_result_file_;  // <logs>/job_result.txt, written once the job ended
   FileStamp job_result_at_register_;
   ResourceMonitorOptions perf_options_;
+  UserLogEcho* echo_ = nullptr;  // --echo-user-logs: set before the slot threads start
 
   std::mutex mu_;
   std::condition_variable comm_cv_;  // the communication loop: something to send or decide
@@ -600,6 +602,12 @@ int Agent::Impl::Run() {
   // worker) before the slot threads start, then one every resourceMonitorInterval.
   ResourceMonitor monitor(perf_options_, clock_);
   monitor.Start();
+  std::optional<UserLogEcho> echo;
+  if (options_.echo_user_logs) {
+    echo.emplace(perf_options_.log_dir, options_.node);
+    echo->Start();
+    echo_ = &*echo;
+  }
   std::vector<std::thread> threads;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -613,6 +621,7 @@ int Agent::Impl::Run() {
   int code = CommLoop();
   for (auto& t : threads) t.join();
   monitor.Stop();
+  if (echo) echo->Stop();
   if (options_.reap_orphans) {
     if (int n = WorkerProcess::KillOrphans(); n > 0) {
       log_->info("killed {} leftover process(es) started by the workers", n);
@@ -823,6 +832,7 @@ std::unique_ptr<Worker> Agent::Impl::StartWorker(int index, ProcessLogs* logs) {
   logs->node->error("node={} pid={} {} after {:.3f}s: {}", options_.node, pid, kind, init_s,
                     init.error);
   ErrorRecord(*logs, kind, "init()", init.error, init.detail);
+  if (echo_) echo_->Failed(-1, 0, process, kind, init.error, init.detail);
   if (gave_up_now && kind == "INIT_TIMEOUT") {
     log_->error(
         "giving up on this node: init() did not finish within initTimeout ({} s); no more "
@@ -919,6 +929,7 @@ RunOutcome Agent::Impl::RunAttempt(int index, Worker& worker, ProcessLogs& logs,
         logs, r.status,
         "mini_batch=" + std::to_string(r.mini_batch_id) + " attempt=" + std::to_string(r.attempt),
         r.error, r.detail);
+    if (echo_) echo_->Failed(r.mini_batch_id, r.attempt, process, r.status, r.error, r.detail);
   }
   if (r.status == "RUN_TIMEOUT") {
     log_->warn(

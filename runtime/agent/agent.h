@@ -76,6 +76,9 @@ struct AgentOptions {
   // worker, and every child left when the agent ends is killed. Leave false where the agent
   // shares its process with other children.
   bool reap_orphans = false;
+  // Copy the node's user stdout/stderr and one line per failed attempt to stdout, for the pod
+  // log (runtime/agent/user_log_echo.h); `parallelrun agent --echo-user-logs`.
+  bool echo_user_logs = false;
 };
 
 // Production: MakePythonWorker. Called from the slot thread that will own the worker.

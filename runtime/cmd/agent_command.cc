@@ -15,6 +15,7 @@ namespace parallelrun::rt::cmd {
 int AgentMain(const std::vector<std::string>& args) {
   FlagSpec spec_flags;
   spec_flags.with_value = {"coordinator", "token-file", "ca-file", "node-name", "python"};
+  spec_flags.switches = {"echo-user-logs"};
   auto flags = ParseFlags(args, spec_flags);
   auto fail = [](const std::string& m) {
     std::fprintf(stderr, "parallelrun agent: %s\n", m.c_str());
@@ -39,6 +40,7 @@ int AgentMain(const std::vector<std::string>& args) {
       flags->Get("python", env_python && *env_python ? env_python : "/usr/bin/python3");
   options.host_dir = DefaultPythonHostDir();
   options.reap_orphans = true;
+  options.echo_user_logs = flags->switches.count("echo-user-logs") > 0;
 
   auto agent = std::make_shared<Agent>(
       options, protocol::MakeHttpCoordinatorClient(client_options),

@@ -20,6 +20,7 @@
 
 #include "runtime/base/files.h"
 #include "runtime/base/log.h"
+#include "runtime/coordinator/error_digest.h"
 #include "runtime/coordinator/job_state.h"
 #include "runtime/coordinator/journal.h"
 #include "runtime/coordinator/line_file.h"
@@ -260,6 +261,7 @@ class Coordinator::Impl {
   // The last failed attempt's error ("mini-batch 3 attempt 2: ..."), quoted in a failed job's
   // message so that it says why and not only how many.
   std::string last_run_error_;
+  ErrorDigest errors_{opt_.paths.code_dir};  // the user errors of failed attempts, grouped
   std::string last_init_traceback_;
   // Attempts handed out before a restart and held for their agents (JobState::Hold), by
   // mini-batch: an entry may outlive its hold (it is then ignored); cleared per node when the
@@ -1311,11 +1313,15 @@ HttpResponse Coordinator::Impl::HandleResults(const nlohmann::json& body) {
           last_run_error_ = "mini-batch " + std::to_string(r.mini_batch_id) + " attempt " +
                             std::to_string(r.attempt) + ": " + r.error;
         }
+        errors_.Add(r.error, r.detail, r.mini_batch_id, r.total, Iso8601Utc(wall));
         ErrorSummaryEntry e{wall,      req.node, r.process, r.mini_batch_id,
                             r.attempt, r.status, r.error};
         error_lines += FormatErrorSummaryLine(e);
-        log_->warn("mini-batch {} attempt {} on {} {}: {}: {} -> {}", r.mini_batch_id, r.attempt,
-                   req.node, r.process, r.status, r.error, OutcomeName(d.outcome));
+        const std::string failed =
+            fmt::format("mini-batch {} attempt {} on {} {}: {}: {} -> {}", r.mini_batch_id,
+                        r.attempt, req.node, r.process, r.status, r.error, OutcomeName(d.outcome));
+        log_->warn("{}", failed);
+        if (opt_.echo) opt_.echo(failed);  // the pod log: one line per failed attempt
       } else {
         log_->debug("mini-batch {} attempt {} on {} {}: {} -> {}", r.mini_batch_id, r.attempt,
                     req.node, r.process, r.status, OutcomeName(d.outcome));
@@ -1332,6 +1338,7 @@ HttpResponse Coordinator::Impl::HandleResults(const nlohmann::json& body) {
       } else if (ev.kind == "INIT_FAILED" || ev.kind == "INIT_TIMEOUT") {
         last_init_error_ = ev.error;
         if (!ev.detail.empty()) last_init_traceback_ = ev.detail;
+        errors_.Add(ev.error, ev.detail, -1, 0, Iso8601Utc(wall));
         ErrorSummaryEntry e{wall, req.node, ev.process, -1, 0, ev.kind, ev.error};
         error_lines += FormatErrorSummaryLine(e);
         log_->warn("{} {} {}: {}", req.node, ev.process, ev.kind, ev.error);
@@ -1412,6 +1419,7 @@ HttpResponse Coordinator::Impl::HandleResults(const nlohmann::json& body) {
 // Outcome
 
 std::string Coordinator::Impl::LastRunErrorLocked() const {
+  if (!errors_.empty()) return MostFrequentErrorSuffix(errors_);
   return last_run_error_.empty() ? std::string() : "; last error: " + last_run_error_;
 }
 
@@ -1513,10 +1521,16 @@ void Coordinator::Impl::RecordExpiredLocked(const std::vector<ExpiredLease>& exp
                    std::to_string(kFreeDisruptions) + " that do not count)";
     }
     report_rows += FormatReportRow(row);
+    if (x.outcome != Outcome::kDisrupted) {
+      errors_.Add(row.error, "", x.attempt.id, x.items, Iso8601Utc(wall));
+    }
     ErrorSummaryEntry e{wall, node, "", x.attempt.id, x.attempt.attempt, row.status, row.error};
     error_lines += FormatErrorSummaryLine(e);
-    log_->warn("lease of mini-batch {} attempt {} on {} {} -> {}", x.attempt.id, x.attempt.attempt,
-               node, why.empty() ? "expired" : "lost: " + why, OutcomeName(x.outcome));
+    const std::string lost = fmt::format(
+        "lease of mini-batch {} attempt {} on {} {} -> {}", x.attempt.id, x.attempt.attempt, node,
+        why.empty() ? "expired" : "lost: " + why, OutcomeName(x.outcome));
+    log_->warn("{}", lost);
+    if (opt_.echo) opt_.echo(lost);
     if (x.outcome == Outcome::kFailed) last_progress_ = clock_->SteadyNow();
   }
   auto off = journal_->Append(journal_lines);
@@ -1673,6 +1687,7 @@ JobResult Coordinator::Impl::MakeResultLocked(const Ending& e) const {
   r.log_dir = log_dir_;
   r.look_first = e.look_first;
   r.traceback = e.traceback;
+  PutErrors(errors_, &r);
   return r;
 }
 
@@ -1840,6 +1855,7 @@ protocol::Progress Coordinator::Impl::GetProgress() const {
     p.planned = mode_ != Mode::kRejected;
     p.exitCode = r.exit_code;
     p.eta = "0:00:00";
+    PutErrors(r, &p);
     if (mode_ == Mode::kRun) {
       // Nodes are still known while the coordinator runs on after the end.
       SteadyTime now = clock_->SteadyNow();
@@ -1867,6 +1883,7 @@ protocol::Progress Coordinator::Impl::GetProgress() const {
   }
   p.progress = std::to_string(c.completed) + "/" + std::to_string(c.total);
   p.planned = state_.plan_complete();
+  PutErrors(errors_, &p);
   if (ending_) {
     p.reason = ending_->reason;
     p.message = ending_->message;

@@ -167,7 +167,10 @@ TEST_F(CoordinatorTest, ErrorThresholdExceededStopsAtOnceCancelsAndStillAssemble
   auto resp = LeaseWork(10);
   ASSERT_EQ(resp.leases.size(), 4u);
   Report({Done(resp.leases[0])});
-  ResultsResponse rr = Report({Failed(resp.leases[1]), Done(resp.leases[2], /*succeeded=*/1)});
+  AttemptResult bad = Failed(resp.leases[1]);
+  bad.detail = "Traceback (most recent call last):\n  File \"" + root_ +
+               "/code/score.py\", line 7, in run\nValueError: bad input, really\n";
+  ResultsResponse rr = Report({bad, Done(resp.leases[2], /*succeeded=*/1)});
   EXPECT_TRUE(rr.stop);  // 3 failed items > 2
   LeaseResponse after = LeaseWork(10, {LeaseRef{3, 1}});
   EXPECT_TRUE(after.stop);
@@ -179,6 +182,16 @@ TEST_F(CoordinatorTest, ErrorThresholdExceededStopsAtOnceCancelsAndStillAssemble
   EXPECT_EQ(p.phase, "Failed");
   EXPECT_EQ(p.reason, "ErrorThresholdExceeded");
   EXPECT_THAT(p.message, HasSubstr("3 failed items exceed errorThreshold 2"));
+  // The error digest: the user's error, where in the code, and how far it reached.
+  const std::string top =
+      "most frequent error: ValueError: bad input, really at score.py:7 (1 failed attempt, 1 "
+      "mini-batch, 2 items)";
+  EXPECT_THAT(p.message, HasSubstr(top));
+  ASSERT_EQ(p.recentErrors.size(), 1u);
+  EXPECT_EQ(p.recentErrors[0].location, "score.py:7");
+  EXPECT_EQ(p.mostFrequentError.items, 2);
+  EXPECT_THAT(Read("logs/job_result.txt"),
+              HasSubstr("\nmost_frequent_error: ValueError: bad input, really at score.py:7 ("));
   EXPECT_EQ(p.exitCode, 42);
   EXPECT_EQ(Read("parallel_run_step.txt"), "row 0 attempt 1\nrow 2 attempt 1\n");
   EXPECT_THAT(Read("logs/job_result.txt"), StartsWith("Failed: ErrorThresholdExceeded\n"));

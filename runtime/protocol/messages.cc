@@ -78,8 +78,10 @@ PR_DEFINE_JSON_WITH_DEFAULT(ResultsResponse, accepted, refused, stop)
 PR_DEFINE_JSON_WITH_DEFAULT(MiniBatchCounts, total, completed, failed, running, retried)
 PR_DEFINE_JSON_WITH_DEFAULT(ItemCounts, total, succeeded, failed)
 PR_DEFINE_JSON_WITH_DEFAULT(NodeCounts, desired, ready)
+PR_DEFINE_JSON_WITH_DEFAULT(ErrorCount, error, location, count, miniBatches, items, lastSeen)
 PR_DEFINE_JSON_WITH_DEFAULT(Progress, phase, reason, message, startTime, completionTime,
                             miniBatches, items, nodes, progress, lastProgressLine, eta,
-                            estimatedCompletionTime, outputFile, logs, planned, exitCode)
+                            estimatedCompletionTime, outputFile, logs, planned, exitCode,
+                            recentErrors, mostFrequentError)
 
 }  // namespace parallelrun::rt::protocol

@@ -165,6 +165,17 @@ struct NodeCounts {
   int64_t desired = 0, ready = 0;
 };
 
+// One group of the coordinator's error digest (runtime/coordinator/error_digest.h); the items of
+// the ParallelRunJob's status.recentErrors.
+struct ErrorCount {
+  std::string error;        // the user's error, one line: "ValueError: model returned NaN"
+  std::string location;     // deepest frame of the user's code, "score.py:7"; empty when unknown
+  int64_t count = 0;        // failed attempts with this error at this location
+  int64_t miniBatches = 0;  // distinct mini-batches it hit
+  int64_t items = 0;        // items of those mini-batches
+  std::string lastSeen;     // RFC 3339 UTC
+};
+
 // Field names are exactly those of the ParallelRunJob status (SPEC.md §6).
 struct Progress {
   std::string phase;   // Pending | Running | Succeeded | Failed
@@ -183,6 +194,10 @@ struct Progress {
   std::string logs;
   bool planned = false;  // the plan is complete (totals are final)
   int exitCode = -1;     // set once the job ended
+  // The latest distinct user errors (most recent first, at most 5) and the most frequent one
+  // (count 0: none); kept after the end.
+  std::vector<ErrorCount> recentErrors;
+  ErrorCount mostFrequentError;
 };
 
 void to_json(nlohmann::json& j, const RegisterRequest& v);
@@ -213,6 +228,8 @@ void to_json(nlohmann::json& j, const ItemCounts& v);
 void from_json(const nlohmann::json& j, ItemCounts& v);
 void to_json(nlohmann::json& j, const NodeCounts& v);
 void from_json(const nlohmann::json& j, NodeCounts& v);
+void to_json(nlohmann::json& j, const ErrorCount& v);
+void from_json(const nlohmann::json& j, ErrorCount& v);
 void to_json(nlohmann::json& j, const Progress& v);
 void from_json(const nlohmann::json& j, Progress& v);
 

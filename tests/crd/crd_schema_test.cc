@@ -807,10 +807,10 @@ TEST(CrdStatusTest, HasExactlyTheFieldsOfTheOperatorsStatus) {
   EXPECT_FALSE(PreservesUnknown(status));
   EXPECT_THAT(
       Keys(status["properties"]),
-      UnorderedElementsAreArray({"observedGeneration", "phase", "reason", "conditions", "startTime",
-                                 "completionTime", "miniBatches", "items", "nodes", "progress",
-                                 "lastProgressLine", "eta", "estimatedCompletionTime", "output",
-                                 "outputFile", "logs", "message"}));
+      UnorderedElementsAreArray(
+          {"observedGeneration", "phase", "reason", "conditions", "startTime", "completionTime",
+           "miniBatches", "items", "nodes", "progress", "lastProgressLine", "recentErrors", "eta",
+           "estimatedCompletionTime", "output", "outputFile", "logs", "message"}));
   EXPECT_EQ(status["properties"]["phase"]["enum"],
             json({"Pending", "Running", "Succeeded", "Failed", "Suspended"}));
   const json& condition = status["properties"]["conditions"]["items"];
@@ -842,6 +842,7 @@ TEST(CrdStatusTest, TheOperatorsStatusIsValidAndNothingIsPruned) {
   s.nodes = op::api::NodeCounts{2, 2};
   s.progress = "4/10";
   s.last_progress_line = "line";
+  s.recent_errors.push_back({"ValueError: NaN", "score.py:14", 3, 2, 4, "2026-11-23T11:00:30Z"});
   s.eta = "0:01:00";
   s.estimated_completion_time = "2026-11-23T11:01:00Z";
   s.reason = "Running";
