@@ -154,6 +154,7 @@ std::vector<std::string> HostWorker::Environment() const {
           "PARALLELRUN_INPUT_TYPE=" + config_.input_type,
           std::string("PARALLELRUN_APPEND_ROW_HEADER=") + (config_.append_row_header ? "1" : "0"),
       });
+  if (config_.agent_syncs_parts) env.push_back("PARALLELRUN_PART_SYNC=agent");
   // Extra variables may not redefine the host's or the protocol's: a duplicate key would be read
   // differently by getenv (first) and os.environ (last).
   for (const auto& e : config_.env) {
