@@ -11,7 +11,7 @@
 // mini-batch. The loop is a state machine (comm_state.h) that sleeps on a condition variable
 // until its next deadline or a wake-up (never polls); each round makes at most one Report and
 // one Lease call. It asks at once when a worker is short of work (fewer queued leases than
-// workers); otherwise results and lease requests wait up to 200 ms for company, and results go
+// workers); otherwise results and lease requests wait up to 500 ms for company, and results go
 // at once when the coordinator has no more work to hand out (the end of the job waits for them).
 // Part files are made durable by the loop, all of one report together (part_sync.h), before the
 // report that carries their results.

@@ -42,8 +42,10 @@ inline constexpr std::chrono::milliseconds kMinBackoff{100};
 inline constexpr std::chrono::milliseconds kMaxBackoff{2000};
 // The longest single wait of the communication loop (a safety net; every wake-up has a cause).
 inline constexpr std::chrono::seconds kMaxWait{5};
-// How long a result or a lease request may wait for company when no worker is short of work.
-inline constexpr std::chrono::milliseconds kBatchWindow{200};
+// How long a result or a lease request may wait for company when no worker is short of work
+// (the queue then still holds a lease per worker; what triggers most rounds is the queue running
+// low, so a round carries about as many results as there are workers).
+inline constexpr std::chrono::milliseconds kBatchWindow{500};
 // After Stop(): how long running attempts may go on, then how long reporting may take.
 inline constexpr std::chrono::seconds kStopGrace{10};
 inline constexpr std::chrono::seconds kStopFlush{5};

@@ -18,46 +18,53 @@ std::string Errno(const std::string& what, const std::string& path, int e) {
   return what + " " + path + ": " + std::strerror(e);
 }
 
-// fsync of `path` and of `path`.header when that exists. "" or the error.
-std::string SyncOne(const std::string& path) {
-  for (const std::string& p : {path, path + ".header"}) {
-    int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-      if (p != path && errno == ENOENT) continue;  // no header companion
-      return Errno("cannot open part file", p, errno);
-    }
-    const int rc = ::fsync(fd);
-    const int e = errno;
-    ::close(fd);
-    if (rc != 0) return Errno("cannot sync part file", p, e);
-  }
-  return "";
+int OpenPart(const std::string& path) { return ::open(path.c_str(), O_RDONLY | O_CLOEXEC); }
+
+// fsync of an open part file (closed here). "" or the error.
+std::string SyncAndClose(int fd, const std::string& path) {
+  const int rc = ::fsync(fd);
+  const int e = errno;
+  ::close(fd);
+  return rc == 0 ? "" : Errno("cannot sync part file", path, e);
 }
 
 }  // namespace
 
-std::vector<std::string> SyncPartFiles(const std::vector<std::string>& paths) {
-  std::vector<std::string> errors(paths.size());
-  if (paths.size() == 1) {
-    errors[0] = SyncOne(paths[0]);
-    return errors;
+std::vector<std::string> SyncPartFiles(const std::vector<std::string>& parts, bool headers) {
+  std::vector<std::string> paths;
+  for (const std::string& p : parts) {
+    paths.push_back(p);
+    if (headers) paths.push_back(p + ".header");
   }
-  // Start the write-back of every file first, so that their blocks are allocated in the same
-  // journal transaction: the first fsync below commits it, the others find their metadata
-  // committed already and only wait for their own data.
-  for (const std::string& path : paths) {
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) continue;  // SyncOne names the error
-    (void)::sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
-    ::close(fd);
+  std::vector<int> fds(paths.size(), -1);
+  std::vector<std::string> path_errors(paths.size());
+  for (size_t i = 0; i < paths.size(); ++i) {
+    fds[i] = OpenPart(paths[i]);
+    if (fds[i] < 0) {
+      // A DataFrame part has a header companion; a list's has none.
+      if (!(headers && i % 2 == 1 && errno == ENOENT)) {
+        path_errors[i] = Errno("cannot open part file", paths[i], errno);
+      }
+      continue;
+    }
+    // Start the write-back of every file first, so that the fsyncs below overlap their I/O.
+    if (paths.size() > 1) (void)::sync_file_range(fds[i], 0, 0, SYNC_FILE_RANGE_WRITE);
   }
-  for (size_t i = 0; i < paths.size(); ++i) errors[i] = SyncOne(paths[i]);
+  for (size_t i = 0; i < paths.size(); ++i) {
+    if (fds[i] >= 0) path_errors[i] = SyncAndClose(fds[i], paths[i]);
+  }
+  std::vector<std::string> errors(parts.size());
+  const size_t per_part = headers ? 2 : 1;
+  for (size_t i = 0; i < paths.size(); ++i) {
+    if (errors[i / per_part].empty()) errors[i / per_part] = path_errors[i];
+  }
   return errors;
 }
 
 void Agent::Impl::SyncPartsLocked(std::unique_lock<std::mutex>& lock, Talk& talk) {
   lock.unlock();
-  const std::vector<std::string> errors = SyncPartFiles(talk.to_sync);
+  const std::vector<std::string> errors =
+      SyncPartFiles(talk.to_sync, base_config_.append_row_header);
   lock.lock();
   std::map<std::string, std::string> failed;
   for (size_t i = 0; i < errors.size(); ++i) {

@@ -4,10 +4,9 @@
 // The Python host (PARALLELRUN_PART_SYNC=agent) only writes a part file and syncs its folder the
 // first time; the agent then makes the part files of one report durable before sending it (a
 // result is never reported before its part is durable): it starts the write-back of all of them
-// (sync_file_range), then fsyncs each (and its `.header` companion, when there is one). The
-// blocks of all of them are then allocated in one journal transaction, which the first fsync
-// commits; the others only wait for their data. No syncfs(): that would also write back whatever
-// else is dirty on the file system.
+// (sync_file_range), then fsyncs each, so that their I/O overlaps and a journaling file system
+// commits them in one transaction. No syncfs(): that would also write back whatever else is dirty
+// on the file system (other jobs' files), at unbounded cost.
 #pragma once
 
 #include <string>
@@ -15,8 +14,9 @@
 
 namespace parallelrun::rt {
 
-// Makes `paths` durable. Returns one entry per path: "" when it is durable, else why not (naming
-// the file).
-std::vector<std::string> SyncPartFiles(const std::vector<std::string>& paths);
+// Makes the part files `parts` durable, with their `.header` companions when `headers` (the job
+// writes DataFrame headers; a part without one is fine). Returns one entry per part: "" when it
+// is durable, else why not (naming the file).
+std::vector<std::string> SyncPartFiles(const std::vector<std::string>& parts, bool headers);
 
 }  // namespace parallelrun::rt

@@ -32,15 +32,25 @@ class PartSyncTest : public ::testing::Test {
 TEST_F(PartSyncTest, OneFileAndItsHeaderAreSynced) {
   std::string part = Write("1.1", "a\nb\n");
   Write("1.1.header", "x y\n");
-  std::vector<std::string> errors = SyncPartFiles({part});
+  std::vector<std::string> errors = SyncPartFiles({part}, true);
   ASSERT_EQ(errors.size(), 1u);
   EXPECT_EQ(errors[0], "");
+}
+
+TEST_F(PartSyncTest, AHeaderCompanionIsOptional) {
+  std::string with = Write("1.1", "a\n");
+  Write("1.1.header", "x\n");
+  std::string without = Write("2.1", "b\n");
+  std::vector<std::string> errors = SyncPartFiles({with, without}, true);
+  ASSERT_EQ(errors.size(), 2u);
+  EXPECT_EQ(errors[0], "");
+  EXPECT_EQ(errors[1], "");
 }
 
 TEST_F(PartSyncTest, SeveralFilesAreSyncedTogether) {
   std::vector<std::string> parts;
   for (int i = 0; i < 5; ++i) parts.push_back(Write(std::to_string(i) + ".1", "row\n"));
-  std::vector<std::string> errors = SyncPartFiles(parts);
+  std::vector<std::string> errors = SyncPartFiles(parts, false);
   ASSERT_EQ(errors.size(), 5u);
   for (const auto& e : errors) EXPECT_EQ(e, "");
 }
@@ -48,13 +58,13 @@ TEST_F(PartSyncTest, SeveralFilesAreSyncedTogether) {
 TEST_F(PartSyncTest, AMissingFileIsNamedAndTheOthersAreStillSynced) {
   std::string good = Write("1.1", "row\n");
   std::string missing = dir_ + "/2.1";
-  std::vector<std::string> errors = SyncPartFiles({good, missing});
+  std::vector<std::string> errors = SyncPartFiles({good, missing}, false);
   ASSERT_EQ(errors.size(), 2u);
   EXPECT_EQ(errors[0], "");
   EXPECT_NE(errors[1].find(missing), std::string::npos) << errors[1];
   EXPECT_NE(errors[1].find("No such file"), std::string::npos) << errors[1];
 
-  errors = SyncPartFiles({missing});
+  errors = SyncPartFiles({missing}, true);
   ASSERT_EQ(errors.size(), 1u);
   EXPECT_NE(errors[0].find(missing), std::string::npos) << errors[0];
 }

@@ -131,6 +131,7 @@ class HostWorker final : public Worker {
   bool ready_ = false;
   double cpu_total_s_ = 0;        // the host's CPU time as of its last reply
   int64_t oom_kills_before_ = 0;  // OomKillCount() when init() or the current run() started
+  steady_clock::time_point oom_read_at_{};  // when oom_kills_before_ was read
 
   mutable std::mutex mu_;  // guards process_ (set once, read by Kill()/pid() from other threads)
   std::unique_ptr<WorkerProcess> process_;
@@ -204,6 +205,7 @@ InitOutcome HostWorker::Start(std::chrono::seconds init_timeout) {
   }
   stderr_start_ = FileSize(stderr_path_);
   oom_kills_before_ = OomKillCount();
+  oom_read_at_ = steady_clock::now();
 
   SpawnOptions spawn;
   spawn.argv = program_.argv;
@@ -327,7 +329,13 @@ RunOutcome HostWorker::Run(const protocol::Lease& lease, std::chrono::seconds ti
     return out;
   }
 
-  oom_kills_before_ = OomKillCount();
+  // Read at most once a second (it costs two /proc and cgroup files per mini-batch otherwise): an
+  // OOM kill elsewhere in the second before run() could at worst be named as this death's likely
+  // cause, while a kill of this worker is always seen.
+  if (start - oom_read_at_ >= std::chrono::seconds(1)) {
+    oom_kills_before_ = OomKillCount();
+    oom_read_at_ = start;
+  }
   Status sent = process_->Send(RunRequest(lease, config_.input_type), deadline);
   if (sent.code() == StatusCode::kDeadlineExceeded) {
     FillTimeout(&out, timeout, start);
