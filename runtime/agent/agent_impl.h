@@ -105,7 +105,6 @@ class Agent::Impl {
     std::string gpu;                            // "" = no pinning
     Worker* worker = nullptr;                   // the slot thread's worker (for Kill())
     bool ready = false;                         // init() finished
-    bool idle = false;                          // waiting for a lease
     bool aborting = false;                      // killed during init(): the agent is ending
     std::optional<protocol::LeaseRef> running;  // the attempt it runs
     bool cancel_requested = false;              // the running attempt was killed on purpose
@@ -192,7 +191,6 @@ class Agent::Impl {
   int ExitCodeLocked() const;
 
   int LiveLocked() const;
-  bool AnyIdleLocked() const;
   int RunningLocked() const;
   int WantLocked() const;
   std::vector<protocol::LeaseRef> HeldLocked() const;

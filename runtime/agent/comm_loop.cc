@@ -76,7 +76,6 @@ CommSnapshot Agent::Impl::SnapshotLocked(SteadyTime now) const {
   s.running = RunningLocked();
   s.queued = static_cast<int>(queue_.size());
   s.want = WantLocked();
-  s.any_idle = AnyIdleLocked();
   s.unacked = static_cast<int>(unacked_.size());
   for (const auto& [key, pending] : unacked_) {
     if (pending.next_send <= now) {
@@ -253,7 +252,9 @@ void Agent::Impl::HandleReportLocked(const ResultsResponse& resp,
     }
   }
   events_.erase(events_.begin(), events_.begin() + std::min(events_sent, events_.size()));
-  if (resp.stop) CoordinatorStopLocked();
+  // After `done` the job has ended normally; the coordinator answers later reports (the events of
+  // workers shutting down) with stop, which must not cut their shutdown() short.
+  if (resp.stop && ending_ != Ending::kDone) CoordinatorStopLocked();
 }
 
 void Agent::Impl::HandleLeaseLocked(const LeaseResponse& resp) {

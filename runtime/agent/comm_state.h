@@ -61,7 +61,6 @@ struct CommSnapshot {
   int running = 0;             // attempts running
   int queued = 0;              // leases waiting for a worker
   int want = 0;                // leases to ask for (0 while ending)
-  bool any_idle = false;       // a worker waits with nothing queued
   int unacked = 0;             // results kept until the coordinator names them
   bool results_due = false;    // some result is due to be sent now
   std::optional<SteadyTime> next_result_send;  // the earliest later send of a kept result

@@ -49,7 +49,6 @@ TEST_F(CommStateTest, PollsAtOnceAtStart) {
 TEST_F(CommStateTest, AStarvingWorkerGetsLeasesAtOnce) {
   Started();
   CommSnapshot s = Busy(t0 + milliseconds(5), 0, 2);
-  s.any_idle = true;
   s.worker_freed = true;
   CommDecision d = state.Decide(s);
   EXPECT_EQ(d.kind, Kind::kTalk);

@@ -26,13 +26,6 @@ int Agent::Impl::LiveLocked() const {
   return n;
 }
 
-bool Agent::Impl::AnyIdleLocked() const {
-  for (const auto& s : slots_) {
-    if (s.idle) return true;
-  }
-  return false;
-}
-
 int Agent::Impl::RunningLocked() const {
   int n = 0;
   for (const auto& s : slots_) n += s.running.has_value();
@@ -258,10 +251,8 @@ std::optional<Lease> Agent::Impl::NextLease(int index) {
   std::unique_lock<std::mutex> lock(mu_);
   Slot& slot = slots_[index];
   if (queue_.empty()) {
-    slot.idle = true;
     WakeLocked();  // a starved worker: the loop asks for leases at once
     work_cv_.wait(lock, [&] { return SlotMustEndLocked() || !queue_.empty(); });
-    slot.idle = false;
   }
   if (ending_ != Ending::kNone && ending_ != Ending::kDone) return std::nullopt;
   if (queue_.empty()) return std::nullopt;
