@@ -105,6 +105,8 @@ class HostWorker final : public Worker {
  private:
   std::vector<std::string> Environment() const;
   static std::string RunRequest(const protocol::Lease& lease, const std::string& input_type);
+  // The outcome the host's first line (ready / init_failed / anything else) says.
+  InitOutcome InitReply(const std::string& line);
   // ExitInfo of a child that is ending (closed pipe, said goodbye): lets it exit by itself first.
   ExitInfo ReapEnding();
   // Reads the first line of the host (ready / init_failed) before `deadline`, calling
@@ -255,6 +257,12 @@ InitOutcome HostWorker::Start(std::chrono::seconds init_timeout) {
       return out;
   }
 
+  return InitReply(line);
+}
+
+InitOutcome HostWorker::InitReply(const std::string& line) {
+  InitOutcome out;
+  out.status = "INIT_FAILED";
   json msg = json::parse(line, nullptr, /*allow_exceptions=*/false);
   std::string event = msg.is_object() && msg.contains("event") && msg["event"].is_string()
                           ? msg["event"].get<std::string>()
