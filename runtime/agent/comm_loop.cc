@@ -34,7 +34,8 @@ int Agent::Impl::CommLoop() {
         log_->error("stopping with {} result(s) not accepted by the coordinator", unacked_.size());
         return ExitCodeLocked();
       case CommDecision::Kind::kWait:
-        comm_cv_.wait_until(lock, d.until, [&] { return comm_wake_; });
+        // A duration, not a time point: clock_ need not be std::chrono::steady_clock.
+        comm_cv_.wait_for(lock, d.until - now, [&] { return comm_wake_; });
         continue;
       case CommDecision::Kind::kRegisterAgain: {
         bool end = false;
