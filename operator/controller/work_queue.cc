@@ -12,12 +12,16 @@
 
 namespace parallelrun::op::controller {
 
-using Clock = std::chrono::steady_clock;
+using Clock = rt::SteadyTime::clock;
 
 // Delayed items are promoted to the ready queue by whoever looks next (Get waits with
 // wait_until on the earliest deadline; Len promotes too), so no timer thread is needed.
 struct WorkQueue::Impl {
   WorkQueueOptions options;
+  const rt::Clock* clock = &rt::RealClock::Get();
+
+  Clock::time_point Now() const { return clock->SteadyNow(); }
+
   rt::Mutex mu;
   rt::CondVar cv;
   std::deque<std::string> queue GUARDED_BY(mu);                     // ready, in order
@@ -62,6 +66,7 @@ struct WorkQueue::Impl {
 
 WorkQueue::WorkQueue(WorkQueueOptions options) : impl_(std::make_unique<Impl>()) {
   impl_->options = options;
+  if (options.clock != nullptr) impl_->clock = options.clock;
 }
 
 WorkQueue::~WorkQueue() { ShutDown(); }
@@ -78,7 +83,7 @@ void WorkQueue::AddAfter(const std::string& key, std::chrono::milliseconds delay
     impl_->AddLocked(key);
     return;
   }
-  impl_->AddAfterLocked(key, Clock::now() + delay);
+  impl_->AddAfterLocked(key, impl_->Now() + delay);
 }
 
 void WorkQueue::AddRateLimited(const std::string& key) {
@@ -110,7 +115,7 @@ std::optional<std::string> WorkQueue::Get() {
   rt::MutexLock lock(q.mu);
   while (true) {
     if (q.shutting_down) return std::nullopt;
-    q.PromoteDue(Clock::now());
+    q.PromoteDue(q.Now());
     if (!q.queue.empty()) {
       std::string key = std::move(q.queue.front());
       q.queue.pop_front();
@@ -121,9 +126,10 @@ std::optional<std::string> WorkQueue::Get() {
     if (q.by_time.empty()) {
       q.cv.Wait(q.mu);
     } else {
-      // A copy: the set node may be erased by another thread while this one waits.
-      const Clock::time_point next = q.by_time.begin()->first;
-      q.cv.WaitUntil(q.mu, next);
+      // A copy: the set node may be erased by another thread while this one waits. The wait is
+      // in real time, for the gap left on the queue's clock.
+      const Clock::duration gap = q.by_time.begin()->first - q.Now();
+      q.cv.WaitUntil(q.mu, std::chrono::steady_clock::now() + gap);
     }
   }
 }
@@ -150,7 +156,7 @@ bool WorkQueue::ShuttingDown() const {
 
 size_t WorkQueue::Len() const {
   rt::MutexLock lock(impl_->mu);
-  impl_->PromoteDue(Clock::now());
+  impl_->PromoteDue(impl_->Now());
   return impl_->queue.size();
 }
 
