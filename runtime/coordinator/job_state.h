@@ -31,22 +31,11 @@
 #include <vector>
 
 #include "runtime/base/time_util.h"
+#include "runtime/protocol/contract.h"
 
 namespace parallelrun::rt {
 
-enum class AttemptStatus : uint8_t {
-  kRunDone,
-  kRunException,
-  kRunTimeout,
-  kRunWrongType,
-  kWorkerDied,
-  kCancelled,
-  kLeaseExpired,
-  kInitFailed,
-  kInitTimeout,
-};
-std::optional<AttemptStatus> ParseAttemptStatus(std::string_view name);
-const char* AttemptStatusName(AttemptStatus status);
+// AttemptStatus (how an attempt ended) is part of the agent contract: runtime/protocol/contract.h.
 
 // What one attempt's result (or expired lease) did to its mini-batch.
 enum class Outcome : uint8_t {
