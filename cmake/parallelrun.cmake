@@ -5,7 +5,10 @@
 #   pr_test(NAME SOURCES a_test.cc DEPS lib ...)        # GoogleTest + GoogleMock, registered in CTest
 #   pr_executable(NAME SOURCES main.cc DEPS lib ...)    # lands in build/bin/
 
-set(PARALLELRUN_WARNINGS -Wall -Wextra -Werror -Wno-missing-field-initializers)
+# -Wno-error=unused-result: an ignored Status/StatusOr ([[nodiscard]], issue 13) warns but does not
+# fail the build until the last files that ignore one are fixed; then drop it.
+set(PARALLELRUN_WARNINGS -Wall -Wextra -Werror -Wno-missing-field-initializers
+    -Wno-error=unused-result)
 
 function(_pr_common target)
   target_compile_options(${target} PRIVATE ${PARALLELRUN_WARNINGS})

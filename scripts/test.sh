@@ -2,7 +2,8 @@
 # README's second command (and what CI runs): install, build, build the image, and run every test:
 # the whole suite on the default build (the image's test included), then the unit tests under
 # AddressSanitizer + UndefinedBehaviorSanitizer, then a short libFuzzer run of the manifest parser
-# and the CSV splitter (when clang is installed).
+# and the CSV splitter, and clang's thread-safety analysis of the GUARDED_BY/REQUIRES annotations
+# (the `tsa` preset; both when clang is installed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -20,3 +21,7 @@ ctest --preset default
 bash scripts/build.sh asan
 ctest --preset asan
 bash scripts/fuzz.sh
+if command -v clang++ >/dev/null 2>&1; then
+  cmake --preset tsa >/dev/null
+  cmake --build --preset tsa
+fi

@@ -21,7 +21,8 @@ GROUPS = [
     ("Data", ["volumes", "inputs", "sideInputs", "models", "output"]),
     ("Mini-batches, retries and failure limits",
      ["miniBatchSize", "errorThreshold", "allowedFailedCount", "allowedFailedPercent",
-      "runInvocationTimeout", "runMaxTry", "progressUpdateTimeout", "initTimeout", "retryFrom"]),
+      "runInvocationTimeout", "runMaxTry", "progressUpdateTimeout", "initTimeout",
+      "partitionKeys", "retryFrom"]),
     ("Output", ["outputAction", "appendRowFileName", "appendRowHeader"]),
     ("Scale and logs", ["nodeCount", "processCountPerNode", "loggingLevel",
                         "resourceMonitorInterval"]),
@@ -81,6 +82,12 @@ FIELDS = {
         "model_default": "`true` on tabular inputs",
         "v1": "`from_delimited_files(header=...)`",
         "v2": "MLTable `read_delimited` `header`",
+    },
+    "inputs[].partitionFormat": {
+        "note": "Files that do not match are left out with one warning naming them; no file "
+                "matching is an error. See [partition keys](entry-scripts.md#partition-keys).",
+        "v1": "`Dataset.File.from_files(partition_format=...)`",
+        "v2": "MLTable `extract_columns_from_partition_format`",
     },
     "sideInputs": {
         "v1": "`side_inputs`",
@@ -193,6 +200,13 @@ FIELDS = {
         "v1": "`--resource_monitor_interval`",
         "v2": "`--resource_monitor_interval`",
     },
+    "partitionKeys": {
+        "note": "Setting `miniBatchSize` too is an error (Azure ML lets partition_keys win "
+                "silently). Tabular: a file without one of the columns is an error naming both. "
+                "See [partition keys](entry-scripts.md#partition-keys).",
+        "v1": "`partition_keys`",
+        "v2": "`partition_keys`",
+    },
     "retryFrom": {
         "note": "See [getting started](getting-started.md#run-only-what-failed).",
         "v2": "resume (documented as under development)",
@@ -302,6 +316,9 @@ MODEL_ONLY_RULES = [
     "Every `volume` of a data reference names an entry of `spec.volumes`; volume names are "
     "unique; input and side-input names share one namespace and are unique in it.",
     "All inputs have the same `type`; `format` and `header` are allowed on tabular inputs only.",
+    "`partitionKeys`: names non-empty and unique, no `miniBatchSize` with them; every file input "
+    "has a `partitionFormat` (allowed only with `partitionKeys`) that parses and captures every "
+    "key; no `partitionKeys` on tabular inputs with a native (`.so`) entry script.",
     "`$(inputs.NAME)`, `$(sideInputs.NAME)` and `$(output)` in `arguments` name existing inputs.",
     "Model names are unique; with `models`, `env` may not set `AZUREML_MODEL_DIR` or "
     "`PARALLELRUN_MODELS` (the job sets them).",
@@ -332,7 +349,7 @@ AZURE_ML_V1 = [
     ("`append_row_file_name`", "`spec.appendRowFileName`"),
     ("`allowed_failed_count`", "`spec.allowedFailedCount`"),
     ("`allowed_failed_percent`", "`spec.allowedFailedPercent`"),
-    ("`partition_keys`", "— (not yet)"),
+    ("`partition_keys`", "`spec.partitionKeys` (file inputs: `inputs[].partitionFormat`)"),
     ("`environment_variables`", "`spec.env` (applied in local mode too)"),
     ("`ParallelRunStep(name=...)`", "`metadata.name` (same rule: 3 to 32 characters)"),
     ("`inputs`", "`spec.inputs` (`FileDataset` → `type: file`, `TabularDataset` → "
@@ -358,7 +375,7 @@ AZURE_ML_V2 = [
     ("`custom_model` / `mlflow_model` inputs", "`spec.models`"),
     ("`outputs`", "`spec.output`"),
     ("`mini_batch_size`", "`spec.miniBatchSize`"),
-    ("`partition_keys`", "— (not yet)"),
+    ("`partition_keys`", "`spec.partitionKeys` (file inputs: `inputs[].partitionFormat`)"),
     ("`resources.instance_count`", "`spec.nodeCount`"),
     ("`resources.instance_type`", "`spec.resources`, `spec.nodeSelector`"),
     ("`max_concurrency_per_instance`", "`spec.processCountPerNode`"),

@@ -160,10 +160,37 @@ void to_json(json& j, const ItemCounts& c) {
 
 void to_json(json& j, const NodeCounts& c) { j = {{"desired", c.desired}, {"ready", c.ready}}; }
 
+void to_json(json& j, const VolumeLocation& l) {
+  j = json::object();
+  PutString(j, "volume", l.volume);
+  PutString(j, "path", l.path);
+  PutString(j, "file", l.file);
+}
+
+void to_json(json& j, const RecentError& e) {
+  j = {{"error", e.error},
+       {"location", e.location},
+       {"count", e.count},
+       {"miniBatches", e.mini_batches},
+       {"items", e.items}};
+  PutString(j, "lastSeen", e.last_seen);
+}
+
+void from_json(const json& j, RecentError& e) {
+  e = RecentError{};
+  ReadString(j, "error", &e.error);
+  ReadString(j, "location", &e.location);
+  ReadInt(j, "count", &e.count);
+  ReadInt(j, "miniBatches", &e.mini_batches);
+  ReadInt(j, "items", &e.items);
+  ReadString(j, "lastSeen", &e.last_seen);
+}
+
 void to_json(json& j, const JobStatus& s) {
   j = json::object();
   PutInt(j, "observedGeneration", s.observed_generation);
   PutString(j, "phase", s.phase);
+  PutString(j, "reason", s.reason);
   if (!s.conditions.empty()) j["conditions"] = s.conditions;
   PutString(j, "startTime", s.start_time);
   PutString(j, "completionTime", s.completion_time);
@@ -172,10 +199,12 @@ void to_json(json& j, const JobStatus& s) {
   PutGroup(j, "nodes", s.nodes);
   PutString(j, "progress", s.progress);
   PutString(j, "lastProgressLine", s.last_progress_line);
+  if (!s.recent_errors.empty()) j["recentErrors"] = s.recent_errors;
   PutString(j, "eta", s.eta);
   PutString(j, "estimatedCompletionTime", s.estimated_completion_time);
+  PutGroup(j, "output", s.output);
   PutString(j, "outputFile", s.output_file);
-  PutString(j, "logs", s.logs);
+  PutGroup(j, "logs", s.logs);
   PutString(j, "message", s.message);
 }
 
@@ -211,10 +240,18 @@ void from_json(const json& j, NodeCounts& c) {
   ReadInt(j, "ready", &c.ready);
 }
 
+void from_json(const json& j, VolumeLocation& l) {
+  l = VolumeLocation{};
+  ReadString(j, "volume", &l.volume);
+  ReadString(j, "path", &l.path);
+  ReadString(j, "file", &l.file);
+}
+
 void from_json(const json& j, JobStatus& s) {
   s = JobStatus{};
   ReadInt(j, "observedGeneration", &s.observed_generation);
   ReadString(j, "phase", &s.phase);
+  ReadString(j, "reason", &s.reason);
   if (const json* conditions = Field(j, "conditions"); conditions && conditions->is_array()) {
     for (const json& item : *conditions) {
       Condition c = item.get<Condition>();
@@ -228,10 +265,14 @@ void from_json(const json& j, JobStatus& s) {
   ReadGroup(j, "nodes", &s.nodes);
   ReadString(j, "progress", &s.progress);
   ReadString(j, "lastProgressLine", &s.last_progress_line);
+  if (const json* errors = Field(j, "recentErrors"); errors && errors->is_array()) {
+    for (const json& item : *errors) s.recent_errors.push_back(item.get<RecentError>());
+  }
   ReadString(j, "eta", &s.eta);
   ReadString(j, "estimatedCompletionTime", &s.estimated_completion_time);
+  ReadGroup(j, "output", &s.output);
   ReadString(j, "outputFile", &s.output_file);
-  ReadString(j, "logs", &s.logs);
+  ReadGroup(j, "logs", &s.logs);
   ReadString(j, "message", &s.message);
 }
 

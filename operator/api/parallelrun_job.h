@@ -96,22 +96,45 @@ struct NodeCounts {
   bool operator==(const NodeCounts&) const = default;
 };
 
+// Where the output (or the log tree) is: a volume of spec.volumes and a path inside it.
+struct VolumeLocation {
+  std::string volume;  // empty: a path in the image
+  std::string path;
+  std::string file;  // output only: the append_row file's name; empty for summary_only and logs
+  bool operator==(const VolumeLocation&) const = default;
+};
+
+// One of status.recentErrors: a group of the coordinator's error digest
+// (runtime/coordinator/error_digest.h, docs/why-did-my-job-fail.md).
+struct RecentError {
+  std::string error;         // "ValueError: model returned NaN"
+  std::string location;      // "score.py:14"; empty when unknown
+  int64_t count = 0;         // failed attempts
+  int64_t mini_batches = 0;  // miniBatches: distinct mini-batches it hit
+  int64_t items = 0;         // items of those mini-batches
+  std::string last_seen;     // lastSeen (RFC 3339)
+  bool operator==(const RecentError&) const = default;
+};
+
 // Exactly the fields of the CRD's status schema (SPEC.md §6); JSON names in comments.
 struct JobStatus {
   int64_t observed_generation = 0;  // observedGeneration; 0 = not set
   std::string phase;                // phase: Pending | Running | Succeeded | Failed | Suspended
+  std::string reason;               // CamelCase (REASON column)
   std::vector<Condition> conditions;
   std::string start_time;                       // startTime (RFC 3339)
   std::string completion_time;                  // completionTime
   std::optional<MiniBatchCounts> mini_batches;  // miniBatches
   std::optional<ItemCounts> items;
   std::optional<NodeCounts> nodes;
-  std::string progress;                   // "<completed>/<total>"
-  std::string last_progress_line;         // lastProgressLine
-  std::string eta;                        // H:MM:SS
-  std::string estimated_completion_time;  // estimatedCompletionTime
-  std::string output_file;                // outputFile
-  std::string logs;
+  std::string progress;                    // "<completed>/<total>"
+  std::string last_progress_line;          // lastProgressLine
+  std::vector<RecentError> recent_errors;  // recentErrors: at most 5, the latest first
+  std::string eta;                         // H:MM:SS
+  std::string estimated_completion_time;   // estimatedCompletionTime
+  std::optional<VolumeLocation> output;    // output: {volume, path, file}
+  std::string output_file;                 // outputFile (path inside the pods)
+  std::optional<VolumeLocation> logs;      // logs: {volume, path}
   std::string message;
 
   bool operator==(const JobStatus&) const = default;
@@ -123,12 +146,16 @@ void to_json(nlohmann::json& j, const Condition& c);
 void to_json(nlohmann::json& j, const MiniBatchCounts& c);
 void to_json(nlohmann::json& j, const ItemCounts& c);
 void to_json(nlohmann::json& j, const NodeCounts& c);
+void to_json(nlohmann::json& j, const VolumeLocation& l);  // empty strings left out
+void to_json(nlohmann::json& j, const RecentError& e);
+void from_json(const nlohmann::json& j, RecentError& e);
 void to_json(nlohmann::json& j, const JobStatus& s);
 // Lenient: a missing field, or one of the wrong type, keeps its default; never throws.
 void from_json(const nlohmann::json& j, Condition& c);
 void from_json(const nlohmann::json& j, MiniBatchCounts& c);
 void from_json(const nlohmann::json& j, ItemCounts& c);
 void from_json(const nlohmann::json& j, NodeCounts& c);
+void from_json(const nlohmann::json& j, VolumeLocation& l);
 void from_json(const nlohmann::json& j, JobStatus& s);
 
 // A JSON merge patch (RFC 7386) for the status subresource that turns `before` into `after`:

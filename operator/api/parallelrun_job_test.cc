@@ -35,8 +35,10 @@ JobStatus FullStatus() {
   s.last_progress_line = "2026-11-23 11:05:00: 40/100 mini-batches";
   s.eta = "0:09:00";
   s.estimated_completion_time = "2026-11-23T11:14:08Z";
+  s.reason = "Running";
+  s.output = VolumeLocation{"data", "runs/7", "parallel_run_step.txt"};
   s.output_file = "/mnt/output/parallel_run_step.txt";
-  s.logs = "/mnt/output/logs";
+  s.logs = VolumeLocation{"data", "runs/7/logs", ""};
   s.message = "running on 3 of 4 nodes";
   return s;
 }
@@ -88,6 +90,7 @@ TEST(JobStatusJsonTest, FullStatusUsesTheCrdFieldNames) {
   EXPECT_EQ(j, json::parse(R"({
     "observedGeneration": 3,
     "phase": "Running",
+    "reason": "Running",
     "conditions": [{"type": "Scheduled", "status": "True", "reason": "PodsScheduled",
                     "message": "all pods bound", "lastTransitionTime": "2026-11-23T11:00:00Z",
                     "observedGeneration": 3}],
@@ -100,8 +103,9 @@ TEST(JobStatusJsonTest, FullStatusUsesTheCrdFieldNames) {
     "lastProgressLine": "2026-11-23 11:05:00: 40/100 mini-batches",
     "eta": "0:09:00",
     "estimatedCompletionTime": "2026-11-23T11:14:08Z",
+    "output": {"volume": "data", "path": "runs/7", "file": "parallel_run_step.txt"},
     "outputFile": "/mnt/output/parallel_run_step.txt",
-    "logs": "/mnt/output/logs",
+    "logs": {"volume": "data", "path": "runs/7/logs"},
     "message": "running on 3 of 4 nodes"
   })"));
 }

@@ -90,13 +90,17 @@ class MetricsObserver : public controller::ReconcileObserver {
                                    "Reconciles of ParallelRunJobs by result.",
                                    {{"result", "error"}})),
         errors_(registry.GetCounter("parallelrun_reconcile_errors_total",
-                                    "Reconciles that returned an error.")),
+                                    "Reconciles that returned an error (retried with backoff); "
+                                    "a write conflict that is simply retried is not one.")),
         latency_(registry.GetHistogram("parallelrun_reconcile_duration_seconds",
                                        "Time spent in one reconcile.")) {}
   void OnReconcile(const std::string& key, const controller::Result& result,
                    std::chrono::duration<double> latency) override {
     latency_.Observe(latency.count());
-    if (!result.status.ok()) {
+    // 409 Conflict: the cache was behind; the job is queued again with the newer object.
+    if (!result.status.ok() && kube::IsConflict(result.status)) {
+      requeue_.Inc();
+    } else if (!result.status.ok()) {
       error_.Inc();
       errors_.Inc();
       spdlog::info("reconcile {}: {}", key, result.status.ToString());
@@ -114,6 +118,54 @@ class MetricsObserver : public controller::ReconcileObserver {
   manager::Counter& errors_;
   manager::Histogram& latency_;
 };
+
+// Per-job gauges from the job cache, labelled namespace and name: they vanish with the job.
+void RegisterJobMetrics(manager::Registry& registry, informer::Informer& jobs) {
+  for (const char* phase : {"Pending", "Running", "Succeeded", "Failed", "Suspended"}) {
+    registry.SetGaugeFunction(
+        "parallelrun_jobs",
+        "ParallelRunJobs in this replica's cache by status.phase (a job with no phase yet is "
+        "Pending).",
+        {{"phase", phase}}, [&jobs, phase] {
+          double n = 0;
+          for (const auto& job : jobs.List()) {
+            auto s = job->find("status");
+            std::string p = s != job->end() && s->is_object() ? s->value("phase", "") : "";
+            n += (p.empty() ? std::string("Pending") : p) == phase;
+          }
+          return n;
+        });
+  }
+  // status.<group>.<field> of every cached job, as {namespace, name, state=<field>}.
+  auto per_job = [&jobs](const char* group, std::vector<const char*> fields) {
+    return [&jobs, group, fields] {
+      manager::Registry::Series out;
+      for (const auto& job : jobs.List()) {
+        const json meta = job->value("metadata", json::object());
+        auto s = job->find("status");
+        if (s == job->end() || !s->is_object()) continue;
+        auto counts = s->find(group);
+        if (counts == s->end() || !counts->is_object()) continue;
+        for (const char* field : fields) {
+          out.push_back({{{"namespace", meta.value("namespace", "")},
+                          {"name", meta.value("name", "")},
+                          {"state", field}},
+                         counts->value(field, 0.0)});
+        }
+      }
+      return out;
+    };
+  };
+  registry.SetGaugeFamilyFunction(
+      "parallelrun_job_minibatches",
+      "Mini-batches of each job by state (status.miniBatches: total, completed, failed, running, "
+      "retried).",
+      per_job("miniBatches", {"total", "completed", "failed", "running", "retried"}));
+  registry.SetGaugeFamilyFunction(
+      "parallelrun_job_items",
+      "Items of each job by state (status.items: total, succeeded, failed).",
+      per_job("items", {"total", "succeeded", "failed"}));
+}
 
 std::mutex g_mu;
 std::condition_variable g_cv;
@@ -222,36 +274,19 @@ int Run(const Options& o) {
 
   registry.SetGaugeFunction("parallelrun_workqueue_depth", "Jobs waiting to be reconciled.", {},
                             [&queue] { return static_cast<double>(queue.Len()); });
-  for (const char* phase : {"", "Pending", "Running", "Succeeded", "Failed", "Suspended"}) {
-    registry.SetGaugeFunction(
-        "parallelrun_jobs", "ParallelRunJobs in the cache by status.phase.",
-        {{"phase", *phase ? phase : "None"}}, [&jobs, phase] {
-          double n = 0;
-          for (const auto& job : jobs.List()) {
-            auto s = job->find("status");
-            std::string p = s != job->end() && s->is_object() ? s->value("phase", "") : "";
-            n += p == phase;
-          }
-          return n;
-        });
-  }
-  registry.SetGaugeFunction("parallelrun_minibatches_processed",
-                            "Mini-batches completed, summed over cached jobs.", {}, [&jobs] {
-                              double n = 0;
-                              for (const auto& job : jobs.List()) {
-                                auto s = job->find("status");
-                                if (s == job->end() || !s->is_object()) continue;
-                                auto mb = s->find("miniBatches");
-                                if (mb != s->end() && mb->is_object())
-                                  n += mb->value("completed", 0);
-                              }
-                              return n;
-                            });
+  RegisterJobMetrics(registry, jobs);
+  manager::Counter& processed = registry.GetCounter(
+      "parallelrun_minibatches_processed_total",
+      "Mini-batches that ended (failed ones included), counted as this replica wrote them into "
+      "job statuses while it led.");
 
   auto progress = status::MakeTlsProgressReader();
   status::KubeEventRecorder events(*client, rt::RealClock::Get());
   reconciler::ReconcilerOptions reconciler_options;
   reconciler_options.children.default_image = o.default_image;
+  reconciler_options.on_mini_batches_completed = [&processed](int64_t n) {
+    processed.Inc(static_cast<double>(n));
+  };
   for (const std::string& pair : SplitLabels(o.operator_pod_labels)) {
     const size_t eq = pair.find('=');
     reconciler_options.children.operator_pod_labels[pair.substr(0, eq)] = pair.substr(eq + 1);

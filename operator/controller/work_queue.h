@@ -9,11 +9,18 @@
 #include <optional>
 #include <string>
 
+#include "runtime/base/time_util.h"
+
 namespace parallelrun::op::controller {
 
 struct WorkQueueOptions {
   std::chrono::milliseconds base_delay{5};
   std::chrono::milliseconds max_delay{1000 * 1000};
+  // Where delays are measured (SteadyNow); nullptr: the real clock. A delayed item is ready once
+  // this clock reaches its time: Len() and Get() promote it. Get() waits in real time for at most
+  // the clock's remaining gap, then looks again, so with a clock a test moves by hand, Len()
+  // after Advance() shows what became ready without sleeping.
+  const rt::Clock* clock = nullptr;
 };
 
 class WorkQueue {

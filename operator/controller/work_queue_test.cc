@@ -10,6 +10,8 @@
 #include <thread>
 #include <vector>
 
+#include "tests/fakes/fake_clock.h"
+
 namespace parallelrun::op::controller {
 namespace {
 
@@ -58,14 +60,25 @@ TEST(WorkQueueTest, DoneWithoutReAddDropsTheItem) {
 }
 
 TEST(WorkQueueTest, AddAfterDelays) {
-  WorkQueue q;
-  auto start = Clock::now();
+  fakes::FakeClock clock;
+  WorkQueue q({.clock = &clock});
   q.AddAfter("a", 200ms);
   EXPECT_EQ(q.Len(), 0u);
+  clock.Advance(199ms);
+  EXPECT_EQ(q.Len(), 0u);
+  clock.Advance(1ms);
+  EXPECT_EQ(q.Len(), 1u);
+  EXPECT_EQ(q.Get(), "a");
+}
+
+TEST(WorkQueueTest, GetWaitsForADelayOnTheRealClock) {
+  WorkQueue q;
+  auto start = Clock::now();
+  q.AddAfter("a", 50ms);
   auto got = GetAsync(q);
   ASSERT_EQ(got.wait_for(kPatience), std::future_status::ready);
   EXPECT_EQ(got.get(), "a");
-  EXPECT_GE(Clock::now() - start, 200ms);
+  EXPECT_GE(Clock::now() - start, 50ms);
 }
 
 TEST(WorkQueueTest, AddAfterZeroIsAdd) {
@@ -109,15 +122,17 @@ TEST(WorkQueueTest, DelayedItemBeingProcessedIsQueuedAgainAfterDone) {
 }
 
 TEST(WorkQueueTest, AddRateLimitedBacksOffExponentially) {
-  WorkQueue q({.base_delay = 100ms, .max_delay = 1000s});
-  for (int i = 0; i < 3; ++i) {
-    auto start = Clock::now();
+  fakes::FakeClock clock;
+  WorkQueue q({.base_delay = 100ms, .max_delay = 1000s, .clock = &clock});
+  for (int i = 0; i < 5; ++i) {
     q.AddRateLimited("a");
     EXPECT_EQ(q.NumRequeues("a"), i + 1);
-    auto got = GetAsync(q);
-    ASSERT_EQ(got.wait_for(kPatience), std::future_status::ready);
-    EXPECT_EQ(got.get(), "a");
-    EXPECT_GE(Clock::now() - start, 100ms * (1 << i)) << "attempt " << i;
+    const auto delay = 100ms * (1 << i);
+    clock.Advance(delay - 1ms);
+    EXPECT_EQ(q.Len(), 0u) << "attempt " << i;
+    clock.Advance(1ms);
+    ASSERT_EQ(q.Len(), 1u) << "attempt " << i;
+    EXPECT_EQ(q.Get(), "a");
     q.Done("a");
   }
 }

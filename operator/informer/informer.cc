@@ -12,13 +12,12 @@
 #include <spdlog/spdlog.h>
 
 #include <atomic>
-#include <condition_variable>
 #include <map>
-#include <mutex>
 #include <random>
-#include <shared_mutex>
 #include <thread>
 #include <tuple>
+
+#include "runtime/base/mutex.h"
 
 namespace parallelrun::op::informer {
 namespace {
@@ -84,17 +83,17 @@ struct Informer::Impl {
   std::vector<EventHandler> handlers;
   std::string name;  // for logs: "pods", "parallelrunjobs.parallelrun.io"
 
-  mutable std::shared_mutex store_mu;  // guards store and last_rv
-  std::map<std::string, ObjectPtr> store;
-  std::string last_rv;
+  mutable rt::SharedMutex store_mu;
+  std::map<std::string, ObjectPtr> store GUARDED_BY(store_mu);
+  std::string last_rv GUARDED_BY(store_mu);
 
-  mutable std::mutex mu;  // guards the fields below
-  mutable std::condition_variable cv;
-  bool started = false;
-  bool stopping = false;
-  bool synced = false;
-  kube::WatchStream* current_watch = nullptr;
-  std::thread thread;
+  mutable rt::Mutex mu;
+  mutable rt::CondVar cv;
+  bool started GUARDED_BY(mu) = false;
+  bool stopping GUARDED_BY(mu) = false;
+  bool synced GUARDED_BY(mu) = false;
+  kube::WatchStream* current_watch GUARDED_BY(mu) = nullptr;
+  std::thread thread;  // started once by Start (under mu); joined by Stop after `stopping`
 
   std::mt19937 rng{std::random_device{}()};
 
@@ -103,15 +102,17 @@ struct Informer::Impl {
     name = r.group.empty() ? r.resource : r.resource + "." + r.group;
   }
 
-  bool Stopping() const {
-    std::lock_guard<std::mutex> lock(mu);
+  bool Stopping() const EXCLUDES(mu) {
+    rt::MutexLock lock(mu);
     return stopping;
   }
 
   // Waits `d` or until Stop().
-  void Sleep(std::chrono::milliseconds d) {
-    std::unique_lock<std::mutex> lock(mu);
-    cv.wait_for(lock, d, [this] { return stopping; });
+  void Sleep(std::chrono::milliseconds d) EXCLUDES(mu) {
+    const auto deadline = std::chrono::steady_clock::now() + d;
+    rt::MutexLock lock(mu);
+    while (!stopping && cv.WaitUntil(mu, deadline)) {
+    }
   }
 
   // Lists never carry kind/apiVersion on built-in items; fill them so every stored object is
@@ -181,7 +182,7 @@ struct Informer::Impl {
     PR_RETURN_IF_ERROR(ListAll(fresh, rv));
     std::vector<Event> events;
     {
-      std::unique_lock<std::shared_mutex> lock(store_mu);
+      rt::WriterLock lock(store_mu);
       for (const auto& [key, obj] : store) {
         if (!fresh.count(key)) events.push_back({"DELETED", obj, obj});
       }
@@ -200,9 +201,9 @@ struct Informer::Impl {
     Dispatch(events);
     // Synced only after the handlers saw the first list, so a controller that waits for sync
     // has every existing key queued.
-    std::lock_guard<std::mutex> lock(mu);
+    rt::MutexLock lock(mu);
     synced = true;
-    cv.notify_all();
+    cv.NotifyAll();
     return rt::Status::Ok();
   }
 
@@ -212,7 +213,7 @@ struct Informer::Impl {
     ObjectPtr obj = Prepare(e.object);
     Event event{e.type, nullptr, obj};
     {
-      std::unique_lock<std::shared_mutex> lock(store_mu);
+      rt::WriterLock lock(store_mu);
       auto it = store.find(key);
       if (it != store.end()) event.old = it->second;
       if (e.type == "DELETED") {
@@ -227,8 +228,8 @@ struct Informer::Impl {
   }
 
   // Registers the open stream so Stop() can cancel it; false when already stopping.
-  bool Register(kube::WatchStream* w) {
-    std::lock_guard<std::mutex> lock(mu);
+  bool Register(kube::WatchStream* w) EXCLUDES(mu) {
+    rt::MutexLock lock(mu);
     current_watch = stopping ? nullptr : w;
     return !stopping;
   }
@@ -236,7 +237,7 @@ struct Informer::Impl {
   WatchEnd WatchOnce(Backoff& backoff) {
     kube::ListOptions o = BaseOptions();
     {
-      std::shared_lock<std::shared_mutex> lock(store_mu);
+      rt::ReaderLock lock(store_mu);
       o.resource_version = last_rv;
     }
     o.allow_watch_bookmarks = true;
@@ -283,7 +284,7 @@ struct Informer::Impl {
       backoff.Reset();
       if (e.type == "BOOKMARK") {
         std::string rv = MetaString(e.object, "resourceVersion");
-        std::unique_lock<std::shared_mutex> lock(store_mu);
+        rt::WriterLock lock(store_mu);
         if (!rv.empty()) last_rv = rv;
       } else if (e.type == "ADDED" || e.type == "MODIFIED" || e.type == "DELETED") {
         Apply(e);
@@ -328,7 +329,7 @@ struct Informer::Impl {
   std::vector<ObjectPtr> Select(const std::string& ns,
                                 const std::function<bool(const json&)>& keep) const {
     std::vector<ObjectPtr> out;
-    std::shared_lock<std::shared_mutex> lock(store_mu);
+    rt::ReaderLock lock(store_mu);
     for (const auto& [key, obj] : store) {
       if (!ns.empty() && MetaString(*obj, "namespace") != ns) continue;
       if (keep(*obj)) out.push_back(obj);
@@ -345,7 +346,7 @@ Informer::~Informer() { Stop(); }
 void Informer::AddHandler(EventHandler handler) { impl_->handlers.push_back(std::move(handler)); }
 
 void Informer::Start() {
-  std::lock_guard<std::mutex> lock(impl_->mu);
+  rt::MutexLock lock(impl_->mu);
   if (impl_->started || impl_->stopping) return;
   impl_->started = true;
   impl_->thread = std::thread([this] { impl_->Run(); });
@@ -353,10 +354,10 @@ void Informer::Start() {
 
 void Informer::Stop() {
   {
-    std::lock_guard<std::mutex> lock(impl_->mu);
+    rt::MutexLock lock(impl_->mu);
     impl_->stopping = true;
     if (impl_->current_watch) impl_->current_watch->Cancel();
-    impl_->cv.notify_all();
+    impl_->cv.NotifyAll();
   }
   if (impl_->thread.joinable() && impl_->thread.get_id() != std::this_thread::get_id()) {
     impl_->thread.join();
@@ -364,17 +365,21 @@ void Informer::Stop() {
 }
 
 bool Informer::HasSynced() const {
-  std::lock_guard<std::mutex> lock(impl_->mu);
+  rt::MutexLock lock(impl_->mu);
   return impl_->synced;
 }
 
 bool Informer::WaitForSync(std::chrono::milliseconds timeout) const {
-  std::unique_lock<std::mutex> lock(impl_->mu);
-  return impl_->cv.wait_for(lock, timeout, [this] { return impl_->synced; });
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  rt::MutexLock lock(impl_->mu);
+  while (!impl_->synced) {
+    if (!impl_->cv.WaitUntil(impl_->mu, deadline)) return impl_->synced;
+  }
+  return true;
 }
 
 ObjectPtr Informer::Get(const std::string& ns, const std::string& name) const {
-  std::shared_lock<std::shared_mutex> lock(impl_->store_mu);
+  rt::ReaderLock lock(impl_->store_mu);
   auto it = impl_->store.find(StoreKey(ns, name));
   return it == impl_->store.end() ? nullptr : it->second;
 }
@@ -398,12 +403,12 @@ std::vector<ObjectPtr> Informer::ListByLabels(
 }
 
 size_t Informer::Size() const {
-  std::shared_lock<std::shared_mutex> lock(impl_->store_mu);
+  rt::ReaderLock lock(impl_->store_mu);
   return impl_->store.size();
 }
 
 std::string Informer::LastResourceVersion() const {
-  std::shared_lock<std::shared_mutex> lock(impl_->store_mu);
+  rt::ReaderLock lock(impl_->store_mu);
   return impl_->last_rv;
 }
 

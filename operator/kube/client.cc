@@ -26,9 +26,6 @@ const Resource kLeases{"coordination.k8s.io", "v1", "leases", "Lease"};
 const Resource kParallelRunJobs{"parallelrun.io", "v1alpha1", "parallelrunjobs", "ParallelRunJob"};
 }  // namespace resources
 
-bool IsGone(const Status& s) {
-  return s.code() == StatusCode::kFailedPrecondition &&
-         s.message().find("Gone") != std::string::npos;
-}
+bool IsGone(const Status& s) { return s.code() == StatusCode::kGone; }
 
 }  // namespace parallelrun::op::kube

@@ -87,7 +87,7 @@ class WatchStream {
 
 // Errors: the HTTP status is mapped as
 //   404 NotFound → kNotFound, 409 AlreadyExists (reason) → kAlreadyExists, 409 Conflict → kAborted,
-//   410 Gone → kFailedPrecondition with "Gone" in the message (IsGone), 400/422 → kInvalidArgument,
+//   410 Gone → kGone (IsGone), 400/422 → kInvalidArgument,
 //   401 → kUnauthenticated, 403 → kPermissionDenied, 429/5xx/connection errors → kUnavailable,
 //   timeouts → kDeadlineExceeded.
 // The message is "<VERB> <path>: <code> <reason>: <metav1.Status message>".

@@ -56,8 +56,9 @@ TEST(ResourceTest, OperatorResourcesAreWhatRbacGrants) {
   }
 }
 
-TEST(StatusPredicatesTest, IsGoneNeedsFailedPreconditionAndGone) {
-  EXPECT_TRUE(IsGone(rt::FailedPreconditionError("GET /x: 410 Gone (Expired): too old")));
+TEST(StatusPredicatesTest, IsGoneIsTheGoneCode) {
+  EXPECT_TRUE(IsGone(rt::GoneError("GET /x: 410 Gone (Expired): too old")));
+  EXPECT_FALSE(IsGone(rt::FailedPreconditionError("GET /x: 410 Gone (Expired): too old")));
   EXPECT_FALSE(IsGone(rt::FailedPreconditionError("output owned by another job")));
   EXPECT_FALSE(IsGone(rt::NotFoundError("Gone")));
   EXPECT_FALSE(IsGone(Status::Ok()));

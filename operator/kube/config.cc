@@ -7,6 +7,7 @@
 #include <optional>
 #include <utility>
 
+#include "runtime/base/encoding.h"
 #include "runtime/base/files.h"
 
 namespace parallelrun::op::kube {
@@ -22,44 +23,6 @@ std::string Trim(const std::string& s) {
   size_t b = s.find_first_not_of(ws);
   if (b == std::string::npos) return "";
   return s.substr(b, s.find_last_not_of(ws) - b + 1);
-}
-
-// Standard base64 (RFC 4648) with padding; whitespace (line breaks in long values) is skipped.
-std::optional<std::string> Base64Decode(const std::string& in) {
-  std::string out;
-  uint32_t acc = 0;
-  int bits = 0;
-  bool padding = false;
-  for (char c : in) {
-    int v;
-    if (c >= 'A' && c <= 'Z') {
-      v = c - 'A';
-    } else if (c >= 'a' && c <= 'z') {
-      v = c - 'a' + 26;
-    } else if (c >= '0' && c <= '9') {
-      v = c - '0' + 52;
-    } else if (c == '+') {
-      v = 62;
-    } else if (c == '/') {
-      v = 63;
-    } else if (c == '=') {
-      padding = true;
-      continue;
-    } else if (c == ' ' || c == '\n' || c == '\r' || c == '\t') {
-      continue;
-    } else {
-      return std::nullopt;
-    }
-    if (padding) return std::nullopt;  // data after '='
-    acc = (acc << 6) | static_cast<uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push_back(static_cast<char>((acc >> bits) & 0xff));
-    }
-  }
-  if (bits >= 6) return std::nullopt;  // a lone trailing character encodes no full byte
-  return out;
 }
 
 std::string CurrentDir() {
@@ -223,8 +186,8 @@ class KubeconfigReader {
                                    const std::string& data_key, const std::string& field) {
     PR_ASSIGN_OR_RETURN(std::string data, Str(map, data_key, field));
     if (!data.empty()) {
-      auto decoded = Base64Decode(data);
-      if (!decoded) return Error(Join(field, data_key), "not valid base64");
+      auto decoded = rt::Base64Decode(data);
+      if (!decoded.ok()) return Error(Join(field, data_key), "not valid base64");
       return *decoded;
     }
     PR_ASSIGN_OR_RETURN(std::string file, Str(map, file_key, field));

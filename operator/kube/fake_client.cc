@@ -25,7 +25,7 @@ Status ApiError(const std::string& method, const std::string& path, int code,
     case 409:
       return reason == "AlreadyExists" ? rt::AlreadyExistsError(text) : rt::AbortedError(text);
     case 410:
-      return rt::FailedPreconditionError(text);
+      return rt::GoneError(text);
     case 504:
       return rt::DeadlineExceededError(text);
     default:

@@ -233,7 +233,7 @@ Status HttpError(const std::string& what, int code, const std::string& phrase,
       if (reason == "AlreadyExists") return rt::AlreadyExistsError(std::move(text));
       return rt::AbortedError(std::move(text));
     case 410:
-      return rt::FailedPreconditionError(std::move(text));
+      return rt::GoneError(std::move(text));
     case 429:
       return rt::UnavailableError(std::move(text));
     default:

@@ -155,6 +155,7 @@ struct Registry::Family {
   std::map<Labels, std::unique_ptr<Counter>> counters;
   std::map<Labels, std::unique_ptr<Gauge>> gauges;
   std::map<Labels, std::function<double()>> gauge_fns;
+  std::function<Registry::Series()> family_fn;
   std::map<Labels, std::unique_ptr<Histogram>> histograms;
 };
 
@@ -205,6 +206,12 @@ void Registry::SetGaugeFunction(const std::string& name, const std::string& help
   f.gauge_fns[key] = std::move(fn);
 }
 
+void Registry::SetGaugeFamilyFunction(const std::string& name, const std::string& help,
+                                      std::function<Series()> fn) {
+  std::lock_guard<std::mutex> lock(mu_);
+  FamilyFor(name, help, kGauge).family_fn = std::move(fn);
+}
+
 Histogram& Registry::GetHistogram(const std::string& name, const std::string& help,
                                   const Labels& labels, const std::vector<double>& buckets) {
   std::lock_guard<std::mutex> lock(mu_);
@@ -234,6 +241,9 @@ std::string Registry::Expose() const {
     std::map<Labels, double> gauges;
     for (const auto& [labels, g] : f->gauges) gauges[labels] = g->Value();
     for (const auto& [labels, fn] : f->gauge_fns) gauges[labels] = fn();
+    if (f->family_fn) {
+      for (auto& [labels, v] : f->family_fn()) gauges[Canonical(name, labels)] = v;
+    }
     for (const auto& [labels, v] : gauges) {
       out += name + RenderLabels(labels) + " " + FormatMetricValue(v) + "\n";
     }

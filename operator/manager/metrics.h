@@ -84,6 +84,14 @@ class Registry {
   void SetGaugeFunction(const std::string& name, const std::string& help, const Labels& labels,
                         std::function<double()> fn);
 
+  // A whole gauge family computed when scraped, one series per returned label set: series
+  // come and go with what `fn` returns (per-job gauges that vanish with the job). Replaces an
+  // earlier family function of that name; `fn` runs under the registry's lock, like
+  // SetGaugeFunction's.
+  using Series = std::vector<std::pair<Labels, double>>;
+  void SetGaugeFamilyFunction(const std::string& name, const std::string& help,
+                              std::function<Series()> fn);
+
   std::string Expose() const;
 
   // Prometheus client_golang's DefBuckets: .005 … 10 seconds.

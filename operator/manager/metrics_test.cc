@@ -175,5 +175,17 @@ TEST_F(MetricsDeathTest, MisuseAborts) {
       "two bucket layouts");
 }
 
+TEST(RegistryTest, FamilyFunctionSeriesComeAndGoWithWhatItReturns) {
+  Registry r;
+  Registry::Series series = {{{{"namespace", "a"}, {"name", "j1"}}, 3}};
+  r.SetGaugeFamilyFunction("parallelrun_job_items", "Items.", [&series] { return series; });
+  EXPECT_NE(r.Expose().find("parallelrun_job_items{name=\"j1\",namespace=\"a\"} 3\n"),
+            std::string::npos);
+  series.clear();  // the job is gone
+  const std::string out = r.Expose();
+  EXPECT_EQ(out.find("j1"), std::string::npos);
+  EXPECT_NE(out.find("# TYPE parallelrun_job_items gauge\n"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace parallelrun::op::manager

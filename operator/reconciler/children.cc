@@ -2,11 +2,11 @@
 
 #include "operator/reconciler/children.h"
 
-#include <openssl/evp.h>
-
 #include <string_view>
 #include <utility>
 #include <vector>
+
+#include "runtime/base/encoding.h"
 
 namespace parallelrun::op::reconciler {
 namespace {
@@ -20,15 +20,6 @@ constexpr const char* kSecretKeyCa = "ca.crt";
 constexpr const char* kSecretKeyTlsCrt = "tls.crt";
 constexpr const char* kSecretKeyTlsKey = "tls.key";
 constexpr int kNonRootId = 10001;
-
-std::string Base64(std::string_view bytes) {
-  std::string out(4 * ((bytes.size() + 2) / 3) + 1, '\0');
-  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                reinterpret_cast<const unsigned char*>(bytes.data()),
-                                static_cast<int>(bytes.size()));
-  out.resize(n);
-  return out;
-}
 
 std::string SecretFile(const std::string& key) { return std::string(kSecretMountDir) + "/" + key; }
 
@@ -292,10 +283,10 @@ json BuildSecret(const JobMeta& job, const JobCredentials& credentials) {
           {"metadata", Metadata(job, SecretName(job.name), JobLabels(job))},
           {"type", "Opaque"},
           {"data",
-           {{kSecretKeyToken, Base64(credentials.token)},
-            {kSecretKeyCa, Base64(credentials.ca_crt)},
-            {kSecretKeyTlsCrt, Base64(credentials.tls_crt)},
-            {kSecretKeyTlsKey, Base64(credentials.tls_key)}}}};
+           {{kSecretKeyToken, rt::Base64Encode(credentials.token)},
+            {kSecretKeyCa, rt::Base64Encode(credentials.ca_crt)},
+            {kSecretKeyTlsCrt, rt::Base64Encode(credentials.tls_crt)},
+            {kSecretKeyTlsKey, rt::Base64Encode(credentials.tls_key)}}}};
 }
 
 json BuildSpecConfigMap(const JobMeta& job, const rt::JobSpec& spec) {
@@ -399,6 +390,8 @@ StatusOr<json> BuildWorkerPod(const JobMeta& job, const rt::JobSpec& spec, int i
                   "--token-file",  SecretFile(kSecretKeyToken),
                   "--ca-file",     SecretFile(kSecretKeyCa),
                   "--node-name",   "$(POD_IP)"};
+  // The pod log shows the node's user output and failed attempts (docs/why-did-my-job-fail.md).
+  plan.command.push_back("--echo-user-logs");
   if (const json* r = PodField(spec, "resources", json::value_t::object)) plan.resources = *r;
   plan.mounts = DataVolumeMounts(spec, {.code = true, .side_inputs = true});
   plan.secret_keys = {kSecretKeyToken, kSecretKeyCa};

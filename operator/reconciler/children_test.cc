@@ -209,10 +209,11 @@ TEST(ChildrenTest, WorkerRunsAnAgentAgainstTheServiceName) {
   EXPECT_EQ(pod["metadata"]["labels"]["parallelrun.io/role"], "worker");
   EXPECT_EQ(pod["metadata"]["labels"]["parallelrun.io/worker-index"], "2");
   const json& c = Container(pod);
-  EXPECT_EQ(c["command"], json({"parallelrun", "agent", "--coordinator",
-                                "https://score-coordinator.team-a.svc:8443", "--token-file",
-                                "/etc/parallelrun/secret/token", "--ca-file",
-                                "/etc/parallelrun/secret/ca.crt", "--node-name", "$(POD_IP)"}));
+  EXPECT_EQ(
+      c["command"],
+      json({"parallelrun", "agent", "--coordinator", "https://score-coordinator.team-a.svc:8443",
+            "--token-file", "/etc/parallelrun/secret/token", "--ca-file",
+            "/etc/parallelrun/secret/ca.crt", "--node-name", "$(POD_IP)", "--echo-user-logs"}));
   EXPECT_EQ(c["resources"], json::parse(R"({"limits": {"nvidia.com/gpu": 2}})"));
   EXPECT_FALSE(c.contains("ports"));
   EXPECT_TRUE(MountAt(pod, "/etc/parallelrun/spec.json").is_null());  // agents get it by API

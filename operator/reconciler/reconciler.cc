@@ -12,6 +12,7 @@
 #include "operator/api/parallelrun_job.h"
 #include "operator/reconciler/certs.h"
 #include "operator/reconciler/children.h"
+#include "operator/reconciler/job_status.h"
 #include "runtime/jobspec/job_spec.h"
 
 namespace parallelrun::op::reconciler {
@@ -85,7 +86,7 @@ std::optional<rt::SystemTime> ParseTime(const std::string& text) {
   return std::chrono::system_clock::from_time_t(timegm(&tm));
 }
 
-std::string Timestamp(rt::SystemTime t) { return rt::FormatUtc(t, "%Y-%m-%dT%H:%M:%SZ"); }
+std::string Timestamp(rt::SystemTime t) { return FormatStatusTime(t); }
 
 bool IsTerminalPhase(const std::string& phase) { return phase == "Succeeded" || phase == "Failed"; }
 
@@ -107,6 +108,23 @@ bool PodTerminating(const json& pod) {
 bool PodFinished(const json& pod) {
   const std::string phase = PodPhase(pod);
   return phase == "Succeeded" || phase == "Failed";
+}
+
+// status.recentErrors: the coordinator's latest distinct errors (docs/why-did-my-job-fail.md). An
+// empty list (a coordinator that restarted) leaves what an earlier read put there.
+void PutRecentErrors(const json& progress, json& status) {
+  const json& errors = Field(progress, "recentErrors");
+  if (errors.is_array() && !errors.empty()) status["recentErrors"] = errors;
+}
+
+// How long worker pods still running when the job ended may take to hear the end and exit on
+// their own (their pods, and so `kubectl logs`, are kept like a Job's) before they are deleted.
+constexpr std::chrono::seconds kWorkerExitGrace{90};
+
+bool WorkerMayStillExit(const json& pod, const json& status, rt::SystemTime now) {
+  if (Str(Field(Field(pod, "metadata"), "labels"), kRoleLabel) != kWorkerRole) return false;
+  auto done = ParseTime(Str(status, "completionTime"));
+  return done && now < *done + kWorkerExitGrace;
 }
 
 // The terminated state of a pod's container, if it ended.
@@ -268,6 +286,16 @@ struct JobReconciler::Pass {
   std::optional<milliseconds> requeue;
   JobState* state = nullptr;
   informer::ObjectPtr secret;
+  // Events of status transitions, recorded once the status that holds the transition is written
+  // (a write lost to a conflict is redone by the next pass, which finds the same transition).
+  struct Transition {
+    std::string type, reason, message;
+  };
+  std::vector<Transition> transitions;
+
+  void Announce(std::string type, std::string reason, std::string message) {
+    transitions.push_back({std::move(type), std::move(reason), std::move(message)});
+  }
 
   void RequeueAfter(milliseconds d) {
     if (!requeue || d < *requeue) requeue = d;
@@ -348,7 +376,7 @@ controller::Result JobReconciler::Run(Pass& pass) {
     for (const auto& e : errors) message += (message.empty() ? "" : "; ") + e.ToString();
     if (message.empty()) message = spec.status().message();
     Fail(pass, "InvalidSpec", message);
-    return {WriteStatus(pass), std::nullopt};
+    return {WriteStatus(pass), pass.requeue};
   }
   pass.spec = *std::move(spec);
 
@@ -357,8 +385,7 @@ controller::Result JobReconciler::Run(Pass& pass) {
     auto stopped = StopPods(pass, &all_gone);
     if (!stopped.status.ok()) return stopped;
     if (Str(pass.old_status, "phase") != "Suspended") {
-      events_.Record(pass.ref, "Normal", "Suspended",
-                     "job suspended: pods deleted, finished work is kept");
+      pass.Announce("Normal", "Suspended", "job suspended: pods deleted, finished work is kept");
     }
     pass.status["phase"] = "Suspended";
     SetCondition(pass.status, "Suspended", true, "Suspended", "job suspended", pass.generation,
@@ -372,7 +399,7 @@ controller::Result JobReconciler::Run(Pass& pass) {
   if (Str(FindCondition(pass.old_status, "Suspended"), "status") == "True") {
     SetCondition(pass.status, "Suspended", false, "Resumed", "job resumed", pass.generation,
                  pass.now);
-    events_.Record(pass.ref, "Normal", "Resumed", "job resumed: finished work is not redone");
+    pass.Announce("Normal", "Resumed", "job resumed: finished work is not redone");
   }
 
   if (Str(pass.status, "startTime").empty()) pass.status["startTime"] = Timestamp(pass.now);
@@ -388,7 +415,7 @@ controller::Result JobReconciler::Run(Pass& pass) {
             fmt::format("job was active longer than its activeDeadlineSeconds ({} s)",
                         *pass.spec.active_deadline_seconds);
         Fail(pass, "DeadlineExceeded", message);
-        return {WriteStatus(pass), std::nullopt};
+        return {WriteStatus(pass), pass.requeue};
       }
       pass.RequeueAfter(std::chrono::duration_cast<milliseconds>(deadline - pass.now) +
                         milliseconds(100));
@@ -429,7 +456,7 @@ void JobReconciler::Fail(Pass& pass, const std::string& reason, const std::strin
   }
   SetCondition(pass.status, "Failed", true, reason, message, pass.generation, pass.now);
   ClearCondition(pass.status, "Running", reason, message, pass.generation, pass.now);
-  events_.Record(pass.ref, "Warning", reason, message);
+  pass.Announce("Warning", reason, message);
 }
 
 void JobReconciler::RememberSecret(Pass& pass, json secret) {
@@ -534,38 +561,7 @@ Status JobReconciler::SyncCoordinator(Pass& pass) {
                             end->exit_code == kExitInvalid;
     json summary = json::parse(end->message, nullptr, /*allow_exceptions=*/false);
     if (final_code && summary.is_object()) {
-      rt::protocol::Progress p;
-      try {
-        p = summary.get<rt::protocol::Progress>();
-      } catch (const std::exception&) {
-      }
-      for (const char* key : {"miniBatches", "items", "progress", "lastProgressLine", "eta",
-                              "estimatedCompletionTime", "outputFile", "logs", "message"}) {
-        if (summary.contains(key)) pass.status[key] = summary[key];
-      }
-      pass.status["nodes"] = {{"desired", pass.spec.node_count}, {"ready", 0}};
-      const bool ok = end->exit_code == kExitSucceeded;
-      pass.status["phase"] = ok ? "Succeeded" : "Failed";
-      pass.status["completionTime"] =
-          p.completionTime.empty() ? Timestamp(pass.now) : p.completionTime;
-      std::string reason = p.reason.empty() ? (ok ? "Completed" : "Failed") : p.reason;
-      if (ok) reason = "Completed";
-      const std::string message = p.message.empty()
-                                      ? fmt::format("{} ({})", ok ? "job succeeded" : "job failed",
-                                                    Str(summary, "progress"))
-                                      : p.message;
-      SetCondition(pass.status, ok ? "Complete" : "Failed", true, reason, message, pass.generation,
-                   pass.now);
-      ClearCondition(pass.status, "Running", reason, message, pass.generation, pass.now);
-      if (ok) {
-        events_.Record(pass.ref, "Normal", "Succeeded", message);
-      } else {
-        const bool threshold = reason == "ErrorThresholdExceeded" ||
-                               reason == "AllowedFailedPercentExceeded" ||
-                               reason == "NoSucceededItems";
-        events_.Record(pass.ref, "Warning", threshold ? "ThresholdExceeded" : "Failed",
-                       reason + ": " + message);
-      }
+      EndFromSummary(pass, summary, end->exit_code == kExitSucceeded);
       return Status();
     }
     if (end->exit_code == kExitInterrupted) {
@@ -603,16 +599,61 @@ Status JobReconciler::SyncCoordinator(Pass& pass) {
   if (PodPhase(*pod) == "Running") {
     if (Str(pass.status, "phase") != "Running") {
       pass.status["phase"] = "Running";
-      events_.Record(pass.ref, "Normal", "Started",
-                     fmt::format("coordinator {} is running", pod_name));
+      pass.Announce("Normal", "Started", fmt::format("coordinator {} is running", pod_name));
     }
     SetCondition(pass.status, "Running", true, "Running", "the coordinator is running",
                  pass.generation, pass.now);
+    if (Str(pass.status, "progress").empty()) pass.status["progress"] = "planning";
     ReadProgress(pass);
   } else if (Str(pass.status, "phase").empty()) {
     pass.status["phase"] = "Pending";
   }
   return Status();
+}
+
+void JobReconciler::EndFromSummary(Pass& pass, const json& summary, bool ok) {
+  rt::protocol::Progress p;
+  try {
+    p = summary.get<rt::protocol::Progress>();
+  } catch (const std::exception&) {
+  }
+  ApplyProgress(summary, pass.spec, /*ended=*/true, pass.status);
+  PutRecentErrors(summary, pass.status);
+  pass.status["phase"] = ok ? "Succeeded" : "Failed";
+  if (Str(pass.status, "completionTime").empty()) {
+    SetTime(pass.status, "completionTime", p.completionTime);
+    if (Str(pass.status, "completionTime").empty()) {
+      pass.status["completionTime"] = Timestamp(pass.now);
+    }
+  }
+  const std::string reason = ok ? "Completed" : (p.reason.empty() ? "Failed" : p.reason);
+  std::string message =
+      p.message.empty()
+          ? fmt::format("{} ({})", ok ? "job succeeded" : "job failed", Str(summary, "progress"))
+          : p.message;
+  if (reason == "OutputInUse") message = DescribeOutputInUse(pass, message);
+  pass.status["message"] = message;
+  SetCondition(pass.status, ok ? "Complete" : "Failed", true, reason, message, pass.generation,
+               pass.now);
+  ClearCondition(pass.status, "Running", reason, message, pass.generation, pass.now);
+  if (ok) {
+    pass.Announce("Normal", "Succeeded", message);
+    return;
+  }
+  const bool threshold = reason == "ErrorThresholdExceeded" ||
+                         reason == "AllowedFailedPercentExceeded" || reason == "NoSucceededItems";
+  pass.Announce("Warning", threshold ? "ThresholdExceeded" : "Failed", reason + ": " + message);
+}
+
+std::string JobReconciler::DescribeOutputInUse(Pass& pass, const std::string& message) {
+  const std::string uid = OwnerUidOf(message);
+  if (uid.empty()) return message;  // another run holds the lock: its message names it
+  std::string owner;
+  for (const auto& job : caches_.jobs->List()) {
+    const json& meta = Field(*job, "metadata");
+    if (Str(meta, "uid") == uid) owner = Str(meta, "namespace") + "/" + Str(meta, "name");
+  }
+  return OutputInUseMessage(pass.spec, owner, uid);
 }
 
 void JobReconciler::ReadProgress(Pass& pass) {
@@ -641,14 +682,9 @@ void JobReconciler::ReadProgress(Pass& pass) {
     spdlog::debug("{}: progress not read yet: {}", pass.key, progress.status().ToString());
     return;
   }
-  json p = *progress;
-  for (const char* key : {"miniBatches", "items", "progress", "lastProgressLine", "eta",
-                          "estimatedCompletionTime", "outputFile", "logs"}) {
-    if (p.contains(key) && !(p[key].is_string() && p[key].get<std::string>().empty())) {
-      pass.status[key] = p[key];
-    }
-  }
-  pass.status["nodes"] = {{"desired", pass.spec.node_count}, {"ready", progress->nodes.ready}};
+  const json p = *progress;
+  ApplyProgress(p, pass.spec, /*ended=*/false, pass.status);
+  PutRecentErrors(p, pass.status);
 }
 
 Status JobReconciler::SyncWorkers(Pass& pass) {
@@ -764,6 +800,7 @@ controller::Result JobReconciler::Finished(Pass& pass) {
     if (PodFinished(*pod)) continue;
     all_stopped = false;
     if (PodTerminating(*pod)) continue;
+    if (WorkerMayStillExit(*pod, pass.old_status, pass.now)) continue;
     const std::string name = Str(Field(*pod, "metadata"), "name");
     Status deleted = client_.Delete(kube::resources::kPods, pass.ns, name, {});
     if (!deleted.ok() && !kube::IsNotFound(deleted)) return {deleted, std::nullopt};
@@ -829,15 +866,39 @@ controller::Result JobReconciler::Finalize(Pass& pass) {
 }
 
 Status JobReconciler::WriteStatus(Pass& pass) {
-  if (pass.status == pass.old_status) return Status();
+  SetReason(pass.status);
+  if (pass.status == pass.old_status) {
+    RecordTransitions(pass);
+    return Status();
+  }
   json object = *pass.object;
   object["status"] = pass.status;
   auto updated = client_.Update(kube::resources::kParallelRunJobs, pass.ns, object, "status");
   if (!updated.ok()) {
+    pass.transitions.clear();  // the next pass finds the same transitions again
     if (kube::IsNotFound(updated.status())) return Status();
+    if (kube::IsConflict(updated.status())) {
+      // The cache was behind: the watch brings the newer job and queues it; not an error.
+      pass.RequeueAfter(milliseconds(200));
+      return Status();
+    }
     return updated.status();
   }
+  RecordTransitions(pass);
+  const int64_t before =
+      Field(Field(pass.old_status, "miniBatches"), "completed").is_number_integer()
+          ? pass.old_status["miniBatches"]["completed"].get<int64_t>()
+          : 0;
+  const int64_t after = Int(Field(pass.status, "miniBatches"), "completed", before);
+  if (after > before && options_.on_mini_batches_completed) {
+    options_.on_mini_batches_completed(after - before);
+  }
   return Status();
+}
+
+void JobReconciler::RecordTransitions(Pass& pass) {
+  for (const auto& t : pass.transitions) events_.Record(pass.ref, t.type, t.reason, t.message);
+  pass.transitions.clear();
 }
 
 }  // namespace parallelrun::op::reconciler

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
@@ -47,6 +48,9 @@ struct ReconcilerOptions {
   std::chrono::milliseconds worker_backoff_base{2000};
   std::chrono::milliseconds worker_backoff_cap{60000};
   int coordinator_port = kCoordinatorPort;
+  // Called with how many more mini-batches ended, each time a written status shows more
+  // (parallelrun_minibatches_processed_total); may be empty.
+  std::function<void(int64_t)> on_mini_batches_completed;
 };
 
 // Annotations on the Secret `J-parallelrun`.
@@ -78,7 +82,14 @@ class JobReconciler {
   rt::Status SyncWorkers(Pass& pass);
   void ExplainWaiting(Pass& pass);
   void ReadProgress(Pass& pass);
+  // The coordinator ended with its final summary (its container's termination message).
+  void EndFromSummary(Pass& pass, const nlohmann::json& summary, bool ok);
+  // The coordinator's OutputInUse message, rewritten to name the owning job, volume and path.
+  std::string DescribeOutputInUse(Pass& pass, const std::string& message);
+  // Writes the status when it changed (reason set first); a conflict is a requeue, not an
+  // error. Transition events are recorded once their status is written.
   rt::Status WriteStatus(Pass& pass);
+  void RecordTransitions(Pass& pass);
   rt::Status BumpSecretCounter(Pass& pass, const char* annotation, int64_t value);
   // pass.secret: the job's Secret from this process's memory, else read by name (null when
   // there is none yet).

@@ -229,6 +229,7 @@ TEST_F(ReconcilerTest, RunningCoordinatorProgressBecomesStatus) {
   progress_.progress.items = {100, 30, 5};
   progress_.progress.nodes = {2, 2};
   progress_.progress.progress = "4/10";
+  progress_.progress.planned = true;
   progress_.progress.eta = "0:00:12";
   progress_.progress.lastProgressLine = "Processed 4 of 10 mini batches";
   auto result = Reconcile();
@@ -254,7 +255,7 @@ TEST_F(ReconcilerTest, RunningCoordinatorProgressBecomesStatus) {
   Reconcile();
   EXPECT_EQ(progress_.targets.size(), 1u);
   clock_.Advance(milliseconds(2000));
-  progress_.progress.progress = "5/10";
+  progress_.progress.miniBatches.completed = 5;
   Reconcile();
   EXPECT_EQ(progress_.targets.size(), 2u);
   EXPECT_EQ(Status()["progress"], "5/10");
@@ -265,6 +266,7 @@ TEST_F(ReconcilerTest, CoordinatorSummaryFinishesTheJobAndStopsWorkers) {
   Running("score-coordinator");
   Running("score-worker-0");
   Terminate("score-worker-1", "worker", 0);
+  progress_.progress.nodes = {2, 2};
   Reconcile();
   json summary = {{"phase", "Succeeded"},
                   {"reason", "Completed"},
@@ -272,21 +274,65 @@ TEST_F(ReconcilerTest, CoordinatorSummaryFinishesTheJobAndStopsWorkers) {
                   {"miniBatches", {{"total", 10}, {"completed", 10}, {"failed", 0}}},
                   {"items", {{"total", 100}, {"succeeded", 100}, {"failed", 0}}},
                   {"progress", "10/10"},
-                  {"completionTime", "2027-01-15T08:00:00Z"}};
+                  {"planned", true},
+                  {"completionTime", "2027-01-15T08:00:00.417Z"}};
   Terminate("score-coordinator", "coordinator", 0, summary.dump());
   Reconcile();
   json s = Status();
   EXPECT_EQ(s["phase"], "Succeeded");
   EXPECT_EQ(s["progress"], "10/10");
   EXPECT_EQ(s["items"]["succeeded"], 100);
-  EXPECT_EQ(s["completionTime"], "2027-01-15T08:00:00Z");
+  EXPECT_EQ(s["completionTime"], "2027-01-15T08:00:00Z");  // one precision everywhere
+  EXPECT_EQ(s["reason"], "Completed");
+  EXPECT_EQ(s["nodes"]["ready"], 2);  // the last count observed, not 0
+  EXPECT_FALSE(s.contains("estimatedCompletionTime"));
   EXPECT_EQ(Condition("Complete"), "True/Completed");
   EXPECT_EQ(Condition("Running"), "False/Completed");
   EXPECT_TRUE(events_.Has("Succeeded"));
-  Reconcile();  // finished: the still running worker is stopped, the finished pods stay
+  // Finished: a worker still running gets 90 s to hear the end and exit by itself (its pod and
+  // log are kept); the finished pods stay.
+  Reconcile();
+  EXPECT_TRUE(PodExists("score-worker-0"));
+  clock_.Advance(milliseconds(89'000));
+  Reconcile();
+  EXPECT_TRUE(PodExists("score-worker-0"));
+  clock_.Advance(milliseconds(2'000));
+  Reconcile();  // past the grace: stopped
   EXPECT_FALSE(PodExists("score-worker-0"));
   EXPECT_TRUE(PodExists("score-worker-1"));
   EXPECT_TRUE(PodExists("score-coordinator"));
+}
+
+TEST_F(ReconcilerTest, WorkersThatExitAfterTheEndAreKeptForTheirLogs) {
+  StartJob();
+  Running("score-coordinator");
+  Running("score-worker-0");
+  Running("score-worker-1");
+  json summary = {{"phase", "Failed"},
+                  {"reason", "NoSucceededItems"},
+                  {"message", "no mini-batch completed; most frequent error: ValueError: NaN"},
+                  {"recentErrors",
+                   {{{"error", "ValueError: NaN"},
+                     {"location", "score.py:14"},
+                     {"count", 3},
+                     {"miniBatches", 3},
+                     {"items", 6},
+                     {"lastSeen", "2027-01-15T07:59:59Z"}}}}};
+  Terminate("score-coordinator", "coordinator", 42, summary.dump());
+  Reconcile();
+  json s = Status();
+  ASSERT_EQ(s["phase"], "Failed");
+  EXPECT_EQ(s["recentErrors"], summary["recentErrors"]);
+  EXPECT_THAT(s["message"].get<std::string>(), HasSubstr("ValueError: NaN"));
+  auto waiting = Reconcile();
+  ASSERT_TRUE(waiting.requeue_after.has_value());
+  Terminate("score-worker-0", "worker", 0);
+  Terminate("score-worker-1", "worker", 1);
+  Reconcile();
+  Reconcile();
+  EXPECT_TRUE(PodExists("score-worker-0"));
+  EXPECT_TRUE(PodExists("score-worker-1"));
+  EXPECT_EQ(GetJob()["metadata"].value("finalizers", json::array()), json::array());
 }
 
 TEST_F(ReconcilerTest, FinishedJobLosesItsFinalizerOnceItsPodsStopped) {
@@ -299,6 +345,10 @@ TEST_F(ReconcilerTest, FinishedJobLosesItsFinalizerOnceItsPodsStopped) {
   Reconcile();
   ASSERT_EQ(Status()["phase"], "Succeeded");
   EXPECT_EQ(GetJob()["metadata"]["finalizers"], json::array({"parallelrun.io/finalizer"}));
+  auto waiting = Reconcile();  // the workers may still exit by themselves: the finalizer stays
+  EXPECT_TRUE(PodExists("score-worker-0"));
+  ASSERT_TRUE(waiting.requeue_after.has_value());
+  clock_.Advance(milliseconds(91'000));
   auto stopping = Reconcile();  // the workers are asked to stop: the finalizer stays meanwhile
   EXPECT_FALSE(PodExists("score-worker-0"));
   EXPECT_EQ(GetJob()["metadata"]["finalizers"], json::array({"parallelrun.io/finalizer"}));
@@ -467,7 +517,7 @@ TEST_F(ReconcilerTest, DeletionWaitsForPodsThenReleasesTheFinalizer) {
 
 TEST_F(ReconcilerTest, FinishedJobIsDeletedAfterItsTtl) {
   json job = Job(1);
-  job["spec"]["ttlSecondsAfterFinished"] = 30;
+  job["spec"]["ttlSecondsAfterFinished"] = 300;
   CreateJob(job);
   Reconcile();
   Reconcile();
@@ -475,11 +525,13 @@ TEST_F(ReconcilerTest, FinishedJobIsDeletedAfterItsTtl) {
   Terminate("score-coordinator", "coordinator", 0, summary.dump());
   Reconcile();
   ASSERT_EQ(Status()["phase"], "Succeeded");
+  Reconcile();  // the running worker may still exit by itself
+  clock_.Advance(milliseconds(91'000));
   Reconcile();  // stops the running worker (the finalizer waits for it)
   auto wait = Reconcile();
   ASSERT_TRUE(wait.requeue_after.has_value());
-  EXPECT_GT(*wait.requeue_after, milliseconds(20'000));
-  clock_.Advance(milliseconds(31'000));
+  EXPECT_GT(*wait.requeue_after, milliseconds(200'000));
+  clock_.Advance(milliseconds(210'000));
   Reconcile();  // deleted: the finalizer pass follows
   Reconcile();
   EXPECT_TRUE(GetJob().is_null());
@@ -491,9 +543,26 @@ TEST_F(ReconcilerTest, StatusConflictIsRetried) {
   client_.InjectError("update", "parallelrunjobs/status",
                       rt::AbortedError("the object has been modified"));
   auto result = Reconcile();
-  EXPECT_FALSE(result.status.ok());
+  // A conflict is a requeue, not an error (parallelrun_reconcile_errors_total stays 0).
+  EXPECT_TRUE(result.status.ok()) << result.status.ToString();
+  ASSERT_TRUE(result.requeue_after.has_value());
   EXPECT_TRUE(Reconcile().status.ok());
   EXPECT_EQ(Status()["phase"], "Pending");
+}
+
+TEST_F(ReconcilerTest, TransitionEventIsRecordedOnceWhenItsStatusWriteConflicts) {
+  StartJob();
+  Running("score-coordinator");
+  client_.InjectError("update", "parallelrunjobs/status",
+                      rt::AbortedError("the object has been modified"));
+  EXPECT_TRUE(Reconcile().status.ok());
+  EXPECT_FALSE(events_.Has("Started"));  // not written: not announced
+  EXPECT_TRUE(Reconcile().status.ok());
+  Reconcile();
+  int started = 0;
+  for (const auto& e : events_.events) started += e.find(" Started:") != std::string::npos;
+  EXPECT_EQ(started, 1);
+  EXPECT_EQ(Status()["progress"], "planning");  // Running, the plan not read yet
 }
 
 TEST(CacheTransforms, SecretKeepsOnlyTokenAndCa) {

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <iterator>
 
 #include "fmt/format.h"
 
@@ -26,10 +27,43 @@ KubeEventRecorder::KubeEventRecorder(kube::Client& client, const rt::Clock& cloc
                                      std::string component)
     : client_(client), clock_(clock), component_(std::move(component)) {}
 
+bool KubeEventRecorder::Bump(const std::string& ns, Seen& seen, const std::string& stamp) {
+  nlohmann::json patch = {{"count", seen.count + 1}, {"lastTimestamp", stamp}};
+  auto patched =
+      client_.Patch(kube::resources::kEvents, ns, seen.name, kube::PatchType::kMerge, patch);
+  if (patched.ok()) {
+    ++seen.count;
+    return true;
+  }
+  if (!kube::IsNotFound(patched.status())) {
+    spdlog::warn("event {}/{} not updated: {}", ns, seen.name, patched.status().ToString());
+    return true;  // not written, but not gone either: no duplicate
+  }
+  return false;
+}
+
+void KubeEventRecorder::Remember(const std::string& key, std::string name) {
+  auto it = seen_.find(key);
+  if (it != seen_.end()) {
+    order_.erase(it->second.age);
+    seen_.erase(it);
+  }
+  order_.push_back(key);
+  seen_[key] = Seen{std::move(name), 1, std::prev(order_.end())};
+  if (seen_.size() > kMaxRemembered) {
+    seen_.erase(order_.front());
+    order_.pop_front();
+  }
+}
+
 void KubeEventRecorder::Record(const ObjectRef& object, const std::string& type,
                                const std::string& reason, const std::string& message) {
   const rt::SystemTime now = clock_.Now();
   const std::string stamp = rt::FormatUtc(now, "%Y-%m-%dT%H:%M:%SZ");
+  const std::string key =
+      object.ns + '\n' + object.uid + '\n' + type + '\n' + reason + '\n' + message;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (auto it = seen_.find(key); it != seen_.end() && Bump(object.ns, it->second, stamp)) return;
   nlohmann::json event = {
       {"apiVersion", "v1"},
       {"kind", "Event"},
@@ -57,7 +91,9 @@ void KubeEventRecorder::Record(const ObjectRef& object, const std::string& type,
   if (!created.ok()) {
     spdlog::warn("event {} {} for {}/{} not recorded: {}", type, reason, object.ns, object.name,
                  created.status().ToString());
+    return;
   }
+  Remember(key, event["metadata"]["name"].get<std::string>());
 }
 
 }  // namespace parallelrun::op::status

@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <set>
 #include <string>
 #include <vector>
@@ -236,6 +237,34 @@ TEST(PolicyTest, SemanticallyInvalidSpecIsRefusedNamingTheField) {
   EXPECT_FALSE(d.allowed);
   EXPECT_EQ(d.code, 422);
   EXPECT_THAT(d.message, HasSubstr("spec.arguments[0]"));
+}
+
+// The rules the CRD schema cannot express (its header comment lists them) are the webhook's.
+TEST(PolicyTest, EveryRuleTheSchemaCannotSayIsRefusedNamingTheField) {
+  struct Case {
+    const char* field;
+    std::function<void(json&)> change;
+  };
+  const std::vector<Case> cases = {
+      {"spec.arguments[1]",
+       [](json& j) {
+         j["spec"]["arguments"] = {"--lexicon", "$(sideInputs.lexicn)/words.tsv"};
+       }},
+      {"spec.inputs[0].source.volume",
+       [](json& j) { j["spec"]["inputs"][0]["source"]["volume"] = "nowhere"; }},
+      {"spec.inputs[0].header", [](json& j) { j["spec"]["inputs"][0]["header"] = true; }},
+      {"metadata.name", [](json& j) { j["metadata"]["name"] = std::string(33, 'a'); }},
+      {"spec.miniBatchSize", [](json& j) { j["spec"]["miniBatchSize"] = "2MB"; }},
+  };
+  for (const Case& c : cases) {
+    json job = Job();
+    c.change(job);
+    FakeRights rights;
+    const Decision d = Create(job, rights);
+    EXPECT_FALSE(d.allowed) << c.field;
+    EXPECT_EQ(d.code, 422) << c.field;
+    EXPECT_THAT(d.message, HasSubstr(c.field));
+  }
 }
 
 TEST(PolicyTest, ReservedVolumeNameIsRefused) {

@@ -6,10 +6,15 @@
 // Threads: Run() registers and then runs the communication loop on the calling thread; each
 // worker slot has its own thread, which owns its Worker for the Worker's whole life (a worker
 // process dies with the thread that spawned it). Workers take leases from a local queue the
-// communication loop keeps topped up at 2 × live workers, so a short mini-batch never waits on an
-// HTTP round trip; each loop iteration makes at most one Lease and one Report call, and the loop
-// sleeps on condition variables between them. A result or a lease request waits at most 20 ms for
-// others to share its round trip, and not at all when a worker has nothing queued.
+// communication loop keeps topped up: one queued lease per live worker, two while attempts are
+// short (under 1 s on average), so a worker never waits on an HTTP round trip for its next
+// mini-batch. The loop is a state machine (comm_state.h) that sleeps on a condition variable
+// until its next deadline or a wake-up (never polls); each round makes at most one Report and
+// one Lease call. It asks at once when a worker is short of work (fewer queued leases than
+// workers); otherwise results and lease requests wait up to 500 ms for company, and results go
+// at once when the coordinator has no more work to hand out (the end of the job waits for them).
+// Part files are made durable by the loop, all of one report together (part_sync.h), before the
+// report that carries their results.
 //
 // Guarantees:
 // - A result is kept and sent again until the coordinator names it in ResultsResponse.accepted
@@ -76,6 +81,9 @@ struct AgentOptions {
   // worker, and every child left when the agent ends is killed. Leave false where the agent
   // shares its process with other children.
   bool reap_orphans = false;
+  // Copy the node's user stdout/stderr and one line per failed attempt to stdout, for the pod
+  // log (runtime/agent/user_log_echo.h); `parallelrun agent --echo-user-logs`.
+  bool echo_user_logs = false;
 };
 
 // Production: MakePythonWorker. Called from the slot thread that will own the worker.

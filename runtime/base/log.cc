@@ -29,7 +29,7 @@ void OnLogError(const std::string& name, const std::string& path, const std::str
 std::shared_ptr<spdlog::logger> MakeFileLogger(const std::string& name, const std::string& path,
                                                const char* pattern) {
   std::shared_ptr<spdlog::logger> logger;
-  (void)MakeDirs(Dirname(path));
+  MakeDirs(Dirname(path)).IgnoreError("the file sink below fails with the reason");
   try {
     auto sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(path, false);
     logger = std::make_shared<spdlog::logger>(name, sink);

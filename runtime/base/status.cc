@@ -26,6 +26,8 @@ const char* StatusCodeName(StatusCode code) {
       return "Aborted";
     case StatusCode::kInternal:
       return "Internal";
+    case StatusCode::kGone:
+      return "Gone";
   }
   return "Unknown";
 }

@@ -25,11 +25,14 @@ enum class StatusCode {
   kDeadlineExceeded,
   kAborted,  // conflict, fenced write
   kInternal,
+  kGone,  // existed once, no longer available (HTTP 410: a resourceVersion or token too old)
 };
 
 const char* StatusCodeName(StatusCode code);
 
-class Status {
+// [[nodiscard]]: a function's Status or StatusOr must be looked at. Where an error truly changes
+// nothing, say so: `Cleanup().IgnoreError("best effort: the folder is removed at exit anyway")`.
+class [[nodiscard]] Status {
  public:
   Status() = default;
   Status(StatusCode code, std::string message) : code_(code), message_(std::move(message)) {}
@@ -44,6 +47,10 @@ class Status {
 
   // Returns a copy with `context + ": "` prepended to the message.
   Status WithContext(const std::string& context) const;
+
+  // Discards this status on purpose; `why` says why an error changes nothing here (it is for the
+  // reader: nothing is logged).
+  void IgnoreError(const char* why) const { (void)why; }
 
  private:
   StatusCode code_ = StatusCode::kOk;
@@ -72,10 +79,11 @@ inline Status DeadlineExceededError(std::string m) {
 }
 inline Status AbortedError(std::string m) { return {StatusCode::kAborted, std::move(m)}; }
 inline Status InternalError(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
+inline Status GoneError(std::string m) { return {StatusCode::kGone, std::move(m)}; }
 
 // Holds either a value or a non-ok Status.
 template <typename T>
-class StatusOr {
+class [[nodiscard]] StatusOr {
  public:
   StatusOr(const Status& status) : v_(status) {
     assert(!status.ok());
@@ -98,6 +106,9 @@ class StatusOr {
   const T& operator*() const& { return value(); }
   T* operator->() { return &value(); }
   const T* operator->() const { return &value(); }
+
+  // Discards the value and any error on purpose (see Status::IgnoreError).
+  void IgnoreError(const char* why) const { (void)why; }
 
  private:
   std::variant<Status, T> v_;

@@ -4,6 +4,9 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <string_view>
+
+#include "runtime/base/status.h"
 
 namespace parallelrun::rt {
 
@@ -28,6 +31,14 @@ class RealClock : public Clock {
 std::string FormatUtc(SystemTime t, const char* format);
 // "2026-11-23T11:05:08.123Z".
 std::string Iso8601Utc(SystemTime t);
+// RFC 3339 in UTC with whole seconds, "2026-11-23T10:00:00Z": what Kubernetes writes in
+// metadata timestamps and conditions.
+std::string FormatRfc3339(SystemTime t);
+// RFC 3339 date-time: "2026-11-23T10:00:00Z", with optional fractions ("...:00.123456Z") and
+// numeric offsets ("+02:00"); also "...T10:00:00" without a zone, read as UTC (what the
+// coordinator's journal held before it wrote the zone). InvalidArgument naming the text and what
+// was expected otherwise.
+StatusOr<SystemTime> ParseRfc3339(std::string_view text);
 // "H:MM:SS" (hours unbounded), negative clamps to 0.
 std::string FormatDuration(double seconds);
 

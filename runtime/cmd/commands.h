@@ -8,13 +8,15 @@
 
 #include "runtime/base/status.h"
 #include "runtime/jobspec/job_spec.h"
+#include "runtime/protocol/contract.h"
 
 namespace parallelrun::rt::cmd {
 
-inline constexpr int kExitOk = 0;
-inline constexpr int kExitInvalid = 1;
-inline constexpr int kExitJobFailed = 42;
-inline constexpr int kExitInterrupted = 130;
+// The coordinator's exit codes (runtime/protocol/contract.h), which `run` passes on.
+inline constexpr int kExitOk = kCoordinatorExitSucceeded;
+inline constexpr int kExitInvalid = kCoordinatorExitInvalid;
+inline constexpr int kExitJobFailed = kCoordinatorExitJobFailed;
+inline constexpr int kExitInterrupted = kCoordinatorExitInterrupted;
 
 int ValidateMain(const std::vector<std::string>& args);
 int RunMain(const std::vector<std::string>& args);

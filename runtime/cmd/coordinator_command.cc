@@ -41,8 +41,21 @@ void WriteTerminationMessage(const std::string& path, const protocol::Progress& 
   if (path.empty()) return;
   nlohmann::json j = progress;
   std::string text = j.dump();
+  // Too long: the last progress line goes first, then the error digest's texts are shortened and
+  // then dropped (the message names the most frequent error), then the message is cut.
   if (text.size() > 4096) {
     j.erase("lastProgressLine");
+    if (j.contains("recentErrors") && j["recentErrors"].is_array()) {
+      for (auto& e : j["recentErrors"]) e["error"] = e.value("error", std::string()).substr(0, 200);
+    }
+    text = j.dump();
+  }
+  if (text.size() > 4096) {
+    j.erase("recentErrors");
+    j.erase("mostFrequentError");
+    text = j.dump();
+  }
+  if (text.size() > 4096) {
     j["message"] = j.value("message", std::string()).substr(0, 512);
     text = j.dump();
   }

@@ -18,8 +18,9 @@ commands:
       check a manifest; prints a one-line summary, or every error with its field path
   coordinator --spec FILE --listen ADDR:PORT --token-file F [--tls-cert F --tls-key F]
       the coordinator role (plans, leases mini-batches, assembles the output)
-  agent --coordinator URL --token-file F [--ca-file F] --node-name NAME
-      the agent role (one per node; runs the worker processes)
+  agent --coordinator URL --token-file F [--ca-file F] --node-name NAME [--echo-user-logs]
+      the agent role (one per node; runs the worker processes); --echo-user-logs copies the
+      workers' stdout/stderr and one line per failed attempt to its stdout (a pod's log)
   version
       print the version
 

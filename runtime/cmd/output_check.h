@@ -14,10 +14,11 @@
 
 #include "runtime/base/status.h"
 #include "runtime/jobspec/job_spec.h"
+#include "runtime/protocol/contract.h"
 
 namespace parallelrun::rt {
 
-inline constexpr const char* kReasonOutputNotWritable = "OutputNotWritable";
+inline constexpr const char* kReasonOutputNotWritable = reason::kOutputNotWritable;
 
 // Ok when `output_dir` (the resolved spec.output: /mnt/output in a pod) is writable; otherwise
 // FailedPrecondition naming spec.output as written (volume, path), the volume's source (a

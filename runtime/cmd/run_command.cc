@@ -514,6 +514,14 @@ int RunMain(const std::vector<std::string>& args) {
       std::string first = result->substr(0, result->find('\n'));
       std::fprintf(stderr, "parallelrun run: job %s %s (see %s)\n", spec->name.c_str(),
                    first.c_str(), JoinPath(paths->output_dir, "logs/job_result.txt").c_str());
+      // The error digest's most frequent error (runtime/coordinator/error_digest.h), with its
+      // file:line in the user's code.
+      const std::string key = "\nmost_frequent_error: ";
+      if (size_t at = result->find(key); at != std::string::npos) {
+        size_t from = at + key.size();
+        std::fprintf(stderr, "parallelrun run: most frequent error: %s\n",
+                     result->substr(from, result->find('\n', from) - from).c_str());
+      }
     }
     if (finished_before) {
       std::fprintf(stderr,

@@ -87,7 +87,7 @@ Coordinator::Impl::~Impl() {
     MutexLock lock(mu_);
     shutting_down_ = true;
     cancel_assembly_ = true;
-    cv_.notify_all();
+    cv_.NotifyAll();
   }
   // Planner callbacks take mu_, so join without holding it.
   planner_.reset();
@@ -379,28 +379,32 @@ std::string Coordinator::Impl::RunningSummaryLocked() const {
 // The supervisor
 
 void Coordinator::Impl::SupervisorLoop() {
-  MutexLock lock(mu_);
-  while (!ending_ && !interrupted_ && !shutting_down_) {
-    TickLocked();
-    if (ending_) break;
-    lock.WaitFor(cv_, kSupervisorTick);
+  {
+    MutexLock lock(mu_);
+    while (!ending_ && !interrupted_ && !shutting_down_) {
+      TickLocked();
+      if (ending_) break;
+      cv_.WaitUntil(mu_, std::chrono::steady_clock::now() + kSupervisorTick);
+    }
+    if (shutting_down_ || !ending_) {
+      if (!shutting_down_) StopInterruptedLocked();
+      return;
+    }
   }
-  if (shutting_down_) return;
-  if (!ending_) {
-    // Interrupted (SIGTERM) while running: the journal has everything; a new run resumes.
-    const JobCounts& c = state_.counts();
-    SayLocked("Interrupted: no more mini batches are handed out; " + std::to_string(c.completed) +
-              " of " + std::to_string(c.total) + (state_.plan_complete() ? "" : "+") +
-              " mini batches processed. Run the job again on the same output to resume");
-    log_->warn("interrupted");
-    Status st = journal_->SyncAll();
-    if (!st.ok()) log_->error("journal: {}", st.message());
-    status_message_ = "interrupted; run again to resume";
-    FinishLocked(kCoordinatorExitInterrupted);
-    return;
-  }
-  lock.Unlock();
   Finalize();
+}
+
+void Coordinator::Impl::StopInterruptedLocked() {
+  // Interrupted (SIGTERM) while running: the journal has everything; a new run resumes.
+  const JobCounts& c = state_.counts();
+  SayLocked("Interrupted: no more mini batches are handed out; " + std::to_string(c.completed) +
+            " of " + std::to_string(c.total) + (state_.plan_complete() ? "" : "+") +
+            " mini batches processed. Run the job again on the same output to resume");
+  log_->warn("interrupted");
+  Status st = journal_->SyncAll();
+  if (!st.ok()) log_->error("journal: {}", st.message());
+  status_message_ = "interrupted; run again to resume";
+  FinishLocked(kCoordinatorExitInterrupted);
 }
 
 void Coordinator::Impl::TickLocked() {
@@ -470,7 +474,7 @@ void Coordinator::Impl::RecordPartLocked(int64_t id, int64_t bytes, uint32_t crc
 
 int Coordinator::Impl::Wait() {
   MutexLock lock(mu_);
-  while (!finished_) lock.Wait(cv_);
+  while (!finished_) cv_.Wait(mu_);
   return exit_code_;
 }
 
@@ -485,7 +489,7 @@ bool Coordinator::Impl::WaitForAgentsToHearTheEnd(std::chrono::milliseconds time
     told = (finished_ || ending_) && waiting.empty();
     const auto now = std::chrono::steady_clock::now();
     if (told || now >= deadline) break;
-    lock.WaitFor(cv_, deadline - now);
+    cv_.WaitUntil(mu_, deadline);
   }
   if (log_ && !nodes_.empty()) {
     std::string names;
@@ -504,7 +508,7 @@ void Coordinator::Impl::Stop() {
   interrupted_ = true;
   cancel_assembly_ = true;
   if (planner_) planner_->Cancel();
-  cv_.notify_all();
+  cv_.NotifyAll();
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -59,16 +59,13 @@
 #include "runtime/base/status.h"
 #include "runtime/base/time_util.h"
 #include "runtime/jobspec/job_spec.h"
+#include "runtime/protocol/contract.h"
 #include "runtime/protocol/coordinator_service.h"
 #include "runtime/protocol/messages.h"
 
 namespace parallelrun::rt {
 
-// Exit codes of Wait() (SPEC.md §4.1).
-inline constexpr int kCoordinatorExitSucceeded = 0;
-inline constexpr int kCoordinatorExitInvalid = 1;
-inline constexpr int kCoordinatorExitJobFailed = 42;
-inline constexpr int kCoordinatorExitInterrupted = 130;
+// Exit codes of Wait(): kCoordinatorExit* in runtime/protocol/contract.h (SPEC.md §4.1).
 
 struct CoordinatorOptions {
   JobSpec spec;

@@ -30,6 +30,7 @@
 #include "runtime/base/thread_annotations.h"
 #include "runtime/coordinator/attempt_log.h"
 #include "runtime/coordinator/coordinator.h"
+#include "runtime/coordinator/error_digest.h"
 #include "runtime/coordinator/job_end.h"
 #include "runtime/coordinator/job_state.h"
 #include "runtime/coordinator/journal.h"
@@ -108,6 +109,8 @@ class Coordinator::Impl {
   std::string ProgressLineLocked(bool final_line) const REQUIRES(mu_);
   std::string RunningSummaryLocked() const REQUIRES(mu_);
   void SupervisorLoop() EXCLUDES(mu_);
+  // Interrupted (SIGTERM) while running: says so, syncs the journal, Wait() returns 130.
+  void StopInterruptedLocked() REQUIRES(mu_);
   void TickLocked() REQUIRES(mu_);
   void CheckNoProgressLocked(SteadyTime now) REQUIRES(mu_);
   // The output folder was deleted or replaced under the running job: .parallelrun/ is not the
@@ -194,7 +197,7 @@ class Coordinator::Impl {
   std::atomic<bool> cancel_assembly_{false};
 
   mutable Mutex mu_;
-  std::condition_variable cv_;  // finished_, ending_, told_end, shutting_down_, interrupted_
+  CondVar cv_;  // finished_, ending_, told_end, shutting_down_, interrupted_
   std::unique_ptr<OverviewLog> overview_ PT_GUARDED_BY(mu_);
   std::unique_ptr<AttemptLog> attempt_log_ PT_GUARDED_BY(mu_);
   SpaceReserve space_reserve_ GUARDED_BY(mu_);  // freed at the end: job_result.txt fits
@@ -221,6 +224,7 @@ class Coordinator::Impl {
   // message so that it says why and not only how many.
   std::string last_run_error_ GUARDED_BY(mu_);
   std::string last_init_traceback_ GUARDED_BY(mu_);
+  ErrorDigest errors_ GUARDED_BY(mu_){opt_.paths.code_dir};  // user errors of failed attempts
   // append_row: the accepted part of each mini-batch as its agent reported it (size -1: unknown),
   // by id; what the assembly verifies. Frozen with the state.
   std::vector<int64_t> part_bytes_ GUARDED_BY(mu_);

@@ -102,7 +102,7 @@ TEST_F(CoordinatorTest, RetriedMiniBatchCountsOnceWithTheSucceedingAttemptAccept
     EXPECT_EQ(resp.leases[0].attempt, attempt);
     EXPECT_EQ(resp.leases[0].part_file, out_ + "/.parallelrun/parts/0." + std::to_string(attempt));
     Report({Failed(resp.leases[0])});
-    EXPECT_EQ(coord_->GetProgress().miniBatches.retried, attempt);
+    EXPECT_EQ(coord_->GetProgress().miniBatches.retried, 1);  // mini-batches, not tries
   }
   auto resp = LeaseWork(10);
   ASSERT_EQ(resp.leases.size(), 1u);
@@ -117,14 +117,14 @@ TEST_F(CoordinatorTest, RetriedMiniBatchCountsOnceWithTheSucceedingAttemptAccept
   EXPECT_THAT(rows[1], StartsWith("0,2,0,"));
   EXPECT_THAT(rows[2], StartsWith("0,3,1,"));
   auto p = coord_->GetProgress();
-  EXPECT_EQ(p.miniBatches.retried, 2);
+  EXPECT_EQ(p.miniBatches.retried, 1);
   EXPECT_EQ(p.miniBatches.failed, 0);
   EXPECT_EQ(p.items.succeeded, 2);
   auto errors = Lines(Read("logs/user/error.txt"));
   ASSERT_EQ(errors.size(), 2u);
   EXPECT_THAT(errors[0], HasSubstr("node=127.0.0.1 process=process001 mini_batch=0 attempt=1 "
                                    "status=RUN_EXCEPTION error=ValueError: bad input, really"));
-  EXPECT_THAT(Read("logs/job_result.txt"), HasSubstr("mini_batches_retried: 2\n"));
+  EXPECT_THAT(Read("logs/job_result.txt"), HasSubstr("mini_batches_retried: 1\n"));
 }
 
 TEST_F(CoordinatorTest, MiniBatchThatAlwaysFailsFailsAfterRunMaxTry) {
@@ -167,7 +167,10 @@ TEST_F(CoordinatorTest, ErrorThresholdExceededStopsAtOnceCancelsAndStillAssemble
   auto resp = LeaseWork(10);
   ASSERT_EQ(resp.leases.size(), 4u);
   Report({Done(resp.leases[0])});
-  ResultsResponse rr = Report({Failed(resp.leases[1]), Done(resp.leases[2], /*succeeded=*/1)});
+  AttemptResult bad = Failed(resp.leases[1]);
+  bad.detail = "Traceback (most recent call last):\n  File \"" + root_ +
+               "/code/score.py\", line 7, in run\nValueError: bad input, really\n";
+  ResultsResponse rr = Report({bad, Done(resp.leases[2], /*succeeded=*/1)});
   EXPECT_TRUE(rr.stop);  // 3 failed items > 2
   LeaseResponse after = LeaseWork(10, {LeaseRef{3, 1}});
   EXPECT_TRUE(after.stop);
@@ -179,6 +182,16 @@ TEST_F(CoordinatorTest, ErrorThresholdExceededStopsAtOnceCancelsAndStillAssemble
   EXPECT_EQ(p.phase, "Failed");
   EXPECT_EQ(p.reason, "ErrorThresholdExceeded");
   EXPECT_THAT(p.message, HasSubstr("3 failed items exceed errorThreshold 2"));
+  // The error digest: the user's error, where in the code, and how far it reached.
+  const std::string top =
+      "most frequent error: ValueError: bad input, really at score.py:7 (1 failed attempt, 1 "
+      "mini-batch, 2 items)";
+  EXPECT_THAT(p.message, HasSubstr(top));
+  ASSERT_EQ(p.recentErrors.size(), 1u);
+  EXPECT_EQ(p.recentErrors[0].location, "score.py:7");
+  EXPECT_EQ(p.mostFrequentError.items, 2);
+  EXPECT_THAT(Read("logs/job_result.txt"),
+              HasSubstr("\nmost_frequent_error: ValueError: bad input, really at score.py:7 ("));
   EXPECT_EQ(p.exitCode, 42);
   EXPECT_EQ(Read("parallel_run_step.txt"), "row 0 attempt 1\nrow 2 attempt 1\n");
   EXPECT_THAT(Read("logs/job_result.txt"), StartsWith("Failed: ErrorThresholdExceeded\n"));
@@ -626,7 +639,8 @@ TEST_F(CoordinatorTest, ProgressReportsPhaseCountsNodesAndEta) {
   EXPECT_EQ(p.phase, "Running");
   EXPECT_EQ(p.nodes.ready, 1);  // 127.0.0.2 was last seen 160 s ago, more than a lease period
   EXPECT_EQ(p.miniBatches.completed, 1);
-  EXPECT_EQ(p.miniBatches.running, 2);
+  // Two leases on one node of processCountPerNode 1: one runs, one waits next in its queue.
+  EXPECT_EQ(p.miniBatches.running, 1);
   EXPECT_EQ(p.items.succeeded, 2);
   EXPECT_EQ(p.progress, "1/4");
   EXPECT_EQ(p.eta, "0:08:00");  // 160 s per mini-batch so far, 3 to go
@@ -761,6 +775,8 @@ TEST_F(CoordinatorTest, ReportThatDisagreesWithTheJournalIsLeftAsItIs) {
 TEST_F(CoordinatorTest, ReleasedLeasesAreQueuedAgainAtOnceWithoutAFailedTry) {
   MakeFiles(6);  // three mini-batches
   spec_.run_max_try = 1;
+  // Enough workers that every lease held here counts as running (at most P per node).
+  spec_.process_count_per_node = 4;
   Start();
   Register();
   WaitPlanned();
@@ -817,6 +833,8 @@ TEST_F(CoordinatorTest, RestartKeepsRunningAttemptsForTheAgentsThatComeBack) {
   MakeFiles(8);                       // four mini-batches
   spec_.run_invocation_timeout = 10;  // lease 40 s
   spec_.run_max_try = 1;
+  // Enough workers that every lease held here counts as running (at most P per node).
+  spec_.process_count_per_node = 4;
   Start();
   Register("127.0.0.1");
   Register("127.0.0.2");
@@ -901,6 +919,8 @@ TEST_F(CoordinatorTest, ResultSentAgainToARestartedCoordinatorIsAcceptedOnce) {
 TEST_F(CoordinatorTest, RestartGivesBackAtOnceWhatARestartedAgentNoLongerHas) {
   MakeFiles(4);  // two mini-batches
   spec_.run_max_try = 1;
+  // Enough workers that every lease held here counts as running (at most P per node).
+  spec_.process_count_per_node = 4;
   Start();
   Register();
   WaitPlanned();

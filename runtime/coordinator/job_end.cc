@@ -170,7 +170,7 @@ void Coordinator::Impl::EndLocked(Ending ending) {
   }
   ending_ = std::move(ending);
   if (planner_) planner_->Cancel();
-  cv_.notify_all();
+  cv_.NotifyAll();
 }
 
 void Coordinator::Impl::EndRetryFromLocked(const std::string& problem) {
@@ -198,8 +198,9 @@ void Coordinator::Impl::EndDiskFullLocked(const std::string& what, const std::st
 
 void Coordinator::Impl::CheckOutcomeLocked() {
   if (ending_) return;
-  const std::string last_error =
-      last_run_error_.empty() ? std::string() : "; last error: " + last_run_error_;
+  const std::string last_error = !errors_.empty()          ? MostFrequentErrorSuffix(errors_)
+                                 : last_run_error_.empty() ? std::string()
+                                                           : "; last error: " + last_run_error_;
   if (auto e =
           DecideOutcome(opt_.spec, state_.counts(), state_.AllDone(), last_error, carried_from_)) {
     EndLocked(std::move(*e));
@@ -223,7 +224,7 @@ Ending Coordinator::Impl::OutputLostEnding() const {
 void Coordinator::Impl::FinishLocked(int exit_code) {
   exit_code_ = exit_code;
   finished_ = true;
-  cv_.notify_all();
+  cv_.NotifyAll();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -333,6 +334,7 @@ void Coordinator::Impl::WriteResult(const Ending& e, const std::string& output_f
     MutexLock lock(mu_);
     SayLocked(ProgressLineLocked(true));
     r = MakeJobResult(e, state_.counts(), carried_from_, {start_time_, clock_->Now()}, log_dir_);
+    PutErrors(errors_, &r);
     r.output_file = output_file;
     r.warning = warning;
   }

@@ -2,29 +2,15 @@
 
 #include <algorithm>
 #include <limits>
+#include <unordered_map>
 
 namespace parallelrun::rt {
 namespace {
 
-constexpr const char* kStatusNames[] = {
-    "RUN_DONE",  "RUN_EXCEPTION", "RUN_TIMEOUT", "RUN_WRONG_TYPE", "WORKER_DIED",
-    "CANCELLED", "LEASE_EXPIRED", "INIT_FAILED", "INIT_TIMEOUT",
-};
 constexpr const char* kOutcomeNames[] = {"completed",  "failed", "retry",
                                          "given_back", "late",   "disrupted"};
 
 }  // namespace
-
-std::optional<AttemptStatus> ParseAttemptStatus(std::string_view name) {
-  for (size_t i = 0; i < std::size(kStatusNames); ++i) {
-    if (name == kStatusNames[i]) return static_cast<AttemptStatus>(i);
-  }
-  return std::nullopt;
-}
-
-const char* AttemptStatusName(AttemptStatus status) {
-  return kStatusNames[static_cast<size_t>(status)];
-}
 
 std::optional<Outcome> ParseOutcome(std::string_view name) {
   for (size_t i = 0; i < std::size(kOutcomeNames); ++i) {
@@ -142,7 +128,7 @@ Decision JobState::FailTry(int64_t id, Entry& e) {
     d.outcome = Outcome::kRetry;
     e.status = MiniBatchStatus::kPending;
     retries_.push_back(id);
-    ++counts_.retried;
+    if (e.failures == 1) ++counts_.retried;  // once per mini-batch
   }
   return d;
 }
@@ -263,8 +249,8 @@ void JobState::ReplayOutcome(int64_t id, int attempt, Outcome outcome, int64_t s
         ++counts_.completed;
         ++counts_.failed;
         counts_.items_failed += e.items;
-      } else {
-        ++counts_.retried;
+      } else if (e.failures == 1) {
+        ++counts_.retried;  // once per mini-batch
       }
       break;
     }
@@ -287,6 +273,14 @@ std::vector<RunningAttempt> JobState::Running() const {
   std::sort(out.begin(), out.end(),
             [](const RunningAttempt& a, const RunningAttempt& b) { return a.id < b.id; });
   return out;
+}
+
+int64_t JobState::RunningOnWorkers(int per_node, int nodes) const {
+  std::unordered_map<uint32_t, int64_t> per;
+  for (const auto& [id, live] : running_) ++per[live.node];
+  int64_t sum = 0;
+  for (const auto& [node, n] : per) sum += std::min<int64_t>(n, std::max(per_node, 1));
+  return std::min<int64_t>(sum, int64_t{std::max(per_node, 1)} * std::max(nodes, 1));
 }
 
 }  // namespace parallelrun::rt

@@ -31,22 +31,11 @@
 #include <vector>
 
 #include "runtime/base/time_util.h"
+#include "runtime/protocol/contract.h"
 
 namespace parallelrun::rt {
 
-enum class AttemptStatus : uint8_t {
-  kRunDone,
-  kRunException,
-  kRunTimeout,
-  kRunWrongType,
-  kWorkerDied,
-  kCancelled,
-  kLeaseExpired,
-  kInitFailed,
-  kInitTimeout,
-};
-std::optional<AttemptStatus> ParseAttemptStatus(std::string_view name);
-const char* AttemptStatusName(AttemptStatus status);
+// AttemptStatus (how an attempt ended) is part of the agent contract: runtime/protocol/contract.h.
 
 // What one attempt's result (or expired lease) did to its mini-batch.
 enum class Outcome : uint8_t {
@@ -110,7 +99,9 @@ struct JobCounts {
   int64_t completed = 0;  // completed or failed
   int64_t failed = 0;
   int64_t running = 0;
-  int64_t retried = 0;    // failed tries that were queued again
+  // Mini-batches with more than one attempt because a try failed, each counted once (so
+  // retried <= total); later failed tries of the same mini-batch do not add to it.
+  int64_t retried = 0;
   int64_t disrupted = 0;  // lost leases queued again without counting a try
   int64_t carried = 0;    // completed in an earlier run (retryFrom), counted in completed
   int64_t items_total = 0;
@@ -178,6 +169,10 @@ class JobState {
   int64_t items(int64_t id) const { return mbs_[static_cast<size_t>(id)].items; }
   int disruptions(int64_t id) const { return mbs_[static_cast<size_t>(id)].disruptions; }
   std::vector<RunningAttempt> Running() const;
+  // Mini-batches a worker process is on: an agent holds up to two leases per worker (one
+  // running, one queued next), so per node at most `per_node` of its leases run; never more
+  // than nodes x per_node in all.
+  int64_t RunningOnWorkers(int per_node, int nodes) const;
   // Bytes held per planned mini-batch by the table itself (for the memory target).
   static constexpr size_t kBytesPerMiniBatch = 32;
 

@@ -329,5 +329,24 @@ TEST(JobStateTest, CarriedMiniBatchCountsAsCompletedAndIsNeverLeased) {
   EXPECT_EQ(s.counts().carried, 1);
 }
 
+TEST(JobStateTest, RetriedCountsEachMiniBatchOnceSoItNeverExceedsTotal) {
+  JobState s = WithMiniBatches(1, /*run_max_try=*/4);
+  for (int attempt = 1; attempt <= 3; ++attempt) {
+    s.Lease(0, 1, kExpiry);
+    EXPECT_EQ(s.Apply(0, attempt, AttemptStatus::kRunException, 0).outcome, Outcome::kRetry);
+    EXPECT_EQ(s.counts().retried, 1);
+  }
+  EXPECT_LE(s.counts().retried, s.counts().total);
+}
+
+TEST(JobStateTest, RunningOnWorkersCountsAtMostTheWorkersOfEachNode) {
+  JobState s = WithMiniBatches(10, /*run_max_try=*/1);
+  s.Lease(0, 4, kExpiry);  // node 0: 2 workers, 2 running + 2 queued next
+  s.Lease(1, 1, kExpiry);  // node 1: 1 running
+  EXPECT_EQ(s.counts().running, 5);
+  EXPECT_EQ(s.RunningOnWorkers(/*per_node=*/2, /*nodes=*/2), 3);
+  EXPECT_EQ(s.RunningOnWorkers(/*per_node=*/1, /*nodes=*/1), 1);
+}
+
 }  // namespace
 }  // namespace parallelrun::rt

@@ -275,6 +275,24 @@ TEST(PlanFileTest, RecordHashLeavesOutTheFileFingerprint) {
   EXPECT_NE(PlanRecordHash(EncodePlanRecord(mb)), without);
 }
 
+TEST(PlanFileTest, RecordHashLeavesOutEachFilesFingerprint) {
+  MiniBatch mb;
+  mb.files = {"a]\",\"fz\":[1].txt", "b.txt"};
+  mb.items = 2;
+  const uint64_t without = PlanRecordHash(EncodePlanRecord(mb));
+  mb.file_sizes = {12, -1};
+  mb.file_mtimes_ns = {1765000000000000001, -1};
+  EXPECT_EQ(PlanRecordHash(EncodePlanRecord(mb)), without);
+  mb.file_sizes = {13, 5};
+  EXPECT_EQ(PlanRecordHash(EncodePlanRecord(mb)), without);
+  auto back = DecodePlanRecord(EncodePlanRecord(mb));
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(back->file_sizes, (std::vector<int64_t>{13, 5}));
+  EXPECT_EQ(back->file_mtimes_ns, (std::vector<int64_t>{1765000000000000001, -1}));
+  mb.files[1] = "c.txt";  // another cut
+  EXPECT_NE(PlanRecordHash(EncodePlanRecord(mb)), without);
+}
+
 TEST(PlanFileTest, WriterReaderAndLoaderAgree) {
   std::string path = TempDir() + "/plan";
   std::vector<PlanEntry> entries;

@@ -12,21 +12,43 @@
 namespace parallelrun::rt {
 
 uint64_t PlanRecordHash(std::string_view record) {
-  // A record's file fingerprints (tabular: ,"sz":N,"mt":N; files: ,"fz":[..],"fm":[..]; both
-  // right before ,"n":) are left out: they guard this run's reads, while retryFrom compares how
-  // two runs cut their inputs (as before fingerprints existed, so that plans of older versions
-  // still match). The sequences cannot occur inside a JSON string, where quotes are escaped.
-  size_t fp = record.find(",\"sz\":");
-  if (fp == std::string_view::npos) fp = record.find(",\"fz\":");
-  if (fp != std::string_view::npos) {
-    const size_t n = record.find(",\"n\":", fp);
-    if (n != std::string_view::npos) {
-      std::string without(record.substr(0, fp));
-      without += record.substr(n);
-      return static_cast<uint64_t>(std::hash<std::string_view>{}(without));
+  // Every file fingerprint is left out: tabular ,"sz":N,"mt":N (one per record, or one per
+  // segment of a partitioned record) and a file input's ,"fz":[..],"fm":[..]. They guard this
+  // run's reads, while retryFrom compares how two runs cut their inputs (as before fingerprints
+  // existed, so that plans of older versions still match). The sequences cannot occur inside a
+  // JSON string, where quotes are escaped.
+  std::string without;
+  size_t from = 0;
+  const auto skip_int = [&record](size_t i) {
+    if (i < record.size() && record[i] == '-') ++i;
+    while (i < record.size() && record[i] >= '0' && record[i] <= '9') ++i;
+    return i;
+  };
+  // Past the `]` closing the integer list that starts at i, or npos.
+  const auto skip_list = [&record](size_t i) {
+    if (i >= record.size() || record[i] != '[') return std::string_view::npos;
+    const size_t close = record.find(']', i);
+    return close == std::string_view::npos ? close : close + 1;
+  };
+  for (size_t fp = record.find(",\"sz\":"); fp != std::string_view::npos;
+       fp = record.find(",\"sz\":", from)) {
+    size_t i = skip_int(fp + 6);
+    if (record.substr(i, 6) != ",\"mt\":") break;
+    without += record.substr(from, fp - from);
+    from = skip_int(i + 6);
+  }
+  if (size_t fp = record.find(",\"fz\":", from); fp != std::string_view::npos) {
+    const size_t i = skip_list(fp + 6);
+    if (i != std::string_view::npos && record.substr(i, 6) == ",\"fm\":") {
+      if (const size_t j = skip_list(i + 6); j != std::string_view::npos) {
+        without += record.substr(from, fp - from);
+        from = j;
+      }
     }
   }
-  return static_cast<uint64_t>(std::hash<std::string_view>{}(record));
+  if (from == 0) return static_cast<uint64_t>(std::hash<std::string_view>{}(record));
+  without += record.substr(from);
+  return static_cast<uint64_t>(std::hash<std::string_view>{}(without));
 }
 
 StatusOr<std::unique_ptr<PlanWriter>> PlanWriter::Open(const std::string& path,
@@ -136,6 +158,24 @@ StatusOr<LoadedPlan> LoadPlan(const std::string& path,
   if (!valid.ok()) return valid.status();
   plan.valid_bytes = plan.complete ? end_bytes : *valid;
   return plan;
+}
+
+std::vector<protocol::LeaseSegment> LeaseSegments(const std::string& input_dir,
+                                                  const std::vector<TableSegment>& segments) {
+  std::vector<protocol::LeaseSegment> out;
+  out.reserve(segments.size());
+  for (const TableSegment& seg : segments) {
+    protocol::LeaseSegment l;
+    l.file = JoinPath(input_dir, seg.file);
+    l.format = seg.format == TabularFormat::kJsonl ? "jsonl" : "csv";
+    l.header_end = seg.header_end;
+    l.ranges.reserve(seg.ranges.size());
+    for (const auto& [b, e] : seg.ranges) l.ranges.push_back({b, e});
+    l.file_size = seg.file_size;
+    l.file_mtime_ns = seg.file_mtime_ns;
+    out.push_back(std::move(l));
+  }
+  return out;
 }
 
 }  // namespace parallelrun::rt

@@ -17,6 +17,7 @@
 #include "runtime/base/status.h"
 #include "runtime/coordinator/job_state.h"
 #include "runtime/partitioner/partitioner.h"
+#include "runtime/protocol/messages.h"
 
 namespace parallelrun::rt {
 
@@ -60,6 +61,10 @@ class PlanReader {
   int fd_;
   std::string path_;
 };
+
+// A partitioned tabular record's segments as a lease carries them (paths joined to `input_dir`).
+std::vector<protocol::LeaseSegment> LeaseSegments(const std::string& input_dir,
+                                                  const std::vector<TableSegment>& segments);
 
 struct LoadedPlan {
   int64_t records = 0;

@@ -1,5 +1,6 @@
 #include "runtime/coordinator/planner.h"
 
+#include "runtime/base/files.h"
 #include "runtime/coordinator/plan_file.h"
 #include "runtime/partitioner/partitioner.h"
 
@@ -29,7 +30,8 @@ void Planner::Run() {
 }
 
 Status Planner::Plan() {
-  PR_ASSIGN_OR_RETURN(auto partitioner, MakePartitioner(options_.spec, options_.input_dirs));
+  PR_ASSIGN_OR_RETURN(auto partitioner, MakePartitioner(options_.spec, options_.input_dirs,
+                                                        Dirname(options_.plan_path)));
   // Skip what an earlier coordinator already wrote: the plan is deterministic.
   for (int64_t i = 0; i < options_.existing_records; ++i) {
     if (cancel_) return Status::Ok();

@@ -119,7 +119,7 @@ StatusOr<protocol::LeaseResponse> Coordinator::Impl::Lease(const protocol::Lease
       resp.done = !resp.stop;
       resp.cancel = req.renew;
       nodes_.MarkToldEnd(node);
-      cv_.notify_all();
+      cv_.NotifyAll();
       return resp;
     }
     const SteadyTime expiry = now + std::chrono::seconds(lease_seconds_);
@@ -196,6 +196,9 @@ StatusOr<protocol::Lease> Coordinator::Impl::MakeLease(const LeaseGrant& grant) 
     for (const auto& f : mb.files) l.files.push_back(JoinPath(dir, f));
     l.file_sizes = mb.file_sizes;
     l.file_mtimes_ns = mb.file_mtimes_ns;
+  } else if (!mb.segments.empty()) {
+    l.header = in.header;
+    l.segments = LeaseSegments(dir, mb.segments);
   } else {
     l.file = JoinPath(dir, mb.file);
     l.format = mb.format == TabularFormat::kJsonl ? "jsonl" : "csv";
@@ -207,6 +210,9 @@ StatusOr<protocol::Lease> Coordinator::Impl::MakeLease(const LeaseGrant& grant) 
     l.file_mtime_ns = mb.file_mtime_ns;
   }
   l.items = mb.items;
+  for (const auto& [key, value] : mb.partition_key_value) {
+    l.partition_key_value.push_back({key, value});
+  }
   if (opt_.spec.output_action == OutputAction::kAppendRow) {
     l.part_file =
         JoinPath(parts_dir_, std::to_string(grant.id) + "." + std::to_string(grant.attempt));
@@ -246,7 +252,7 @@ StatusOr<protocol::ResultsResponse> Coordinator::Impl::Report(const protocol::Re
     resp.stop = ending_ && ending_->early;
     if (resp.stop) {
       nodes_.MarkToldEnd(node);
-      cv_.notify_all();
+      cv_.NotifyAll();
     }
   }
   // Outside the lock, so that concurrent requests share one fdatasync.
@@ -269,7 +275,7 @@ protocol::ResultsResponse Coordinator::Impl::ResultsAfterEndLocked(
       log_->info("ignored {} results from {} after the job ended", req.results.size(), req.node);
     }
     nodes_.MarkToldEnd(nodes_.Touch(req.node, clock_->SteadyNow()));
-    cv_.notify_all();
+    cv_.NotifyAll();
   }
   protocol::ResultsResponse resp;
   resp.stop = true;
@@ -354,10 +360,14 @@ void Coordinator::Impl::ApplyResultLocked(const protocol::AttemptResult& r, Atte
       last_run_error_ = "mini-batch " + std::to_string(r.mini_batch_id) + " attempt " +
                         std::to_string(r.attempt) + ": " + r.error;
     }
+    errors_.Add(r.error, r.detail, r.mini_batch_id, r.total, Iso8601Utc(wall));
     ErrorSummaryEntry e{wall, node_name, r.process, r.mini_batch_id, r.attempt, r.status, r.error};
     batch.Add(JournalResultLine(r, node_name, d), &row, &e);
-    log_->warn("mini-batch {} attempt {} on {} {}: {}: {} -> {}", r.mini_batch_id, r.attempt,
-               node_name, r.process, r.status, r.error, OutcomeName(d.outcome));
+    const std::string failed =
+        fmt::format("mini-batch {} attempt {} on {} {}: {}: {} -> {}", r.mini_batch_id, r.attempt,
+                    node_name, r.process, r.status, r.error, OutcomeName(d.outcome));
+    log_->warn("{}", failed);
+    if (opt_.echo) opt_.echo(failed);  // the pod log: one line per failed attempt
   } else {
     batch.Add(JournalResultLine(r, node_name, d), &row);
     log_->debug("mini-batch {} attempt {} on {} {}: {} -> {}", r.mini_batch_id, r.attempt,
@@ -376,6 +386,7 @@ void Coordinator::Impl::ApplyEventsLocked(const protocol::ResultsRequest& req, S
     } else if (ev.kind == "INIT_FAILED" || ev.kind == "INIT_TIMEOUT") {
       last_init_error_ = ev.error;
       if (!ev.detail.empty()) last_init_traceback_ = ev.detail;
+      errors_.Add(ev.error, ev.detail, -1, 0, Iso8601Utc(wall));
       batch.AddError(ErrorSummaryEntry{wall, req.node, ev.process, -1, 0, ev.kind, ev.error});
       log_->warn("{} {} {}: {}", req.node, ev.process, ev.kind, ev.error);
     } else if (ev.kind == "NODE_GAVE_UP") {
@@ -438,10 +449,16 @@ void Coordinator::Impl::RecordExpiredLocked(const std::vector<ExpiredLease>& exp
       row.error += "; not counted as a try (lost lease " + std::to_string(x.disruptions) + " of " +
                    std::to_string(kFreeDisruptions) + " that do not count)";
     }
+    if (x.outcome != Outcome::kDisrupted) {
+      errors_.Add(row.error, "", x.attempt.id, x.items, Iso8601Utc(wall));
+    }
     ErrorSummaryEntry e{wall, node, "", x.attempt.id, x.attempt.attempt, row.status, row.error};
     batch.Add(JournalExpiredLine(x.attempt.id, x.attempt.attempt, node, x.outcome), &row, &e);
-    log_->warn("lease of mini-batch {} attempt {} on {} {} -> {}", x.attempt.id, x.attempt.attempt,
-               node, why.empty() ? "expired" : "lost: " + why, OutcomeName(x.outcome));
+    const std::string lost = fmt::format(
+        "lease of mini-batch {} attempt {} on {} {} -> {}", x.attempt.id, x.attempt.attempt, node,
+        why.empty() ? "expired" : "lost: " + why, OutcomeName(x.outcome));
+    log_->warn("{}", lost);
+    if (opt_.echo) opt_.echo(lost);
     if (x.outcome == Outcome::kFailed) last_progress_ = clock_->SteadyNow();
   }
   auto off = WriteLocked(batch);
@@ -474,10 +491,14 @@ protocol::Progress Coordinator::Impl::GetProgress() const {
   protocol::Progress p;
   if (final_) {
     p = EndedProgress(*final_, mode_ != Mode::kRejected);
+    PutErrors(*final_, &p);
     // Nodes are still known while the coordinator runs on after the end.
     if (mode_ == Mode::kRun) p.nodes.ready = nodes_.ReadyCount(now, period);
   } else {
     p = RunningProgress(state_.counts(), state_.plan_complete(), !nodes_.empty());
+    p.miniBatches.running =
+        state_.RunningOnWorkers(opt_.spec.process_count_per_node, opt_.desired_nodes);
+    PutErrors(errors_, &p);
     p.outputFile = output_file_;
     p.startTime = Iso8601Utc(start_time_);
     p.nodes.ready = nodes_.ReadyCount(now, period);

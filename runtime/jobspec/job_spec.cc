@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "runtime/base/files.h"
+#include "runtime/jobspec/partition_format.h"
 #include "runtime/jobspec/yaml_to_json.h"
 
 namespace parallelrun::rt {
@@ -57,6 +58,7 @@ constexpr std::string_view kSpecKeys[] = {"entryScript",
                                           "initTimeout",
                                           "resourceMonitorInterval",
                                           "retryFrom",
+                                          "partitionKeys",
                                           "image",
                                           "imagePullPolicy",
                                           "resources",
@@ -75,8 +77,8 @@ constexpr std::string_view kSpecKeys[] = {"entryScript",
                                           "backoffLimit"};
 
 constexpr std::string_view kDataRefKeys[] = {"volume", "path"};
-constexpr std::string_view kInputKeys[] = {"name",   "type",   "source",     "pattern",
-                                           "format", "header", "columnTypes"};
+constexpr std::string_view kInputKeys[] = {"name",   "type",   "source",      "pattern",
+                                           "format", "header", "columnTypes", "partitionFormat"};
 constexpr std::string_view kSideInputKeys[] = {"name", "source"};
 constexpr std::string_view kModelKeys[] = {"name", "version", "source"};
 // Set for worker processes from spec.models; spec.env may not set them too.
@@ -498,6 +500,7 @@ class Validator {
     CheckFoldersApart(*out);
     ReadArguments(spec, out);
     ReadMiniBatchSize(spec, out);
+    ReadPartitionKeys(spec, out);
 
     ReadInt(spec, p, "errorThreshold", -1, kInt32Max, &out->error_threshold, true);
     ReadInt(spec, p, "allowedFailedCount", -1, kInt64Max, &out->allowed_failed_count);
@@ -675,6 +678,7 @@ class Validator {
           }
         }
       }
+      ReadPartitionFormat(item, path, type_known, &input);
       if (type_known && input.type == InputType::kFile) {
         if (format != nullptr) {
           Fail(path + ".format", format,
@@ -690,6 +694,19 @@ class Validator {
         if (auto b = Bool(header, path + ".header")) input.header = *b;
       }
       out->inputs.push_back(std::move(input));
+    }
+  }
+
+  // inputs[].partitionFormat (file inputs); checked against spec.partitionKeys later.
+  void ReadPartitionFormat(const json& item, const std::string& path, bool type_known,
+                           Input* input) {
+    const json* partition_format = Get(item, "partitionFormat");
+    if (type_known && input->type == InputType::kTabular && partition_format != nullptr) {
+      Fail(path + ".partitionFormat", partition_format,
+           "no partitionFormat on a tabular input (tabular inputs partition by columns)");
+    } else if (auto s = String(partition_format, path + ".partitionFormat",
+                               "a format such as \"{user}/{season}/{genres}.wav\"")) {
+      input->partition_format = *s;
     }
   }
 
@@ -904,6 +921,71 @@ class Validator {
     out->mini_batch_size = *value;
   }
 
+  // spec.partitionKeys and what it implies for miniBatchSize and each input's partitionFormat.
+  void ReadPartitionKeys(const json& spec, JobSpec* out) {
+    const json* keys = Get(spec, "partitionKeys");
+    if (Array(keys, "spec.partitionKeys", false, "a list of key names")) {
+      for (size_t i = 0; i < keys->size(); ++i) {
+        const json& item = (*keys)[i];
+        const std::string path = Index("spec.partitionKeys", i);
+        auto s = String(&item, path, "a key name", true);
+        if (!s) continue;
+        if (s->empty()) {
+          Fail(path, &item, "a non-empty key name");
+        } else if (std::find(out->partition_keys.begin(), out->partition_keys.end(), *s) !=
+                   out->partition_keys.end()) {
+          Fail(path, &item, "a key name not listed before (each key once)");
+        } else {
+          out->partition_keys.push_back(*s);
+        }
+      }
+    }
+    const bool keyed = keys != nullptr && keys->is_array() && !keys->empty();
+    if (const json* size = Get(spec, "miniBatchSize"); keyed && size != nullptr) {
+      Fail("spec.miniBatchSize", size,
+           "no miniBatchSize with spec.partitionKeys (each mini-batch is one combination of key "
+           "values, whatever its size)");
+    }
+    if (keyed && out->is_native() && out->input_type() == InputType::kTabular) {
+      Fail("spec.partitionKeys", keys,
+           "no partitionKeys on tabular inputs with a native (.so) entry script (a partition's "
+           "rows come from several byte ranges, which the native ABI cannot express)");
+    }
+    for (size_t i = 0; i < out->inputs.size(); ++i) {
+      const Input& in = out->inputs[i];
+      const std::string path = Index("spec.inputs", i) + ".partitionFormat";
+      if (in.type != InputType::kFile) continue;
+      if (!keyed) {
+        if (!in.partition_format.empty()) {
+          const json value = in.partition_format;
+          Fail(path, &value, "no partitionFormat without spec.partitionKeys (set both)");
+        }
+        continue;
+      }
+      if (in.partition_format.empty()) {
+        Fail(path, nullptr,
+             "a format such as \"{user}/{season}/{genres}.wav\" capturing " +
+                 JoinList(out->partition_keys) + " (spec.partitionKeys)");
+        continue;
+      }
+      const json value = in.partition_format;
+      auto format = PartitionFormat::Parse(in.partition_format);
+      if (!format.ok()) {
+        Fail(path, &value, "Azure ML's partition format: {name} captures, * wildcards",
+             format.status().message());
+        continue;
+      }
+      for (const std::string& key : out->partition_keys) {
+        const auto& names = format->names();
+        if (std::find(names.begin(), names.end(), key) == names.end()) {
+          Fail(path, &value, "a format that captures {" + key + "}, a key of spec.partitionKeys",
+               "spec.partitionKeys names \"" + key + "\", which " + value.dump() +
+                   " does not capture");
+        }
+      }
+    }
+  }
+
   void ReadPodFields(const json& spec, JobSpec* out) {
     auto keep = [&](std::string_view key) { out->pod[std::string(key)] = spec.at(key); };
     auto string_field = [&](std::string_view key) {
@@ -1039,6 +1121,7 @@ nlohmann::json ToJson(const JobSpec& spec) {
       j["header"] = in.header;
       if (!in.column_types.empty()) j["columnTypes"] = in.column_types;
     }
+    if (!in.partition_format.empty()) j["partitionFormat"] = in.partition_format;
     inputs.push_back(std::move(j));
   }
   s["inputs"] = std::move(inputs);
@@ -1059,7 +1142,11 @@ nlohmann::json ToJson(const JobSpec& spec) {
   }
   s["output"] = DataRefJson(spec.output);
   s["arguments"] = spec.arguments;
-  s["miniBatchSize"] = spec.mini_batch_size_text;
+  if (spec.partition_keys.empty()) {
+    s["miniBatchSize"] = spec.mini_batch_size_text;
+  } else {
+    s["partitionKeys"] = spec.partition_keys;  // miniBatchSize does not apply
+  }
   s["errorThreshold"] = spec.error_threshold;
   s["allowedFailedCount"] = spec.allowed_failed_count;
   s["allowedFailedPercent"] = spec.allowed_failed_percent;

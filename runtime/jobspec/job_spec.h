@@ -43,6 +43,9 @@ struct Input {
   // Tabular only: column name -> "string" | "int64" | "float64" | "bool" | "datetime", overriding
   // the dtypes inferred for each whole file.
   std::map<std::string, std::string> column_types;
+  // File only, with spec.partition_keys: Azure ML's partition format, e.g.
+  // "{user}/{season}/{genres}.wav" (runtime/jobspec/partition_format.h).
+  std::string partition_format;
 };
 
 struct SideInput {
@@ -94,6 +97,9 @@ struct JobSpec {
   int init_timeout = 0;             // defaulted to max(600, runInvocationTimeout + 30)
   int resource_monitor_interval = 600;
   std::string retry_from;  // empty = none
+  // Azure ML's partition_keys: one mini-batch per combination of these keys' values (file
+  // inputs: captured by partitionFormat; tabular: columns). miniBatchSize does not apply.
+  std::vector<std::string> partition_keys;
 
   // Kubernetes pod fields, opaque: image, imagePullPolicy, resources, env, nodeSelector,
   // tolerations, affinity, serviceAccountName, priorityClassName, podLabels, podAnnotations,

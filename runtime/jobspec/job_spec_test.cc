@@ -681,6 +681,59 @@ const RuleCase kRuleCases[] = {
      "expected a mapping of strings"},
     {"SecurityContext", [](json& m) { Spec(m)["securityContext"] = json::array(); },
      "spec.securityContext", "expected a mapping"},
+    // Partition keys.
+    {"PartitionKeysNotAList", [](json& m) { Spec(m)["partitionKeys"] = "user"; },
+     "spec.partitionKeys", "expected a list of key names"},
+    {"PartitionKeyEmpty",
+     [](json& m) {
+       Spec(m)["partitionKeys"] = {""};
+       In0(m)["partitionFormat"] = "{user}/*";
+     },
+     "spec.partitionKeys[0]", "expected a non-empty key name"},
+    {"PartitionKeyTwice",
+     [](json& m) {
+       Spec(m)["partitionKeys"] = {"user", "user"};
+       In0(m)["partitionFormat"] = "{user}/*";
+     },
+     "spec.partitionKeys[1]", R"(got "user", expected a key name not listed before)"},
+    {"PartitionKeysWithMiniBatchSize",
+     [](json& m) {
+       Spec(m)["partitionKeys"] = {"user"};
+       Spec(m)["miniBatchSize"] = 5;
+       In0(m)["partitionFormat"] = "{user}/*";
+     },
+     "spec.miniBatchSize", "expected no miniBatchSize with spec.partitionKeys"},
+    {"PartitionFormatMissing", [](json& m) { Spec(m)["partitionKeys"] = {"user"}; },
+     "spec.inputs[0].partitionFormat", "missing, expected a format such as"},
+    {"PartitionFormatLacksAKey",
+     [](json& m) {
+       Spec(m)["partitionKeys"] = {"user", "genres"};
+       In0(m)["partitionFormat"] = "{user}/{season}/*.wav";
+     },
+     "spec.inputs[0].partitionFormat",
+     R"(spec.partitionKeys names "genres", which "{user}/{season}/*.wav" does not capture)"},
+    {"PartitionFormatBadSyntax",
+     [](json& m) {
+       Spec(m)["partitionKeys"] = {"day"};
+       In0(m)["partitionFormat"] = "{day:yyyy/MM/dd}/*";
+     },
+     "spec.inputs[0].partitionFormat", "date captures ({name:format}) are not supported"},
+    {"PartitionFormatWithoutKeys", [](json& m) { In0(m)["partitionFormat"] = "{user}/*"; },
+     "spec.inputs[0].partitionFormat", "expected no partitionFormat without spec.partitionKeys"},
+    {"PartitionFormatOnTabular",
+     [](json& m) {
+       m = TabularManifest();
+       Spec(m)["partitionKeys"] = {"Store"};
+       In0(m)["partitionFormat"] = "{Store}.csv";
+     },
+     "spec.inputs[0].partitionFormat", "expected no partitionFormat on a tabular input"},
+    {"PartitionKeysOnNativeTabular",
+     [](json& m) {
+       m = TabularManifest();
+       Spec(m)["entryScript"] = "lib/libscore.so";
+       Spec(m)["partitionKeys"] = {"Store"};
+     },
+     "spec.partitionKeys", "no partitionKeys on tabular inputs with a native (.so) entry script"},
     // Unknown fields.
     {"UnknownSpecField", [](json& m) { Spec(m)["nodeCont"] = 4; }, "spec.nodeCont",
      "spec.nodeCont: unknown field (did you mean nodeCount?), expected one of entryScript, "
@@ -693,6 +746,29 @@ const RuleCase kRuleCases[] = {
 
 INSTANTIATE_TEST_SUITE_P(JobSpecRules, RuleTest, ::testing::ValuesIn(kRuleCases),
                          [](const auto& info) { return std::string(info.param.name); });
+
+TEST(JobSpecTest, PartitionKeysParseAndRoundTripWithoutMiniBatchSize) {
+  json m = MinimalManifest();
+  Spec(m)["partitionKeys"] = {"user", "genres"};
+  In0(m)["partitionFormat"] = "{user}/{season}/{genres}.wav";
+  auto spec = ParseJson(m);
+  ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+  EXPECT_THAT(spec->partition_keys, ElementsAre("user", "genres"));
+  EXPECT_EQ(spec->inputs[0].partition_format, "{user}/{season}/{genres}.wav");
+  const json out = ToJson(*spec);
+  EXPECT_FALSE(out["spec"].contains("miniBatchSize"));
+  EXPECT_EQ(out["spec"]["partitionKeys"], json({"user", "genres"}));
+  auto again = ParseJobSpec(out.dump(), "spec.json");
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(again->partition_keys, spec->partition_keys);
+  EXPECT_EQ(again->inputs[0].partition_format, spec->inputs[0].partition_format);
+
+  json t = TabularManifest();
+  Spec(t)["partitionKeys"] = {"Store", "Brand"};
+  auto tab = ParseJson(t);
+  ASSERT_TRUE(tab.ok()) << tab.status().ToString();
+  EXPECT_THAT(tab->partition_keys, ElementsAre("Store", "Brand"));
+}
 
 TEST(JobSpecTest, FoldersOnDifferentVolumesOrSiblingPathsAreApart) {
   json m = MinimalManifest();

@@ -11,10 +11,11 @@
 #include <string>
 
 #include "runtime/base/status.h"
+#include "runtime/protocol/contract.h"
 
 namespace parallelrun::rt {
 
-inline constexpr const char* kReasonDiskFull = "DiskFull";
+inline constexpr const char* kReasonDiskFull = reason::kDiskFull;
 // Bytes kept free for the end of a job: job_result.txt, result.json, the last overview lines.
 inline constexpr int64_t kSpaceReserveBytes = 256 * 1024;
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "runtime/base/time_util.h"
@@ -23,5 +24,20 @@ struct ErrorSummaryEntry {
 //  status=RUN_EXCEPTION error=ValueError: bad row (traceback: user/error/127.0.0.1/process000.txt)"
 // on one line, LF-terminated.
 std::string FormatErrorSummaryLine(const ErrorSummaryEntry& entry);
+
+// One group of the coordinator's error digest (runtime/coordinator/error_digest.h): one error text
+// at one place in the user's code.
+struct ErrorStat {
+  std::string error;         // "ValueError: model returned NaN" (one line)
+  std::string location;      // deepest frame of the user's code, "score.py:7"; may be empty
+  int64_t count = 0;         // failed attempts
+  int64_t mini_batches = 0;  // distinct mini-batches hit
+  int64_t items = 0;         // items of those mini-batches
+  std::string last_seen;     // ISO 8601 UTC
+};
+void to_json(nlohmann::json& j, const ErrorStat& v);
+void from_json(const nlohmann::json& j, ErrorStat& v);
+// "ValueError: model returned NaN at score.py:7 (5 failed attempts, 5 mini-batches, 10 items)"
+std::string DescribeErrorStat(const ErrorStat& stat);
 
 }  // namespace parallelrun::rt

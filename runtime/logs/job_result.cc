@@ -8,7 +8,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(
     JobResult, succeeded, reason, message, exit_code, mini_batches_total, mini_batches_succeeded,
     mini_batches_failed, mini_batches_retried, mini_batches_carried_over, carried_over_from,
     items_total, items_succeeded, items_failed, start_time, completion_time, duration_s,
-    output_file, log_dir, look_first, traceback, warning)
+    output_file, log_dir, look_first, traceback, warning, most_frequent_error, recent_errors)
 
 std::string JobResultHeadline(const JobResult& result) {
   return result.succeeded ? "Succeeded" : "Failed: " + result.reason;
@@ -56,6 +56,12 @@ std::string FormatJobResultText(const JobResult& r) {
   kv("log_dir", r.log_dir);
   if (!r.warning.empty()) kv("warning", r.warning);
   for (const auto& hint : r.look_first) kv("look_first", hint);
+  if (r.most_frequent_error.count > 0) {
+    kv("most_frequent_error", DescribeErrorStat(r.most_frequent_error));
+  }
+  for (const auto& e : r.recent_errors) {
+    kv("recent_error", e.last_seen + " " + DescribeErrorStat(e));
+  }
   if (!r.traceback.empty()) {
     t += "traceback:\n";
     size_t start = 0;

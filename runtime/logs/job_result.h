@@ -5,8 +5,9 @@
 // job_result.txt: the first line is `Succeeded` or `Failed: <Reason>`, then `key: value` lines
 // (exit_code, reason, message, mini-batch and item counts, for a retryFrom run
 // `mini_batches_carried_over` and `carried_over_from`, times, duration, output_file, look_first
-// hints), then, when the job failed in init(), `traceback:` and the script's traceback
-// indented by two spaces.
+// hints, `most_frequent_error` and one `recent_error` line per digest group: "<error> at
+// <file:line> (<n> failed attempts, ...)"), then, when the job failed in init(), `traceback:` and
+// the script's traceback indented by two spaces.
 #pragma once
 
 #include <cstdint>
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "runtime/base/status.h"
+#include "runtime/logs/error_summary.h"
 
 namespace parallelrun::rt {
 
@@ -42,6 +44,10 @@ struct JobResult {
   std::vector<std::string> look_first;  // "logs/user/error.txt: one line per failed attempt"
   std::string traceback;                // InitFailed: the entry script's traceback
   std::string warning;                  // e.g. accepted part files that were missing at assembly
+  // The error digest at the end: the most frequent user error (count 0: none) and the latest
+  // distinct ones (at most 5), as in GET /v1/progress.
+  ErrorStat most_frequent_error;
+  std::vector<ErrorStat> recent_errors;
 };
 
 // The first line: "Succeeded" or "Failed: <reason>".

@@ -13,6 +13,8 @@
 #include "runtime/logs/overview.h"
 #include "runtime/logs/readme_text.h"
 #include "runtime/logs/report_csv.h"
+#include "tests/fakes/fake_clock.h"
+#include "tests/fakes/temp_dir.h"
 
 namespace parallelrun::rt {
 namespace {
@@ -21,21 +23,8 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 using ::testing::StartsWith;
 
-class FakeClock : public Clock {
- public:
-  SystemTime Now() const override { return now_; }
-  SteadyTime SteadyNow() const override { return SteadyTime() + (now_ - SystemTime()); }
-  void Advance(std::chrono::milliseconds d) { now_ += d; }
-  SystemTime now_ = std::chrono::system_clock::from_time_t(1795431908);  // 2026-11-23 11:05:08
-};
-
-std::string TempDir() {
-  std::string dir = ::testing::TempDir() + "logs_test_" +
-                    ::testing::UnitTest::GetInstance()->current_test_info()->name();
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
-  return dir;
-}
+using parallelrun::fakes::FakeClock;  // starts 2026-11-23 11:05:08 UTC
+using parallelrun::fakes::TempDir;
 
 std::string Slurp(const std::string& path) {
   auto text = ReadFile(path);
@@ -59,7 +48,8 @@ TEST(CsvFieldTest, QuotesOnlyWhenNeeded) {
 }
 
 TEST(ReportCsvTest, WritesHeaderOnceAndOneRecordPerRow) {
-  std::string dir = TempDir();
+  TempDir tmp("logs_test");
+  const std::string dir = tmp.path();
   std::string path = JoinPath(dir, kReportCsvFile);
   {
     auto csv = ReportCsv::Open(path);
@@ -89,7 +79,8 @@ TEST(ReportCsvTest, WritesHeaderOnceAndOneRecordPerRow) {
 }
 
 TEST(OverviewLogTest, TimestampsLinesEchoesThemAndStartsANewFileEachUtcDay) {
-  std::string dir = TempDir();
+  TempDir tmp("logs_test");
+  const std::string dir = tmp.path();
   FakeClock clock;
   std::vector<std::string> echoed;
   OverviewLog log(dir, &clock, [&](const std::string& l) { echoed.push_back(l); });
@@ -177,7 +168,8 @@ TEST(ErrorSummaryTest, OneLineNamingWhereAndWhat) {
 }
 
 TEST(LogLayoutTest, MasterRoleIndexCountsExistingFiles) {
-  std::string dir = TempDir();
+  TempDir tmp("logs_test");
+  const std::string dir = tmp.path();
   EXPECT_EQ(NextMasterRoleIndex(dir), 1);
   ASSERT_TRUE(WriteFileAtomic(JoinPath(dir, MasterRoleFile(1)), "x").ok());
   ASSERT_TRUE(WriteFileAtomic(JoinPath(dir, MasterRoleFile(2)), "x").ok());
@@ -195,15 +187,14 @@ TEST(DiskFullTest, RecognisesTheRuntimesAndThePythonHostsWording) {
 }
 
 TEST(DiskFullTest, SpaceReserveHoldsRealBlocksAndIsReleasedOnce) {
-  const std::string dir = ::testing::TempDir() + "/reserve-test";
-  std::filesystem::create_directories(dir);
+  TempDir tmp("reserve_test");
+  const std::string dir = tmp.path();
   SpaceReserve reserve;
   ASSERT_TRUE(reserve.Create(dir + "/space-reserve", 100000).ok());
   EXPECT_EQ(std::filesystem::file_size(dir + "/space-reserve"), 100000u);
   EXPECT_TRUE(reserve.Release());
   EXPECT_FALSE(std::filesystem::exists(dir + "/space-reserve"));
   EXPECT_FALSE(reserve.Release());
-  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

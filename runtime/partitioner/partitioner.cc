@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "runtime/partitioner/file_walker.h"
+#include "runtime/partitioner/key_partitioner.h"
 #include "runtime/partitioner/row_scanner.h"
 
 namespace parallelrun::rt {
@@ -365,7 +366,8 @@ bool GetIntList(const nlohmann::json& j, const char* key, size_t n, std::vector<
 }  // namespace
 
 StatusOr<std::unique_ptr<Partitioner>> MakePartitioner(const JobSpec& spec,
-                                                       const std::vector<std::string>& input_dirs) {
+                                                       const std::vector<std::string>& input_dirs,
+                                                       const std::string& scratch_dir) {
   if (input_dirs.size() != spec.inputs.size()) {
     return InvalidArgumentError("partitioner: " + std::to_string(spec.inputs.size()) +
                                 " inputs in spec.inputs but " + std::to_string(input_dirs.size()) +
@@ -392,6 +394,9 @@ StatusOr<std::unique_ptr<Partitioner>> MakePartitioner(const JobSpec& spec,
     }
     dirs.push_back(std::move(dir));
   }
+  if (!spec.partition_keys.empty()) {
+    return internal::MakeKeyPartitioner(spec, std::move(dirs), scratch_dir);
+  }
   return std::unique_ptr<Partitioner>(new StreamingPartitioner(spec, std::move(dirs)));
 }
 
@@ -407,11 +412,80 @@ std::vector<int64_t> RowEnds(std::string_view data, bool csv) {
   return ends;
 }
 
+namespace {
+
+nlohmann::ordered_json EncodeSegments(const std::vector<TableSegment>& segments) {
+  nlohmann::ordered_json out = nlohmann::ordered_json::array();
+  for (const TableSegment& seg : segments) {
+    nlohmann::ordered_json s;
+    s["p"] = seg.file;
+    s["fmt"] = seg.format == TabularFormat::kJsonl ? "jsonl" : "csv";
+    s["h"] = seg.header_end;
+    nlohmann::ordered_json ranges = nlohmann::ordered_json::array();
+    for (const auto& [b, e] : seg.ranges) ranges.push_back({b, e});
+    s["r"] = std::move(ranges);
+    s["sz"] = seg.file_size;
+    s["mt"] = seg.file_mtime_ns;
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+// "k": [[key, value], ...] and "s": [{"p", "fmt", "h", "r": [[b, e], ...], "sz", "mt"}, ...].
+std::string DecodeKeysAndSegments(const nlohmann::json& j, MiniBatch* mb) {
+  if (auto k = j.find("k"); k != j.end()) {
+    if (!k->is_array()) return "expected \"k\": a list of [key, value] pairs";
+    for (const auto& pair : *k) {
+      if (!pair.is_array() || pair.size() != 2 || !pair[0].is_string() || !pair[1].is_string()) {
+        return "expected \"k\": a list of [key, value] pairs";
+      }
+      mb->partition_key_value.emplace_back(pair[0].get<std::string>(), pair[1].get<std::string>());
+    }
+  }
+  auto s = j.find("s");
+  if (s == j.end()) return "";
+  const char* shape = "expected \"s\": a non-empty list of {p, fmt, h, r, sz, mt} segments";
+  if (!s->is_array() || s->empty()) return shape;
+  for (const auto& item : *s) {
+    TableSegment seg;
+    if (!item.is_object() || !item.contains("p") || !item["p"].is_string()) return shape;
+    seg.file = item["p"].get<std::string>();
+    seg.format = item.value("fmt", "") == "jsonl" ? TabularFormat::kJsonl : TabularFormat::kCsv;
+    auto r = item.find("r");
+    if (seg.file.empty() || !GetInt(item, "h", &seg.header_end) ||
+        !GetInt(item, "sz", &seg.file_size) || !GetInt(item, "mt", &seg.file_mtime_ns) ||
+        r == item.end() || !r->is_array() || r->empty()) {
+      return shape;
+    }
+    for (const auto& range : *r) {
+      int64_t b = -1, e = -1;
+      if (range.is_array() && range.size() == 2 && range[0].is_number_integer() &&
+          range[1].is_number_integer()) {
+        b = range[0].get<int64_t>();
+        e = range[1].get<int64_t>();
+      }
+      if (b < seg.header_end || e < b) return "expected ranges with h <= b <= e in \"s\"";
+      seg.ranges.emplace_back(b, e);
+    }
+    mb->segments.push_back(std::move(seg));
+  }
+  return "";
+}
+
+}  // namespace
+
 std::string EncodePlanRecord(const MiniBatch& mb) {
   nlohmann::ordered_json j;
   j["id"] = mb.id;
   j["in"] = mb.input_index;
-  if (mb.file.empty()) {
+  if (!mb.partition_key_value.empty()) {
+    nlohmann::ordered_json keys = nlohmann::ordered_json::array();
+    for (const auto& [key, value] : mb.partition_key_value) keys.push_back({key, value});
+    j["k"] = std::move(keys);
+  }
+  if (!mb.segments.empty()) {
+    j["s"] = EncodeSegments(mb.segments);
+  } else if (mb.file.empty()) {
     j["f"] = mb.files;
     if (!mb.file_sizes.empty()) {
       j["fz"] = mb.file_sizes;
@@ -448,6 +522,8 @@ StatusOr<MiniBatch> DecodePlanRecord(std::string_view line) {
   }
   mb.input_index = static_cast<int>(input);
   if (!GetInt(j, "n", &mb.items)) return bad("expected \"n\": an item count >= 0");
+  if (std::string why = DecodeKeysAndSegments(j, &mb); !why.empty()) return bad(why);
+  if (!mb.segments.empty()) return mb;
   if (auto f = j.find("f"); f != j.end()) {
     if (!f->is_array() || f->empty()) return bad("expected \"f\": a non-empty list of file names");
     for (const auto& name : *f) {

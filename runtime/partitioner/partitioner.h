@@ -8,12 +8,24 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "runtime/base/status.h"
 #include "runtime/jobspec/job_spec.h"
 
 namespace parallelrun::rt {
+
+// Tabular with partition keys: the rows of one partition in one file, as byte ranges of whole
+// rows (in file order; blank lines between a partition's rows may be inside a range).
+struct TableSegment {
+  std::string file;  // relative to the input's folder
+  TabularFormat format = TabularFormat::kCsv;
+  int64_t header_end = 0;
+  std::vector<std::pair<int64_t, int64_t>> ranges;  // [begin, end) byte ranges
+  int64_t file_size = -1;
+  int64_t file_mtime_ns = -1;
+};
 
 struct MiniBatch {
   int64_t id = 0;
@@ -36,6 +48,10 @@ struct MiniBatch {
   // e.g. a plan record written by an older version; -1 for a file that could not be stat'ed).
   std::vector<int64_t> file_sizes;
   std::vector<int64_t> file_mtimes_ns;
+  // With spec.partition_keys: the partition's key values in partitionKeys order, and (tabular)
+  // its rows as segments, one per file, in plan order of the files; `file` is empty then.
+  std::vector<std::pair<std::string, std::string>> partition_key_value;
+  std::vector<TableSegment> segments;
 };
 
 class Partitioner {
@@ -50,9 +66,12 @@ class Partitioner {
 };
 
 // `input_dirs[i]` is the folder of spec.inputs[i]. A missing input folder is an error naming the
-// input (`spec.inputs[0].source`) and the folder.
+// input (`spec.inputs[0].source`) and the folder. With spec.partition_keys the inputs are
+// partitioned by key (key_partitioner.h), spilling to unnamed files in `scratch_dir` (empty:
+// $TMPDIR or /tmp).
 StatusOr<std::unique_ptr<Partitioner>> MakePartitioner(const JobSpec& spec,
-                                                       const std::vector<std::string>& input_dirs);
+                                                       const std::vector<std::string>& input_dirs,
+                                                       const std::string& scratch_dir = "");
 
 // Tabular splitting of one in-memory buffer (used by the file splitter, the fuzzer and tests):
 // returns the byte offsets where rows end (one past each row's last byte, newline included),

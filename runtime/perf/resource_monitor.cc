@@ -40,7 +40,7 @@ void ResourceMonitor::Start() {
     started_ = true;
   }
   // The first sample on the caller's thread: the baseline, before the caller starts anything.
-  (void)SampleNow();  // failures are logged there
+  SampleNow().IgnoreError("SampleNow logs its failures");
   std::lock_guard<std::mutex> lock(mu_);
   if (!stop_) thread_ = std::thread([this] { Loop(); });
 }
@@ -69,7 +69,7 @@ void ResourceMonitor::Loop() {
   std::unique_lock<std::mutex> lock(mu_);
   while (!cv_.wait_until(lock, next, [&] { return stop_; })) {
     lock.unlock();
-    (void)SampleNow();  // failures are logged there; the next sample may do better
+    SampleNow().IgnoreError("SampleNow logs its failures; the next sample may do better");
     lock.lock();
     next += interval;
     // After a stall longer than an interval (a suspended machine), start again from now rather

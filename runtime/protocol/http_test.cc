@@ -22,6 +22,8 @@
 #include "runtime/base/process.h"
 #include "runtime/protocol/coordinator_client.h"
 #include "runtime/protocol/http_server.h"
+#include "tests/fakes/temp_dir.h"
+#include "tests/fakes/wait_for.h"
 
 // LeakSanitizer (asan preset): OpenSSL gives every thread that touches TLS its own error state,
 // freed when the thread exits; cpprestsdk's pool threads live until the process ends, so those
@@ -41,15 +43,7 @@ using ::testing::HasSubstr;
 
 constexpr char kToken[] = "s3cret-token";
 
-template <typename Pred>
-bool WaitUntil(Pred pred) {
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return pred();
-}
+using fakes::WaitFor;
 
 // A tiny coordinator: enough behaviour to see that every message crosses the wire intact.
 HttpResponse FakeCoordinator(const HttpRequest& req) {
@@ -521,14 +515,13 @@ TEST_F(HttpLimitsTest, ConnectionsBeyondTheCapAreClosedAtOnce) {
   co.base_url = server_->url();
   co.token = kToken;
   auto client = MakeHttpCoordinatorClient(co);
-  ASSERT_TRUE(WaitUntil([&] { return client->GetProgress().ok(); }));
+  ASSERT_TRUE(WaitFor([&] { return client->GetProgress().ok(); }));
 }
 
 class HttpsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/pr_https_test_XXXXXX";
-    dir_ = ::mkdtemp(tmpl);
+    dir_ = tmp_.path();
     cert_ = dir_ + "/tls.crt";
     key_ = dir_ + "/tls.key";
     std::string cmd =
@@ -537,7 +530,7 @@ class HttpsTest : public ::testing::Test {
         key_ + " -out " + cert_ + " >" + dir_ + "/openssl.log 2>&1";
     ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
   }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
+  fakes::TempDir tmp_{"pr_https_test"};
   std::string dir_, cert_, key_;
 };
 

@@ -60,9 +60,12 @@ void ReadField(const nlohmann::json& j, const char* name, T& out, const T& fallb
 PR_DEFINE_JSON_WITH_DEFAULT(RegisterRequest, node, pid, held)
 PR_DEFINE_JSON_WITH_DEFAULT(RegisterResponse, spec, code_dir, input_dirs, side_input_dirs,
                             output_dir, log_dir, parts_dir, arguments, lease_seconds)
+PR_DEFINE_JSON_WITH_DEFAULT(LeaseSegment, file, format, header_end, ranges, file_size,
+                            file_mtime_ns)
 PR_DEFINE_JSON_WITH_DEFAULT(Lease, mini_batch_id, attempt, input_name, input_type, files, file,
                             format, header, header_end, begin, end, items, part_file, file_size,
-                            file_mtime_ns, file_sizes, file_mtimes_ns)
+                            file_mtime_ns, file_sizes, file_mtimes_ns, partition_key_value,
+                            segments)
 PR_DEFINE_JSON_WITH_DEFAULT(LeaseRef, mini_batch_id, attempt)
 PR_DEFINE_JSON_WITH_DEFAULT(LeaseRequest, node, max, renew)
 PR_DEFINE_JSON_WITH_DEFAULT(LeaseResponse, leases, cancel, done, stop, retry_after_ms)
@@ -75,8 +78,10 @@ PR_DEFINE_JSON_WITH_DEFAULT(ResultsResponse, accepted, refused, stop)
 PR_DEFINE_JSON_WITH_DEFAULT(MiniBatchCounts, total, completed, failed, running, retried)
 PR_DEFINE_JSON_WITH_DEFAULT(ItemCounts, total, succeeded, failed)
 PR_DEFINE_JSON_WITH_DEFAULT(NodeCounts, desired, ready)
+PR_DEFINE_JSON_WITH_DEFAULT(ErrorCount, error, location, count, miniBatches, items, lastSeen)
 PR_DEFINE_JSON_WITH_DEFAULT(Progress, phase, reason, message, startTime, completionTime,
                             miniBatches, items, nodes, progress, lastProgressLine, eta,
-                            estimatedCompletionTime, outputFile, logs, planned, exitCode)
+                            estimatedCompletionTime, outputFile, logs, planned, exitCode,
+                            recentErrors, mostFrequentError)
 
 }  // namespace parallelrun::rt::protocol

@@ -47,6 +47,16 @@ struct RegisterResponse {
   int lease_seconds = 90;              // runInvocationTimeout + 30
 };
 
+// Tabular with partition keys: the byte ranges of one file that hold a partition's rows.
+struct LeaseSegment {
+  std::string file;  // absolute path
+  std::string format;
+  int64_t header_end = 0;
+  std::vector<std::vector<int64_t>> ranges;  // [begin, end) pairs
+  int64_t file_size = -1;
+  int64_t file_mtime_ns = -1;
+};
+
 // One leased attempt. `attempt` numbers from 1; (mini_batch_id, attempt) fences results.
 struct Lease {
   int64_t mini_batch_id = 0;
@@ -72,6 +82,10 @@ struct Lease {
   // the file could not be stat'ed then); the agent fails the attempt when one differs now.
   std::vector<int64_t> file_sizes;
   std::vector<int64_t> file_mtimes_ns;
+  // With spec.partitionKeys: [key, value] pairs in partitionKeys order; and (tabular) the
+  // partition's rows as segments, used instead of file/header_end/begin/end.
+  std::vector<std::vector<std::string>> partition_key_value;
+  std::vector<LeaseSegment> segments;
 };
 
 struct LeaseRequest {
@@ -151,6 +165,17 @@ struct NodeCounts {
   int64_t desired = 0, ready = 0;
 };
 
+// One group of the coordinator's error digest (runtime/coordinator/error_digest.h); the items of
+// the ParallelRunJob's status.recentErrors.
+struct ErrorCount {
+  std::string error;        // the user's error, one line: "ValueError: model returned NaN"
+  std::string location;     // deepest frame of the user's code, "score.py:7"; empty when unknown
+  int64_t count = 0;        // failed attempts with this error at this location
+  int64_t miniBatches = 0;  // distinct mini-batches it hit
+  int64_t items = 0;        // items of those mini-batches
+  std::string lastSeen;     // RFC 3339 UTC
+};
+
 // Field names are exactly those of the ParallelRunJob status (SPEC.md §6).
 struct Progress {
   std::string phase;   // Pending | Running | Succeeded | Failed
@@ -169,12 +194,18 @@ struct Progress {
   std::string logs;
   bool planned = false;  // the plan is complete (totals are final)
   int exitCode = -1;     // set once the job ended
+  // The latest distinct user errors (most recent first, at most 5) and the most frequent one
+  // (count 0: none); kept after the end.
+  std::vector<ErrorCount> recentErrors;
+  ErrorCount mostFrequentError;
 };
 
 void to_json(nlohmann::json& j, const RegisterRequest& v);
 void from_json(const nlohmann::json& j, RegisterRequest& v);
 void to_json(nlohmann::json& j, const RegisterResponse& v);
 void from_json(const nlohmann::json& j, RegisterResponse& v);
+void to_json(nlohmann::json& j, const LeaseSegment& v);
+void from_json(const nlohmann::json& j, LeaseSegment& v);
 void to_json(nlohmann::json& j, const Lease& v);
 void from_json(const nlohmann::json& j, Lease& v);
 void to_json(nlohmann::json& j, const LeaseRef& v);
@@ -197,6 +228,8 @@ void to_json(nlohmann::json& j, const ItemCounts& v);
 void from_json(const nlohmann::json& j, ItemCounts& v);
 void to_json(nlohmann::json& j, const NodeCounts& v);
 void from_json(const nlohmann::json& j, NodeCounts& v);
+void to_json(nlohmann::json& j, const ErrorCount& v);
+void from_json(const nlohmann::json& j, ErrorCount& v);
 void to_json(nlohmann::json& j, const Progress& v);
 void from_json(const nlohmann::json& j, Progress& v);
 

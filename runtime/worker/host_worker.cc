@@ -105,6 +105,8 @@ class HostWorker final : public Worker {
  private:
   std::vector<std::string> Environment() const;
   static std::string RunRequest(const protocol::Lease& lease, const std::string& input_type);
+  // The outcome the host's first line (ready / init_failed / anything else) says.
+  InitOutcome InitReply(const std::string& line);
   // ExitInfo of a child that is ending (closed pipe, said goodbye): lets it exit by itself first.
   ExitInfo ReapEnding();
   // Reads the first line of the host (ready / init_failed) before `deadline`, calling
@@ -131,6 +133,7 @@ class HostWorker final : public Worker {
   bool ready_ = false;
   double cpu_total_s_ = 0;        // the host's CPU time as of its last reply
   int64_t oom_kills_before_ = 0;  // OomKillCount() when init() or the current run() started
+  steady_clock::time_point oom_read_at_{};  // when oom_kills_before_ was read
 
   mutable std::mutex mu_;  // guards process_ (set once, read by Kill()/pid() from other threads)
   std::unique_ptr<WorkerProcess> process_;
@@ -154,6 +157,7 @@ std::vector<std::string> HostWorker::Environment() const {
           "PARALLELRUN_INPUT_TYPE=" + config_.input_type,
           std::string("PARALLELRUN_APPEND_ROW_HEADER=") + (config_.append_row_header ? "1" : "0"),
       });
+  if (config_.agent_syncs_parts) env.push_back("PARALLELRUN_PART_SYNC=agent");
   // Extra variables may not redefine the host's or the protocol's: a duplicate key would be read
   // differently by getenv (first) and os.environ (last).
   for (const auto& e : config_.env) {
@@ -203,6 +207,7 @@ InitOutcome HostWorker::Start(std::chrono::seconds init_timeout) {
   }
   stderr_start_ = FileSize(stderr_path_);
   oom_kills_before_ = OomKillCount();
+  oom_read_at_ = steady_clock::now();
 
   SpawnOptions spawn;
   spawn.argv = program_.argv;
@@ -252,6 +257,12 @@ InitOutcome HostWorker::Start(std::chrono::seconds init_timeout) {
       return out;
   }
 
+  return InitReply(line);
+}
+
+InitOutcome HostWorker::InitReply(const std::string& line) {
+  InitOutcome out;
+  out.status = "INIT_FAILED";
   json msg = json::parse(line, nullptr, /*allow_exceptions=*/false);
   std::string event = msg.is_object() && msg.contains("event") && msg["event"].is_string()
                           ? msg["event"].get<std::string>()
@@ -294,7 +305,12 @@ std::string HostWorker::RunRequest(const protocol::Lease& lease,
               {"input_type", input_type},
               {"input_name", lease.input_name},
               {"part_file", lease.part_file}};
-  if (input_type == "tabular") {
+  if (!lease.partition_key_value.empty()) req["partition_key_value"] = lease.partition_key_value;
+  if (input_type == "tabular" && !lease.segments.empty()) {
+    req["segments"] = lease.segments;
+    req["header"] = lease.header;
+    req["items"] = lease.items;
+  } else if (input_type == "tabular") {
     req["file"] = lease.file;
     req["format"] = lease.format.empty() ? "csv" : lease.format;
     req["header"] = lease.header;
@@ -326,7 +342,13 @@ RunOutcome HostWorker::Run(const protocol::Lease& lease, std::chrono::seconds ti
     return out;
   }
 
-  oom_kills_before_ = OomKillCount();
+  // Read at most once a second (it costs two /proc and cgroup files per mini-batch otherwise): an
+  // OOM kill elsewhere in the second before run() could at worst be named as this death's likely
+  // cause, while a kill of this worker is always seen.
+  if (start - oom_read_at_ >= std::chrono::seconds(1)) {
+    oom_kills_before_ = OomKillCount();
+    oom_read_at_ = start;
+  }
   Status sent = process_->Send(RunRequest(lease, config_.input_type), deadline);
   if (sent.code() == StatusCode::kDeadlineExceeded) {
     FillTimeout(&out, timeout, start);

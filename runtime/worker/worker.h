@@ -35,6 +35,10 @@ struct WorkerConfig {
   std::string logging_level = "INFO";
   bool append_row_header = false;  // DataFrame results: write the header (first part only)
   std::vector<std::string> env;    // extra KEY=VALUE (CUDA_VISIBLE_DEVICES, ...)
+  // The caller makes part files durable before it counts their results (the agent's group
+  // commit, runtime/agent/part_sync.h): the host only writes them (PARALLELRUN_PART_SYNC=agent).
+  // false: the host fsyncs each part file before it replies.
+  bool agent_syncs_parts = false;
   // Called from Start() while init() runs, every InitProgressInterval(init_timeout), with the pid
   // and the seconds init() has been running. Empty: nothing is called.
   std::function<void(pid_t pid, double running_s)> init_progress;

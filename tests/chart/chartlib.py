@@ -94,7 +94,7 @@ OPERATOR_RBAC = {
     ("", "secrets"): {"get", "create", "patch"},
     ("", "configmaps"): {"list", "watch", "create"},
     ("", "services"): {"list", "watch", "create"},
-    ("", "events"): {"create"},
+    ("", "events"): {"create", "patch"},
     ("networking.k8s.io", "networkpolicies"): {"create"},
     ("authorization.k8s.io", "localsubjectaccessreviews"): {"create"},
     ("coordination.k8s.io", "leases"): {"get", "create", "update"},

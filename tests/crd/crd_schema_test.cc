@@ -120,6 +120,19 @@ json Full() {
 })json");
 }
 
+// The fields Full() cannot hold with its others: partition keys exclude miniBatchSize, and
+// partitionFormat belongs to a file input.
+json FullPartitioned() {
+  json m = Full();
+  m["spec"].erase("miniBatchSize");
+  m["spec"]["partitionKeys"] = {"user", "genres"};
+  m["spec"]["inputs"][0] = {{"name", "songs"},
+                            {"type", "file"},
+                            {"source", {{"volume", "data"}, {"path", "in"}}},
+                            {"partitionFormat", "{user}/{season}/{genres}.wav"}};
+  return m;
+}
+
 // Fields whose valid values depend on another field get a base manifest that fits every value
 // of theirs. inputs[0].type: format and header exist on tabular inputs only.
 json BaseFor(const std::string& path) {
@@ -353,10 +366,19 @@ TEST(CrdTest, PrinterColumns) {
     columns.push_back(c["name"].get<std::string>() + " " + c["type"].get<std::string>() + " " +
                       c["jsonPath"].get<std::string>());
   }
-  EXPECT_THAT(columns, ElementsAre("Phase string .status.phase", "Progress string .status.progress",
-                                   "Failed integer .status.items.failed",
-                                   "Nodes integer .status.nodes.ready", "ETA string .status.eta",
-                                   "Age date .metadata.creationTimestamp"));
+  EXPECT_THAT(
+      columns,
+      ElementsAre("Phase string .status.phase", "Progress string .status.progress",
+                  "Failed integer .status.items.failed", "Nodes integer .status.nodes.ready",
+                  "ETA string .status.eta", "Reason string .status.reason",
+                  "Age date .metadata.creationTimestamp", "Message string .status.message"));
+  // MESSAGE only with -o wide; every column says what it shows (FAILED its unit).
+  for (const json& c : Version()["additionalPrinterColumns"]) {
+    EXPECT_EQ(c.value("priority", 0), c["name"] == "Message" ? 1 : 0) << c.dump();
+    if (c["name"] != "Age") {
+      EXPECT_FALSE(c.value("description", "").empty()) << c.dump();
+    }
+  }
 }
 
 TEST(CrdTest, SchemaIsStructural) {
@@ -418,7 +440,7 @@ void UndeclaredKeys(const json& schema, const json& value, const std::string& pa
 }
 
 TEST(CrdSpecTest, EveryKeyTheModelWritesIsInTheSchema) {
-  for (const json& manifest : {Minimal(), Full()}) {
+  for (const json& manifest : {Minimal(), Full(), FullPartitioned()}) {
     auto spec = rt::ParseJobSpec(manifest.dump(), "job.yaml");
     ASSERT_TRUE(spec.ok()) << spec.status().ToString();
     std::vector<std::string> undeclared;
@@ -428,17 +450,23 @@ TEST(CrdSpecTest, EveryKeyTheModelWritesIsInTheSchema) {
 }
 
 TEST(CrdSpecTest, EverySchemaFieldIsInTheFullManifestAndInTheModelsOutput) {
-  auto spec = rt::ParseJobSpec(Full().dump(), "job.yaml");
-  ASSERT_TRUE(spec.ok()) << spec.status().ToString();
-  const json written = rt::ToJson(*spec);
+  for (const json& full : {Full(), FullPartitioned()}) {
+    auto spec = rt::ParseJobSpec(full.dump(), "job.yaml");
+    ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+  }
   for (const Field& f : SpecFields()) {
-    EXPECT_TRUE(Full().contains(f.ptr)) << f.path << " is missing from Full()";
+    const bool partitioned = f.path == "spec.partitionKeys" ||
+                             f.path == "spec.inputs[0].partitionFormat" ||
+                             f.path.starts_with("spec.partitionKeys[");
+    const json full = partitioned ? FullPartitioned() : Full();
+    const json written = rt::ToJson(*rt::ParseJobSpec(full.dump(), "job.yaml"));
+    EXPECT_TRUE(full.contains(f.ptr)) << f.path << " is missing from Full()/FullPartitioned()";
     EXPECT_TRUE(written.contains(f.ptr)) << f.path << " is not written by rt::ToJson";
   }
 }
 
 TEST(CrdSpecTest, TheModelsOutputIsAValidResource) {
-  for (const json& manifest : {Minimal(), Full()}) {
+  for (const json& manifest : {Minimal(), Full(), FullPartitioned()}) {
     auto spec = rt::ParseJobSpec(manifest.dump(), "job.yaml");
     ASSERT_TRUE(spec.ok()) << spec.status().ToString();
     ExpectBoth(rt::ToJson(*spec), true, "ToJson of " + manifest["metadata"]["name"].dump());
@@ -448,6 +476,7 @@ TEST(CrdSpecTest, TheModelsOutputIsAValidResource) {
 TEST(CrdSpecTest, MinimalAndFullManifestsAreValid) {
   ExpectBoth(Minimal(), true, "Minimal()");
   ExpectBoth(Full(), true, "Full()");
+  ExpectBoth(FullPartitioned(), true, "FullPartitioned()");
 }
 
 // ----- types
@@ -776,11 +805,12 @@ std::vector<std::string> Keys(const json& object) {
 TEST(CrdStatusTest, HasExactlyTheFieldsOfTheOperatorsStatus) {
   const json& status = Schema()["properties"]["status"];
   EXPECT_FALSE(PreservesUnknown(status));
-  EXPECT_THAT(Keys(status["properties"]),
-              UnorderedElementsAreArray(
-                  {"observedGeneration", "phase", "conditions", "startTime", "completionTime",
-                   "miniBatches", "items", "nodes", "progress", "lastProgressLine", "eta",
-                   "estimatedCompletionTime", "outputFile", "logs", "message"}));
+  EXPECT_THAT(
+      Keys(status["properties"]),
+      UnorderedElementsAreArray(
+          {"observedGeneration", "phase", "reason", "conditions", "startTime", "completionTime",
+           "miniBatches", "items", "nodes", "progress", "lastProgressLine", "recentErrors", "eta",
+           "estimatedCompletionTime", "output", "outputFile", "logs", "message"}));
   EXPECT_EQ(status["properties"]["phase"]["enum"],
             json({"Pending", "Running", "Succeeded", "Failed", "Suspended"}));
   const json& condition = status["properties"]["conditions"]["items"];
@@ -812,10 +842,13 @@ TEST(CrdStatusTest, TheOperatorsStatusIsValidAndNothingIsPruned) {
   s.nodes = op::api::NodeCounts{2, 2};
   s.progress = "4/10";
   s.last_progress_line = "line";
+  s.recent_errors.push_back({"ValueError: NaN", "score.py:14", 3, 2, 4, "2026-11-23T11:00:30Z"});
   s.eta = "0:01:00";
   s.estimated_completion_time = "2026-11-23T11:01:00Z";
+  s.reason = "Running";
+  s.output = op::api::VolumeLocation{"data", "out", "parallel_run_step.txt"};
   s.output_file = "/mnt/output/parallel_run_step.txt";
-  s.logs = "/mnt/output/logs";
+  s.logs = op::api::VolumeLocation{"data", "out/logs", ""};
   s.message = "m";
   json object = Full();
   object["status"] = s;

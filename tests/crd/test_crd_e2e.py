@@ -150,7 +150,8 @@ class CrdE2eTest(unittest.TestCase):
         self.apply(job("shown"))
         table = self.kubectl("get", "prj", "shown").stdout.splitlines()
         self.assertEqual(table[0].split(),
-                         ["NAME", "PHASE", "PROGRESS", "FAILED", "NODES", "ETA", "AGE"])
+                         ["NAME", "PHASE", "PROGRESS", "FAILED", "NODES", "ETA", "REASON",
+                          "AGE"])
         status = {
             "observedGeneration": 1, "phase": "Running",
             "conditions": [{"type": "Running", "status": "True", "reason": "Started",
@@ -162,11 +163,18 @@ class CrdE2eTest(unittest.TestCase):
             "nodes": {"desired": 4, "ready": 3},
             "progress": "4/10", "eta": "0:01:00",
             "estimatedCompletionTime": "2026-11-23T11:01:00Z",
+            "reason": "Unschedulable", "message": "pod shown-worker-1: 0/3 nodes are available",
+            "output": {"volume": "data", "path": "out", "file": "rows.txt"},
+            "logs": {"volume": "data", "path": "out/logs"},
         }
         self.kubectl("patch", "prj", "shown", "--subresource=status", "--type=merge",
                      "-p", json.dumps({"status": status}))
         row = self.kubectl("get", "prj", "shown", "--no-headers").stdout.split()
-        self.assertEqual(row[:6], ["shown", "Running", "4/10", "2", "3", "0:01:00"])
+        self.assertEqual(row[:7], ["shown", "Running", "4/10", "2", "3", "0:01:00",
+                                   "Unschedulable"])
+        wide = self.kubectl("get", "prj", "shown", "-o", "wide").stdout.splitlines()
+        self.assertEqual(wide[0].split()[-2:], ["AGE", "MESSAGE"])
+        self.assertTrue(wide[1].endswith("pod shown-worker-1: 0/3 nodes are available"), wide)
         self.assertEqual(self.get("shown")["status"], status)  # nothing pruned
         self.assertIn("parallelrunjob.parallelrun.io/shown",
                       self.kubectl("get", "all", "-o", "name").stdout.split())

@@ -40,7 +40,8 @@ class Case:
         self.args = args or []
         self.setup = setup          # function(job root) for anything else
         self.exit_code = exit_code
-        self.source = source        # stderr | result (logs/job_result.txt) | output (stderr+stdout)
+        self.source = source        # stderr | result (logs/job_result.txt) | output (the
+        #                             coordinator's failure lines on stderr+stdout) | warnings
 
 
 def drop(*keys):
@@ -136,6 +137,28 @@ CASES = [
     Case(F, "`header` on a file input", ["spec.inputs[0].header"], edit=input0(header=True)),
     Case(F, "an unknown tabular `format`", ["spec.inputs[0].format"],
          edit=tabular_input(format="parquet")),
+    Case(F, "an empty name in `partitionKeys`", ["spec.partitionKeys[0]"],
+         spec={"partitionKeys": [""], "miniBatchSize": None},
+         edit=input0(partitionFormat="{user}/*")),
+    Case(F, "a key listed twice in `partitionKeys`", ["spec.partitionKeys[1]", "user"],
+         spec={"partitionKeys": ["user", "user"], "miniBatchSize": None},
+         edit=input0(partitionFormat="{user}/*")),
+    Case(F, "`miniBatchSize` together with `partitionKeys`", ["spec.miniBatchSize",
+                                                             "spec.partitionKeys"],
+         spec={"partitionKeys": ["user"]}, edit=input0(partitionFormat="{user}/*")),
+    Case(F, "`partitionKeys` on a file input without `partitionFormat`",
+         ["spec.inputs[0].partitionFormat", "user"],
+         spec={"partitionKeys": ["user"], "miniBatchSize": None}),
+    Case(F, "a `partitionFormat` without `partitionKeys`", ["spec.inputs[0].partitionFormat"],
+         edit=input0(partitionFormat="{user}/*")),
+    Case(F, "a `partitionFormat` with a date capture (`{day:yyyy/MM/dd}`)",
+         ["spec.inputs[0].partitionFormat", "{day:yyyy/MM/dd}"],
+         spec={"partitionKeys": ["day"], "miniBatchSize": None},
+         edit=input0(partitionFormat="{day:yyyy/MM/dd}/*")),
+    Case(F, "a partition key that `partitionFormat` does not capture",
+         ["spec.inputs[0].partitionFormat", "genres", "spec.partitionKeys"],
+         spec={"partitionKeys": ["user", "genres"], "miniBatchSize": None},
+         edit=input0(partitionFormat="{user}/{season}/*.wav")),
     Case(F, "no `output`", ["spec.output"], edit=drop("output")),
     Case(F, "`miniBatchSize` 0", ["spec.miniBatchSize"], spec={"miniBatchSize": 0}),
     Case(F, "`miniBatchSize` negative", ["spec.miniBatchSize"], spec={"miniBatchSize": -5}),
@@ -234,6 +257,21 @@ CASES = [
     Case(D, "a FIFO and a dangling symbolic link among the input files (a warning; the job runs)",
          ["spec.inputs[0]", "pipe", "dead-link"], command="run", setup=mkfifo_and_link,
          exit_code=0, source="warnings"),
+    Case(D, "no input file matches `partitionFormat`",
+         ["spec.inputs[0].partitionFormat", "{user}/{genres}.wav", "f0.txt"],
+         command="run", spec={"partitionKeys": ["user"], "miniBatchSize": None},
+         edit=input0(partitionFormat="{user}/{genres}.wav"), source="output"),
+    Case(D, "input files that do not match `partitionFormat` (a warning; the job runs)",
+         ["spec.inputs[0].partitionFormat", "f0.txt"], command="run",
+         spec={"partitionKeys": ["user"], "miniBatchSize": None},
+         edit=input0(partitionFormat="{user}/{genres}.wav"),
+         files={"data/ann/rock.wav": "1\n"}, exit_code=0, source="warnings"),
+    Case(D, "a tabular file without a column named in `partitionKeys`",
+         ["b.csv", "Brand", "spec.partitionKeys"], command="run",
+         edit=lambda m: (tabular_input()(m), m["spec"].pop("miniBatchSize"),
+                         m["spec"].update(partitionKeys=["Store", "Brand"])),
+         files={"tab/a.csv": "Store,Brand\n1,x\n", "tab/b.csv": "Store,brand\n1,x\n"},
+         source="output"),
     Case(D, "an input folder with no files", ["docs", "<job>/empty"], command="run",
          edit=input0(source={"path": "empty/"}), setup=lambda r: os.makedirs(
              os.path.join(r, "empty")), exit_code=42, source="result"),
@@ -364,8 +402,11 @@ def run_case(case, coordinator=None):
             seen = "\n".join(line for line in proc.stderr.splitlines()
                               if line.startswith("parallelrun coordinator: warning:"))
         elif case.source == "output":
+            # The coordinator's own lines: the agents' and the progress overview's depend on
+            # timing (an agent may or may not log "coordinator not reachable yet" first).
             seen = "\n".join(line for line in (proc.stderr + proc.stdout).splitlines()
-                             if "ailed" in line or "error" in line.lower())
+                             if line.startswith("parallelrun coordinator:")
+                             and ("ailed" in line or "error" in line.lower()))
         else:
             seen = proc.stderr
         return proc.returncode, normalise(seen, job.root).strip()

@@ -61,7 +61,7 @@ app.kubernetes.io/component: operator
 
 {{/*
 The rules the operator needs on ParallelRunJobs and their children (pods, secrets, configmaps,
-headless services) and events, and nothing more: the operator reads through informers (list,
+headless services) and events (created, and patched to count a repeat), and nothing more: the operator reads through informers (list,
 watch), patches jobs for its finalizer, deletes them for ttlSecondsAfterFinished, writes status
 with update, creates each job's Secret and patches its restart counters (reading it by name, never
 listing or watching Secrets), creates each job's NetworkPolicy once (no
@@ -91,7 +91,7 @@ watchNamespace; tests/chart checks it against the operator's documented needs.
   verbs: ["list", "watch", "create"]
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create"]
+  verbs: ["create", "patch"]
 - apiGroups: ["networking.k8s.io"]
   resources: ["networkpolicies"]
   verbs: ["create"]

@@ -202,7 +202,7 @@ class EntryLog {
     if (line.empty() || line.back() != '\n') line += '\n';
     std::lock_guard<std::mutex> lock(mu_);
     if (fd_ < 0) {
-      (void)MakeDirs(Dirname(path_));
+      MakeDirs(Dirname(path_)).IgnoreError("the open below reports a folder that is missing");
       fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
       if (fd_ < 0) {
         std::fprintf(stderr, "parallelrun-native-host: cannot open %s: %s\n", path_.c_str(),
@@ -515,7 +515,7 @@ bool Host::Load() {
   init_ = reinterpret_cast<InitFn>(::dlsym(lib_, "prn_init"));
   shutdown_ = reinterpret_cast<ShutdownFn>(::dlsym(lib_, "prn_shutdown"));
 
-  (void)MakeDirs(entry_log_dir_);
+  MakeDirs(entry_log_dir_).IgnoreError("each entry log's open reports a missing folder");
   if (init_ != nullptr) {
     SetCrashWhere("prn_init() of " + so);
     ClearError();

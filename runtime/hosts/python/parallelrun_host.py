@@ -81,6 +81,7 @@ _RUN_SIGNATURES = ("run(mini_batch) or run(mini_batch, mini_batch_context) (Azur
 _COLUMN_TYPES = {"string": object, "int64": "int64", "float64": "float64", "bool": "bool"}
 
 _DTYPE_CHUNK_ROWS = 1 << 18  # rows per chunk when inferring a whole file's column types
+_DTYPE_CACHE_FILES = 64  # files whose inferred column types a host keeps
 
 
 def _merge_dtype(a, b):
@@ -92,6 +93,27 @@ def _merge_dtype(a, b):
         return a if a.kind == "f" else b if b.kind == "f" else a
     import numpy
     return numpy.dtype(object)
+
+
+def _key_values(req, batch):
+    """partition_key_value: a dict in partitionKeys order. File inputs: the captured strings.
+    Tabular: each key's value as the mini-batch's DataFrame holds it (its dtype: 3, not "3"),
+    converted to a plain Python value."""
+    pairs = req.get("partition_key_value") or []
+    if isinstance(pairs, dict):
+        return dict(pairs)
+    values = {}
+    columns = getattr(batch, "columns", None)
+    for key, text in pairs:
+        column = key
+        if columns is not None and key not in columns and key.isdigit():
+            column = int(key)  # no header: pandas names the columns 0, 1, ...
+        if columns is not None and column in columns and len(batch):
+            value = batch[column].iloc[0]
+            values[key] = value.item() if hasattr(value, "item") else value
+        else:
+            values[key] = text
+    return values
 
 
 class MiniBatchContext:
@@ -162,6 +184,8 @@ class Host:
         self.error_log = os.path.join(log_dir, "user", "error", self.node, self.process + ".txt")
         self.input_type = env.get("PARALLELRUN_INPUT_TYPE", "file")
         self.append_row_header = env.get("PARALLELRUN_APPEND_ROW_HEADER", "0") == "1"
+        # "agent": the agent fsyncs part files itself, several per report (group commit).
+        self.sync_parts = env.get("PARALLELRUN_PART_SYNC", "") != "agent"
         self.module = None
         self.run_fn = None
         self.run_arity = 1
@@ -243,28 +267,55 @@ class Host:
         if pd is None:
             import pandas
             pd = self.pd = pandas
-        header_end = req.get("header_end", 0)
-        begin = req["begin"]
-        end = req["end"]
-        path = req["file"]
+        segments = req.get("segments")
+        if not segments:
+            return self.read_ranges(req, req["file"], req.get("format", "csv"),
+                                    req.get("header_end", 0), [(req["begin"], req["end"])])
+        # Partition keys: the partition's rows, file by file, each file with its own schema.
+        frames = []
+        for seg in segments:
+            path = seg["file"]
+            st = os.stat(path)
+            if (seg.get("file_size", -1) >= 0
+                    and (st.st_size, st.st_mtime_ns) != (seg["file_size"], seg["file_mtime_ns"])):
+                raise OSError("input file %s changed after the job was planned (size %d, mtime "
+                              "%d ns then; size %d, mtime %d ns now): its partitions' rows "
+                              "would be wrong; rerun the job on unchanging inputs"
+                              % (path, seg["file_size"], seg["file_mtime_ns"], st.st_size,
+                                 st.st_mtime_ns))
+            frames.append(self.read_ranges(req, path, seg.get("format", "csv"),
+                                           seg.get("header_end", 0), seg["ranges"]))
+        if len(frames) == 1:
+            return frames[0]
+        return pd.concat(frames, ignore_index=True)
+
+    def read_ranges(self, req, path, fmt, header_end, ranges):
+        """The DataFrame of the rows in byte `ranges` of `path` (after its header)."""
+        pd = self.pd
+        parts = []
         with open(path, "rb") as f:
             head = f.read(header_end) if header_end > 0 else b""
-            f.seek(begin)
-            body = f.read(end - begin)
-        if len(head) != header_end or len(body) != end - begin:
-            # A file cut or replaced after planning: reading on would silently lose rows.
-            got = len(body) if len(head) == header_end else len(head)
-            raise OSError("input file %s is shorter than when the job was planned: bytes %d..%d "
-                          "were expected, only %d could be read (was the file changed?)"
-                          % (path, begin if len(head) == header_end else 0,
-                             end if len(head) == header_end else header_end, got))
-        if req.get("format", "csv") == "jsonl":
+            if len(head) != header_end:
+                raise OSError("input file %s is shorter than when the job was planned: bytes "
+                              "0..%d were expected, only %d could be read (was the file "
+                              "changed?)" % (path, header_end, len(head)))
+            for begin, end in ranges:
+                f.seek(begin)
+                piece = f.read(end - begin)
+                if len(piece) != end - begin:
+                    # A file cut or replaced after planning: reading on would silently lose rows.
+                    raise OSError("input file %s is shorter than when the job was planned: bytes "
+                                  "%d..%d were expected, only %d could be read (was the file "
+                                  "changed?)" % (path, begin, end, len(piece)))
+                parts.append(piece)
+        body = b"".join(parts)
+        if fmt == "jsonl":
             if not body.strip():
                 return pd.DataFrame()
             return pd.read_json(io.BytesIO(body), lines=True)
         header = 0 if header_end > 0 else None
-        dtypes = dict(self.file_dtypes(req["file"], header))
-        dates = self.apply_column_types(req, dtypes)
+        dtypes = dict(self.file_dtypes(path, header))
+        dates = self.apply_column_types(req, dtypes, path)
         if not body.strip():
             if header_end > 0:
                 return pd.read_csv(io.BytesIO(head), header=0, dtype=dtypes, parse_dates=dates)
@@ -272,7 +323,7 @@ class Host:
         return pd.read_csv(io.BytesIO(head + body), header=header, dtype=dtypes,
                            parse_dates=dates)
 
-    def apply_column_types(self, req, dtypes):
+    def apply_column_types(self, req, dtypes, path):
         """Applies the input's columnTypes to `dtypes`; returns the columns to parse as dates."""
         wanted = self.column_types.get(req.get("input_name", ""))
         if not wanted:
@@ -282,7 +333,7 @@ class Host:
         if missing:
             raise ValueError("columnTypes of input %r names %s, which %s does not have (its "
                              "columns: %s)" % (req.get("input_name"), ", ".join(missing),
-                                               req["file"], ", ".join(columns)))
+                                               path, ", ".join(columns)))
         dates = []
         for name, kind in wanted.items():
             column = columns[name]
@@ -306,11 +357,13 @@ class Host:
         for chunk in self.pd.read_csv(path, header=header, chunksize=_DTYPE_CHUNK_ROWS):
             for column, dtype in chunk.dtypes.items():
                 merged[column] = _merge_dtype(merged.get(column), dtype)
-        self.dtype_cache.clear()  # one file at a time is what mini-batches come in
+        if len(self.dtype_cache) >= _DTYPE_CACHE_FILES:
+            # Mini-batches mostly come one file at a time; partitions visit a few files in turn.
+            self.dtype_cache.pop(next(iter(self.dtype_cache)))
         self.dtype_cache[key] = merged
         return merged
 
-    def write_file(self, path, data):
+    def write_file(self, path, data, sync=True):
         folder = os.path.dirname(path)
         if folder and folder not in self.known_dirs:
             os.makedirs(folder, exist_ok=True)
@@ -320,7 +373,8 @@ class Host:
             while view:
                 n = os.write(fd, view)
                 view = view[n:]
-            os.fsync(fd)
+            if sync:
+                os.fsync(fd)
         finally:
             os.close(fd)
         if folder and folder not in self.known_dirs:
@@ -343,10 +397,10 @@ class Host:
             text = "\n".join(map(str, result)) + "\n"
         else:
             text = ""
-        self.write_file(part_file, _encode_rows(text))
+        self.write_file(part_file, _encode_rows(text), self.sync_parts)
         if is_frame and self.append_row_header:
             header = result.head(0).to_csv(sep=" ", index=False)
-            self.write_file(part_file + ".header", _encode_rows(header))
+            self.write_file(part_file + ".header", _encode_rows(header), self.sync_parts)
 
     def run(self, req):
         cpu0 = _cpu_now()
@@ -369,7 +423,7 @@ class Host:
             else:
                 t0 = time.perf_counter()
                 if self.run_arity == 2:
-                    context = MiniBatchContext(req.get("partition_key_value") or {},
+                    context = MiniBatchContext(_key_values(req, batch),
                                                req.get("input_name", ""), mb)
                     result = self.run_fn(batch, context)
                 else:

@@ -1,0 +1,251 @@
+// Agent::Impl, shared by the agent's source files (not part of the agent's interface):
+//   agent.cc        registration, configuration, Run()
+//   job_settings.cc what the agent reads from the registration answer; GPUs; input checks
+//   slots.cc        the worker slot threads (start, run attempts, replace, end workers)
+//   comm_loop.cc    the communication loop, driven by CommState (comm_state.h)
+//   part_sync.cc    group commit of the part files of the results in one report
+#pragma once
+
+#include <spdlog/spdlog.h>
+#include <sys/types.h>
+
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "runtime/agent/agent.h"
+#include "runtime/agent/comm_state.h"
+#include "runtime/agent/user_log_echo.h"
+#include "runtime/perf/resource_monitor.h"
+
+namespace parallelrun::rt {
+
+// Grace for workers' shutdown() once the coordinator says done.
+inline constexpr std::chrono::seconds kShutdownGrace{10};
+// A result the coordinator answered without naming is sent again after this, at most this often.
+inline constexpr std::chrono::seconds kResendAfter{1};
+inline constexpr int kMaxUnnamedSends = 5;
+inline constexpr int kInitFailuresPerProcess = 3;
+inline constexpr int kMinInitTimeoutSeconds = 600;
+// Attempts shorter than this (a moving average) get two queued leases per worker instead of one,
+// so that a round trip to the coordinator never leaves a worker without its next mini-batch.
+inline constexpr double kShortAttemptSeconds = 1.0;
+
+using AttemptKey = std::pair<int64_t, int>;  // (mini_batch_id, attempt)
+inline AttemptKey KeyOf(const protocol::Lease& l) { return {l.mini_batch_id, l.attempt}; }
+inline AttemptKey KeyOf(const protocol::LeaseRef& r) { return {r.mini_batch_id, r.attempt}; }
+
+std::string ProcessName(int number);
+double Seconds(SteadyTime::duration d);
+
+// What identifies one version of a file (compared, never ordered: no clock is shared with the
+// node that wrote it).
+struct FileStamp {
+  bool exists = false;
+  ino_t inode = 0;
+  int64_t mtime_ns = 0;
+  int64_t size = 0;
+  bool operator==(const FileStamp& o) const {
+    return exists == o.exists && inode == o.inode && mtime_ns == o.mtime_ns && size == o.size;
+  }
+};
+FileStamp StampOf(const std::string& path);
+
+// 1 + the highest NNN of a processNNN.txt in `node_dir` (0 when there is none), so the names of
+// an earlier agent on this node (a restart, a resumed job) are not reused.
+int NextProcessNumber(const std::string& node_dir);
+
+// What the agent needs from the registration answer's spec (the CR form of the job spec).
+struct JobSettings {
+  int process_count = 1;
+  int run_timeout_s = 60;
+  std::string logging_level = "INFO";
+  bool append_row_header = false;
+  std::string input_type = "file";
+  std::string entry_script;  // relative to code_dir, as written
+  int resource_monitor_interval = 600;
+  int progress_timeout_s = 0;  // progressUpdateTimeout; 0: 3 x (runInvocationTimeout + 30)
+  int init_timeout_s = 0;      // initTimeout; 0: max(600, runInvocationTimeout + 30)
+};
+StatusOr<JobSettings> ReadSettings(const protocol::RegisterResponse& resp);
+// inputs[].columnTypes as {input name: {column: type}} (empty object when there are none).
+nlohmann::json ColumnTypes(const nlohmann::json& job_spec);
+
+// A tabular input file that is not what the planner saw no longer matches the byte ranges of its
+// mini-batches. The reason, or nullopt.
+std::optional<std::string> InputChanged(const protocol::Lease& lease);
+
+// A worker's own log files: one line per attempt, and (opened on the first failure) one record
+// per failed attempt or init.
+struct ProcessLogs {
+  std::shared_ptr<spdlog::logger> node;
+  std::shared_ptr<spdlog::logger> error;
+  std::string error_path;
+
+  spdlog::logger& Error();
+};
+
+class Agent::Impl {
+ public:
+  Impl(AgentOptions options, std::unique_ptr<protocol::CoordinatorClient> client,
+       WorkerFactory factory, const Clock& clock);
+
+  int Run();
+  void Stop();
+
+ private:
+  // One worker slot. Written by its thread and the communication loop under mu_.
+  struct Slot {
+    std::string gpu;                            // "" = no pinning
+    Worker* worker = nullptr;                   // the slot thread's worker (for Kill())
+    bool ready = false;                         // init() finished
+    bool aborting = false;                      // killed during init(): the agent is ending
+    std::optional<protocol::LeaseRef> running;  // the attempt it runs
+    bool cancel_requested = false;              // the running attempt was killed on purpose
+  };
+
+  struct PendingResult {
+    protocol::AttemptResult result;
+    SteadyTime next_send;
+    int unnamed_sends = 0;
+    std::string part_file;  // RUN_DONE with a part file: synced before the first send
+    bool durable = true;
+  };
+
+  // What one round of the communication loop sends (built under mu_, sent without it).
+  struct Talk {
+    protocol::ResultsRequest report;
+    std::vector<AttemptKey> sent;
+    std::vector<std::string> to_sync;  // part files of the results, not yet durable
+    size_t events_sent = 0;
+    size_t released_sent = 0;
+    bool do_report = false;
+    bool ask = false;
+    protocol::LeaseRequest lease;
+  };
+
+  // Registration and setup (agent.cc); returns an exit code when the agent must end there.
+  std::optional<int> RegisterAndConfigure();
+  Status Configure(const protocol::RegisterResponse& resp);
+  void ConfigureWorkers(const protocol::RegisterResponse& resp, const JobSettings& settings,
+                        const std::string& log_dir);
+  // Registers again after the coordinator was unreachable, naming the attempts this node holds.
+  // Called and returns with `lock` held.
+  Status RegisterAgainLocked(std::unique_lock<std::mutex>& lock);
+  // The coordinator this agent registered with has ended (not merely restarting).
+  bool CoordinatorEndedLocked() const;
+  // The job is over: workers are killed, nothing more is sent, and the agent exits 0.
+  void JobOverLocked(const Status& last_error);
+
+  // Slot threads (slots.cc).
+  void SlotMain(int index);
+  std::unique_ptr<Worker> StartWorker(int index, ProcessLogs* logs);
+  WorkerConfig SlotConfig(int index);
+  // Records an init() outcome under mu_; true when the worker is ready (and was not aborted).
+  bool RecordInitLocked(int index, const std::string& process, const InitOutcome& init, pid_t pid,
+                        bool* aborted, bool* gave_up_now, int* failures);
+  void LogInitFailure(const std::string& process, pid_t pid, const InitOutcome& init, double init_s,
+                      ProcessLogs* logs, bool gave_up_now, int failures);
+  std::optional<protocol::Lease> NextLease(int index);
+  RunOutcome RunAttempt(int index, Worker& worker, ProcessLogs& logs, const protocol::Lease& lease);
+  protocol::AttemptResult MakeResult(const protocol::Lease& lease, const Worker& worker,
+                                     const RunOutcome& out, bool cancelled, SystemTime start_wall,
+                                     double elapsed);
+  void LogAttempt(ProcessLogs& logs, const protocol::AttemptResult& r);
+  void RetireDeadWorker(int index, std::unique_ptr<Worker> worker, const std::string& detail);
+  void EndWorker(int index, std::unique_ptr<Worker> worker);
+  void ErrorRecord(ProcessLogs& logs, const std::string& status, const std::string& what,
+                   const std::string& error, const std::string& detail);
+
+  // Communication loop (comm_loop.cc; the thread that called Run()).
+  int CommLoop();
+  CommSnapshot SnapshotLocked(SteadyTime now) const;
+  Talk BuildTalkLocked(const CommDecision& d, SteadyTime now);
+  // Sends `talk` with `lock` released; applies the answers. Returns the failure, if any.
+  Status TalkLocked(std::unique_lock<std::mutex>& lock, Talk& talk, CommState& state);
+  // Makes the part files of `talk` durable (lock released); a result whose part cannot be
+  // synced is reported as failed instead.
+  void SyncPartsLocked(std::unique_lock<std::mutex>& lock, Talk& talk);
+  // Applies a failed call's verdict; true when the loop must end.
+  bool OnFailureLocked(const Status& failure, CommState& state);
+  void RegisterAgainStepLocked(std::unique_lock<std::mutex>& lock, CommState& state, bool* end);
+  void FinishLocked(std::unique_lock<std::mutex>& lock);
+  void HandleLeaseLocked(const protocol::LeaseResponse& resp);
+  void HandleReportLocked(const protocol::ResultsResponse& resp,
+                          const std::vector<AttemptKey>& sent, size_t events_sent, SteadyTime now);
+  void ApplyStopRequestLocked(SteadyTime now);
+  void ReleaseLocked(const protocol::Lease& lease) {
+    released_.push_back({lease.mini_batch_id, lease.attempt});
+  }
+  void CancelLocked(const protocol::LeaseRef& ref);
+  void CoordinatorStopLocked();
+  void FatalLocked(const std::string& why);
+  void KillAllLocked();
+  void AbortInitializingLocked();
+  int ExitCodeLocked() const;
+
+  int LiveLocked() const;
+  int RunningLocked() const;
+  int WantLocked() const;
+  std::vector<protocol::LeaseRef> HeldLocked() const;
+  bool MayStartWorkerLocked() const;
+  bool SlotMustEndLocked() const;
+  void WakeLocked() {
+    comm_wake_ = true;
+    comm_cv_.notify_one();
+  }
+
+  const AgentOptions options_;
+  const std::unique_ptr<protocol::CoordinatorClient> client_;
+  const WorkerFactory factory_;
+  const Clock& clock_;
+
+  // Set by Configure() before the slot threads start; read-only afterwards.
+  std::shared_ptr<spdlog::logger> log_;  // _main.txt (stderr until registered)
+  WorkerConfig base_config_;
+  std::string node_dir_;
+  std::string error_dir_;
+  int process_count_ = 1;
+  int run_timeout_s_ = 60;
+  std::chrono::seconds init_timeout_{kMinInitTimeoutSeconds};
+  std::chrono::milliseconds renew_interval_{30000};
+  int init_failure_limit_ = kInitFailuresPerProcess;
+  int unreachable_limit_s_ = 60;  // after registration: how long the coordinator may be away
+  nlohmann::json job_spec_;       // the registration answer's spec: the job this agent runs
+  std::string job_output_dir_;
+  std::string job_result_file_;  // <logs>/job_result.txt, written once the job ended
+  FileStamp job_result_at_register_;
+  ResourceMonitorOptions perf_options_;
+  UserLogEcho* echo_ = nullptr;  // --echo-user-logs: set before the slot threads start
+
+  std::mutex mu_;
+  std::condition_variable comm_cv_;  // the communication loop: something to send or decide
+  std::condition_variable work_cv_;  // slots: a lease arrived, or the agent is ending
+  bool comm_wake_ = false;
+  bool stop_requested_ = false;
+  Ending ending_ = Ending::kNone;
+  bool job_over_ = false;  // the coordinator ended (CoordinatorEndedLocked): exit 0
+  bool kill_all_ = false;
+  SteadyTime stop_deadline_{};
+  std::vector<Slot> slots_;
+  int slots_running_ = 0;
+  std::deque<protocol::Lease> queue_;
+  std::vector<protocol::LeaseRef> released_;  // leases to give back unrun (after Stop())
+  std::map<AttemptKey, PendingResult> unacked_;
+  std::vector<protocol::WorkerEvent> events_;
+  int next_process_ = 0;
+  int consecutive_init_failures_ = 0;
+  int inits_in_flight_ = 0;
+  bool gave_up_ = false;
+  bool worker_freed_ = false;        // an attempt ended since the last lease call
+  double attempt_seconds_avg_ = -1;  // moving average of attempts' durations (< 0: none yet)
+};
+
+}  // namespace parallelrun::rt

@@ -1,0 +1,256 @@
+// The communication loop's state machine, fed snapshots: no threads, no clock, no coordinator.
+#include "runtime/agent/comm_state.h"
+
+#include <gtest/gtest.h>
+
+namespace parallelrun::rt {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+using Kind = CommDecision::Kind;
+
+constexpr milliseconds kRenew{10000};
+constexpr int kUnreachableLimit = 60;
+constexpr int kMaxConnect = 30;
+
+class CommStateTest : public ::testing::Test {
+ protected:
+  SteadyTime t0 = SteadyTime() + seconds(1000);
+  CommState state{t0, kUnreachableLimit, kMaxConnect, kRenew};
+
+  // Two live workers, both running, each with `queued` / 2 leases queued behind it.
+  CommSnapshot Busy(SteadyTime now, int queued, int want) {
+    CommSnapshot s;
+    s.now = now;
+    s.slots_running = 2;
+    s.live = 2;
+    s.running = 2;
+    s.queued = queued;
+    s.want = want;
+    return s;
+  }
+  // The first poll (due at start) answered with a full queue: the steady state.
+  void Started() {
+    CommSnapshot s = Busy(t0, 4, 0);
+    ASSERT_EQ(state.Decide(s).kind, Kind::kTalk);
+    state.OnLeaseAnswer(t0, 0, 0, 0);
+    state.OnTalked(t0, true);
+  }
+};
+
+TEST_F(CommStateTest, PollsAtOnceAtStart) {
+  CommDecision d = state.Decide(Busy(t0, 0, 6));
+  EXPECT_EQ(d.kind, Kind::kTalk);
+  EXPECT_TRUE(d.ask);
+  EXPECT_FALSE(d.report);
+}
+
+TEST_F(CommStateTest, AStarvingWorkerGetsLeasesAtOnce) {
+  Started();
+  CommSnapshot s = Busy(t0 + milliseconds(5), 0, 2);
+  s.worker_freed = true;
+  CommDecision d = state.Decide(s);
+  EXPECT_EQ(d.kind, Kind::kTalk);
+  EXPECT_TRUE(d.ask);
+}
+
+TEST_F(CommStateTest, FewerQueuedThanWorkersAsksAtOnce) {
+  Started();
+  CommSnapshot s = Busy(t0 + milliseconds(5), 1, 3);
+  s.worker_freed = true;
+  EXPECT_EQ(state.Decide(s).kind, Kind::kTalk);
+}
+
+TEST_F(CommStateTest, AResultWaitsForCompanyUpToTheBatchWindowWithoutSpinning) {
+  Started();
+  const SteadyTime t = t0 + milliseconds(5);
+  CommSnapshot s = Busy(t, 3, 1);  // one attempt ended: 3 still queued for 2 workers
+  s.results_due = true;
+  s.unacked = 1;
+  s.worker_freed = true;
+  CommDecision d = state.Decide(s);
+  ASSERT_EQ(d.kind, Kind::kWait);
+  EXPECT_EQ(d.until, t + kBatchWindow);  // not now: the old loop spun here until the window ended
+  // A second result 50 ms later does not restart the window.
+  s.now = t + milliseconds(50);
+  s.queued = 2;
+  s.want = 2;
+  s.unacked = 2;
+  d = state.Decide(s);
+  ASSERT_EQ(d.kind, Kind::kWait);
+  EXPECT_EQ(d.until, t + kBatchWindow);
+  s.now = t + kBatchWindow;
+  d = state.Decide(s);
+  EXPECT_EQ(d.kind, Kind::kTalk);
+  EXPECT_TRUE(d.report);
+  EXPECT_TRUE(d.ask);
+}
+
+TEST_F(CommStateTest, NothingToSayWaitsForTheNextDeadlineInTheFuture) {
+  Started();
+  // The coordinator had nothing: lease_not_before is 250 ms ahead; renewals 10 s; poll 1 s.
+  state.OnLeaseAnswer(t0, 2, 0, 0);
+  CommSnapshot s = Busy(t0 + milliseconds(1), 0, 6);
+  s.running = 0;
+  CommDecision d = state.Decide(s);
+  ASSERT_EQ(d.kind, Kind::kWait);
+  EXPECT_EQ(d.until, t0 + kNoWorkRetry);
+  // Past deadlines never make a wait that ends at once.
+  s.now = t0 + kNoWorkRetry;
+  d = state.Decide(s);
+  EXPECT_EQ(d.kind, Kind::kTalk);
+}
+
+TEST_F(CommStateTest, IdleAgentSleepsUntilThePoll) {
+  Started();
+  CommSnapshot s = Busy(t0 + milliseconds(10), 0, 0);
+  s.running = 0;
+  s.live = 2;
+  CommDecision d = state.Decide(s);
+  ASSERT_EQ(d.kind, Kind::kWait);
+  EXPECT_EQ(d.until, t0 + kPollInterval);
+}
+
+TEST_F(CommStateTest, ResultsGoAtOnceWhenTheCoordinatorHasNoMoreWork) {
+  Started();
+  state.OnLeaseAnswer(t0, 2, 1, 0);  // less than asked: the end of the job is near
+  EXPECT_TRUE(state.draining());
+  CommSnapshot s = Busy(t0 + milliseconds(5), 3, 0);
+  s.results_due = true;
+  s.unacked = 1;
+  CommDecision d = state.Decide(s);
+  EXPECT_EQ(d.kind, Kind::kTalk);
+  EXPECT_TRUE(d.report);
+  state.OnLeaseAnswer(t0, 2, 2, 0);
+  EXPECT_FALSE(state.draining());
+}
+
+TEST_F(CommStateTest, AfterAnAnswerTheNextPollWaitsItsInterval) {
+  Started();
+  CommSnapshot s = Busy(t0 + kRenew - milliseconds(1), 4, 0);
+  s.next_result_send = std::nullopt;
+  // The poll (1 s) came first: answer it.
+  ASSERT_EQ(state.Decide(s).kind, Kind::kTalk);
+  state.OnLeaseAnswer(s.now, 0, 0, 0);
+  state.OnTalked(s.now, true);
+  s.now += milliseconds(500);
+  CommDecision d = state.Decide(s);
+  ASSERT_EQ(d.kind, Kind::kWait);
+  EXPECT_EQ(d.until, s.now - milliseconds(500) + kPollInterval);
+}
+
+TEST_F(CommStateTest, EverythingSaidWhileEndingFinishes) {
+  CommSnapshot s = Busy(t0, 0, 0);
+  s.ending = Ending::kDone;
+  s.slots_running = 0;
+  s.running = 0;
+  EXPECT_EQ(state.Decide(s).kind, Kind::kFinish);
+  s.unacked = 1;
+  s.results_due = true;
+  CommDecision d = state.Decide(s);
+  EXPECT_EQ(d.kind, Kind::kTalk);
+  EXPECT_TRUE(d.report);
+  EXPECT_FALSE(d.ask);
+}
+
+TEST_F(CommStateTest, AfterStopTheFlushDeadlineAbandons) {
+  CommSnapshot s = Busy(t0, 0, 0);
+  s.ending = Ending::kSignal;
+  s.kill_all = true;
+  s.stop_deadline = t0 - kStopGrace;
+  s.unacked = 1;
+  s.now = t0 + kStopFlush - kStopGrace;
+  EXPECT_EQ(state.Decide(s).kind, Kind::kAbandon);
+}
+
+TEST_F(CommStateTest, TransientFailureBacksOffThenRegistersAgain) {
+  bool first = false;
+  Status down = UnavailableError("connection refused");
+  EXPECT_EQ(state.OnFailure(down, t0, Ending::kNone, false, &first), FailureVerdict::kRetry);
+  EXPECT_TRUE(first);
+  EXPECT_EQ(state.link(), CommState::Link::kBackoff);
+  CommDecision d = state.Decide(Busy(t0 + milliseconds(10), 4, 0));
+  ASSERT_EQ(d.kind, Kind::kWait);
+  EXPECT_EQ(d.until, t0 + kMinBackoff);
+  EXPECT_EQ(state.Decide(Busy(t0 + kMinBackoff, 4, 0)).kind, Kind::kRegisterAgain);
+  // Registering again fails too: not a new outage; the backoff doubles.
+  EXPECT_EQ(state.OnFailure(down, t0 + kMinBackoff, Ending::kNone, false, &first),
+            FailureVerdict::kRetry);
+  EXPECT_FALSE(first);
+  EXPECT_EQ(state.backoff(), 4 * kMinBackoff);
+  state.OnRegisteredAgain(t0 + seconds(1));
+  EXPECT_EQ(state.link(), CommState::Link::kUp);
+  EXPECT_EQ(state.backoff(), kMinBackoff);
+  // Renewals at once after registering again.
+  CommDecision after = state.Decide(Busy(t0 + seconds(1), 4, 0));
+  EXPECT_EQ(after.kind, Kind::kTalk);
+  EXPECT_TRUE(after.ask);
+}
+
+TEST_F(CommStateTest, BackoffIsCappedAt2s) {
+  bool first = false;
+  SteadyTime t = t0;
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_EQ(state.OnFailure(UnavailableError("down"), t, Ending::kNone, false, &first),
+              FailureVerdict::kRetry);
+    t += milliseconds(1);
+  }
+  EXPECT_EQ(state.backoff(), kMaxBackoff);
+}
+
+TEST_F(CommStateTest, UnreachableForTheLimitGivesUp) {
+  bool first = false;
+  Status down = UnavailableError("down");
+  ASSERT_EQ(state.OnFailure(down, t0, Ending::kNone, false, &first), FailureVerdict::kRetry);
+  EXPECT_EQ(state.OnFailure(down, t0 + seconds(kUnreachableLimit), Ending::kNone, false, &first),
+            FailureVerdict::kUnreachableTooLong);
+  EXPECT_EQ(state.unreachable_limit_applied(), kUnreachableLimit);
+}
+
+TEST_F(CommStateTest, AfterDoneTheShorterConnectLimitApplies) {
+  bool first = false;
+  Status down = UnavailableError("down");
+  ASSERT_EQ(state.OnFailure(down, t0, Ending::kDone, false, &first), FailureVerdict::kRetry);
+  EXPECT_EQ(state.OnFailure(down, t0 + seconds(kMaxConnect), Ending::kDone, false, &first),
+            FailureVerdict::kUnreachableTooLong);
+}
+
+TEST_F(CommStateTest, AfterStopTheUnreachableLimitDoesNotApply) {
+  bool first = false;
+  Status down = UnavailableError("down");
+  ASSERT_EQ(state.OnFailure(down, t0, Ending::kSignal, false, &first), FailureVerdict::kRetry);
+  EXPECT_EQ(state.OnFailure(down, t0 + seconds(1000), Ending::kSignal, false, &first),
+            FailureVerdict::kRetry);
+}
+
+TEST_F(CommStateTest, EndedCoordinatorIsTheEndOfTheJob) {
+  bool first = false;
+  EXPECT_EQ(state.OnFailure(UnavailableError("refused"), t0, Ending::kNone, true, &first),
+            FailureVerdict::kJobOver);
+  EXPECT_EQ(state.OnFailure(NotFoundError("404"), t0, Ending::kNone, true, &first),
+            FailureVerdict::kJobOver);
+}
+
+TEST_F(CommStateTest, RejectionIsFatalAndStopAbandons) {
+  bool first = false;
+  EXPECT_EQ(state.OnFailure(UnauthenticatedError("401"), t0, Ending::kNone, false, &first),
+            FailureVerdict::kRejected);
+  EXPECT_EQ(state.OnFailure(InvalidArgumentError("400"), t0, Ending::kNone, true, &first),
+            FailureVerdict::kRejected);
+  EXPECT_EQ(state.OnFailure(UnavailableError("down"), t0, Ending::kCoordinatorStop, false, &first),
+            FailureVerdict::kAbandonAfterStop);
+}
+
+TEST_F(CommStateTest, RetryAfterFromTheCoordinatorDelaysTheNextAsk) {
+  Started();
+  state.OnLeaseAnswer(t0, 2, 0, 700);
+  CommSnapshot s = Busy(t0 + milliseconds(1), 4, 2);
+  s.running = 2;
+  CommDecision d = state.Decide(s);
+  ASSERT_EQ(d.kind, Kind::kWait);
+  EXPECT_EQ(d.until, t0 + milliseconds(700));
+}
+
+}  // namespace
+}  // namespace parallelrun::rt

@@ -1,0 +1,90 @@
+#include "runtime/agent/part_sync.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <map>
+#include <string>
+
+#include "runtime/agent/agent_impl.h"
+
+namespace parallelrun::rt {
+namespace {
+
+std::string Errno(const std::string& what, const std::string& path, int e) {
+  return what + " " + path + ": " + std::strerror(e);
+}
+
+int OpenPart(const std::string& path) { return ::open(path.c_str(), O_RDONLY | O_CLOEXEC); }
+
+// fsync of an open part file (closed here). "" or the error.
+std::string SyncAndClose(int fd, const std::string& path) {
+  const int rc = ::fsync(fd);
+  const int e = errno;
+  ::close(fd);
+  return rc == 0 ? "" : Errno("cannot sync part file", path, e);
+}
+
+}  // namespace
+
+std::vector<std::string> SyncPartFiles(const std::vector<std::string>& parts, bool headers) {
+  std::vector<std::string> paths;
+  for (const std::string& p : parts) {
+    paths.push_back(p);
+    if (headers) paths.push_back(p + ".header");
+  }
+  std::vector<int> fds(paths.size(), -1);
+  std::vector<std::string> path_errors(paths.size());
+  for (size_t i = 0; i < paths.size(); ++i) {
+    fds[i] = OpenPart(paths[i]);
+    if (fds[i] < 0) {
+      // A DataFrame part has a header companion; a list's has none.
+      if (!(headers && i % 2 == 1 && errno == ENOENT)) {
+        path_errors[i] = Errno("cannot open part file", paths[i], errno);
+      }
+      continue;
+    }
+    // Start the write-back of every file first, so that the fsyncs below overlap their I/O.
+    if (paths.size() > 1) (void)::sync_file_range(fds[i], 0, 0, SYNC_FILE_RANGE_WRITE);
+  }
+  for (size_t i = 0; i < paths.size(); ++i) {
+    if (fds[i] >= 0) path_errors[i] = SyncAndClose(fds[i], paths[i]);
+  }
+  std::vector<std::string> errors(parts.size());
+  const size_t per_part = headers ? 2 : 1;
+  for (size_t i = 0; i < paths.size(); ++i) {
+    if (errors[i / per_part].empty()) errors[i / per_part] = path_errors[i];
+  }
+  return errors;
+}
+
+void Agent::Impl::SyncPartsLocked(std::unique_lock<std::mutex>& lock, Talk& talk) {
+  lock.unlock();
+  const std::vector<std::string> errors =
+      SyncPartFiles(talk.to_sync, base_config_.append_row_header);
+  lock.lock();
+  std::map<std::string, std::string> failed;
+  for (size_t i = 0; i < errors.size(); ++i) {
+    if (!errors[i].empty()) failed[talk.to_sync[i]] = errors[i];
+  }
+  for (size_t i = 0; i < talk.sent.size(); ++i) {
+    auto it = unacked_.find(talk.sent[i]);
+    if (it == unacked_.end() || it->second.durable) continue;
+    it->second.durable = true;
+    auto f = failed.find(it->second.part_file);
+    if (f == failed.end()) continue;
+    // Not durable: the attempt failed (the coordinator retries the mini-batch elsewhere).
+    protocol::AttemptResult& r = it->second.result;
+    r.status = "RUN_EXCEPTION";
+    r.succeeded = 0;
+    r.failed = r.total;
+    r.error = "the part file of this attempt cannot be made durable: " + f->second;
+    log_->error("mini-batch {} attempt {}: {}", r.mini_batch_id, r.attempt, r.error);
+    talk.report.results[i] = r;
+  }
+}
+
+}  // namespace parallelrun::rt

@@ -1,0 +1,73 @@
+// Group commit of part files: what SyncPartFiles reports for files it can and cannot sync. (That
+// the data reaches the disk is the kernel's part; these tests check the agent's side.)
+#include "runtime/agent/part_sync.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+namespace parallelrun::rt {
+namespace {
+
+class PartSyncTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/part_sync_test.XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  std::string Write(const std::string& name, const std::string& text) {
+    std::string path = dir_ + "/" + name;
+    std::ofstream(path) << text;
+    return path;
+  }
+  std::string dir_;
+};
+
+TEST_F(PartSyncTest, OneFileAndItsHeaderAreSynced) {
+  std::string part = Write("1.1", "a\nb\n");
+  Write("1.1.header", "x y\n");
+  std::vector<std::string> errors = SyncPartFiles({part}, true);
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0], "");
+}
+
+TEST_F(PartSyncTest, AHeaderCompanionIsOptional) {
+  std::string with = Write("1.1", "a\n");
+  Write("1.1.header", "x\n");
+  std::string without = Write("2.1", "b\n");
+  std::vector<std::string> errors = SyncPartFiles({with, without}, true);
+  ASSERT_EQ(errors.size(), 2u);
+  EXPECT_EQ(errors[0], "");
+  EXPECT_EQ(errors[1], "");
+}
+
+TEST_F(PartSyncTest, SeveralFilesAreSyncedTogether) {
+  std::vector<std::string> parts;
+  for (int i = 0; i < 5; ++i) parts.push_back(Write(std::to_string(i) + ".1", "row\n"));
+  std::vector<std::string> errors = SyncPartFiles(parts, false);
+  ASSERT_EQ(errors.size(), 5u);
+  for (const auto& e : errors) EXPECT_EQ(e, "");
+}
+
+TEST_F(PartSyncTest, AMissingFileIsNamedAndTheOthersAreStillSynced) {
+  std::string good = Write("1.1", "row\n");
+  std::string missing = dir_ + "/2.1";
+  std::vector<std::string> errors = SyncPartFiles({good, missing}, false);
+  ASSERT_EQ(errors.size(), 2u);
+  EXPECT_EQ(errors[0], "");
+  EXPECT_NE(errors[1].find(missing), std::string::npos) << errors[1];
+  EXPECT_NE(errors[1].find("No such file"), std::string::npos) << errors[1];
+
+  errors = SyncPartFiles({missing}, true);
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_NE(errors[0].find(missing), std::string::npos) << errors[0];
+}
+
+}  // namespace
+}  // namespace parallelrun::rt

@@ -1,0 +1,26 @@
+#include "runtime/protocol/contract.h"
+
+#include <iterator>
+
+namespace parallelrun::rt {
+namespace {
+
+constexpr const char* kStatusNames[] = {
+    "RUN_DONE",  "RUN_EXCEPTION", "RUN_TIMEOUT", "RUN_WRONG_TYPE", "WORKER_DIED",
+    "CANCELLED", "LEASE_EXPIRED", "INIT_FAILED", "INIT_TIMEOUT",
+};
+
+}  // namespace
+
+std::optional<AttemptStatus> ParseAttemptStatus(std::string_view name) {
+  for (size_t i = 0; i < std::size(kStatusNames); ++i) {
+    if (name == kStatusNames[i]) return static_cast<AttemptStatus>(i);
+  }
+  return std::nullopt;
+}
+
+const char* AttemptStatusName(AttemptStatus status) {
+  return kStatusNames[static_cast<size_t>(status)];
+}
+
+}  // namespace parallelrun::rt
