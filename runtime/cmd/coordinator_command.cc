@@ -166,10 +166,8 @@ int CoordinatorMain(const std::vector<std::string>& args) {
   if (!coordinator.ok()) return Fail(coordinator.status().message());
   std::shared_ptr<Coordinator> coord = std::move(*coordinator);
 
-  auto server =
-      protocol::StartHttpServer(server_options, [coord](const protocol::HttpRequest& req) {
-        return protocol::HandleCoordinatorRequest(*coord, req);
-      });
+  auto server = protocol::StartHttpServer(
+      server_options, [coord](const auto& r) { return HandleCoordinatorRequest(*coord, r); });
   if (!server.ok()) return Fail(server.status().message());
   if (flags->Has("address-file")) {
     Status st = WriteFileAtomic(flags->Get("address-file"), (*server)->url() + "\n");
