@@ -260,7 +260,12 @@ TEST_F(KeyPartitionerTest, PartitioningA40MbCsvRowByRowDoesNotHoldItsRows) {
   }
   EXPECT_EQ(items, rows);
   EXPECT_EQ(batches, 1000);
+#if defined(__SANITIZE_ADDRESS__)
+  // ASan keeps freed memory in quarantine and adds shadow memory: RSS says nothing here.
+  (void)before;
+#else
   EXPECT_LT(PeakRssKb() - before, 20 * 1024) << "peak RSS grew by more than 20 MB";
+#endif
   EXPECT_TRUE(fs::is_empty(dir_ + "/scratch"));  // the spill files have no names
 }
 
