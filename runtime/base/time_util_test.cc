@@ -44,10 +44,10 @@ TEST(TimeUtilTest, ParseRfc3339TakesFractionsOffsetsAndNoZone) {
 }
 
 TEST(TimeUtilTest, ParseRfc3339RejectsWhatIsNotATime) {
-  for (const char* text : {"", "2026-11-18", "2026-11-18T11:06", "2026-13-18T11:06:40Z",
-                           "2026-11-18T25:06:40Z", "2026-11-18T11:06:40.Z", "2026-11-18T11:06:40Q",
-                           "2026-11-18T11:06:40+0200", "x2026-11-18T11:06:40Z",
-                           "2026-11-18T11:06:40Z junk"}) {
+  for (const char* text :
+       {"", "2026-11-18", "2026-11-18T11:06", "2026-13-18T11:06:40Z", "2026-11-18T25:06:40Z",
+        "2026-11-18T11:06:40.Z", "2026-11-18T11:06:40Q", "2026-11-18T11:06:40+0200",
+        "x2026-11-18T11:06:40Z", "2026-11-18T11:06:40Z junk"}) {
     auto r = ParseRfc3339(text);
     ASSERT_FALSE(r.ok()) << text;
     EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
