@@ -10,8 +10,6 @@ namespace parallelrun::op::reconciler {
 
 using nlohmann::json;
 
-namespace {
-
 const json& Field(const json& object, const char* key) {
   static const json kNull;
   if (!object.is_object()) return kNull;
@@ -23,6 +21,8 @@ std::string Str(const json& object, const char* key) {
   const json& v = Field(object, key);
   return v.is_string() ? v.get<std::string>() : std::string();
 }
+
+namespace {
 
 std::string Join(const std::string& folder, const std::string& name) {
   if (folder.empty() || folder == ".") return name;

@@ -24,6 +24,10 @@
 
 namespace parallelrun::op::reconciler {
 
+// Lenient reads of raw JSON: a missing member, or a non-object, is null / "".
+const nlohmann::json& Field(const nlohmann::json& object, const char* key);
+std::string Str(const nlohmann::json& object, const char* key);
+
 // RFC 3339 UTC at second precision; "" when `text` is empty or not an RFC 3339 time.
 std::string SecondsPrecision(const std::string& text);
 std::string FormatStatusTime(rt::SystemTime t);

@@ -14,6 +14,7 @@
 #include "operator/reconciler/children.h"
 #include "operator/reconciler/job_status.h"
 #include "runtime/jobspec/job_spec.h"
+#include "runtime/protocol/contract.h"
 
 namespace parallelrun::op::reconciler {
 
@@ -24,24 +25,6 @@ using std::chrono::milliseconds;
 namespace {
 
 using api::kFinalizer;
-
-// Exit codes of `parallelrun coordinator` (SPEC.md §4.1).
-constexpr int kExitSucceeded = 0;
-constexpr int kExitInvalid = 1;
-constexpr int kExitFailed = 42;
-constexpr int kExitInterrupted = 130;
-
-const json& Field(const json& object, const char* key) {
-  static const json kNull;
-  if (!object.is_object()) return kNull;
-  auto it = object.find(key);
-  return it == object.end() ? kNull : *it;
-}
-
-std::string Str(const json& object, const char* key) {
-  const json& v = Field(object, key);
-  return v.is_string() ? v.get<std::string>() : std::string();
-}
 
 int64_t Int(const json& object, const char* key, int64_t fallback = 0) {
   const json& v = Field(object, key);
@@ -557,14 +540,13 @@ Status JobReconciler::SyncCoordinator(Pass& pass) {
   }
 
   if (auto end = TerminationOf(*pod, kCoordinatorRole)) {
-    const bool final_code = end->exit_code == kExitSucceeded || end->exit_code == kExitFailed ||
-                            end->exit_code == kExitInvalid;
+    const bool final_code = rt::IsFinalCoordinatorExit(end->exit_code);
     json summary = json::parse(end->message, nullptr, /*allow_exceptions=*/false);
     if (final_code && summary.is_object()) {
-      EndFromSummary(pass, summary, end->exit_code == kExitSucceeded);
+      EndFromSummary(pass, summary, end->exit_code == rt::kCoordinatorExitSucceeded);
       return Status();
     }
-    if (end->exit_code == kExitInterrupted) {
+    if (end->exit_code == rt::kCoordinatorExitInterrupted) {
       // Interrupted (evicted, node drained): resumable without counting as a crash.
       auto deleted = client_.Delete(
           kube::resources::kPods, pass.ns, pod_name,
