@@ -40,6 +40,10 @@ class Stage:
     def all(self, instruction):
         return [args for ins, args in self.instructions if ins == instruction]
 
+    def commands(self):
+        """The shell commands of every RUN, a `a && b` chain split into its commands."""
+        return [c.strip() for run in self.all("RUN") for c in run.split(" && ")]
+
 
 def parse_dockerfile(text):
     """Stages of a Dockerfile: continuation lines joined, comments dropped."""
@@ -135,7 +139,7 @@ class DockerfileTest(unittest.TestCase):
     def test_build_stage_runs_the_install_and_build_scripts_that_ci_runs(self):
         self.assertIn("bash scripts/test.sh", run_lines(".ci/run"))
         ci = run_lines("scripts/test.sh")
-        runs = self.build.all("RUN")
+        runs = self.build.commands()
         for command in ("bash scripts/install-deps.sh", "bash scripts/build.sh default"):
             self.assertIn(command, runs, "the build stage must RUN " + command)
             self.assertIn(command, ci, "CI (scripts/test.sh) no longer runs " + command)
@@ -147,7 +151,7 @@ class DockerfileTest(unittest.TestCase):
         self.assertEqual(default["binaryDir"], "${sourceDir}/build")
 
     def test_build_stage_runs_the_unit_tests_that_ci_runs(self):
-        ctest = [r for r in self.build.all("RUN") if r.startswith("ctest ")]
+        ctest = [r for r in self.build.commands() if r.startswith("ctest ")]
         self.assertEqual(len(ctest), 1, "one ctest command in the build stage")
         words = shlex.split(ctest[0])
         self.assertEqual(words[1:3], ["--preset", "default"])
@@ -168,6 +172,36 @@ class DockerfileTest(unittest.TestCase):
             defined = {line.split("(")[1] for line in sources.split()}
             for suite in suites.group(1).split("|"):
                 self.assertIn(suite, defined)
+
+    def test_build_stage_layer_keeps_only_what_the_final_stage_copies(self):
+        # The build tree (3 GB with debug info) must not become a layer: the RUN that builds ends
+        # by deleting all of build/ but bin/ and share/, and every binary in bin/ but the copied
+        # ones. Whatever the final stage copies survives that.
+        run = [r for r in self.build.all("RUN") if "bash scripts/build.sh default" in r]
+        self.assertEqual(len(run), 1)
+        commands = run[0].split(" && ")
+        self.assertEqual(commands[0], "bash scripts/build.sh default")
+        prune_top = [c for c in commands if c.startswith("find build -mindepth 1 -maxdepth 1 ")]
+        prune_bin = [c for c in commands if c.startswith("find build/bin ")]
+        self.assertEqual(len(prune_top), 1, run[0])
+        self.assertEqual(len(prune_bin), 1, run[0])
+        kept_top = set(re.findall(r"! -name (\S+)", prune_top[0]))
+        kept_bin = set(re.findall(r"! -name (\S+)", prune_bin[0]))
+        ctest = [c for c in commands if c.startswith("ctest ")]
+        self.assertEqual(len(ctest), 1, "the unit tests run before the build tree is deleted")
+        self.assertLess(commands.index(ctest[0]), commands.index(prune_top[0]))
+        copied = 0
+        for args in self.final.all("COPY"):
+            source_stage, sources, _ = copy_sources(args)
+            for source in sources if source_stage else []:
+                rel = source[len("/src/build/"):].split("/")
+                self.assertIn(rel[0], kept_top, source + " is deleted before the layer is made")
+                if rel[0] == "bin":
+                    self.assertIn(rel[1], kept_bin, source + " is deleted before the layer")
+                copied += 1
+        self.assertGreaterEqual(copied, 4)
+        self.assertEqual(kept_bin, {"parallelrun", "parallelrun-operator",
+                                    "parallelrun-native-host"})
 
     def test_build_stage_installs_no_container_tools(self):
         # scripts/install-tools.sh holds them; the image build must not run it.
