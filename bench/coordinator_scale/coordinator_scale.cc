@@ -4,6 +4,8 @@
 // list 1M files, ~400 mini-batches/s scheduling).
 //
 //   coordinator_scale [--files N] [--agents N] [--batch N] [--input-dir DIR] [--output-dir DIR]
+//   coordinator_scale --many-agents [--agents 1000] [--workers 8] [--processes 4] [--work-ms 0]
+//                     [--files 200000] ...
 //
 // 1. Creates N empty files (default 1,000,000; 1,000 per subfolder) in a fresh folder under
 //    --input-dir (default /dev/shm when it exists, else $TMPDIR or /tmp).
@@ -17,6 +19,12 @@
 //    (default 100) per request and reporting them RUN_DONE in one results request, as agents do.
 //    Completions per second are counted from the first lease to the last accepted result (every
 //    result request waits for the journal's fdatasync, as in production).
+//    --many-agents instead simulates --agents agents (default 1,000) with --workers workers each
+//    (default 8) in --processes child processes (default 4), each agent over its own keep-alive
+//    connection, leasing up to --workers mini-batches per call and "running" them for --work-ms
+//    (many_agents.h); it prints completions/s, p50/p99 lease latency, and the coordinator
+//    process's peak RSS, threads and open connections (sampled from /proc; the agents are other
+//    processes).
 // Prints the figures and their ratios, removes what it created, and exits 0 unless something
 // could not be done (1) or the job did not succeed with every mini-batch completed (2).
 #include <sys/resource.h>
@@ -35,6 +43,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/coordinator_scale/many_agents.h"
 #include "runtime/base/time_util.h"
 #include "runtime/coordinator/coordinator.h"
 #include "runtime/protocol/coordinator_client.h"
@@ -62,6 +71,10 @@ struct Flags {
   int64_t files = 1000000;
   int agents = 4;
   int batch = 100;
+  bool many = false;  // --many-agents
+  int workers = 8;
+  int processes = 4;
+  int work_ms = 0;
   std::string input_dir;
   std::string output_dir;
 };
@@ -81,29 +94,46 @@ Flags ParseFlags(int argc, char** argv) {
   Flags f;
   f.input_dir = fs::is_directory("/dev/shm") ? "/dev/shm" : TempRoot();
   f.output_dir = TempRoot();
+  bool seen_agents = false, seen_files = false;
   for (int i = 1; i < argc; ++i) {
     std::string name = argv[i];
+    if (name == "--many-agents") {
+      f.many = true;
+      continue;
+    }
     if (i + 1 >= argc) Die("flag " + name + " needs a value");
     std::string value = argv[++i];
     char* end = nullptr;
     long long n = std::strtoll(value.c_str(), &end, 10);
     bool numeric = end != value.c_str() && *end == '\0' && n > 0;
+    seen_agents = seen_agents || name == "--agents";
+    seen_files = seen_files || name == "--files";
     if (name == "--files" && numeric) {
       f.files = n;
-    } else if (name == "--agents" && numeric && n <= 256) {
+    } else if (name == "--agents" && numeric && n <= 10000) {
       f.agents = static_cast<int>(n);
     } else if (name == "--batch" && numeric && n <= 1000) {
       f.batch = static_cast<int>(n);
+    } else if (name == "--workers" && numeric && n <= 1000) {
+      f.workers = static_cast<int>(n);
+    } else if (name == "--processes" && numeric && n <= 64) {
+      f.processes = static_cast<int>(n);
+    } else if (name == "--work-ms" && (numeric || value == "0") && n <= 60000) {
+      f.work_ms = static_cast<int>(n);
     } else if (name == "--input-dir") {
       f.input_dir = value;
     } else if (name == "--output-dir") {
       f.output_dir = value;
     } else {
       Die("bad flag " + name + " " + value +
-          " (flags: --files N, --agents 1..256, --batch 1..1000, --input-dir DIR, "
-          "--output-dir DIR)");
+          " (flags: --files N, --agents 1..10000, --batch 1..1000, --input-dir DIR, "
+          "--output-dir DIR; --many-agents, --workers 1..1000, --processes 1..64, "
+          "--work-ms 0..60000)");
     }
   }
+  if (f.many && !seen_agents) f.agents = 1000;
+  if (f.many && !seen_files) f.files = 200000;
+  if (!f.many && f.agents > 256) Die("--agents: at most 256 threads without --many-agents");
   return f;
 }
 
@@ -277,9 +307,51 @@ DriveResult Drive(const std::string& url, const Flags& flags) {
   return r;
 }
 
+std::string SelfExe() {
+  std::error_code ec;
+  std::string exe = fs::read_symlink("/proc/self/exe", ec).string();
+  if (ec) Die("cannot read /proc/self/exe: " + ec.message());
+  return exe;
+}
+
+// --many-agents: drives the coordinator from child processes and prints what they saw.
+DriveResult DriveMany(const std::string& url, const Flags& flags, const std::string& scratch) {
+  bench::ManyAgentsResult m =
+      bench::DriveManyAgents(SelfExe(), url, "bench-token", flags.agents, flags.workers,
+                             flags.processes, flags.work_ms, scratch);
+  std::printf("\n%d agents x %d workers in %d processes, %d ms of simulated work per mini-batch\n",
+              flags.agents, flags.workers, flags.processes, flags.work_ms);
+  std::printf(
+      "  lease latency over %zu calls: p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms"
+      " (target p99 <= 50 ms)\n",
+      m.lease_ms.size(), bench::Quantile(m.lease_ms, 0.5), bench::Quantile(m.lease_ms, 0.9),
+      bench::Quantile(m.lease_ms, 0.99), bench::Quantile(m.lease_ms, 1.0));
+  std::printf(
+      "  coordinator process (/proc/self): peak RSS %.1f MiB, peak %d open connections, "
+      "peak %d threads\n",
+      static_cast<double>(m.max_rss_bytes) / 1048576.0, m.max_connections, m.max_threads);
+  std::printf(
+      "  CPU: coordinator %.2f s (%.1f us per completion), agent processes %.2f s; "
+      "%lld calls failed and were retried\n",
+      m.coordinator_cpu_seconds,
+      m.accepted > 0 ? m.coordinator_cpu_seconds * 1e6 / static_cast<double>(m.accepted) : 0.0,
+      m.agents_cpu_seconds, static_cast<long long>(m.failed_calls));
+  DriveResult r;
+  r.accepted = m.accepted;
+  r.lease_calls = m.lease_calls;
+  r.report_calls = m.report_calls;
+  r.seconds = m.seconds;
+  r.cpu_seconds = m.coordinator_cpu_seconds + m.agents_cpu_seconds;
+  r.error = m.error;
+  return r;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc > 1 && std::string(argv[1]) == "--agent-process") {
+    return bench::RunAgentProcess(bench::ParseAgentProcessFlags(argc - 2, argv + 2));
+  }
   const Flags flags = ParseFlags(argc, argv);
   const std::string in_root = MakeTempDir(flags.input_dir, "coordinator_scale_in_");
   const std::string out_root = MakeTempDir(flags.output_dir, "coordinator_scale_out_");
@@ -340,7 +412,8 @@ int main(int argc, char** argv) {
         return protocol::HandleCoordinatorRequest(*coordinator, req);
       });
   if (!server.ok()) Die(server.status().ToString());
-  DriveResult drive = Drive((*server)->url(), flags);
+  DriveResult drive =
+      flags.many ? DriveMany((*server)->url(), flags, out_root) : Drive((*server)->url(), flags);
   if (!drive.error.empty()) Die(drive.error);
   const int code = coordinator->Wait();
   const int64_t rss_done = RssBytes();
