@@ -75,6 +75,7 @@ struct Flags {
   int workers = 8;
   int processes = 4;
   int work_ms = 0;
+  int server_threads = 0;  // 0: HttpServerOptions' default
   std::string input_dir;
   std::string output_dir;
 };
@@ -120,6 +121,8 @@ Flags ParseFlags(int argc, char** argv) {
       f.processes = static_cast<int>(n);
     } else if (name == "--work-ms" && (numeric || value == "0") && n <= 60000) {
       f.work_ms = static_cast<int>(n);
+    } else if (name == "--server-threads" && numeric && n <= 256) {
+      f.server_threads = static_cast<int>(n);
     } else if (name == "--input-dir") {
       f.input_dir = value;
     } else if (name == "--output-dir") {
@@ -128,7 +131,7 @@ Flags ParseFlags(int argc, char** argv) {
       Die("bad flag " + name + " " + value +
           " (flags: --files N, --agents 1..10000, --batch 1..1000, --input-dir DIR, "
           "--output-dir DIR; --many-agents, --workers 1..1000, --processes 1..64, "
-          "--work-ms 0..60000)");
+          "--work-ms 0..60000, --server-threads 1..256)");
     }
   }
   if (f.many && !seen_agents) f.agents = 1000;
@@ -360,7 +363,8 @@ int main(int argc, char** argv) {
   if (::mkdir(files_dir.c_str(), 0755) != 0) Die("mkdir " + files_dir);
 
   std::printf("coordinator_scale: %lld files, %d agents, %d mini-batches per lease and report\n",
-              static_cast<long long>(flags.files), flags.agents, flags.batch);
+              static_cast<long long>(flags.files), flags.agents,
+              flags.many ? flags.workers : flags.batch);
   std::printf("  input  %s (%s)\n  output %s (%s): plan, journal (fdatasync per report), logs\n",
               files_dir.c_str(), FsType(in_root).c_str(), out_dir.c_str(),
               FsType(out_root).c_str());
@@ -407,6 +411,7 @@ int main(int argc, char** argv) {
   protocol::HttpServerOptions server_options;
   server_options.host = "127.0.0.1";
   server_options.token = "bench-token";
+  if (flags.server_threads > 0) server_options.threads = flags.server_threads;
   auto server =
       protocol::StartHttpServer(server_options, [coordinator](const protocol::HttpRequest& req) {
         return protocol::HandleCoordinatorRequest(*coordinator, req);

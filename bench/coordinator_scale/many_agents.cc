@@ -86,6 +86,9 @@ class SimAgent {
         continue;
       }
       f_->lease_us.push_back(static_cast<uint32_t>((MonoNs() - t0) / 1000));
+      std::fprintf(stderr, "SLOW %s lease %lld ms at %lld (call %lld)\n", node_.c_str(),
+                   (long long)((MonoNs() - t0) / 1000000), (long long)(t0 / 1000000),
+                   (long long)f_->lease_calls);
       backoff_ = milliseconds(0);
       if (leases->done || leases->stop) return;
       if (leases->leases.empty()) {
@@ -301,7 +304,7 @@ ManyAgentsResult DriveManyAgents(const std::string& self_exe, const std::string&
       r.max_rss_bytes = std::max(r.max_rss_bytes, rss);
       r.max_threads = std::max(r.max_threads, threads);
       r.max_connections = std::max(r.max_connections, sockets - 1);  // less the listener
-      std::this_thread::sleep_for(milliseconds(100));
+      std::this_thread::sleep_for(milliseconds(1000));
     }
   });
   for (size_t i = 0; i < pids.size(); ++i) {

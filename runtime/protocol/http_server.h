@@ -50,7 +50,9 @@ struct HttpServerOptions {
   int header_timeout_ms = 10000;
   int body_timeout_ms = 60000;
   int idle_timeout_ms = 120000;
-  int max_connections = 512;
+  // A coordinator holds one keep-alive connection per agent (1,000 nodes and more); the soft
+  // limit on open files is raised towards this (up to the hard limit) at start.
+  int max_connections = 4096;
   int threads = 4;
 };
 
