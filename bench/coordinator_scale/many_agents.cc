@@ -86,9 +86,6 @@ class SimAgent {
         continue;
       }
       f_->lease_us.push_back(static_cast<uint32_t>((MonoNs() - t0) / 1000));
-      std::fprintf(stderr, "SLOW %s lease %lld ms at %lld (call %lld)\n", node_.c_str(),
-                   (long long)((MonoNs() - t0) / 1000000), (long long)(t0 / 1000000),
-                   (long long)f_->lease_calls);
       backoff_ = milliseconds(0);
       if (leases->done || leases->stop) return;
       if (leases->leases.empty()) {
