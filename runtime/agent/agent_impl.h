@@ -37,6 +37,13 @@ inline constexpr int kMinInitTimeoutSeconds = 600;
 // Attempts shorter than this (a moving average) get two queued leases per worker instead of one,
 // so that a round trip to the coordinator never leaves a worker without its next mini-batch.
 inline constexpr double kShortAttemptSeconds = 1.0;
+// Short attempts: each live worker holds enough leases to cover this much work (at least three,
+// at most kMaxLeasesPerWorker), and the queue is refilled when half of it is gone, so that one
+// round trip to the coordinator (a report, its part files' group commit and the journal's
+// fdatasync, a lease) serves many attempts instead of a few. Bounds what a node holds queued at
+// the end of the job to about this much work per worker.
+inline constexpr double kLeaseAheadSeconds = 0.5;
+inline constexpr int kMaxLeasesPerWorker = 32;
 
 using AttemptKey = std::pair<int64_t, int>;  // (mini_batch_id, attempt)
 inline AttemptKey KeyOf(const protocol::Lease& l) { return {l.mini_batch_id, l.attempt}; }
@@ -194,6 +201,7 @@ class Agent::Impl {
   int LiveLocked() const;
   int RunningLocked() const;
   int WantLocked() const;
+  int PerWorkerLocked() const;  // leases a live worker holds, running and queued
   std::vector<protocol::LeaseRef> HeldLocked() const;
   bool MayStartWorkerLocked() const;
   bool SlotMustEndLocked() const;

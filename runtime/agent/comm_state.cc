@@ -42,8 +42,10 @@ CommDecision CommState::Decide(const CommSnapshot& s) {
   const bool renew_due = (s.running > 0 || s.queued > 0) && now >= renew_due_;
   const bool poll_due = s.ending == Ending::kNone && now >= next_poll_;
   // Short of work: nothing queued, or fewer queued leases than workers (the next completions
-  // would find the queue empty before a round trip ends).
-  const bool short_of_work = lease_allowed && (s.queued == 0 || s.queued < s.live);
+  // would find the queue empty before a round trip ends), or than half the queue kept for short
+  // attempts.
+  const bool short_of_work =
+      lease_allowed && (s.queued == 0 || s.queued < std::max(s.live, s.refill_below));
   if ((report || lease_allowed) && !pending_since_) pending_since_ = now;
   const bool go = renew_due || poll_due || short_of_work || s.ending != Ending::kNone ||
                   (report && draining_) ||

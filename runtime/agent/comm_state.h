@@ -20,6 +20,7 @@
 // waits for them). Otherwise a result or a lease request waits up to kBatchWindow for company.
 // Waits are event-driven: Decide never returns a wait that ends in the past, so the loop sleeps
 // on its condition variable until the earliest future deadline or a wake-up.
+// With short attempts the queue is also refilled below refill_below (half of what it keeps).
 #pragma once
 
 #include <chrono>
@@ -61,6 +62,7 @@ struct CommSnapshot {
   int running = 0;             // attempts running
   int queued = 0;              // leases waiting for a worker
   int want = 0;                // leases to ask for (0 while ending)
+  int refill_below = 0;        // short of work below this many queued (at least `live`)
   int unacked = 0;             // results kept until the coordinator names them
   bool results_due = false;    // some result is due to be sent now
   std::optional<SteadyTime> next_result_send;  // the earliest later send of a kept result

@@ -34,13 +34,18 @@ int Agent::Impl::RunningLocked() const {
 
 int Agent::Impl::WantLocked() const {
   if (ending_ != Ending::kNone) return 0;
-  // Each live worker runs one lease and has one queued, two while attempts are short (a round
+  return std::max(
+      0, PerWorkerLocked() * LiveLocked() - static_cast<int>(queue_.size()) - RunningLocked());
+}
+
+int Agent::Impl::PerWorkerLocked() const {
+  // Each live worker runs one lease and has one queued; more while attempts are short (a round
   // trip to the coordinator then takes a sizeable part of one: the next completions must still
-  // find work queued). Long attempts keep one, so that other nodes are not left without work.
-  const bool short_attempts =
-      attempt_seconds_avg_ >= 0 && attempt_seconds_avg_ < kShortAttemptSeconds;
-  const int per_worker = short_attempts ? 3 : 2;
-  return std::max(0, per_worker * LiveLocked() - static_cast<int>(queue_.size()) - RunningLocked());
+  // find work queued, and a round trip per attempt or two is most of the agent's CPU). Long
+  // attempts keep one, so that other nodes are not left without work.
+  if (attempt_seconds_avg_ < 0 || attempt_seconds_avg_ >= kShortAttemptSeconds) return 2;
+  const double ahead = kLeaseAheadSeconds / std::max(attempt_seconds_avg_, 1e-4);
+  return std::clamp(static_cast<int>(ahead), 3, kMaxLeasesPerWorker);
 }
 
 std::vector<LeaseRef> Agent::Impl::HeldLocked() const {
