@@ -185,6 +185,8 @@ class Agent::Impl {
   void RegisterAgainStepLocked(std::unique_lock<std::mutex>& lock, CommState& state, bool* end);
   void FinishLocked(std::unique_lock<std::mutex>& lock);
   void HandleLeaseLocked(const protocol::LeaseResponse& resp);
+  // The answer to a talk's report: 409 drops what was refused; another failure is returned.
+  Status ApplyReportLocked(const Talk& talk, const StatusOr<protocol::ResultsResponse>& resp);
   void HandleReportLocked(const protocol::ResultsResponse& resp,
                           const std::vector<AttemptKey>& sent, size_t events_sent, SteadyTime now);
   void ApplyStopRequestLocked(SteadyTime now);

@@ -177,54 +177,54 @@ Agent::Impl::Talk Agent::Impl::BuildTalkLocked(const CommDecision& d, SteadyTime
 }
 
 Status Agent::Impl::TalkLocked(std::unique_lock<std::mutex>& lock, Talk& talk, CommState& state) {
-  // Durability before the coordinator counts a result: the part files of this report are
-  // committed together first.
-  if (talk.do_report && !talk.to_sync.empty()) SyncPartsLocked(lock, talk);
-  lock.unlock();
-  Status failure;
-  std::optional<StatusOr<ResultsResponse>> report_resp;
-  std::optional<StatusOr<LeaseResponse>> lease_resp;
-  if (talk.do_report) {
-    report_resp = client_->Report(talk.report);
-    if (!report_resp->ok()) failure = report_resp->status();
-  }
-  // A coordinator that failed the report would fail the lease too; the next round retries both.
-  if (talk.ask && failure.ok()) {
-    lease_resp = client_->Lease(talk.lease);
-    if (!lease_resp->ok()) failure = lease_resp->status();
-  }
-  lock.lock();
-  const SteadyTime now = clock_.SteadyNow();
-  if (report_resp && !report_resp->ok() && report_resp->status().code() == StatusCode::kAborted) {
-    // 409: every result refused (this node does not hold those leases); the events and
-    // releases of the request were taken.
-    log_->warn("the coordinator refused {} result(s): {}; dropped", talk.sent.size(),
-               report_resp->status().message());
-    for (const AttemptKey& key : talk.sent) unacked_.erase(key);
-    released_.erase(released_.begin(), released_.begin() + talk.released_sent);
-    events_.erase(events_.begin(), events_.begin() + std::min(talk.events_sent, events_.size()));
-    report_resp.reset();
-    failure = Status::Ok();
-    if (talk.ask) worker_freed_ = true;  // the lease call was skipped for the failed report
-  }
-  if (report_resp && report_resp->ok()) {
-    if (talk.released_sent > 0) {
-      log_->info("gave {} unrun lease(s) back to the coordinator", talk.released_sent);
-    }
-    released_.erase(released_.begin(), released_.begin() + talk.released_sent);
-    HandleReportLocked(**report_resp, talk.sent, talk.events_sent, now);
-  }
-  if (lease_resp && lease_resp->ok()) {
-    const LeaseResponse& resp = **lease_resp;
+  // The lease first: it touches no disk, so the workers' queue is refilled before the part files
+  // of the report are synced (a report of many short attempts syncs many files, and workers that
+  // waited for that went idle). A coordinator that failed the lease would fail the report too;
+  // the next round retries both.
+  if (talk.ask) {
+    lock.unlock();
+    StatusOr<LeaseResponse> lease_resp = client_->Lease(talk.lease);
+    lock.lock();
+    if (!lease_resp.ok()) return lease_resp.status();
+    const LeaseResponse& resp = *lease_resp;
     log_->debug("lease: asked {}, got {}, renewed {}, cancelled {}{}{}", talk.lease.max,
                 resp.leases.size(), talk.lease.renew.size(), resp.cancel.size(),
                 resp.done ? ", done" : "", resp.stop ? ", stop" : "");
     HandleLeaseLocked(resp);
-    state.OnLeaseAnswer(now, talk.lease.max, static_cast<int>(resp.leases.size()),
+    state.OnLeaseAnswer(clock_.SteadyNow(), talk.lease.max, static_cast<int>(resp.leases.size()),
                         resp.retry_after_ms);
   }
-  if (failure.ok()) state.OnTalked(now, talk.ask);
-  return failure;
+  if (talk.do_report) {
+    // Durability before the coordinator counts a result: the part files of this report are
+    // committed together first.
+    if (!talk.to_sync.empty()) SyncPartsLocked(lock, talk);
+    lock.unlock();
+    StatusOr<ResultsResponse> report_resp = client_->Report(talk.report);
+    lock.lock();
+    if (Status failure = ApplyReportLocked(talk, report_resp); !failure.ok()) return failure;
+  }
+  state.OnTalked(clock_.SteadyNow(), talk.ask);
+  return Status::Ok();
+}
+
+Status Agent::Impl::ApplyReportLocked(const Talk& talk, const StatusOr<ResultsResponse>& resp) {
+  if (!resp.ok() && resp.status().code() == StatusCode::kAborted) {
+    // 409: every result refused (this node does not hold those leases); the events and
+    // releases of the request were taken.
+    log_->warn("the coordinator refused {} result(s): {}; dropped", talk.sent.size(),
+               resp.status().message());
+    for (const AttemptKey& key : talk.sent) unacked_.erase(key);
+    released_.erase(released_.begin(), released_.begin() + talk.released_sent);
+    events_.erase(events_.begin(), events_.begin() + std::min(talk.events_sent, events_.size()));
+    return Status::Ok();
+  }
+  if (!resp.ok()) return resp.status();
+  if (talk.released_sent > 0) {
+    log_->info("gave {} unrun lease(s) back to the coordinator", talk.released_sent);
+  }
+  released_.erase(released_.begin(), released_.begin() + talk.released_sent);
+  HandleReportLocked(*resp, talk.sent, talk.events_sent, clock_.SteadyNow());
+  return Status::Ok();
 }
 
 void Agent::Impl::HandleReportLocked(const ResultsResponse& resp,

@@ -75,7 +75,7 @@ struct CommDecision {
   enum class Kind {
     kWait,           // sleep until `until` or a wake-up
     kRegisterAgain,  // the coordinator was unreachable: register again first
-    kTalk,           // Report (when `report`), then Lease (when `ask`)
+    kTalk,           // Lease (when `ask`), then Report (when `report`)
     kFinish,         // everything said: send the last events (best effort) and end
     kAbandon,        // after Stop(): the flush time is over with results not accepted
   };
