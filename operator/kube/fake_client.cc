@@ -1,7 +1,6 @@
 #include "operator/kube/fake_client.h"
 
 #include <algorithm>
-#include <condition_variable>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -53,12 +52,13 @@ cluster::ListOptions ClusterListOptions(const ListOptions& o, bool watch) {
 Status Populate(cluster::ApiServer& server, const FakeClientOptions& options) {
   for (const std::string& file : options.crd_files) {
     std::ifstream in(file);
+    if (!in) return rt::InvalidArgumentError("CRD file " + file + ": cannot open it");
     std::stringstream text;
     text << in.rdbuf();
     json crd;
     std::string error;
-    if (!in || !cluster::ParseBody(text.str(), &crd, &error)) {
-      return rt::InvalidArgumentError("CRD file " + file + ": cannot read it " + error);
+    if (!cluster::ParseBody(text.str(), &crd, &error)) {
+      return rt::InvalidArgumentError("CRD file " + file + ": " + error);
     }
     auto r = server.Create({"apiextensions.k8s.io", "customresourcedefinitions"}, "", crd);
     if (!r.ok()) return ErrorOf("POST", "CRD file " + file, r.error());
