@@ -38,12 +38,13 @@ inline constexpr int kMinInitTimeoutSeconds = 600;
 // so that a round trip to the coordinator never leaves a worker without its next mini-batch.
 inline constexpr double kShortAttemptSeconds = 1.0;
 // Short attempts: each live worker holds enough leases to cover this much work (at least three,
-// at most kMaxLeasesPerWorker), and the queue is refilled when half of it is gone, so that one
-// round trip to the coordinator (a report, its part files' group commit and the journal's
-// fdatasync, a lease) serves many attempts instead of a few. Bounds what a node holds queued at
-// the end of the job to about this much work per worker.
+// at most kMaxLeasesPerWorker), and the queue is refilled when a quarter of it is gone, so that
+// one round trip to the coordinator (a lease, then a report with its part files' group commit
+// and the journal's fdatasync) serves several attempts instead of one or two, while a round's
+// group commit stays short (on a busy disk, deeper queues refilled at half left workers idle
+// during long group commits). Bounds what a node holds queued at the end of the job.
 inline constexpr double kLeaseAheadSeconds = 0.5;
-inline constexpr int kMaxLeasesPerWorker = 32;
+inline constexpr int kMaxLeasesPerWorker = 12;
 
 using AttemptKey = std::pair<int64_t, int>;  // (mini_batch_id, attempt)
 inline AttemptKey KeyOf(const protocol::Lease& l) { return {l.mini_batch_id, l.attempt}; }

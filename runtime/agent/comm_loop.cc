@@ -77,7 +77,7 @@ CommSnapshot Agent::Impl::SnapshotLocked(SteadyTime now) const {
   s.running = RunningLocked();
   s.queued = static_cast<int>(queue_.size());
   s.want = WantLocked();
-  s.refill_below = LiveLocked() * (PerWorkerLocked() - 1) / 2;
+  s.refill_below = LiveLocked() * (PerWorkerLocked() - 1) * 3 / 4;
   s.unacked = static_cast<int>(unacked_.size());
   for (const auto& [key, pending] : unacked_) {
     if (pending.next_send <= now) {

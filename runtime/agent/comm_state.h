@@ -20,7 +20,7 @@
 // waits for them). Otherwise a result or a lease request waits up to kBatchWindow for company.
 // Waits are event-driven: Decide never returns a wait that ends in the past, so the loop sleeps
 // on its condition variable until the earliest future deadline or a wake-up.
-// With short attempts the queue is also refilled below refill_below (half of what it keeps).
+// With short attempts the queue is also refilled below refill_below (3/4 of what it keeps).
 #pragma once
 
 #include <chrono>
