@@ -441,7 +441,7 @@ void Coordinator::Impl::RecordExpiredLocked(const std::vector<ExpiredLease>& exp
     row.node = node;
     row.total = x.items;
     row.failed = x.outcome == Outcome::kFailed ? x.items : 0;
-    row.status = "LEASE_EXPIRED";
+    row.status = AttemptStatusName(AttemptStatus::kLeaseExpired);
     row.error = !why.empty() ? why
                              : "no result or lease renewal from " + node + " within " +
                                    std::to_string(lease_seconds_) + " s";

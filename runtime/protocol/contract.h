@@ -5,6 +5,7 @@
 // the journal and in the report CSV).
 #pragma once
 
+#include <iosfwd>
 #include <optional>
 #include <string_view>
 
@@ -61,5 +62,7 @@ enum class AttemptStatus : unsigned char {
 // The wire name ("RUN_DONE", ...) and back; nullopt for a name that is not a status.
 std::optional<AttemptStatus> ParseAttemptStatus(std::string_view name);
 const char* AttemptStatusName(AttemptStatus status);
+// Writes the wire name (test failure messages).
+std::ostream& operator<<(std::ostream& os, AttemptStatus status);
 
 }  // namespace parallelrun::rt
