@@ -24,9 +24,7 @@ StatusOr<std::vector<AttemptStatus>> CheckResults(const protocol::ResultsRequest
     auto st = ParseAttemptStatus(r.status);
     if (!st) {
       return InvalidArgumentError("results[" + std::to_string(i) + "].status: got \"" + r.status +
-                                  "\", expected one of RUN_DONE, RUN_EXCEPTION, RUN_TIMEOUT, "
-                                  "RUN_WRONG_TYPE, WORKER_DIED, CANCELLED, LEASE_EXPIRED, "
-                                  "INIT_FAILED, INIT_TIMEOUT");
+                                  "\", expected one of " + AttemptStatusNames());
     }
     if (r.attempt < 1) {
       return InvalidArgumentError("results[" + std::to_string(i) + "].attempt: got " +

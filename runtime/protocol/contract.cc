@@ -24,6 +24,12 @@ const char* AttemptStatusName(AttemptStatus status) {
   return kStatusNames[static_cast<size_t>(status)];
 }
 
+std::string AttemptStatusNames() {
+  std::string names;
+  for (const char* name : kStatusNames) names += (names.empty() ? "" : ", ") + std::string(name);
+  return names;
+}
+
 std::ostream& operator<<(std::ostream& os, AttemptStatus status) {
   return os << AttemptStatusName(status);
 }

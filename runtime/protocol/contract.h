@@ -7,6 +7,7 @@
 
 #include <iosfwd>
 #include <optional>
+#include <string>
 #include <string_view>
 
 namespace parallelrun::rt {
@@ -62,6 +63,8 @@ enum class AttemptStatus : unsigned char {
 // The wire name ("RUN_DONE", ...) and back; nullopt for a name that is not a status.
 std::optional<AttemptStatus> ParseAttemptStatus(std::string_view name);
 const char* AttemptStatusName(AttemptStatus status);
+// Every wire name, in enum order: "RUN_DONE, RUN_EXCEPTION, ..., INIT_TIMEOUT" (error messages).
+std::string AttemptStatusNames();
 // Writes the wire name (test failure messages).
 std::ostream& operator<<(std::ostream& os, AttemptStatus status);
 

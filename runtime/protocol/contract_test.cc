@@ -22,6 +22,9 @@ TEST(ContractTest, AttemptStatusNamesRoundTrip) {
   std::ostringstream os;
   os << AttemptStatus::kWorkerDied;
   EXPECT_EQ(os.str(), "WORKER_DIED");
+  EXPECT_EQ(AttemptStatusNames(),
+            "RUN_DONE, RUN_EXCEPTION, RUN_TIMEOUT, RUN_WRONG_TYPE, WORKER_DIED, CANCELLED, "
+            "LEASE_EXPIRED, INIT_FAILED, INIT_TIMEOUT");
 }
 
 TEST(ContractTest, ExitCodesAndReasons) {
