@@ -23,7 +23,8 @@ constexpr auto kPatience = 10s;
 const kube::Resource& kPods = kube::resources::kPods;
 
 json Pod(const std::string& name, json labels = json::object()) {
-  return {{"metadata", {{"name", name}, {"labels", labels}}}, {"spec", {{"image", "x"}}}};
+  return {{"metadata", {{"name", name}, {"labels", labels}}},
+          {"spec", {{"containers", json::array({{{"name", "c"}, {"image", "x"}}})}}}};
 }
 
 // Records handler calls as "TYPE:key" (and the old object's name for MODIFIED/DELETED).
@@ -96,7 +97,7 @@ TEST(InformerTest, KeyOf) {
 }
 
 TEST(InformerTest, ListsInPagesThenFollowsTheWatch) {
-  FakeClient client;
+  FakeClient client({.namespaces = {"ns", "other"}});
   for (const char* n : {"a", "b", "c", "d", "e"})
     ASSERT_TRUE(client.Create(kPods, "ns", Pod(n)).ok());
   ASSERT_TRUE(client.Create(kPods, "other", Pod("x")).ok());
@@ -134,7 +135,7 @@ TEST(InformerTest, ListsInPagesThenFollowsTheWatch) {
 }
 
 TEST(InformerTest, WatchStartsAtTheListsVersionWithoutReplayingIt) {
-  FakeClient client;
+  FakeClient client({.namespaces = {"ns"}});
   ASSERT_TRUE(client.Create(kPods, "ns", Pod("a")).ok());
   Informer inf(client, PodOptions());
   Events events;
@@ -147,7 +148,7 @@ TEST(InformerTest, WatchStartsAtTheListsVersionWithoutReplayingIt) {
 }
 
 TEST(InformerTest, AllNamespacesAndStoreQueries) {
-  FakeClient client;
+  FakeClient client({.namespaces = {"a", "b"}});
   ASSERT_TRUE(client.Create(kPods, "a", Pod("w0", {{"job", "j"}, {"role", "worker"}})).ok());
   ASSERT_TRUE(client.Create(kPods, "a", Pod("c", {{"job", "j"}, {"role", "coordinator"}})).ok());
   ASSERT_TRUE(client.Create(kPods, "b", Pod("w0", {{"job", "j"}, {"role", "worker"}})).ok());
@@ -168,7 +169,7 @@ TEST(InformerTest, AllNamespacesAndStoreQueries) {
 }
 
 TEST(InformerTest, LabelSelectorLimitsWhatIsCached) {
-  FakeClient client;
+  FakeClient client({.namespaces = {"ns"}});
   ASSERT_TRUE(client.Create(kPods, "ns", Pod("mine", {{"app", "x"}})).ok());
   ASSERT_TRUE(client.Create(kPods, "ns", Pod("theirs", {{"app", "y"}})).ok());
   InformerOptions o = PodOptions();
@@ -189,7 +190,7 @@ TEST(InformerTest, LabelSelectorLimitsWhatIsCached) {
 }
 
 TEST(InformerTest, TransformTrimsStoredObjects) {
-  FakeClient client;
+  FakeClient client({.namespaces = {"ns"}});
   ASSERT_TRUE(client.Create(kPods, "ns", Pod("a")).ok());
   InformerOptions o = PodOptions();
   o.transform = [](json obj) {
@@ -207,22 +208,25 @@ TEST(InformerTest, TransformTrimsStoredObjects) {
 }
 
 TEST(InformerTest, BookmarksAdvanceTheResourceVersion) {
-  FakeClient client;
+  FakeClient client({.namespaces = {"ns"}});
   ASSERT_TRUE(client.Create(kPods, "ns", Pod("a")).ok());
   Informer inf(client, PodOptions());
   inf.Start();
   ASSERT_TRUE(inf.WaitForSync(kPatience));
   ASSERT_TRUE(Eventually([&] { return client.OpenWatches() == 1; }));
+  const std::string synced = inf.LastResourceVersion();
   // Writes the informer does not see (another resource) move the server's version on.
   ASSERT_TRUE(client.Create(kube::resources::kConfigMaps, "ns", Pod("cm")).ok());
   ASSERT_TRUE(client.Create(kube::resources::kConfigMaps, "ns", Pod("cm2")).ok());
-  EXPECT_EQ(inf.LastResourceVersion(), "1");
+  const std::string now = std::to_string(client.CurrentResourceVersion());
+  ASSERT_NE(now, synced);
+  EXPECT_EQ(inf.LastResourceVersion(), synced);
   client.SendBookmarks();
-  EXPECT_TRUE(Eventually([&] { return inf.LastResourceVersion() == "3"; }));
+  EXPECT_TRUE(Eventually([&] { return inf.LastResourceVersion() == now; }));
 }
 
 TEST(InformerTest, RewatchesFromLastVersionWhenTheStreamEnds) {
-  FakeClient client;
+  FakeClient client({.namespaces = {"ns"}});
   ASSERT_TRUE(client.Create(kPods, "ns", Pod("a")).ok());
   Informer inf(client, PodOptions());
   Events events;
@@ -243,7 +247,7 @@ TEST(InformerTest, RewatchesFromLastVersionWhenTheStreamEnds) {
 }
 
 TEST(InformerTest, RewatchesAfterABrokenConnection) {
-  FakeClient client;
+  FakeClient client({.namespaces = {"ns"}});
   Informer inf(client, PodOptions());
   Events events;
   inf.AddHandler(events.Handler());
@@ -257,7 +261,7 @@ TEST(InformerTest, RewatchesAfterABrokenConnection) {
 }
 
 TEST(InformerTest, GoneRelistsAndEmitsTheDifference) {
-  FakeClient client;
+  FakeClient client({.namespaces = {"ns"}});
   for (const char* n : {"a", "b", "c"}) ASSERT_TRUE(client.Create(kPods, "ns", Pod(n)).ok());
   Informer inf(client, PodOptions());
   Events events;
@@ -294,7 +298,7 @@ TEST(InformerTest, GoneRelistsAndEmitsTheDifference) {
 }
 
 TEST(InformerTest, ExpiredContinueTokenRestartsTheList) {
-  FakeClient client;
+  FakeClient client({.namespaces = {"ns"}});
   for (const char* n : {"a", "b", "c"}) ASSERT_TRUE(client.Create(kPods, "ns", Pod(n)).ok());
   InformerOptions o = PodOptions();
   o.page_size = 1;
@@ -317,7 +321,7 @@ TEST(InformerTest, ExpiredContinueTokenRestartsTheList) {
 }
 
 TEST(InformerTest, ListErrorsBackOffAndRecover) {
-  FakeClient client;
+  FakeClient client({.namespaces = {"ns"}});
   ASSERT_TRUE(client.Create(kPods, "ns", Pod("a")).ok());
   client.InjectError("list", "pods", rt::UnavailableError("503"), 3);
   Informer inf(client, PodOptions());
@@ -331,7 +335,7 @@ TEST(InformerTest, ListErrorsBackOffAndRecover) {
 }
 
 TEST(InformerTest, WatchErrorsBackOffWithoutRelisting) {
-  FakeClient client;
+  FakeClient client({.namespaces = {"ns"}});
   client.InjectError("watch", "pods", rt::UnavailableError("503"), 2);
   Informer inf(client, PodOptions());
   Events events;
@@ -346,7 +350,7 @@ TEST(InformerTest, WatchErrorsBackOffWithoutRelisting) {
 }
 
 TEST(InformerTest, StopIsPromptWhileWatching) {
-  FakeClient client;
+  FakeClient client({.namespaces = {"ns"}});
   Informer inf(client, PodOptions());
   inf.Start();
   ASSERT_TRUE(inf.WaitForSync(kPatience));
@@ -361,7 +365,7 @@ TEST(InformerTest, StopIsPromptWhileWatching) {
 }
 
 TEST(InformerTest, StopIsPromptWhileBackingOff) {
-  FakeClient client;
+  FakeClient client({.namespaces = {"ns"}});
   client.InjectError("list", "pods", rt::UnavailableError("503"), 1 << 30);
   InformerOptions o = PodOptions();
   o.backoff_initial = 60s;
@@ -377,7 +381,7 @@ TEST(InformerTest, StopIsPromptWhileBackingOff) {
 }
 
 TEST(InformerTest, DestructorStopsWithoutStart) {
-  FakeClient client;
+  FakeClient client({.namespaces = {"ns"}});
   Informer inf(client, PodOptions());
 }
 

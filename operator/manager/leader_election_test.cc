@@ -138,7 +138,7 @@ TEST(LeaderElectionTest, DefaultIdentityIsHostnameAndUuid) {
 }
 
 TEST(LeaderElectionTest, FirstElectorCreatesTheLease) {
-  FakeClient client;
+  FakeClient client({.namespaces = {"ops"}});
   Counts counts;
   LeaderElector e(client, Config("a"), counts.Callbacks());
   e.Start();
@@ -161,7 +161,7 @@ TEST(LeaderElectionTest, FirstElectorCreatesTheLease) {
 }
 
 TEST(LeaderElectionTest, OnlyOneOfTwoLeads) {
-  FakeClient client;
+  FakeClient client({.namespaces = {"ops"}});
   Counts ca, cb;
   LeaderElector a(client, Config("a"), ca.Callbacks());
   LeaderElector b(client, Config("b"), cb.Callbacks());
@@ -177,7 +177,7 @@ TEST(LeaderElectionTest, OnlyOneOfTwoLeads) {
 }
 
 TEST(LeaderElectionTest, ReleaseOnStopLetsTheOtherTakeOverAtOnce) {
-  FakeClient client;
+  FakeClient client({.namespaces = {"ops"}});
   Counts ca, cb;
   // A long lease: only a release lets b in within the test's patience.
   LeaderElector a(client, Config("a", 60s), ca.Callbacks());
@@ -197,7 +197,7 @@ TEST(LeaderElectionTest, ReleaseOnStopLetsTheOtherTakeOverAtOnce) {
 }
 
 TEST(LeaderElectionTest, ReleaseIsRetriedAfterAFailedWrite) {
-  FakeClient client;
+  FakeClient client({.namespaces = {"ops"}});
   Counts ca;
   LeaderElectionConfig config = Config("a", 60s);
   config.retry_period = 1000ms;  // the release keeps trying for this long
@@ -212,7 +212,7 @@ TEST(LeaderElectionTest, ReleaseIsRetriedAfterAFailedWrite) {
 }
 
 TEST(LeaderElectionTest, LeaderThatCannotRenewLosesAndTheOtherTakesOver) {
-  FakeClient client;
+  FakeClient client({.namespaces = {"ops"}});
   PartitionableClient a_client(client);
   Counts ca, cb;
   LeaderElectionConfig a_config = Config("a");
@@ -250,7 +250,7 @@ void LeftoverLease(FakeClient& client, const std::string& holder) {
 }
 
 TEST(LeaderElectionTest, SameIdentityRenewsAHeldLeaseAtOnce) {
-  FakeClient client;
+  FakeClient client({.namespaces = {"ops"}});
   LeftoverLease(client, "same");
   Counts counts;
   LeaderElector e(client, Config("same", 60s), counts.Callbacks());
@@ -260,7 +260,7 @@ TEST(LeaderElectionTest, SameIdentityRenewsAHeldLeaseAtOnce) {
 }
 
 TEST(LeaderElectionTest, OtherIdentityWaitsForAnUnexpiredLease) {
-  FakeClient client;
+  FakeClient client({.namespaces = {"ops"}});
   LeftoverLease(client, "crashed");
   Counts counts;
   LeaderElector e(client, Config("new", 60s), counts.Callbacks());
@@ -272,7 +272,7 @@ TEST(LeaderElectionTest, OtherIdentityWaitsForAnUnexpiredLease) {
 }
 
 TEST(LeaderElectionTest, UsesOnlyTheGrantedVerbs) {
-  FakeClient client;
+  FakeClient client({.namespaces = {"ops"}});
   Counts ca, cb;
   {
     LeaderElector a(client, Config("a"), ca.Callbacks());
@@ -290,7 +290,7 @@ TEST(LeaderElectionTest, UsesOnlyTheGrantedVerbs) {
 }
 
 TEST(LeaderElectionTest, StopBeforeLeadingIsPrompt) {
-  FakeClient client;
+  FakeClient client({.namespaces = {"ops"}});
   Counts ca, cb;
   LeaderElector a(client, Config("a", 60s), ca.Callbacks());
   ASSERT_TRUE((a.Start(), Eventually([&] { return a.IsLeader(); })));

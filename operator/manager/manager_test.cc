@@ -80,7 +80,7 @@ LeaderElectionConfig Config(const std::string& identity) {
 }
 
 TEST(ManagerTest, EveryReplicaIsReadyAndOnlyOneLeads) {
-  FakeClient client;
+  FakeClient client({.namespaces = {"ops"}});
   Replica a(client, Config("a"));
   Replica b(client, Config("b"));
   a.manager.Start();
@@ -97,7 +97,7 @@ TEST(ManagerTest, EveryReplicaIsReadyAndOnlyOneLeads) {
 }
 
 TEST(ManagerTest, NotReadyAndNotLeadingUntilEveryCacheSynced) {
-  FakeClient client;
+  FakeClient client({.namespaces = {"ops"}});
   client.InjectError("list", "configmaps", rt::UnavailableError("connection refused"), 1000000);
   Replica a(client, Config("a"));
   a.manager.Start();
@@ -112,7 +112,7 @@ TEST(ManagerTest, NotReadyAndNotLeadingUntilEveryCacheSynced) {
 }
 
 TEST(ManagerTest, StoppedLeaderReleasesTheLeaseAndTheStandbyLeadsWithinThreeSeconds) {
-  FakeClient client;
+  FakeClient client({.namespaces = {"ops"}});
   Replica a(client, Config("a"));
   Replica b(client, Config("b"));
   a.manager.Start();
@@ -145,7 +145,7 @@ TEST(ManagerTest, StoppedLeaderReleasesTheLeaseAndTheStandbyLeadsWithinThreeSeco
 }
 
 TEST(ManagerTest, LeaderThatLosesTheLeaseIsUnhealthy) {
-  FakeClient client;
+  FakeClient client({.namespaces = {"ops"}});
   LeaderElectionConfig config = Config("a");
   config.renew_deadline = 300ms;
   config.retry_period = 50ms;
@@ -159,7 +159,7 @@ TEST(ManagerTest, LeaderThatLosesTheLeaseIsUnhealthy) {
 }
 
 TEST(ManagerTest, WithoutLeaderElectionItLeadsOnceSynced) {
-  FakeClient client;
+  FakeClient client({.namespaces = {"ops"}});
   informer::Informer cache(client, {.resource = kube::resources::kConfigMaps, .ns = "ops"});
   std::atomic<int> started{0};
   Manager m(client, {&cache}, {}, {.start_leading = [&] { ++started; }});
