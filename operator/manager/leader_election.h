@@ -26,6 +26,7 @@
 #include <string>
 
 #include "operator/kube/client.h"
+#include "runtime/base/time_util.h"
 
 namespace parallelrun::op::manager {
 
@@ -41,6 +42,10 @@ struct LeaderElectionConfig {
   // standby notices a released Lease within 1.5 s: a stopping leader hands over in under 3 s.
   // One GET per period per standby.
   std::chrono::milliseconds acquire_period{1000};
+  // Where every period above is measured, and the Lease's timestamps read (SteadyNow, Now);
+  // nullptr: the real clock. A wait re-reads the clock at least every 100 ms of real time, so a
+  // test that moves its clock by hand sees the elector act within that without sleeping.
+  const rt::Clock* clock = nullptr;
 };
 
 struct LeaderCallbacks {
