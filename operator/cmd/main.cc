@@ -79,8 +79,8 @@ rt::StatusOr<kube::RestConfig> LoadCheckedConfig(const Options& o) {
 }
 
 // The informers: ParallelRunJobs, and the children the operator made (labelled with their job).
-struct Caches {
-  Caches(kube::Client& client, const std::string& ns)
+struct Informers {
+  Informers(kube::Client& client, const std::string& ns)
       : jobs(client, {.resource = kube::resources::kParallelRunJobs,
                       .ns = ns,
                       .transform = api::TrimForCache}),
@@ -96,7 +96,6 @@ struct Caches {
                           .ns = ns,
                           .label_selector = api::kJobLabel,
                           .transform = reconciler::TrimMetadataOnly}) {}
-  std::vector<informer::Informer*> All() { return {&jobs, &pods, &config_maps, &services}; }
   std::vector<informer::Informer*> Children() { return {&pods, &config_maps, &services}; }
 
   informer::Informer jobs, pods, config_maps, services;
@@ -173,16 +172,16 @@ int Run(const Options& o) {
 
   manager::Registry registry;
   controller::WorkQueue queue;
-  Caches caches(*client, o.ns);
+  Informers caches(*client, o.ns);
   manager::Counter& processed = registry.GetCounter(
       "parallelrun_minibatches_processed_total",
       "Mini-batches that ended (failed ones included), counted as this replica wrote them into "
       "job statuses while it led.");
   auto progress = status::MakeTlsProgressReader();
   status::KubeEventRecorder events(*client, rt::RealClock::Get());
-  reconciler::JobReconciler job_reconciler(*client, caches.All(), *progress, events,
-                                           rt::RealClock::Get(),
-                                           ReconcilerOptionsFor(o, *config, processed));
+  reconciler::JobReconciler job_reconciler(
+      *client, {&caches.jobs, &caches.pods, &caches.config_maps, &caches.services}, *progress,
+      events, rt::RealClock::Get(), ReconcilerOptionsFor(o, *config, processed));
   MetricsObserver observer(registry);
   controller::Controller controller(
       "parallelrunjob", queue,

@@ -88,13 +88,12 @@ TEST(JobControllerTest, QueuesOnlyWhileLeadingAndEveryCachedJobWhenItStarts) {
 TEST(JobMetricsTest, PhasesAndCountsOfTheCachedJobs) {
   FakeClient client;
   ASSERT_TRUE(client.Create(kube::resources::kParallelRunJobs, "ns", Job("new")).ok());
-  ASSERT_TRUE(
-      client
-          .Create(kube::resources::kParallelRunJobs, "ns",
-                  Job("run", {{"phase", "Running"},
-                              {"miniBatches", {{"total", 10}, {"completed", 4}}},
-                              {"items", {{"total", 100}, {"succeeded", 38}, {"failed", 2}}}}))
-          .ok());
+  auto run = client.Create(kube::resources::kParallelRunJobs, "ns", Job("run"));
+  ASSERT_TRUE(run.ok());
+  (*run)["status"] = {{"phase", "Running"},
+                      {"miniBatches", {{"total", 10}, {"completed", 4}}},
+                      {"items", {{"total", 100}, {"succeeded", 38}, {"failed", 2}}}};
+  ASSERT_TRUE(client.Update(kube::resources::kParallelRunJobs, "ns", *run, "status").ok());
   informer::Informer jobs(client, {.resource = kube::resources::kParallelRunJobs, .ns = "ns"});
   jobs.Start();
   ASSERT_TRUE(jobs.WaitForSync(fakes::kWaitDeadline));
@@ -105,12 +104,12 @@ TEST(JobMetricsTest, PhasesAndCountsOfTheCachedJobs) {
   EXPECT_THAT(text, HasSubstr("parallelrun_jobs{phase=\"Running\"} 1\n"));
   EXPECT_THAT(text, HasSubstr("parallelrun_jobs{phase=\"Failed\"} 0\n"));
   EXPECT_THAT(
-      text, HasSubstr("parallelrun_job_minibatches{namespace=\"ns\",name=\"run\",state=\"total\"} "
+      text, HasSubstr("parallelrun_job_minibatches{name=\"run\",namespace=\"ns\",state=\"total\"} "
                       "10\n"));
-  EXPECT_THAT(text, HasSubstr("parallelrun_job_minibatches{namespace=\"ns\",name=\"run\","
+  EXPECT_THAT(text, HasSubstr("parallelrun_job_minibatches{name=\"run\",namespace=\"ns\","
                               "state=\"retried\"} 0\n"));
   EXPECT_THAT(
-      text, HasSubstr("parallelrun_job_items{namespace=\"ns\",name=\"run\",state=\"failed\"} 2\n"));
+      text, HasSubstr("parallelrun_job_items{name=\"run\",namespace=\"ns\",state=\"failed\"} 2\n"));
   EXPECT_THAT(text, Not(HasSubstr("name=\"new\""))) << "a job with no counts has no series";
   jobs.Stop();
 }

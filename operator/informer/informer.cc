@@ -113,10 +113,10 @@ struct Informer::Impl {
     return stopping;
   }
 
-  // Waits until the clock has moved on by `d`, or until Stop().
-  void Sleep(std::chrono::milliseconds d) EXCLUDES(mu) {
+  // Waits until the clock reaches `until`, or until Stop(). Backoffs count from the start of the
+  // attempt that failed, so a thread that runs late does not shift them.
+  void SleepUntil(rt::SteadyTime until) EXCLUDES(mu) {
     using Steady = std::chrono::steady_clock;
-    const rt::SteadyTime until = clock.SteadyNow() + d;
     rt::MutexLock lock(mu);
     while (!stopping) {
       const auto gap = until - clock.SteadyNow();
@@ -308,6 +308,7 @@ struct Informer::Impl {
     Backoff backoff(options.backoff_initial, options.backoff_max);
     bool need_list = true;
     while (!Stopping()) {
+      const rt::SteadyTime attempt = clock.SteadyNow();
       if (need_list) {
         rt::Status s = ListAndReplace();
         if (Stopping()) return;
@@ -315,20 +316,22 @@ struct Informer::Impl {
           auto wait = backoff.Next();
           spdlog::warn("informer {}: list failed (retry in {} ms): {}", name, wait.count(),
                        s.ToString());
-          Sleep(wait);
+          SleepUntil(attempt + wait);
           continue;
         }
         backoff.Reset();
         need_list = false;
       }
-      switch (WatchOnce(backoff)) {
+      const WatchEnd end = WatchOnce(backoff);
+      const rt::SteadyTime ended = clock.SteadyNow();
+      switch (end) {
         case WatchEnd::kEnded:
           break;
         case WatchEnd::kGone:
           need_list = true;
           break;
         case WatchEnd::kError:
-          Sleep(backoff.Next());
+          SleepUntil(ended + backoff.Next());
           break;
         case WatchEnd::kStopped:
           return;

@@ -92,9 +92,10 @@ struct LeaderElector::Impl {
 
   std::string Now() const { return FormatMicroTime(clock.Now()); }
 
-  // Waits until the clock has moved on by `d`, or until Stop(); true when stopping.
-  bool Sleep(std::chrono::milliseconds d) EXCLUDES(mu) {
-    const rt::SteadyTime until = clock.SteadyNow() + d;
+  // Waits until the clock reaches `until`, or until Stop(); true when stopping. Callers count
+  // from when their attempt began, not from when they got here, so a thread that runs late does
+  // not shift the schedule.
+  bool SleepUntil(rt::SteadyTime until) EXCLUDES(mu) {
     rt::MutexLock lock(mu);
     while (!stopping) {
       const auto gap = until - clock.SteadyNow();
@@ -231,29 +232,29 @@ struct LeaderElector::Impl {
   }
 
   // Keeps renewing; false when a renewal did not succeed within renew_deadline.
-  bool RenewLoop() {
-    while (true) {
-      const rt::SteadyTime deadline = clock.SteadyNow() + config.renew_deadline;
-      bool renewed = false;
-      while (!Stopping()) {
-        if (TryAcquireOrRenew()) {
-          renewed = true;
-          break;
-        }
-        auto left =
-            std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock.SteadyNow());
-        if (left <= std::chrono::milliseconds::zero()) break;
-        Sleep(std::min(config.retry_period, left));
+  // Renews every retry_period from `renewed` (when the Lease was last written); false when no
+  // renewal succeeded for renew_deadline since then. Every time is the clock's at the start of
+  // an attempt, as the Lease's holder is judged by the others.
+  bool RenewLoop(rt::SteadyTime renewed) {
+    while (!Stopping()) {
+      const rt::SteadyTime attempt = clock.SteadyNow();
+      if (TryAcquireOrRenew()) {
+        renewed = attempt;
+        if (SleepUntil(attempt + config.retry_period)) return true;
+        continue;
       }
-      if (Stopping()) return true;
-      if (!renewed) return false;
-      if (Sleep(config.retry_period)) return true;
+      const rt::SteadyTime deadline = renewed + config.renew_deadline;
+      if (clock.SteadyNow() >= deadline) return Stopping();
+      if (SleepUntil(std::min(attempt + config.retry_period, deadline))) return true;
     }
+    return true;
   }
 
   void Run() {
+    rt::SteadyTime attempt = clock.SteadyNow();
     while (!TryAcquireOrRenew()) {
-      if (Sleep(Jittered(config.acquire_period, 0.5))) return;
+      if (SleepUntil(attempt + Jittered(config.acquire_period, 0.5))) return;
+      attempt = clock.SteadyNow();
     }
     if (Stopping()) {
       Release();
@@ -262,7 +263,7 @@ struct LeaderElector::Impl {
     leading = true;
     spdlog::info("leader election {}/{}: {} is leading", config.ns, config.name, config.identity);
     if (callbacks.on_started_leading) callbacks.on_started_leading();
-    bool kept = RenewLoop();
+    bool kept = RenewLoop(attempt);
     if (kept) {
       Release();
       leading = false;

@@ -7,9 +7,10 @@
 //   leaseDurationSeconds as observed on this process's monotonic clock (no clock comparison
 //   between machines). Every write is conditional on the resourceVersion read, so two electors
 //   never both succeed.
-// - While leading, renews every retry_period; when no renewal succeeds for renew_deadline,
-//   leadership is lost: IsLeader() turns false and on_lost runs once. The elector then stops;
-//   the operator is expected to exit so a fresh process competes again (client-go's contract).
+// - While leading, renews every retry_period; when no renewal succeeds for renew_deadline after
+//   the last one that did (both from the start of an attempt, on the clock), leadership is lost:
+//   IsLeader() turns false and on_lost runs once. The elector then stops; the operator is expected
+//   to exit so a fresh process competes again (client-go's contract).
 // - Stop() while leading releases the Lease (holderIdentity "", leaseDurationSeconds 1,
 //   renewTime and acquireTime now; client-go's ReleaseOnCancel) so another replica takes over
 //   within its acquire_period. A failed release is retried for up to one retry_period (a

@@ -105,6 +105,16 @@ struct Counts {
 
 json Lease(FakeClient& c) { return *c.Get(kLeases, "ops", "parallelrun-operator"); }
 
+// Moves `clock` on by `step` until `done` holds (false if it does not within the real deadline).
+template <typename Pred>
+bool AdvanceUntil(FakeClock& clock, std::chrono::milliseconds step, Pred done) {
+  return WaitFor([&] {
+    if (done()) return true;
+    clock.Advance(step);
+    return false;
+  });
+}
+
 // Moves the clock on by `d` and waits for the leader's renewal that this makes due.
 bool AdvanceAndRenew(FakeClient& client, FakeClock& clock, std::chrono::milliseconds d) {
   const int renewals = client.CallCount("update", "leases");
@@ -140,8 +150,10 @@ TEST(LeaderElectionTest, FirstElectorCreatesTheLeaseAndRenewsItEveryRetryPeriod)
   EXPECT_EQ(spec["leaseTransitions"], 0);
   EXPECT_EQ(spec["acquireTime"], "2026-11-23T11:05:08.000000Z") << "the clock's wall time";
   EXPECT_EQ(spec["renewTime"], "2026-11-23T11:05:08.000000Z");
+  // The first renewal comes at once, the next one a retry period (2 s) later.
+  ASSERT_TRUE(WaitFor([&] { return client.CallCount("update", "leases") == 1; }));
   clock.Advance(1900ms);
-  EXPECT_EQ(client.CallCount("update", "leases"), 0) << "no renewal before the retry period";
+  EXPECT_EQ(client.CallCount("update", "leases"), 1) << "no renewal before the retry period";
   ASSERT_TRUE(AdvanceAndRenew(client, clock, 100ms));
   EXPECT_EQ(Lease(client)["spec"]["renewTime"], "2026-11-23T11:05:10.000000Z");
   EXPECT_EQ(Lease(client)["spec"]["acquireTime"], spec["acquireTime"]);
@@ -220,19 +232,22 @@ TEST(LeaderElectionTest, LeaderThatCannotRenewLosesAndTheOtherTakesOver) {
   LeaderElector b(client, Config("b", clock), cb.Callbacks());
   b.Start();
   ASSERT_TRUE(WaitFor([&] { return b.Leader() == "a"; }));
-  // Cut a off right after a renewal: its renew deadline (10 s) ends 12 s on at the latest, and the
-  // lease b saw renewed can expire for b no earlier than 15 s on.
+  // Cut a off right after a renewal (started at T, between 2 s before this Advance and it): a
+  // gives up 10 s after T, and the lease b saw renewed at T or later expires for b no earlier
+  // than 15 s after T.
   ASSERT_TRUE(AdvanceAndRenew(client, clock, 2s));
   a_client.Cut();
-  for (int s = 0; s < 13; ++s) {
+  const auto cut_at = clock.Elapsed();
+  for (int s = 0; s < 12; ++s) {
     clock.Advance(1s);
     ASSERT_FALSE(b.IsLeader()) << s + 1 << " s after the cut";
   }
   ASSERT_TRUE(WaitFor([&] { return ca.lost == 1; }));
   EXPECT_FALSE(a.IsLeader());
   EXPECT_FALSE(b.IsLeader()) << "the lease has not expired for b";
-  clock.Advance(3500ms);  // 16.5 s after the cut: expired, and b's next attempt is due
-  ASSERT_TRUE(WaitFor([&] { return b.IsLeader(); }));
+  // b takes over once the lease expired as b observed it: 15 s after T at the earliest.
+  ASSERT_TRUE(AdvanceUntil(clock, 500ms, [&] { return b.IsLeader(); }));
+  EXPECT_GE(clock.Elapsed() - cut_at, 13s);
   EXPECT_EQ(Lease(client)["spec"]["holderIdentity"], "b");
   EXPECT_EQ(Lease(client)["spec"]["leaseTransitions"], 1);
   EXPECT_EQ(ca.lost, 1);
@@ -271,12 +286,12 @@ TEST(LeaderElectionTest, OtherIdentityWaitsForAnUnexpiredLeaseThenTakesItOver) {
   LeaderElector e(client, Config("new", clock, 60s), counts.Callbacks());
   e.Start();
   ASSERT_TRUE(WaitFor([&] { return e.Leader() == "crashed"; }));
-  // 59 s of attempts, one per acquire period: the lease's 60 s have not passed.
-  for (int s = 0; s < 59; ++s) {
+  // 58.5 s of attempts, one per acquire period (1 s jittered up to 1.5 s): the lease's 60 s
+  // have not passed.
+  while (clock.Elapsed() + 1500ms < 60s) {
     const int gets = client.CallCount("get", "leases");
     clock.Advance(1500ms);
     ASSERT_TRUE(WaitFor([&] { return client.CallCount("get", "leases") > gets; }));
-    if (clock.Elapsed() >= 59s) break;
   }
   EXPECT_FALSE(e.IsLeader());
   EXPECT_EQ(client.CallCount("update", "leases"), 0);
