@@ -229,8 +229,9 @@ TEST(ManagerTest, EveryReplicaIsReadyAndOnlyOneLeads) {
   ASSERT_TRUE(b.manager.Start().ok());
   ASSERT_TRUE(WaitFor([&] { return b.manager.Ready() && b.manager.Leader() == "a"; }))
       << "a standby is Ready: readiness does not depend on leadership";
-  // A minute of renewals (every 2 s) and acquire attempts: a keeps the Lease, b never leads.
-  for (int i = 0; i < 30; ++i) {
+  // 20 s, more than the 15 s lease, of renewals (every 2 s) and acquire attempts: a keeps the
+  // Lease, b never leads.
+  for (int i = 0; i < 10; ++i) {
     const int renewals = client.CallCount("update", "leases");
     clock.Advance(2s);
     ASSERT_TRUE(WaitFor([&] { return client.CallCount("update", "leases") > renewals; }));
