@@ -15,13 +15,20 @@ export LANG=C.UTF-8
 unset LC_ALL LC_CTYPE LC_MESSAGES
 sloppiness="$(ccache -k sloppiness)"
 export CCACHE_SLOPPINESS="${sloppiness:+$sloppiness, }system_headers"
+# Free disk after each step, for a CI run that runs out of it (build/ is ~1.5 GB, build-asan/
+# ~2.5 GB, the image's layers ~2 GB).
+disk() { echo "test.sh: $1: $(df -Pk . | awk 'NR == 2 { printf "%.1f", $4 / 1048576 }') GB free" >&2; }
+disk "before building"
 bash scripts/build.sh default
 bash scripts/build-image.sh
+disk "built the default preset and the image"
 ctest --preset default
 bash scripts/build.sh asan
+disk "built the asan preset"
 ctest --preset asan
 bash scripts/fuzz.sh
 if command -v clang++ >/dev/null 2>&1; then
   cmake --preset tsa >/dev/null
   cmake --build --preset tsa
 fi
+disk "done"

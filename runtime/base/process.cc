@@ -29,98 +29,136 @@ std::string ExitInfo::ToString() const {
   return "signal " + std::to_string(signal) + " (" + (name ? name : "?") + ")";
 }
 
-StatusOr<pid_t> Spawn(const SpawnOptions& o) {
-  if (o.argv.empty()) return InvalidArgumentError("Spawn: empty argv");
-  // Everything the child needs is prepared before fork: only async-signal-safe calls after it.
-  std::vector<std::string> env_storage;
+namespace {
+
+// The child's environment: the parent's, with the entries `extra` sets (KEY=VALUE) replaced.
+std::vector<std::string> ChildEnvironment(const std::vector<std::string>& extra) {
+  std::vector<std::string> env;
   for (char** e = environ; *e; ++e) {
     std::string kv(*e);
     auto eq = kv.find('=');
     bool overridden = false;
-    for (const auto& add : o.env) {
+    for (const auto& add : extra) {
       if (add.compare(0, add.find('=') + 1, kv, 0, eq + 1) == 0) overridden = true;
     }
-    if (!overridden) env_storage.push_back(std::move(kv));
+    if (!overridden) env.push_back(std::move(kv));
   }
-  for (const auto& add : o.env) env_storage.push_back(add);
-  std::vector<char*> envp;
-  for (auto& s : env_storage) envp.push_back(s.data());
-  envp.push_back(nullptr);
-  std::vector<std::string> argv_storage = o.argv;
-  std::vector<char*> argv;
-  for (auto& s : argv_storage) argv.push_back(s.data());
-  argv.push_back(nullptr);
+  for (const auto& add : extra) env.push_back(add);
+  return env;
+}
 
-  int out_fd = -1, err_fd = -1;
+// A null-terminated array of pointers into `strings` (which must outlive it), for exec.
+std::vector<char*> CStringArray(std::vector<std::string>& strings) {
+  std::vector<char*> out;
+  for (auto& s : strings) out.push_back(s.data());
+  out.push_back(nullptr);
+  return out;
+}
+
+// The child's stdout and stderr files, opened for appending (-1: inherited).
+struct ChildOutput {
+  int out_fd = -1;
+  int err_fd = -1;
+  void Close() {
+    if (out_fd >= 0) ::close(out_fd);
+    if (err_fd >= 0) ::close(err_fd);
+    out_fd = err_fd = -1;
+  }
+};
+
+StatusOr<ChildOutput> OpenChildOutput(const SpawnOptions& o) {
+  ChildOutput files;
   if (!o.stdout_path.empty()) {
-    out_fd = ::open(o.stdout_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (out_fd < 0)
+    files.out_fd = ::open(o.stdout_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (files.out_fd < 0) {
       return InternalError("cannot open " + o.stdout_path + ": " + std::strerror(errno));
+    }
   }
   if (!o.stderr_path.empty()) {
-    err_fd = ::open(o.stderr_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (err_fd < 0) {
-      if (out_fd >= 0) ::close(out_fd);
+    files.err_fd = ::open(o.stderr_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (files.err_fd < 0) {
+      files.Close();
       return InternalError("cannot open " + o.stderr_path + ": " + std::strerror(errno));
     }
   }
+  return files;
+}
+
+// In the child, after fork: only async-signal-safe calls. Sets up the process (parent-death
+// signal, process group, signals, stdio, fds, cwd) and execs; on failure writes errno to
+// `errpipe` and exits 127.
+[[noreturn]] void ExecChild(const SpawnOptions& o, const ChildOutput& files, int errpipe,
+                            pid_t parent, char** argv, char** envp) {
+  if (o.die_with_parent) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(127);
+  }
+  if (o.new_process_group) ::setpgid(0, 0);
+  sigset_t all;
+  sigemptyset(&all);
+  ::sigprocmask(SIG_SETMASK, &all, nullptr);
+  ::signal(SIGPIPE, SIG_DFL);
+  ::signal(SIGINT, SIG_DFL);
+  ::signal(SIGTERM, SIG_DFL);
+  if (files.out_fd >= 0) ::dup2(files.out_fd, 1);
+  if (files.err_fd >= 0) ::dup2(files.err_fd, 2);
+  // dup2 clears CLOEXEC on the target. Move sources above the targets first so a source that
+  // equals another mapping's target is not clobbered.
+  int moved[64];
+  size_t n = o.fds.size() < 64 ? o.fds.size() : 64;
+  for (size_t i = 0; i < n; ++i) moved[i] = ::fcntl(o.fds[i].first, F_DUPFD_CLOEXEC, 100);
+  for (size_t i = 0; i < n; ++i) ::dup2(moved[i], o.fds[i].second);
+  if (o.cwd.empty() || ::chdir(o.cwd.c_str()) == 0) ::execvpe(argv[0], argv, envp);
+  int e = errno;
+  (void)!::write(errpipe, &e, sizeof e);
+  ::_exit(127);
+}
+
+// In the parent: waits until the child has exec'd (the error pipe closes) or failed to (it sends
+// errno, and the child is reaped).
+StatusOr<pid_t> AwaitExec(pid_t pid, int errpipe, const std::string& program) {
+  int child_errno = 0;
+  ssize_t n;
+  do {
+    n = ::read(errpipe, &child_errno, sizeof child_errno);
+  } while (n < 0 && errno == EINTR);
+  ::close(errpipe);
+  if (n == sizeof child_errno) {
+    ::waitpid(pid, nullptr, 0);
+    return NotFoundError("cannot start " + program + ": " + std::strerror(child_errno));
+  }
+  return pid;
+}
+
+}  // namespace
+
+StatusOr<pid_t> Spawn(const SpawnOptions& o) {
+  if (o.argv.empty()) return InvalidArgumentError("Spawn: empty argv");
+  // Everything the child needs is prepared before fork: only async-signal-safe calls after it.
+  std::vector<std::string> env_storage = ChildEnvironment(o.env);
+  std::vector<char*> envp = CStringArray(env_storage);
+  std::vector<std::string> argv_storage = o.argv;
+  std::vector<char*> argv = CStringArray(argv_storage);
+  PR_ASSIGN_OR_RETURN(ChildOutput files, OpenChildOutput(o));
   // Error pipe: the child writes errno if exec fails; CLOEXEC closes it on success.
   int errpipe[2];
-  if (::pipe2(errpipe, O_CLOEXEC) != 0) return InternalError("pipe2 failed");
+  if (::pipe2(errpipe, O_CLOEXEC) != 0) {
+    files.Close();
+    return InternalError("pipe2 failed");
+  }
   pid_t parent = ::getpid();
   pid_t pid = ::fork();
   if (pid < 0) {
     int e = errno;
     ::close(errpipe[0]);
     ::close(errpipe[1]);
-    if (out_fd >= 0) ::close(out_fd);
-    if (err_fd >= 0) ::close(err_fd);
+    files.Close();
     return InternalError(std::string("fork failed: ") + std::strerror(e));
   }
-  if (pid == 0) {
-    if (o.die_with_parent) {
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (::getppid() != parent) ::_exit(127);
-    }
-    if (o.new_process_group) ::setpgid(0, 0);
-    sigset_t all;
-    sigemptyset(&all);
-    ::sigprocmask(SIG_SETMASK, &all, nullptr);
-    ::signal(SIGPIPE, SIG_DFL);
-    ::signal(SIGINT, SIG_DFL);
-    ::signal(SIGTERM, SIG_DFL);
-    if (out_fd >= 0) ::dup2(out_fd, 1);
-    if (err_fd >= 0) ::dup2(err_fd, 2);
-    // dup2 clears CLOEXEC on the target. Move sources above the targets first so a source that
-    // equals another mapping's target is not clobbered.
-    int moved[64];
-    size_t n = o.fds.size() < 64 ? o.fds.size() : 64;
-    for (size_t i = 0; i < n; ++i) moved[i] = ::fcntl(o.fds[i].first, F_DUPFD_CLOEXEC, 100);
-    for (size_t i = 0; i < n; ++i) ::dup2(moved[i], o.fds[i].second);
-    if (!o.cwd.empty() && ::chdir(o.cwd.c_str()) != 0) {
-      int e = errno;
-      (void)!::write(errpipe[1], &e, sizeof e);
-      ::_exit(127);
-    }
-    ::execvpe(argv[0], argv.data(), envp.data());
-    int e = errno;
-    (void)!::write(errpipe[1], &e, sizeof e);
-    ::_exit(127);
-  }
+  if (pid == 0) ExecChild(o, files, errpipe[1], parent, argv.data(), envp.data());
   ::close(errpipe[1]);
-  if (out_fd >= 0) ::close(out_fd);
-  if (err_fd >= 0) ::close(err_fd);
-  int child_errno = 0;
-  ssize_t n;
-  do {
-    n = ::read(errpipe[0], &child_errno, sizeof child_errno);
-  } while (n < 0 && errno == EINTR);
-  ::close(errpipe[0]);
-  if (n == sizeof child_errno) {
-    ::waitpid(pid, nullptr, 0);
-    return NotFoundError("cannot start " + o.argv[0] + ": " + std::strerror(child_errno));
-  }
-  return pid;
+  files.Close();
+  return AwaitExec(pid, errpipe[0], o.argv[0]);
 }
 
 static ExitInfo FromWaitStatus(int st) {

@@ -81,102 +81,84 @@ int FailBeforeStart(const std::string& termination_log, const std::string& reaso
   return kExitInvalid;
 }
 
-}  // namespace
-
-StatusOr<std::map<std::string, std::string>> VolumeBindingsFromFlags(
-    const std::vector<std::string>& values) {
-  return ParseVolumeBindings(values);
-}
-
-int CoordinatorMain(const std::vector<std::string>& args) {
+// The flags of `parallelrun coordinator`, the required ones present.
+StatusOr<ParsedFlags> ParseCoordinatorFlags(const std::vector<std::string>& args) {
   FlagSpec spec_flags;
   spec_flags.with_value = {"spec",    "listen",       "token-file",   "tls-cert",
                            "tls-key", "paths",        "volume",       "nodes",
                            "owner",   "address-file", "manifest-dir", "termination-log"};
   spec_flags.switches = {"no-echo"};
-  auto flags = ParseFlags(args, spec_flags);
-  if (!flags.ok()) return Fail(flags.status().message());
+  PR_ASSIGN_OR_RETURN(ParsedFlags flags, ParseFlags(args, spec_flags));
   for (const char* required : {"spec", "listen", "token-file"}) {
-    if (!flags->Has(required)) return Fail(std::string("missing required flag --") + required);
+    if (!flags.Has(required)) {
+      return InvalidArgumentError(std::string("missing required flag --") + required);
+    }
   }
-  auto token = ReadTokenFile(flags->Get("token-file"));
-  if (!token.ok()) return Fail(token.status().message());
+  return flags;
+}
 
-  const std::string spec_file = flags->Get("spec");
-  auto spec = LoadJobSpec(spec_file);
-  if (!spec.ok()) return Fail(spec.status().message());
+// Where the job's folders are: `--paths local` (with --volume bindings, relative to the manifest's
+// folder) or `--paths mounted` (the operator's /mnt mounts, the default).
+StatusOr<ResolvedPaths> ResolvePaths(const ParsedFlags& flags, const JobSpec& spec,
+                                     const std::string& spec_file) {
+  const std::string mode = flags.Get("paths", "mounted");
+  if (mode == "mounted") return MountedPaths(spec);
+  if (mode != "local")
+    return InvalidArgumentError("--paths " + mode + ": expected local or mounted");
+  PR_ASSIGN_OR_RETURN(auto bindings, ParseVolumeBindings(flags.GetAll("volume")));
+  std::string manifest_dir = flags.Get("manifest-dir", Dirname(AbsolutePath(spec_file, ".")));
+  return ResolveLocalPaths(spec, manifest_dir, bindings);
+}
 
-  ResolvedPaths paths;
-  const std::string mode = flags->Get("paths", "mounted");
-  if (mode == "local") {
-    auto bindings = ParseVolumeBindings(flags->GetAll("volume"));
-    if (!bindings.ok()) return Fail(bindings.status().message());
-    std::string manifest_dir = flags->Get("manifest-dir", Dirname(AbsolutePath(spec_file, ".")));
-    auto resolved = ResolveLocalPaths(*spec, manifest_dir, *bindings);
-    if (!resolved.ok()) return Fail(resolved.status().message());
-    paths = *resolved;
-  } else if (mode == "mounted") {
-    paths = MountedPaths(*spec);
-  } else {
-    return Fail("--paths " + mode + ": expected local or mounted");
-  }
-
-  // Before anything is written: an output the job's uid cannot write fails the job at once.
-  if (Status writable = CheckOutputWritable(*spec, paths.output_dir); !writable.ok()) {
-    return FailBeforeStart(flags->Get("termination-log"), kReasonOutputNotWritable,
-                           writable.message());
-  }
-
-  std::string listen = flags->Get("listen");
+// --listen ADDR:PORT, the token and --tls-cert/--tls-key.
+StatusOr<protocol::HttpServerOptions> ServerOptions(const ParsedFlags& flags,
+                                                    const std::string& token) {
+  std::string listen = flags.Get("listen");
   auto colon = listen.rfind(':');
-  if (colon == std::string::npos) return Fail("--listen " + listen + ": expected ADDR:PORT");
-  protocol::HttpServerOptions server_options;
-  server_options.host = listen.substr(0, colon);
-  auto port = ParseIntFlag("listen", listen.substr(colon + 1), 0);
-  if (!port.ok()) return Fail(port.status().message());
-  server_options.port = *port;
-  server_options.token = *token;
-  server_options.tls_cert_file = flags->Get("tls-cert");
-  server_options.tls_key_file = flags->Get("tls-key");
-  if (server_options.tls_cert_file.empty() != server_options.tls_key_file.empty()) {
-    return Fail("--tls-cert and --tls-key go together");
+  if (colon == std::string::npos) {
+    return InvalidArgumentError("--listen " + listen + ": expected ADDR:PORT");
   }
+  protocol::HttpServerOptions options;
+  options.host = listen.substr(0, colon);
+  PR_ASSIGN_OR_RETURN(options.port, ParseIntFlag("listen", listen.substr(colon + 1), 0));
+  options.token = token;
+  options.tls_cert_file = flags.Get("tls-cert");
+  options.tls_key_file = flags.Get("tls-key");
+  if (options.tls_cert_file.empty() != options.tls_key_file.empty()) {
+    return InvalidArgumentError("--tls-cert and --tls-key go together");
+  }
+  return options;
+}
 
+StatusOr<CoordinatorOptions> MakeCoordinatorOptions(const ParsedFlags& flags, const JobSpec& spec,
+                                                    const ResolvedPaths& paths) {
   CoordinatorOptions options;
-  options.spec = *spec;
+  options.spec = spec;
   options.paths = paths;
-  options.desired_nodes = spec->node_count;
-  if (flags->Has("nodes")) {
-    auto n = ParseIntFlag("nodes", flags->Get("nodes"), 1);
-    if (!n.ok()) return Fail(n.status().message());
-    options.desired_nodes = *n;
+  options.desired_nodes = spec.node_count;
+  if (flags.Has("nodes")) {
+    PR_ASSIGN_OR_RETURN(options.desired_nodes, ParseIntFlag("nodes", flags.Get("nodes"), 1));
   }
-  options.owner_id = flags->Get("owner", spec->uid.empty() ? LocalOwnerId(*spec) : spec->uid);
+  options.owner_id = flags.Get("owner", spec.uid.empty() ? LocalOwnerId(spec) : spec.uid);
   options.clock = &RealClock::Get();
   // In a pod, a coordinator replacing one that is still ending waits for the output lock instead
   // of failing the job (exit 1 is final); locally a second run is refused at once.
-  if (mode == "mounted") options.output_lock_wait = std::chrono::seconds(120);
-  if (!flags->switches.count("no-echo")) {
+  if (flags.Get("paths", "mounted") == "mounted")
+    options.output_lock_wait = std::chrono::seconds(120);
+  if (!flags.switches.count("no-echo")) {
     options.echo = [](const std::string& line) {
       std::fprintf(stdout, "%s\n", line.c_str());
       std::fflush(stdout);
     };
   }
-  auto coordinator = Coordinator::Create(std::move(options));
-  if (!coordinator.ok()) return Fail(coordinator.status().message());
-  std::shared_ptr<Coordinator> coord = std::move(*coordinator);
+  return options;
+}
 
-  auto server = protocol::StartHttpServer(
-      server_options, [coord](const auto& r) { return HandleCoordinatorRequest(*coord, r); });
-  if (!server.ok()) return Fail(server.status().message());
-  if (flags->Has("address-file")) {
-    Status st = WriteFileAtomic(flags->Get("address-file"), (*server)->url() + "\n");
-    if (!st.ok()) return Fail(st.message());
-  }
-  StartSignalThread([coord](int) { coord->Stop(); });
-  int code = coord->Wait();
-  protocol::Progress final_progress = coord->GetProgress();
-  WriteTerminationMessage(flags->Get("termination-log"), final_progress);
+// Waits for the job's end, reports it and gives the agents a moment to hear it. The exit code.
+int FinishJob(Coordinator& coord, protocol::HttpServer& server, const ParsedFlags& flags) {
+  int code = coord.Wait();
+  protocol::Progress final_progress = coord.GetProgress();
+  WriteTerminationMessage(flags.Get("termination-log"), final_progress);
   if (code == kExitInvalid) {
     // Invalid input found while running (OutputInUse, a missing input folder, an unreadable
     // file): say it on stderr whatever --no-echo says, since no job ran to report it.
@@ -186,8 +168,51 @@ int CoordinatorMain(const std::vector<std::string>& args) {
   // Agents poll until they hear `done` (or `stop`): give them a moment to hear it before the
   // server goes, or they would wait for a coordinator that does not come back. Not after
   // SIGTERM: the pod's grace period is short, and the job is resumable anyway.
-  if (code != kExitInterrupted) coord->WaitForAgentsToHearTheEnd(std::chrono::seconds(5));
-  (*server)->Stop();
+  if (code != kExitInterrupted) coord.WaitForAgentsToHearTheEnd(std::chrono::seconds(5));
+  server.Stop();
+  return code;
+}
+
+}  // namespace
+
+StatusOr<std::map<std::string, std::string>> VolumeBindingsFromFlags(
+    const std::vector<std::string>& values) {
+  return ParseVolumeBindings(values);
+}
+
+int CoordinatorMain(const std::vector<std::string>& args) {
+  auto flags = ParseCoordinatorFlags(args);
+  if (!flags.ok()) return Fail(flags.status().message());
+  auto token = ReadTokenFile(flags->Get("token-file"));
+  if (!token.ok()) return Fail(token.status().message());
+  const std::string spec_file = flags->Get("spec");
+  auto spec = LoadJobSpec(spec_file);
+  if (!spec.ok()) return Fail(spec.status().message());
+  auto paths = ResolvePaths(*flags, *spec, spec_file);
+  if (!paths.ok()) return Fail(paths.status().message());
+
+  // Before anything is written: an output the job's uid cannot write fails the job at once.
+  if (Status writable = CheckOutputWritable(*spec, paths->output_dir); !writable.ok()) {
+    return FailBeforeStart(flags->Get("termination-log"), kReasonOutputNotWritable,
+                           writable.message());
+  }
+  auto server_options = ServerOptions(*flags, *token);
+  if (!server_options.ok()) return Fail(server_options.status().message());
+  auto options = MakeCoordinatorOptions(*flags, *spec, *paths);
+  if (!options.ok()) return Fail(options.status().message());
+  auto coordinator = Coordinator::Create(*std::move(options));
+  if (!coordinator.ok()) return Fail(coordinator.status().message());
+  std::shared_ptr<Coordinator> coord = std::move(*coordinator);
+
+  auto server = protocol::StartHttpServer(
+      *server_options, [coord](const auto& r) { return HandleCoordinatorRequest(*coord, r); });
+  if (!server.ok()) return Fail(server.status().message());
+  if (flags->Has("address-file")) {
+    Status st = WriteFileAtomic(flags->Get("address-file"), (*server)->url() + "\n");
+    if (!st.ok()) return Fail(st.message());
+  }
+  StartSignalThread([coord](int) { coord->Stop(); });
+  int code = FinishJob(*coord, **server, *flags);
   // Leave without running static destructors: cpprestsdk's thread pool may still be finishing a
   // request, and tearing down its statics under it crashes at exit. Everything we own is already
   // durable (journal fsync'd, results written atomically, loggers flush every line).

@@ -193,6 +193,149 @@ Status VerifyPart(int64_t id, const RowSource& src, int64_t bytes, uint32_t crc)
   return Status::Ok();
 }
 
+// The header line of the first mini-batch, in mini-batch order, that has one ("" when none has),
+// ending with a newline.
+StatusOr<std::string> FindHeader(int64_t count, const std::function<RowSource(int64_t)>& source,
+                                 SourceReader& reader) {
+  for (int64_t i = 0; i < count; ++i) {
+    RowSource src = source(i);
+    if (src.path.empty() || src.header_path.empty()) continue;
+    auto text = reader.ReadHeader(src.header_path, src.header_offset, src.header_length);
+    if (text.ok()) {
+      std::string header = std::move(*text);
+      if (!header.empty() && header.back() != '\n') header.push_back('\n');
+      return header;
+    }
+    if (text.status().code() != StatusCode::kNotFound) return text.status();
+  }
+  return std::string();
+}
+
+// What an assembly writes under temporary names before they take their final ones: the hidden
+// output file <dir>/.<name>.assembling and, with an index, <index_file>.writing.
+struct PendingFiles {
+  std::string dir;  // the output file's folder
+  std::string tmp;
+  int fd = -1;
+  std::string index_tmp;
+  std::optional<OutputIndexWriter> index;
+
+  // Closes and removes the temporary files (the final names are untouched); returns `st`.
+  Status Abandon(Status st) {
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    if (index) ::unlink(index_tmp.c_str());
+    return st;
+  }
+};
+
+// Makes the folders and creates the temporary files.
+Status OpenPending(const AssemblyOptions& options, PendingFiles* files) {
+  files->dir = Dirname(options.output_file);
+  PR_RETURN_IF_ERROR(MakeDirs(files->dir));
+  std::string base = options.output_file.substr(files->dir.size() + 1);
+  files->tmp = JoinPath(files->dir, "." + base + ".assembling");
+  if (!options.index_file.empty()) {
+    PR_RETURN_IF_ERROR(MakeDirs(Dirname(options.index_file)));
+    files->index_tmp = options.index_file + ".writing";
+    PR_ASSIGN_OR_RETURN(OutputIndexWriter w, OutputIndexWriter::Open(files->index_tmp, base));
+    files->index.emplace(std::move(w));
+  }
+  files->fd = ::open(files->tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (files->fd < 0) {
+    if (files->index) ::unlink(files->index_tmp.c_str());
+    return ErrnoStatus("cannot create", files->tmp);
+  }
+  return Status::Ok();
+}
+
+Status WriteHeader(const std::string& header, Writer& out, OutputIndexWriter* index,
+                   AssemblyStats* stats) {
+  if (header.empty()) return Status::Ok();
+  PR_RETURN_IF_ERROR(out.Write(header.data(), header.size()));
+  if (index)
+    PR_RETURN_IF_ERROR(index->AddHeader(ByteRange{0, static_cast<int64_t>(header.size())}));
+  stats->header_written = true;
+  return Status::Ok();
+}
+
+// Copies the rows of mini-batch `id` from `src`, verifies a part file and indexes the rows; a
+// missing part that need not exist is counted in `stats` instead.
+Status CopySource(int64_t id, const RowSource& src, SourceReader& reader, Writer& out,
+                  OutputIndexWriter* index, AssemblyStats* stats) {
+  const int64_t begin = out.bytes();
+  const bool verify = src.length < 0 && (src.expected_bytes >= 0 || src.expected_crc32);
+  Status st = reader.Copy(src.path, src.offset, src.length, out, src.expected_crc32.has_value());
+  if (st.code() == StatusCode::kNotFound && src.must_exist) {
+    return NotFoundError("cannot read the rows of mini-batch " + std::to_string(id) + ": " +
+                         src.path + " does not exist any more");
+  }
+  if (st.ok() && verify) st = VerifyPart(id, src, reader.copied(), reader.crc());
+  if (st.code() == StatusCode::kNotFound && src.length < 0) {
+    ++stats->missing_parts;
+    if (stats->missing_examples.size() < kMaxMissingExamples) {
+      stats->missing_examples.push_back(src.path);
+    }
+    return Status::Ok();
+  }
+  PR_RETURN_IF_ERROR(st);
+  ++stats->parts;
+  if (index) PR_RETURN_IF_ERROR(index->Add(id, ByteRange{begin, out.bytes() - begin}));
+  return Status::Ok();
+}
+
+// The rows of every mini-batch in order, with progress reports and cancellation between them.
+Status CopyRows(const AssemblyOptions& options, int64_t count,
+                const std::function<RowSource(int64_t)>& source, SourceReader& reader, Writer& out,
+                OutputIndexWriter* index, AssemblyStats* stats) {
+  for (int64_t i = 0; i < count; ++i) {
+    if (options.cancel && options.cancel->load()) {
+      return AbortedError("output assembly of " + options.output_file + " was interrupted");
+    }
+    RowSource src = source(i);
+    if (src.path.empty()) continue;
+    PR_RETURN_IF_ERROR(CopySource(i, src, reader, out, index, stats));
+    if (options.on_progress) options.on_progress(stats->parts, out.bytes());
+  }
+  return Status::Ok();
+}
+
+// Makes the temporary files durable and complete, and removes the index they will replace.
+Status FinishPending(const AssemblyOptions& options, PendingFiles& files, Writer& out) {
+  PR_RETURN_IF_ERROR(out.Flush());
+  if (::fsync(files.fd) != 0) return ErrnoStatus("cannot fsync", files.tmp);
+  if (files.index) {
+    PR_RETURN_IF_ERROR(files.index->Finish(out.bytes()));
+    // No index may sit next to a file it does not describe, not even for a moment.
+    if (::unlink(options.index_file.c_str()) != 0 && errno != ENOENT) {
+      return ErrnoStatus("cannot remove the old index", options.index_file);
+    }
+  }
+  return Status::Ok();
+}
+
+// Renames the finished temporary files to their final names (the output file first) and syncs
+// their folders.
+Status Publish(const AssemblyOptions& options, PendingFiles& files) {
+  ::close(files.fd);
+  if (::rename(files.tmp.c_str(), options.output_file.c_str()) != 0) {
+    Status e = ErrnoStatus("cannot rename to", options.output_file);
+    ::unlink(files.tmp.c_str());
+    if (files.index) ::unlink(files.index_tmp.c_str());
+    return e;
+  }
+  PR_RETURN_IF_ERROR(SyncDir(files.dir));
+  if (files.index) {
+    if (::rename(files.index_tmp.c_str(), options.index_file.c_str()) != 0) {
+      Status e = ErrnoStatus("cannot rename to", options.index_file);
+      ::unlink(files.index_tmp.c_str());
+      return e;
+    }
+    PR_RETURN_IF_ERROR(SyncDir(Dirname(options.index_file)));
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 RowSource PartFileSource(const std::string& path) {
@@ -209,114 +352,22 @@ StatusOr<AssemblyStats> AssembleAppendRow(const AssemblyOptions& options, int64_
 
 StatusOr<AssemblyStats> AssembleAppendRow(const AssemblyOptions& options, int64_t count,
                                           const std::function<RowSource(int64_t)>& source) {
-  AssemblyStats stats;
   std::unique_ptr<char[]> buf(new char[kBufferSize]);
   SourceReader reader(buf.get());
   std::string header;
   if (options.header) {
-    for (int64_t i = 0; i < count; ++i) {
-      RowSource src = source(i);
-      if (src.path.empty() || src.header_path.empty()) continue;
-      auto text = reader.ReadHeader(src.header_path, src.header_offset, src.header_length);
-      if (text.ok()) {
-        header = std::move(*text);
-        if (!header.empty() && header.back() != '\n') header.push_back('\n');
-        break;
-      }
-      if (text.status().code() != StatusCode::kNotFound) return text.status();
-    }
+    PR_ASSIGN_OR_RETURN(header, FindHeader(count, source, reader));
   }
-
-  const std::string dir = Dirname(options.output_file);
-  PR_RETURN_IF_ERROR(MakeDirs(dir));
-  std::string base = options.output_file.substr(dir.size() + 1);
-  std::string tmp = JoinPath(dir, "." + base + ".assembling");
-  std::optional<OutputIndexWriter> index;
-  std::string index_tmp;
-  if (!options.index_file.empty()) {
-    PR_RETURN_IF_ERROR(MakeDirs(Dirname(options.index_file)));
-    index_tmp = options.index_file + ".writing";
-    PR_ASSIGN_OR_RETURN(OutputIndexWriter w, OutputIndexWriter::Open(index_tmp, base));
-    index.emplace(std::move(w));
-  }
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) {
-    if (index) ::unlink(index_tmp.c_str());
-    return ErrnoStatus("cannot create", tmp);
-  }
-  auto fail = [&](Status st) -> StatusOr<AssemblyStats> {
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    if (index) ::unlink(index_tmp.c_str());
-    return st;
-  };
-
-  Writer out(fd, tmp);
-  if (!header.empty()) {
-    Status st = out.Write(header.data(), header.size());
-    if (st.ok() && index) {
-      st = index->AddHeader(ByteRange{0, static_cast<int64_t>(header.size())});
-    }
-    if (!st.ok()) return fail(st);
-    stats.header_written = true;
-  }
-  for (int64_t i = 0; i < count; ++i) {
-    if (options.cancel && options.cancel->load()) {
-      return fail(AbortedError("output assembly of " + options.output_file + " was interrupted"));
-    }
-    RowSource src = source(i);
-    if (src.path.empty()) continue;
-    const int64_t begin = out.bytes();
-    const bool verify = src.length < 0 && (src.expected_bytes >= 0 || src.expected_crc32);
-    Status st = reader.Copy(src.path, src.offset, src.length, out, src.expected_crc32.has_value());
-    if (st.code() == StatusCode::kNotFound && src.must_exist) {
-      return fail(NotFoundError("cannot read the rows of mini-batch " + std::to_string(i) + ": " +
-                                src.path + " does not exist any more"));
-    }
-    if (st.ok() && verify) st = VerifyPart(i, src, reader.copied(), reader.crc());
-    if (st.code() == StatusCode::kNotFound && src.length < 0) {
-      ++stats.missing_parts;
-      if (stats.missing_examples.size() < kMaxMissingExamples) {
-        stats.missing_examples.push_back(src.path);
-      }
-    } else if (!st.ok()) {
-      return fail(st);
-    } else {
-      ++stats.parts;
-      if (index) {
-        st = index->Add(i, ByteRange{begin, out.bytes() - begin});
-        if (!st.ok()) return fail(st);
-      }
-    }
-    if (options.on_progress) options.on_progress(stats.parts, out.bytes());
-  }
-  Status st = out.Flush();
-  if (!st.ok()) return fail(st);
-  if (::fsync(fd) != 0) return fail(ErrnoStatus("cannot fsync", tmp));
-  if (index) {
-    st = index->Finish(out.bytes());
-    if (!st.ok()) return fail(st);
-    // No index may sit next to a file it does not describe, not even for a moment.
-    if (::unlink(options.index_file.c_str()) != 0 && errno != ENOENT) {
-      return fail(ErrnoStatus("cannot remove the old index", options.index_file));
-    }
-  }
-  ::close(fd);
-  if (::rename(tmp.c_str(), options.output_file.c_str()) != 0) {
-    Status e = ErrnoStatus("cannot rename to", options.output_file);
-    ::unlink(tmp.c_str());
-    if (index) ::unlink(index_tmp.c_str());
-    return e;
-  }
-  PR_RETURN_IF_ERROR(SyncDir(dir));
-  if (index) {
-    if (::rename(index_tmp.c_str(), options.index_file.c_str()) != 0) {
-      Status e = ErrnoStatus("cannot rename to", options.index_file);
-      ::unlink(index_tmp.c_str());
-      return e;
-    }
-    PR_RETURN_IF_ERROR(SyncDir(Dirname(options.index_file)));
-  }
+  PendingFiles files;
+  PR_RETURN_IF_ERROR(OpenPending(options, &files));
+  OutputIndexWriter* index = files.index ? &*files.index : nullptr;
+  AssemblyStats stats;
+  Writer out(files.fd, files.tmp);
+  Status st = WriteHeader(header, out, index, &stats);
+  if (st.ok()) st = CopyRows(options, count, source, reader, out, index, &stats);
+  if (st.ok()) st = FinishPending(options, files, out);
+  if (!st.ok()) return files.Abandon(st);
+  PR_RETURN_IF_ERROR(Publish(options, files));
   stats.bytes = out.bytes();
   return stats;
 }

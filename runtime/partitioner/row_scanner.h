@@ -133,6 +133,31 @@ class RowScanner {
   size_t ScanBytes(const char* data, size_t limit, size_t from, int64_t base, OnRow& on_row,
                    bool* stopped);
 
+  // Where ScanBytes is: data[p - data] is stream byte base + (p - data); `end` is its limit.
+  template <typename OnRow>
+  struct ByteCursor {
+    const char* const data;
+    const char* const end;
+    const char* p;
+    const int64_t base;
+    OnRow& on_row;
+  };
+  // The steps of the state machine from at.p (at.p < at.end), one per mode, each moving at.p past
+  // what it consumed. They return true when on_row asked to stop (at.p is then just past that
+  // row's end).
+  // Reports the row that ends at at.p and starts the next one.
+  template <typename OnRow>
+  bool EndRow(ByteCursor<OnRow>& at, bool blank);
+  // kCrBlank, kCrContent: a '\r' ended the last piece.
+  template <typename OnRow>
+  bool StepAfterCr(ByteCursor<OnRow>& at);
+  // kRowStart, kBlankPrefix: blank bytes, a blank row's end, an opening quote or content.
+  template <typename OnRow>
+  bool StepRowStart(ByteCursor<OnRow>& at);
+  // kUnquoted: on to the next ',' or row end (one search call).
+  template <typename OnRow>
+  bool StepUnquoted(ByteCursor<OnRow>& at);
+
 #if defined(__SSE2__)
   // The 64-byte block path over whole blocks of data[from, size); returns where it stopped.
   template <typename OnRow>
@@ -147,93 +172,108 @@ class RowScanner {
 template <typename OnRow>
 size_t RowScanner::ScanBytes(const char* data, size_t limit, size_t from, int64_t base,
                              OnRow& on_row, bool* stopped) {
-  const char* const end = data + limit;
-  const char* p = data + from;
-  auto stop_at_row_end = [&](bool blank) {
-    mode_ = kRowStart;
-    if (on_row(base + (p - data), blank)) return false;
-    *stopped = true;
-    return true;
-  };
-  while (p < end) {
+  ByteCursor<OnRow> at{data, data + limit, data + from, base, on_row};
+  while (at.p < at.end) {
+    bool stop = false;
     switch (mode_) {
       case kCrBlank:
-      case kCrContent: {
-        // The row ended at the '\r' that ended the last piece, or at this '\n' after it.
-        const bool blank = mode_ == kCrBlank;
-        if (*p == '\n') ++p;
-        if (stop_at_row_end(blank)) return static_cast<size_t>(p - data);
+      case kCrContent:
+        stop = StepAfterCr(at);
         break;
-      }
       case kRowStart:
-      case kBlankPrefix: {
-        const char c = *p;
-        if (csv_ && c == '\r') {
-          ++p;
-          if (p == end) {
-            mode_ = kCrBlank;
-          } else if (*p != '\n' && stop_at_row_end(true)) {
-            return static_cast<size_t>(p - data);
-          } else if (*p == '\n') {
-            mode_ = kBlankPrefix;  // the '\n' ends the row
-          }
-        } else if (c == '\n') {
-          ++p;
-          if (stop_at_row_end(true)) return static_cast<size_t>(p - data);
-        } else if (IsBlankByte(c)) {
-          ++p;
-          mode_ = kBlankPrefix;
-        } else if (csv_ && c == '"' && mode_ == kRowStart) {
-          ++p;
-          mode_ = kQuoted;
-        } else {
-          // A quote after blank bytes is literal (pandas reads "  \"a" as an unquoted field);
-          // ',' is handled by the unquoted search, which sees it first.
-          mode_ = kUnquoted;
+      case kBlankPrefix:
+        stop = StepRowStart(at);
+        break;
+      case kFieldStart:  // a quote here opens a quoted field
+        mode_ = *at.p == '"' ? kQuoted : kUnquoted;
+        if (mode_ == kQuoted) ++at.p;
+        break;
+      case kUnquoted:
+        stop = StepUnquoted(at);
+        break;
+      case kQuoted:  // the field goes on to the next quote
+        at.p = FindByte(at.p, at.end, '"');
+        if (at.p < at.end) {
+          ++at.p;
+          mode_ = kQuoteInQuoted;
         }
         break;
-      }
-      case kFieldStart:
-        if (*p == '"') {
-          ++p;
-          mode_ = kQuoted;
-        } else {
-          mode_ = kUnquoted;
-        }
-        break;
-      case kUnquoted: {
-        const char* hit = csv_ ? FindAny3(p, end, ',', '\n', '\r') : FindByte(p, end, '\n');
-        if (hit == end) return limit;
-        p = hit + 1;
-        if (*hit == ',') {
-          mode_ = kFieldStart;
-        } else if (*hit == '\r' && p == end) {
-          mode_ = kCrContent;
-        } else if (*hit == '\r' && *p == '\n') {
-          mode_ = kUnquoted;  // "\r\n": the '\n' ends the row
-        } else if (stop_at_row_end(false)) {
-          return static_cast<size_t>(p - data);
-        }
-        break;
-      }
-      case kQuoted: {
-        const char* hit = FindByte(p, end, '"');
-        if (hit == end) return limit;
-        p = hit + 1;
-        mode_ = kQuoteInQuoted;
-        break;
-      }
       case kQuoteInQuoted:
-        if (*p == '"') {  // "" inside a quoted field
-          ++p;
-          mode_ = kQuoted;
-        } else {  // closed: ',' or '\n' end the field, anything else continues it unquoted
-          mode_ = kUnquoted;
-        }
+        // "" inside a quoted field; else it closed: ',' or '\n' end the field, anything else
+        // continues it unquoted.
+        mode_ = *at.p == '"' ? kQuoted : kUnquoted;
+        if (mode_ == kQuoted) ++at.p;
         break;
+    }
+    if (stop) {
+      *stopped = true;
+      return static_cast<size_t>(at.p - data);
     }
   }
   return limit;
+}
+
+template <typename OnRow>
+bool RowScanner::EndRow(ByteCursor<OnRow>& at, bool blank) {
+  mode_ = kRowStart;
+  return !at.on_row(at.base + (at.p - at.data), blank);
+}
+
+template <typename OnRow>
+bool RowScanner::StepAfterCr(ByteCursor<OnRow>& at) {
+  // The row ended at the '\r' that ended the last piece, or at this '\n' after it.
+  const bool blank = mode_ == kCrBlank;
+  if (*at.p == '\n') ++at.p;
+  return EndRow(at, blank);
+}
+
+template <typename OnRow>
+bool RowScanner::StepRowStart(ByteCursor<OnRow>& at) {
+  const char c = *at.p;
+  if (csv_ && c == '\r') {
+    ++at.p;
+    if (at.p == at.end) {
+      mode_ = kCrBlank;
+    } else if (*at.p == '\n') {
+      mode_ = kBlankPrefix;  // the '\n' ends the row
+    } else {
+      return EndRow(at, true);  // a lone '\r'
+    }
+  } else if (c == '\n') {
+    ++at.p;
+    return EndRow(at, true);
+  } else if (IsBlankByte(c)) {
+    ++at.p;
+    mode_ = kBlankPrefix;
+  } else if (csv_ && c == '"' && mode_ == kRowStart) {
+    ++at.p;
+    mode_ = kQuoted;
+  } else {
+    // A quote after blank bytes is literal (pandas reads "  \"a" as an unquoted field);
+    // ',' is handled by the unquoted search, which sees it first.
+    mode_ = kUnquoted;
+  }
+  return false;
+}
+
+template <typename OnRow>
+bool RowScanner::StepUnquoted(ByteCursor<OnRow>& at) {
+  const char* hit = csv_ ? FindAny3(at.p, at.end, ',', '\n', '\r') : FindByte(at.p, at.end, '\n');
+  if (hit == at.end) {
+    at.p = at.end;
+    return false;
+  }
+  at.p = hit + 1;
+  if (*hit == ',') {
+    mode_ = kFieldStart;
+  } else if (*hit == '\r' && at.p == at.end) {
+    mode_ = kCrContent;
+  } else if (*hit == '\r' && *at.p == '\n') {
+    mode_ = kUnquoted;  // "\r\n": the '\n' ends the row
+  } else {
+    return EndRow(at, false);
+  }
+  return false;
 }
 
 #if defined(__SSE2__)

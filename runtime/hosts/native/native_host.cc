@@ -4,356 +4,38 @@
 // Started by the agent (runtime/worker/native_worker.cc) as `parallelrun-native-host
 // <arguments...>` with the control pipes and the job's folders in PARALLELRUN_* variables; speaks
 // the line protocol of runtime/hosts/python/README.md, so the agent drives it exactly like the
-// Python host. What is specific to this host is in README.md here.
+// Python host. What is specific to this host is in README.md here. This file holds the host's
+// request loop; its parts are crash_handler.h, library_callbacks.h, row_sink.h and host_util.h.
 
 #include <dlfcn.h>
-#include <execinfo.h>
 #include <fcntl.h>
-#include <signal.h>
-#include <sys/resource.h>
-#include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
-#include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <exception>
-#include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <string>
-#include <string_view>
 #include <vector>
 
 #include "runtime/base/files.h"
 #include "runtime/base/time_util.h"
+#include "runtime/hosts/native/crash_handler.h"
+#include "runtime/hosts/native/host_util.h"
+#include "runtime/hosts/native/library_callbacks.h"
 #include "runtime/hosts/native/parallelrun_native.h"
+#include "runtime/hosts/native/row_sink.h"
+#include "runtime/protocol/contract.h"
 
 namespace parallelrun::rt::native {
 namespace {
 
 using json = nlohmann::json;
-
-constexpr size_t kMaxDetail = 64 * 1024;       // longest detail sent back in a reply
-constexpr size_t kMaxErrorLine = 1000;         // longest one-line error
-constexpr size_t kPartBufferBytes = 1 << 20;   // rows buffered before a write to the part file
-constexpr size_t kAltStackBytes = 256 * 1024;  // the crash handler's stack (stack overflows)
-
-// ---- small helpers ----
-
-std::string Env(const char* name, const char* fallback) {
-  const char* v = std::getenv(name);
-  return v != nullptr && *v ? v : fallback;
-}
-
-double CpuNow() {
-  auto seconds = [](const rusage& u) {
-    return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
-           static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
-  };
-  rusage self{}, children{};
-  ::getrusage(RUSAGE_SELF, &self);
-  ::getrusage(RUSAGE_CHILDREN, &children);
-  return seconds(self) + seconds(children);
-}
-
-double Round6(double x) { return std::round(x * 1e6) / 1e6; }
-
-std::string FirstLine(const std::string& text) {
-  std::string line = text.substr(0, text.find('\n'));
-  if (line.size() > kMaxErrorLine) line = line.substr(0, kMaxErrorLine) + "...";
-  return line;
-}
-
-std::string Truncate(const std::string& text) {
-  if (text.size() <= kMaxDetail) return text;
-  const size_t head = 8 * 1024;
-  const size_t tail = kMaxDetail - head;
-  return text.substr(0, head) + "\n... (" + std::to_string(text.size() - head - tail) +
-         " characters omitted) ...\n" + text.substr(text.size() - tail);
-}
-
-std::string Errno(int e) { return std::strerror(e); }
-
-// Writes all of `data` to `fd`; false (errno set) on failure.
-bool WriteAll(int fd, std::string_view data) {
-  while (!data.empty()) {
-    ssize_t n = ::write(fd, data.data(), data.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return false;
-    }
-    data.remove_prefix(static_cast<size_t>(n));
-  }
-  return true;
-}
-
-// ---- the crash handler ----
-//
-// A crash inside the library kills the process (the agent reports WORKER_DIED with the signal);
-// before it does, this leaves the signal, the call it happened in and a backtrace in the
-// worker's stderr log, as Python's faulthandler does for the Python host.
-
-char g_crash_where[512] = "the native host";  // set before each call into the library
-
-const char* SignalName(int sig) {
-  switch (sig) {
-    case SIGSEGV:
-      return "SIGSEGV (segmentation fault)";
-    case SIGBUS:
-      return "SIGBUS (bus error)";
-    case SIGFPE:
-      return "SIGFPE (arithmetic exception)";
-    case SIGILL:
-      return "SIGILL (illegal instruction)";
-    case SIGABRT:
-      return "SIGABRT (abort)";
-    default:
-      return "fatal signal";
-  }
-}
-
-void CrashHandler(int sig) {
-  // Only async-signal-safe calls: write(2), backtrace_symbols_fd (libgcc is loaded at start-up).
-  auto put = [](const char* s) { (void)!::write(STDERR_FILENO, s, std::strlen(s)); };
-  auto summary = [&] {
-    put("parallelrun-native-host: ");
-    put(SignalName(sig));
-    put(" in ");
-    put(g_crash_where);
-    put("\n");
-  };
-  summary();
-  put("backtrace:\n");
-  void* frames[64];
-  int n = ::backtrace(frames, 64);
-  // A stack overflow is one frame repeated: print it once with a count.
-  for (int i = 0; i < n;) {
-    int same = 1;
-    while (i + same < n && frames[i + same] == frames[i]) ++same;
-    ::backtrace_symbols_fd(&frames[i], 1, STDERR_FILENO);
-    if (same > 1) {
-      char count[16];
-      int len = 0;
-      for (int v = same; v > 0; v /= 10) count[len++] = static_cast<char>('0' + v % 10);
-      put("  (");
-      while (len > 0) (void)!::write(STDERR_FILENO, &count[--len], 1);
-      put(" times)\n");
-    }
-    i += same;
-  }
-  // Again at the end: the agent quotes the tail of the stderr log.
-  summary();
-  // Die of the same signal, so the agent reports it.
-  ::signal(sig, SIG_DFL);
-  ::raise(sig);
-}
-
-void InstallCrashHandler() {
-  void* warm[1];
-  ::backtrace(warm, 1);  // loads libgcc now: the handler must not load it
-  alignas(16) static char alt_stack[kAltStackBytes];
-  stack_t ss{};
-  ss.ss_sp = alt_stack;
-  ss.ss_size = sizeof alt_stack;
-  ::sigaltstack(&ss, nullptr);
-  struct sigaction sa {};
-  sa.sa_handler = CrashHandler;
-  sa.sa_flags = SA_ONSTACK | SA_RESETHAND;
-  sigemptyset(&sa.sa_mask);
-  for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT}) ::sigaction(sig, &sa, nullptr);
-}
-
-void SetCrashWhere(const std::string& where) {
-  std::snprintf(g_crash_where, sizeof g_crash_where, "%s", where.c_str());
-}
-
-// ---- logs ----
-
-// The entry-script log: <log_dir>/user/entry_script_log/<node>/<process>.log.txt, the same file
-// and line format as EntryScript().logger of the Python host. Created on first use.
-class EntryLog {
- public:
-  void Configure(std::string path, int level) {
-    path_ = std::move(path);
-    level_ = level;
-  }
-  int level() const { return level_; }
-
-  void Write(int level, const char* message) {
-    if (level < level_) return;
-    const char* name = level >= PRN_LOG_ERROR     ? "ERROR"
-                       : level >= PRN_LOG_WARNING ? "WARNING"
-                       : level >= PRN_LOG_INFO    ? "INFO"
-                                                  : "DEBUG";
-    auto now = std::chrono::system_clock::now();
-    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()) % 1000;
-    char millis[8];
-    std::snprintf(millis, sizeof millis, ".%03d", static_cast<int>(ms.count()));
-    std::string line = FormatUtc(now, "%Y-%m-%d %H:%M:%S") + millis + "|" + name + "|" +
-                       std::to_string(::getpid()) + "|" +
-                       std::to_string(static_cast<long>(::syscall(SYS_gettid))) + "|" +
-                       (message != nullptr ? message : "");
-    if (line.empty() || line.back() != '\n') line += '\n';
-    std::lock_guard<std::mutex> lock(mu_);
-    if (fd_ < 0) {
-      MakeDirs(Dirname(path_)).IgnoreError("the open below reports a folder that is missing");
-      fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-      if (fd_ < 0) {
-        std::fprintf(stderr, "parallelrun-native-host: cannot open %s: %s\n", path_.c_str(),
-                     std::strerror(errno));
-        return;
-      }
-    }
-    (void)WriteAll(fd_, line);
-  }
-
- private:
-  std::string path_;
-  int level_ = PRN_LOG_INFO;
-  std::mutex mu_;
-  int fd_ = -1;
-};
-
-EntryLog g_entry_log;
-
-void LogCallback(int level, const char* message) { g_entry_log.Write(level, message); }
-
-// The message the library gives for its current call (prn_init or prn_run).
-std::mutex g_error_mu;
-std::string g_error;
-bool g_error_set = false;
-
-void SetErrorCallback(const char* message) {
-  std::lock_guard<std::mutex> lock(g_error_mu);
-  g_error = message != nullptr ? message : "";
-  g_error_set = true;
-}
-
-void ResultSetErrorCallback(void* /*host*/, const char* message) { SetErrorCallback(message); }
-
-void ClearError() {
-  std::lock_guard<std::mutex> lock(g_error_mu);
-  g_error.clear();
-  g_error_set = false;
-}
-
-bool TakeError(std::string* message) {
-  std::lock_guard<std::mutex> lock(g_error_mu);
-  *message = g_error;
-  return g_error_set;
-}
-
-// ---- the part file ----
-
-// Collects the rows of one prn_run() call and writes them, one per line, to the part file:
-// buffered, created (truncated) on the first flush, fsync'd by Finish(). Thread-safe, so a library
-// may emit from its own threads during prn_run().
-class RowSink {
- public:
-  RowSink(std::string path, std::set<std::string>* known_dirs)
-      : path_(std::move(path)), known_dirs_(known_dirs) {}
-  ~RowSink() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-
-  int Emit(const char* row, size_t len) {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (closed_ || !error_.empty()) return -1;
-    ++rows_;
-    if (path_.empty()) return 0;
-    buffer_.append(row, len);
-    buffer_ += '\n';
-    if (buffer_.size() >= kPartBufferBytes && !Flush()) return -1;
-    return 0;
-  }
-
-  // Writes what is left, fsyncs the file (and its folder the first time). Ends the sink.
-  bool Finish() {
-    std::lock_guard<std::mutex> lock(mu_);
-    closed_ = true;
-    if (path_.empty()) return error_.empty();
-    if (!error_.empty() || !Flush()) return false;
-    if (::fsync(fd_) != 0) return Fail("fsync", errno);
-    ::close(fd_);
-    fd_ = -1;
-    std::string folder = Dirname(path_);
-    if (known_dirs_->insert(folder).second) {
-      // The folder is synced after the first file created in it (it may be new itself); later
-      // files rely on their own fsync, as in the Python host (see its write_file).
-      Status st = SyncDir(folder);
-      if (!st.ok()) {
-        known_dirs_->erase(folder);
-        error_ = st.message();
-        return false;
-      }
-    }
-    return true;
-  }
-
-  // A failed attempt leaves no part file behind.
-  void Discard() {
-    std::lock_guard<std::mutex> lock(mu_);
-    closed_ = true;
-    if (fd_ >= 0) {
-      ::close(fd_);
-      fd_ = -1;
-      ::unlink(path_.c_str());
-    }
-  }
-
-  int64_t rows() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return rows_;
-  }
-  std::string error() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return error_;
-  }
-  static int EmitCallback(void* host, const char* row, size_t len) {
-    if (host == nullptr || (row == nullptr && len > 0)) return -1;
-    return static_cast<RowSink*>(host)->Emit(row, len);
-  }
-
- private:
-  bool Fail(const char* what, int e) {
-    error_ = std::string(what) + ": " + Errno(e);
-    return false;
-  }
-  bool Flush() {  // under mu_
-    if (fd_ < 0) {
-      std::string folder = Dirname(path_);
-      if (known_dirs_->count(folder) == 0) {
-        Status st = MakeDirs(folder);
-        if (!st.ok()) {
-          error_ = st.message();
-          return false;
-        }
-      }
-      fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-      if (fd_ < 0) return Fail("open", errno);
-    }
-    if (!WriteAll(fd_, buffer_)) return Fail("write", errno);
-    buffer_.clear();
-    return true;
-  }
-
-  const std::string path_;
-  std::set<std::string>* known_dirs_;
-  std::mutex mu_;
-  std::string buffer_;
-  int fd_ = -1;
-  int64_t rows_ = 0;
-  bool closed_ = false;
-  std::string error_;
-};
-
-// ---- the host ----
 
 using AbiVersionFn = int (*)();
 using InitFn = int (*)(const prn_context*);
@@ -372,9 +54,43 @@ class Host {
   bool SendLine(const json& reply);
   void SendInitFailed(const std::string& error, const std::string& detail);
   void AppendErrorLog(const std::string& header, const std::string& text);
+  // What a run request asks for.
+  struct RunRequest {
+    int64_t mini_batch = -1;
+    int attempt = 0;
+    std::string input_type;  // "file" or "tabular"
+    std::string part_file;   // "" when the rows are only counted
+    double cpu0 = 0;         // CpuNow() when the request arrived
+  };
+  // A run request's mini-batch as the prn_batch the library reads, and the storage its pointers
+  // point into (so it is never copied or moved).
+  struct Batch {
+    Batch() = default;
+    Batch(const Batch&) = delete;
+    Batch& operator=(const Batch&) = delete;
+    prn_batch c{};
+    std::vector<std::string> files;
+    std::vector<const char*> file_ptrs;
+    std::string table_file, format, head, body;
+  };
+
+  // Runs one mini-batch: reads it, calls prn_run(), finishes the part file. The result reply.
   json Run(const json& req);
+  // Fills `batch` from the request; "" or why the mini-batch could not be read (then
+  // batch->c.items is what the reply counts as failed).
+  std::string ReadBatch(const json& req, const std::string& input_type, Batch* batch);
+  std::string ReadTableBatch(const json& req, Batch* batch);
   // Reads the table range of a tabular request into `head`/`body`; "" or the reason it failed.
   std::string ReadTable(const json& req, std::string* head, std::string* body);
+  // Calls prn_run(); the failure reply when it returned non-zero (the part file discarded).
+  std::optional<json> CallRun(const RunRequest& attempt, const prn_batch& batch, int64_t items,
+                              prn_result* result, RowSink* sink, double* run_s);
+  // The result reply with the counts and timings of the attempt.
+  json Reply(const RunRequest& attempt, AttemptStatus status, int64_t items, int64_t succeeded,
+             double run_s);
+  // A RUN_EXCEPTION reply for a failure in `stage`, also written to the worker's error log.
+  json Failed(const RunRequest& attempt, const std::string& stage, const std::string& error,
+              const std::string& detail, int64_t items, double run_s);
   json Shutdown();
   // Calls `fn`, turning an escaping C++ exception into a message. Returns fn's result, or -1.
   template <typename Fn>
@@ -415,7 +131,7 @@ Host::Host(int argc, char** argv) {
               : level_name_ == "WARNING" ? PRN_LOG_WARNING
               : level_name_ == "ERROR"   ? PRN_LOG_ERROR
                                          : PRN_LOG_INFO;
-  g_entry_log.Configure(JoinPath(entry_log_dir_, process_ + ".log.txt"), level);
+  ConfigureEntryLog(JoinPath(entry_log_dir_, process_ + ".log.txt"), level);
 
   args_.push_back(entry_point_);
   for (int i = 1; i < argc; ++i) args_.emplace_back(argv[i]);
@@ -579,118 +295,127 @@ std::string Host::ReadTable(const json& req, std::string* head, std::string* bod
 
 json Host::Run(const json& req) {
   const double cpu0 = CpuNow();
-  const int64_t mb = req.value("mini_batch_id", int64_t{-1});
-  const int attempt = req.value("attempt", 0);
-  const std::string input_type = req.value("input_type", input_type_);
-  const std::string part_file = req.value("part_file", "");
-  json reply = {{"event", "result"}};
-  auto fail = [&](const std::string& stage, const std::string& error, const std::string& detail,
-                  int64_t items, double run_s) {
-    AppendErrorLog("mini-batch " + std::to_string(mb) + " attempt " + std::to_string(attempt) +
-                       ": RUN_EXCEPTION in " + stage,
-                   detail.empty() ? error : detail);
-    reply["status"] = "RUN_EXCEPTION";
-    reply["items"] = items;
-    reply["succeeded"] = 0;
-    reply["failed"] = items;
-    reply["run_s"] = Round6(run_s);
-    reply["cpu_s"] = Round6(CpuNow() - cpu0);
-    reply["error"] = stage == "prn_run()" ? FirstLine(error) : stage + ": " + FirstLine(error);
-    if (!detail.empty()) reply["detail"] = Truncate(detail);
-    return reply;
-  };
+  const RunRequest attempt{req.value("mini_batch_id", int64_t{-1}), req.value("attempt", 0),
+                           req.value("input_type", input_type_), req.value("part_file", ""), cpu0};
+  Batch batch;
+  batch.c.mini_batch_id = attempt.mini_batch;
+  batch.c.attempt = attempt.attempt;
+  std::string error = ReadBatch(req, attempt.input_type, &batch);
+  if (!error.empty()) return Failed(attempt, "reading the mini-batch", error, "", batch.c.items, 0);
+  const int64_t items = std::max<int64_t>(batch.c.items, 0);
 
-  // The mini-batch.
-  prn_batch batch{};
-  batch.mini_batch_id = mb;
-  batch.attempt = attempt;
-  std::vector<std::string> files;
-  std::vector<const char*> file_ptrs;
-  std::string table_file, format, head, body;
-  try {
-    if (input_type == "tabular") {
-      batch.kind = PRN_BATCH_TABLE;
-      table_file = req.at("file").get<std::string>();
-      format = req.value("format", "csv");
-      batch.items = req.at("items").get<int64_t>();
-      std::string error = ReadTable(req, &head, &body);
-      if (!error.empty()) return fail("reading the mini-batch", error, "", batch.items, 0);
-      batch.table_path = table_file.c_str();
-      batch.format = format.c_str();
-      batch.header_end = req.value("header_end", int64_t{0});
-      batch.has_header = batch.header_end > 0 ? 1 : 0;
-      batch.begin = req.at("begin").get<int64_t>();
-      batch.end = req.at("end").get<int64_t>();
-      batch.header = head.data();
-      batch.header_size = head.size();
-      batch.data = body.data();
-      batch.data_size = body.size();
-    } else {
-      batch.kind = PRN_BATCH_FILES;
-      files = req.at("files").get<std::vector<std::string>>();
-      for (const std::string& f : files) file_ptrs.push_back(f.c_str());
-      file_ptrs.push_back(nullptr);
-      batch.files = file_ptrs.data();
-      batch.items = static_cast<int64_t>(files.size());
-    }
-  } catch (const json::exception& e) {
-    return fail("reading the mini-batch", std::string("malformed run request: ") + e.what(), "", 0,
-                0);
-  }
-  const int64_t items = std::max<int64_t>(batch.items, 0);
-
-  // The call (an empty mini-batch is not worth one: its result is empty).
-  RowSink sink(part_file, &known_dirs_);
+  RowSink sink(attempt.part_file, &known_dirs_);
   prn_result result{};
   result.host = &sink;
   result.emit = RowSink::EmitCallback;
   result.set_error = ResultSetErrorCallback;
   result.succeeded = -1;
   double run_s = 0;
+  // An empty mini-batch is not worth a call: its result is empty.
   if (items > 0) {
-    SetCrashWhere("prn_run() of " + entry_point_ + ", mini-batch " + std::to_string(mb) +
-                  " attempt " + std::to_string(attempt));
-    ClearError();
-    std::string exception;
-    auto t0 = std::chrono::steady_clock::now();
-    int rc = Guarded([&] { return run_(&batch, &result); }, &exception);
-    run_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    SetCrashWhere("the native host, after mini-batch " + std::to_string(mb));
-    if (rc != 0) {
-      sink.Discard();
-      std::string message;
-      bool has_message = TakeError(&message) && !message.empty();
-      std::string returned = "prn_run() returned " + std::to_string(rc);
-      if (!exception.empty()) {
-        return fail("prn_run()", exception, has_message ? exception + "\n" + message : exception,
-                    items, run_s);
-      }
-      if (has_message) {
-        return fail("prn_run()", message, message + "\n(" + returned + ")", items, run_s);
-      }
-      std::string sink_error = sink.error();
-      if (!sink_error.empty()) {
-        return fail("writing the part file " + part_file, sink_error, "", items, run_s);
-      }
-      return fail("prn_run()",
-                  returned + " (it gave no reason: call result->set_error() before returning)", "",
-                  items, run_s);
-    }
+    if (auto failed = CallRun(attempt, batch.c, items, &result, &sink, &run_s)) return *failed;
   }
   if (!sink.Finish()) {
-    std::string error = sink.error();
+    error = sink.error();
     sink.Discard();
-    return fail("writing the part file " + part_file, error, "", items, run_s);
+    return Failed(attempt, "writing the part file " + attempt.part_file, error, "", items, run_s);
   }
-
   int64_t succeeded = result.succeeded < 0 ? sink.rows() : result.succeeded;
   succeeded = std::clamp<int64_t>(succeeded, 0, items);
-  reply["status"] = "RUN_DONE";
+  return Reply(attempt, AttemptStatus::kRunDone, items, succeeded, run_s);
+}
+
+std::string Host::ReadBatch(const json& req, const std::string& input_type, Batch* batch) {
+  try {
+    if (input_type == "tabular") return ReadTableBatch(req, batch);
+    batch->files = req.at("files").get<std::vector<std::string>>();
+    for (const std::string& f : batch->files) batch->file_ptrs.push_back(f.c_str());
+    batch->file_ptrs.push_back(nullptr);
+    batch->c.kind = PRN_BATCH_FILES;
+    batch->c.files = batch->file_ptrs.data();
+    batch->c.items = static_cast<int64_t>(batch->files.size());
+    return "";
+  } catch (const json::exception& e) {
+    batch->c.items = 0;
+    return std::string("malformed run request: ") + e.what();
+  }
+}
+
+std::string Host::ReadTableBatch(const json& req, Batch* batch) {
+  prn_batch& c = batch->c;
+  c.kind = PRN_BATCH_TABLE;
+  batch->table_file = req.at("file").get<std::string>();
+  batch->format = req.value("format", "csv");
+  c.items = req.at("items").get<int64_t>();
+  std::string error = ReadTable(req, &batch->head, &batch->body);
+  if (!error.empty()) return error;
+  c.table_path = batch->table_file.c_str();
+  c.format = batch->format.c_str();
+  c.header_end = req.value("header_end", int64_t{0});
+  c.has_header = c.header_end > 0 ? 1 : 0;
+  c.begin = req.at("begin").get<int64_t>();
+  c.end = req.at("end").get<int64_t>();
+  c.header = batch->head.data();
+  c.header_size = batch->head.size();
+  c.data = batch->body.data();
+  c.data_size = batch->body.size();
+  return "";
+}
+
+std::optional<json> Host::CallRun(const RunRequest& attempt, const prn_batch& batch, int64_t items,
+                                  prn_result* result, RowSink* sink, double* run_s) {
+  const std::string mb = std::to_string(attempt.mini_batch);
+  SetCrashWhere("prn_run() of " + entry_point_ + ", mini-batch " + mb + " attempt " +
+                std::to_string(attempt.attempt));
+  ClearError();
+  std::string exception;
+  auto t0 = std::chrono::steady_clock::now();
+  int rc = Guarded([&] { return run_(&batch, result); }, &exception);
+  *run_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  SetCrashWhere("the native host, after mini-batch " + mb);
+  if (rc == 0) return std::nullopt;
+  sink->Discard();
+  std::string message;
+  bool has_message = TakeError(&message) && !message.empty();
+  std::string returned = "prn_run() returned " + std::to_string(rc);
+  if (!exception.empty()) {
+    return Failed(attempt, "prn_run()", exception,
+                  has_message ? exception + "\n" + message : exception, items, *run_s);
+  }
+  if (has_message) {
+    return Failed(attempt, "prn_run()", message, message + "\n(" + returned + ")", items, *run_s);
+  }
+  std::string sink_error = sink->error();
+  if (!sink_error.empty()) {
+    return Failed(attempt, "writing the part file " + attempt.part_file, sink_error, "", items,
+                  *run_s);
+  }
+  return Failed(attempt, "prn_run()",
+                returned + " (it gave no reason: call result->set_error() before returning)", "",
+                items, *run_s);
+}
+
+json Host::Reply(const RunRequest& attempt, AttemptStatus status, int64_t items, int64_t succeeded,
+                 double run_s) {
+  json reply = {{"event", "result"}};
+  reply["status"] = AttemptStatusName(status);
   reply["items"] = items;
   reply["succeeded"] = succeeded;
   reply["failed"] = items - succeeded;
   reply["run_s"] = Round6(run_s);
-  reply["cpu_s"] = Round6(CpuNow() - cpu0);
+  reply["cpu_s"] = Round6(CpuNow() - attempt.cpu0);
+  return reply;
+}
+
+json Host::Failed(const RunRequest& attempt, const std::string& stage, const std::string& error,
+                  const std::string& detail, int64_t items, double run_s) {
+  AppendErrorLog("mini-batch " + std::to_string(attempt.mini_batch) + " attempt " +
+                     std::to_string(attempt.attempt) + ": " +
+                     AttemptStatusName(AttemptStatus::kRunException) + " in " + stage,
+                 detail.empty() ? error : detail);
+  json reply = Reply(attempt, AttemptStatus::kRunException, items, 0, run_s);
+  reply["error"] = stage == "prn_run()" ? FirstLine(error) : stage + ": " + FirstLine(error);
+  if (!detail.empty()) reply["detail"] = Truncate(detail);
   return reply;
 }
 

@@ -1,0 +1,141 @@
+// The checks `parallelrun run` makes before anything starts (run_preflight.h).
+
+#include "runtime/cmd/run_preflight.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "runtime/base/files.h"
+#include "runtime/base/process.h"
+
+namespace parallelrun::rt::cmd {
+namespace {
+
+using Problems = std::vector<std::string>;
+
+void CheckCodeAndInputs(const JobSpec& spec, const ResolvedPaths& paths, Problems* errors) {
+  if (!IsDirectory(paths.code_dir)) {
+    errors->push_back("spec.sourceDirectory: folder " + paths.code_dir + " does not exist");
+  } else if (!PathExists(JoinPath(paths.code_dir, spec.entry_script))) {
+    errors->push_back("spec.entryScript: " + spec.entry_script +
+                      " not found in spec.sourceDirectory (" + paths.code_dir + ")");
+  }
+  for (size_t i = 0; i < spec.inputs.size(); ++i) {
+    const std::string& dir = paths.inputs.at(spec.inputs[i].name);
+    if (!IsDirectory(dir)) {
+      errors->push_back("spec.inputs[" + std::to_string(i) + "].source: input folder " + dir +
+                        (PathExists(dir) ? " is not a folder" : " does not exist"));
+    } else if (::access(dir.c_str(), R_OK | X_OK) != 0) {
+      errors->push_back("spec.inputs[" + std::to_string(i) + "].source: input folder " + dir +
+                        " is not readable");
+    }
+  }
+}
+
+void CheckSideInputsAndModels(const JobSpec& spec, const ResolvedPaths& paths, Problems* errors) {
+  for (size_t i = 0; i < spec.side_inputs.size(); ++i) {
+    const std::string& dir = paths.side_inputs.at(spec.side_inputs[i].name);
+    if (!PathExists(dir)) {
+      errors->push_back("spec.sideInputs[" + std::to_string(i) + "].source: side input " + dir +
+                        " does not exist");
+    }
+  }
+  for (size_t i = 0; i < spec.models.size(); ++i) {
+    const std::string& path = paths.models.at(spec.models[i].name);
+    if (!PathExists(path)) {
+      errors->push_back("spec.models[" + std::to_string(i) + "].source: model " + path +
+                        " does not exist");
+    }
+  }
+}
+
+// The output folder is a folder, or can be made: its nearest existing ancestor is writable
+// (nothing is created yet).
+void CheckOutputFolder(const ResolvedPaths& paths, Problems* errors) {
+  if (PathExists(paths.output_dir) && !IsDirectory(paths.output_dir)) {
+    errors->push_back("spec.output: " + paths.output_dir + " exists and is not a folder");
+    return;
+  }
+  std::string probe = paths.output_dir;
+  while (!PathExists(probe) && probe != "/" && probe != ".") probe = Dirname(probe);
+  if (!IsDirectory(probe)) {
+    errors->push_back("spec.output: cannot create " + paths.output_dir + ": " + probe +
+                      " is not a folder");
+  } else if (::access(probe.c_str(), W_OK | X_OK) != 0) {
+    errors->push_back("spec.output: output folder " + paths.output_dir + " is not writable (" +
+                      probe + ": " + std::strerror(errno) + ")");
+  }
+}
+
+// A syntax error is found here, naming the file and line, instead of failing every worker. ""
+// when the script parses (or the check could not run).
+std::string SyntaxError(const std::string& python, const std::string& script) {
+  char tmpl[] = "/tmp/parallelrun-syntax-XXXXXX";
+  int fd = ::mkstemp(tmpl);
+  if (fd >= 0) ::close(fd);
+  SpawnOptions o;
+  o.argv = {python, "-c",
+            "import ast,sys\n"
+            "p=sys.argv[1]\n"
+            "try:\n"
+            "  ast.parse(open(p,'rb').read(),p)\n"
+            "except SyntaxError as e:\n"
+            "  print(f'{e.filename}, line {e.lineno}: {e.msg}'); sys.exit(3)\n",
+            script};
+  o.stdout_path = tmpl;
+  std::string error;
+  auto pid = Spawn(o);
+  if (pid.ok()) {
+    ExitInfo info = Wait(*pid);
+    if (info.exited && info.code == 3) {
+      auto msg = ReadFile(tmpl);
+      std::string m = msg.ok() ? *msg : "";
+      while (!m.empty() && m.back() == '\n') m.pop_back();
+      error = "spec.entryScript: syntax error in " + m;
+    }
+  }
+  ::unlink(tmpl);
+  return error;
+}
+
+// A Python entry script needs the interpreter; its syntax is checked once nothing else failed.
+void CheckPythonEntryScript(const JobSpec& spec, const ResolvedPaths& paths,
+                            const std::string& python, Problems* errors) {
+  if (spec.is_native()) return;
+  if (::access(python.c_str(), X_OK) != 0) {
+    errors->push_back("--python " + python +
+                      ": no such interpreter (set --python or PARALLELRUN_PYTHON)");
+  } else if (errors->empty()) {
+    std::string error = SyntaxError(python, JoinPath(paths.code_dir, spec.entry_script));
+    if (!error.empty()) errors->push_back(error);
+  }
+}
+
+}  // namespace
+
+Status PreflightChecks(const JobSpec& spec, const ResolvedPaths& paths, const std::string& python) {
+  Problems errors;
+  CheckCodeAndInputs(spec, paths, &errors);
+  CheckSideInputsAndModels(spec, paths, &errors);
+  CheckOutputFolder(paths, &errors);
+  // Folders that meet through --volume bindings or symbolic links (the manifest's own paths were
+  // checked by the job-spec model).
+  if (Status apart = CheckResolvedFoldersApart(spec, paths); !apart.ok()) {
+    errors.push_back(apart.message());
+  }
+  if (!spec.retry_from.empty() && !IsDirectory(paths.retry_from_dir)) {
+    errors.push_back("spec.retryFrom: folder " + paths.retry_from_dir + " does not exist");
+  }
+  CheckPythonEntryScript(spec, paths, python, &errors);
+  if (errors.empty()) return Status::Ok();
+  std::string text = std::to_string(errors.size()) + " problem" + (errors.size() == 1 ? "" : "s") +
+                     " before the job could start:";
+  for (const auto& e : errors) text += "\n  - " + e;
+  return InvalidArgumentError(text);
+}
+
+}  // namespace parallelrun::rt::cmd
