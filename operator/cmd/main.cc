@@ -172,7 +172,7 @@ int Run(const Options& o) {
 
   manager::Registry registry;
   controller::WorkQueue queue;
-  Informers caches(*client, o.ns);
+  Informers informers(*client, o.ns);
   manager::Counter& processed = registry.GetCounter(
       "parallelrun_minibatches_processed_total",
       "Mini-batches that ended (failed ones included), counted as this replica wrote them into "
@@ -180,23 +180,23 @@ int Run(const Options& o) {
   auto progress = status::MakeTlsProgressReader();
   status::KubeEventRecorder events(*client, rt::RealClock::Get());
   reconciler::JobReconciler job_reconciler(
-      *client, {&caches.jobs, &caches.pods, &caches.config_maps, &caches.services}, *progress,
-      events, rt::RealClock::Get(), ReconcilerOptionsFor(o, *config, processed));
+      *client, {&informers.jobs, &informers.pods, &informers.config_maps, &informers.services},
+      *progress, events, rt::RealClock::Get(), ReconcilerOptionsFor(o, *config, processed));
   MetricsObserver observer(registry);
   controller::Controller controller(
       "parallelrunjob", queue,
       [&job_reconciler](const std::string& key) { return job_reconciler.Reconcile(key); },
       o.max_concurrent_reconciles, &observer);
-  JobController job_controller(caches.jobs, caches.Children(), queue, controller,
+  JobController job_controller(informers.jobs, informers.Children(), queue, controller,
                                o.max_concurrent_reconciles);
   registry.SetGaugeFunction("parallelrun_workqueue_depth", "Jobs waiting to be reconciled.", {},
                             [&queue] { return static_cast<double>(queue.Len()); });
-  RegisterJobMetrics(registry, caches.jobs);
+  RegisterJobMetrics(registry, informers.jobs);
 
   manager::Manager manager(*client, ManagerOptionsFor(o, *config));
   Servers servers(o, *client, manager, registry);
   servers.AddTo(manager);
-  for (auto& cache : caches.runnables) manager.Add(manager::Group::kCache, &cache);
+  for (auto& cache : informers.runnables) manager.Add(manager::Group::kCache, &cache);
   manager.Add(manager::Group::kLeader, &job_controller);
   if (rt::Status started = manager.Start(); !started.ok()) {
     spdlog::error("{}", started.message());
