@@ -282,7 +282,11 @@ json StatusMergePatch(const JobStatus& before, const JobStatus& after) {
   return {{"status", std::move(diff)}};
 }
 
-std::string Rfc3339(rt::SystemTime t) { return rt::FormatUtc(t, "%Y-%m-%dT%H:%M:%SZ"); }
+std::string Rfc3339(rt::SystemTime t) { return rt::FormatRfc3339(t); }
+
+bool IsTerminalPhase(std::string_view phase) {
+  return phase == kPhaseSucceeded || phase == kPhaseFailed;
+}
 
 // ----- conditions -------------------------------------------------------------------------------
 
@@ -311,6 +315,12 @@ bool SetCondition(JobStatus& status, Condition condition, rt::SystemTime now) {
   return true;
 }
 
+bool ClearCondition(JobStatus& status, Condition condition, rt::SystemTime now) {
+  const Condition* existing = FindCondition(status, condition.type);
+  if (existing == nullptr || existing->status == kConditionFalse) return false;
+  return SetCondition(status, std::move(condition), now);
+}
+
 // ----- the resource -----------------------------------------------------------------------------
 
 bool ParallelRunJob::being_deleted() const {
@@ -323,6 +333,22 @@ bool ParallelRunJob::has_finalizer(const std::string& finalizer) const {
   if (list == nullptr || !list->is_array()) return false;
   return std::any_of(list->begin(), list->end(),
                      [&](const json& f) { return f.is_string() && f == finalizer; });
+}
+
+std::vector<std::string> ParallelRunJob::finalizers() const {
+  std::vector<std::string> out;
+  const json* list = Field(metadata, "finalizers");
+  if (list == nullptr || !list->is_array()) return out;
+  for (const json& f : *list) {
+    if (f.is_string()) out.push_back(f.get<std::string>());
+  }
+  return out;
+}
+
+std::optional<int64_t> ParallelRunJob::ttl_seconds_after_finished() const {
+  const json* ttl = Field(raw_spec, "ttlSecondsAfterFinished");
+  if (ttl == nullptr || !ttl->is_number_integer()) return std::nullopt;
+  return ttl->get<int64_t>();
 }
 
 std::string ParallelRunJob::key() const { return ns.empty() ? name : ns + "/" + name; }
@@ -346,6 +372,19 @@ rt::StatusOr<ParallelRunJob> ParseParallelRunJob(const json& object) {
     job.status = status->get<JobStatus>();
   }
   return job;
+}
+
+void to_json(json& j, const ParallelRunJob& job) {
+  json metadata = job.metadata.is_object() ? job.metadata : json::object();
+  // The identity fields are the struct's (equal to metadata's in a parsed object).
+  PutString(metadata, "name", job.name);
+  PutString(metadata, "namespace", job.ns);
+  PutString(metadata, "uid", job.uid);
+  PutString(metadata, "resourceVersion", job.resource_version);
+  PutInt(metadata, "generation", job.generation);
+  j = {{"apiVersion", kApiVersion}, {"kind", kKind}, {"metadata", std::move(metadata)}};
+  if (!job.raw_spec.is_null()) j["spec"] = job.raw_spec;
+  j["status"] = job.status;
 }
 
 rt::StatusOr<rt::JobSpec> ParseSpec(const ParallelRunJob& job,

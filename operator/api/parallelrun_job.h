@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "runtime/base/status.h"
@@ -48,6 +49,10 @@ inline constexpr const char* kPhaseSucceeded = "Succeeded";
 inline constexpr const char* kPhaseFailed = "Failed";
 inline constexpr const char* kPhaseSuspended = "Suspended";
 
+// Whether `phase` ends the job (Succeeded or Failed): nothing runs any more and the phase never
+// changes again.
+bool IsTerminalPhase(std::string_view phase);
+
 // Condition types.
 inline constexpr const char* kConditionScheduled = "Scheduled";
 inline constexpr const char* kConditionRunning = "Running";
@@ -59,6 +64,21 @@ inline constexpr const char* kConditionSuspended = "Suspended";
 inline constexpr const char* kConditionTrue = "True";
 inline constexpr const char* kConditionFalse = "False";
 inline constexpr const char* kConditionUnknown = "Unknown";
+
+// Condition (and status.reason) values the operator decides itself. The reasons of a job's end
+// that the coordinator decides are rt::reason::* in runtime/protocol/contract.h.
+inline constexpr const char* kReasonInvalidSpec = "InvalidSpec";
+inline constexpr const char* kReasonDeadlineExceeded = "DeadlineExceeded";
+inline constexpr const char* kReasonBackoffLimitExceeded = "BackoffLimitExceeded";
+inline constexpr const char* kReasonUnschedulable = "Unschedulable";
+inline constexpr const char* kReasonImagePullBackOff = "ImagePullBackOff";
+inline constexpr const char* kReasonFailedMount = "FailedMount";
+inline constexpr const char* kReasonScheduled = "Scheduled";
+inline constexpr const char* kReasonRunning = "Running";
+inline constexpr const char* kReasonSuspended = "Suspended";
+inline constexpr const char* kReasonResumed = "Resumed";
+// A Failed job whose coordinator named no reason.
+inline constexpr const char* kReasonFailed = "Failed";
 
 // ----- status ---------------------------------------------------------------------------------
 
@@ -177,6 +197,12 @@ Condition* FindCondition(JobStatus& status, const std::string& type);
 // `condition` is ignored. Returns true when anything in the stored condition changed.
 bool SetCondition(JobStatus& status, Condition condition, rt::SystemTime now);
 
+// SetCondition for a condition that no longer holds (`condition.status` False), applied only when
+// the job has the condition and it is not False already: a job never gets a False condition it
+// never had (as batch/v1 Job), and a False one keeps its reason. Returns true when anything
+// changed.
+bool ClearCondition(JobStatus& status, Condition condition, rt::SystemTime now);
+
 // ----- the resource ---------------------------------------------------------------------------
 
 struct ParallelRunJob {
@@ -193,6 +219,11 @@ struct ParallelRunJob {
 
   bool being_deleted() const;  // metadata.deletionTimestamp is set
   bool has_finalizer(const std::string& finalizer) const;
+  // metadata.finalizers in their order (entries that are not strings are skipped).
+  std::vector<std::string> finalizers() const;
+  // spec.ttlSecondsAfterFinished read from the raw spec without validating the rest of it, so a
+  // job that failed with an invalid spec still honours it; nullopt when absent or not an integer.
+  std::optional<int64_t> ttl_seconds_after_finished() const;
   // "ns/name", the work-queue key.
   std::string key() const;
 };
@@ -201,6 +232,14 @@ struct ParallelRunJob {
 // when `object` is not a JSON object or has no metadata.name; the spec is not validated here and
 // the status is read leniently.
 rt::StatusOr<ParallelRunJob> ParseParallelRunJob(const nlohmann::json& object);
+
+// The object for a write (the status subresource's PUT): {apiVersion, kind, metadata, spec,
+// status}; spec only when raw_spec is not null; metadata is `metadata` with the identity fields
+// (name, namespace, uid, resourceVersion, generation) set from the struct when set there. For an
+// object the cache holds (TrimForCache), ParseParallelRunJob followed by this gives the same JSON
+// back except for the status, which is written from `status` (so a field JobStatus does not know is
+// not written back).
+void to_json(nlohmann::json& j, const ParallelRunJob& job);
 
 // Parses and validates the job's spec with the one job-spec model (rt::ParseJobSpec) on the
 // object {apiVersion, kind, metadata: {name, namespace, uid}, spec}, so field errors carry

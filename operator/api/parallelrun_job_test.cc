@@ -296,6 +296,32 @@ TEST(ConditionTest, FindConditionByType) {
   EXPECT_EQ(FindCondition(cs, kConditionScheduled)->message, "changed");
 }
 
+TEST(ConditionTest, ClearConditionOnlyTurnsAnExistingTrueOneFalse) {
+  JobStatus s;
+  // Never had it: no False condition appears.
+  EXPECT_FALSE(
+      ClearCondition(s, {kConditionRunning, kConditionFalse, "Completed", "done", "", 1}, At(0)));
+  EXPECT_TRUE(s.conditions.empty());
+  SetCondition(s, {kConditionRunning, kConditionTrue, kReasonRunning, "running", "", 1}, At(0));
+  EXPECT_TRUE(
+      ClearCondition(s, {kConditionRunning, kConditionFalse, "Completed", "done", "", 2}, At(40)));
+  ASSERT_EQ(s.conditions.size(), 1u);
+  EXPECT_EQ(s.conditions[0], (Condition{kConditionRunning, kConditionFalse, "Completed", "done",
+                                        Rfc3339(At(40)), 2}));
+  // Already False: the first reason stays.
+  EXPECT_FALSE(ClearCondition(
+      s, {kConditionRunning, kConditionFalse, kReasonSuspended, "later", "", 3}, At(80)));
+  EXPECT_EQ(s.conditions[0].reason, "Completed");
+}
+
+TEST(PhaseTest, OnlySucceededAndFailedAreTerminal) {
+  EXPECT_TRUE(IsTerminalPhase(kPhaseSucceeded));
+  EXPECT_TRUE(IsTerminalPhase(kPhaseFailed));
+  for (const char* phase : {kPhasePending, kPhaseRunning, kPhaseSuspended, ""}) {
+    EXPECT_FALSE(IsTerminalPhase(phase)) << phase;
+  }
+}
+
 // ----- the resource
 // -------------------------------------------------------------------------------
 
@@ -353,6 +379,52 @@ TEST(ParseParallelRunJobTest, NeedsAnObjectWithAName) {
   json object = JobObject();
   object["metadata"]["name"] = 5;
   EXPECT_THAT(ParseParallelRunJob(object).status().message(), HasSubstr("metadata.name"));
+}
+
+TEST(ParseParallelRunJobTest, FinalizersInTheirOrderWithoutNonStrings) {
+  json object = JobObject();
+  object["metadata"]["finalizers"] = json::array({"example.com/keep", 7, kFinalizer});
+  auto job = ParseParallelRunJob(object);
+  ASSERT_TRUE(job.ok());
+  EXPECT_THAT(job->finalizers(), ElementsAre("example.com/keep", kFinalizer));
+  object["metadata"].erase("finalizers");
+  EXPECT_TRUE(ParseParallelRunJob(object)->finalizers().empty());
+}
+
+TEST(ParseParallelRunJobTest, TtlIsReadFromAnInvalidSpecToo) {
+  json object = JobObject();
+  EXPECT_EQ(ParseParallelRunJob(object)->ttl_seconds_after_finished(), std::nullopt);
+  object["spec"] = {{"nodeCont", 3}, {"ttlSecondsAfterFinished", 300}};
+  EXPECT_EQ(ParseParallelRunJob(object)->ttl_seconds_after_finished(), 300);
+  object["spec"]["ttlSecondsAfterFinished"] = "300";
+  EXPECT_EQ(ParseParallelRunJob(object)->ttl_seconds_after_finished(), std::nullopt);
+}
+
+TEST(ParallelRunJobJsonTest, ACachedObjectIsWrittenBackAsItWasReadWithItsNewStatus) {
+  json object = JobObject();
+  object["status"] = FullStatus();  // as the operator writes it
+  const json cached = TrimForCache(object);
+  auto job = ParseParallelRunJob(cached);
+  ASSERT_TRUE(job.ok());
+  EXPECT_EQ(json(*job).dump(), cached.dump());
+  job->status.phase = kPhaseFailed;
+  job->status.items.reset();
+  json expected = cached;
+  expected["status"]["phase"] = "Failed";
+  expected["status"].erase("items");
+  EXPECT_EQ(json(*job).dump(), expected.dump());
+}
+
+TEST(ParallelRunJobJsonTest, IdentityComesFromTheStruct) {
+  ParallelRunJob job;
+  job.name = "j";
+  job.ns = "ns";
+  job.resource_version = "9";
+  EXPECT_EQ(json(job), json::parse(R"({"apiVersion": "parallelrun.io/v1alpha1",
+                                       "kind": "ParallelRunJob",
+                                       "metadata": {"name": "j", "namespace": "ns",
+                                                    "resourceVersion": "9"},
+                                       "status": {}})"));
 }
 
 TEST(ParseParallelRunJobTest, ClusterScopedKeyIsTheName) {

@@ -24,14 +24,20 @@ json Job(const std::string& name, json status = nullptr) {
   json job = {{"apiVersion", "parallelrun.io/v1alpha1"},
               {"kind", "ParallelRunJob"},
               {"metadata", {{"name", name}, {"namespace", "ns"}}},
-              {"spec", json::object()}};
+              {"spec", json::parse(R"({
+                "entryScript": "score.py",
+                "sourceDirectory": {"volume": "data", "path": "code/"},
+                "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}],
+                "inputs": [{"name": "docs", "type": "file",
+                            "source": {"volume": "data", "path": "in/"}}],
+                "output": {"volume": "data", "path": "out/"}})")}};
   if (!status.is_null()) job["status"] = status;
   return job;
 }
 
 json Pod(const std::string& name, const std::string& job) {
   return {{"metadata", {{"name", name}, {"labels", {{api::kJobLabel, job}}}}},
-          {"spec", json::object()}};
+          {"spec", {{"containers", {{{"name", "worker"}, {"image", "parallelrun:0.1.0"}}}}}}};
 }
 
 // Reconciled keys, recorded by the controller's workers.
@@ -52,7 +58,7 @@ struct Reconciled {
 };
 
 TEST(JobControllerTest, QueuesOnlyWhileLeadingAndEveryCachedJobWhenItStarts) {
-  FakeClient client;
+  FakeClient client({.namespaces = {"ns"}});
   ASSERT_TRUE(client.Create(kube::resources::kParallelRunJobs, "ns", Job("a")).ok());
   informer::Informer jobs(client, {.resource = kube::resources::kParallelRunJobs, .ns = "ns"});
   informer::Informer pods(
@@ -86,7 +92,7 @@ TEST(JobControllerTest, QueuesOnlyWhileLeadingAndEveryCachedJobWhenItStarts) {
 }
 
 TEST(JobMetricsTest, PhasesAndCountsOfTheCachedJobs) {
-  FakeClient client;
+  FakeClient client({.namespaces = {"ns"}});
   ASSERT_TRUE(client.Create(kube::resources::kParallelRunJobs, "ns", Job("new")).ok());
   auto run = client.Create(kube::resources::kParallelRunJobs, "ns", Job("run"));
   ASSERT_TRUE(run.ok());

@@ -27,7 +27,8 @@ constexpr auto kPatience = 10s;
 const kube::Resource& kPods = kube::resources::kPods;
 
 json Pod(const std::string& name, json labels = json::object()) {
-  return {{"metadata", {{"name", name}, {"labels", labels}}}, {"spec", {{"image", "x"}}}};
+  return {{"metadata", {{"name", name}, {"labels", labels}}},
+          {"spec", {{"containers", json::array({{{"name", "c"}, {"image", "x"}}})}}}};
 }
 
 // Records handler calls as "TYPE:key" (and the old object's name for MODIFIED/DELETED).
@@ -100,7 +101,7 @@ TEST(InformerTest, KeyOf) {
 }
 
 TEST(InformerTest, ListsInPagesThenFollowsTheWatch) {
-  FakeClient client;
+  FakeClient client({.namespaces = {"ns", "other"}});
   for (const char* n : {"a", "b", "c", "d", "e"})
     ASSERT_TRUE(client.Create(kPods, "ns", Pod(n)).ok());
   ASSERT_TRUE(client.Create(kPods, "other", Pod("x")).ok());
@@ -138,7 +139,7 @@ TEST(InformerTest, ListsInPagesThenFollowsTheWatch) {
 }
 
 TEST(InformerTest, WatchStartsAtTheListsVersionWithoutReplayingIt) {
-  FakeClient client;
+  FakeClient client({.namespaces = {"ns"}});
   ASSERT_TRUE(client.Create(kPods, "ns", Pod("a")).ok());
   Informer inf(client, PodOptions());
   Events events;
@@ -151,7 +152,7 @@ TEST(InformerTest, WatchStartsAtTheListsVersionWithoutReplayingIt) {
 }
 
 TEST(InformerTest, AllNamespacesAndStoreQueries) {
-  FakeClient client;
+  FakeClient client({.namespaces = {"a", "b"}});
   ASSERT_TRUE(client.Create(kPods, "a", Pod("w0", {{"job", "j"}, {"role", "worker"}})).ok());
   ASSERT_TRUE(client.Create(kPods, "a", Pod("c", {{"job", "j"}, {"role", "coordinator"}})).ok());
   ASSERT_TRUE(client.Create(kPods, "b", Pod("w0", {{"job", "j"}, {"role", "worker"}})).ok());
@@ -172,7 +173,7 @@ TEST(InformerTest, AllNamespacesAndStoreQueries) {
 }
 
 TEST(InformerTest, LabelSelectorLimitsWhatIsCached) {
-  FakeClient client;
+  FakeClient client({.namespaces = {"ns"}});
   ASSERT_TRUE(client.Create(kPods, "ns", Pod("mine", {{"app", "x"}})).ok());
   ASSERT_TRUE(client.Create(kPods, "ns", Pod("theirs", {{"app", "y"}})).ok());
   InformerOptions o = PodOptions();
@@ -193,7 +194,7 @@ TEST(InformerTest, LabelSelectorLimitsWhatIsCached) {
 }
 
 TEST(InformerTest, TransformTrimsStoredObjects) {
-  FakeClient client;
+  FakeClient client({.namespaces = {"ns"}});
   ASSERT_TRUE(client.Create(kPods, "ns", Pod("a")).ok());
   InformerOptions o = PodOptions();
   o.transform = [](json obj) {
@@ -211,22 +212,25 @@ TEST(InformerTest, TransformTrimsStoredObjects) {
 }
 
 TEST(InformerTest, BookmarksAdvanceTheResourceVersion) {
-  FakeClient client;
+  FakeClient client({.namespaces = {"ns"}});
   ASSERT_TRUE(client.Create(kPods, "ns", Pod("a")).ok());
   Informer inf(client, PodOptions());
   inf.Start();
   ASSERT_TRUE(inf.WaitForSync(kPatience));
   ASSERT_TRUE(Eventually([&] { return client.OpenWatches() == 1; }));
+  const std::string synced = inf.LastResourceVersion();
   // Writes the informer does not see (another resource) move the server's version on.
   ASSERT_TRUE(client.Create(kube::resources::kConfigMaps, "ns", Pod("cm")).ok());
   ASSERT_TRUE(client.Create(kube::resources::kConfigMaps, "ns", Pod("cm2")).ok());
-  EXPECT_EQ(inf.LastResourceVersion(), "1");
+  const std::string now = std::to_string(client.CurrentResourceVersion());
+  ASSERT_NE(now, synced);
+  EXPECT_EQ(inf.LastResourceVersion(), synced);
   client.SendBookmarks();
-  EXPECT_TRUE(Eventually([&] { return inf.LastResourceVersion() == "3"; }));
+  EXPECT_TRUE(Eventually([&] { return inf.LastResourceVersion() == now; }));
 }
 
 TEST(InformerTest, RewatchesFromLastVersionWhenTheStreamEnds) {
-  FakeClient client;
+  FakeClient client({.namespaces = {"ns"}});
   ASSERT_TRUE(client.Create(kPods, "ns", Pod("a")).ok());
   Informer inf(client, PodOptions());
   Events events;
@@ -247,7 +251,7 @@ TEST(InformerTest, RewatchesFromLastVersionWhenTheStreamEnds) {
 }
 
 TEST(InformerTest, RewatchesAfterABrokenConnection) {
-  FakeClient client;
+  FakeClient client({.namespaces = {"ns"}});
   Informer inf(client, PodOptions());
   Events events;
   inf.AddHandler(events.Handler());
@@ -261,7 +265,7 @@ TEST(InformerTest, RewatchesAfterABrokenConnection) {
 }
 
 TEST(InformerTest, GoneRelistsAndEmitsTheDifference) {
-  FakeClient client;
+  FakeClient client({.namespaces = {"ns"}});
   for (const char* n : {"a", "b", "c"}) ASSERT_TRUE(client.Create(kPods, "ns", Pod(n)).ok());
   Informer inf(client, PodOptions());
   Events events;
@@ -298,7 +302,7 @@ TEST(InformerTest, GoneRelistsAndEmitsTheDifference) {
 }
 
 TEST(InformerTest, ExpiredContinueTokenRestartsTheList) {
-  FakeClient client;
+  FakeClient client({.namespaces = {"ns"}});
   for (const char* n : {"a", "b", "c"}) ASSERT_TRUE(client.Create(kPods, "ns", Pod(n)).ok());
   InformerOptions o = PodOptions();
   o.page_size = 1;
@@ -321,7 +325,7 @@ TEST(InformerTest, ExpiredContinueTokenRestartsTheList) {
 }
 
 TEST(InformerTest, ListErrorsBackOffOnItsClockAndRecover) {
-  FakeClient client;
+  FakeClient client({.namespaces = {"ns"}});
   FakeClock clock;
   ASSERT_TRUE(client.Create(kPods, "ns", Pod("a")).ok());
   client.InjectError("list", "pods", rt::UnavailableError("503"), 3);
@@ -345,7 +349,7 @@ TEST(InformerTest, ListErrorsBackOffOnItsClockAndRecover) {
 }
 
 TEST(InformerTest, WatchErrorsBackOffWithoutRelisting) {
-  FakeClient client;
+  FakeClient client({.namespaces = {"ns"}});
   client.InjectError("watch", "pods", rt::UnavailableError("503"), 2);
   Informer inf(client, PodOptions());
   Events events;
@@ -360,7 +364,7 @@ TEST(InformerTest, WatchErrorsBackOffWithoutRelisting) {
 }
 
 TEST(InformerTest, StopIsPromptWhileWatching) {
-  FakeClient client;
+  FakeClient client({.namespaces = {"ns"}});
   Informer inf(client, PodOptions());
   inf.Start();
   ASSERT_TRUE(inf.WaitForSync(kPatience));
@@ -375,7 +379,7 @@ TEST(InformerTest, StopIsPromptWhileWatching) {
 }
 
 TEST(InformerTest, StopIsPromptWhileBackingOff) {
-  FakeClient client;
+  FakeClient client({.namespaces = {"ns"}});
   client.InjectError("list", "pods", rt::UnavailableError("503"), 1 << 30);
   InformerOptions o = PodOptions();
   o.backoff_initial = 60s;
@@ -391,7 +395,7 @@ TEST(InformerTest, StopIsPromptWhileBackingOff) {
 }
 
 TEST(InformerTest, DestructorStopsWithoutStart) {
-  FakeClient client;
+  FakeClient client({.namespaces = {"ns"}});
   Informer inf(client, PodOptions());
 }
 

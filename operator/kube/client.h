@@ -1,6 +1,6 @@
 // The Kubernetes API as the operator sees it: typeless JSON objects addressed by resource.
 // Knows no CRDs and no ParallelRunJob. A seam: HTTPS in production (http_client.h), an
-// in-memory fake in tests (fake_client.h).
+// in-process test cluster API server in tests (fake_client.h).
 #pragma once
 
 #include <chrono>

@@ -1,44 +1,22 @@
-// An in-memory kube::Client for tests: an API server's storage and watch semantics without HTTP.
+// A kube::Client for unit tests: the test cluster's API server (tests/cluster, cluster::ApiServer)
+// in the same process, called directly instead of over HTTPS. Test-only (target op_kube_fake,
+// built with the tests); production code never links it.
 //
-// Guarantees (each as the real API server does it, see shared/reference/k8s-wire.md §9):
-// - One global, monotonically increasing resourceVersion; every write bumps it.
-// - Create sets uid, creationTimestamp, generation 1 and resourceVersion; an existing name is
-//   AlreadyExists; `generateName` picks a unique name; a body with a resourceVersion is Invalid.
-// - Update/Patch with a stale metadata.resourceVersion is a Conflict (kAborted). A PUT without
-//   one is unconditional for built-in resources and Invalid for custom resources (a group with a
-//   dot that is not *.k8s.io).
-// - metadata.generation bumps when anything but .metadata and .status changes, and once when a
-//   deletionTimestamp is set; never on status writes.
-// - Status subresource (every resource except those in Options::without_status): writes to the
-//   main resource keep the stored .status (a create drops it); writes to "status" change only
-//   .status. Resources without it answer NotFound for "status".
-// - Patch: merge patch (RFC 7386), JSON patch (RFC 6902, `test` included), apply as
-//   create-or-merge. A metadata.resourceVersion in the patched result is a precondition.
-//   Strategic merge patch is refused (InvalidArgument): it needs per-type schemas the fake does
-//   not have (custom resources refuse it on a real server too).
-// - Delete of an object with finalizers sets deletionTimestamp once (MODIFIED); the write that
-//   empties its finalizers removes it (DELETED); new finalizers cannot be added meanwhile.
-//   Pods are deleted at once (no kubelet). Preconditions (uid, resourceVersion) → Conflict.
-// - Garbage collection (Options::garbage_collection, off by default as in envtest): removing
-//   an owner drops the references to it from dependents and deletes those left without
-//   owners; propagationPolicy Orphan only drops the references.
-// - List: label selectors (=, ==, !=, in, notin, key, !key; comma = AND), field selectors
-//   (=, ==, != on any dotted path, metadata.name and metadata.namespace included), limit and
-//   continue over a consistent snapshot (all pages share the first page's resourceVersion);
-//   a continue token, or a paged list at an exact resourceVersion, older than the kept history
-//   is 410 Gone.
-// - Watch: resourceVersion unset or "0" → synthetic ADDED for current objects, then changes;
-//   N → changes after N, or an ERROR event (metav1.Status code 410, reason Expired) and the end
-//   of the stream when N is older than the kept history (the last Options::history_window
-//   events). Events are filtered as lists are; an object that stops (starts) matching a
-//   selector arrives as DELETED (ADDED). timeoutSeconds ends the stream. BOOKMARKs are sent
-//   by SendBookmarks() to watches that allowed them.
-// - Errors carry messages shaped like the real client's: "<VERB> <path>: <code> <reason>: ...".
-// Thread-safe: every call may come from any thread; watch streams outlive the client safely.
+// Semantics are the test cluster's, one emulation of kube-apiserver for every test
+// (tests/cluster/README.md): resourceVersions, defaulting and validation of built-in kinds, the
+// CRDs in crds/ with their schemas and status subresource, selectors, paging, patches, finalizers,
+// graceful deletion, garbage collection and the built-in controllers, watch history and 410.
+// Namespaces must exist before objects are created in them, as on a real cluster: the default
+// ones (default, kube-system, kube-public, kube-node-lease) do, others are listed in
+// FakeClientOptions::namespaces. Errors are mapped exactly as the HTTPS client maps the same
+// answer (client.h, http_status.h): "<VERB> <path>: <code> <reason>: <message>".
 //
-// Test hooks: InjectError (fail the next N calls of a verb on a resource), Calls/CallCount
-// (every (verb, group, resource[/subresource]) used, for RBAC checks), CloseAllWatches (a
-// server drop: undelivered events are lost, clients re-watch), CompactHistory, SendBookmarks.
+// Test hooks (client-side, the API server is not involved): InjectError (fail the next N calls
+// of a verb on a resource), Calls/CallCount (every (verb, group, resource[/subresource]) used,
+// for RBAC checks), CloseAllWatches (a dropped connection: undelivered events are lost, clients
+// re-watch), OpenWatches. Server-side: CompactHistory (etcd compaction: older resourceVersions
+// get 410), SendBookmarks (the server's bookmark timer firing now), CurrentResourceVersion.
+// Thread-safe; watch streams may outlive the client.
 #pragma once
 
 #include <cstdint>
@@ -46,25 +24,27 @@
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
-#include <set>
 #include <string>
-#include <tuple>
 #include <vector>
 
 #include "operator/kube/client.h"
-#include "runtime/base/time_util.h"
+
+namespace parallelrun::rt::cluster {
+class ApiServer;
+}  // namespace parallelrun::rt::cluster
 
 namespace parallelrun::op::kube {
 
+struct FakeWatchState;
+
 struct FakeClientOptions {
-  // Watch events kept for resuming watches; older resourceVersions get 410.
-  size_t history_window = 1000;
-  bool garbage_collection = false;
-  // Plural names of resources that have no status subresource.
-  std::set<std::string> without_status = {
-      "configmaps",      "secrets", "events",       "leases",       "endpoints",
-      "serviceaccounts", "roles",   "rolebindings", "clusterroles", "clusterrolebindings"};
-  const rt::Clock* clock = &rt::RealClock::Get();  // creation and deletion timestamps
+  // Namespaces created at start, besides the cluster's default ones.
+  std::vector<std::string> namespaces;
+  // CustomResourceDefinition manifests (YAML or JSON files) applied at start; by default the
+  // project's own (crds/*.yaml).
+  std::vector<std::string> crd_files = DefaultCrdFiles();
+
+  static std::vector<std::string> DefaultCrdFiles();
 };
 
 // One API request as RBAC sees it. `resource` includes the subresource: "parallelrunjobs/status".
@@ -78,6 +58,7 @@ struct ApiCall {
 
 class FakeClient : public Client {
  public:
+  // A failed start (a CRD file that does not parse or is refused) is returned by every call.
   explicit FakeClient(FakeClientOptions options = {});
   ~FakeClient() override;
   FakeClient(const FakeClient&) = delete;
@@ -103,7 +84,7 @@ class FakeClient : public Client {
   // --- Test hooks ---
 
   // The next `times` calls of `verb` on `resource` ("pods", "parallelrunjobs/status"; "*"
-  // matches any verb or resource) fail with `error` before doing anything. They are still
+  // matches any verb or resource) fail with `error` before reaching the server. They are still
   // recorded in Calls().
   void InjectError(const std::string& verb, const std::string& resource, Status error,
                    int times = 1);
@@ -119,15 +100,28 @@ class FakeClient : public Client {
   void CloseAllWatches(Status error = Status::Ok());
   // Forgets all history: watches from any resourceVersion before now get 410.
   void CompactHistory();
-  // Sends a BOOKMARK at the current resourceVersion to every watch that allowed bookmarks.
+  // Every watch that allowed bookmarks gets a BOOKMARK once it has caught up.
   void SendBookmarks();
   // Watches not yet ended (streams whose owner still holds them, not cancelled).
   int OpenWatches() const;
   int64_t CurrentResourceVersion() const;
 
  private:
-  struct State;
-  std::unique_ptr<State> state_;
+  // Records the call and returns the first failure due: a failed start or an injected error.
+  Status Enter(const std::string& verb, const Resource& r, const std::string& subresource);
+
+  std::shared_ptr<rt::cluster::ApiServer> server_;
+  Status start_error_;
+  mutable std::mutex mu_;
+  std::map<ApiCall, int> calls_;
+  struct Injection {
+    std::string verb;
+    std::string resource;
+    Status error;
+    int remaining;
+  };
+  std::vector<Injection> injections_;
+  std::vector<std::weak_ptr<FakeWatchState>> watches_;
 };
 
 }  // namespace parallelrun::op::kube

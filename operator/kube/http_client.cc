@@ -4,15 +4,8 @@
 #include "operator/kube/http_client.h"
 
 #include <cpprest/http_client.h>
-#include <openssl/bio.h>
-#include <openssl/err.h>
-#include <openssl/pem.h>
-#include <openssl/ssl.h>
-#include <openssl/x509.h>
-#include <sys/stat.h>
 
 #include <algorithm>
-#include <boost/asio/ssl.hpp>
 #include <cctype>
 #include <condition_variable>
 #include <exception>
@@ -22,7 +15,9 @@
 #include <utility>
 #include <vector>
 
-#include "runtime/base/files.h"
+#include "operator/kube/http_credentials.h"
+#include "operator/kube/http_status.h"
+#include "operator/kube/http_tls.h"
 
 #ifndef PARALLELRUN_VERSION
 #define PARALLELRUN_VERSION "dev"
@@ -43,204 +38,11 @@ constexpr std::chrono::seconds kWatchSilenceMargin{30};
 // With timeoutSeconds 0 the API server picks 30 to 60 minutes (--min-request-timeout, doubled at
 // most).
 constexpr std::chrono::seconds kServerDefaultWatchTimeout{3600};
-// Error bodies are quoted up to this length when they are not a metav1.Status.
-constexpr size_t kMaxQuotedBody = 500;
 // The most a watch reads from its body buffer at once.
 constexpr size_t kMaxRead = 64 * 1024;
 
 // ---------------------------------------------------------------------------------------------
-// TLS material (parsed with OpenSSL from memory).
-
-struct BioDeleter {
-  void operator()(BIO* b) const { BIO_free(b); }
-};
-struct X509Deleter {
-  void operator()(X509* x) const { X509_free(x); }
-};
-struct PkeyDeleter {
-  void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
-};
-using BioPtr = std::unique_ptr<BIO, BioDeleter>;
-using X509Ptr = std::unique_ptr<X509, X509Deleter>;
-using PkeyPtr = std::unique_ptr<EVP_PKEY, PkeyDeleter>;
-
-BioPtr MemoryBio(const std::string& pem) {
-  return BioPtr(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
-}
-
-std::string OpenSslError() {
-  unsigned long e = ERR_get_error();
-  ERR_clear_error();
-  if (e == 0) return "no PEM data found";
-  char buf[256];
-  ERR_error_string_n(e, buf, sizeof buf);
-  return buf;
-}
-
-// Every certificate in a PEM bundle; an error when there is none or one does not parse.
-StatusOr<std::vector<X509Ptr>> ParseCertificates(const std::string& pem, const std::string& what) {
-  ERR_clear_error();
-  BioPtr bio = MemoryBio(pem);
-  std::vector<X509Ptr> certs;
-  while (true) {
-    X509Ptr cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
-    if (!cert) break;
-    certs.push_back(std::move(cert));
-  }
-  unsigned long err = ERR_peek_last_error();
-  // Reading past the last certificate ends with "no start line": the normal end of a bundle.
-  if (err != 0 && !(ERR_GET_LIB(err) == ERR_LIB_PEM && ERR_GET_REASON(err) == PEM_R_NO_START_LINE &&
-                    !certs.empty())) {
-    return rt::InvalidArgumentError(what + ": not a PEM certificate: " + OpenSslError());
-  }
-  ERR_clear_error();
-  if (certs.empty()) return rt::InvalidArgumentError(what + ": no PEM certificate in it");
-  return certs;
-}
-
-StatusOr<PkeyPtr> ParsePrivateKey(const std::string& pem) {
-  ERR_clear_error();
-  BioPtr bio = MemoryBio(pem);
-  PkeyPtr key(PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr));
-  if (!key) return rt::InvalidArgumentError("client key: not a PEM private key: " + OpenSslError());
-  return key;
-}
-
-// Trust exactly the given CAs: a fresh store replaces the system paths cpprestsdk loaded.
-void TrustOnly(boost::asio::ssl::context& ctx, const std::string& ca_pem) {
-  auto certs = ParseCertificates(ca_pem, "CA");
-  if (!certs.ok()) throw std::runtime_error(certs.status().message());
-  X509_STORE* store = X509_STORE_new();
-  for (const auto& cert : *certs) X509_STORE_add_cert(store, cert.get());
-  SSL_CTX_set_cert_store(ctx.native_handle(), store);  // takes ownership
-}
-
-void UseClientCertificate(boost::asio::ssl::context& ctx, const std::string& cert_pem,
-                          const std::string& key_pem) {
-  ctx.use_certificate_chain(boost::asio::buffer(cert_pem));
-  ctx.use_private_key(boost::asio::buffer(key_pem), boost::asio::ssl::context::pem);
-}
-
-// ---------------------------------------------------------------------------------------------
-// Credentials and rate limit.
-
-// The bearer token: fixed, or read from a file again whenever the file changes (projected
-// service-account tokens are replaced by an atomic symlink swap, so the inode changes too).
-class TokenSource {
- public:
-  TokenSource(std::string token, std::string file)
-      : token_(std::move(token)), file_(std::move(file)) {}
-
-  StatusOr<std::string> Get() {
-    if (file_.empty()) return token_;
-    std::lock_guard<std::mutex> lock(mu_);
-    struct stat st {};
-    if (::stat(file_.c_str(), &st) != 0) {
-      // A rotation in progress; the last token read is still the best guess.
-      if (loaded_) return token_;
-      return rt::UnauthenticatedError("token file " + file_ + ": cannot read it");
-    }
-    if (!loaded_ || st.st_ino != last_.st_ino || st.st_size != last_.st_size ||
-        st.st_mtim.tv_sec != last_.st_mtim.tv_sec || st.st_mtim.tv_nsec != last_.st_mtim.tv_nsec) {
-      auto text = rt::ReadFile(file_);
-      if (!text.ok()) {
-        if (loaded_) return token_;
-        return rt::UnauthenticatedError("token file " + file_ + ": " + text.status().message());
-      }
-      std::string token = *text;
-      while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back()))) {
-        token.pop_back();
-      }
-      token_ = std::move(token);
-      last_ = st;
-      loaded_ = true;
-    }
-    return token_;
-  }
-
- private:
-  std::mutex mu_;
-  std::string token_;
-  const std::string file_;
-  struct stat last_ {};
-  bool loaded_ = false;
-};
-
-// A token bucket shared by all threads: Acquire() reserves a token and sleeps until it is due.
-class RateLimiter {
- public:
-  RateLimiter(double qps, int burst)
-      : qps_(qps),
-        burst_(burst > 0 ? burst : std::max(1.0, qps)),
-        tokens_(burst_),
-        last_(Clock::now()) {}
-
-  void Acquire() {
-    std::unique_lock<std::mutex> lock(mu_);
-    const auto now = Clock::now();
-    tokens_ = std::min(burst_, tokens_ + std::chrono::duration<double>(now - last_).count() * qps_);
-    last_ = now;
-    tokens_ -= 1;
-    if (tokens_ >= 0) return;
-    const auto wait = std::chrono::duration<double>(-tokens_ / qps_);
-    lock.unlock();
-    std::this_thread::sleep_for(wait);
-  }
-
- private:
-  std::mutex mu_;
-  const double qps_;
-  const double burst_;
-  double tokens_;
-  Clock::time_point last_;
-};
-
-// ---------------------------------------------------------------------------------------------
 // Errors.
-
-std::string Quote(const std::string& body) {
-  return body.size() > kMaxQuotedBody ? body.substr(0, kMaxQuotedBody) + "..." : body;
-}
-
-// "<what>: <code> <reason>: <message>" mapped as client.h says. `body` is a metav1.Status when
-// the API server wrote it, anything when a proxy did.
-Status HttpError(const std::string& what, int code, const std::string& phrase,
-                 const std::string& body) {
-  std::string reason = phrase;
-  std::string message = Quote(body);
-  try {
-    json status = json::parse(body);
-    if (status.is_object()) {
-      if (status.value("reason", json()).is_string()) reason = status["reason"];
-      if (status.value("message", json()).is_string()) message = status["message"];
-    }
-  } catch (const json::exception&) {
-  }
-  if (code == 410 && reason != "Gone") reason = reason.empty() ? "Gone" : "Gone (" + reason + ")";
-  std::string text = what + ": " + std::to_string(code) + (reason.empty() ? "" : " " + reason) +
-                     (message.empty() ? "" : ": " + message);
-  switch (code) {
-    case 400:
-    case 422:
-      return rt::InvalidArgumentError(std::move(text));
-    case 401:
-      return rt::UnauthenticatedError(std::move(text));
-    case 403:
-      return rt::PermissionDeniedError(std::move(text));
-    case 404:
-      return rt::NotFoundError(std::move(text));
-    case 409:
-      if (reason == "AlreadyExists") return rt::AlreadyExistsError(std::move(text));
-      return rt::AbortedError(std::move(text));
-    case 410:
-      return rt::GoneError(std::move(text));
-    case 429:
-      return rt::UnavailableError(std::move(text));
-    default:
-      if (code >= 500) return rt::UnavailableError(std::move(text));
-      return rt::InternalError(std::move(text));
-  }
-}
 
 // An exception from cpprestsdk/pplx while sending or reading.
 Status TransportError(const std::string& what, const std::exception_ptr& error) {
@@ -262,20 +64,6 @@ Status TransportError(const std::string& what, const std::exception_ptr& error) 
 
 // ---------------------------------------------------------------------------------------------
 // Requests.
-
-std::string ContentType(PatchType type) {
-  switch (type) {
-    case PatchType::kMerge:
-      return "application/merge-patch+json";
-    case PatchType::kJson:
-      return "application/json-patch+json";
-    case PatchType::kStrategicMerge:
-      return "application/strategic-merge-patch+json";
-    case PatchType::kApply:
-      return "application/apply-patch+yaml";
-  }
-  return "application/json";
-}
 
 using Query = std::vector<std::pair<std::string, std::string>>;
 
@@ -530,7 +318,8 @@ class HttpClient : public Client {
     PR_RETURN_IF_ERROR(CheckNamespace(r, ns, "PATCH"));
     Query q;
     if (type == PatchType::kApply) q = {{"fieldManager", kFieldManager}, {"force", "true"}};
-    return Call("PATCH", r.ObjectPath(ns, name, subresource), q, Dump(patch), ContentType(type));
+    return Call("PATCH", r.ObjectPath(ns, name, subresource), q, Dump(patch),
+                PatchContentType(type));
   }
 
   Status Delete(const Resource& r, const std::string& ns, const std::string& name,
@@ -683,22 +472,6 @@ class BrokenClient : public Client {
   const Status status_;
 };
 
-http_client_config TlsConfig(const RestConfig& config) {
-  http_client_config c;
-  if (config.insecure_skip_tls_verify) c.set_validate_certificates(false);
-  const bool custom_ca = !config.ca_pem.empty() && !config.insecure_skip_tls_verify;
-  const bool client_cert = !config.client_cert_pem.empty();
-  if (custom_ca || client_cert) {
-    c.set_ssl_context_callback([custom_ca, client_cert, ca = config.ca_pem,
-                                cert = config.client_cert_pem,
-                                key = config.client_key_pem](boost::asio::ssl::context& ctx) {
-      if (custom_ca) TrustOnly(ctx, ca);
-      if (client_cert) UseClientCertificate(ctx, cert, key);
-    });
-  }
-  return c;
-}
-
 }  // namespace
 
 Status CheckRestConfig(const RestConfig& config) {
@@ -712,21 +485,7 @@ Status CheckRestConfig(const RestConfig& config) {
   } catch (const std::exception& e) {
     return rt::InvalidArgumentError("server \"" + s + "\": not a valid URL: " + e.what());
   }
-  if (!config.ca_pem.empty()) {
-    PR_RETURN_IF_ERROR(ParseCertificates(config.ca_pem, "CA").status());
-  }
-  if (config.client_cert_pem.empty() != config.client_key_pem.empty()) {
-    return rt::InvalidArgumentError("a client certificate needs both the certificate and the key");
-  }
-  if (!config.client_cert_pem.empty()) {
-    PR_ASSIGN_OR_RETURN(auto certs,
-                        ParseCertificates(config.client_cert_pem, "client certificate"));
-    PR_ASSIGN_OR_RETURN(auto key, ParsePrivateKey(config.client_key_pem));
-    if (X509_check_private_key(certs.front().get(), key.get()) != 1) {
-      ERR_clear_error();
-      return rt::InvalidArgumentError("client key does not match the client certificate");
-    }
-  }
+  PR_RETURN_IF_ERROR(CheckTlsMaterial(config));
   if (!config.bearer_token_file.empty()) {
     PR_RETURN_IF_ERROR(TokenSource("", config.bearer_token_file).Get().status());
   }

@@ -136,7 +136,7 @@ TEST(LeaderElectionTest, DefaultIdentityIsHostnameAndUuid) {
 }
 
 TEST(LeaderElectionTest, FirstElectorCreatesTheLeaseAndRenewsItEveryRetryPeriod) {
-  FakeClient client;
+  FakeClient client({.namespaces = {"ops"}});
   FakeClock clock;
   Counts counts;
   LeaderElector e(client, Config("a", clock), counts.Callbacks());
@@ -163,7 +163,7 @@ TEST(LeaderElectionTest, FirstElectorCreatesTheLeaseAndRenewsItEveryRetryPeriod)
 }
 
 TEST(LeaderElectionTest, OnlyOneOfTwoLeads) {
-  FakeClient client;
+  FakeClient client({.namespaces = {"ops"}});
   FakeClock clock;
   Counts ca, cb;
   LeaderElector a(client, Config("a", clock), ca.Callbacks());
@@ -187,7 +187,7 @@ TEST(LeaderElectionTest, OnlyOneOfTwoLeads) {
 }
 
 TEST(LeaderElectionTest, ReleaseOnStopLetsTheOtherTakeOverAtOnce) {
-  FakeClient client;
+  FakeClient client({.namespaces = {"ops"}});
   FakeClock clock;
   Counts ca, cb;
   LeaderElector a(client, Config("a", clock, 60s), ca.Callbacks());
@@ -209,7 +209,7 @@ TEST(LeaderElectionTest, ReleaseOnStopLetsTheOtherTakeOverAtOnce) {
 }
 
 TEST(LeaderElectionTest, ReleaseIsRetriedAfterAFailedWrite) {
-  FakeClient client;
+  FakeClient client({.namespaces = {"ops"}});
   FakeClock clock;
   Counts ca;
   LeaderElector a(client, Config("a", clock, 60s), ca.Callbacks());
@@ -223,7 +223,7 @@ TEST(LeaderElectionTest, ReleaseIsRetriedAfterAFailedWrite) {
 }
 
 TEST(LeaderElectionTest, LeaderThatCannotRenewLosesAndTheOtherTakesOver) {
-  FakeClient client;
+  FakeClient client({.namespaces = {"ops"}});
   FakeClock clock;
   PartitionableClient a_client(client);
   Counts ca, cb;
@@ -268,7 +268,7 @@ void LeftoverLease(FakeClient& client, const std::string& holder) {
 }
 
 TEST(LeaderElectionTest, SameIdentityRenewsAHeldLeaseAtOnce) {
-  FakeClient client;
+  FakeClient client({.namespaces = {"ops"}});
   FakeClock clock;
   LeftoverLease(client, "same");
   Counts counts;
@@ -279,7 +279,7 @@ TEST(LeaderElectionTest, SameIdentityRenewsAHeldLeaseAtOnce) {
 }
 
 TEST(LeaderElectionTest, OtherIdentityWaitsForAnUnexpiredLeaseThenTakesItOver) {
-  FakeClient client;
+  FakeClient client({.namespaces = {"ops"}});
   FakeClock clock;
   LeftoverLease(client, "crashed");
   Counts counts;
@@ -300,7 +300,7 @@ TEST(LeaderElectionTest, OtherIdentityWaitsForAnUnexpiredLeaseThenTakesItOver) {
 }
 
 TEST(LeaderElectionTest, UsesOnlyTheGrantedVerbs) {
-  FakeClient client;
+  FakeClient client({.namespaces = {"ops"}});
   FakeClock clock;
   Counts ca, cb;
   {
@@ -319,7 +319,7 @@ TEST(LeaderElectionTest, UsesOnlyTheGrantedVerbs) {
 }
 
 TEST(LeaderElectionTest, StopBeforeLeadingIsPrompt) {
-  FakeClient client;
+  FakeClient client({.namespaces = {"ops"}});
   FakeClock clock;
   Counts ca, cb;
   LeaderElector a(client, Config("a", clock, 60s), ca.Callbacks());

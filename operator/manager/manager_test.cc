@@ -119,7 +119,7 @@ struct Replica {
 };
 
 TEST(ManagerTest, StartsServersThenCachesThenTheLeaderRunnablesOnceCachesAreReady) {
-  FakeClient client;
+  FakeClient client({.namespaces = {"ops"}});
   Journal journal;
   FakeRunnable web("webhook", journal), metrics("metrics", journal);
   FakeRunnable jobs("jobs", journal, /*ready=*/false), pods("pods", journal, /*ready=*/false);
@@ -154,7 +154,7 @@ TEST(ManagerTest, StartsServersThenCachesThenTheLeaderRunnablesOnceCachesAreRead
 }
 
 TEST(ManagerTest, ReadyWaitsForEveryServer) {
-  FakeClient client;
+  FakeClient client({.namespaces = {"ops"}});
   Replica r(client, std::nullopt);
   r.server.SetReady(false);
   ASSERT_TRUE(r.manager.Start().ok());
@@ -165,7 +165,7 @@ TEST(ManagerTest, ReadyWaitsForEveryServer) {
 }
 
 TEST(ManagerTest, AServerThatCannotStartFailsStartAndStopsWhatStarted) {
-  FakeClient client;
+  FakeClient client({.namespaces = {"ops"}});
   Journal journal;
   FakeRunnable ok("ok", journal), bad("bad", journal), cache("cache", journal);
   bad.FailStart(rt::InvalidArgumentError("address in use"));
@@ -183,7 +183,7 @@ TEST(ManagerTest, AServerThatCannotStartFailsStartAndStopsWhatStarted) {
 }
 
 TEST(ManagerTest, ACacheThatCannotStartStopsTheServersAndOtherCaches) {
-  FakeClient client;
+  FakeClient client({.namespaces = {"ops"}});
   Journal journal;
   FakeRunnable server("server", journal), jobs("jobs", journal), pods("pods", journal);
   pods.FailStart(rt::UnavailableError("no watch"));
@@ -197,7 +197,7 @@ TEST(ManagerTest, ACacheThatCannotStartStopsTheServersAndOtherCaches) {
 }
 
 TEST(ManagerTest, ALeaderRunnableThatCannotStartMakesTheReplicaUnhealthy) {
-  FakeClient client;
+  FakeClient client({.namespaces = {"ops"}});
   Replica r(client, std::nullopt);
   FakeRunnable after("after", r.journal);
   r.controller.FailStart(rt::InternalError("no workers"));
@@ -210,7 +210,7 @@ TEST(ManagerTest, ALeaderRunnableThatCannotStartMakesTheReplicaUnhealthy) {
 }
 
 TEST(ManagerTest, StopBeforeTheCachesSyncStartsNoLeaderRunnable) {
-  FakeClient client;
+  FakeClient client({.namespaces = {"ops"}});
   Replica r(client, std::nullopt);
   r.cache.SetReady(false);
   ASSERT_TRUE(r.manager.Start().ok());
@@ -220,7 +220,7 @@ TEST(ManagerTest, StopBeforeTheCachesSyncStartsNoLeaderRunnable) {
 }
 
 TEST(ManagerTest, EveryReplicaIsReadyAndOnlyOneLeads) {
-  FakeClient client;
+  FakeClient client({.namespaces = {"ops"}});
   FakeClock clock;
   Replica a(client, Config("a", &clock));
   Replica b(client, Config("b", &clock));
@@ -245,7 +245,7 @@ TEST(ManagerTest, EveryReplicaIsReadyAndOnlyOneLeads) {
 }
 
 TEST(ManagerTest, NotReadyAndNotLeadingUntilEveryCacheSynced) {
-  FakeClient client;
+  FakeClient client({.namespaces = {"ops"}});
   FakeClock clock;
   Replica a(client, Config("a", &clock));
   a.cache.SetReady(false);
@@ -263,7 +263,7 @@ TEST(ManagerTest, NotReadyAndNotLeadingUntilEveryCacheSynced) {
 }
 
 TEST(ManagerTest, StoppedLeaderStopsItsWorkThenReleasesTheLeaseAndTheStandbyLeads) {
-  FakeClient client;
+  FakeClient client({.namespaces = {"ops"}});
   FakeClock clock;
   Replica a(client, Config("a", &clock));
   Replica b(client, Config("b", &clock));
@@ -293,7 +293,7 @@ TEST(ManagerTest, StoppedLeaderStopsItsWorkThenReleasesTheLeaseAndTheStandbyLead
 }
 
 TEST(ManagerTest, LeaderThatLosesTheLeaseIsUnhealthy) {
-  FakeClient client;
+  FakeClient client({.namespaces = {"ops"}});
   FakeClock clock;
   Replica a(client, Config("a", &clock));
   ASSERT_TRUE(a.manager.Start().ok());
@@ -306,7 +306,7 @@ TEST(ManagerTest, LeaderThatLosesTheLeaseIsUnhealthy) {
 }
 
 TEST(ManagerTest, InformerRunnableIsReadyOnceSynced) {
-  FakeClient client;
+  FakeClient client({.namespaces = {"ops"}});
   informer::Informer cache(client, {.resource = kube::resources::kConfigMaps, .ns = "ops"});
   InformerRunnable runnable("configmaps", cache);
   EXPECT_EQ(runnable.Name(), "configmaps");

@@ -1,26 +1,13 @@
 #include "operator/reconciler/job_status.h"
 
-#include <cctype>
-#include <cstdio>
-#include <ctime>
+#include <optional>
 
 #include "fmt/format.h"
+#include "runtime/protocol/contract.h"
 
 namespace parallelrun::op::reconciler {
 
 using nlohmann::json;
-
-const json& Field(const json& object, const char* key) {
-  static const json kNull;
-  if (!object.is_object()) return kNull;
-  auto it = object.find(key);
-  return it == object.end() ? kNull : *it;
-}
-
-std::string Str(const json& object, const char* key) {
-  const json& v = Field(object, key);
-  return v.is_string() ? v.get<std::string>() : std::string();
-}
 
 namespace {
 
@@ -39,122 +26,88 @@ std::string DescribeFolder(const rt::DataRef& ref) {
   return fmt::format("the output folder \"{}\" on volume \"{}\"", Trimmed(ref.path), ref.volume);
 }
 
-const json& Condition(const json& status, const std::string& type) {
-  static const json kNull;
-  const json& conditions = Field(status, "conditions");
-  if (!conditions.is_array()) return kNull;
-  for (const json& c : conditions) {
-    if (Str(c, "type") == type) return c;
-  }
-  return kNull;
+api::RecentError ToStatus(const rt::protocol::ErrorCount& e) {
+  return {e.error, e.location, e.count, e.miniBatches, e.items, e.lastSeen};
 }
 
 }  // namespace
 
 std::string SecondsPrecision(const std::string& text) {
-  int year, month, day, hour, minute, second, used = 0;
-  if (std::sscanf(text.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%n", &year, &month, &day, &hour, &minute,
-                  &second, &used) != 6) {
-    return "";
-  }
-  // Fractions are dropped; only UTC ("Z") is written by the coordinator and the operator.
-  size_t rest = static_cast<size_t>(used);
-  if (rest < text.size() && text[rest] == '.') {
-    ++rest;
-    while (rest < text.size() && std::isdigit(static_cast<unsigned char>(text[rest]))) ++rest;
-  }
-  if (text.substr(rest) != "Z") return "";
-  std::tm tm{};
-  tm.tm_year = year - 1900;
-  tm.tm_mon = month - 1;
-  tm.tm_mday = day;
-  tm.tm_hour = hour;
-  tm.tm_min = minute;
-  tm.tm_sec = second;
-  return FormatStatusTime(std::chrono::system_clock::from_time_t(timegm(&tm)));
+  auto t = rt::ParseRfc3339(text);
+  return t.ok() ? rt::FormatRfc3339(*t) : std::string();
 }
 
-std::string FormatStatusTime(rt::SystemTime t) { return rt::FormatUtc(t, "%Y-%m-%dT%H:%M:%SZ"); }
-
-void SetTime(json& status, const char* key, const std::string& text) {
-  const std::string t = SecondsPrecision(text);
-  if (t.empty()) {
-    status.erase(key);
-  } else {
-    status[key] = t;
+std::optional<CoordinatorReport> ParseSummary(const std::string& message) {
+  const json summary = json::parse(message, nullptr, /*allow_exceptions=*/false);
+  if (!summary.is_object()) return std::nullopt;
+  CoordinatorReport report;
+  try {
+    report.progress = summary.get<rt::protocol::Progress>();
+  } catch (const std::exception&) {
   }
+  report.has_mini_batches = summary.contains("miniBatches") && summary["miniBatches"].is_object();
+  report.has_items = summary.contains("items") && summary["items"].is_object();
+  return report;
 }
 
-void SetLocations(const rt::JobSpec& spec, json& status) {
+void SetLocations(const rt::JobSpec& spec, api::JobStatus& status) {
   const std::string folder = Trimmed(spec.output.path);
-  json output = {{"path", folder}};
-  if (!spec.output.volume.empty()) output["volume"] = spec.output.volume;
-  if (spec.output_action == rt::OutputAction::kAppendRow) {
-    output["file"] = spec.append_row_file_name;
-  }
-  json logs = {{"path", Join(folder, "logs")}};
-  if (!spec.output.volume.empty()) logs["volume"] = spec.output.volume;
-  status["output"] = std::move(output);
-  status["logs"] = std::move(logs);
+  const bool append_row = spec.output_action == rt::OutputAction::kAppendRow;
+  status.output = api::VolumeLocation{spec.output.volume, folder,
+                                      append_row ? spec.append_row_file_name : std::string()};
+  status.logs = api::VolumeLocation{spec.output.volume, Join(folder, "logs"), ""};
 }
 
-void ApplyProgress(const json& p, const rt::JobSpec& spec, bool ended, json& status) {
-  for (const char* key : {"miniBatches", "items"}) {
-    if (Field(p, key).is_object()) status[key] = p[key];
+void ApplyProgress(const CoordinatorReport& report, const rt::JobSpec& spec, bool ended,
+                   api::JobStatus& status) {
+  const rt::protocol::Progress& p = report.progress;
+  if (report.has_mini_batches) {
+    const auto& mb = p.miniBatches;
+    status.mini_batches =
+        api::MiniBatchCounts{mb.total, mb.completed, mb.failed, mb.running, mb.retried};
   }
-  if (status.contains("miniBatches") && status["miniBatches"].is_object()) {
-    // running is what the coordinator reports while it runs; nothing runs after the end.
-    if (ended) status["miniBatches"]["running"] = 0;
-  }
-  const json& mb = Field(status, "miniBatches");
-  const bool planned = Field(p, "planned") == true;
-  if (planned && mb.is_object()) {
-    status["progress"] =
-        fmt::format("{}/{}", mb.value("completed", int64_t{0}), mb.value("total", int64_t{0}));
+  if (report.has_items)
+    status.items = api::ItemCounts{p.items.total, p.items.succeeded, p.items.failed};
+  // running is what the coordinator reports while it runs; nothing runs after the end.
+  if (ended && status.mini_batches) status.mini_batches->running = 0;
+  if (p.planned && status.mini_batches) {
+    status.progress =
+        fmt::format("{}/{}", status.mini_batches->completed, status.mini_batches->total);
   } else if (!ended) {
-    status["progress"] = "planning";
-  } else if (Str(status, "progress") == "planning") {
-    status.erase("progress");  // ended before its plan was made (e.g. OutputInUse)
+    status.progress = "planning";
+  } else if (status.progress == "planning") {
+    status.progress.clear();  // ended before its plan was made (e.g. OutputInUse)
   }
-  for (const char* key : {"lastProgressLine", "eta"}) {
-    if (!Str(p, key).empty()) status[key] = p[key];
-  }
-  if (!Str(p, "outputFile").empty()) status["outputFile"] = p["outputFile"];
-  if (ended) {
-    status.erase("estimatedCompletionTime");
-  } else {
-    SetTime(status, "estimatedCompletionTime", Str(p, "estimatedCompletionTime"));
-  }
-  const json& nodes = Field(p, "nodes");
-  json& out = status["nodes"];
-  const int64_t last_ready =
-      Field(out, "ready").is_number_integer() ? out["ready"].get<int64_t>() : int64_t{0};
-  out = {{"desired", spec.node_count}, {"ready", last_ready}};
+  if (!p.lastProgressLine.empty()) status.last_progress_line = p.lastProgressLine;
+  if (!p.eta.empty()) status.eta = p.eta;
+  if (!p.outputFile.empty()) status.output_file = p.outputFile;
+  status.estimated_completion_time = ended ? "" : SecondsPrecision(p.estimatedCompletionTime);
   // The coordinator's summary counts the agents it heard from last; a report without one (it
   // ended before any agent came, or its agents are gone) keeps the last count observed.
-  const json& ready = Field(nodes, "ready");
-  if (ready.is_number_integer() && (!ended || ready.get<int64_t>() > 0)) out["ready"] = ready;
+  const int64_t last_ready = status.nodes ? status.nodes->ready : 0;
+  status.nodes = api::NodeCounts{spec.node_count, last_ready};
+  if (!ended || p.nodes.ready > 0) status.nodes->ready = p.nodes.ready;
+  if (!p.recentErrors.empty()) {
+    status.recent_errors.clear();
+    for (const auto& e : p.recentErrors) status.recent_errors.push_back(ToStatus(e));
+  }
   SetLocations(spec, status);
 }
 
-void SetReason(json& status) {
-  const std::string phase = Str(status, "phase");
+void SetReason(api::JobStatus& status) {
+  const api::Condition* failed = api::FindCondition(status, api::kConditionFailed);
+  const api::Condition* scheduled = api::FindCondition(status, api::kConditionScheduled);
   std::string reason;
-  if (phase == "Succeeded") {
-    reason = "Completed";
-  } else if (phase == "Failed") {
-    reason = Str(Condition(status, "Failed"), "reason");
-    if (reason.empty()) reason = "Failed";
-  } else if (phase == "Suspended") {
-    reason = "Suspended";
-  } else if (Str(Condition(status, "Scheduled"), "status") == "False") {
-    reason = Str(Condition(status, "Scheduled"), "reason");
+  if (status.phase == api::kPhaseSucceeded) {
+    reason = rt::reason::kCompleted;
+  } else if (status.phase == api::kPhaseFailed) {
+    reason = failed != nullptr && !failed->reason.empty() ? failed->reason : api::kReasonFailed;
+  } else if (status.phase == api::kPhaseSuspended) {
+    reason = api::kReasonSuspended;
+  } else if (scheduled != nullptr && scheduled->status == api::kConditionFalse) {
+    reason = scheduled->reason;
   }
-  if (reason.empty()) {
-    status.erase("reason");
-  } else {
-    status["reason"] = reason;
-  }
+  status.reason = reason;
 }
 
 std::string OwnerUidOf(const std::string& message) {

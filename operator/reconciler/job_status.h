@@ -1,6 +1,6 @@
 // How a ParallelRunJob's status is built from what the operator observes (issue 15: numbers that
-// add up). Pure functions over the status JSON, so the reconciler only decides *when* to call
-// them and tests can check every rule without a cluster.
+// add up). Pure functions over the typed status (operator/api), so the reconciler only decides
+// *when* to call them and tests can check every rule without a cluster.
 //
 // Rules (also in the CRD's descriptions and docs/operations.md):
 // - Times are RFC 3339 UTC at second precision ("2026-11-23T11:05:08Z"); a time that is not known
@@ -12,40 +12,52 @@
 //   ran when the summary has none (never 0 for a job whose agents ran).
 // - output and logs say where things are as a volume of spec.volumes and a path inside it;
 //   outputFile keeps the in-pod path beside them.
+// - recentErrors are the coordinator's latest distinct errors; a report without any (a
+//   coordinator that restarted) keeps what an earlier report put there.
 // - reason is one CamelCase word for the phase: the Failed condition's reason, Completed,
 //   Suspended, or the Scheduled condition's reason while pods wait; absent otherwise.
 #pragma once
 
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 
-#include "runtime/base/time_util.h"
+#include "operator/api/parallelrun_job.h"
 #include "runtime/jobspec/job_spec.h"
+#include "runtime/protocol/messages.h"
 
 namespace parallelrun::op::reconciler {
 
-// Lenient reads of raw JSON: a missing member, or a non-object, is null / "".
-const nlohmann::json& Field(const nlohmann::json& object, const char* key);
-std::string Str(const nlohmann::json& object, const char* key);
-
-// RFC 3339 UTC at second precision; "" when `text` is empty or not an RFC 3339 time.
+// RFC 3339 UTC at second precision (rt::FormatRfc3339 of rt::ParseRfc3339); "" when `text` is
+// empty or not an RFC 3339 time.
 std::string SecondsPrecision(const std::string& text);
-std::string FormatStatusTime(rt::SystemTime t);
 
-// Sets status[key] to the time `text` at second precision, or removes it when unknown.
-void SetTime(nlohmann::json& status, const char* key, const std::string& text);
+// A coordinator's report: its answer to GET /v1/progress while it runs, or its final summary (the
+// termination message of its pod) once it ended.
+struct CoordinatorReport {
+  rt::protocol::Progress progress;
+  // Whether the report carries the count groups. A progress answer always does; a summary is
+  // JSON that was cut to fit 4 KiB, and a group it lacks keeps what the status holds.
+  bool has_mini_batches = true;
+  bool has_items = true;
+};
 
-// Copies a coordinator progress report (protocol::Progress as JSON) into the status: counts,
-// progress, ETA, times, nodes and locations. `ended`: the report is the coordinator's final
-// summary (a 0 nodes.ready keeps the last count observed, estimatedCompletionTime goes).
-void ApplyProgress(const nlohmann::json& progress, const rt::JobSpec& spec, bool ended,
-                   nlohmann::json& status);
+// The final summary in a coordinator's termination message; nullopt when `message` is not a
+// JSON object. A field of the wrong type leaves the whole progress at its defaults (as the
+// coordinator writes it, it never has one).
+std::optional<CoordinatorReport> ParseSummary(const std::string& message);
+
+// Copies a coordinator report into the status: counts, progress, ETA, times, nodes, locations and
+// recent errors. `ended`: the report is the coordinator's final summary (a 0 nodes.ready keeps
+// the last count observed, nothing runs any more, estimatedCompletionTime goes).
+void ApplyProgress(const CoordinatorReport& report, const rt::JobSpec& spec, bool ended,
+                   api::JobStatus& status);
 
 // status.output {volume, path, file} and status.logs {volume, path} from the spec.
-void SetLocations(const rt::JobSpec& spec, nlohmann::json& status);
+void SetLocations(const rt::JobSpec& spec, api::JobStatus& status);
 
 // status.reason from the phase and the conditions (see above).
-void SetReason(nlohmann::json& status);
+void SetReason(api::JobStatus& status);
 
 // The OutputInUse message naming the owner: `owner` is "namespace/name" of the job holding the
 // folder, or "" when no such job exists any more (then "a deleted job" with `owner_uid`).

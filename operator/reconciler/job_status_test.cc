@@ -19,7 +19,8 @@ rt::JobSpec Spec() {
   return spec;
 }
 
-json Report(bool planned) {
+// A progress answer as the coordinator sends it (all fields, as protocol::Progress writes them).
+CoordinatorReport Report(bool planned) {
   json p = json::parse(R"({"miniBatches": {"total": 10, "completed": 3, "failed": 1,
                           "running": 4, "retried": 2},
                           "items": {"total": 100, "succeeded": 25, "failed": 5},
@@ -27,79 +28,122 @@ json Report(bool planned) {
                           "eta": "", "estimatedCompletionTime": "",
                           "outputFile": "/mnt/output/rows.txt", "logs": "/mnt/output/logs"})");
   p["planned"] = planned;
-  return p;
+  return CoordinatorReport{p.get<rt::protocol::Progress>()};
 }
+
+// The status as it goes on the wire.
+json Wire(const api::JobStatus& status) { return status; }
 
 TEST(JobStatusTest, TimesHaveSecondPrecisionAndUnknownOnesAreLeftOut) {
   EXPECT_EQ(SecondsPrecision("2026-11-23T11:05:08.417Z"), "2026-11-23T11:05:08Z");
   EXPECT_EQ(SecondsPrecision("2026-11-23T11:05:08Z"), "2026-11-23T11:05:08Z");
   EXPECT_EQ(SecondsPrecision(""), "");
   EXPECT_EQ(SecondsPrecision("soon"), "");
-  json status = {{"estimatedCompletionTime", "2026-11-23T11:05:08Z"}};
-  SetTime(status, "estimatedCompletionTime", "");
-  EXPECT_FALSE(status.contains("estimatedCompletionTime"));
-  SetTime(status, "completionTime", "2026-11-23T11:05:08.5Z");
-  EXPECT_EQ(status["completionTime"], "2026-11-23T11:05:08Z");
+  // rt::ParseRfc3339 reads offsets too: the status holds UTC.
+  EXPECT_EQ(SecondsPrecision("2026-11-23T12:05:08+01:00"), "2026-11-23T11:05:08Z");
+  api::JobStatus status;
+  status.estimated_completion_time = "2026-11-23T11:05:08Z";
+  CoordinatorReport report = Report(true);
+  report.progress.estimatedCompletionTime = "";
+  ApplyProgress(report, Spec(), false, status);
+  EXPECT_FALSE(Wire(status).contains("estimatedCompletionTime"));
+  report.progress.estimatedCompletionTime = "2026-11-23T11:05:08.5Z";
+  ApplyProgress(report, Spec(), false, status);
+  EXPECT_EQ(Wire(status)["estimatedCompletionTime"], "2026-11-23T11:05:08Z");
 }
 
 TEST(JobStatusTest, ProgressSaysPlanningUntilThePlanIsKnownThenCountsFromZero) {
-  json status = json::object();
+  api::JobStatus status;
   ApplyProgress(Report(false), Spec(), false, status);
-  EXPECT_EQ(status["progress"], "planning");
-  json zero = Report(true);
-  zero["miniBatches"]["completed"] = 0;
+  EXPECT_EQ(Wire(status)["progress"], "planning");
+  CoordinatorReport zero = Report(true);
+  zero.progress.miniBatches.completed = 0;
   ApplyProgress(zero, Spec(), false, status);
-  EXPECT_EQ(status["progress"], "0/10");
-  EXPECT_FALSE(status.contains("eta"));  // "" is unknown: left out
-  EXPECT_FALSE(status.contains("estimatedCompletionTime"));
+  EXPECT_EQ(Wire(status)["progress"], "0/10");
+  EXPECT_FALSE(Wire(status).contains("eta"));  // "" is unknown: left out
+  EXPECT_FALSE(Wire(status).contains("estimatedCompletionTime"));
 }
 
 TEST(JobStatusTest, LocationsAreVolumeAndPathBesideTheInPodFile) {
-  json status = json::object();
+  api::JobStatus status;
   ApplyProgress(Report(true), Spec(), false, status);
-  EXPECT_EQ(status["output"], json::parse(R"({"volume": "data", "path": "runs/7",
-                                               "file": "rows.txt"})"));
-  EXPECT_EQ(status["logs"], json::parse(R"({"volume": "data", "path": "runs/7/logs"})"));
-  EXPECT_EQ(status["outputFile"], "/mnt/output/rows.txt");
+  EXPECT_EQ(Wire(status)["output"], json::parse(R"({"volume": "data", "path": "runs/7",
+                                                     "file": "rows.txt"})"));
+  EXPECT_EQ(Wire(status)["logs"], json::parse(R"({"volume": "data", "path": "runs/7/logs"})"));
+  EXPECT_EQ(Wire(status)["outputFile"], "/mnt/output/rows.txt");
 }
 
 TEST(JobStatusTest, NodesReadyKeepsTheLastObservedCountAfterTheEnd) {
-  json status = json::object();
+  api::JobStatus status;
   ApplyProgress(Report(true), Spec(), false, status);
-  EXPECT_EQ(status["nodes"], json::parse(R"({"desired": 2, "ready": 2})"));
-  json summary = Report(true);
-  summary["nodes"]["ready"] = 0;
+  EXPECT_EQ(Wire(status)["nodes"], json::parse(R"({"desired": 2, "ready": 2})"));
+  CoordinatorReport summary = Report(true);
+  summary.progress.nodes.ready = 0;
   ApplyProgress(summary, Spec(), true, status);
-  EXPECT_EQ(status["nodes"]["ready"], 2);
-  EXPECT_EQ(status["miniBatches"]["running"], 0);
+  EXPECT_EQ(Wire(status)["nodes"]["ready"], 2);
+  EXPECT_EQ(Wire(status)["miniBatches"]["running"], 0);
 }
 
 TEST(JobStatusTest, NodesReadyAfterAQuickJobIsTheCoordinatorsLastCount) {
-  json status = json::object();  // ended before the operator read any progress
-  json summary = Report(true);
-  summary["nodes"]["ready"] = 1;
+  api::JobStatus status;  // ended before the operator read any progress
+  CoordinatorReport summary = Report(true);
+  summary.progress.nodes.ready = 1;
   ApplyProgress(summary, Spec(), true, status);
-  EXPECT_EQ(status["nodes"], json::parse(R"({"desired": 2, "ready": 1})"));
+  EXPECT_EQ(Wire(status)["nodes"], json::parse(R"({"desired": 2, "ready": 1})"));
+}
+
+TEST(JobStatusTest, ASummaryWithoutCountGroupsKeepsTheLastOnes) {
+  api::JobStatus status;
+  ApplyProgress(Report(true), Spec(), false, status);
+  auto summary = ParseSummary(R"({"phase": "Failed", "reason": "OutputInUse", "planned": false})");
+  ASSERT_TRUE(summary.has_value());
+  EXPECT_FALSE(summary->has_mini_batches);
+  EXPECT_FALSE(summary->has_items);
+  ApplyProgress(*summary, Spec(), true, status);
+  EXPECT_EQ(Wire(status)["miniBatches"], json::parse(R"({"total": 10, "completed": 3,
+                                                          "failed": 1, "running": 0,
+                                                          "retried": 2})"));
+  EXPECT_EQ(Wire(status)["items"]["succeeded"], 25);
+  EXPECT_FALSE(ParseSummary("not json").has_value());
+  EXPECT_FALSE(ParseSummary("[1]").has_value());
+}
+
+TEST(JobStatusTest, RecentErrorsAreTheCoordinatorsAndAnEmptyListKeepsThem) {
+  api::JobStatus status;
+  CoordinatorReport report = Report(true);
+  report.progress.recentErrors.push_back(
+      {"ValueError: NaN", "score.py:14", 3, 3, 6, "2027-01-15T07:59:59Z"});
+  ApplyProgress(report, Spec(), false, status);
+  EXPECT_EQ(Wire(status)["recentErrors"], json::parse(R"([{"error": "ValueError: NaN",
+      "location": "score.py:14", "count": 3, "miniBatches": 3, "items": 6,
+      "lastSeen": "2027-01-15T07:59:59Z"}])"));
+  ApplyProgress(Report(true), Spec(), true, status);  // a restarted coordinator has none yet
+  EXPECT_EQ(status.recent_errors.size(), 1u);
 }
 
 TEST(JobStatusTest, ReasonFollowsPhaseAndConditions) {
-  json status = {
-      {"phase", "Failed"},
-      {"conditions",
-       {{{"type", "Failed"}, {"status", "True"}, {"reason", "ErrorThresholdExceeded"}}}}};
+  api::JobStatus status;
+  status.phase = api::kPhaseFailed;
+  status.conditions = {{"Failed", "True", "ErrorThresholdExceeded", "", "", 0}};
   SetReason(status);
-  EXPECT_EQ(status["reason"], "ErrorThresholdExceeded");
-  status = {
-      {"phase", "Pending"},
-      {"conditions", {{{"type", "Scheduled"}, {"status", "False"}, {"reason", "Unschedulable"}}}}};
+  EXPECT_EQ(Wire(status)["reason"], "ErrorThresholdExceeded");
+  status = {};
+  status.phase = api::kPhasePending;
+  status.conditions = {{"Scheduled", "False", "Unschedulable", "", "", 0}};
   SetReason(status);
-  EXPECT_EQ(status["reason"], "Unschedulable");
-  status = {{"phase", "Running"}, {"reason", "Unschedulable"}};
+  EXPECT_EQ(Wire(status)["reason"], "Unschedulable");
+  status = {};
+  status.phase = api::kPhaseRunning;
+  status.reason = "Unschedulable";
   SetReason(status);
-  EXPECT_FALSE(status.contains("reason"));
-  status = {{"phase", "Succeeded"}};
+  EXPECT_FALSE(Wire(status).contains("reason"));
+  status = {};
+  status.phase = api::kPhaseSucceeded;
   SetReason(status);
-  EXPECT_EQ(status["reason"], "Completed");
+  EXPECT_EQ(Wire(status)["reason"], "Completed");
+  status.phase = api::kPhaseFailed;  // no Failed condition
+  SetReason(status);
+  EXPECT_EQ(Wire(status)["reason"], "Failed");
 }
 
 TEST(JobStatusTest, OutputInUseNamesTheOwnerTheVolumeThePathAndTheWaysOut) {

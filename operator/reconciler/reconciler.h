@@ -19,6 +19,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "operator/controller/controller.h"
@@ -30,6 +31,9 @@
 #include "runtime/base/time_util.h"
 
 namespace parallelrun::op::reconciler {
+
+struct CoordinatorReport;  // job_status.h
+struct Termination;        // observed.h
 
 // The informer caches the reconciler reads. Child caches hold objects labelled
 // parallelrun.io/job (trimmed: see the Trim* functions below). There is no cache of Secrets: the
@@ -68,28 +72,40 @@ class JobReconciler {
 
  private:
   struct JobState;  // per-job memory: last progress read, worker backoff timers
-  struct Pass;      // one reconcile's view and decisions
+  struct Pass;      // one reconcile's view and decisions (reconciler_pass.h)
 
+  // reconciler.cc: the pass and the ends of a job.
+  controller::Result AddFinalizer(Pass& pass);
   controller::Result Run(Pass& pass);
+  controller::Result Suspend(Pass& pass);
+  // Past spec.activeDeadlineSeconds: stops the pods and fails the job (the result to return);
+  // before it: a requeue at the deadline and nullopt.
+  std::optional<controller::Result> EnforceDeadline(Pass& pass);
   controller::Result Finalize(Pass& pass);
   controller::Result Finished(Pass& pass);
   rt::Status RemoveFinalizer(Pass& pass);  // ours only; ok when absent
   controller::Result StopPods(Pass& pass, bool* all_gone);
   // Ends the job: phase Failed, condition Failed with `reason`, a Warning event.
   void Fail(Pass& pass, const std::string& reason, const std::string& message);
-  rt::Status EnsureConfigObjects(Pass& pass);
-  rt::Status SyncCoordinator(Pass& pass);
-  rt::Status SyncWorkers(Pass& pass);
-  void ExplainWaiting(Pass& pass);
-  void ReadProgress(Pass& pass);
-  // The coordinator ended with its final summary (its container's termination message).
-  void EndFromSummary(Pass& pass, const nlohmann::json& summary, bool ok);
-  // The coordinator's OutputInUse message, rewritten to name the owning job, volume and path.
-  std::string DescribeOutputInUse(Pass& pass, const std::string& message);
   // Writes the status when it changed (reason set first); a conflict is a requeue, not an
   // error. Transition events are recorded once their status is written.
   rt::Status WriteStatus(Pass& pass);
   void RecordTransitions(Pass& pass);
+
+  // sync.cc: the steps towards the running job.
+  rt::Status EnsureConfigObjects(Pass& pass);
+  rt::Status SyncCoordinator(Pass& pass);
+  rt::Status CreateCoordinator(Pass& pass);
+  // The coordinator's container ended: the job's end (a final exit with its summary), a restart
+  // without counting (interrupted), or a counted restart up to backoffLimit.
+  rt::Status CoordinatorEnded(Pass& pass, const nlohmann::json& pod, const Termination& end);
+  rt::Status SyncWorkers(Pass& pass);
+  void ExplainWaiting(Pass& pass);
+  void ReadProgress(Pass& pass);
+  // The coordinator ended with its final summary (its container's termination message).
+  void EndFromSummary(Pass& pass, const CoordinatorReport& summary, bool ok);
+  // The coordinator's OutputInUse message, rewritten to name the owning job, volume and path.
+  std::string DescribeOutputInUse(Pass& pass, const std::string& message);
   rt::Status BumpSecretCounter(Pass& pass, const char* annotation, int64_t value);
   // pass.secret: the job's Secret from this process's memory, else read by name (null when
   // there is none yet).

@@ -174,7 +174,7 @@ class ReconcilerTest : public ::testing::Test {
     Reconcile();  // creates the children
   }
 
-  kube::FakeClient client_;
+  kube::FakeClient client_{{.namespaces = {"ns"}}};
   informer::Informer jobs_, pods_, config_maps_, services_;
   FakeProgress progress_;
   RecordingEvents events_;

@@ -18,7 +18,7 @@ json Events(kube::FakeClient& client) {
 }
 
 TEST(KubeEventRecorderTest, AnIdenticalEventIsCountedOnTheFirstNotWrittenAgain) {
-  kube::FakeClient client;
+  kube::FakeClient client({.namespaces = {"team-a"}});
   KubeEventRecorder recorder(client, rt::RealClock::Get());
   recorder.Record(kJob, "Normal", "Started", "coordinator score-coordinator is running");
   recorder.Record(kJob, "Normal", "Started", "coordinator score-coordinator is running");
@@ -34,7 +34,7 @@ TEST(KubeEventRecorderTest, AnIdenticalEventIsCountedOnTheFirstNotWrittenAgain) 
 }
 
 TEST(KubeEventRecorderTest, AGoneEventIsCreatedAgain) {
-  kube::FakeClient client;
+  kube::FakeClient client({.namespaces = {"team-a"}});
   KubeEventRecorder recorder(client, rt::RealClock::Get());
   recorder.Record(kJob, "Normal", "Resumed", "job resumed");
   const std::string name = Events(client)[0]["metadata"]["name"];
@@ -46,7 +46,7 @@ TEST(KubeEventRecorderTest, AGoneEventIsCreatedAgain) {
 }
 
 TEST(KubeEventRecorderTest, AnotherObjectOrMessageIsAnotherEvent) {
-  kube::FakeClient client;
+  kube::FakeClient client({.namespaces = {"team-a"}});
   KubeEventRecorder recorder(client, rt::RealClock::Get());
   ObjectRef other = kJob;
   other.uid = "u-2";

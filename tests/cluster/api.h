@@ -98,6 +98,9 @@ class WatchStream {
   // event, or once the watch's timeoutSeconds passed, Closed() is true.
   virtual std::optional<WatchEvent> Next(std::chrono::milliseconds timeout) = 0;
   virtual bool Closed() const = 0;
+  // Makes a watch that allowed bookmarks send one as soon as it has caught up, as if the
+  // server's bookmark timer fired now. Safe to call from any thread.
+  virtual void RequestBookmark() {}
 };
 
 // The API as the HTTPS front end serves it. Thread-safe.

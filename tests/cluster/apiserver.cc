@@ -167,7 +167,7 @@ class StoreWatch : public WatchStream {
         closed_ = true;
         return std::nullopt;
       }
-      if (bookmarks_ && clock >= next_bookmark_) {
+      if (bookmarks_ && (clock >= next_bookmark_ || bookmark_requested_.exchange(false))) {
         next_bookmark_ = clock + std::chrono::seconds(5);
         return WatchEvent{"BOOKMARK", Bookmark(false)};
       }
@@ -180,6 +180,8 @@ class StoreWatch : public WatchStream {
   }
 
   bool Closed() const override { return closed_ && pending_.empty(); }
+
+  void RequestBookmark() override { bookmark_requested_ = true; }
 
  private:
   Json Bookmark(bool initial_end) const {
@@ -208,6 +210,7 @@ class StoreWatch : public WatchStream {
   bool closed_ = false;
   std::optional<std::chrono::steady_clock::time_point> deadline_;
   std::chrono::steady_clock::time_point next_bookmark_;
+  std::atomic<bool> bookmark_requested_{false};
   std::deque<WatchEvent> pending_;
 };
 
@@ -327,6 +330,12 @@ ApiResult ApiServer::List(const ResourceRef& ref, const std::string& ns,
     return MakeError(410, "Expired",
                      "too old resource version: " + options.resource_version + " (" +
                          std::to_string(store_.current_rv()) + ")");
+  }
+  if (list_rv != 0 && list_rv < store_.oldest_watchable_rv()) {
+    // As kube-apiserver once etcd compacted the list's snapshot away.
+    return MakeError(410, "Expired",
+                     "The provided continue parameter is too old to display a consistent list "
+                     "result. You can start a new list without the continue parameter.");
   }
   if (list_rv == 0) list_rv = store_.current_rv();
   Json items = Json::array();

@@ -58,6 +58,12 @@ class Store {
   // Removes an object; the DELETED event carries `last_state` with a new resourceVersion.
   int64_t Remove(const std::string& type_key, const std::string& ns, const std::string& name);
 
+  // Forgets every event kept so far (as etcd compaction does): watches and continue tokens from
+  // an older resourceVersion get 410.
+  void Compact() {
+    events_.clear();
+    compacted_rv_ = rv_;
+  }
   // Oldest resourceVersion a watch may start from (it gets every event after it).
   int64_t oldest_watchable_rv() const { return compacted_rv_; }
   // Events with rv > after; false when `after` is older than the kept history (410).
