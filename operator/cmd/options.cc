@@ -59,9 +59,11 @@ Runs ParallelRunJobs (parallelrun.io/v1alpha1) on this cluster and keeps their s
 )";
 }
 
-rt::StatusOr<Options> ParseOptions(const std::vector<std::string>& args) {
-  Options o;
-  std::map<std::string, std::string*> strings = {
+namespace {
+
+// The flags that take a string value, by name (without "--").
+std::map<std::string, std::string*> StringFlags(Options& o, std::string* reconciles) {
+  return {
       {"kubeconfig", &o.kubeconfig},
       {"namespace", &o.ns},
       {"default-image", &o.default_image},
@@ -74,53 +76,46 @@ rt::StatusOr<Options> ParseOptions(const std::vector<std::string>& args) {
       {"webhook-bind-address", &o.webhook_bind_address},
       {"webhook-cert-dir", &o.webhook_cert_dir},
       {"operator-pod-labels", &o.operator_pod_labels},
+      {"max-concurrent-reconciles", reconciles},  // checked after the loop
   };
-  std::vector<std::string> problems;
-  std::string reconciles;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& arg = args[i];
-    if (arg.rfind("--", 0) != 0) {
-      problems.push_back(arg + ": unexpected argument (flags start with --)");
-      continue;
-    }
-    std::string name = arg.substr(2);
-    std::string value;
-    bool has_value = false;
-    if (auto eq = name.find('='); eq != std::string::npos) {
-      value = name.substr(eq + 1);
-      name = name.substr(0, eq);
-      has_value = true;
-    }
-    if (name == "help" || name == "version") {
-      (name == "help" ? o.help : o.version) = true;
-      continue;
-    }
-    if (name == "leader-elect") {
-      if (has_value && !ParseBool(value, &o.leader_elect)) {
-        problems.push_back("--leader-elect: got " + value + ", expected true or false");
-      } else if (!has_value) {
-        o.leader_elect = true;
-      }
-      continue;
-    }
-    std::string* target = nullptr;
-    if (auto it = strings.find(name); it != strings.end()) {
-      target = it->second;
-    } else if (name == "max-concurrent-reconciles") {
-      target = &reconciles;
-    } else {
-      problems.push_back("--" + name + ": unknown flag");
-      continue;
-    }
-    if (!has_value) {
-      if (i + 1 >= args.size()) {
-        problems.push_back("--" + name + ": expected a value");
-        continue;
-      }
-      value = args[++i];
-    }
-    *target = value;
+}
+
+// Reads args[i] (and its value, advancing i); appends what is wrong to `problems`.
+void ParseFlag(const std::vector<std::string>& args, size_t& i,
+               const std::map<std::string, std::string*>& strings, Options& o,
+               std::vector<std::string>& problems) {
+  const std::string& arg = args[i];
+  if (arg.rfind("--", 0) != 0) {
+    problems.push_back(arg + ": unexpected argument (flags start with --)");
+    return;
   }
+  std::string name = arg.substr(2);
+  std::string value;
+  const size_t eq = name.find('=');
+  const bool has_value = eq != std::string::npos;
+  if (has_value) {
+    value = name.substr(eq + 1);
+    name = name.substr(0, eq);
+  }
+  if (name == "help" || name == "version") {
+    (name == "help" ? o.help : o.version) = true;
+  } else if (name == "leader-elect") {
+    if (!has_value) {
+      o.leader_elect = true;
+    } else if (!ParseBool(value, &o.leader_elect)) {
+      problems.push_back("--leader-elect: got " + value + ", expected true or false");
+    }
+  } else if (auto it = strings.find(name); it == strings.end()) {
+    problems.push_back("--" + name + ": unknown flag");
+  } else if (!has_value && i + 1 >= args.size()) {
+    problems.push_back("--" + name + ": expected a value");
+  } else {
+    *it->second = has_value ? value : args[++i];
+  }
+}
+
+// Checks the values read; appends what is wrong to `problems`.
+void Validate(const std::string& reconciles, Options& o, std::vector<std::string>& problems) {
   if (!reconciles.empty()) {
     try {
       size_t used = 0;
@@ -146,6 +141,17 @@ rt::StatusOr<Options> ParseOptions(const std::vector<std::string>& args) {
       problems.push_back("--operator-pod-labels: got \"" + pair + "\", expected key=value");
     }
   }
+}
+
+}  // namespace
+
+rt::StatusOr<Options> ParseOptions(const std::vector<std::string>& args) {
+  Options o;
+  std::string reconciles;
+  const std::map<std::string, std::string*> strings = StringFlags(o, &reconciles);
+  std::vector<std::string> problems;
+  for (size_t i = 0; i < args.size(); ++i) ParseFlag(args, i, strings, o, problems);
+  Validate(reconciles, o, problems);
   if (!problems.empty()) {
     std::string message;
     for (const auto& p : problems) message += (message.empty() ? "" : "\n") + p;

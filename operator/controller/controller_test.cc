@@ -10,6 +10,8 @@
 #include <stdexcept>
 #include <thread>
 
+#include "tests/fakes/wait_for.h"
+
 namespace parallelrun::op::controller {
 namespace {
 
@@ -151,24 +153,28 @@ TEST(ControllerTest, WorkersRunConcurrently) {
 
 TEST(ControllerTest, StopLetsInFlightReconcileFinish) {
   WorkQueue q;
-  std::atomic<bool> entered{false}, finished{false};
+  std::atomic<bool> entered{false}, release{false}, finished{false};
   Controller c(
       "test", q,
       [&](const std::string&) {
         entered = true;
-        std::this_thread::sleep_for(100ms);  // work in progress when Stop() is called
+        // Work in progress when Stop() is called: it ends only once Stop() has begun.
+        EXPECT_TRUE(fakes::WaitFor([&] { return release.load(); }));
         finished = true;
         return Result{};
       },
       1);
   c.Start();
   q.Add("k");
-  auto deadline = std::chrono::steady_clock::now() + kPatience;
-  while (!entered && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(1ms);
-  ASSERT_TRUE(entered);
+  ASSERT_TRUE(fakes::WaitFor([&] { return entered.load(); }));
+  std::thread releaser([&] {
+    EXPECT_TRUE(fakes::WaitFor([&] { return q.ShuttingDown(); }));  // Stop() has begun
+    EXPECT_FALSE(finished);
+    release = true;
+  });
   c.Stop();
-  EXPECT_TRUE(finished);
-  EXPECT_TRUE(q.ShuttingDown());
+  EXPECT_TRUE(finished) << "Stop() returned before the reconcile in flight ended";
+  releaser.join();
 }
 
 TEST(ControllerTest, StopWithoutStartAndTwiceIsSafe) {

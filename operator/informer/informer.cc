@@ -70,6 +70,8 @@ enum class WatchEnd { kEnded, kGone, kError, kStopped };
 // A watch that ends cleanly this fast without an event is treated like an error, so a server that
 // keeps closing watches at once is not hammered.
 constexpr auto kMinHealthyWatch = std::chrono::seconds(1);
+// A backoff wait re-reads the informer's clock at least this often.
+constexpr auto kClockRecheck = std::chrono::milliseconds(100);
 // As client-go: a random server-side timeout between 5 and 10 minutes spreads re-watches out.
 constexpr int kMinWatchTimeoutSeconds = 300;
 // Restarts of a paged list whose continue token expired before giving up for this attempt.
@@ -80,6 +82,7 @@ constexpr int kMaxListRestarts = 3;
 struct Informer::Impl {
   kube::Client& client;
   InformerOptions options;
+  const rt::Clock& clock;
   std::vector<EventHandler> handlers;
   std::string name;  // for logs: "pods", "parallelrunjobs.parallelrun.io"
 
@@ -97,7 +100,10 @@ struct Informer::Impl {
 
   std::mt19937 rng{std::random_device{}()};
 
-  Impl(kube::Client& c, InformerOptions o) : client(c), options(std::move(o)) {
+  Impl(kube::Client& c, InformerOptions o)
+      : client(c),
+        options(std::move(o)),
+        clock(options.clock != nullptr ? *options.clock : rt::RealClock::Get()) {
     const auto& r = options.resource;
     name = r.group.empty() ? r.resource : r.resource + "." + r.group;
   }
@@ -107,11 +113,15 @@ struct Informer::Impl {
     return stopping;
   }
 
-  // Waits `d` or until Stop().
-  void Sleep(std::chrono::milliseconds d) EXCLUDES(mu) {
-    const auto deadline = std::chrono::steady_clock::now() + d;
+  // Waits until the clock reaches `until`, or until Stop(). Backoffs count from the start of the
+  // attempt that failed, so a thread that runs late does not shift them.
+  void SleepUntil(rt::SteadyTime until) EXCLUDES(mu) {
+    using Steady = std::chrono::steady_clock;
     rt::MutexLock lock(mu);
-    while (!stopping && cv.WaitUntil(mu, deadline)) {
+    while (!stopping) {
+      const auto gap = until - clock.SteadyNow();
+      if (gap <= Steady::duration::zero()) return;
+      cv.WaitUntil(mu, Steady::now() + std::min<Steady::duration>(gap, kClockRecheck));
     }
   }
 
@@ -257,7 +267,7 @@ struct Informer::Impl {
   }
 
   WatchEnd ReadEvents(kube::WatchStream& stream, Backoff& backoff) {
-    auto started_at = std::chrono::steady_clock::now();
+    const rt::SteadyTime started_at = clock.SteadyNow();
     bool any = false;
     while (true) {
       auto next = stream.Next();
@@ -267,7 +277,7 @@ struct Informer::Impl {
         return WatchEnd::kError;
       }
       if (!next->has_value()) {
-        bool quick = std::chrono::steady_clock::now() - started_at < kMinHealthyWatch;
+        bool quick = clock.SteadyNow() - started_at < kMinHealthyWatch;
         return quick && !any ? WatchEnd::kError : WatchEnd::kEnded;
       }
       const kube::WatchEvent& e = **next;
@@ -298,6 +308,7 @@ struct Informer::Impl {
     Backoff backoff(options.backoff_initial, options.backoff_max);
     bool need_list = true;
     while (!Stopping()) {
+      const rt::SteadyTime attempt = clock.SteadyNow();
       if (need_list) {
         rt::Status s = ListAndReplace();
         if (Stopping()) return;
@@ -305,20 +316,22 @@ struct Informer::Impl {
           auto wait = backoff.Next();
           spdlog::warn("informer {}: list failed (retry in {} ms): {}", name, wait.count(),
                        s.ToString());
-          Sleep(wait);
+          SleepUntil(attempt + wait);
           continue;
         }
         backoff.Reset();
         need_list = false;
       }
-      switch (WatchOnce(backoff)) {
+      const WatchEnd end = WatchOnce(backoff);
+      const rt::SteadyTime ended = clock.SteadyNow();
+      switch (end) {
         case WatchEnd::kEnded:
           break;
         case WatchEnd::kGone:
           need_list = true;
           break;
         case WatchEnd::kError:
-          Sleep(backoff.Next());
+          SleepUntil(ended + backoff.Next());
           break;
         case WatchEnd::kStopped:
           return;

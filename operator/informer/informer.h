@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "operator/kube/client.h"
+#include "runtime/base/time_util.h"
 
 namespace parallelrun::op::informer {
 
@@ -31,6 +32,10 @@ struct InformerOptions {
   // A successful list or a received event starts over.
   std::chrono::milliseconds backoff_initial{200};
   std::chrono::milliseconds backoff_max{30000};
+  // Where the backoff waits and a watch's age are measured (SteadyNow); nullptr: the real clock.
+  // A backoff wait re-reads the clock at least every 100 ms of real time, so a test that moves its
+  // clock by hand sees the retry within that without sleeping.
+  const rt::Clock* clock = nullptr;
 };
 
 // Called on the informer's thread, in order. type: ADDED, MODIFIED, DELETED.

@@ -8,11 +8,15 @@
 #include <thread>
 
 #include "operator/kube/fake_client.h"
+#include "tests/fakes/fake_clock.h"
+#include "tests/fakes/wait_for.h"
 
 namespace parallelrun::op::informer {
 namespace {
 
 using namespace std::chrono_literals;
+using fakes::FakeClock;
+using fakes::WaitFor;
 using kube::FakeClient;
 using nlohmann::json;
 using ::testing::ElementsAre;
@@ -320,16 +324,26 @@ TEST(InformerTest, ExpiredContinueTokenRestartsTheList) {
   EXPECT_EQ(client.CallCount("list", "pods"), 6);
 }
 
-TEST(InformerTest, ListErrorsBackOffAndRecover) {
+TEST(InformerTest, ListErrorsBackOffOnItsClockAndRecover) {
   FakeClient client({.namespaces = {"ns"}});
+  FakeClock clock;
   ASSERT_TRUE(client.Create(kPods, "ns", Pod("a")).ok());
   client.InjectError("list", "pods", rt::UnavailableError("503"), 3);
-  Informer inf(client, PodOptions());
-  auto start = std::chrono::steady_clock::now();
+  InformerOptions o = PodOptions();
+  o.backoff_initial = 60s;  // a test on the real clock would not finish
+  o.backoff_max = 10min;
+  o.clock = &clock;
+  Informer inf(client, o);
   inf.Start();
+  // Waits of 60, 120 and 240 s, each jittered up to +25 %, between the four attempts.
+  int lists = 1;
+  for (auto wait : {75s, 150s, 300s}) {
+    ASSERT_TRUE(WaitFor([&] { return client.CallCount("list", "pods") == lists; }));
+    EXPECT_FALSE(inf.HasSynced());
+    clock.Advance(wait);
+    ++lists;
+  }
   ASSERT_TRUE(inf.WaitForSync(kPatience));
-  // 20 + 40 + 80 ms at least between the four attempts.
-  EXPECT_GE(std::chrono::steady_clock::now() - start, 140ms);
   EXPECT_EQ(client.CallCount("list", "pods"), 4);
   EXPECT_EQ(inf.Size(), 1u);
 }

@@ -16,6 +16,7 @@
 #include "operator/kube/http_client.h"
 #include "runtime/base/files.h"
 #include "runtime/base/process.h"
+#include "tests/fakes/temp_dir.h"
 
 // LeakSanitizer (asan preset): library-internal OpenSSL thread state and pplx tasks (see
 // runtime/protocol/http_test.cc).
@@ -50,18 +51,11 @@ std::string Rv(const json& o) { return o["metadata"].value("resourceVersion", ""
 class ClusterTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string tmpl = (fs::temp_directory_path() / "kube-cluster-XXXXXX").string();
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-    state_ = tmpl;
     ASSERT_TRUE(Testcluster("up"));
     Connect();
   }
 
-  void TearDown() override {
-    EXPECT_TRUE(Testcluster("down"));
-    std::error_code ec;
-    fs::remove_all(state_, ec);
-  }
+  void TearDown() override { EXPECT_TRUE(Testcluster("down")); }
 
   // tests/cluster/testcluster VERB --state DIR, with the testcluster of this build.
   ::testing::AssertionResult Testcluster(const std::string& verb) {
@@ -104,7 +98,8 @@ class ClusterTest : public ::testing::Test {
     }
   }
 
-  std::string state_;
+  fakes::TempDir tmp_{"kube-cluster"};
+  std::string state_ = tmp_.path();
   RestConfig config_;
   std::unique_ptr<Client> client_;
   int bookmarks_ = 0;

@@ -8,6 +8,8 @@
 #include <fstream>
 #include <optional>
 
+#include "tests/fakes/temp_dir.h"
+
 namespace parallelrun::op::kube {
 namespace {
 
@@ -20,13 +22,6 @@ constexpr char kWorldB64[] = "d29y\nbGQ=";
 
 class ConfigTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    std::string tmpl = (fs::temp_directory_path() / "kubeconfig-test-XXXXXX").string();
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
   std::string Write(const std::string& rel, const std::string& text) {
     fs::path p = fs::path(dir_) / rel;
     fs::create_directories(p.parent_path());
@@ -58,7 +53,8 @@ users:
 )" + user);
   }
 
-  std::string dir_;
+  fakes::TempDir tmp_{"kubeconfig-test"};
+  std::string dir_ = tmp_.path();
 };
 
 TEST_F(ConfigTest, TokenAndRelativeCertificateAuthority) {

@@ -23,6 +23,7 @@
 
 #include "runtime/base/files.h"
 #include "runtime/base/process.h"
+#include "tests/fakes/temp_dir.h"
 
 // LeakSanitizer (asan preset): OpenSSL's per-thread error state on cpprestsdk's pool threads, and
 // pplx continuations of requests left pending at exit, are library-internal (see
@@ -481,7 +482,8 @@ TEST_F(HttpClientTest, SlowServerIsDeadlineExceeded) {
 
 TEST_F(HttpClientTest, TokenFileIsReadAgainWhenItChanges) {
   StartEcho();
-  fs::path dir = fs::temp_directory_path() / ("kube-token-" + std::to_string(::getpid()));
+  fakes::TempDir tmp("kube-token");
+  fs::path dir = tmp.path();
   const std::string file = (dir / "token").string();
   ASSERT_TRUE(rt::WriteFileAtomic(file, "first\n").ok());
   RestConfig c = PlainConfig(server_->url());
@@ -492,7 +494,6 @@ TEST_F(HttpClientTest, TokenFileIsReadAgainWhenItChanges) {
   ASSERT_TRUE(rt::WriteFileAtomic(file, "second").ok());
   ASSERT_TRUE(client_->Get(resources::kPods, "ns", "p").ok());
   EXPECT_EQ(server_->last().headers["Authorization"], "Bearer second");
-  fs::remove_all(dir);
 }
 
 TEST_F(HttpClientTest, RateLimitSpacesRequests) {

@@ -4,17 +4,22 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <condition_variable>
 #include <ctime>
-#include <mutex>
 #include <random>
 #include <thread>
+
+#include "runtime/base/mutex.h"
 
 namespace parallelrun::op::manager {
 namespace {
 
 using nlohmann::json;
 using Steady = std::chrono::steady_clock;
+
+// A wait re-reads its clock at least this often (a clock a test moves by hand does not wake it).
+constexpr auto kClockRecheck = std::chrono::milliseconds(100);
+// Between attempts to release the Lease on Stop().
+constexpr auto kReleaseRetry = std::chrono::milliseconds(100);
 
 int64_t CeilSeconds(std::chrono::milliseconds d) {
   int64_t s = (d.count() + 999) / 1000;
@@ -57,34 +62,47 @@ struct LeaderElector::Impl {
   kube::Client& client;
   LeaderElectionConfig config;
   LeaderCallbacks callbacks;
+  const rt::Clock& clock;
   std::mt19937 rng{std::random_device{}()};
 
-  mutable std::mutex mu;
-  std::condition_variable cv;
-  bool started = false;
-  bool stopping = false;
-  std::string leader;  // last observed holder
+  mutable rt::Mutex mu;
+  rt::CondVar cv;
+  bool started GUARDED_BY(mu) = false;
+  bool stopping GUARDED_BY(mu) = false;
+  std::string leader GUARDED_BY(mu);  // last observed holder
   std::atomic<bool> leading{false};
-  std::thread thread;
+  std::thread thread;  // started once by Start (under mu); joined by Stop after `stopping`
 
   // Only the elector thread touches these.
   json observed_spec;  // the Lease's spec as last read or written
-  Steady::time_point observed_time;
+  rt::SteadyTime observed_time;
 
   Impl(kube::Client& c, LeaderElectionConfig cfg, LeaderCallbacks cb)
-      : client(c), config(std::move(cfg)), callbacks(std::move(cb)) {
+      : client(c),
+        config(std::move(cfg)),
+        callbacks(std::move(cb)),
+        clock(config.clock != nullptr ? *config.clock : rt::RealClock::Get()) {
     if (config.identity.empty()) config.identity = DefaultIdentity();
   }
 
-  bool Stopping() {
-    std::lock_guard<std::mutex> lock(mu);
+  bool Stopping() const EXCLUDES(mu) {
+    rt::MutexLock lock(mu);
     return stopping;
   }
 
-  // Waits `d` or until Stop(); true when stopping.
-  bool Sleep(std::chrono::milliseconds d) {
-    std::unique_lock<std::mutex> lock(mu);
-    return cv.wait_for(lock, d, [this] { return stopping; });
+  std::string Now() const { return FormatMicroTime(clock.Now()); }
+
+  // Waits until the clock reaches `until`, or until Stop(); true when stopping. Callers count
+  // from when their attempt began, not from when they got here, so a thread that runs late does
+  // not shift the schedule.
+  bool SleepUntil(rt::SteadyTime until) EXCLUDES(mu) {
+    rt::MutexLock lock(mu);
+    while (!stopping) {
+      const auto gap = until - clock.SteadyNow();
+      if (gap <= Steady::duration::zero()) return false;
+      cv.WaitUntil(mu, Steady::now() + std::min<Steady::duration>(gap, kClockRecheck));
+    }
+    return true;
   }
 
   // d plus up to `factor` × d (wait.Jitter): spreads replicas that start together.
@@ -96,11 +114,11 @@ struct LeaderElector::Impl {
   void Observe(const json& spec, const std::string& holder) {
     if (spec != observed_spec) {
       observed_spec = spec;
-      observed_time = Steady::now();
+      observed_time = clock.SteadyNow();
     }
     bool changed;
     {
-      std::lock_guard<std::mutex> lock(mu);
+      rt::MutexLock lock(mu);
       changed = leader != holder;
       leader = holder;
     }
@@ -120,7 +138,7 @@ struct LeaderElector::Impl {
   }
 
   bool TryCreate() {
-    std::string now = FormatMicroTime(std::chrono::system_clock::now());
+    std::string now = Now();
     json spec = Spec(config.identity, CeilSeconds(config.lease_duration), now, now, 0);
     json lease = {{"apiVersion", "coordination.k8s.io/v1"},
                   {"kind", "Lease"},
@@ -152,10 +170,11 @@ struct LeaderElector::Impl {
     std::string holder = spec.value("holderIdentity", "");
     Observe(spec, holder);
     auto valid_for = std::chrono::seconds(spec.value("leaseDurationSeconds", int64_t{0}));
-    if (!holder.empty() && holder != config.identity && Steady::now() < observed_time + valid_for) {
+    if (!holder.empty() && holder != config.identity &&
+        clock.SteadyNow() < observed_time + valid_for) {
       return false;  // held by someone else and not expired
     }
-    std::string now = FormatMicroTime(std::chrono::system_clock::now());
+    std::string now = Now();
     bool ours = holder == config.identity;
     int64_t transitions = spec.value("leaseTransitions", int64_t{0}) + (ours ? 0 : 1);
     lease["spec"] = Spec(config.identity, CeilSeconds(config.lease_duration),
@@ -182,7 +201,7 @@ struct LeaderElector::Impl {
     json lease = std::move(*got);
     json spec = lease.value("spec", json::object());
     if (spec.value("holderIdentity", "") != config.identity) return true;
-    std::string now = FormatMicroTime(std::chrono::system_clock::now());
+    std::string now = Now();
     lease["spec"] = Spec("", 1, now, now, spec.value("leaseTransitions", int64_t{0}));
     auto updated = client.Update(kube::resources::kLeases, config.ns, lease);
     if (!updated.ok()) {
@@ -194,46 +213,48 @@ struct LeaderElector::Impl {
   }
 
   // Gives the Lease up if we still hold it, so the next replica need not wait for expiry.
-  // Retries for one retry_period (a conflict, a dropped connection); Stop() is already set, so
-  // the waits are plain sleeps.
+  // Retries for one retry_period (a conflict, a dropped connection), counted in attempts 100 ms
+  // apart, so a stopped clock cannot hold Stop() up; Stop() is already set, so the waits are
+  // plain sleeps.
   void Release() {
-    const auto deadline = Steady::now() + config.retry_period;
+    const int64_t attempts = std::max<int64_t>(1, config.retry_period / kReleaseRetry);
     std::string error;
-    while (!TryRelease(&error)) {
-      if (Steady::now() >= deadline) {
+    for (int64_t attempt = 1; !TryRelease(&error); ++attempt) {
+      if (attempt >= attempts) {
         spdlog::warn(
             "leader election {}/{}: cannot release lease ({}); the next leader waits "
             "for it to expire",
             config.ns, config.name, error);
         return;
       }
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      std::this_thread::sleep_for(kReleaseRetry);
     }
   }
 
   // Keeps renewing; false when a renewal did not succeed within renew_deadline.
-  bool RenewLoop() {
-    while (true) {
-      auto deadline = Steady::now() + config.renew_deadline;
-      bool renewed = false;
-      while (!Stopping()) {
-        if (TryAcquireOrRenew()) {
-          renewed = true;
-          break;
-        }
-        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Steady::now());
-        if (left <= std::chrono::milliseconds::zero()) break;
-        Sleep(std::min(config.retry_period, left));
+  // Renews every retry_period from `renewed` (when the Lease was last written); false when no
+  // renewal succeeded for renew_deadline since then. Every time is the clock's at the start of
+  // an attempt, as the Lease's holder is judged by the others.
+  bool RenewLoop(rt::SteadyTime renewed) {
+    while (!Stopping()) {
+      const rt::SteadyTime attempt = clock.SteadyNow();
+      if (TryAcquireOrRenew()) {
+        renewed = attempt;
+        if (SleepUntil(attempt + config.retry_period)) return true;
+        continue;
       }
-      if (Stopping()) return true;
-      if (!renewed) return false;
-      if (Sleep(config.retry_period)) return true;
+      const rt::SteadyTime deadline = renewed + config.renew_deadline;
+      if (clock.SteadyNow() >= deadline) return Stopping();
+      if (SleepUntil(std::min(attempt + config.retry_period, deadline))) return true;
     }
+    return true;
   }
 
   void Run() {
+    rt::SteadyTime attempt = clock.SteadyNow();
     while (!TryAcquireOrRenew()) {
-      if (Sleep(Jittered(config.acquire_period, 0.5))) return;
+      if (SleepUntil(attempt + Jittered(config.acquire_period, 0.5))) return;
+      attempt = clock.SteadyNow();
     }
     if (Stopping()) {
       Release();
@@ -242,7 +263,7 @@ struct LeaderElector::Impl {
     leading = true;
     spdlog::info("leader election {}/{}: {} is leading", config.ns, config.name, config.identity);
     if (callbacks.on_started_leading) callbacks.on_started_leading();
-    bool kept = RenewLoop();
+    bool kept = RenewLoop(attempt);
     if (kept) {
       Release();
       leading = false;
@@ -262,7 +283,7 @@ LeaderElector::LeaderElector(kube::Client& client, LeaderElectionConfig config,
 LeaderElector::~LeaderElector() { Stop(); }
 
 void LeaderElector::Start() {
-  std::lock_guard<std::mutex> lock(impl_->mu);
+  rt::MutexLock lock(impl_->mu);
   if (impl_->started || impl_->stopping) return;
   impl_->started = true;
   impl_->thread = std::thread([this] { impl_->Run(); });
@@ -270,9 +291,9 @@ void LeaderElector::Start() {
 
 void LeaderElector::Stop() {
   {
-    std::lock_guard<std::mutex> lock(impl_->mu);
+    rt::MutexLock lock(impl_->mu);
     impl_->stopping = true;
-    impl_->cv.notify_all();
+    impl_->cv.NotifyAll();
   }
   if (impl_->thread.joinable() && impl_->thread.get_id() != std::this_thread::get_id()) {
     impl_->thread.join();
@@ -282,7 +303,7 @@ void LeaderElector::Stop() {
 bool LeaderElector::IsLeader() const { return impl_->leading; }
 
 std::string LeaderElector::Leader() const {
-  std::lock_guard<std::mutex> lock(impl_->mu);
+  rt::MutexLock lock(impl_->mu);
   return impl_->leader;
 }
 

@@ -7,9 +7,10 @@
 //   leaseDurationSeconds as observed on this process's monotonic clock (no clock comparison
 //   between machines). Every write is conditional on the resourceVersion read, so two electors
 //   never both succeed.
-// - While leading, renews every retry_period; when no renewal succeeds for renew_deadline,
-//   leadership is lost: IsLeader() turns false and on_lost runs once. The elector then stops;
-//   the operator is expected to exit so a fresh process competes again (client-go's contract).
+// - While leading, renews every retry_period; when no renewal succeeds for renew_deadline after
+//   the last one that did (both from the start of an attempt, on the clock), leadership is lost:
+//   IsLeader() turns false and on_lost runs once. The elector then stops; the operator is expected
+//   to exit so a fresh process competes again (client-go's contract).
 // - Stop() while leading releases the Lease (holderIdentity "", leaseDurationSeconds 1,
 //   renewTime and acquireTime now; client-go's ReleaseOnCancel) so another replica takes over
 //   within its acquire_period. A failed release is retried for up to one retry_period (a
@@ -26,6 +27,7 @@
 #include <string>
 
 #include "operator/kube/client.h"
+#include "runtime/base/time_util.h"
 
 namespace parallelrun::op::manager {
 
@@ -41,6 +43,10 @@ struct LeaderElectionConfig {
   // standby notices a released Lease within 1.5 s: a stopping leader hands over in under 3 s.
   // One GET per period per standby.
   std::chrono::milliseconds acquire_period{1000};
+  // Where every period above is measured, and the Lease's timestamps read (SteadyNow, Now);
+  // nullptr: the real clock. A wait re-reads the clock at least every 100 ms of real time, so a
+  // test that moves its clock by hand sees the elector act within that without sleeping.
+  const rt::Clock* clock = nullptr;
 };
 
 struct LeaderCallbacks {

@@ -8,26 +8,19 @@
 #include <thread>
 
 #include "operator/kube/fake_client.h"
+#include "tests/fakes/fake_clock.h"
+#include "tests/fakes/wait_for.h"
 
 namespace parallelrun::op::manager {
 namespace {
 
 using namespace std::chrono_literals;
+using fakes::FakeClock;
+using fakes::WaitFor;
 using kube::FakeClient;
 using nlohmann::json;
 
-constexpr auto kPatience = 15s;
 const kube::Resource& kLeases = kube::resources::kLeases;
-
-template <typename F>
-bool Eventually(F cond, std::chrono::milliseconds patience = kPatience) {
-  auto deadline = std::chrono::steady_clock::now() + patience;
-  while (!cond()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(5ms);
-  }
-  return true;
-}
 
 // Forwards to the shared fake unless cut off, as a replica behind a network partition.
 class PartitionableClient : public kube::Client {
@@ -79,29 +72,17 @@ class PartitionableClient : public kube::Client {
   std::atomic<bool> cut_{false};
 };
 
-// Short periods, but wide gaps between them (renew deadline ≪ lease duration) so a busy machine
-// cannot make a healthy leader miss its renewals.
-LeaderElectionConfig Config(const std::string& identity,
-                            std::chrono::milliseconds lease_duration = 3000ms) {
+// client-go's periods (15 s lease, 10 s renew deadline, 2 s retry) and our 1 s acquire period,
+// measured on `clock`: the tests move it by hand, so nothing depends on how fast the machine is.
+LeaderElectionConfig Config(const std::string& identity, const FakeClock& clock,
+                            std::chrono::milliseconds lease_duration = 15s) {
   LeaderElectionConfig c;
   c.ns = "ops";
   c.name = "parallelrun-operator";
   c.identity = identity;
   c.lease_duration = lease_duration;
-  c.renew_deadline = 1500ms;
-  c.retry_period = 100ms;
-  c.acquire_period = 100ms;
+  c.clock = &clock;
   return c;
-}
-
-// Samples both electors for `d`: false if they ever both claimed to lead.
-bool NeverBothLead(const LeaderElector& a, const LeaderElector& b, std::chrono::milliseconds d) {
-  auto until = std::chrono::steady_clock::now() + d;
-  while (std::chrono::steady_clock::now() < until) {
-    if (a.IsLeader() && b.IsLeader()) return false;
-    std::this_thread::sleep_for(1ms);
-  }
-  return true;
 }
 
 struct Counts {
@@ -124,6 +105,23 @@ struct Counts {
 
 json Lease(FakeClient& c) { return *c.Get(kLeases, "ops", "parallelrun-operator"); }
 
+// Moves `clock` on by `step` until `done` holds (false if it does not within the real deadline).
+template <typename Pred>
+bool AdvanceUntil(FakeClock& clock, std::chrono::milliseconds step, Pred done) {
+  return WaitFor([&] {
+    if (done()) return true;
+    clock.Advance(step);
+    return false;
+  });
+}
+
+// Moves the clock on by `d` and waits for the leader's renewal that this makes due.
+bool AdvanceAndRenew(FakeClient& client, FakeClock& clock, std::chrono::milliseconds d) {
+  const int renewals = client.CallCount("update", "leases");
+  clock.Advance(d);
+  return WaitFor([&] { return client.CallCount("update", "leases") > renewals; });
+}
+
 TEST(LeaderElectionTest, FormatMicroTime) {
   auto t = std::chrono::system_clock::time_point(std::chrono::microseconds(1700000000123456));
   EXPECT_EQ(FormatMicroTime(t), "2023-11-14T22:13:20.123456Z");
@@ -137,23 +135,27 @@ TEST(LeaderElectionTest, DefaultIdentityIsHostnameAndUuid) {
       << a;
 }
 
-TEST(LeaderElectionTest, FirstElectorCreatesTheLease) {
+TEST(LeaderElectionTest, FirstElectorCreatesTheLeaseAndRenewsItEveryRetryPeriod) {
   FakeClient client({.namespaces = {"ops"}});
+  FakeClock clock;
   Counts counts;
-  LeaderElector e(client, Config("a"), counts.Callbacks());
+  LeaderElector e(client, Config("a", clock), counts.Callbacks());
   e.Start();
-  ASSERT_TRUE(Eventually([&] { return e.IsLeader(); }));
+  ASSERT_TRUE(WaitFor([&] { return e.IsLeader(); }));
   EXPECT_EQ(counts.started, 1);
   EXPECT_EQ(e.Leader(), "a");
   json spec = Lease(client)["spec"];
   EXPECT_EQ(spec["holderIdentity"], "a");
-  EXPECT_EQ(spec["leaseDurationSeconds"], 3);
+  EXPECT_EQ(spec["leaseDurationSeconds"], 15);
   EXPECT_EQ(spec["leaseTransitions"], 0);
-  EXPECT_TRUE(std::regex_match(spec["renewTime"].get<std::string>(),
-                               std::regex(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z)")));
-  // It keeps renewing.
-  std::string first = spec["renewTime"];
-  ASSERT_TRUE(Eventually([&] { return Lease(client)["spec"]["renewTime"] != first; }));
+  EXPECT_EQ(spec["acquireTime"], "2026-11-23T11:05:08.000000Z") << "the clock's wall time";
+  EXPECT_EQ(spec["renewTime"], "2026-11-23T11:05:08.000000Z");
+  // The first renewal comes at once, the next one a retry period (2 s) later.
+  ASSERT_TRUE(WaitFor([&] { return client.CallCount("update", "leases") == 1; }));
+  clock.Advance(1900ms);
+  EXPECT_EQ(client.CallCount("update", "leases"), 1) << "no renewal before the retry period";
+  ASSERT_TRUE(AdvanceAndRenew(client, clock, 100ms));
+  EXPECT_EQ(Lease(client)["spec"]["renewTime"], "2026-11-23T11:05:10.000000Z");
   EXPECT_EQ(Lease(client)["spec"]["acquireTime"], spec["acquireTime"]);
   e.Stop();
   EXPECT_FALSE(e.IsLeader());
@@ -162,32 +164,42 @@ TEST(LeaderElectionTest, FirstElectorCreatesTheLease) {
 
 TEST(LeaderElectionTest, OnlyOneOfTwoLeads) {
   FakeClient client({.namespaces = {"ops"}});
+  FakeClock clock;
   Counts ca, cb;
-  LeaderElector a(client, Config("a"), ca.Callbacks());
-  LeaderElector b(client, Config("b"), cb.Callbacks());
+  LeaderElector a(client, Config("a", clock), ca.Callbacks());
+  LeaderElector b(client, Config("b", clock), cb.Callbacks());
   a.Start();
   b.Start();
-  ASSERT_TRUE(Eventually([&] { return a.IsLeader() || b.IsLeader(); }));
-  EXPECT_TRUE(NeverBothLead(a, b, 3500ms)) << "more than a lease duration";
+  ASSERT_TRUE(WaitFor([&] { return a.IsLeader() || b.IsLeader(); }));
+  LeaderElector& leader = a.IsLeader() ? a : b;
+  LeaderElector& standby = a.IsLeader() ? b : a;
+  ASSERT_TRUE(WaitFor([&] { return standby.Leader() == leader.identity(); }));
+  // 20 s, more than a lease duration: the leader renews, the standby never takes over.
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_TRUE(AdvanceAndRenew(client, clock, 2s));
+    ASSERT_TRUE(leader.IsLeader());
+    ASSERT_FALSE(standby.IsLeader());
+  }
   EXPECT_EQ(ca.started + cb.started, 1);
   EXPECT_EQ(ca.lost + cb.lost, 0);
-  std::string leader = a.IsLeader() ? "a" : "b";
-  EXPECT_EQ(Lease(client)["spec"]["holderIdentity"], leader);
-  EXPECT_TRUE(Eventually([&] { return a.Leader() == leader && b.Leader() == leader; }));
+  EXPECT_EQ(Lease(client)["spec"]["holderIdentity"], leader.identity());
+  EXPECT_EQ(Lease(client)["spec"]["leaseTransitions"], 0);
 }
 
 TEST(LeaderElectionTest, ReleaseOnStopLetsTheOtherTakeOverAtOnce) {
   FakeClient client({.namespaces = {"ops"}});
+  FakeClock clock;
   Counts ca, cb;
-  // A long lease: only a release lets b in within the test's patience.
-  LeaderElector a(client, Config("a", 60s), ca.Callbacks());
-  ASSERT_TRUE((a.Start(), Eventually([&] { return a.IsLeader(); })));
-  LeaderElector b(client, Config("b", 60s), cb.Callbacks());
+  LeaderElector a(client, Config("a", clock, 60s), ca.Callbacks());
+  ASSERT_TRUE((a.Start(), WaitFor([&] { return a.IsLeader(); })));
+  LeaderElector b(client, Config("b", clock, 60s), cb.Callbacks());
   b.Start();
-  ASSERT_TRUE(Eventually([&] { return b.Leader() == "a"; }));
+  ASSERT_TRUE(WaitFor([&] { return b.Leader() == "a"; }));
   EXPECT_FALSE(b.IsLeader());
   a.Stop();
-  ASSERT_TRUE(Eventually([&] { return b.IsLeader(); }));
+  // b's next attempt, one acquire period (1 s, jittered up to 1.5 s) on: far less than 60 s.
+  clock.Advance(1500ms);
+  ASSERT_TRUE(WaitFor([&] { return b.IsLeader(); }));
   json spec = Lease(client)["spec"];
   EXPECT_EQ(spec["holderIdentity"], "b");
   EXPECT_EQ(spec["leaseTransitions"], 1) << "a release keeps the count; b taking over adds one";
@@ -198,13 +210,12 @@ TEST(LeaderElectionTest, ReleaseOnStopLetsTheOtherTakeOverAtOnce) {
 
 TEST(LeaderElectionTest, ReleaseIsRetriedAfterAFailedWrite) {
   FakeClient client({.namespaces = {"ops"}});
+  FakeClock clock;
   Counts ca;
-  LeaderElectionConfig config = Config("a", 60s);
-  config.retry_period = 1000ms;  // the release keeps trying for this long
-  LeaderElector a(client, config, ca.Callbacks());
-  ASSERT_TRUE((a.Start(), Eventually([&] { return a.IsLeader(); })));
+  LeaderElector a(client, Config("a", clock, 60s), ca.Callbacks());
+  ASSERT_TRUE((a.Start(), WaitFor([&] { return a.IsLeader(); })));
   client.InjectError("update", "leases", rt::UnavailableError("connection reset by peer"), 2);
-  a.Stop();
+  a.Stop();  // up to one retry period (2 s): 20 attempts 100 ms apart
   json spec = Lease(client)["spec"];
   EXPECT_EQ(spec["holderIdentity"], "");
   EXPECT_EQ(spec["leaseDurationSeconds"], 1) << "client-go's ReleaseOnCancel";
@@ -213,23 +224,30 @@ TEST(LeaderElectionTest, ReleaseIsRetriedAfterAFailedWrite) {
 
 TEST(LeaderElectionTest, LeaderThatCannotRenewLosesAndTheOtherTakesOver) {
   FakeClient client({.namespaces = {"ops"}});
+  FakeClock clock;
   PartitionableClient a_client(client);
   Counts ca, cb;
-  LeaderElectionConfig a_config = Config("a");
-  a_config.renew_deadline = 500ms;  // gives up long before the 3 s lease expires for b
-  LeaderElector a(a_client, a_config, ca.Callbacks());
-  ASSERT_TRUE((a.Start(), Eventually([&] { return a.IsLeader(); })));
-  LeaderElector b(client, Config("b"), cb.Callbacks());
+  LeaderElector a(a_client, Config("a", clock), ca.Callbacks());
+  ASSERT_TRUE((a.Start(), WaitFor([&] { return a.IsLeader(); })));
+  LeaderElector b(client, Config("b", clock), cb.Callbacks());
   b.Start();
-  ASSERT_TRUE(Eventually([&] { return b.Leader() == "a"; }));
-  auto cut_at = std::chrono::steady_clock::now();
+  ASSERT_TRUE(WaitFor([&] { return b.Leader() == "a"; }));
+  // Cut a off right after a renewal (started at T, between 2 s before this Advance and it): a
+  // gives up 10 s after T, and the lease b saw renewed at T or later expires for b no earlier
+  // than 15 s after T.
+  ASSERT_TRUE(AdvanceAndRenew(client, clock, 2s));
   a_client.Cut();
-  EXPECT_TRUE(NeverBothLead(a, b, 1500ms));
-  ASSERT_TRUE(Eventually([&] { return ca.lost == 1; }));
+  const auto cut_at = clock.Elapsed();
+  for (int s = 0; s < 12; ++s) {
+    clock.Advance(1s);
+    ASSERT_FALSE(b.IsLeader()) << s + 1 << " s after the cut";
+  }
+  ASSERT_TRUE(WaitFor([&] { return ca.lost == 1; }));
   EXPECT_FALSE(a.IsLeader());
-  ASSERT_TRUE(Eventually([&] { return b.IsLeader(); }));
-  // b waited for the lease to expire as it observed it (3 s without a change).
-  EXPECT_GE(std::chrono::steady_clock::now() - cut_at, 2s);
+  EXPECT_FALSE(b.IsLeader()) << "the lease has not expired for b";
+  // b takes over once the lease expired as b observed it: 15 s after T at the earliest.
+  ASSERT_TRUE(AdvanceUntil(clock, 500ms, [&] { return b.IsLeader(); }));
+  EXPECT_GE(clock.Elapsed() - cut_at, 13s);
   EXPECT_EQ(Lease(client)["spec"]["holderIdentity"], "b");
   EXPECT_EQ(Lease(client)["spec"]["leaseTransitions"], 1);
   EXPECT_EQ(ca.lost, 1);
@@ -251,36 +269,47 @@ void LeftoverLease(FakeClient& client, const std::string& holder) {
 
 TEST(LeaderElectionTest, SameIdentityRenewsAHeldLeaseAtOnce) {
   FakeClient client({.namespaces = {"ops"}});
+  FakeClock clock;
   LeftoverLease(client, "same");
   Counts counts;
-  LeaderElector e(client, Config("same", 60s), counts.Callbacks());
+  LeaderElector e(client, Config("same", clock, 60s), counts.Callbacks());
   e.Start();
-  ASSERT_TRUE(Eventually([&] { return e.IsLeader(); }));
+  ASSERT_TRUE(WaitFor([&] { return e.IsLeader(); }));
   EXPECT_EQ(Lease(client)["spec"]["leaseTransitions"], 3) << "no transition: same holder";
 }
 
-TEST(LeaderElectionTest, OtherIdentityWaitsForAnUnexpiredLease) {
+TEST(LeaderElectionTest, OtherIdentityWaitsForAnUnexpiredLeaseThenTakesItOver) {
   FakeClient client({.namespaces = {"ops"}});
+  FakeClock clock;
   LeftoverLease(client, "crashed");
   Counts counts;
-  LeaderElector e(client, Config("new", 60s), counts.Callbacks());
+  LeaderElector e(client, Config("new", clock, 60s), counts.Callbacks());
   e.Start();
-  ASSERT_TRUE(Eventually([&] { return e.Leader() == "crashed"; }));
-  ASSERT_TRUE(Eventually([&] { return client.CallCount("get", "leases") >= 3; }));
+  ASSERT_TRUE(WaitFor([&] { return e.Leader() == "crashed"; }));
+  // 55 s of attempts, one (at least) per 5 s step: the lease's 60 s have not passed.
+  while (clock.Elapsed() + 5s < 60s) {
+    const int gets = client.CallCount("get", "leases");
+    clock.Advance(5s);
+    ASSERT_TRUE(WaitFor([&] { return client.CallCount("get", "leases") > gets; }));
+  }
   EXPECT_FALSE(e.IsLeader());
   EXPECT_EQ(client.CallCount("update", "leases"), 0);
+  clock.Advance(6s);  // expired, and the next attempt (at most 1.5 s after the last) is due
+  ASSERT_TRUE(WaitFor([&] { return e.IsLeader(); }));
+  EXPECT_EQ(Lease(client)["spec"]["leaseTransitions"], 4);
 }
 
 TEST(LeaderElectionTest, UsesOnlyTheGrantedVerbs) {
   FakeClient client({.namespaces = {"ops"}});
+  FakeClock clock;
   Counts ca, cb;
   {
-    LeaderElector a(client, Config("a"), ca.Callbacks());
-    LeaderElector b(client, Config("b"), cb.Callbacks());
+    LeaderElector a(client, Config("a", clock), ca.Callbacks());
+    LeaderElector b(client, Config("b", clock), cb.Callbacks());
     a.Start();
     b.Start();
-    ASSERT_TRUE(Eventually([&] { return a.IsLeader() || b.IsLeader(); }));
-    std::this_thread::sleep_for(300ms);  // a few renewals and attempts
+    ASSERT_TRUE(WaitFor([&] { return a.IsLeader() || b.IsLeader(); }));
+    for (int i = 0; i < 3; ++i) ASSERT_TRUE(AdvanceAndRenew(client, clock, 2s));
   }
   for (const auto& [call, n] : client.Calls()) {
     EXPECT_EQ(call.group, "coordination.k8s.io");
@@ -291,14 +320,13 @@ TEST(LeaderElectionTest, UsesOnlyTheGrantedVerbs) {
 
 TEST(LeaderElectionTest, StopBeforeLeadingIsPrompt) {
   FakeClient client({.namespaces = {"ops"}});
+  FakeClock clock;
   Counts ca, cb;
-  LeaderElector a(client, Config("a", 60s), ca.Callbacks());
-  ASSERT_TRUE((a.Start(), Eventually([&] { return a.IsLeader(); })));
-  LeaderElectionConfig slow = Config("b", 60s);
-  slow.acquire_period = 30s;
-  LeaderElector b(client, slow, cb.Callbacks());
+  LeaderElector a(client, Config("a", clock, 60s), ca.Callbacks());
+  ASSERT_TRUE((a.Start(), WaitFor([&] { return a.IsLeader(); })));
+  LeaderElector b(client, Config("b", clock, 60s), cb.Callbacks());
   b.Start();
-  ASSERT_TRUE(Eventually([&] { return b.Leader() == "a"; }));
+  ASSERT_TRUE(WaitFor([&] { return b.Leader() == "a"; }));
   auto start = std::chrono::steady_clock::now();
   b.Stop();
   EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);

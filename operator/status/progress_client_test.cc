@@ -18,6 +18,7 @@
 #include "runtime/base/files.h"
 #include "runtime/base/process.h"
 #include "runtime/protocol/http_server.h"
+#include "tests/fakes/temp_dir.h"
 
 // LeakSanitizer (asan preset), as in runtime/protocol/http_test.cc: OpenSSL's per-thread error
 // states of cpprestsdk's pool threads, and pplx tasks left pending on that pool at exit, are
@@ -61,9 +62,6 @@ Progress SampleProgress() {
 class ProgressClientTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/op_progress_test_XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
     auto creds =
         reconciler::GenerateJobCredentials(kJob, kNamespace, std::chrono::system_clock::now());
     ASSERT_TRUE(creds.ok()) << creds.status().ToString();
@@ -75,7 +73,6 @@ class ProgressClientTest : public ::testing::Test {
   }
   void TearDown() override {
     if (server_) server_->Stop();
-    std::filesystem::remove_all(dir_);
   }
 
   // The runtime's server on 127.0.0.1 with the job's certificate and token.
@@ -102,7 +99,8 @@ class ProgressClientTest : public ::testing::Test {
     return t;
   }
 
-  std::string dir_;
+  fakes::TempDir tmp_{"op_progress_test"};
+  std::string dir_ = tmp_.path();
   reconciler::JobCredentials creds_;
   std::unique_ptr<rt::protocol::HttpServer> server_;
   std::unique_ptr<ProgressReader> reader_ = MakeTlsProgressReader();

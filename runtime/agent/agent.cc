@@ -31,7 +31,7 @@ Agent::Impl::Impl(AgentOptions options, std::unique_ptr<protocol::CoordinatorCli
       log_(MakeStderrLogger("agent")) {}
 
 void Agent::Impl::Stop() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   stop_requested_ = true;
   // At once, not at the loop's next turn: a worker that frees up now must not take a lease.
   ApplyStopRequestLocked(clock_.SteadyNow());
@@ -50,7 +50,7 @@ std::optional<int> Agent::Impl::RegisterAndConfigure() {
   SteadyTime last_warning = start;
   while (true) {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       if (stop_requested_) return 130;
     }
     auto resp = client_->Register(req);
@@ -81,8 +81,8 @@ std::optional<int> Agent::Impl::RegisterAndConfigure() {
                  st.ToString());
       last_warning = now;
     }
-    std::unique_lock<std::mutex> lock(mu_);
-    comm_cv_.wait_for(lock, backoff, [&] { return stop_requested_; });
+    MutexLock lock(mu_);
+    comm_cv_.WaitFor(mu_, backoff, [&]() REQUIRES(mu_) { return stop_requested_; });
     backoff = std::min(backoff * 2, kMaxBackoff);
   }
 }
@@ -126,7 +126,7 @@ Status Agent::Impl::Configure(const RegisterResponse& resp) {
   init_failure_limit_ = kInitFailuresPerProcess * process_count_;
 
   std::vector<std::string> gpus = options_.gpus ? *options_.gpus : DetectGpus();
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   log_ = main_log;  // under mu_: Stop() may be logging from another thread
   slots_.assign(process_count_, Slot{});
   if (static_cast<int>(gpus.size()) >= process_count_) {
@@ -171,7 +171,7 @@ void Agent::Impl::ConfigureWorkers(const RegisterResponse& resp, const JobSettin
   base_config_.agent_syncs_parts = true;
 }
 
-Status Agent::Impl::RegisterAgainLocked(std::unique_lock<std::mutex>& lock) {
+Status Agent::Impl::RegisterAgainLocked() {
   protocol::RegisterRequest req;
   req.node = options_.node;
   req.pid = ::getpid();
@@ -179,9 +179,9 @@ Status Agent::Impl::RegisterAgainLocked(std::unique_lock<std::mutex>& lock) {
   // coordinator must not hand them to another node before those results arrive.
   req.held = HeldLocked();
   for (const auto& [key, pending] : unacked_) req.held.push_back({key.first, key.second});
-  lock.unlock();
+  mu_.unlock();
   auto resp = client_->Register(req);
-  lock.lock();
+  mu_.lock();
   if (!resp.ok()) return resp.status();
   if (resp->spec != job_spec_ || resp->output_dir != job_output_dir_) {
     return FailedPreconditionError(
@@ -212,7 +212,7 @@ int Agent::Impl::Run() {
   }
   std::vector<std::thread> threads;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     slots_running_ = process_count_;
   }
   threads.reserve(process_count_);
@@ -247,7 +247,7 @@ void Agent::Impl::JobOverLocked(const Status& last_error) {
   if (ending_ != Ending::kSignal) ending_ = Ending::kCoordinatorStop;
   queue_.clear();
   KillAllLocked();
-  work_cv_.notify_all();
+  work_cv_.NotifyAll();
 }
 // ---------------------------------------------------------------------------------------------
 

@@ -9,11 +9,9 @@
 #include <spdlog/spdlog.h>
 #include <sys/types.h>
 
-#include <condition_variable>
 #include <deque>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -23,6 +21,8 @@
 #include "runtime/agent/agent.h"
 #include "runtime/agent/comm_state.h"
 #include "runtime/agent/user_log_echo.h"
+#include "runtime/base/mutex.h"
+#include "runtime/base/thread_annotations.h"
 #include "runtime/perf/resource_monitor.h"
 
 namespace parallelrun::rt {
@@ -105,8 +105,8 @@ class Agent::Impl {
   Impl(AgentOptions options, std::unique_ptr<protocol::CoordinatorClient> client,
        WorkerFactory factory, const Clock& clock);
 
-  int Run();
-  void Stop();
+  int Run() EXCLUDES(mu_);
+  void Stop() EXCLUDES(mu_);
 
  private:
   // One worker slot. Written by its thread and the communication loop under mu_.
@@ -140,77 +140,81 @@ class Agent::Impl {
   };
 
   // Registration and setup (agent.cc); returns an exit code when the agent must end there.
-  std::optional<int> RegisterAndConfigure();
-  Status Configure(const protocol::RegisterResponse& resp);
+  std::optional<int> RegisterAndConfigure() EXCLUDES(mu_);
+  Status Configure(const protocol::RegisterResponse& resp) EXCLUDES(mu_);
   void ConfigureWorkers(const protocol::RegisterResponse& resp, const JobSettings& settings,
                         const std::string& log_dir);
   // Registers again after the coordinator was unreachable, naming the attempts this node holds.
-  // Called and returns with `lock` held.
-  Status RegisterAgainLocked(std::unique_lock<std::mutex>& lock);
+  // Called and returns with mu_ held (released during the call).
+  Status RegisterAgainLocked() REQUIRES(mu_);
   // The coordinator this agent registered with has ended (not merely restarting).
-  bool CoordinatorEndedLocked() const;
+  bool CoordinatorEndedLocked() const REQUIRES(mu_);
   // The job is over: workers are killed, nothing more is sent, and the agent exits 0.
-  void JobOverLocked(const Status& last_error);
+  void JobOverLocked(const Status& last_error) REQUIRES(mu_);
 
   // Slot threads (slots.cc).
-  void SlotMain(int index);
-  std::unique_ptr<Worker> StartWorker(int index, ProcessLogs* logs);
-  WorkerConfig SlotConfig(int index);
+  void SlotMain(int index) EXCLUDES(mu_);
+  std::unique_ptr<Worker> StartWorker(int index, ProcessLogs* logs) EXCLUDES(mu_);
+  WorkerConfig SlotConfig(int index) EXCLUDES(mu_);
   // Records an init() outcome under mu_; true when the worker is ready (and was not aborted).
   bool RecordInitLocked(int index, const std::string& process, const InitOutcome& init, pid_t pid,
-                        bool* aborted, bool* gave_up_now, int* failures);
+                        bool* aborted, bool* gave_up_now, int* failures) REQUIRES(mu_);
   void LogInitFailure(const std::string& process, pid_t pid, const InitOutcome& init, double init_s,
                       ProcessLogs* logs, bool gave_up_now, int failures);
-  std::optional<protocol::Lease> NextLease(int index);
-  RunOutcome RunAttempt(int index, Worker& worker, ProcessLogs& logs, const protocol::Lease& lease);
+  std::optional<protocol::Lease> NextLease(int index) EXCLUDES(mu_);
+  RunOutcome RunAttempt(int index, Worker& worker, ProcessLogs& logs, const protocol::Lease& lease)
+      EXCLUDES(mu_);
   protocol::AttemptResult MakeResult(const protocol::Lease& lease, const Worker& worker,
-                                     const RunOutcome& out, bool cancelled, SystemTime start_wall,
-                                     double elapsed);
-  void LogAttempt(ProcessLogs& logs, const protocol::AttemptResult& r);
-  void RetireDeadWorker(int index, std::unique_ptr<Worker> worker, const std::string& detail);
-  void EndWorker(int index, std::unique_ptr<Worker> worker);
+                                     const RunOutcome& out, AttemptStatus* status,
+                                     SystemTime start_wall, double elapsed);
+  void LogAttempt(ProcessLogs& logs, const protocol::AttemptResult& r, AttemptStatus status);
+  void RetireDeadWorker(int index, std::unique_ptr<Worker> worker, const std::string& detail)
+      EXCLUDES(mu_);
+  void EndWorker(int index, std::unique_ptr<Worker> worker) EXCLUDES(mu_);
   void ErrorRecord(ProcessLogs& logs, const std::string& status, const std::string& what,
                    const std::string& error, const std::string& detail);
 
   // Communication loop (comm_loop.cc; the thread that called Run()).
-  int CommLoop();
-  CommSnapshot SnapshotLocked(SteadyTime now) const;
-  Talk BuildTalkLocked(const CommDecision& d, SteadyTime now);
-  // Sends `talk` with `lock` released; applies the answers. Returns the failure, if any.
-  Status TalkLocked(std::unique_lock<std::mutex>& lock, Talk& talk, CommState& state);
+  int CommLoop() EXCLUDES(mu_);
+  CommSnapshot SnapshotLocked(SteadyTime now) const REQUIRES(mu_);
+  Talk BuildTalkLocked(const CommDecision& d, SteadyTime now) REQUIRES(mu_);
+  // Sends `talk` with mu_ released; applies the answers. Returns the failure, if any.
+  Status TalkLocked(Talk& talk, CommState& state) REQUIRES(mu_);
   // Makes the part files of `talk` durable (lock released); a result whose part cannot be
   // synced is reported as failed instead.
-  void SyncPartsLocked(std::unique_lock<std::mutex>& lock, Talk& talk);
+  void SyncPartsLocked(Talk& talk) REQUIRES(mu_);
   // Applies a failed call's verdict; true when the loop must end.
-  bool OnFailureLocked(const Status& failure, CommState& state);
-  void RegisterAgainStepLocked(std::unique_lock<std::mutex>& lock, CommState& state, bool* end);
-  void FinishLocked(std::unique_lock<std::mutex>& lock);
-  void HandleLeaseLocked(const protocol::LeaseResponse& resp);
+  bool OnFailureLocked(const Status& failure, CommState& state) REQUIRES(mu_);
+  void RegisterAgainStepLocked(CommState& state, bool* end) REQUIRES(mu_);
+  void FinishLocked() REQUIRES(mu_);
+  void HandleLeaseLocked(const protocol::LeaseResponse& resp) REQUIRES(mu_);
   // The answer to a talk's report: 409 drops what was refused; another failure is returned.
-  Status ApplyReportLocked(const Talk& talk, const StatusOr<protocol::ResultsResponse>& resp);
+  Status ApplyReportLocked(const Talk& talk, const StatusOr<protocol::ResultsResponse>& resp)
+      REQUIRES(mu_);
   void HandleReportLocked(const protocol::ResultsResponse& resp,
-                          const std::vector<AttemptKey>& sent, size_t events_sent, SteadyTime now);
-  void ApplyStopRequestLocked(SteadyTime now);
-  void ReleaseLocked(const protocol::Lease& lease) {
+                          const std::vector<AttemptKey>& sent, size_t events_sent, SteadyTime now)
+      REQUIRES(mu_);
+  void ApplyStopRequestLocked(SteadyTime now) REQUIRES(mu_);
+  void ReleaseLocked(const protocol::Lease& lease) REQUIRES(mu_) {
     released_.push_back({lease.mini_batch_id, lease.attempt});
   }
-  void CancelLocked(const protocol::LeaseRef& ref);
-  void CoordinatorStopLocked();
-  void FatalLocked(const std::string& why);
-  void KillAllLocked();
-  void AbortInitializingLocked();
-  int ExitCodeLocked() const;
+  void CancelLocked(const protocol::LeaseRef& ref) REQUIRES(mu_);
+  void CoordinatorStopLocked() REQUIRES(mu_);
+  void FatalLocked(const std::string& why) REQUIRES(mu_);
+  void KillAllLocked() REQUIRES(mu_);
+  void AbortInitializingLocked() REQUIRES(mu_);
+  int ExitCodeLocked() const REQUIRES(mu_);
 
-  int LiveLocked() const;
-  int RunningLocked() const;
-  int WantLocked() const;
-  int PerWorkerLocked() const;  // leases a live worker holds, running and queued
-  std::vector<protocol::LeaseRef> HeldLocked() const;
-  bool MayStartWorkerLocked() const;
-  bool SlotMustEndLocked() const;
-  void WakeLocked() {
+  int LiveLocked() const REQUIRES(mu_);
+  int RunningLocked() const REQUIRES(mu_);
+  int WantLocked() const REQUIRES(mu_);
+  int PerWorkerLocked() const REQUIRES(mu_);  // leases a live worker holds, running and queued
+  std::vector<protocol::LeaseRef> HeldLocked() const REQUIRES(mu_);
+  bool MayStartWorkerLocked() const REQUIRES(mu_);
+  bool SlotMustEndLocked() const REQUIRES(mu_);
+  void WakeLocked() REQUIRES(mu_) {
     comm_wake_ = true;
-    comm_cv_.notify_one();
+    comm_cv_.NotifyOne();
   }
 
   const AgentOptions options_;
@@ -236,27 +240,28 @@ class Agent::Impl {
   ResourceMonitorOptions perf_options_;
   UserLogEcho* echo_ = nullptr;  // --echo-user-logs: set before the slot threads start
 
-  std::mutex mu_;
-  std::condition_variable comm_cv_;  // the communication loop: something to send or decide
-  std::condition_variable work_cv_;  // slots: a lease arrived, or the agent is ending
-  bool comm_wake_ = false;
-  bool stop_requested_ = false;
-  Ending ending_ = Ending::kNone;
-  bool job_over_ = false;  // the coordinator ended (CoordinatorEndedLocked): exit 0
-  bool kill_all_ = false;
-  SteadyTime stop_deadline_{};
-  std::vector<Slot> slots_;
-  int slots_running_ = 0;
-  std::deque<protocol::Lease> queue_;
-  std::vector<protocol::LeaseRef> released_;  // leases to give back unrun (after Stop())
-  std::map<AttemptKey, PendingResult> unacked_;
-  std::vector<protocol::WorkerEvent> events_;
-  int next_process_ = 0;
-  int consecutive_init_failures_ = 0;
-  int inits_in_flight_ = 0;
-  bool gave_up_ = false;
-  bool worker_freed_ = false;        // an attempt ended since the last lease call
-  double attempt_seconds_avg_ = -1;  // moving average of attempts' durations (< 0: none yet)
+  Mutex mu_;
+  CondVar comm_cv_;  // the communication loop: something to send or decide
+  CondVar work_cv_;  // slots: a lease arrived, or the agent is ending
+  bool comm_wake_ GUARDED_BY(mu_) = false;
+  bool stop_requested_ GUARDED_BY(mu_) = false;
+  Ending ending_ GUARDED_BY(mu_) = Ending::kNone;
+  bool job_over_ GUARDED_BY(mu_) = false;  // the coordinator ended (CoordinatorEndedLocked): exit 0
+  bool kill_all_ GUARDED_BY(mu_) = false;
+  SteadyTime stop_deadline_ GUARDED_BY(mu_){};
+  std::vector<Slot> slots_ GUARDED_BY(mu_);
+  int slots_running_ GUARDED_BY(mu_) = 0;
+  std::deque<protocol::Lease> queue_ GUARDED_BY(mu_);
+  std::vector<protocol::LeaseRef> released_ GUARDED_BY(mu_);  // leases to give back unrun
+  std::map<AttemptKey, PendingResult> unacked_ GUARDED_BY(mu_);
+  std::vector<protocol::WorkerEvent> events_ GUARDED_BY(mu_);
+  int next_process_ GUARDED_BY(mu_) = 0;
+  int consecutive_init_failures_ GUARDED_BY(mu_) = 0;
+  int inits_in_flight_ GUARDED_BY(mu_) = 0;
+  bool gave_up_ GUARDED_BY(mu_) = false;
+  bool worker_freed_ GUARDED_BY(mu_) = false;  // an attempt ended since the last lease call
+  // Moving average of attempts' durations (< 0: none yet).
+  double attempt_seconds_avg_ GUARDED_BY(mu_) = -1;
 };
 
 }  // namespace parallelrun::rt

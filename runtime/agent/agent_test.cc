@@ -17,6 +17,7 @@
 
 #include "runtime/base/files.h"
 #include "runtime/protocol/http_server.h"
+#include "tests/fakes/temp_dir.h"
 
 // LeakSanitizer (asan preset): the one test over real HTTP uses cpprestsdk, whose pool threads
 // keep OpenSSL per-thread state and pending pplx tasks until exit (see protocol/http_test.cc).
@@ -42,7 +43,7 @@ struct WorkerScript {
   std::mutex mu;
   std::condition_variable cv;
   std::function<InitOutcome(const WorkerConfig&)> init = [](const WorkerConfig&) {
-    return InitOutcome{"READY", "", ""};
+    return InitOutcome{.ready = true};
   };
   std::set<int64_t> die_on;    // first attempt: the process dies (WORKER_DIED)
   std::set<int64_t> fail_on;   // RUN_EXCEPTION
@@ -77,8 +78,8 @@ class FakeWorker : public Worker {
   InitOutcome Start(std::chrono::seconds) override {
     InitOutcome out = script_->init(config_);
     std::lock_guard<std::mutex> lock(script_->mu);
-    if (killed_) out = {"INIT_FAILED", "killed", ""};
-    alive_ = out.status == "READY";
+    if (killed_) out = InitOutcome{.error = "killed"};
+    alive_ = out.ready;
     return out;
   }
 
@@ -101,13 +102,14 @@ class FakeWorker : public Worker {
       script_->cv.wait(lock, [&] { return script_->released.count(id) || killed_; });
       script_->blocked.erase(id);
     }
-    if (killed_) return {"CANCELLED", 0, 0, 0, 0, "killed", ""};
+    if (killed_) return {AttemptStatus::kCancelled, 0, 0, 0, 0, "killed", ""};
     if (lease.attempt == 1 && script_->die_on.count(id)) {
       alive_ = false;
-      return {"WORKER_DIED", 0, 0, 0, 0, "the worker process ended", "signal 9 (Killed)"};
+      return {AttemptStatus::kWorkerDied, 0, 0, 0, 0, "the worker process ended",
+              "signal 9 (Killed)"};
     }
     if (script_->fail_on.count(id)) {
-      return {"RUN_EXCEPTION",
+      return {AttemptStatus::kRunException,
               0,
               0,
               0.01,
@@ -115,7 +117,7 @@ class FakeWorker : public Worker {
               "ValueError: bad row",
               "Traceback (most recent call last):\n  File \"score.py\"\nValueError: bad row"};
     }
-    return {"RUN_DONE", lease.items, 0, 0.002, 0.001, "", ""};
+    return {AttemptStatus::kRunDone, lease.items, 0, 0.002, 0.001, "", ""};
   }
 
   void Shutdown(std::chrono::seconds) override {
@@ -282,8 +284,7 @@ class FakeCoordinator : public protocol::CoordinatorClient {
 class AgentTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/pr_agent_test_XXXXXX";
-    dir_ = ::mkdtemp(tmpl);
+    dir_ = tmp_.path();
     coordinator_ = new FakeCoordinator;
     script_ = std::make_shared<WorkerScript>();
     auto& reg = coordinator_->reg;
@@ -302,7 +303,6 @@ class AgentTest : public ::testing::Test {
     reg.arguments = {"--threshold", "0.7"};
     reg.lease_seconds = 90;
   }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
 
   void SetProcessCount(int n) { coordinator_->reg.spec["spec"]["processCountPerNode"] = n; }
   void AddMiniBatches(int n, int items = 3) {
@@ -372,6 +372,7 @@ class AgentTest : public ::testing::Test {
     return text.ok() ? *text : "<missing " + rel + ">";
   }
 
+  fakes::TempDir tmp_{"agent_test"};  // declared first: removed after the agent ended
   std::string dir_;
   FakeCoordinator* coordinator_ = nullptr;  // owned by the agent once started
   std::shared_ptr<WorkerScript> script_;
@@ -520,8 +521,10 @@ TEST_F(AgentTest, RepeatedInitFailureGivesUpTheNode) {
   AddMiniBatches(3);
   coordinator_->done_when_drained = false;
   script_->init = [](const WorkerConfig&) {
-    return InitOutcome{"INIT_FAILED", "ImportError: No module named 'torch'",
-                       "Traceback (most recent call last):\nImportError: No module named 'torch'"};
+    return InitOutcome{
+        .failure = AttemptStatus::kInitFailed,
+        .error = "ImportError: No module named 'torch'",
+        .detail = "Traceback (most recent call last):\nImportError: No module named 'torch'"};
   };
   Start();
   ASSERT_TRUE(coordinator_->WaitFor([&] { return coordinator_->CountEvents("NODE_GAVE_UP") > 0; }));
@@ -552,8 +555,9 @@ TEST_F(AgentTest, InitSuccessResetsTheConsecutiveFailureCount) {
   // Every other worker fails init(): never 3 in a row.
   script_->init = [](const WorkerConfig& c) {
     bool fail = c.process == "process001" || c.process == "process003";
-    return fail ? InitOutcome{"INIT_FAILED", "ImportError: flaky mount", ""}
-                : InitOutcome{"READY", "", ""};
+    return fail ? InitOutcome{.failure = AttemptStatus::kInitFailed,
+                              .error = "ImportError: flaky mount"}
+                : InitOutcome{.ready = true};
   };
   Start();
   EXPECT_EQ(ExitCode(), 0);
@@ -568,8 +572,9 @@ TEST_F(AgentTest, AHungInitGivesUpTheNodeAtOnce) {
   // A hung init() would hang again: no 3 x processCountPerNode tries of initTimeout each.
   script_->init = [](const WorkerConfig& c) {
     return c.process == "process000"
-               ? InitOutcome{"INIT_TIMEOUT", "init() did not finish within initTimeout (600 s)", ""}
-               : InitOutcome{"READY", "", ""};
+               ? InitOutcome{.failure = AttemptStatus::kInitTimeout,
+                             .error = "init() did not finish within initTimeout (600 s)"}
+               : InitOutcome{.ready = true};
   };
   Start();
   ASSERT_TRUE(

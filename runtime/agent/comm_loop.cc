@@ -17,7 +17,7 @@ using protocol::ResultsResponse;
 using std::chrono::milliseconds;
 
 int Agent::Impl::CommLoop() {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   CommState state(clock_.SteadyNow(), unreachable_limit_s_, options_.max_connect_seconds,
                   renew_interval_);
   while (true) {
@@ -28,18 +28,18 @@ int Agent::Impl::CommLoop() {
     const CommDecision d = state.Decide(SnapshotLocked(now));
     switch (d.kind) {
       case CommDecision::Kind::kFinish:
-        FinishLocked(lock);
+        FinishLocked();
         return ExitCodeLocked();
       case CommDecision::Kind::kAbandon:
         log_->error("stopping with {} result(s) not accepted by the coordinator", unacked_.size());
         return ExitCodeLocked();
       case CommDecision::Kind::kWait:
         // A duration, not a time point: clock_ need not be std::chrono::steady_clock.
-        comm_cv_.wait_for(lock, d.until - now, [&] { return comm_wake_; });
+        comm_cv_.WaitFor(mu_, d.until - now, [&]() REQUIRES(mu_) { return comm_wake_; });
         continue;
       case CommDecision::Kind::kRegisterAgain: {
         bool end = false;
-        RegisterAgainStepLocked(lock, state, &end);
+        RegisterAgainStepLocked(state, &end);
         if (end) return ExitCodeLocked();
         continue;
       }
@@ -47,7 +47,7 @@ int Agent::Impl::CommLoop() {
         break;
     }
     Talk talk = BuildTalkLocked(d, now);
-    Status failure = TalkLocked(lock, talk, state);
+    Status failure = TalkLocked(talk, state);
     if (failure.ok()) continue;
     if (OnFailureLocked(failure, state)) break;
   }
@@ -92,21 +92,20 @@ CommSnapshot Agent::Impl::SnapshotLocked(SteadyTime now) const {
   return s;
 }
 
-void Agent::Impl::FinishLocked(std::unique_lock<std::mutex>& lock) {
+void Agent::Impl::FinishLocked() {
   if (events_.empty()) return;
   // Best effort: the coordinator may already be gone after `done`.
   ResultsRequest last;
   last.node = options_.node;
   last.events = std::move(events_);
   events_.clear();
-  lock.unlock();
+  mu_.unlock();
   (void)client_->Report(last);
-  lock.lock();
+  mu_.lock();
 }
 
-void Agent::Impl::RegisterAgainStepLocked(std::unique_lock<std::mutex>& lock, CommState& state,
-                                          bool* end) {
-  Status st = RegisterAgainLocked(lock);
+void Agent::Impl::RegisterAgainStepLocked(CommState& state, bool* end) {
+  Status st = RegisterAgainLocked();
   const SteadyTime now = clock_.SteadyNow();
   if (!st.ok()) {
     *end = OnFailureLocked(st, state);
@@ -176,15 +175,15 @@ Agent::Impl::Talk Agent::Impl::BuildTalkLocked(const CommDecision& d, SteadyTime
   return talk;
 }
 
-Status Agent::Impl::TalkLocked(std::unique_lock<std::mutex>& lock, Talk& talk, CommState& state) {
+Status Agent::Impl::TalkLocked(Talk& talk, CommState& state) {
   // The lease first: it touches no disk, so the workers' queue is refilled before the part files
   // of the report are synced (a report of many short attempts syncs many files, and workers that
   // waited for that went idle). A coordinator that failed the lease would fail the report too;
   // the next round retries both.
   if (talk.ask) {
-    lock.unlock();
+    mu_.unlock();
     StatusOr<LeaseResponse> lease_resp = client_->Lease(talk.lease);
-    lock.lock();
+    mu_.lock();
     if (!lease_resp.ok()) return lease_resp.status();
     const LeaseResponse& resp = *lease_resp;
     log_->debug("lease: asked {}, got {}, renewed {}, cancelled {}{}{}", talk.lease.max,
@@ -197,10 +196,10 @@ Status Agent::Impl::TalkLocked(std::unique_lock<std::mutex>& lock, Talk& talk, C
   if (talk.do_report) {
     // Durability before the coordinator counts a result: the part files of this report are
     // committed together first.
-    if (!talk.to_sync.empty()) SyncPartsLocked(lock, talk);
-    lock.unlock();
+    if (!talk.to_sync.empty()) SyncPartsLocked(talk);
+    mu_.unlock();
     StatusOr<ResultsResponse> report_resp = client_->Report(talk.report);
-    lock.lock();
+    mu_.lock();
     if (Status failure = ApplyReportLocked(talk, report_resp); !failure.ok()) return failure;
   }
   state.OnTalked(clock_.SteadyNow(), talk.ask);
@@ -266,7 +265,7 @@ void Agent::Impl::HandleLeaseLocked(const LeaseResponse& resp) {
   } else {
     if (ending_ == Ending::kNone) {
       for (const auto& lease : resp.leases) queue_.push_back(lease);
-      if (!resp.leases.empty()) work_cv_.notify_all();
+      if (!resp.leases.empty()) work_cv_.NotifyAll();
     } else if (!resp.leases.empty() && ending_ == Ending::kSignal) {
       log_->info("giving back {} lease(s) that arrived after the stop request", resp.leases.size());
       for (const auto& lease : resp.leases) ReleaseLocked(lease);
@@ -281,7 +280,7 @@ void Agent::Impl::HandleLeaseLocked(const LeaseResponse& resp) {
           "workers down",
           RunningLocked(), queue_.size());
       if (queue_.empty()) AbortInitializingLocked();
-      work_cv_.notify_all();
+      work_cv_.NotifyAll();
     }
   }
 }
@@ -298,7 +297,7 @@ void Agent::Impl::ApplyStopRequestLocked(SteadyTime now) {
         "running attempt(s) get {} s to finish",
         given_back, RunningLocked(), kStopGrace.count());
     AbortInitializingLocked();
-    work_cv_.notify_all();
+    work_cv_.NotifyAll();
   }
   if (ending_ == Ending::kSignal && !kill_all_ && now >= stop_deadline_) {
     if (RunningLocked() > 0) {
@@ -340,7 +339,7 @@ void Agent::Impl::CoordinatorStopLocked() {
   }
   queue_.clear();
   KillAllLocked();
-  work_cv_.notify_all();
+  work_cv_.NotifyAll();
 }
 
 void Agent::Impl::FatalLocked(const std::string& why) {
@@ -349,7 +348,7 @@ void Agent::Impl::FatalLocked(const std::string& why) {
   if (ending_ != Ending::kSignal) ending_ = Ending::kFatal;
   queue_.clear();
   KillAllLocked();
-  work_cv_.notify_all();
+  work_cv_.NotifyAll();
 }
 
 void Agent::Impl::KillAllLocked() {

@@ -61,11 +61,11 @@ std::vector<std::string> SyncPartFiles(const std::vector<std::string>& parts, bo
   return errors;
 }
 
-void Agent::Impl::SyncPartsLocked(std::unique_lock<std::mutex>& lock, Talk& talk) {
-  lock.unlock();
+void Agent::Impl::SyncPartsLocked(Talk& talk) {
+  mu_.unlock();
   const std::vector<std::string> errors =
       SyncPartFiles(talk.to_sync, base_config_.append_row_header);
-  lock.lock();
+  mu_.lock();
   std::map<std::string, std::string> failed;
   for (size_t i = 0; i < errors.size(); ++i) {
     if (!errors[i].empty()) failed[talk.to_sync[i]] = errors[i];
@@ -78,7 +78,7 @@ void Agent::Impl::SyncPartsLocked(std::unique_lock<std::mutex>& lock, Talk& talk
     if (f == failed.end()) continue;
     // Not durable: the attempt failed (the coordinator retries the mini-batch elsewhere).
     protocol::AttemptResult& r = it->second.result;
-    r.status = "RUN_EXCEPTION";
+    r.status = AttemptStatusName(AttemptStatus::kRunException);
     r.succeeded = 0;
     r.failed = r.total;
     r.error = "the part file of this attempt cannot be made durable: " + f->second;

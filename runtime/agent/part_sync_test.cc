@@ -10,23 +10,19 @@
 #include <string>
 #include <vector>
 
+#include "tests/fakes/temp_dir.h"
+
 namespace parallelrun::rt {
 namespace {
 
 class PartSyncTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/part_sync_test.XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
   std::string Write(const std::string& name, const std::string& text) {
-    std::string path = dir_ + "/" + name;
+    std::string path = dir_.Sub(name);
     std::ofstream(path) << text;
     return path;
   }
-  std::string dir_;
+  fakes::TempDir dir_{"part_sync_test"};
 };
 
 TEST_F(PartSyncTest, OneFileAndItsHeaderAreSynced) {
@@ -57,7 +53,7 @@ TEST_F(PartSyncTest, SeveralFilesAreSyncedTogether) {
 
 TEST_F(PartSyncTest, AMissingFileIsNamedAndTheOthersAreStillSynced) {
   std::string good = Write("1.1", "row\n");
-  std::string missing = dir_ + "/2.1";
+  std::string missing = dir_.Sub("2.1");
   std::vector<std::string> errors = SyncPartFiles({good, missing}, false);
   ASSERT_EQ(errors.size(), 2u);
   EXPECT_EQ(errors[0], "");

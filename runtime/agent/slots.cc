@@ -75,8 +75,8 @@ void Agent::Impl::SlotMain(int index) {
       {
         // Starts in flight count toward the init failure limit, so two slots starting at once
         // cannot overshoot it: a slot waits for the others' outcome instead.
-        std::unique_lock<std::mutex> lock(mu_);
-        work_cv_.wait(lock, [&] {
+        MutexLock lock(mu_);
+        work_cv_.Wait(mu_, [&]() REQUIRES(mu_) {
           return !MayStartWorkerLocked() ||
                  consecutive_init_failures_ + inits_in_flight_ < init_failure_limit_;
         });
@@ -91,11 +91,11 @@ void Agent::Impl::SlotMain(int index) {
     if (!worker->alive()) {
       // It died while waiting for work: the lease goes back for the replacement (or another slot).
       {
-        std::lock_guard<std::mutex> lock(mu_);
+        MutexLock lock(mu_);
         slots_[index].running.reset();
         if (ending_ == Ending::kNone || ending_ == Ending::kDone) {
           queue_.push_front(std::move(*lease));
-          work_cv_.notify_one();
+          work_cv_.NotifyOne();
         } else if (ending_ == Ending::kSignal) {
           ReleaseLocked(*lease);
           WakeLocked();
@@ -108,7 +108,7 @@ void Agent::Impl::SlotMain(int index) {
     if (!worker->alive()) RetireDeadWorker(index, std::move(worker), outcome.detail);
   }
   if (worker) EndWorker(index, std::move(worker));
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   --slots_running_;
   WakeLocked();
 }
@@ -116,7 +116,7 @@ void Agent::Impl::SlotMain(int index) {
 WorkerConfig Agent::Impl::SlotConfig(int index) {
   WorkerConfig config = base_config_;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     config.process = ProcessName(next_process_++);
     if (!slots_[index].gpu.empty()) {
       config.env.push_back("CUDA_VISIBLE_DEVICES=" + slots_[index].gpu);
@@ -137,7 +137,11 @@ WorkerConfig Agent::Impl::SlotConfig(int index) {
 std::unique_ptr<Worker> Agent::Impl::StartWorker(int index, ProcessLogs* logs) {
   WorkerConfig config = SlotConfig(index);
   const std::string process = config.process;
-  const std::string gpu = slots_[index].gpu;  // set once in Configure()
+  std::string gpu;
+  {
+    MutexLock lock(mu_);
+    gpu = slots_[index].gpu;
+  }
   *logs = ProcessLogs{};
   logs->node = MakeFileLogger(process, JoinPath(node_dir_, process + ".txt"));
   logs->error_path = JoinPath(error_dir_, process + ".txt");
@@ -149,7 +153,7 @@ std::unique_ptr<Worker> Agent::Impl::StartWorker(int index, ProcessLogs* logs) {
   const SteadyTime t0 = clock_.SteadyNow();
   if (worker) {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       Slot& slot = slots_[index];
       slot.worker = worker.get();
       slot.ready = false;
@@ -162,7 +166,7 @@ std::unique_ptr<Worker> Agent::Impl::StartWorker(int index, ProcessLogs* logs) {
     init = worker->Start(init_timeout_);
     pid = worker->pid();
   } else {
-    init = {"INIT_FAILED", "the worker could not be created", ""};
+    init.error = "the worker could not be created";
   }
   const double init_s = Seconds(clock_.SteadyNow() - t0);
 
@@ -173,7 +177,7 @@ std::unique_ptr<Worker> Agent::Impl::StartWorker(int index, ProcessLogs* logs) {
   {
     // One critical section for the outcome and the failure count, so a slot waiting to start
     // never sees this start neither in flight nor counted.
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     ready = RecordInitLocked(index, process, init, pid, &aborted, &gave_up_now, &failures);
   }
   if (ready) {
@@ -192,12 +196,14 @@ std::unique_ptr<Worker> Agent::Impl::StartWorker(int index, ProcessLogs* logs) {
 
 bool Agent::Impl::RecordInitLocked(int index, const std::string& process, const InitOutcome& init,
                                    pid_t pid, bool* aborted, bool* gave_up_now, int* failures) {
-  const bool ready = init.status == "READY";
-  const std::string kind = init.status == "INIT_TIMEOUT" ? "INIT_TIMEOUT" : "INIT_FAILED";
+  const bool ready = init.ready;
+  const bool timeout = init.failure == AttemptStatus::kInitTimeout;
+  const std::string kind =
+      AttemptStatusName(timeout ? AttemptStatus::kInitTimeout : AttemptStatus::kInitFailed);
   --inits_in_flight_;
   Slot& slot = slots_[index];
   *aborted = slot.aborting || kill_all_;
-  work_cv_.notify_all();
+  work_cv_.NotifyAll();
   WakeLocked();
   if (ready && !*aborted) {
     slot.ready = true;
@@ -210,13 +216,13 @@ bool Agent::Impl::RecordInitLocked(int index, const std::string& process, const 
   events_.push_back({process, pid, kind, init.error, init.detail});
   *failures = ++consecutive_init_failures_;
   // A hung init() is not tried again: three more would cost 3 x initTimeout for nothing.
-  if (kind == "INIT_TIMEOUT") *failures = consecutive_init_failures_ = init_failure_limit_;
+  if (timeout) *failures = consecutive_init_failures_ = init_failure_limit_;
   if ((*failures >= init_failure_limit_ || init.permanent) && !gave_up_) {
     gave_up_ = *gave_up_now = true;
     events_.push_back(
         {"", 0, "NODE_GAVE_UP",
          init.permanent ? "init() cannot succeed on any worker: " + init.error
-         : kind == "INIT_TIMEOUT"
+         : timeout
              ? init.error
              : std::to_string(*failures) +
                    " consecutive init() failures (3 x processCountPerNode); last: " + init.error,
@@ -227,8 +233,10 @@ bool Agent::Impl::RecordInitLocked(int index, const std::string& process, const 
 
 void Agent::Impl::LogInitFailure(const std::string& process, pid_t pid, const InitOutcome& init,
                                  double init_s, ProcessLogs* logs, bool gave_up_now, int failures) {
-  const std::string kind = init.status == "INIT_TIMEOUT" ? "INIT_TIMEOUT" : "INIT_FAILED";
-  if (kind == "INIT_TIMEOUT") {
+  const bool timeout = init.failure == AttemptStatus::kInitTimeout;
+  const std::string kind =
+      AttemptStatusName(timeout ? AttemptStatus::kInitTimeout : AttemptStatus::kInitFailed);
+  if (timeout) {
     log_->error("{} (pid {}): {} after {:.1f} s: {}", process, pid, kind, init_s, init.error);
   } else {
     log_->error(
@@ -240,7 +248,7 @@ void Agent::Impl::LogInitFailure(const std::string& process, pid_t pid, const In
                     init.error);
   ErrorRecord(*logs, kind, "init()", init.error, init.detail);
   if (echo_) echo_->Failed(-1, 0, process, kind, init.error, init.detail);
-  if (gave_up_now && kind == "INIT_TIMEOUT") {
+  if (gave_up_now && timeout) {
     log_->error(
         "giving up on this node: init() did not finish within initTimeout ({} s); no more "
         "workers start here",
@@ -254,11 +262,11 @@ void Agent::Impl::LogInitFailure(const std::string& process, pid_t pid, const In
 }
 
 std::optional<Lease> Agent::Impl::NextLease(int index) {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   Slot& slot = slots_[index];
   if (queue_.empty()) {
     WakeLocked();  // a starved worker: the loop asks for leases at once
-    work_cv_.wait(lock, [&] { return SlotMustEndLocked() || !queue_.empty(); });
+    work_cv_.Wait(mu_, [&]() REQUIRES(mu_) { return SlotMustEndLocked() || !queue_.empty(); });
   }
   if (ending_ != Ending::kNone && ending_ != Ending::kDone) return std::nullopt;
   if (queue_.empty()) return std::nullopt;
@@ -275,7 +283,7 @@ RunOutcome Agent::Impl::RunAttempt(int index, Worker& worker, ProcessLogs& logs,
   const SteadyTime t0 = clock_.SteadyNow();
   RunOutcome out;
   if (auto changed = InputChanged(lease)) {
-    out.status = "RUN_EXCEPTION";
+    out.status = AttemptStatus::kRunException;
     out.failed = lease.items;
     out.error = *changed;
   } else {
@@ -284,14 +292,17 @@ RunOutcome Agent::Impl::RunAttempt(int index, Worker& worker, ProcessLogs& logs,
   const double elapsed = Seconds(clock_.SteadyNow() - t0);
   bool cancelled = false;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     cancelled = slots_[index].cancel_requested;
   }
-  AttemptResult r = MakeResult(lease, worker, out, cancelled, start_wall, elapsed);
-  LogAttempt(logs, r);
+  // A run() that finished before the kill landed keeps its result.
+  AttemptStatus status =
+      cancelled && out.status != AttemptStatus::kRunDone ? AttemptStatus::kCancelled : out.status;
+  AttemptResult r = MakeResult(lease, worker, out, &status, start_wall, elapsed);
+  LogAttempt(logs, r, status);
 
   const bool dead = !worker.alive();
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   Slot& slot = slots_[index];
   slot.running.reset();
   slot.cancel_requested = false;
@@ -299,7 +310,7 @@ RunOutcome Agent::Impl::RunAttempt(int index, Worker& worker, ProcessLogs& logs,
   attempt_seconds_avg_ =
       attempt_seconds_avg_ < 0 ? elapsed : 0.8 * attempt_seconds_avg_ + 0.2 * elapsed;
   PendingResult pending{std::move(r), SteadyTime::min(), 0};
-  if (pending.result.status == "RUN_DONE" && !lease.part_file.empty()) {
+  if (status == AttemptStatus::kRunDone && !lease.part_file.empty()) {
     // Made durable by the communication loop before it is first sent (part_sync.cc).
     pending.part_file = lease.part_file;
     pending.durable = false;
@@ -311,17 +322,15 @@ RunOutcome Agent::Impl::RunAttempt(int index, Worker& worker, ProcessLogs& logs,
 }
 
 AttemptResult Agent::Impl::MakeResult(const Lease& lease, const Worker& worker,
-                                      const RunOutcome& out, bool cancelled, SystemTime start_wall,
-                                      double elapsed) {
+                                      const RunOutcome& out, AttemptStatus* status,
+                                      SystemTime start_wall, double elapsed) {
   AttemptResult r;
   r.mini_batch_id = lease.mini_batch_id;
   r.attempt = lease.attempt;
   r.process = worker.config().process;
   r.pid = worker.pid();
-  // A run() that finished before the kill landed keeps its result.
-  r.status = cancelled && out.status != "RUN_DONE" ? "CANCELLED" : out.status;
   r.total = lease.items > 0 ? lease.items : std::max<int64_t>(0, out.succeeded + out.failed);
-  if (r.status == "RUN_DONE") {
+  if (*status == AttemptStatus::kRunDone) {
     r.succeeded = std::clamp<int64_t>(out.succeeded, 0, r.total);
   }
   r.failed = r.total - r.succeeded;
@@ -331,44 +340,45 @@ AttemptResult Agent::Impl::MakeResult(const Lease& lease, const Worker& worker,
   r.run_s = out.run_s;
   r.error = out.error;
   r.detail = out.detail;
-  if (r.status == "RUN_DONE" && !lease.part_file.empty()) {
+  if (*status == AttemptStatus::kRunDone && !lease.part_file.empty()) {
     // What the assembly will check the part against (runtime/output/part_file.h).
     auto part = FingerprintFile(lease.part_file);
     if (part.ok()) {
       r.part_bytes = part->bytes;
       r.part_crc32 = part->crc32;
     } else {
-      r.status = "RUN_EXCEPTION";
+      *status = AttemptStatus::kRunException;
       r.succeeded = 0;
       r.failed = r.total;
       r.error =
           "the part file of this attempt cannot be read after run(): " + part.status().message();
     }
   }
+  r.status = AttemptStatusName(*status);
   return r;
 }
 
-void Agent::Impl::LogAttempt(ProcessLogs& logs, const AttemptResult& r) {
+void Agent::Impl::LogAttempt(ProcessLogs& logs, const AttemptResult& r, AttemptStatus status) {
   logs.node->info(
       "node={} pid={} mini_batch={} attempt={} items={} succeeded={} failed={} start={} "
       "duration={:.3f}s cpu={:.3f}s run={:.3f}s status={}",
       options_.node, r.pid, r.mini_batch_id, r.attempt, r.total, r.succeeded, r.failed, r.start_utc,
       r.elapsed_s, r.cpu_s, r.run_s, r.status);
-  if (r.status == "RUN_DONE") return;
+  if (status == AttemptStatus::kRunDone) return;
   ErrorRecord(
       logs, r.status,
       "mini_batch=" + std::to_string(r.mini_batch_id) + " attempt=" + std::to_string(r.attempt),
       r.error, r.detail);
   if (echo_) echo_->Failed(r.mini_batch_id, r.attempt, r.process, r.status, r.error, r.detail);
-  if (r.status == "RUN_TIMEOUT") {
+  if (status == AttemptStatus::kRunTimeout) {
     log_->warn(
         "{} (pid {}): run() exceeded runInvocationTimeout ({} s) on mini-batch {} attempt {}; the "
         "worker was killed",
         r.process, r.pid, run_timeout_s_, r.mini_batch_id, r.attempt);
-  } else if (r.status == "WORKER_DIED") {
+  } else if (status == AttemptStatus::kWorkerDied) {
     log_->warn("{} (pid {}): died during mini-batch {} attempt {}: {}", r.process, r.pid,
                r.mini_batch_id, r.attempt, r.detail);
-  } else if (r.status == "CANCELLED") {
+  } else if (status == AttemptStatus::kCancelled) {
     log_->info("{} (pid {}): mini-batch {} attempt {} cancelled", r.process, r.pid, r.mini_batch_id,
                r.attempt);
   }
@@ -380,7 +390,7 @@ void Agent::Impl::RetireDeadWorker(int index, std::unique_ptr<Worker> worker,
   const std::string process = worker->config().process;
   bool replace = false;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     slots_[index].worker = nullptr;
     slots_[index].ready = false;
     events_.push_back({process, pid, "WORKER_EXITED", "", detail});
@@ -396,7 +406,7 @@ void Agent::Impl::EndWorker(int index, std::unique_ptr<Worker> worker) {
   bool kill = false;
   seconds grace = kShutdownGrace;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     kill = kill_all_ || ending_ == Ending::kCoordinatorStop || ending_ == Ending::kFatal;
     if (ending_ == Ending::kSignal) {
       auto left = std::chrono::duration_cast<seconds>(stop_deadline_ - clock_.SteadyNow());
@@ -411,7 +421,7 @@ void Agent::Impl::EndWorker(int index, std::unique_ptr<Worker> worker) {
     worker->Shutdown(grace);
   }
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     slots_[index].worker = nullptr;
     slots_[index].ready = false;
     events_.push_back({process, pid, "WORKER_EXITED", "", kill ? "killed" : "shut down"});

@@ -39,7 +39,7 @@ UserLogEcho::UserLogEcho(std::string log_dir, std::string node, std::FILE* out,
 UserLogEcho::~UserLogEcho() { Stop(); }
 
 void UserLogEcho::Start() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (started_) return;
   started_ = true;
   for (const char* stream : {"stdout", "stderr"}) {
@@ -50,9 +50,9 @@ void UserLogEcho::Start() {
     }
   }
   thread_ = std::thread([this] {
-    std::unique_lock<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     for (;;) {
-      cv_.wait_for(lock, period_, [this] { return stop_; });
+      cv_.WaitFor(mu_, period_, [this]() REQUIRES(mu_) { return stop_; });
       PollLocked(stop_);  // the last poll, after Stop(), copies what is left
       if (stop_) return;
     }
@@ -61,17 +61,17 @@ void UserLogEcho::Start() {
 
 void UserLogEcho::Stop() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (stop_) return;
     stop_ = true;
     if (!started_) return;
   }
-  cv_.notify_all();
+  cv_.NotifyAll();
   if (thread_.joinable()) thread_.join();
 }
 
 void UserLogEcho::Poll() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   PollLocked(false);
 }
 
@@ -126,7 +126,7 @@ void UserLogEcho::Failed(int64_t mini_batch_id, int attempt, const std::string& 
     if (c == '\n' || c == '\r') c = ' ';
   }
   line += "\n";
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   // The user's output so far first, so that what run() printed comes before its failure.
   if (started_ && !stop_) PollLocked(false);
   if (!detail.empty() && tracebacks_shown_.size() < kMaxTracebacksShown &&

@@ -10,14 +10,15 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <cstdio>
 #include <map>
-#include <mutex>
 #include <set>
 #include <string>
 #include <thread>
+
+#include "runtime/base/mutex.h"
+#include "runtime/base/thread_annotations.h"
 
 namespace parallelrun::rt {
 
@@ -46,21 +47,22 @@ class UserLogEcho {
     int64_t offset = 0;
     std::string partial;  // bytes after the last newline
   };
-  void PollLocked(bool final);
-  void FollowLocked(const std::string& path, const std::string& prefix, bool final);
-  void WriteLocked(const std::string& text);
+  void PollLocked(bool final) REQUIRES(mu_);
+  void FollowLocked(const std::string& path, const std::string& prefix, bool final) REQUIRES(mu_);
+  void WriteLocked(const std::string& text) REQUIRES(mu_);
 
   const std::string log_dir_;
   const std::string node_;
   std::FILE* const out_;
   const std::chrono::milliseconds period_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;
-  bool started_ = false;
+  Mutex mu_;
+  CondVar cv_;
+  bool stop_ GUARDED_BY(mu_) = false;
+  bool started_ GUARDED_BY(mu_) = false;
   std::thread thread_;
-  std::map<std::string, Followed> files_;
-  std::set<std::string> tracebacks_shown_;  // error texts whose traceback was printed
+  std::map<std::string, Followed> files_ GUARDED_BY(mu_);
+  // Error texts whose traceback was printed.
+  std::set<std::string> tracebacks_shown_ GUARDED_BY(mu_);
 };
 
 }  // namespace parallelrun::rt

@@ -7,7 +7,9 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
-#include <thread>
+
+#include "tests/fakes/temp_dir.h"
+#include "tests/fakes/wait_for.h"
 
 namespace parallelrun::rt {
 namespace {
@@ -18,8 +20,7 @@ using ::testing::Not;
 class UserLogEchoTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/pr-echo-XXXXXX";
-    dir_ = ::mkdtemp(tmpl);
+    dir_ = tmp_.path();
     std::filesystem::create_directories(dir_ + "/user/stdout/10.0.0.1");
     std::filesystem::create_directories(dir_ + "/user/stderr/10.0.0.1");
     out_ = ::open_memstream(&buf_, &len_);
@@ -27,7 +28,6 @@ class UserLogEchoTest : public ::testing::Test {
   void TearDown() override {
     std::fclose(out_);
     std::free(buf_);
-    std::filesystem::remove_all(dir_);
   }
   void Append(const std::string& rel, const std::string& text) {
     std::ofstream(dir_ + "/" + rel, std::ios::app) << text;
@@ -36,6 +36,7 @@ class UserLogEchoTest : public ::testing::Test {
     std::fflush(out_);
     return std::string(buf_, len_);
   }
+  fakes::TempDir tmp_{"user_log_echo_test"};
   std::string dir_;
   char* buf_ = nullptr;
   size_t len_ = 0;
@@ -74,10 +75,8 @@ TEST_F(UserLogEchoTest, TheThreadCopiesAsTheFilesGrow) {
     std::ifstream in(log);
     return std::string(std::istreambuf_iterator<char>(in), {});
   };
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (read().empty() && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
+  fakes::WaitFor([&] { return !read().empty(); }, std::chrono::seconds(60),
+                 std::chrono::milliseconds(20));
   EXPECT_EQ(read(), "[process000 stdout] hello\n");  // before Stop(): copied by the thread
   echo.Stop();
   std::fclose(pod_log);

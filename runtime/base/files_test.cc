@@ -6,17 +6,15 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "tests/fakes/temp_dir.h"
+
 namespace parallelrun::rt {
 namespace {
 
 class FilesTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/pr_files_test_XXXXXX";
-    dir_ = ::mkdtemp(tmpl);
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-  std::string dir_;
+  fakes::TempDir tmp_{"files_test"};
+  const std::string dir_ = tmp_.path();
 };
 
 TEST_F(FilesTest, WriteFileAtomicCreatesFoldersAndReplacesContent) {

@@ -9,13 +9,14 @@
 #include <filesystem>
 
 #include "runtime/base/files.h"
+#include "tests/fakes/temp_dir.h"
 
 namespace parallelrun::rt {
 namespace {
 
 TEST(ProcessTest, SpawnRedirectsOutputAndReportsExitCode) {
-  char tmpl[] = "/tmp/pr_proc_test_XXXXXX";
-  std::string dir = ::mkdtemp(tmpl);
+  fakes::TempDir tmp("pr_proc_test");
+  const std::string& dir = tmp.path();
   SpawnOptions o;
   o.argv = {"sh", "-c", "echo out; echo err >&2; echo $PR_X; exit 3"};
   o.env = {"PR_X=hello"};
@@ -28,7 +29,6 @@ TEST(ProcessTest, SpawnRedirectsOutputAndReportsExitCode) {
   EXPECT_EQ(info.code, 3);
   EXPECT_EQ(*ReadFile(dir + "/out"), "out\nhello\n");
   EXPECT_EQ(*ReadFile(dir + "/err"), "err\n");
-  std::filesystem::remove_all(dir);
 }
 
 TEST(ProcessTest, SpawnOfMissingProgramIsNotFound) {

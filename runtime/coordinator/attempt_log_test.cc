@@ -5,21 +5,14 @@
 #include <filesystem>
 
 #include "runtime/base/log.h"
+#include "tests/fakes/temp_dir.h"
 
 namespace parallelrun::rt {
 namespace {
 
 class AttemptLogTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("attempt_log_test." + std::to_string(::getpid()) + "." +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-  std::string Path(const std::string& name) const { return (dir_ / name).string(); }
+  std::string Path(const std::string& name) const { return dir_.Sub(name); }
   std::string Read(const std::string& name) const {
     auto text = ReadFile(Path(name));
     return text.ok() ? *text : "<" + text.status().message() + ">";
@@ -32,7 +25,7 @@ class AttemptLogTest : public ::testing::Test {
     return std::make_unique<AttemptLog>(journal, std::move(*report), std::move(*errors),
                                         spdlog::default_logger());
   }
-  std::filesystem::path dir_;
+  fakes::TempDir dir_{"attempt_log_test"};
 };
 
 TEST_F(AttemptLogTest, OneDecisionWritesItsJournalLineRowAndErrorLine) {

@@ -18,6 +18,9 @@
 #include "runtime/coordinator/coordinator.h"
 #include "runtime/logs/report_csv.h"
 #include "runtime/protocol/in_process_client.h"
+#include "tests/fakes/fake_clock.h"
+#include "tests/fakes/temp_dir.h"
+#include "tests/fakes/wait_for.h"
 
 namespace parallelrun::rt {
 
@@ -33,33 +36,8 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
-// A clock the test moves by hand; read from the coordinator's threads.
-class FakeClock : public Clock {
- public:
-  SystemTime Now() const override {
-    return std::chrono::system_clock::from_time_t(1795431908) +
-           std::chrono::nanoseconds(ns_.load());
-  }
-  SteadyTime SteadyNow() const override {
-    return SteadyTime() + std::chrono::hours(1) + std::chrono::nanoseconds(ns_.load());
-  }
-  void Advance(std::chrono::seconds d) {
-    ns_ += std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();
-  }
-
- private:
-  std::atomic<int64_t> ns_{0};
-};
-
-template <typename Pred>
-bool WaitFor(Pred pred) {
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  return pred();
-}
+using fakes::FakeClock;  // read from the coordinator's threads
+using fakes::WaitFor;
 
 inline std::vector<std::string> Lines(const std::string& text) {
   std::vector<std::string> out;
@@ -94,10 +72,7 @@ inline std::vector<std::string> CsvRecords(const std::string& text) {
 class CoordinatorTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    root_ =
-        ::testing::TempDir() + "coordinator_test_" + info->test_suite_name() + "_" + info->name();
-    std::filesystem::remove_all(root_);
+    root_ = tmp_.path();
     in_ = root_ + "/in";
     out_ = root_ + "/out";
     std::filesystem::create_directories(in_);
@@ -120,7 +95,6 @@ class CoordinatorTest : public ::testing::Test {
   void TearDown() override {
     client_.reset();
     coord_.reset();
-    std::filesystem::remove_all(root_);
   }
 
   void MakeFiles(int n) {
@@ -249,6 +223,7 @@ class CoordinatorTest : public ::testing::Test {
     return echoed_;
   }
 
+  fakes::TempDir tmp_{"coordinator_test"};
   std::string root_, in_, out_;
   JobSpec spec_;
   ResolvedPaths paths_;

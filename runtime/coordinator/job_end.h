@@ -13,21 +13,23 @@
 #include "runtime/coordinator/job_state.h"
 #include "runtime/jobspec/job_spec.h"
 #include "runtime/logs/job_result.h"
+#include "runtime/protocol/contract.h"
 
 namespace parallelrun::rt {
 
 // Reasons (the ParallelRunJob condition reasons of SPEC.md §6, plus InvalidInput for inputs that
-// cannot be planned and OutputAssemblyFailed). DiskFull is kReasonDiskFull (runtime/logs).
-inline constexpr const char* kReasonCompleted = "Completed";
-inline constexpr const char* kReasonInvalidInput = "InvalidInput";
-inline constexpr const char* kReasonOutputInUse = "OutputInUse";
-inline constexpr const char* kReasonErrorThreshold = "ErrorThresholdExceeded";
-inline constexpr const char* kReasonFailedPercent = "AllowedFailedPercentExceeded";
-inline constexpr const char* kReasonNoSucceeded = "NoSucceededItems";
-inline constexpr const char* kReasonNoProgress = "NoProgress";
-inline constexpr const char* kReasonInitFailed = "InitFailed";
-inline constexpr const char* kReasonAssemblyFailed = "OutputAssemblyFailed";
-inline constexpr const char* kReasonOutputLost = "OutputLost";
+// cannot be planned and OutputAssemblyFailed): the names of runtime/protocol/contract.h, which the
+// operator shares. DiskFull is kReasonDiskFull (runtime/logs).
+inline constexpr const char* kReasonCompleted = reason::kCompleted;
+inline constexpr const char* kReasonInvalidInput = reason::kInvalidInput;
+inline constexpr const char* kReasonOutputInUse = reason::kOutputInUse;
+inline constexpr const char* kReasonErrorThreshold = reason::kErrorThresholdExceeded;
+inline constexpr const char* kReasonFailedPercent = reason::kAllowedFailedPercentExceeded;
+inline constexpr const char* kReasonNoSucceeded = reason::kNoSucceededItems;
+inline constexpr const char* kReasonNoProgress = reason::kNoProgress;
+inline constexpr const char* kReasonInitFailed = reason::kInitFailed;
+inline constexpr const char* kReasonAssemblyFailed = reason::kOutputAssemblyFailed;
+inline constexpr const char* kReasonOutputLost = reason::kOutputLost;
 
 // Where to look first (JobResult.look_first).
 inline constexpr const char* kHintUserErrors =

@@ -232,7 +232,7 @@ StatusOr<int64_t> Journal::Append(std::string_view lines) {
 }
 
 Status Journal::SyncTo(int64_t offset) {
-  std::lock_guard<std::mutex> lock(sync_mu_);
+  MutexLock lock(sync_mu_);
   if (synced_ >= offset) return Status::Ok();
   // Everything written so far goes down with this fdatasync, so requests waiting behind this one
   // usually find their bytes already synced.

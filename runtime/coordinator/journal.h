@@ -30,11 +30,11 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
 
 #include "runtime/base/files.h"
+#include "runtime/base/mutex.h"
 #include "runtime/base/status.h"
 #include "runtime/base/time_util.h"
 #include "runtime/coordinator/job_state.h"
@@ -78,7 +78,7 @@ class Journal {
   static StatusOr<std::unique_ptr<Journal>> Open(const std::string& path, int64_t valid_bytes);
   // Appends complete lines; returns the offset to pass to SyncTo.
   StatusOr<int64_t> Append(std::string_view lines);
-  Status SyncTo(int64_t offset);
+  Status SyncTo(int64_t offset) EXCLUDES(sync_mu_);
   Status SyncAll() { return SyncTo(written_.load()); }
   // fdatasyncs done so far (each may cover many requests).
   int64_t syncs() const { return syncs_.load(); }
@@ -99,8 +99,8 @@ class Journal {
   Journal(AppendFile file, int64_t size) : file_(std::move(file)), written_(size), synced_(size) {}
   AppendFile file_;
   std::atomic<int64_t> written_;
-  std::mutex sync_mu_;
-  int64_t synced_;  // guarded by sync_mu_
+  Mutex sync_mu_;
+  int64_t synced_ GUARDED_BY(sync_mu_);
   std::atomic<int64_t> syncs_{0};
 };
 

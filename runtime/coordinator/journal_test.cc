@@ -8,20 +8,14 @@
 #include "runtime/base/files.h"
 #include "runtime/coordinator/line_file.h"
 #include "runtime/coordinator/plan_file.h"
+#include "tests/fakes/temp_dir.h"
 
 namespace parallelrun::rt {
 namespace {
 
-std::string TempDir() {
-  std::string dir = ::testing::TempDir() + "journal_test_" +
-                    ::testing::UnitTest::GetInstance()->current_test_info()->name();
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
-  return dir;
-}
-
 TEST(LineFileTest, SkipsATornLastLineAndReportsWhereToContinue) {
-  std::string path = TempDir() + "/f";
+  const fakes::TempDir dir("journal_test");
+  std::string path = dir.Sub("f");
   ASSERT_TRUE(WriteFileAtomic(path, "one\ntwo\nthr").ok());
   std::vector<std::pair<std::string, int64_t>> lines;
   auto valid = ForEachLine(path, [&](std::string_view l, int64_t off) {
@@ -41,7 +35,8 @@ TEST(LineFileTest, SkipsATornLastLineAndReportsWhereToContinue) {
 }
 
 TEST(LineFileTest, LinesLongerThanTheReadBufferArriveWhole) {
-  std::string path = TempDir() + "/f";
+  const fakes::TempDir dir("journal_test");
+  std::string path = dir.Sub("f");
   std::string longline(3 << 20, 'x');
   ASSERT_TRUE(WriteFileAtomic(path, "a\n" + longline + "\nb\n").ok());
   std::vector<std::string> lines;
@@ -56,7 +51,8 @@ TEST(LineFileTest, LinesLongerThanTheReadBufferArriveWhole) {
 }
 
 TEST(JournalTest, RecordsRoundTripThroughReplay) {
-  std::string path = TempDir() + "/journal";
+  const fakes::TempDir dir("journal_test");
+  std::string path = dir.Sub("journal");
   {
     auto j = Journal::Open(path, 0);
     ASSERT_TRUE(j.ok());
@@ -170,7 +166,8 @@ TEST(JournalTest, ResultLineKeepsWhatItsReportRowShows) {
 }
 
 TEST(JournalTest, ReplayNamesTheLineOfACorruptRecord) {
-  std::string path = TempDir() + "/journal";
+  const fakes::TempDir dir("journal_test");
+  std::string path = dir.Sub("journal");
   ASSERT_TRUE(WriteFileAtomic(
                   path, JournalLeaseLine(0, 1, "n") + "not json\n" + JournalLeaseLine(1, 1, "n"))
                   .ok());
@@ -180,7 +177,8 @@ TEST(JournalTest, ReplayNamesTheLineOfACorruptRecord) {
 }
 
 TEST(JournalTest, ATornLastLineIsSkippedWithAWarning) {
-  std::string path = TempDir() + "/journal";
+  const fakes::TempDir dir("journal_test");
+  std::string path = dir.Sub("journal");
   const std::string good = JournalLeaseLine(0, 1, "n") + JournalLeaseLine(1, 1, "n");
   ASSERT_TRUE(WriteFileAtomic(path, good + "{\"t\":\"result\",\"mb\":0,\"a\n").ok());
   int records = 0;
@@ -204,7 +202,8 @@ TEST(JournalTest, ATornLastLineIsSkippedWithAWarning) {
 }
 
 TEST(JournalTest, ATornLastLineWithoutNewlineIsReportedToo) {
-  std::string path = TempDir() + "/journal";
+  const fakes::TempDir dir("journal_test");
+  std::string path = dir.Sub("journal");
   const std::string good = JournalLeaseLine(0, 1, "n");
   ASSERT_TRUE(WriteFileAtomic(path, good + "{\"t\":\"lea").ok());
   std::string warning;
@@ -216,7 +215,8 @@ TEST(JournalTest, ATornLastLineWithoutNewlineIsReportedToo) {
 }
 
 TEST(JournalTest, ADamagedMiddleLineIsAnErrorNamingFileAndLine) {
-  std::string path = TempDir() + "/journal";
+  const fakes::TempDir dir("journal_test");
+  std::string path = dir.Sub("journal");
   ASSERT_TRUE(WriteFileAtomic(path, JournalLeaseLine(0, 1, "n") + "{\"t\":\"res\n" +
                                         JournalLeaseLine(1, 1, "n"))
                   .ok());
@@ -230,7 +230,8 @@ TEST(JournalTest, ADamagedMiddleLineIsAnErrorNamingFileAndLine) {
 }
 
 TEST(JournalTest, ConcurrentSyncsAllReturnDurable) {
-  std::string path = TempDir() + "/journal";
+  const fakes::TempDir dir("journal_test");
+  std::string path = dir.Sub("journal");
   auto j = Journal::Open(path, 0);
   ASSERT_TRUE(j.ok());
   std::mutex append_mu;
@@ -294,7 +295,8 @@ TEST(PlanFileTest, RecordHashLeavesOutEachFilesFingerprint) {
 }
 
 TEST(PlanFileTest, WriterReaderAndLoaderAgree) {
-  std::string path = TempDir() + "/plan";
+  const fakes::TempDir dir("journal_test");
+  std::string path = dir.Sub("plan");
   std::vector<PlanEntry> entries;
   {
     auto w = PlanWriter::Open(path, 0);

@@ -31,7 +31,7 @@ ReportRow ReportRowFromJournal(const JournalRecord& r, const JobState& state) {
     row.accepted = r.outcome == Outcome::kFailed;
     row.total = items;
     row.failed = r.outcome == Outcome::kFailed ? items : 0;
-    row.status = "LEASE_EXPIRED";
+    row.status = AttemptStatusName(AttemptStatus::kLeaseExpired);
     row.error = "the lease was lost (" + std::string(OutcomeName(r.outcome)) + ")";
     row.detail = kRebuilt;
   } else {

@@ -24,9 +24,7 @@ StatusOr<std::vector<AttemptStatus>> CheckResults(const protocol::ResultsRequest
     auto st = ParseAttemptStatus(r.status);
     if (!st) {
       return InvalidArgumentError("results[" + std::to_string(i) + "].status: got \"" + r.status +
-                                  "\", expected one of RUN_DONE, RUN_EXCEPTION, RUN_TIMEOUT, "
-                                  "RUN_WRONG_TYPE, WORKER_DIED, CANCELLED, LEASE_EXPIRED, "
-                                  "INIT_FAILED, INIT_TIMEOUT");
+                                  "\", expected one of " + AttemptStatusNames());
     }
     if (r.attempt < 1) {
       return InvalidArgumentError("results[" + std::to_string(i) + "].attempt: got " +
@@ -441,7 +439,7 @@ void Coordinator::Impl::RecordExpiredLocked(const std::vector<ExpiredLease>& exp
     row.node = node;
     row.total = x.items;
     row.failed = x.outcome == Outcome::kFailed ? x.items : 0;
-    row.status = "LEASE_EXPIRED";
+    row.status = AttemptStatusName(AttemptStatus::kLeaseExpired);
     row.error = !why.empty() ? why
                              : "no result or lease renewal from " + node + " within " +
                                    std::to_string(lease_seconds_) + " s";

@@ -392,8 +392,8 @@ TEST_F(RetryFromTest, SummaryOnlyRetryCarriesCountsWithoutRows) {
 
 TEST(EarlierRunTest, CompletedMiniBatchWithoutRowsRunsAgain) {
   // An earlier run whose accepted part of mini-batch 1 vanished: only 0 can be carried over.
-  const std::string dir = ::testing::TempDir() + "earlier_run_without_rows";
-  std::filesystem::remove_all(dir);
+  const fakes::TempDir tmp("earlier_run_without_rows");
+  const std::string& dir = tmp.path();
   std::filesystem::create_directories(dir + "/.parallelrun/parts");
   MiniBatch a;
   a.files = {"a"};

@@ -16,6 +16,8 @@
 #include "runtime/perf/proc_parse.h"
 #include "runtime/perf/proc_sample.h"
 #include "runtime/perf/resource_monitor.h"
+#include "tests/fakes/temp_dir.h"
+#include "tests/fakes/wait_for.h"
 
 namespace parallelrun::rt {
 namespace {
@@ -527,13 +529,9 @@ TEST(UserNamesTest, NamesRootAndNumbersUnknownUids) {
 class ResourceMonitorTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = std::filesystem::temp_directory_path() /
-           (std::string("perf_test_") + info->name() + "_" + std::to_string(::getpid()));
-    std::filesystem::remove_all(dir_);
+    dir_ = tmp_.path();
     std::filesystem::create_directories(dir_ / "logs");
   }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
 
   ResourceMonitorOptions Options(int interval) {
     ResourceMonitorOptions o;
@@ -548,16 +546,18 @@ class ResourceMonitorTest : public ::testing::Test {
   }
   // Lines of `file` once it has at least `n`, or what it has after kWait.
   std::vector<std::string> WaitForLines(const std::string& file, size_t n) {
-    auto deadline = std::chrono::steady_clock::now() + kWait;
     std::vector<std::string> lines;
-    while (std::chrono::steady_clock::now() < deadline) {
-      lines = Lines(Read(file));
-      if (lines.size() >= n) break;
-      std::this_thread::sleep_for(50ms);  // polling a file: there is nothing to wait on
-    }
+    // Polling a file: there is nothing to wait on.
+    fakes::WaitFor(
+        [&] {
+          lines = Lines(Read(file));
+          return lines.size() >= n;
+        },
+        kWait, 50ms);
     return lines;
   }
 
+  fakes::TempDir tmp_{"perf_test"};
   std::filesystem::path dir_;
 };
 

@@ -1,6 +1,7 @@
 #include "runtime/protocol/contract.h"
 
 #include <iterator>
+#include <ostream>
 
 namespace parallelrun::rt {
 namespace {
@@ -21,6 +22,16 @@ std::optional<AttemptStatus> ParseAttemptStatus(std::string_view name) {
 
 const char* AttemptStatusName(AttemptStatus status) {
   return kStatusNames[static_cast<size_t>(status)];
+}
+
+std::string AttemptStatusNames() {
+  std::string names;
+  for (const char* name : kStatusNames) names += (names.empty() ? "" : ", ") + std::string(name);
+  return names;
+}
+
+std::ostream& operator<<(std::ostream& os, AttemptStatus status) {
+  return os << AttemptStatusName(status);
 }
 
 }  // namespace parallelrun::rt

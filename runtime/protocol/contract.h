@@ -5,7 +5,9 @@
 // the journal and in the report CSV).
 #pragma once
 
+#include <iosfwd>
 #include <optional>
+#include <string>
 #include <string_view>
 
 namespace parallelrun::rt {
@@ -61,5 +63,9 @@ enum class AttemptStatus : unsigned char {
 // The wire name ("RUN_DONE", ...) and back; nullopt for a name that is not a status.
 std::optional<AttemptStatus> ParseAttemptStatus(std::string_view name);
 const char* AttemptStatusName(AttemptStatus status);
+// Every wire name, in enum order: "RUN_DONE, RUN_EXCEPTION, ..., INIT_TIMEOUT" (error messages).
+std::string AttemptStatusNames();
+// Writes the wire name (test failure messages).
+std::ostream& operator<<(std::ostream& os, AttemptStatus status);
 
 }  // namespace parallelrun::rt

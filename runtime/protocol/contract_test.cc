@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <sstream>
 #include <string>
 
 namespace parallelrun::rt {
@@ -18,6 +19,12 @@ TEST(ContractTest, AttemptStatusNamesRoundTrip) {
   EXPECT_STREQ(AttemptStatusName(AttemptStatus::kInitTimeout), "INIT_TIMEOUT");
   EXPECT_FALSE(ParseAttemptStatus("run_done").has_value());
   EXPECT_FALSE(ParseAttemptStatus("").has_value());
+  std::ostringstream os;
+  os << AttemptStatus::kWorkerDied;
+  EXPECT_EQ(os.str(), "WORKER_DIED");
+  EXPECT_EQ(AttemptStatusNames(),
+            "RUN_DONE, RUN_EXCEPTION, RUN_TIMEOUT, RUN_WRONG_TYPE, WORKER_DIED, CANCELLED, "
+            "LEASE_EXPIRED, INIT_FAILED, INIT_TIMEOUT");
 }
 
 TEST(ContractTest, ExitCodesAndReasons) {

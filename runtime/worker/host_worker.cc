@@ -12,6 +12,7 @@
 #include <atomic>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -186,7 +187,6 @@ WorkerProcess::ReadResult HostWorker::WaitForInit(std::chrono::seconds init_time
 
 InitOutcome HostWorker::Start(std::chrono::seconds init_timeout) {
   InitOutcome out;
-  out.status = "INIT_FAILED";
   if (started_) {
     out.error = "Start() called twice on worker " + config_.process;
     return out;
@@ -237,7 +237,7 @@ InitOutcome HostWorker::Start(std::chrono::seconds init_timeout) {
       break;
     case WorkerProcess::ReadResult::kTimeout:
       process_->KillAndReap();
-      out.status = "INIT_TIMEOUT";
+      out.failure = AttemptStatus::kInitTimeout;
       out.error = "init() did not finish within initTimeout (" +
                   std::to_string(init_timeout.count()) + " s); a hung init() is not retried";
       out.detail = "the worker process (pid " + std::to_string(process_->pid()) + ") was killed";
@@ -262,7 +262,6 @@ InitOutcome HostWorker::Start(std::chrono::seconds init_timeout) {
 
 InitOutcome HostWorker::InitReply(const std::string& line) {
   InitOutcome out;
-  out.status = "INIT_FAILED";
   json msg = json::parse(line, nullptr, /*allow_exceptions=*/false);
   std::string event = msg.is_object() && msg.contains("event") && msg["event"].is_string()
                           ? msg["event"].get<std::string>()
@@ -272,7 +271,7 @@ InitOutcome HostWorker::InitReply(const std::string& line) {
       cpu_total_s_ = msg["cpu_total_s"].get<double>();
     }
     ready_ = true;
-    out.status = "READY";
+    out.ready = true;
     return out;
   }
   if (event == "init_failed") {
@@ -332,12 +331,12 @@ RunOutcome HostWorker::Run(const protocol::Lease& lease, std::chrono::seconds ti
   auto start = steady_clock::now();
   auto deadline = start + timeout;
   if (kill_requested_) {
-    out.status = "CANCELLED";
+    out.status = AttemptStatus::kCancelled;
     out.error = "the worker was stopped before run() was called";
     return out;
   }
   if (!ready_ || process_ == nullptr || process_->reaped()) {
-    out.status = "WORKER_DIED";
+    out.status = AttemptStatus::kWorkerDied;
     out.error = "the worker is not running (it did not start, or it already ended)";
     return out;
   }
@@ -382,12 +381,14 @@ RunOutcome HostWorker::Run(const protocol::Lease& lease, std::chrono::seconds ti
       FillProtocolError(&out, "a reply that is not a result event: " + Quote(line), start);
       return out;
     }
-    out.status = msg.at("status").get<std::string>();
-    if (out.status != "RUN_DONE" && out.status != "RUN_EXCEPTION" &&
-        out.status != "RUN_WRONG_TYPE") {
+    const std::optional<AttemptStatus> status =
+        ParseAttemptStatus(msg.at("status").get<std::string>());
+    if (status != AttemptStatus::kRunDone && status != AttemptStatus::kRunException &&
+        status != AttemptStatus::kRunWrongType) {
       FillProtocolError(&out, "a result with an unknown status: " + Quote(line), start);
       return out;
     }
+    out.status = *status;
     out.succeeded = msg.at("succeeded").get<int64_t>();
     out.failed = msg.at("failed").get<int64_t>();
     out.run_s = msg.value("run_s", 0.0);
@@ -409,11 +410,11 @@ void HostWorker::FillTimeout(RunOutcome* out, std::chrono::seconds timeout,
   out->run_s = SecondsSince(start);
   out->cpu_s = CpuSinceLastReply();
   if (kill_requested_) {
-    out->status = "CANCELLED";
+    out->status = AttemptStatus::kCancelled;
     out->error = "run() was cancelled: the worker was killed";
     return;
   }
-  out->status = "RUN_TIMEOUT";
+  out->status = AttemptStatus::kRunTimeout;
   out->error = "run() did not return within " + std::to_string(timeout.count()) + " s";
   out->detail = "the worker process (pid " + std::to_string(process_->pid()) + ") was killed";
 }
@@ -424,11 +425,11 @@ void HostWorker::FillDeath(RunOutcome* out, steady_clock::time_point start) {
   out->cpu_s = CpuSinceLastReply();
   out->detail = DeathDetail(info);
   if (kill_requested_) {
-    out->status = "CANCELLED";
+    out->status = AttemptStatus::kCancelled;
     out->error = "run() was cancelled: the worker was killed";
     return;
   }
-  out->status = "WORKER_DIED";
+  out->status = AttemptStatus::kWorkerDied;
   out->error = "the worker process died during run(): " + DeathCause(info);
 }
 
@@ -436,7 +437,7 @@ void HostWorker::FillProtocolError(RunOutcome* out, const std::string& what,
                                    steady_clock::time_point start) {
   // A worker that garbles the protocol cannot be trusted with another mini-batch.
   process_->KillAndReap();
-  out->status = kill_requested_ ? "CANCELLED" : "WORKER_DIED";
+  out->status = kill_requested_ ? AttemptStatus::kCancelled : AttemptStatus::kWorkerDied;
   out->run_s = SecondsSince(start);
   out->cpu_s = CpuSinceLastReply();
   out->error = "the worker sent " + what.substr(0, what.find('\n'));

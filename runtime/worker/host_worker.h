@@ -24,7 +24,7 @@ struct HostProgram {
   // variables, WorkerConfig::env cannot redefine them.
   std::vector<std::string> env;
   // Checked when the worker starts: {path, error when it does not exist}. A missing one fails the
-  // start with INIT_FAILED and that error, before anything is spawned.
+  // start with kInitFailed and that error, before anything is spawned.
   std::vector<std::pair<std::string, std::string>> required_files;
 };
 

@@ -8,13 +8,13 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <functional>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "runtime/base/files.h"
 #include "runtime/worker/worker.h"
+#include "tests/fakes/temp_dir.h"
+#include "tests/fakes/wait_for.h"
 
 namespace parallelrun::rt {
 namespace {
@@ -41,22 +41,10 @@ std::string Slurp(const std::string& path) {
   return s.ok() ? *s : std::string("<missing " + path + ">");
 }
 
-// Polls `done` until it holds or a generous deadline passes.
-bool WaitUntil(const std::function<bool()>& done) {
-  auto deadline = std::chrono::steady_clock::now() + seconds(60);
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (done()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return done();
-}
-
 class NativeWorkerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/pr_native_worker_test_XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
+    dir_ = tmp_.path();
     code_ = dir_ + "/code";
     output_ = dir_ + "/out";
     ASSERT_TRUE(MakeDirs(code_).ok());
@@ -64,10 +52,7 @@ class NativeWorkerTest : public ::testing::Test {
     // The test binary is not beside the host (build/tests vs build/bin).
     ::setenv("PARALLELRUN_NATIVE_HOST", kNativeHost.c_str(), 1);
   }
-  void TearDown() override {
-    worker_.reset();
-    std::filesystem::remove_all(dir_);
-  }
+  void TearDown() override { worker_.reset(); }
 
   WorkerConfig Config(const std::string& library = TestLibrary("prn_test_entry"),
                       const std::string& process = "process000") {
@@ -88,7 +73,7 @@ class NativeWorkerTest : public ::testing::Test {
 
   Worker& StartReady(const WorkerConfig& c) {
     InitOutcome init = Start(c);
-    EXPECT_EQ(init.status, "READY") << init.error << "\n" << init.detail;
+    EXPECT_TRUE(init.ready) << init.error << "\n" << init.detail;
     return *worker_;
   }
   Worker& StartReady() { return StartReady(Config()); }
@@ -111,6 +96,7 @@ class NativeWorkerTest : public ::testing::Test {
     return output_ + "/logs/user/" + kind + "/127.0.0.1/" + process + suffix;
   }
 
+  fakes::TempDir tmp_{"native_worker_test"};
   std::string dir_, code_, output_;
   std::unique_ptr<Worker> worker_;
 };
@@ -118,14 +104,14 @@ class NativeWorkerTest : public ::testing::Test {
 TEST_F(NativeWorkerTest, EmittedRowsGoToThePartFileOneLineEach) {
   Worker& w = StartReady();
   RunOutcome r = w.Run(FileLease(7, {"a.txt", "b.txt", "c.txt"}), kRunTimeout);
-  EXPECT_EQ(r.status, "RUN_DONE") << r.error << r.detail;
+  EXPECT_EQ(r.status, AttemptStatus::kRunDone) << r.error << r.detail;
   EXPECT_EQ(r.succeeded, 3);
   EXPECT_EQ(r.failed, 0);
   EXPECT_GE(r.run_s, 0);
   EXPECT_GE(r.cpu_s, 0);
   EXPECT_EQ(Slurp(PartFile(7)), "a.txt 1\nb.txt 1\nc.txt 1\n");
   RunOutcome r2 = w.Run(FileLease(8, {"d.txt"}), kRunTimeout);
-  EXPECT_EQ(r2.status, "RUN_DONE");
+  EXPECT_EQ(r2.status, AttemptStatus::kRunDone);
   EXPECT_EQ(Slurp(PartFile(8)), "d.txt 1\n");
   EXPECT_EQ(Slurp(output_ + "/init_count"), "init\n");  // prn_init() ran once
   EXPECT_TRUE(w.alive());
@@ -133,7 +119,7 @@ TEST_F(NativeWorkerTest, EmittedRowsGoToThePartFileOneLineEach) {
 
 TEST_F(NativeWorkerTest, ShutdownCallsPrnShutdownAndEndsTheProcess) {
   Worker& w = StartReady();
-  EXPECT_EQ(w.Run(FileLease(1, {"a.txt"}), kRunTimeout).status, "RUN_DONE");
+  EXPECT_EQ(w.Run(FileLease(1, {"a.txt"}), kRunTimeout).status, AttemptStatus::kRunDone);
   w.Shutdown(kGrace);
   EXPECT_FALSE(w.alive());
   EXPECT_EQ(Slurp(output_ + "/shutdown_marker"), "bye");
@@ -142,7 +128,7 @@ TEST_F(NativeWorkerTest, ShutdownCallsPrnShutdownAndEndsTheProcess) {
 TEST_F(NativeWorkerTest, SucceededSetByTheLibraryCountsTheRestAsFailed) {
   Worker& w = StartReady();
   RunOutcome r = w.Run(FileLease(1, {"few.txt", "b.txt", "c.txt"}), kRunTimeout);
-  EXPECT_EQ(r.status, "RUN_DONE");
+  EXPECT_EQ(r.status, AttemptStatus::kRunDone);
   EXPECT_EQ(r.succeeded, 1);
   EXPECT_EQ(r.failed, 2);
   EXPECT_EQ(Slurp(PartFile(1)), "few.txt\nb.txt\nc.txt\n");
@@ -151,7 +137,7 @@ TEST_F(NativeWorkerTest, SucceededSetByTheLibraryCountsTheRestAsFailed) {
 TEST_F(NativeWorkerTest, RowsFromManyThreadsAreAllWrittenAndSucceededIsCappedAtItems) {
   Worker& w = StartReady();
   RunOutcome r = w.Run(FileLease(1, {"threads.txt", "b.txt"}), kRunTimeout);
-  EXPECT_EQ(r.status, "RUN_DONE") << r.error;
+  EXPECT_EQ(r.status, AttemptStatus::kRunDone) << r.error;
   EXPECT_EQ(r.succeeded, 2);
   EXPECT_EQ(r.failed, 0);
   std::string part = Slurp(PartFile(1));
@@ -168,7 +154,7 @@ TEST_F(NativeWorkerTest, RowsFromManyThreadsAreAllWrittenAndSucceededIsCappedAtI
 TEST_F(NativeWorkerTest, NoPartFileWritesNothingAndCountsEveryRow) {
   Worker& w = StartReady();
   RunOutcome r = w.Run(FileLease(1, {"a.txt", "b.txt"}, /*with_part=*/false), kRunTimeout);
-  EXPECT_EQ(r.status, "RUN_DONE");
+  EXPECT_EQ(r.status, AttemptStatus::kRunDone);
   EXPECT_EQ(r.succeeded, 2);
   EXPECT_FALSE(PathExists(output_ + "/.parallelrun/parts"));
 }
@@ -176,7 +162,7 @@ TEST_F(NativeWorkerTest, NoPartFileWritesNothingAndCountsEveryRow) {
 TEST_F(NativeWorkerTest, ErrorReturnIsRunExceptionWithTheMessageAndTheWorkerGoesOn) {
   Worker& w = StartReady();
   RunOutcome r = w.Run(FileLease(4, {"error.txt", "b.txt"}), kRunTimeout);
-  EXPECT_EQ(r.status, "RUN_EXCEPTION");
+  EXPECT_EQ(r.status, AttemptStatus::kRunException);
   EXPECT_EQ(r.error, "bad item error.txt");
   EXPECT_THAT(r.detail,
               AllOf(HasSubstr("second line of the reason"), HasSubstr("prn_run() returned 3")));
@@ -188,14 +174,14 @@ TEST_F(NativeWorkerTest, ErrorReturnIsRunExceptionWithTheMessageAndTheWorkerGoes
                     HasSubstr("bad item error.txt\nsecond line of the reason")));
   EXPECT_TRUE(w.alive());
   RunOutcome next = w.Run(FileLease(5, {"a.txt"}), kRunTimeout);
-  EXPECT_EQ(next.status, "RUN_DONE");
+  EXPECT_EQ(next.status, AttemptStatus::kRunDone);
   EXPECT_EQ(Slurp(PartFile(5)), "a.txt 1\n");
 }
 
 TEST_F(NativeWorkerTest, EscapingExceptionIsRunExceptionWithItsMessage) {
   Worker& w = StartReady();
   RunOutcome r = w.Run(FileLease(1, {"throw.txt"}), kRunTimeout);
-  EXPECT_EQ(r.status, "RUN_EXCEPTION");
+  EXPECT_EQ(r.status, AttemptStatus::kRunException);
   EXPECT_THAT(r.error, HasSubstr("out of range: throw.txt"));
   EXPECT_TRUE(w.alive());
 }
@@ -213,18 +199,18 @@ TEST_P(NativeWorkerCrashTest, CrashInsideRunIsWorkerDiedAndAReplacementWorks) {
   const CrashCase& c = GetParam();
   Worker& w = StartReady();
   RunOutcome r = w.Run(FileLease(9, {c.file, "b.txt"}), kRunTimeout);
-  EXPECT_EQ(r.status, "WORKER_DIED");
+  EXPECT_EQ(r.status, AttemptStatus::kWorkerDied);
   EXPECT_THAT(r.error, AllOf(HasSubstr("died during run()"), HasSubstr(c.expected)));
   EXPECT_THAT(r.detail, AllOf(HasSubstr(c.expected), HasSubstr(c.in_stderr)));
   EXPECT_FALSE(w.alive());
   EXPECT_FALSE(PathExists(PartFile(9)));
-  EXPECT_EQ(w.Run(FileLease(10, {"a.txt"}), kRunTimeout).status, "WORKER_DIED");
+  EXPECT_EQ(w.Run(FileLease(10, {"a.txt"}), kRunTimeout).status, AttemptStatus::kWorkerDied);
 
   // A crash fails the attempt, not the node: the next worker runs the mini-batch.
   worker_.reset();
   Worker& next = StartReady(Config(TestLibrary("prn_test_entry"), "process001"));
   RunOutcome again = next.Run(FileLease(9, {"a.txt", "b.txt"}), kRunTimeout);
-  EXPECT_EQ(again.status, "RUN_DONE");
+  EXPECT_EQ(again.status, AttemptStatus::kRunDone);
   EXPECT_EQ(Slurp(PartFile(9)), "a.txt 1\nb.txt 1\n");
 }
 
@@ -244,7 +230,7 @@ INSTANTIATE_TEST_SUITE_P(
 TEST_F(NativeWorkerTest, SegfaultDetailNamesTheLibraryAndTheMiniBatch) {
   Worker& w = StartReady();
   RunOutcome r = w.Run(FileLease(12, {"segv.txt"}), kRunTimeout);
-  EXPECT_EQ(r.status, "WORKER_DIED");
+  EXPECT_EQ(r.status, AttemptStatus::kWorkerDied);
   EXPECT_THAT(r.detail, AllOf(HasSubstr(TestLibrary("prn_test_entry")),
                               HasSubstr("mini-batch 12 attempt 1"), HasSubstr("backtrace:")));
   EXPECT_THAT(Slurp(UserLog("stderr", ".stderr.txt")), HasSubstr("SIGSEGV"));
@@ -253,22 +239,23 @@ TEST_F(NativeWorkerTest, SegfaultDetailNamesTheLibraryAndTheMiniBatch) {
 TEST_F(NativeWorkerTest, EndlessLoopIsRunTimeoutAndTheProcessIsKilled) {
   Worker& w = StartReady();
   RunOutcome r = w.Run(FileLease(1, {"loop.txt"}), seconds(1));  // intentionally short
-  EXPECT_EQ(r.status, "RUN_TIMEOUT");
+  EXPECT_EQ(r.status, AttemptStatus::kRunTimeout);
   EXPECT_EQ(r.error, "run() did not return within 1 s");
   EXPECT_GE(r.run_s, 1.0);
   EXPECT_FALSE(w.alive());
-  EXPECT_EQ(w.Run(FileLease(2, {"a.txt"}), kRunTimeout).status, "WORKER_DIED");
+  EXPECT_EQ(w.Run(FileLease(2, {"a.txt"}), kRunTimeout).status, AttemptStatus::kWorkerDied);
 }
 
 TEST_F(NativeWorkerTest, KillFromAnotherThreadCancelsTheRun) {
   Worker& w = StartReady();
   std::thread killer([&] {
-    WaitUntil([&] { return PathExists(output_ + "/running"); });
+    fakes::WaitFor([&] { return PathExists(output_ + "/running"); }, seconds(60),
+                   std::chrono::milliseconds(10));
     w.Kill();
   });
   RunOutcome r = w.Run(FileLease(1, {"loop.txt"}), kRunTimeout);
   killer.join();
-  EXPECT_EQ(r.status, "CANCELLED");
+  EXPECT_EQ(r.status, AttemptStatus::kCancelled);
   EXPECT_FALSE(w.alive());
 }
 
@@ -278,18 +265,19 @@ TEST_F(NativeWorkerTest, InitErrorIsInitFailedWithTheMessage) {
   WorkerConfig c = Config();
   c.arguments = {"--fail-init"};
   InitOutcome init = Start(c);
-  EXPECT_EQ(init.status, "INIT_FAILED");
+  EXPECT_FALSE(init.ready);
+  EXPECT_EQ(init.failure, AttemptStatus::kInitFailed);
   EXPECT_EQ(init.error, "model not found: /models/missing.bin");
   EXPECT_THAT(init.detail, AllOf(HasSubstr("searched /models"), HasSubstr("returned 7")));
   EXPECT_THAT(Slurp(UserLog("error", ".txt")),
               AllOf(HasSubstr("prn_init(): INIT_FAILED"), HasSubstr("searched /models")));
   EXPECT_FALSE(worker_->alive());
-  EXPECT_EQ(worker_->Run(FileLease(1, {"a.txt"}), kRunTimeout).status, "WORKER_DIED");
+  EXPECT_EQ(worker_->Run(FileLease(1, {"a.txt"}), kRunTimeout).status, AttemptStatus::kWorkerDied);
 }
 
 struct InitCase {
   const char* argument;
-  const char* status;
+  AttemptStatus failure;
   std::vector<std::string> in_error;
 };
 
@@ -300,8 +288,10 @@ TEST_P(NativeWorkerInitTest, FailingInitIsReportedWithAReason) {
   const InitCase& ic = GetParam();
   WorkerConfig c = Config();
   c.arguments = {ic.argument};
-  InitOutcome init = Start(c, std::string(ic.status) == "INIT_TIMEOUT" ? seconds(1) : kInitTimeout);
-  EXPECT_EQ(init.status, ic.status) << init.error;
+  InitOutcome init =
+      Start(c, ic.failure == AttemptStatus::kInitTimeout ? seconds(1) : kInitTimeout);
+  EXPECT_FALSE(init.ready);
+  EXPECT_EQ(init.failure, ic.failure) << init.error;
   for (const std::string& s : ic.in_error) EXPECT_THAT(init.error, HasSubstr(s));
   EXPECT_FALSE(worker_->alive());
 }
@@ -310,13 +300,15 @@ INSTANTIATE_TEST_SUITE_P(
     Init, NativeWorkerInitTest,
     ::testing::Values(
         InitCase{"--fail-init-silently",
-                 "INIT_FAILED",
+                 AttemptStatus::kInitFailed,
                  {"prn_init() of ", "returned 2", "gave no reason"}},
         InitCase{"--throw-in-init",
-                 "INIT_FAILED",
+                 AttemptStatus::kInitFailed,
                  {"a C++ exception escaped", "cannot parse the model"}},
-        InitCase{"--crash-in-init", "INIT_FAILED", {"exited before init() finished", "signal 11"}},
-        InitCase{"--hang-in-init", "INIT_TIMEOUT", {"within initTimeout (1 s)"}}),
+        InitCase{"--crash-in-init",
+                 AttemptStatus::kInitFailed,
+                 {"exited before init() finished", "signal 11"}},
+        InitCase{"--hang-in-init", AttemptStatus::kInitTimeout, {"within initTimeout (1 s)"}}),
     [](const auto& info) {
       std::string name;
       for (char ch : std::string(info.param.argument)) {
@@ -337,7 +329,8 @@ TEST_P(NativeWorkerLoadTest, UnusableLibraryIsInitFailedNamingIt) {
   const LoadCase& lc = GetParam();
   std::string library = TestLibrary(lc.library);
   InitOutcome init = Start(Config(library));
-  EXPECT_EQ(init.status, "INIT_FAILED");
+  EXPECT_FALSE(init.ready);
+  EXPECT_EQ(init.failure, AttemptStatus::kInitFailed);
   EXPECT_THAT(init.error, HasSubstr(library));
   for (const std::string& s : lc.in_error) EXPECT_THAT(init.error, HasSubstr(s));
   EXPECT_THAT(Slurp(UserLog("error", ".txt")), HasSubstr(library));
@@ -360,7 +353,8 @@ INSTANTIATE_TEST_SUITE_P(
 TEST_F(NativeWorkerTest, MissingHostIsInitFailedNamingThePath) {
   ::setenv("PARALLELRUN_NATIVE_HOST", (dir_ + "/nowhere/parallelrun-native-host").c_str(), 1);
   InitOutcome init = Start(Config());
-  EXPECT_EQ(init.status, "INIT_FAILED");
+  EXPECT_FALSE(init.ready);
+  EXPECT_EQ(init.failure, AttemptStatus::kInitFailed);
   EXPECT_THAT(init.error, AllOf(HasSubstr(dir_ + "/nowhere/parallelrun-native-host"),
                                 HasSubstr("PARALLELRUN_NATIVE_HOST")));
 }
@@ -370,7 +364,7 @@ TEST_F(NativeWorkerTest, MissingHostIsInitFailedNamingThePath) {
 TEST_F(NativeWorkerTest, ContextNamesTheWorkerAndItsFolders) {
   Worker& w = StartReady();
   RunOutcome r = w.Run(FileLease(1, {"context.txt"}), kRunTimeout);
-  EXPECT_EQ(r.status, "RUN_DONE") << r.error;
+  EXPECT_EQ(r.status, AttemptStatus::kRunDone) << r.error;
   EXPECT_EQ(Slurp(PartFile(1)), "127.0.0.1\nprocess000\n" + output_ + "\n" + output_ +
                                     "/logs/user/entry_script_log/127.0.0.1\n" + output_ +
                                     "/.parallelrun/work/127.0.0.1/process000\nfile\n" + code_ +
@@ -383,14 +377,14 @@ TEST_F(NativeWorkerTest, ArgumentsFollowTheLibraryInArgv) {
   WorkerConfig c = Config();
   c.arguments = {"--threshold", "0.7", "--model-dir", "/mnt/side inputs/model"};
   Worker& w = StartReady(c);
-  EXPECT_EQ(w.Run(FileLease(1, {"args.txt"}), kRunTimeout).status, "RUN_DONE");
+  EXPECT_EQ(w.Run(FileLease(1, {"args.txt"}), kRunTimeout).status, AttemptStatus::kRunDone);
   EXPECT_EQ(Slurp(PartFile(1)),
             "libprn_test_entry.so\n--threshold\n0.7\n--model-dir\n/mnt/side inputs/model\nNULL\n");
 }
 
 TEST_F(NativeWorkerTest, LogCallbackWritesTheEntryScriptLogAtTheJobsLevel) {
   Worker& w = StartReady();
-  EXPECT_EQ(w.Run(FileLease(1, {"log.txt", "b.txt"}), kRunTimeout).status, "RUN_DONE");
+  EXPECT_EQ(w.Run(FileLease(1, {"log.txt", "b.txt"}), kRunTimeout).status, AttemptStatus::kRunDone);
   std::string log = Slurp(UserLog("entry_script_log", ".log.txt"));
   EXPECT_THAT(log,
               AllOf(HasSubstr("|WARNING|"), HasSubstr("|scored 2 files\n"), HasSubstr("|ERROR|"),
@@ -404,13 +398,14 @@ TEST_F(NativeWorkerTest, DebugLevelKeepsDebugLines) {
   WorkerConfig c = Config();
   c.logging_level = "DEBUG";
   Worker& w = StartReady(c);
-  EXPECT_EQ(w.Run(FileLease(1, {"log.txt"}), kRunTimeout).status, "RUN_DONE");
+  EXPECT_EQ(w.Run(FileLease(1, {"log.txt"}), kRunTimeout).status, AttemptStatus::kRunDone);
   EXPECT_THAT(Slurp(UserLog("entry_script_log", ".log.txt")), HasSubstr("|DEBUG|"));
 }
 
 TEST_F(NativeWorkerTest, PrintfAndStderrGoToTheUserLogs) {
   Worker& w = StartReady();
-  EXPECT_EQ(w.Run(FileLease(1, {"print.txt", "b.txt"}), kRunTimeout).status, "RUN_DONE");
+  EXPECT_EQ(w.Run(FileLease(1, {"print.txt", "b.txt"}), kRunTimeout).status,
+            AttemptStatus::kRunDone);
   EXPECT_EQ(Slurp(UserLog("stdout", ".stdout.txt")), "scoring 2 files\n");
   EXPECT_EQ(Slurp(UserLog("stderr", ".stderr.txt")), "careful\n");
 }
@@ -451,7 +446,7 @@ TEST_F(NativeWorkerTabularTest, CsvRangeArrivesWithItsHeaderBytes) {
   int64_t begin = static_cast<int64_t>(header.size() + row1.size());
   int64_t end = begin + static_cast<int64_t>(rows.size());
   RunOutcome r = w.Run(TableLease(csv, "csv", 8, begin, end, 2), kRunTimeout);
-  EXPECT_EQ(r.status, "RUN_DONE") << r.error << r.detail;
+  EXPECT_EQ(r.status, AttemptStatus::kRunDone) << r.error << r.detail;
   EXPECT_EQ(r.succeeded, 2);
   EXPECT_EQ(r.failed, 0);
   EXPECT_EQ(Slurp(PartFile(3)),
@@ -465,7 +460,7 @@ TEST_F(NativeWorkerTabularTest, JsonLinesRangeHasNoHeader) {
   ASSERT_TRUE(WriteFileAtomic(jsonl, "{\"id\": 1}\n{\"id\": 2}\n").ok());
   Worker& w = StartTabular();
   RunOutcome r = w.Run(TableLease(jsonl, "jsonl", 0, 10, 20, 1), kRunTimeout);
-  EXPECT_EQ(r.status, "RUN_DONE") << r.error << r.detail;
+  EXPECT_EQ(r.status, AttemptStatus::kRunDone) << r.error << r.detail;
   EXPECT_EQ(Slurp(PartFile(3)),
             "format=jsonl has_header=0 range=10-20 items=1 file=t.jsonl\n"
             "header=\nrow={\"id\": 2}\n");
@@ -476,7 +471,7 @@ TEST_F(NativeWorkerTabularTest, EmptyRangeIsDoneWithoutCallingTheLibrary) {
   ASSERT_TRUE(WriteFileAtomic(csv, "id\n").ok());
   Worker& w = StartTabular();
   RunOutcome r = w.Run(TableLease(csv, "csv", 3, 3, 3, 0), kRunTimeout);
-  EXPECT_EQ(r.status, "RUN_DONE");
+  EXPECT_EQ(r.status, AttemptStatus::kRunDone);
   EXPECT_EQ(r.succeeded, 0);
   EXPECT_EQ(r.failed, 0);
   EXPECT_EQ(Slurp(PartFile(3)), "");
@@ -485,7 +480,7 @@ TEST_F(NativeWorkerTabularTest, EmptyRangeIsDoneWithoutCallingTheLibrary) {
 TEST_F(NativeWorkerTabularTest, UnreadableTableIsRunExceptionNamingTheStageAndFile) {
   Worker& w = StartTabular();
   RunOutcome r = w.Run(TableLease(dir_ + "/missing.csv", "csv", 0, 0, 10, 1), kRunTimeout);
-  EXPECT_EQ(r.status, "RUN_EXCEPTION");
+  EXPECT_EQ(r.status, AttemptStatus::kRunException);
   EXPECT_THAT(r.error, AllOf(HasSubstr("reading the mini-batch"), HasSubstr("missing.csv"),
                              HasSubstr("No such file")));
   EXPECT_EQ(r.failed, 1);
@@ -497,7 +492,7 @@ TEST_F(NativeWorkerTabularTest, TruncatedTableIsRunException) {
   ASSERT_TRUE(WriteFileAtomic(csv, "1,a\n").ok());
   Worker& w = StartTabular();
   RunOutcome r = w.Run(TableLease(csv, "csv", 0, 0, 100, 3), kRunTimeout);
-  EXPECT_EQ(r.status, "RUN_EXCEPTION");
+  EXPECT_EQ(r.status, AttemptStatus::kRunException);
   EXPECT_THAT(r.error, AllOf(HasSubstr("reading the mini-batch"), HasSubstr("shorter than")));
 }
 
@@ -512,7 +507,7 @@ TEST_F(NativeWorkerTest, DISABLED_OverheadPerMiniBatch) {
     auto t0 = std::chrono::steady_clock::now();
     for (int i = 0; i < kCalls; ++i) {
       RunOutcome r = w.Run(FileLease(i, names, with_part), kRunTimeout);
-      ASSERT_EQ(r.status, "RUN_DONE");
+      ASSERT_EQ(r.status, AttemptStatus::kRunDone);
     }
     double ms =
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();

@@ -7,13 +7,13 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <functional>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "runtime/base/files.h"
 #include "runtime/worker/worker.h"
+#include "tests/fakes/temp_dir.h"
+#include "tests/fakes/wait_for.h"
 
 namespace parallelrun::rt {
 namespace {
@@ -33,31 +33,16 @@ std::string Slurp(const std::string& path) {
   return s.ok() ? *s : std::string("<missing " + path + ">");
 }
 
-// Polls `done` until it holds or a generous deadline passes.
-bool WaitUntil(const std::function<bool()>& done) {
-  auto deadline = std::chrono::steady_clock::now() + seconds(60);
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (done()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return done();
-}
-
 class PythonWorkerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/pr_worker_test_XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
+    dir_ = tmp_.path();
     code_ = dir_ + "/code";
     output_ = dir_ + "/out";
     ASSERT_TRUE(MakeDirs(code_).ok());
     ASSERT_TRUE(MakeDirs(output_).ok());
   }
-  void TearDown() override {
-    worker_.reset();
-    std::filesystem::remove_all(dir_);
-  }
+  void TearDown() override { worker_.reset(); }
 
   // Writes the entry script and returns a config for it.
   WorkerConfig Config(const std::string& script, const std::string& name = "score.py") {
@@ -79,7 +64,7 @@ class PythonWorkerTest : public ::testing::Test {
     WorkerConfig c = override_config ? *override_config : Config(script);
     worker_ = MakePythonWorker(c);
     InitOutcome init = worker_->Start(kInitTimeout);
-    EXPECT_EQ(init.status, "READY") << init.error << "\n" << init.detail;
+    EXPECT_TRUE(init.ready) << init.error << "\n" << init.detail;
     return *worker_;
   }
 
@@ -99,6 +84,7 @@ class PythonWorkerTest : public ::testing::Test {
     return output_ + "/logs/user/" + kind + "/127.0.0.1/process000" + suffix;
   }
 
+  fakes::TempDir tmp_{"worker_test"};
   std::string dir_, code_, output_;
   std::unique_ptr<Worker> worker_;
 };
@@ -115,13 +101,13 @@ def run(mini_batch):
     return [os.path.basename(p) + " " + str(len(calls)) for p in mini_batch]
 )");
   RunOutcome r = w.Run(FileLease(7, 3), kRunTimeout);
-  EXPECT_EQ(r.status, "RUN_DONE") << r.error << r.detail;
+  EXPECT_EQ(r.status, AttemptStatus::kRunDone) << r.error << r.detail;
   EXPECT_EQ(r.succeeded, 3);
   EXPECT_EQ(r.failed, 0);
   EXPECT_GE(r.run_s, 0);
   EXPECT_EQ(Slurp(PartFile(7)), "f0.txt 1\nf1.txt 1\nf2.txt 1\n");
   RunOutcome r2 = w.Run(FileLease(8, 1), kRunTimeout);
-  EXPECT_EQ(r2.status, "RUN_DONE");
+  EXPECT_EQ(r2.status, AttemptStatus::kRunDone);
   EXPECT_EQ(Slurp(PartFile(8)), "f0.txt 1\n");
   EXPECT_EQ(Slurp(output_ + "/init_count"), "init\n");  // init() ran once
   EXPECT_TRUE(w.alive());
@@ -132,7 +118,7 @@ def run(mini_batch):
 TEST_F(PythonWorkerTest, ShorterResultCountsMissingItemsAsFailed) {
   Worker& w = StartReady("def run(mini_batch):\n    return tuple(mini_batch[:2])\n");
   RunOutcome r = w.Run(FileLease(1, 5), kRunTimeout);
-  EXPECT_EQ(r.status, "RUN_DONE");
+  EXPECT_EQ(r.status, AttemptStatus::kRunDone);
   EXPECT_EQ(r.succeeded, 2);
   EXPECT_EQ(r.failed, 3);
 }
@@ -140,7 +126,7 @@ TEST_F(PythonWorkerTest, ShorterResultCountsMissingItemsAsFailed) {
 TEST_F(PythonWorkerTest, LongerResultIsCappedAtTheItemCount) {
   Worker& w = StartReady("def run(mini_batch):\n    return list(range(10))\n");
   RunOutcome r = w.Run(FileLease(1, 3), kRunTimeout);
-  EXPECT_EQ(r.status, "RUN_DONE");
+  EXPECT_EQ(r.status, AttemptStatus::kRunDone);
   EXPECT_EQ(r.succeeded, 3);
   EXPECT_EQ(r.failed, 0);
   EXPECT_EQ(Slurp(PartFile(1)), "0\n1\n2\n3\n4\n5\n6\n7\n8\n9\n");
@@ -149,7 +135,7 @@ TEST_F(PythonWorkerTest, LongerResultIsCappedAtTheItemCount) {
 TEST_F(PythonWorkerTest, EmptyResultWritesAnEmptyPartFile) {
   Worker& w = StartReady("def run(mini_batch):\n    return []\n");
   RunOutcome r = w.Run(FileLease(1, 2), kRunTimeout);
-  EXPECT_EQ(r.status, "RUN_DONE");
+  EXPECT_EQ(r.status, AttemptStatus::kRunDone);
   EXPECT_EQ(r.failed, 2);
   EXPECT_EQ(Slurp(PartFile(1)), "");
 }
@@ -157,7 +143,7 @@ TEST_F(PythonWorkerTest, EmptyResultWritesAnEmptyPartFile) {
 TEST_F(PythonWorkerTest, NoPartFileWritesNothing) {
   Worker& w = StartReady("def run(mini_batch):\n    return mini_batch\n");
   RunOutcome r = w.Run(FileLease(1, 2, /*with_part=*/false), kRunTimeout);
-  EXPECT_EQ(r.status, "RUN_DONE");
+  EXPECT_EQ(r.status, AttemptStatus::kRunDone);
   EXPECT_EQ(r.succeeded, 2);
   EXPECT_FALSE(PathExists(output_ + "/.parallelrun/parts"));
 }
@@ -165,7 +151,7 @@ TEST_F(PythonWorkerTest, NoPartFileWritesNothing) {
 TEST_F(PythonWorkerTest, NoneResultIsWrongTypeNamingNoneType) {
   Worker& w = StartReady("def run(mini_batch):\n    pass\n");
   RunOutcome r = w.Run(FileLease(1, 2), kRunTimeout);
-  EXPECT_EQ(r.status, "RUN_WRONG_TYPE");
+  EXPECT_EQ(r.status, AttemptStatus::kRunWrongType);
   EXPECT_THAT(r.error, HasSubstr("run() returned NoneType; expected a list, tuple or pandas"));
   EXPECT_EQ(r.succeeded, 0);
   EXPECT_EQ(r.failed, 2);
@@ -182,7 +168,7 @@ def run(mini_batch):
     return [check(p) for p in mini_batch]
 )");
   RunOutcome r = w.Run(FileLease(4, 2), kRunTimeout);
-  EXPECT_EQ(r.status, "RUN_EXCEPTION");
+  EXPECT_EQ(r.status, AttemptStatus::kRunException);
   EXPECT_EQ(r.error, "ValueError: bad item f0.txt");
   EXPECT_THAT(r.detail, AllOf(HasSubstr("Traceback (most recent call last)"),
                               HasSubstr("score.py\", line 3, in check"),
@@ -193,7 +179,7 @@ def run(mini_batch):
                          HasSubstr("ValueError: bad item f0.txt"), HasSubstr("line 3, in check")));
   // The worker survives a failed attempt.
   EXPECT_TRUE(w.alive());
-  EXPECT_EQ(w.Run(FileLease(5, 1), kRunTimeout).status, "RUN_EXCEPTION");
+  EXPECT_EQ(w.Run(FileLease(5, 1), kRunTimeout).status, AttemptStatus::kRunException);
 }
 
 TEST_F(PythonWorkerTest, InitExceptionIsInitFailedWithTraceback) {
@@ -204,19 +190,21 @@ def run(mini_batch):
     return mini_batch
 )"));
   InitOutcome init = worker_->Start(kInitTimeout);
-  EXPECT_EQ(init.status, "INIT_FAILED");
+  EXPECT_FALSE(init.ready);
+  EXPECT_EQ(init.failure, AttemptStatus::kInitFailed);
   EXPECT_EQ(init.error, "RuntimeError: model not found");
   EXPECT_THAT(init.detail, AllOf(HasSubstr("Traceback"), HasSubstr("line 3, in init")));
   EXPECT_THAT(Slurp(UserLog("error", ".txt")),
               AllOf(HasSubstr("INIT_FAILED"), HasSubstr("RuntimeError: model not found")));
   EXPECT_FALSE(worker_->alive());
-  EXPECT_EQ(worker_->Run(FileLease(1, 1), kRunTimeout).status, "WORKER_DIED");
+  EXPECT_EQ(worker_->Run(FileLease(1, 1), kRunTimeout).status, AttemptStatus::kWorkerDied);
 }
 
 TEST_F(PythonWorkerTest, SyntaxErrorIsInitFailedNamingFileAndLine) {
   worker_ = MakePythonWorker(Config("def run(mini_batch):\n    return [\n\ndef init(:\n"));
   InitOutcome init = worker_->Start(kInitTimeout);
-  EXPECT_EQ(init.status, "INIT_FAILED");
+  EXPECT_FALSE(init.ready);
+  EXPECT_EQ(init.failure, AttemptStatus::kInitFailed);
   EXPECT_THAT(init.error, AllOf(HasSubstr("SyntaxError"), HasSubstr("score.py")));
   EXPECT_THAT(init.detail, HasSubstr(code_ + "/score.py\", line"));
   EXPECT_THAT(Slurp(UserLog("error", ".txt")), HasSubstr("SyntaxError"));
@@ -225,14 +213,16 @@ TEST_F(PythonWorkerTest, SyntaxErrorIsInitFailedNamingFileAndLine) {
 TEST_F(PythonWorkerTest, ScriptWithoutRunIsInitFailed) {
   worker_ = MakePythonWorker(Config("def init():\n    pass\n"));
   InitOutcome init = worker_->Start(kInitTimeout);
-  EXPECT_EQ(init.status, "INIT_FAILED");
+  EXPECT_FALSE(init.ready);
+  EXPECT_EQ(init.failure, AttemptStatus::kInitFailed);
   EXPECT_THAT(init.error, HasSubstr("defines no run(mini_batch) function"));
 }
 
 TEST_F(PythonWorkerTest, UncallableSignatureIsAPermanentInitFailure) {
   worker_ = MakePythonWorker(Config("def run(a, b, c):\n    return a\n"));
   InitOutcome init = worker_->Start(kInitTimeout);
-  EXPECT_EQ(init.status, "INIT_FAILED");
+  EXPECT_FALSE(init.ready);
+  EXPECT_EQ(init.failure, AttemptStatus::kInitFailed);
   EXPECT_TRUE(init.permanent);
   EXPECT_THAT(init.error, HasSubstr("run(mini_batch) or run(mini_batch, mini_batch_context)"));
   // An exception in init() may pass on another try: not permanent.
@@ -246,7 +236,8 @@ TEST_F(PythonWorkerTest, ExitDuringImportIsInitFailedWithExitCode) {
   worker_ =
       MakePythonWorker(Config("import os, sys\nsys.stderr.write('no GPU\\n')\nos._exit(5)\n"));
   InitOutcome init = worker_->Start(kInitTimeout);
-  EXPECT_EQ(init.status, "INIT_FAILED");
+  EXPECT_FALSE(init.ready);
+  EXPECT_EQ(init.failure, AttemptStatus::kInitFailed);
   EXPECT_THAT(init.error, HasSubstr("exit code 5"));
   EXPECT_THAT(init.detail, AllOf(HasSubstr("exit code 5"), HasSubstr("no GPU")));
 }
@@ -261,7 +252,8 @@ TEST_F(PythonWorkerTest, SlowInitIsInitTimeoutWithProgressReports) {
   };
   worker_ = MakePythonWorker(c);
   InitOutcome init = worker_->Start(seconds(3));  // intentionally short: a report every 1 s
-  EXPECT_EQ(init.status, "INIT_TIMEOUT");
+  EXPECT_FALSE(init.ready);
+  EXPECT_EQ(init.failure, AttemptStatus::kInitTimeout);
   EXPECT_THAT(init.error, HasSubstr("within initTimeout (3 s)"));
   EXPECT_FALSE(worker_->alive());
   ASSERT_EQ(reports.size(), 2u);  // at 1 s and 2 s; at 3 s it is the timeout
@@ -280,7 +272,8 @@ TEST_F(PythonWorkerTest, MissingHostIsInitFailedNamingThePath) {
   c.host_dir = dir_ + "/nowhere";
   worker_ = MakePythonWorker(c);
   InitOutcome init = worker_->Start(kInitTimeout);
-  EXPECT_EQ(init.status, "INIT_FAILED");
+  EXPECT_FALSE(init.ready);
+  EXPECT_EQ(init.failure, AttemptStatus::kInitFailed);
   EXPECT_THAT(init.error, HasSubstr(dir_ + "/nowhere/parallelrun_host.py"));
 }
 
@@ -295,25 +288,27 @@ def run(mini_batch):
     return mini_batch
 )");
   RunOutcome r = w.Run(FileLease(1, 1), seconds(1));  // intentionally short
-  EXPECT_EQ(r.status, "RUN_TIMEOUT");
+  EXPECT_EQ(r.status, AttemptStatus::kRunTimeout);
   EXPECT_EQ(r.error, "run() did not return within 1 s");
   EXPECT_GE(r.run_s, 1.0);
   EXPECT_FALSE(w.alive());
-  EXPECT_EQ(w.Run(FileLease(2, 1), kRunTimeout).status, "WORKER_DIED");
+  EXPECT_EQ(w.Run(FileLease(2, 1), kRunTimeout).status, AttemptStatus::kWorkerDied);
   // The script's own subprocess went with it (same process group), if it got to start.
   if (PathExists(output_ + "/child_pid")) {
     std::string proc = "/proc/" + Slurp(output_ + "/child_pid") + "/stat";
-    EXPECT_TRUE(WaitUntil([&] {
-      std::string stat = Slurp(proc);
-      return !PathExists(proc) || stat.find(") Z ") != std::string::npos;
-    }));
+    EXPECT_TRUE(fakes::WaitFor(
+        [&] {
+          std::string stat = Slurp(proc);
+          return !PathExists(proc) || stat.find(") Z ") != std::string::npos;
+        },
+        seconds(60), std::chrono::milliseconds(10)));
   }
 }
 
 TEST_F(PythonWorkerTest, ExitInsideRunIsWorkerDiedWithExitCode) {
   Worker& w = StartReady("import os\ndef run(mini_batch):\n    os._exit(3)\n");
   RunOutcome r = w.Run(FileLease(1, 2), kRunTimeout);
-  EXPECT_EQ(r.status, "WORKER_DIED");
+  EXPECT_EQ(r.status, AttemptStatus::kWorkerDied);
   EXPECT_THAT(r.error, HasSubstr("exit code 3"));
   EXPECT_THAT(r.detail, HasSubstr("exit code 3"));
   EXPECT_FALSE(w.alive());
@@ -322,7 +317,7 @@ TEST_F(PythonWorkerTest, ExitInsideRunIsWorkerDiedWithExitCode) {
 TEST_F(PythonWorkerTest, SignalInsideRunIsWorkerDiedWithTheSignal) {
   Worker& w = StartReady("import os\ndef run(mini_batch):\n    os.kill(os.getpid(), 9)\n");
   RunOutcome r = w.Run(FileLease(1, 2), kRunTimeout);
-  EXPECT_EQ(r.status, "WORKER_DIED");
+  EXPECT_EQ(r.status, AttemptStatus::kWorkerDied);
   EXPECT_THAT(r.error, HasSubstr("signal 9"));
   EXPECT_THAT(r.detail, HasSubstr("signal 9"));
 }
@@ -336,14 +331,15 @@ def run(mini_batch):
     return mini_batch
 )");
   std::thread killer([&] {
-    WaitUntil([&] { return PathExists(output_ + "/running"); });
+    fakes::WaitFor([&] { return PathExists(output_ + "/running"); }, seconds(60),
+                   std::chrono::milliseconds(10));
     w.Kill();
   });
   RunOutcome r = w.Run(FileLease(1, 1), kRunTimeout);
   killer.join();
-  EXPECT_EQ(r.status, "CANCELLED");
+  EXPECT_EQ(r.status, AttemptStatus::kCancelled);
   EXPECT_FALSE(w.alive());
-  EXPECT_EQ(w.Run(FileLease(2, 1), kRunTimeout).status, "CANCELLED");
+  EXPECT_EQ(w.Run(FileLease(2, 1), kRunTimeout).status, AttemptStatus::kCancelled);
 }
 
 TEST_F(PythonWorkerTest, PrintAndRootLoggingGoToTheStdoutLog) {
@@ -357,7 +353,7 @@ def run(mini_batch):
     print("careful", file=sys.stderr)
     return mini_batch
 )");
-  EXPECT_EQ(w.Run(FileLease(1, 2), kRunTimeout).status, "RUN_DONE");
+  EXPECT_EQ(w.Run(FileLease(1, 2), kRunTimeout).status, AttemptStatus::kRunDone);
   EXPECT_THAT(Slurp(UserLog("stdout", ".stdout.txt")),
               ::testing::MatchesRegex("hello from init\nscoring 2\n[-0-9 :,]+\\|INFO\\|score\\|"
                                       "via logging\n"));
@@ -373,7 +369,7 @@ def run(mini_batch):
     log.debug("hidden at INFO")
     return mini_batch
 )");
-  EXPECT_EQ(w.Run(FileLease(1, 2), kRunTimeout).status, "RUN_DONE");
+  EXPECT_EQ(w.Run(FileLease(1, 2), kRunTimeout).status, AttemptStatus::kRunDone);
   std::string log = Slurp(UserLog("entry_script_log", ".log.txt"));
   EXPECT_THAT(log, AllOf(HasSubstr("|INFO|"), HasSubstr("scored 2 files"),
                          Not(HasSubstr("hidden at INFO"))));
@@ -393,7 +389,7 @@ def run(mini_batch):
             e.log_dir, os.getcwd()]
 )");
   RunOutcome r = w.Run(FileLease(1, 6), kRunTimeout);
-  EXPECT_EQ(r.status, "RUN_DONE") << r.error << r.detail;
+  EXPECT_EQ(r.status, AttemptStatus::kRunDone) << r.error << r.detail;
   EXPECT_EQ(Slurp(PartFile(1)), "process000\n127.0.0.1\n" + output_ + "\nTrue\n" + output_ +
                                     "/logs/user/entry_script_log/127.0.0.1\n" + code_ + "\n");
 }
@@ -409,7 +405,7 @@ def run(mini_batch):
 )");
   c.arguments = {"--threshold", "0.7", "--model-dir", "/mnt/side inputs/model"};
   Worker& w = StartReady("", &c);
-  EXPECT_EQ(w.Run(FileLease(1, 6), kRunTimeout).status, "RUN_DONE");
+  EXPECT_EQ(w.Run(FileLease(1, 6), kRunTimeout).status, AttemptStatus::kRunDone);
   EXPECT_EQ(Slurp(PartFile(1)),
             "score.py\n0.7\n--threshold\n0.7\n--model-dir\n/mnt/side inputs/model\n");
 }
@@ -423,7 +419,7 @@ def shutdown():
     with open(os.path.join(os.environ["PARALLELRUN_OUTPUT_DIR"], "shutdown_marker"), "w") as f:
         f.write("bye")
 )");
-  EXPECT_EQ(w.Run(FileLease(1, 1), kRunTimeout).status, "RUN_DONE");
+  EXPECT_EQ(w.Run(FileLease(1, 1), kRunTimeout).status, AttemptStatus::kRunDone);
   w.Shutdown(kGrace);
   EXPECT_FALSE(w.alive());
   EXPECT_EQ(Slurp(output_ + "/shutdown_marker"), "bye");
@@ -451,7 +447,7 @@ def run(mini_batch):
 )");
   c.env = {"CUDA_VISIBLE_DEVICES=1", "PARALLELRUN_PROCESS=impostor"};
   Worker& w = StartReady("", &c);
-  EXPECT_EQ(w.Run(FileLease(1, 2), kRunTimeout).status, "RUN_DONE");
+  EXPECT_EQ(w.Run(FileLease(1, 2), kRunTimeout).status, AttemptStatus::kRunDone);
   EXPECT_EQ(Slurp(PartFile(1)), "1\nprocess000\n");
 }
 
@@ -498,7 +494,7 @@ def run(df):
   RunOutcome r = w.Run(TableLease(csv, "csv", static_cast<int64_t>(header.size()), begin,
                                   begin + static_cast<int64_t>(rows.size()), 2),
                        kRunTimeout);
-  EXPECT_EQ(r.status, "RUN_DONE") << r.error << r.detail;
+  EXPECT_EQ(r.status, AttemptStatus::kRunDone) << r.error << r.detail;
   EXPECT_EQ(r.succeeded, 2);
   EXPECT_EQ(r.failed, 0);
   EXPECT_EQ(Slurp(PartFile(3)), "id,text\n2=two\\nlines\n3=a, b\n");
@@ -511,7 +507,7 @@ TEST_F(PythonWorkerTabularTest, CsvWithoutHeaderHasNumberedColumns) {
       "def run(df):\n    return [list(df.columns)] + [r[1] for r in df.itertuples()]\n");
   Worker& w = StartReady("", &c);
   RunOutcome r = w.Run(TableLease(csv, "csv", 0, 4, 12, 2), kRunTimeout);
-  EXPECT_EQ(r.status, "RUN_DONE") << r.error << r.detail;
+  EXPECT_EQ(r.status, AttemptStatus::kRunDone) << r.error << r.detail;
   EXPECT_EQ(r.succeeded, 2);
   EXPECT_EQ(Slurp(PartFile(3)), "[0, 1]\n2\n3\n");
 }
@@ -528,7 +524,7 @@ TEST_F(PythonWorkerTabularTest, JsonLinesRangeBecomesADataFrame) {
   RunOutcome r = w.Run(
       TableLease(jsonl, "jsonl", 0, begin, begin + static_cast<int64_t>(l2.size() + l3.size()), 2),
       kRunTimeout);
-  EXPECT_EQ(r.status, "RUN_DONE") << r.error << r.detail;
+  EXPECT_EQ(r.status, AttemptStatus::kRunDone) << r.error << r.detail;
   EXPECT_EQ(r.succeeded, 1);
   EXPECT_EQ(r.failed, 1);
   EXPECT_EQ(Slurp(PartFile(3)), "2 0.25\n");
@@ -543,7 +539,7 @@ TEST_F(PythonWorkerTabularTest, AppendRowHeaderWritesTheHeaderBesideThePart) {
   c.append_row_header = true;
   Worker& w = StartReady("", &c);
   RunOutcome r = w.Run(TableLease(csv, "csv", 11, 11, 19, 2), kRunTimeout);
-  EXPECT_EQ(r.status, "RUN_DONE") << r.error << r.detail;
+  EXPECT_EQ(r.status, AttemptStatus::kRunDone) << r.error << r.detail;
   EXPECT_EQ(Slurp(PartFile(3)), "x 1 2\ny 2 4\n");
   EXPECT_EQ(Slurp(PartFile(3) + ".header"), "name count double\n");
 }
@@ -552,7 +548,7 @@ TEST_F(PythonWorkerTabularTest, UnreadableTableIsRunExceptionNamingTheStage) {
   WorkerConfig c = TabularConfig("def run(df):\n    return df\n");
   Worker& w = StartReady("", &c);
   RunOutcome r = w.Run(TableLease(dir_ + "/missing.csv", "csv", 0, 0, 10, 1), kRunTimeout);
-  EXPECT_EQ(r.status, "RUN_EXCEPTION");
+  EXPECT_EQ(r.status, AttemptStatus::kRunException);
   EXPECT_THAT(r.error, AllOf(HasSubstr("reading the mini-batch"), HasSubstr("FileNotFoundError"),
                              HasSubstr("missing.csv")));
   EXPECT_TRUE(w.alive());
@@ -567,7 +563,7 @@ TEST_F(PythonWorkerTest, DISABLED_OverheadPerMiniBatch) {
     auto t0 = std::chrono::steady_clock::now();
     for (int i = 0; i < kCalls; ++i) {
       RunOutcome r = w.Run(FileLease(i, 10, with_part), kRunTimeout);
-      ASSERT_EQ(r.status, "RUN_DONE");
+      ASSERT_EQ(r.status, AttemptStatus::kRunDone);
     }
     double ms =
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();

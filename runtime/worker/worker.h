@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "runtime/base/status.h"
+#include "runtime/protocol/contract.h"
 #include "runtime/protocol/messages.h"
 
 namespace parallelrun::rt {
@@ -48,19 +49,20 @@ struct WorkerConfig {
 // initTimeout (a third of it, at least 1 s), so a hung init() is visible before it is killed.
 std::chrono::seconds InitProgressInterval(std::chrono::seconds init_timeout);
 
-// Outcome of init(). status: "READY", "INIT_FAILED" (exception or the process died),
-// "INIT_TIMEOUT".
+// Outcome of init(): ready, or not with `failure` kInitFailed (an exception, or the process died)
+// or kInitTimeout.
 struct InitOutcome {
-  std::string status;
-  std::string error;       // one line
-  std::string detail;      // traceback / exit code
+  bool ready = false;
+  AttemptStatus failure = AttemptStatus::kInitFailed;  // when not ready
+  std::string error;                                   // one line
+  std::string detail;                                  // traceback / exit code
   bool permanent = false;  // another start cannot succeed (e.g. run() has an uncallable signature)
 };
 
-// Outcome of one run(). status: RUN_DONE, RUN_EXCEPTION, RUN_WRONG_TYPE, RUN_TIMEOUT,
-// WORKER_DIED (the process exited or was killed; the Worker is then dead), CANCELLED.
+// Outcome of one run(). status: kRunDone, kRunException, kRunWrongType, kRunTimeout,
+// kWorkerDied (the process exited or was killed; the Worker is then dead), kCancelled.
 struct RunOutcome {
-  std::string status;
+  AttemptStatus status = AttemptStatus::kWorkerDied;
   int64_t succeeded = 0;
   int64_t failed = 0;
   double run_s = 0;  // time inside run()
@@ -72,11 +74,11 @@ struct RunOutcome {
 class Worker {
  public:
   virtual ~Worker() = default;
-  // Starts the process and waits for init() to finish (up to `init_timeout`). On INIT_TIMEOUT
+  // Starts the process and waits for init() to finish (up to `init_timeout`). On kInitTimeout
   // the process is killed.
   virtual InitOutcome Start(std::chrono::seconds init_timeout) = 0;
-  // Runs one attempt. On timeout the process is killed and RUN_TIMEOUT returned; if the process
-  // dies, WORKER_DIED with the exit code or signal in `detail`. After either the Worker is dead.
+  // Runs one attempt. On timeout the process is killed and kRunTimeout returned; if the process
+  // dies, kWorkerDied with the exit code or signal in `detail`. After either the Worker is dead.
   virtual RunOutcome Run(const protocol::Lease& lease, std::chrono::seconds timeout) = 0;
   // Asks the process to call shutdown() and exit; kills it after `grace`.
   virtual void Shutdown(std::chrono::seconds grace) = 0;

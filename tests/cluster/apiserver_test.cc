@@ -9,6 +9,8 @@
 #include "tests/cluster/protobuf.h"
 #include "tests/cluster/table.h"
 #include "tests/cluster/util.h"
+#include "tests/fakes/temp_dir.h"
+#include "tests/fakes/wait_for.h"
 
 namespace parallelrun::rt::cluster {
 namespace {
@@ -29,14 +31,8 @@ Json GadgetCrd() {
 
 class ApiServerTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() / ("apiserver-test-" + RandomHex(6));
-    Restart();
-  }
-  void TearDown() override {
-    api_.reset();
-    std::filesystem::remove_all(dir_);
-  }
+  void SetUp() override { Restart(); }
+  void TearDown() override { api_.reset(); }
   void Restart() {
     api_.reset();
     api_ = std::make_unique<ApiServer>(dir_.string());
@@ -45,7 +41,8 @@ class ApiServerTest : public ::testing::Test {
   }
   void AddCrd() { ASSERT_TRUE(api_->Create(kCrds, "", GadgetCrd()).ok()); }
 
-  std::filesystem::path dir_;
+  fakes::TempDir tmp_{"apiserver-test"};
+  std::filesystem::path dir_ = tmp_.path();
   std::unique_ptr<ApiServer> api_;
 };
 
@@ -177,16 +174,6 @@ TEST_F(ApiServerTest, EmptyNamespaceTakesTheRequestsAndAMismatchIsBadRequest) {
   EXPECT_EQ(updated.value()["metadata"]["namespace"], "default");
 }
 
-// Polls `done` (true when satisfied) for up to 30 s.
-bool Eventually(const std::function<bool()>& done) {
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return true;
-}
-
 TEST_F(ApiServerTest, DeploymentOwnsOneReplicaSetPerTemplateAndItOwnsThePods) {
   const ResourceRef deployments{"apps", "deployments"}, sets{"apps", "replicasets"};
   const ResourceRef pods{"", "pods"};
@@ -206,7 +193,7 @@ TEST_F(ApiServerTest, DeploymentOwnsOneReplicaSetPerTemplateAndItOwnsThePods) {
   };
   std::string uid = api_->Get(deployments, "default", "web").value()["metadata"]["uid"];
   std::vector<Json> rs;
-  ASSERT_TRUE(Eventually([&] {
+  ASSERT_TRUE(fakes::WaitFor([&] {
     rs = owned_by(sets, uid);
     return rs.size() == 1 && owned_by(pods, rs[0]["metadata"]["uid"]).size() == 2;
   }));
@@ -222,7 +209,7 @@ TEST_F(ApiServerTest, DeploymentOwnsOneReplicaSetPerTemplateAndItOwnsThePods) {
   ASSERT_TRUE(api_->Patch(deployments, "default", "web", "application/merge-patch+json",
                           R"({"spec":{"template":{"metadata":{"annotations":{"v":"2"}}}}})")
                   .ok());
-  ASSERT_TRUE(Eventually([&] {
+  ASSERT_TRUE(fakes::WaitFor([&] {
     rs = owned_by(sets, uid);
     if (rs.size() != 2) return false;
     for (const Json& r : rs) {
@@ -233,7 +220,7 @@ TEST_F(ApiServerTest, DeploymentOwnsOneReplicaSetPerTemplateAndItOwnsThePods) {
     return true;
   }));
   ASSERT_TRUE(api_->Delete(deployments, "default", "web").ok());
-  EXPECT_TRUE(Eventually([&] {
+  EXPECT_TRUE(fakes::WaitFor([&] {
     return api_->List(sets, "default").value()["items"].empty() &&
            api_->List(pods, "default").value()["items"].empty();
   }));
@@ -267,11 +254,7 @@ TEST_F(ApiServerTest, BackgroundDeletionCollectsDependents) {
                    {"uid", owner["metadata"]["uid"]}}}}}}};
   ASSERT_TRUE(api_->Create(kConfigMaps, "default", dep).ok());
   ASSERT_TRUE(api_->Delete(kConfigMaps, "default", "owner").ok());
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (api_->Get(kConfigMaps, "default", "dep").ok() &&
-         std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
+  fakes::WaitFor([&] { return !api_->Get(kConfigMaps, "default", "dep").ok(); });
   EXPECT_EQ(api_->Get(kConfigMaps, "default", "dep").error().code, 404);
 }
 

@@ -12,6 +12,8 @@
 #include <random>
 #include <thread>
 
+#include "tests/fakes/temp_dir.h"
+
 namespace parallelrun::rt::cluster {
 namespace {
 
@@ -31,12 +33,11 @@ std::string RandomSuffix() {
 class ContainerProcessTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("container-process-test-" + RandomSuffix());
+    dir_ = tmp_.path();
     fs::create_directories(dir_ / "scratch");
   }
   void TearDown() override {
     std::error_code ec;
-    fs::remove_all(dir_, ec);
     for (const auto& p : cleanup_) fs::remove_all(p, ec);
   }
 
@@ -61,6 +62,7 @@ class ContainerProcessTest : public ::testing::Test {
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   }
 
+  fakes::TempDir tmp_{"container-process-test"};
   fs::path dir_;
   std::vector<fs::path> cleanup_;
 };

@@ -11,11 +11,12 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
-#include <random>
 #include <thread>
 
 #include "tests/cluster/api.h"
 #include "tests/cluster/apiserver.h"
+#include "tests/fakes/temp_dir.h"
+#include "tests/fakes/wait_for.h"
 
 namespace parallelrun::rt::cluster {
 namespace {
@@ -36,10 +37,7 @@ std::string ReadAll(const std::string& path) {
 class KubeletTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::random_device rd;
-    dir_ = fs::temp_directory_path() /
-           ("kubelet-test-" + std::to_string(getpid()) + "-" + std::to_string(rd() % 1000000));
-    fs::create_directories(dir_);
+    dir_ = tmp_.path();
     std::ofstream(dir_ / "ca.crt") << "CA\n";
     api_ = std::make_unique<ApiServer>(dir_.string());
     std::string error;
@@ -64,8 +62,6 @@ class KubeletTest : public ::testing::Test {
     kubelet_.reset();
     if (api_) api_->Stop();
     api_.reset();
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
   }
 
   Json ShellPod(const std::string& name, const std::string& script,
@@ -90,19 +86,17 @@ class KubeletTest : public ::testing::Test {
   std::optional<Json> WaitPod(const std::string& name,
                               const std::function<bool(const std::optional<Json>&)>& done,
                               const std::string& ns = "default") {
-    auto deadline = steady_clock::now() + std::chrono::seconds(30);
     std::optional<Json> pod;
-    while (true) {
+    bool met = fakes::WaitFor([&] {
       ApiResult r = api_->Get(kPods, ns, name);
       pod = r.ok() ? std::optional<Json>(r.value()) : std::nullopt;
-      if (done(pod)) return pod;
-      if (steady_clock::now() > deadline) {
-        ADD_FAILURE() << "timed out waiting for pod " << name << ": "
-                      << (pod ? pod->dump(2) : std::string("(gone)"));
-        return pod;
-      }
-      std::this_thread::sleep_for(milliseconds(20));
+      return done(pod);
+    });
+    if (!met) {
+      ADD_FAILURE() << "timed out waiting for pod " << name << ": "
+                    << (pod ? pod->dump(2) : std::string("(gone)"));
     }
+    return pod;
   }
 
   static bool PhaseIs(const std::optional<Json>& pod, const std::string& phase) {
@@ -119,19 +113,18 @@ class KubeletTest : public ::testing::Test {
 
   bool WaitEvent(const std::string& uid, const std::string& reason,
                  std::string* message = nullptr) {
-    auto deadline = steady_clock::now() + std::chrono::seconds(30);
-    while (steady_clock::now() < deadline) {
+    return fakes::WaitFor([&] {
       for (const auto& e : EventsFor(uid)) {
         if (e.value("reason", "") == reason) {
           if (message) *message = e.value("message", "");
           return true;
         }
       }
-      std::this_thread::sleep_for(milliseconds(20));
-    }
-    return false;
+      return false;
+    });
   }
 
+  fakes::TempDir tmp_{"kubelet-test"};
   fs::path dir_;
   std::unique_ptr<ApiServer> api_;
   std::unique_ptr<Kubelet> kubelet_;

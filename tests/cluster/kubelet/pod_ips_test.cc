@@ -6,6 +6,8 @@
 #include <filesystem>
 #include <set>
 
+#include "tests/fakes/temp_dir.h"
+
 namespace parallelrun::rt::cluster {
 namespace {
 
@@ -13,12 +15,9 @@ namespace fs = std::filesystem;
 
 class PodIpAllocatorTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("pod-ips-test-" + std::to_string(getpid()));
-    fs::remove_all(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  fs::path dir_;
+  // A folder that does not exist yet: the allocator makes it.
+  fakes::TempDir tmp_{"pod-ips-test"};
+  fs::path dir_ = tmp_.Sub("ips");
 };
 
 TEST_F(PodIpAllocatorTest, AddressesAreUniqueLoopbackAndNever127_0_0) {

@@ -9,8 +9,9 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <random>
 #include <thread>
+
+#include "tests/fakes/temp_dir.h"
 
 namespace parallelrun::rt::cluster {
 namespace {
@@ -28,17 +29,10 @@ std::string ReadAll(const std::string& path) {
 class PodRunnerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::random_device rd;
-    dir_ = fs::temp_directory_path() /
-           ("pod-runner-test-" + std::to_string(getpid()) + "-" + std::to_string(rd() % 1000000));
-    fs::create_directories(dir_);
+    dir_ = tmp_.path();
     std::ofstream(dir_ / "ca.crt") << "CA PEM\n";
   }
-  void TearDown() override {
-    runner_.reset();
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
+  void TearDown() override { runner_.reset(); }
 
   RunnerConfig Config() {
     RunnerConfig config;
@@ -112,6 +106,7 @@ class PodRunnerTest : public ::testing::Test {
 
   static Json MainStatus(const Json& status) { return status["containerStatuses"][0]; }
 
+  fakes::TempDir tmp_{"pod-runner-test"};
   fs::path dir_;
   std::map<std::string, Json> objects_;
   std::unique_ptr<PodRunner> runner_;
