@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "tests/fakes/fake_clock.h"
+#include "tests/fakes/wait_for.h"
 
 namespace parallelrun::op::controller {
 namespace {
@@ -233,7 +234,6 @@ TEST(WorkQueueTest, ConcurrentWorkersNeverShareAKey) {
   for (auto& t : producers) t.join();
   // Every key was added at least once after the producers ran: wait until all were handled
   // and the queue drained.
-  auto deadline = Clock::now() + kPatience;
   auto all_done = [&] {
     for (auto& n : processed) {
       if (n == 0) return false;
@@ -241,7 +241,7 @@ TEST(WorkQueueTest, ConcurrentWorkersNeverShareAKey) {
     std::lock_guard<std::mutex> lock(mu);
     return active.empty() && q.Len() == 0;
   };
-  while (!all_done() && Clock::now() < deadline) std::this_thread::sleep_for(5ms);
+  fakes::WaitFor(all_done, kPatience);
   q.ShutDown();
   for (auto& t : workers) t.join();
   EXPECT_FALSE(overlap);

@@ -78,12 +78,7 @@ class Events {
 // Polls `cond` until true or the patience runs out (for state with no notification).
 template <typename F>
 bool Eventually(F cond) {
-  auto deadline = std::chrono::steady_clock::now() + kPatience;
-  while (!cond()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(2ms);
-  }
-  return true;
+  return fakes::WaitFor(cond, kPatience, 2ms);
 }
 
 InformerOptions PodOptions(const std::string& ns = "ns") {

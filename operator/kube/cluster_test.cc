@@ -17,6 +17,7 @@
 #include "runtime/base/files.h"
 #include "runtime/base/process.h"
 #include "tests/fakes/temp_dir.h"
+#include "tests/fakes/wait_for.h"
 
 // LeakSanitizer (asan preset): library-internal OpenSSL thread state and pplx tasks (see
 // runtime/protocol/http_test.cc).
@@ -300,10 +301,7 @@ TEST_F(ClusterTest, WatchFromTooOldResourceVersionIsGone) {
 
 TEST_F(ClusterTest, ServiceAccountIsForbiddenWithoutRbac) {
   const std::string token_file = state_ + "/tokens/default/default";
-  const auto deadline = Clock::now() + kDeadline;
-  while (!rt::PathExists(token_file) && Clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
+  fakes::WaitFor([&] { return rt::PathExists(token_file); }, kDeadline);
   ASSERT_TRUE(rt::PathExists(token_file));
   RestConfig sa = config_;
   sa.bearer_token.clear();
@@ -339,10 +337,7 @@ TEST_F(ClusterTest, StatusSubresourceOfACustomResource) {
   auto made = client_->Create(kCrds, "", crd);
   ASSERT_TRUE(made.ok()) << made.status().ToString();
   // A new type is served once the CRD is established.
-  const auto deadline = Clock::now() + kDeadline;
-  while (!client_->List(kGadgets, kNs, {}).ok() && Clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
+  fakes::WaitFor([&] { return client_->List(kGadgets, kNs, {}).ok(); }, kDeadline);
   json gadget = {{"apiVersion", "kubetest.parallelrun.io/v1"},
                  {"kind", "Gadget"},
                  {"metadata", {{"name", "g"}}},

@@ -173,6 +173,10 @@ TEST(LeaderElectionTest, OnlyOneOfTwoLeads) {
   ASSERT_TRUE(WaitFor([&] { return a.IsLeader() || b.IsLeader(); }));
   LeaderElector& leader = a.IsLeader() ? a : b;
   LeaderElector& standby = a.IsLeader() ? b : a;
+  // Both started at once: the standby may have lost the race to create the Lease, and then it
+  // reads the holder only at its next attempt, one acquire period (1 s, jittered up to 1.5 s)
+  // after its first one on the clock (a CI image build saw it wait forever).
+  clock.Advance(1600ms);
   ASSERT_TRUE(WaitFor([&] { return standby.Leader() == leader.identity(); }));
   // 20 s, more than a lease duration: the leader renews, the standby never takes over.
   for (int i = 0; i < 10; ++i) {

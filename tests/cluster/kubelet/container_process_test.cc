@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "tests/fakes/temp_dir.h"
+#include "tests/fakes/wait_for.h"
 
 namespace parallelrun::rt::cluster {
 namespace {
@@ -170,20 +171,14 @@ TEST_F(ContainerProcessTest, KillProcessGroupReachesChildren) {
   std::string error;
   pid_t pid = LaunchContainer(spec, &error);
   ASSERT_GT(pid, 0) << error;
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  while (ReadAll((dir_ / "child").string()).empty() &&
-         std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
+  fakes::WaitFor([&] { return !ReadAll((dir_ / "child").string()).empty(); });
   pid_t child = std::stoi(ReadAll((dir_ / "child").string()));
   EXPECT_EQ(getpgid(child), pid);
   KillProcessGroup(pid, SIGTERM);
   int status = 0;
   waitpid(pid, &status, 0);
   EXPECT_TRUE(WIFSIGNALED(status));
-  while (ProcessStartTime(child) != 0 && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
+  fakes::WaitFor([&] { return ProcessStartTime(child) == 0; });
   EXPECT_EQ(ProcessStartTime(child), 0u);
 }
 
