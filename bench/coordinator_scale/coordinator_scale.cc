@@ -144,13 +144,6 @@ double Now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-double CpuSeconds() {
-  rusage ru{};
-  ::getrusage(RUSAGE_SELF, &ru);
-  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-         static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
-}
-
 // Resident set size of this process, in bytes (/proc/self/statm).
 int64_t RssBytes() {
   long long pages = 0, resident = 0;
@@ -292,7 +285,7 @@ DriveResult Drive(const std::string& url, const Flags& flags) {
   std::vector<std::string> errors(static_cast<size_t>(flags.agents));
   std::vector<std::thread> threads;
   const double t0 = Now();
-  const double cpu0 = CpuSeconds();
+  const double cpu0 = bench::CpuSeconds(RUSAGE_SELF);
   for (int a = 0; a < flags.agents; ++a) {
     threads.emplace_back(Agent, url, a, flags.batch, &accepted, &lease_calls, &report_calls,
                          &errors[static_cast<size_t>(a)]);
@@ -300,7 +293,7 @@ DriveResult Drive(const std::string& url, const Flags& flags) {
   for (auto& t : threads) t.join();
   DriveResult r;
   r.seconds = Now() - t0;
-  r.cpu_seconds = CpuSeconds() - cpu0;
+  r.cpu_seconds = bench::CpuSeconds(RUSAGE_SELF) - cpu0;
   r.accepted = accepted.load();
   r.lease_calls = lease_calls.load();
   r.report_calls = report_calls.load();
@@ -387,7 +380,7 @@ int main(int argc, char** argv) {
   // Planning: from Create() (which starts the planner) until the plan is complete and durable.
   const int64_t rss_before = RssBytes();
   const double plan_start = Now();
-  const double plan_cpu_start = CpuSeconds();
+  const double plan_cpu_start = bench::CpuSeconds(RUSAGE_SELF);
   auto created = Coordinator::Create(options);
   if (!created.ok()) Die(created.status().ToString());
   std::shared_ptr<Coordinator> coordinator = std::move(*created);
@@ -400,7 +393,7 @@ int main(int argc, char** argv) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   const double plan_s = Now() - plan_start;
-  const double plan_cpu_s = CpuSeconds() - plan_cpu_start;
+  const double plan_cpu_s = bench::CpuSeconds(RUSAGE_SELF) - plan_cpu_start;
   const int64_t rss_planned = RssBytes();
   const int64_t mini_batches = progress.miniBatches.total;
   if (mini_batches != flags.files) {

@@ -170,20 +170,6 @@ void SampleSelf(int64_t* rss, int* threads, int* sockets) {
   }
 }
 
-double ChildrenCpuSeconds() {
-  rusage ru{};
-  ::getrusage(RUSAGE_CHILDREN, &ru);
-  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-         static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
-}
-
-double SelfCpuSeconds() {
-  rusage ru{};
-  ::getrusage(RUSAGE_SELF, &ru);
-  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-         static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
-}
-
 // Reads a child's out file into `r`; false when it is missing or malformed.
 bool Gather(const std::string& file, ManyAgentsResult* r, int64_t* first_ns, int64_t* last_ns) {
   std::ifstream in(file);
@@ -204,6 +190,13 @@ bool Gather(const std::string& file, ManyAgentsResult* r, int64_t* first_ns, int
 }
 
 }  // namespace
+
+double CpuSeconds(int who) {
+  rusage ru{};
+  ::getrusage(who, &ru);
+  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+         static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
+}
 
 AgentProcessOptions ParseAgentProcessFlags(int argc, char** argv) {
   AgentProcessOptions o;
@@ -269,7 +262,7 @@ ManyAgentsResult DriveManyAgents(const std::string& self_exe, const std::string&
   ManyAgentsResult r;
   std::vector<pid_t> pids;
   std::vector<std::string> files;
-  const double cpu0 = SelfCpuSeconds();
+  const double cpu0 = CpuSeconds(RUSAGE_SELF);
   for (int p = 0, first = 0; p < processes; ++p) {
     const int n = agents / processes + (p < agents % processes ? 1 : 0);
     files.push_back(scratch_dir + "/agents-" + std::to_string(p) + ".txt");
@@ -314,8 +307,8 @@ ManyAgentsResult DriveManyAgents(const std::string& self_exe, const std::string&
   }
   running = false;
   monitor.join();
-  r.coordinator_cpu_seconds = SelfCpuSeconds() - cpu0;
-  r.agents_cpu_seconds = ChildrenCpuSeconds();
+  r.coordinator_cpu_seconds = CpuSeconds(RUSAGE_SELF) - cpu0;
+  r.agents_cpu_seconds = CpuSeconds(RUSAGE_CHILDREN);
   int64_t first_ns = INT64_MAX, last_ns = 0;
   for (const auto& f : files) {
     if (!Gather(f, &r, &first_ns, &last_ns) && r.error.empty()) r.error = "no figures in " + f;

@@ -57,6 +57,9 @@ ManyAgentsResult DriveManyAgents(const std::string& self_exe, const std::string&
                                  const std::string& token, int agents, int workers, int processes,
                                  int work_ms, const std::string& scratch_dir);
 
+// User + system CPU seconds of getrusage(who): RUSAGE_SELF or RUSAGE_CHILDREN.
+double CpuSeconds(int who);
+
 // The q-quantile (0..1) of sorted values; 0 when empty.
 double Quantile(const std::vector<double>& sorted, double q);
 

@@ -15,6 +15,7 @@ namespace parallelrun::op::manager {
 namespace {
 
 using namespace std::chrono_literals;
+using fakes::AdvanceUntil;
 using fakes::FakeClock;
 using fakes::WaitFor;
 using kube::FakeClient;
@@ -104,16 +105,6 @@ struct Counts {
 };
 
 json Lease(FakeClient& c) { return *c.Get(kLeases, "ops", "parallelrun-operator"); }
-
-// Moves `clock` on by `step` until `done` holds (false if it does not within the real deadline).
-template <typename Pred>
-bool AdvanceUntil(FakeClock& clock, std::chrono::milliseconds step, Pred done) {
-  return WaitFor([&] {
-    if (done()) return true;
-    clock.Advance(step);
-    return false;
-  });
-}
 
 // Moves the clock on by `d` and waits for the leader's renewal that this makes due.
 bool AdvanceAndRenew(FakeClient& client, FakeClock& clock, std::chrono::milliseconds d) {

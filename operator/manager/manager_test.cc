@@ -14,6 +14,7 @@ namespace parallelrun::op::manager {
 namespace {
 
 using namespace std::chrono_literals;
+using fakes::AdvanceUntil;
 using fakes::FakeClock;
 using fakes::WaitFor;
 using kube::FakeClient;
@@ -72,16 +73,6 @@ class FakeRunnable : public Runnable {
   std::atomic<bool> ready_;
   rt::Status start_result_ = rt::Status::Ok();
 };
-
-// Moves `clock` on by `step` until `done` holds (false if it does not within the real deadline).
-template <typename Pred>
-bool AdvanceUntil(FakeClock& clock, std::chrono::milliseconds step, Pred done) {
-  return WaitFor([&] {
-    if (done()) return true;
-    clock.Advance(step);
-    return false;
-  });
-}
 
 // The Lease's holder; "" while there is no Lease.
 std::string Holder(FakeClient& c) {

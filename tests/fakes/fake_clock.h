@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "runtime/base/time_util.h"
+#include "tests/fakes/wait_for.h"
 
 namespace parallelrun::fakes {
 
@@ -32,5 +33,16 @@ class FakeClock : public rt::Clock {
  private:
   std::atomic<int64_t> ns_{0};
 };
+
+// Moves `clock` on by `step` until `done` holds (false if it does not within WaitFor's real
+// deadline): for code that waits on the clock and must see time pass between its own steps.
+template <typename Pred>
+bool AdvanceUntil(FakeClock& clock, std::chrono::milliseconds step, Pred done) {
+  return WaitFor([&] {
+    if (done()) return true;
+    clock.Advance(step);
+    return false;
+  });
+}
 
 }  // namespace parallelrun::fakes

@@ -42,5 +42,12 @@ TEST(WaitForTest, ReturnsWhenTrueAndGivesUpAfterTheDeadline) {
   EXPECT_FALSE(WaitFor([] { return false; }, std::chrono::milliseconds(20)));
 }
 
+TEST(FakeClockTest, AdvanceUntilStepsUntilTheConditionHolds) {
+  FakeClock clock;
+  EXPECT_TRUE(AdvanceUntil(clock, std::chrono::seconds(1),
+                           [&] { return clock.Elapsed() >= std::chrono::seconds(5); }));
+  EXPECT_EQ(clock.Elapsed(), std::chrono::seconds(5)) << "no step past the condition";
+}
+
 }  // namespace
 }  // namespace parallelrun::fakes
