@@ -207,9 +207,14 @@ class AdminViewTest(unittest.TestCase):
         for update in updates + [status]:
             self.check_status(update, spec, seen)
         self.assertGreater(seen["retried"], 0, "the example retries its flaky document")
-        # The flaky document's first try is in recentErrors (its lastSeen checked above).
-        self.assertEqual([e["error"].split(":")[0] for e in status.get("recentErrors", [])],
-                         ["RuntimeError"], json.dumps(status, indent=1))
+        # The flaky documents' first tries are in recentErrors (lastSeen checked above): one
+        # error per document, at the raise in the example's score.py, one mini-batch each.
+        errors = status.get("recentErrors", [])
+        self.assertEqual(len(errors), status["miniBatches"]["retried"], json.dumps(errors))
+        for e in errors:
+            self.assertRegex(e["error"], r"^RuntimeError: transient failure while reading "
+                                         r"doc-\d+-flaky\.txt$")
+            self.assertEqual((e["location"], e["count"], e["miniBatches"]), ("score.py:36", 1, 1))
         self.assertEqual(status["reason"], "Completed")
         self.assertEqual(status["output"], {"volume": "data", "path": "output",
                                             "file": "rows.txt"})
