@@ -82,13 +82,21 @@ _RUN_SIGNATURES = ("run(mini_batch) or run(mini_batch, mini_batch_context) (Azur
 
 _COLUMN_TYPES = {"string": object, "int64": "int64", "float64": "float64", "bool": "bool"}
 
+_BOOL_TEXT = {"True": True, "TRUE": True, "true": True, "False": False, "FALSE": False,
+              "false": False}  # what pandas.read_csv reads as bools
+
+
 def _cast(frame, schema, parsed):
     """The file's dtypes (`schema`) on the columns of a mini-batch's `frame` not already `parsed`
     with a given type, converted as pandas.read_csv does when it joins chunks of the file whose
-    dtypes differ (ints to floats, bools to numbers)."""
+    dtypes differ (ints to floats, bools to numbers). A mini-batch that straddles two such chunks
+    has strings there (`True` and `1`): they are converted as the chunks' values would be."""
     for column, dtype in schema.items():
         if column not in parsed and column in frame.columns and frame[column].dtype != dtype:
-            frame[column] = frame[column].astype(dtype)
+            values = frame[column]
+            if values.dtype.kind == "O" and dtype.kind in "iufb":
+                values = values.map(lambda v: _BOOL_TEXT.get(v, v) if isinstance(v, str) else v)
+            frame[column] = values.astype(dtype)
     return frame
 
 

@@ -7,7 +7,7 @@ whole file. A worker that needs a file's dtypes:
 
 1. uses what it found before (a small cache per process, by path, size, mtime and header);
 2. else reads ``<output>/.parallelrun/schemas/<key>.json``, written by the worker of the job that
-   parsed the file first (``<key>``: a hash of the path, size, mtime and header);
+   parsed the file first (``<key>``: a hash of the path, size, mtime, header and pandas' version);
 3. else takes an exclusive lock on that key (a one-byte ``lockf`` lock in
    ``schemas/lock``; such locks work between nodes on NFS), looks for the JSON again (another worker
    may have written it meanwhile), and only then parses the file, in chunks of about 8 MiB of text
@@ -127,7 +127,9 @@ class SchemaStore:
     def _shared(self, key):
         if self.dir is None:
             return self._parse(key)[0]
-        name = hashlib.sha256(json.dumps(list(key)).encode()).hexdigest()[:40]
+        # pandas' version too: another pandas (a new image, a resumed job) may infer otherwise.
+        text = json.dumps(list(key) + [self.pd.__version__])
+        name = hashlib.sha256(text.encode()).hexdigest()[:40]
         path = os.path.join(self.dir, name + ".json")
         found = self._read(path, key)
         if found is not None:
