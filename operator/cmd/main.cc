@@ -141,13 +141,13 @@ manager::ManagerOptions ManagerOptionsFor(const Options& o, const kube::RestConf
 // The servers every replica runs: the webhook (when enabled), the probes and /metrics.
 struct Servers {
   Servers(const Options& o, kube::Client& client, const manager::Manager& mgr,
-          const manager::Registry& registry)
+          const manager::Registry& registry, const reconciler::ChildrenOptions& children)
       : health("--health-probe-bind-address", o.health_probe_bind_address,
                {.healthz = [&mgr] { return mgr.Healthy(); },
                 .readyz = [&mgr] { return mgr.Ready(); }}),
         metrics("--metrics-bind-address", o.metrics_bind_address, {.metrics = &registry}) {
     if (o.webhook_bind_address != "0") {
-      webhook.emplace(o.webhook_bind_address, o.webhook_cert_dir, client);
+      webhook.emplace(o.webhook_bind_address, o.webhook_cert_dir, client, children);
     }
   }
   void AddTo(manager::Manager& mgr) {
@@ -179,9 +179,11 @@ int Run(const Options& o) {
       "job statuses while it led.");
   auto progress = status::MakeTlsProgressReader();
   status::KubeEventRecorder events(*client, rt::RealClock::Get());
+  const reconciler::ReconcilerOptions reconciler_options =
+      ReconcilerOptionsFor(o, *config, processed);
   reconciler::JobReconciler job_reconciler(
       *client, {&informers.jobs, &informers.pods, &informers.config_maps, &informers.services},
-      *progress, events, rt::RealClock::Get(), ReconcilerOptionsFor(o, *config, processed));
+      *progress, events, rt::RealClock::Get(), reconciler_options);
   MetricsObserver observer(registry);
   controller::Controller controller(
       "parallelrunjob", queue,
@@ -194,7 +196,7 @@ int Run(const Options& o) {
   RegisterJobMetrics(registry, informers.jobs);
 
   manager::Manager manager(*client, ManagerOptionsFor(o, *config));
-  Servers servers(o, *client, manager, registry);
+  Servers servers(o, *client, manager, registry, reconciler_options.children);
   servers.AddTo(manager);
   for (auto& cache : informers.runnables) manager.Add(manager::Group::kCache, &cache);
   manager.Add(manager::Group::kLeader, &job_controller);

@@ -54,7 +54,8 @@ void EndpointsRunnable::Stop() {
 }
 
 rt::Status WebhookRunnable::Start() {
-  auto served = webhook::Serve({bind_address_, cert_dir_}, webhook::KubeRightCheckers(client_));
+  auto served = webhook::Serve({bind_address_, cert_dir_}, webhook::KubeRightCheckers(client_),
+                               {webhook::KubePodJudge(client_), children_});
   if (!served.ok()) return served.status();
   server_ = std::move(*served);
   std::string host;  // where the readiness probe dials it

@@ -14,6 +14,7 @@
 #include "operator/informer/informer.h"
 #include "operator/manager/http_endpoints.h"
 #include "operator/manager/manager.h"
+#include "operator/reconciler/children.h"
 #include "runtime/base/mutex.h"
 #include "runtime/protocol/http_server.h"
 
@@ -59,8 +60,13 @@ class EndpointsRunnable : public manager::Runnable {
 // 500 ms from Start() on).
 class WebhookRunnable : public manager::Runnable {
  public:
-  WebhookRunnable(std::string bind_address, std::string cert_dir, kube::Client& client)
-      : bind_address_(std::move(bind_address)), cert_dir_(std::move(cert_dir)), client_(client) {}
+  // children: the operator's pod settings, for the pods the webhook has the API server judge.
+  WebhookRunnable(std::string bind_address, std::string cert_dir, kube::Client& client,
+                  reconciler::ChildrenOptions children)
+      : bind_address_(std::move(bind_address)),
+        cert_dir_(std::move(cert_dir)),
+        client_(client),
+        children_(std::move(children)) {}
   ~WebhookRunnable() override { Stop(); }
   std::string Name() const override { return "--webhook-bind-address " + bind_address_; }
   rt::Status Start() override;
@@ -72,6 +78,7 @@ class WebhookRunnable : public manager::Runnable {
 
   std::string bind_address_, cert_dir_;
   kube::Client& client_;
+  reconciler::ChildrenOptions children_;
   std::unique_ptr<rt::protocol::HttpServer> server_;
   std::atomic<bool> ready_{false};
   rt::Mutex mu_;

@@ -26,6 +26,12 @@ const Resource kLeases{"coordination.k8s.io", "v1", "leases", "Lease"};
 const Resource kParallelRunJobs{"parallelrun.io", "v1alpha1", "parallelrunjobs", "ParallelRunJob"};
 }  // namespace resources
 
+StatusOr<nlohmann::json> Client::CreateDryRun(const Resource& r, const std::string& ns,
+                                              const nlohmann::json&) {
+  return rt::FailedPreconditionError("POST " + r.CollectionPath(ns) +
+                                     "?dryRun=All: this client cannot dry-run");
+}
+
 bool IsGone(const Status& s) { return s.code() == StatusCode::kGone; }
 
 }  // namespace parallelrun::op::kube

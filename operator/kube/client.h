@@ -102,6 +102,11 @@ class Client {
                                         const ListOptions& options) = 0;
   virtual StatusOr<nlohmann::json> Create(const Resource& r, const std::string& ns,
                                           const nlohmann::json& object) = 0;
+  // POST ...?dryRun=All: the API server defaults, validates and admits the object as it would
+  // create it, and stores nothing; the answer is the object as it would be stored, the errors are
+  // Create's. Clients that cannot dry-run say so with kFailedPrecondition.
+  virtual StatusOr<nlohmann::json> CreateDryRun(const Resource& r, const std::string& ns,
+                                                const nlohmann::json& object);
   // PUT; subresource "" or "status". The object's metadata.resourceVersion makes it conditional.
   virtual StatusOr<nlohmann::json> Update(const Resource& r, const std::string& ns,
                                           const nlohmann::json& object,

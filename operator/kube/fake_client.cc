@@ -193,6 +193,15 @@ StatusOr<json> FakeClient::Create(const Resource& r, const std::string& ns, cons
   return ValueOf("POST", r.CollectionPath(ns), server_->Create(Ref(r), ns, object));
 }
 
+StatusOr<json> FakeClient::CreateDryRun(const Resource& r, const std::string& ns,
+                                        const json& object) {
+  PR_RETURN_IF_ERROR(Enter("create", r, ""));
+  cluster::WriteOptions options;
+  options.dry_run = true;
+  return ValueOf("POST", r.CollectionPath(ns) + "?dryRun=All",
+                 server_->Create(Ref(r), ns, object, options));
+}
+
 StatusOr<json> FakeClient::Update(const Resource& r, const std::string& ns, const json& object,
                                   const std::string& subresource) {
   PR_RETURN_IF_ERROR(Enter("update", r, subresource));

@@ -70,6 +70,8 @@ class FakeClient : public Client {
                                 const ListOptions& options) override;
   StatusOr<nlohmann::json> Create(const Resource& r, const std::string& ns,
                                   const nlohmann::json& object) override;
+  StatusOr<nlohmann::json> CreateDryRun(const Resource& r, const std::string& ns,
+                                        const nlohmann::json& object) override;
   StatusOr<nlohmann::json> Update(const Resource& r, const std::string& ns,
                                   const nlohmann::json& object,
                                   const std::string& subresource = "") override;

@@ -299,6 +299,13 @@ class HttpClient : public Client {
     return Call("POST", r.CollectionPath(ns), {}, Dump(object), "application/json");
   }
 
+  StatusOr<json> CreateDryRun(const Resource& r, const std::string& ns,
+                              const json& object) override {
+    PR_RETURN_IF_ERROR(CheckNamespace(r, ns, "POST"));
+    return Call("POST", r.CollectionPath(ns), {{"dryRun", "All"}}, Dump(object),
+                "application/json");
+  }
+
   StatusOr<json> Update(const Resource& r, const std::string& ns, const json& object,
                         const std::string& subresource) override {
     PR_RETURN_IF_ERROR(CheckNamespace(r, ns, "PUT"));

@@ -150,10 +150,7 @@ rt::StatusOr<rt::JobSpec> ParseObject(json object, const AdmissionInput& input) 
   json& metadata = object["metadata"];
   if (!metadata.is_object()) metadata = json::object();
   if (!metadata.contains("namespace")) metadata["namespace"] = input.ns;
-  if (metadata.value("name", "").empty()) {
-    // generateName: the name is made after admission; check the rest with a stand-in.
-    metadata["name"] = input.name.empty() ? metadata.value("generateName", "") + "x" : input.name;
-  }
+  if (metadata.value("name", "").empty()) metadata["name"] = JobNameOf(input);
   PR_ASSIGN_OR_RETURN(api::ParallelRunJob job, api::ParseParallelRunJob(object));
   PR_ASSIGN_OR_RETURN(rt::JobSpec spec, api::ParseSpec(job));
   if (spec.volumes.is_array()) {
@@ -208,20 +205,36 @@ std::vector<Need> FindNeeds(const rt::JobSpec& spec, const std::string& ns) {
   return out;
 }
 
-Decision Review(const AdmissionInput& input, const RightChecker& check) {
-  if (input.operation != "CREATE" && input.operation != "UPDATE") return {};
+std::string JobNameOf(const AdmissionInput& input) {
+  const json metadata =
+      input.object.is_object() ? input.object.value("metadata", json::object()) : json::object();
+  if (metadata.is_object() && !metadata.value("name", "").empty()) return metadata["name"];
+  // generateName: the name is made after admission; check the rest with a stand-in.
+  if (!input.name.empty()) return input.name;
+  return (metadata.is_object() ? metadata.value("generateName", "") : "") + "x";
+}
+
+rt::StatusOr<std::optional<rt::JobSpec>> SpecToJudge(const AdmissionInput& input) {
+  if (input.operation != "CREATE" && input.operation != "UPDATE") return std::nullopt;
   const bool update =
       input.operation == "UPDATE" && input.old_object.is_object() && input.object.is_object();
   // Metadata-only writes (the operator's finalizer, labels) never need more than they had.
   if (update && input.old_object.value("spec", json()) == input.object.value("spec", json())) {
-    return {};
+    return std::nullopt;
   }
-  auto spec = ParseObject(input.object, input);
-  if (!spec.ok()) return Deny(422, "Invalid", spec.status().message());
-  if (update && OnlyRunControlsChanged(input.old_object, input.object)) return {};
+  PR_ASSIGN_OR_RETURN(rt::JobSpec spec, ParseObject(input.object, input));
+  if (update && OnlyRunControlsChanged(input.old_object, input.object)) return std::nullopt;
+  return std::optional<rt::JobSpec>(std::move(spec));
+}
+
+Decision Review(const AdmissionInput& input, const RightChecker& check) {
+  auto judged = SpecToJudge(input);
+  if (!judged.ok()) return Deny(422, "Invalid", judged.status().message());
+  if (!judged->has_value()) return {};
+  const rt::JobSpec& spec = **judged;
   std::map<Right, rt::StatusOr<bool>> answers;
   std::vector<std::string> refusals;
-  for (const Need& need : FindNeeds(*spec, input.ns)) {
+  for (const Need& need : FindNeeds(spec, input.ns)) {
     for (const Right& right : need.rights) {
       auto it = answers.find(right);
       if (it == answers.end()) it = answers.emplace(right, check(right)).first;

@@ -27,6 +27,7 @@
 
 #include <functional>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -77,5 +78,13 @@ struct Decision {
 };
 
 Decision Review(const AdmissionInput& input, const RightChecker& check);
+
+// The spec a review judges; nullopt when there is nothing to judge (not a CREATE or UPDATE, an
+// UPDATE of metadata or run controls only); InvalidArgument naming the field when the spec is not
+// valid for the job-spec model.
+rt::StatusOr<std::optional<rt::JobSpec>> SpecToJudge(const AdmissionInput& input);
+
+// The name the job has or will have (a stand-in "<generateName>x" before the server makes one).
+std::string JobNameOf(const AdmissionInput& input);
 
 }  // namespace parallelrun::op::webhook

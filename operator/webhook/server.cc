@@ -43,7 +43,8 @@ std::string OpenSslError() {
 
 }  // namespace
 
-rt::StatusOr<json> HandleAdmissionReview(const json& review, const CheckerFactory& checkers) {
+rt::StatusOr<json> HandleAdmissionReview(const json& review, const CheckerFactory& checkers,
+                                         const PodReview& pods) {
   const json* request =
       review.is_object() && review.contains("request") ? &review["request"] : nullptr;
   if (request == nullptr || !request->is_object() || !request->contains("uid") ||
@@ -58,7 +59,8 @@ rt::StatusOr<json> HandleAdmissionReview(const json& review, const CheckerFactor
   input.username = user.username;
   input.object = request->value("object", json());
   input.old_object = request->value("oldObject", json());
-  const Decision decision = Review(input, checkers(user));
+  Decision decision = Review(input, checkers(user));
+  if (decision.allowed) decision = ReviewPods(input, pods);
   json response = {{"uid", (*request)["uid"]}, {"allowed", decision.allowed}};
   if (!decision.allowed) {
     response["status"] = {
@@ -93,7 +95,8 @@ CheckerFactory KubeRightCheckers(kube::Client& client) {
 }
 
 rt::StatusOr<std::unique_ptr<rt::protocol::HttpServer>> Serve(const ServeOptions& options,
-                                                              CheckerFactory checkers) {
+                                                              CheckerFactory checkers,
+                                                              PodReview pods) {
   PR_ASSIGN_OR_RETURN(auto bind, manager::ParseBindAddress(options.bind_address));
   if (!bind) return rt::InvalidArgumentError("the webhook needs a bind address, got \"0\"");
   rt::protocol::HttpServerOptions http;
@@ -101,13 +104,14 @@ rt::StatusOr<std::unique_ptr<rt::protocol::HttpServer>> Serve(const ServeOptions
   http.port = bind->port;
   http.tls_cert_file = options.cert_dir + "/tls.crt";
   http.tls_key_file = options.cert_dir + "/tls.key";
-  auto handler = [checkers = std::move(checkers)](const rt::protocol::HttpRequest& request) {
+  auto handler = [checkers = std::move(checkers),
+                  pods = std::move(pods)](const rt::protocol::HttpRequest& request) {
     rt::protocol::HttpResponse response;
     if (request.method == "GET" && request.path == "/healthz") return response;
     if (request.method != "POST" || request.path != kValidatePath) {
       return rt::protocol::HttpResponse{404, {{"reason", "no such path: " + request.path}}};
     }
-    auto reply = HandleAdmissionReview(request.body, checkers);
+    auto reply = HandleAdmissionReview(request.body, checkers, pods);
     if (!reply.ok()) return rt::protocol::HttpResponse{400, {{"reason", reply.status().message()}}};
     response.body = std::move(*reply);
     return response;

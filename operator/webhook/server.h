@@ -6,7 +6,8 @@
 //
 // Rights are asked with LocalSubjectAccessReviews in the job's namespace (the namespaced
 // SubjectAccessReview: the chart can grant it by a Role in watchNamespace), as the
-// AdmissionReview's userInfo (username, uid, groups, extra).
+// AdmissionReview's userInfo (username, uid, groups, extra). The job's pods are judged with a
+// dry-run pod create as the operator (pods.h).
 //
 // Guarantees: a review that cannot be read gets HTTP 400 (the API server then applies the
 // configuration's failurePolicy, Fail in the chart); every readable review gets HTTP 200 with
@@ -21,6 +22,7 @@
 #include <vector>
 
 #include "operator/kube/client.h"
+#include "operator/webhook/pods.h"
 #include "operator/webhook/policy.h"
 #include "runtime/base/status.h"
 #include "runtime/protocol/http_server.h"
@@ -41,9 +43,11 @@ struct UserInfo {
 using CheckerFactory = std::function<RightChecker(const UserInfo& user)>;
 
 // One AdmissionReview v1 (the parsed request body) → the reply body; InvalidArgument when the
-// review has no request.uid.
+// review has no request.uid. The policy (rights, spec) first, then, when it allows, the job's pods
+// judged by the API server (pods.h).
 rt::StatusOr<nlohmann::json> HandleAdmissionReview(const nlohmann::json& review,
-                                                   const CheckerFactory& checkers);
+                                                   const CheckerFactory& checkers,
+                                                   const PodReview& pods);
 
 // Checkers that ask the API server with LocalSubjectAccessReviews through `client` (which must
 // outlive them).
@@ -56,7 +60,8 @@ struct ServeOptions {
 
 // Starts the HTTPS server; errors name the flag's value or the certificate file.
 rt::StatusOr<std::unique_ptr<rt::protocol::HttpServer>> Serve(const ServeOptions& options,
-                                                              CheckerFactory checkers);
+                                                              CheckerFactory checkers,
+                                                              PodReview pods);
 
 // One HTTPS GET /healthz to host:port (our own server: the certificate is not checked, it names
 // the Service); Ok when it answers 200 within `timeout_ms`. host "" or "0.0.0.0" is 127.0.0.1.

@@ -36,10 +36,16 @@ json Review(const json& spec_extra) {
             {"object", job}}}};
 }
 
+// Every pod passes (the pods' own review is pods_test.cc's).
+PodReview PassingPods() {
+  return {[](const std::string&, const json&) { return rt::Status::Ok(); }, {}};
+}
+
 TEST(HandleAdmissionReviewTest, AllowsAPlainJobAndEchoesTheUid) {
-  auto reply = HandleAdmissionReview(Review(json::object()), [](const UserInfo&) {
-    return [](const Right&) -> rt::StatusOr<bool> { return false; };
-  });
+  auto reply = HandleAdmissionReview(
+      Review(json::object()),
+      [](const UserInfo&) { return [](const Right&) -> rt::StatusOr<bool> { return false; }; },
+      PassingPods());
   ASSERT_TRUE(reply.ok()) << reply.status().ToString();
   EXPECT_EQ((*reply)["apiVersion"], "admission.k8s.io/v1");
   EXPECT_EQ((*reply)["kind"], "AdmissionReview");
@@ -50,10 +56,12 @@ TEST(HandleAdmissionReviewTest, AllowsAPlainJobAndEchoesTheUid) {
 TEST(HandleAdmissionReviewTest, DeniesWithStatusAndAsksAsTheRequestingUser) {
   UserInfo seen;
   auto reply = HandleAdmissionReview(
-      Review({{"serviceAccountName", "deployer"}}), [&seen](const UserInfo& user) {
+      Review({{"serviceAccountName", "deployer"}}),
+      [&seen](const UserInfo& user) {
         seen = user;
         return [](const Right&) -> rt::StatusOr<bool> { return false; };
-      });
+      },
+      PassingPods());
   ASSERT_TRUE(reply.ok());
   const json& response = (*reply)["response"];
   EXPECT_EQ(response["allowed"], false);
@@ -68,9 +76,10 @@ TEST(HandleAdmissionReviewTest, DeniesWithStatusAndAsksAsTheRequestingUser) {
 }
 
 TEST(HandleAdmissionReviewTest, NotAReviewIsAnError) {
-  auto reply = HandleAdmissionReview(json{{"kind", "Pod"}}, [](const UserInfo&) {
-    return [](const Right&) -> rt::StatusOr<bool> { return true; };
-  });
+  auto reply = HandleAdmissionReview(
+      json{{"kind", "Pod"}},
+      [](const UserInfo&) { return [](const Right&) -> rt::StatusOr<bool> { return true; }; },
+      PassingPods());
   EXPECT_FALSE(reply.ok());
 }
 
@@ -81,9 +90,10 @@ TEST(ServeTest, AnswersTheProbeOverTls) {
   ASSERT_TRUE(creds.ok());
   std::ofstream(dir + "/tls.crt") << creds->tls_crt;
   std::ofstream(dir + "/tls.key") << creds->tls_key;
-  auto server = Serve({"127.0.0.1:0", dir}, [](const UserInfo&) {
-    return [](const Right&) -> rt::StatusOr<bool> { return true; };
-  });
+  auto server = Serve(
+      {"127.0.0.1:0", dir},
+      [](const UserInfo&) { return [](const Right&) -> rt::StatusOr<bool> { return true; }; },
+      PassingPods());
   ASSERT_TRUE(server.ok()) << server.status().ToString();
   EXPECT_TRUE(Probe("127.0.0.1", (*server)->port()).ok());
   (*server)->Stop();
@@ -91,7 +101,7 @@ TEST(ServeTest, AnswersTheProbeOverTls) {
 }
 
 TEST(ServeTest, MissingCertificateIsAnErrorNamingTheFile) {
-  auto server = Serve({"127.0.0.1:0", "/nonexistent"}, nullptr);
+  auto server = Serve({"127.0.0.1:0", "/nonexistent"}, nullptr, PassingPods());
   ASSERT_FALSE(server.ok());
   EXPECT_THAT(server.status().message(), HasSubstr("/nonexistent/tls.crt"));
 }

@@ -172,6 +172,165 @@ void DefaultPodSpec(Json& spec, bool pod) {
   }
 }
 
+namespace {
+
+// kube-apiserver's ValidateEnv (pkg/apis/core/validation): the name, one of value/valueFrom,
+// exactly one valueFrom source. Env names' character rules are not emulated.
+void ValidateEnv(const Json& env, const std::string& path, std::vector<FieldError>* errors) {
+  if (!env.is_array()) return;
+  for (size_t i = 0; i < env.size(); ++i) {
+    const Json& var = env[i];
+    const std::string p = path + "[" + std::to_string(i) + "]";
+    if (!var.is_object() || var.value("name", "").empty()) {
+      errors->push_back({"FieldValueRequired", p + ".name", "Required value"});
+    }
+    if (!var.is_object() || !var.contains("valueFrom") || var["valueFrom"].is_null()) continue;
+    int sources = 0;
+    for (const char* src : {"fieldRef", "resourceFieldRef", "configMapKeyRef", "secretKeyRef"}) {
+      if (var["valueFrom"].is_object() && var["valueFrom"].contains(src)) ++sources;
+    }
+    const std::string vp = p + ".valueFrom";
+    if (sources == 0) {
+      errors->push_back({"FieldValueInvalid", vp,
+                         "Invalid value: \"\": must specify one of: `fieldRef`, "
+                         "`resourceFieldRef`, `configMapKeyRef` or `secretKeyRef`"});
+    } else if (!var.value("value", "").empty()) {
+      errors->push_back({"FieldValueInvalid", vp,
+                         "Invalid value: \"\": may not be specified when `value` is not empty"});
+    } else if (sources > 1) {
+      errors->push_back({"FieldValueInvalid", vp,
+                         "Invalid value: \"\": may not have more than one field specified at a "
+                         "time"});
+    }
+  }
+}
+
+// The volume sources in the order kube-apiserver's validateVolumeSource looks at them: the second
+// one found is the one it names.
+const char* const kVolumeSources[] = {"emptyDir",
+                                      "hostPath",
+                                      "gitRepo",
+                                      "gcePersistentDisk",
+                                      "awsElasticBlockStore",
+                                      "secret",
+                                      "nfs",
+                                      "iscsi",
+                                      "glusterfs",
+                                      "flocker",
+                                      "persistentVolumeClaim",
+                                      "rbd",
+                                      "quobyte",
+                                      "cinder",
+                                      "cephfs",
+                                      "downwardAPI",
+                                      "fc",
+                                      "flexVolume",
+                                      "configMap",
+                                      "azureFile",
+                                      "vsphereVolume",
+                                      "photonPersistentDisk",
+                                      "portworxVolume",
+                                      "azureDisk",
+                                      "storageos",
+                                      "projected",
+                                      "scaleIO",
+                                      "csi",
+                                      "ephemeral",
+                                      "image"};
+
+// kube-apiserver's ValidateVolumes: exactly one source, a DNS-label name used once.
+void ValidateVolumes(const Json& volumes, const std::string& path,
+                     std::vector<FieldError>* errors) {
+  if (!volumes.is_array()) return;
+  std::set<std::string> names;
+  for (size_t i = 0; i < volumes.size(); ++i) {
+    const Json& v = volumes[i].is_object() ? volumes[i] : Json::object();
+    const std::string p = path + "[" + std::to_string(i) + "]";
+    std::vector<FieldError> el;
+    int sources = 0;
+    for (const char* src : kVolumeSources) {
+      if (!v.contains(src) || v[src].is_null()) continue;
+      if (sources++ > 0) {
+        el.push_back({"FieldValueForbidden", p + "." + src,
+                      "Forbidden: may not specify more than 1 volume type"});
+      }
+    }
+    if (sources == 0) {
+      el.push_back({"FieldValueRequired", p, "Required value: must specify a volume type"});
+    }
+    const std::string name = v.value("name", "");
+    if (name.empty()) {
+      el.push_back({"FieldValueRequired", p + ".name", "Required value"});
+    } else if (!IsDns1123Label(name)) {
+      el.push_back({"FieldValueInvalid", p + ".name",
+                    "Invalid value: \"" + name +
+                        "\": a lowercase RFC 1123 label must consist of lower case alphanumeric "
+                        "characters or '-', and must start and end with an alphanumeric "
+                        "character (e.g. 'my-name',  or '123-abc', regex used for validation is "
+                        "'[a-z0-9]([-a-z0-9]*[a-z0-9])?')"});
+    }
+    if (!name.empty() && names.count(name)) {
+      el.push_back({"FieldValueDuplicate", p + ".name", "Duplicate value: \"" + name + "\""});
+    }
+    if (el.empty()) names.insert(name);
+    errors->insert(errors->end(), el.begin(), el.end());
+  }
+}
+
+// Go's %#v of a core.Toleration, as field.Invalid prints a struct value.
+std::string GoToleration(const Json& t) {
+  std::string seconds = "(*int64)(nil)";
+  if (t.contains("tolerationSeconds") && t["tolerationSeconds"].is_number_integer()) {
+    seconds = "(*int64)(0xc000000000)";  // kube-apiserver prints the pointer's address here
+  }
+  return "core.Toleration{Key:\"" + t.value("key", "") + "\", Operator:\"" +
+         t.value("operator", "") + "\", Value:\"" + t.value("value", "") + "\", Effect:\"" +
+         t.value("effect", "") + "\", TolerationSeconds:" + seconds + "}";
+}
+
+// kube-apiserver's validateTolerations: operator and effect values, Exists without a value,
+// an empty key only with Exists, tolerationSeconds only with NoExecute.
+void ValidateTolerations(const Json& tolerations, const std::string& path,
+                         std::vector<FieldError>* errors) {
+  if (!tolerations.is_array()) return;
+  for (size_t i = 0; i < tolerations.size(); ++i) {
+    const Json& t = tolerations[i].is_object() ? tolerations[i] : Json::object();
+    const std::string p = path + "[" + std::to_string(i) + "]";
+    const std::string op = t.value("operator", "");
+    const std::string effect = t.value("effect", "");
+    if (t.value("key", "").empty() && op != "Exists") {
+      errors->push_back({"FieldValueInvalid", p + ".operator",
+                         "Invalid value: \"" + op +
+                             "\": operator must be Exists when `key` is empty, which means "
+                             "\"match all values and all keys\""});
+    }
+    if (t.contains("tolerationSeconds") && !t["tolerationSeconds"].is_null() &&
+        effect != "NoExecute") {
+      errors->push_back({"FieldValueInvalid", p + ".effect",
+                         "Invalid value: \"" + effect +
+                             "\": effect must be 'NoExecute' when `tolerationSeconds` is set"});
+    }
+    if (op == "Exists" && !t.value("value", "").empty()) {
+      errors->push_back({"FieldValueInvalid", p + ".operator",
+                         "Invalid value: " + GoToleration(t) +
+                             ": value must be empty when `operator` is 'Exists'"});
+    } else if (op != "Exists" && op != "Equal" && !op.empty()) {
+      errors->push_back(
+          {"FieldValueNotSupported", p + ".operator",
+           "Unsupported value: \"" + op + "\": supported values: \"Equal\", \"Exists\""});
+    }
+    if (!effect.empty() && effect != "NoSchedule" && effect != "PreferNoSchedule" &&
+        effect != "NoExecute") {
+      errors->push_back({"FieldValueNotSupported", p + ".effect",
+                         "Unsupported value: \"" + effect +
+                             "\": supported values: \"NoSchedule\", \"PreferNoSchedule\", "
+                             "\"NoExecute\""});
+    }
+  }
+}
+
+}  // namespace
+
 std::vector<FieldError> ValidatePodSpec(const Json& spec, const std::string& path) {
   std::vector<FieldError> errors;
   if (!spec.is_object()) {
@@ -203,12 +362,17 @@ std::vector<FieldError> ValidatePodSpec(const Json& spec, const std::string& pat
     if (c.value("image", "").empty()) {
       errors.push_back({"FieldValueRequired", p + ".image", "Required value"});
     }
+    if (c.contains("env")) ValidateEnv(c["env"], p + ".env", &errors);
   }
   std::string rp = spec.value("restartPolicy", "Always");
   if (rp != "Always" && rp != "OnFailure" && rp != "Never") {
     errors.push_back({"FieldValueNotSupported", path + ".restartPolicy",
                       "Unsupported value: \"" + rp +
                           "\": supported values: \"Always\", \"OnFailure\", \"Never\""});
+  }
+  if (spec.contains("volumes")) ValidateVolumes(spec["volumes"], path + ".volumes", &errors);
+  if (spec.contains("tolerations")) {
+    ValidateTolerations(spec["tolerations"], path + ".tolerations", &errors);
   }
   return errors;
 }
