@@ -260,3 +260,95 @@ TEST_F(ApiServerTest, BackgroundDeletionCollectsDependents) {
 
 }  // namespace
 }  // namespace parallelrun::rt::cluster
+
+namespace parallelrun::rt::cluster {
+namespace {
+
+const ResourceRef kPods{"", "pods"};
+
+class PodRulesTest : public ApiServerTest {
+ protected:
+  // The message of creating a pod with `spec_extra` and `container_extra` (Invalid expected).
+  std::string Refusal(const Json& spec_extra, const Json& container_extra = Json::object()) {
+    Json container = {{"name", "c"}, {"image", "busybox"}};
+    container.update(container_extra);
+    Json pod = {{"metadata", {{"name", "p"}}}, {"spec", {{"containers", {container}}}}};
+    pod["spec"].update(spec_extra);
+    ApiResult r = api_->Create(kPods, "default", pod);
+    if (r.ok()) return "created";
+    EXPECT_EQ(r.error().code, 422);
+    return r.error().message;
+  }
+};
+
+TEST_F(PodRulesTest, EnvEntriesNeedANameAndOneSource) {
+  EXPECT_EQ(Refusal({}, {{"env", {{{"value", "1"}}}}}),
+            "Pod \"p\" is invalid: spec.containers[0].env[0].name: Required value");
+  EXPECT_EQ(Refusal({}, {{"env",
+                          {{{"name", "A"},
+                            {"value", "1"},
+                            {"valueFrom", {{"fieldRef", {{"fieldPath", "x"}}}}}}}}}),
+            "Pod \"p\" is invalid: spec.containers[0].env[0].valueFrom: Invalid value: \"\": may "
+            "not be specified when `value` is not empty");
+  EXPECT_EQ(Refusal({}, {{"env", {{{"name", "A"}, {"valueFrom", Json::object()}}}}}),
+            "Pod \"p\" is invalid: spec.containers[0].env[0].valueFrom: Invalid value: \"\": must "
+            "specify one of: `fieldRef`, `resourceFieldRef`, `configMapKeyRef` or `secretKeyRef`");
+  EXPECT_EQ(Refusal({}, {{"env",
+                          {{{"name", "A"},
+                            {"valueFrom",
+                             {{"fieldRef", {{"fieldPath", "x"}}},
+                              {"secretKeyRef", {{"name", "s"}, {"key", "k"}}}}}}}}}),
+            "Pod \"p\" is invalid: spec.containers[0].env[0].valueFrom: Invalid value: \"\": may "
+            "not have more than one field specified at a time");
+  EXPECT_EQ(Refusal({}, {{"env", {{{"name", "A"}, {"value", "1"}}}}}), "created");
+}
+
+TEST_F(PodRulesTest, VolumesNeedOneSourceAndAUniqueName) {
+  EXPECT_EQ(Refusal({{"volumes",
+                      {{{"name", "v"},
+                        {"emptyDir", Json::object()},
+                        {"persistentVolumeClaim", {{"claimName", "c"}}}}}}}),
+            "Pod \"p\" is invalid: spec.volumes[0].persistentVolumeClaim: Forbidden: may not "
+            "specify more than 1 volume type");
+  EXPECT_EQ(Refusal({{"volumes", {{{"name", "v"}}}}}),
+            "Pod \"p\" is invalid: spec.volumes[0]: Required value: must specify a volume type");
+  EXPECT_EQ(Refusal({{"volumes", {{{"emptyDir", Json::object()}}}}}),
+            "Pod \"p\" is invalid: spec.volumes[0].name: Required value");
+  EXPECT_EQ(Refusal({{"volumes",
+                      {{{"name", "v"}, {"emptyDir", Json::object()}},
+                       {{"name", "v"}, {"emptyDir", Json::object()}}}}}),
+            "Pod \"p\" is invalid: spec.volumes[1].name: Duplicate value: \"v\"");
+}
+
+TEST_F(PodRulesTest, TolerationsNeedAKnownOperatorAndEffect) {
+  EXPECT_EQ(Refusal({{"tolerations", {{{"key", "k"}, {"operator", "In"}}}}}),
+            "Pod \"p\" is invalid: spec.tolerations[0].operator: Unsupported value: \"In\": "
+            "supported values: \"Equal\", \"Exists\"");
+  EXPECT_EQ(Refusal({{"tolerations", {{{"key", "k"}, {"operator", "Exists"}, {"value", "v"}}}}}),
+            "Pod \"p\" is invalid: spec.tolerations[0].operator: Invalid value: "
+            "core.Toleration{Key:\"k\", Operator:\"Exists\", Value:\"v\", Effect:\"\", "
+            "TolerationSeconds:(*int64)(nil)}: value must be empty when `operator` is 'Exists'");
+  EXPECT_EQ(Refusal({{"tolerations", {{{"key", "k"}, {"effect", "NoRun"}}}}}),
+            "Pod \"p\" is invalid: spec.tolerations[0].effect: Unsupported value: \"NoRun\": "
+            "supported values: \"NoSchedule\", \"PreferNoSchedule\", \"NoExecute\"");
+  EXPECT_EQ(Refusal({{"tolerations", {{{"key", "k"}, {"value", "v"}, {"effect", "NoSchedule"}}}}}),
+            "created");
+}
+
+TEST_F(PodRulesTest, DryRunValidatesAndStoresNothing) {
+  Json pod = {{"metadata", {{"name", "p"}}},
+              {"spec", {{"containers", {{{"name", "c"}, {"image", "busybox"}}}}}}};
+  WriteOptions dry;
+  dry.dry_run = true;
+  ApiResult r = api_->Create(kPods, "default", pod, dry);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r.value()["spec"]["restartPolicy"], "Always");  // defaulted as if created
+  EXPECT_FALSE(api_->Get(kPods, "default", "p").ok());
+  pod["spec"]["containers"][0]["env"] = {{{"nam", "X"}}};
+  ApiResult bad = api_->Create(kPods, "default", pod, dry);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().code, 422);
+}
+
+}  // namespace
+}  // namespace parallelrun::rt::cluster

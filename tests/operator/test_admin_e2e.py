@@ -4,7 +4,7 @@ real kubectl, the chart installed by the real helm (ChartOperatorCluster):
 - `kubectl explain` describes every spec and status field (no `<no description>`, no developer
   notes), whatever fields the CRD has;
 - a semantically invalid job is refused by `kubectl apply` (and `--dry-run=server`) naming the
-  field;
+  field, and so is a job whose pods the API server would refuse (`env: [{nam: X}]`);
 - a job with a retried mini-batch, watched with `kubectl get prj -w -o json`: its numbers add up
   at every status update; each event once; REASON and, with -o wide, MESSAGE columns;
 - /metrics has exactly the documented metrics (docs/operations.md's table: names and types),
@@ -148,6 +148,21 @@ class AdminViewTest(unittest.TestCase):
             self.assertIn("spec.arguments[1]", out.stderr)
             self.assertIn("lexicn", out.stderr)
         self.assertIsNone(self.job("typo-ref"))
+
+    def test_job_whose_pods_the_api_server_refuses_is_refused_by_apply(self):
+        """The pod fields a job passes through are judged at apply by the API server (a dry-run
+        pod create from the webhook): `env: [{nam: X}]` is refused naming the job's field."""
+        manifest = cluster_manifest("bad-env", "/tmp", score_files_source())
+        manifest["metadata"]["namespace"] = NS
+        manifest["spec"]["env"] = [{"nam": "X"}]
+        out = self.k("apply", "-f", "-", input=json.dumps(manifest), check=False)
+        self.assertNotEqual(out.returncode, 0, out.stdout)
+        self.assertIn("denied the request", out.stderr)
+        self.assertIn("spec.env[0].name: Required value", out.stderr)
+        self.assertNotIn("containers", out.stderr)
+        self.assertIsNone(self.job("bad-env"))
+        pods = self.k("get", "pods", "-n", NS, "-l", "parallelrun.io/job=bad-env", "-o", "name")
+        self.assertEqual(pods.stdout.strip(), "")
 
     def check_status(self, status, spec, seen):
         """The rules of docs/operations.md "Reading a job's status", at one status update."""
