@@ -75,7 +75,7 @@ TEST_F(ReviewPodsTest, ATolerationWithABadOperatorIsDeniedNamingTheJobsField) {
 }
 
 TEST_F(ReviewPodsTest, AVolumeWithTwoSourcesIsDeniedNamingTheJobsVolume) {
-  json volumes = Job({})["spec"]["volumes"];
+  json volumes = Job(json::object())["spec"]["volumes"];
   volumes.push_back(
       {{"name", "scratch"}, {"emptyDir", json::object()}, {"hostPath", {{"path", "/tmp"}}}});
   const Decision d = ReviewPods(Create({{"volumes", volumes}}), pods_);
@@ -99,7 +99,7 @@ TEST_F(ReviewPodsTest, SeveralCausesAreAllNamed) {
 TEST_F(ReviewPodsTest, AnUnreachableApiServerDeniesSayingTheCheckFailed) {
   client_.InjectError("create", "pods",
                       rt::UnavailableError("POST /api/v1/...: connection refused"));
-  const Decision d = ReviewPods(Create({}), pods_);
+  const Decision d = ReviewPods(Create(json::object()), pods_);
   EXPECT_FALSE(d.allowed);
   EXPECT_EQ(d.code, 500);
   EXPECT_EQ(d.reason, "InternalError");
@@ -112,7 +112,7 @@ TEST_F(ReviewPodsTest, AForbiddenPodIsDeniedWithTheApiServersReason) {
       "create", "pods",
       rt::PermissionDeniedError("POST /api/v1/namespaces/team-a/pods: 403 Forbidden: pods \"x\" is "
                                 "forbidden: violates PodSecurity \"restricted:latest\""));
-  const Decision d = ReviewPods(Create({}), pods_);
+  const Decision d = ReviewPods(Create(json::object()), pods_);
   EXPECT_FALSE(d.allowed);
   EXPECT_EQ(d.code, 403);
   EXPECT_EQ(d.message,
@@ -123,9 +123,9 @@ TEST_F(ReviewPodsTest, AForbiddenPodIsDeniedWithTheApiServersReason) {
 TEST_F(ReviewPodsTest, UpdatesOfRunControlsOnlyAndDeletesAreNotJudged) {
   AdmissionInput update = Create({{"suspend", true}});
   update.operation = "UPDATE";
-  update.old_object = Job({});
+  update.old_object = Job(json::object());
   EXPECT_TRUE(ReviewPods(update, pods_).allowed);
-  AdmissionInput del = Create({});
+  AdmissionInput del = Create(json::object());
   del.operation = "DELETE";
   EXPECT_TRUE(ReviewPods(del, pods_).allowed);
   EXPECT_EQ(client_.CallCount("create", "pods"), 0);

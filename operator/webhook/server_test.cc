@@ -38,7 +38,8 @@ json Review(const json& spec_extra) {
 
 // Every pod passes (the pods' own review is pods_test.cc's).
 PodReview PassingPods() {
-  return {[](const std::string&, const json&) { return rt::Status::Ok(); }, {}};
+  return {[](const std::string&, const json&) { return rt::Status::Ok(); },
+          {.default_image = "parallelrun:0.1.0"}};
 }
 
 TEST(HandleAdmissionReviewTest, AllowsAPlainJobAndEchoesTheUid) {

@@ -271,9 +271,9 @@ class PodRulesTest : public ApiServerTest {
   // The message of creating a pod with `spec_extra` and `container_extra` (Invalid expected).
   std::string Refusal(const Json& spec_extra, const Json& container_extra = Json::object()) {
     Json container = {{"name", "c"}, {"image", "busybox"}};
-    container.update(container_extra);
+    if (container_extra.is_object()) container.update(container_extra);
     Json pod = {{"metadata", {{"name", "p"}}}, {"spec", {{"containers", {container}}}}};
-    pod["spec"].update(spec_extra);
+    if (spec_extra.is_object()) pod["spec"].update(spec_extra);
     ApiResult r = api_->Create(kPods, "default", pod);
     if (r.ok()) return "created";
     EXPECT_EQ(r.error().code, 422);
