@@ -9,6 +9,7 @@
 #include "runtime/protocol/http_server.h"
 
 #include <openssl/crypto.h>
+#include <poll.h>
 #include <strings.h>
 #include <sys/resource.h>
 
@@ -265,6 +266,7 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     if (ec && IsParseError(ec)) return Reject(400, "malformed request body: " + ec.message());
     if (ec) return Abort();
+    if (PeerGone()) return Abort();
     auto& message = parser_->get();
     HttpRequest req;
     req.method = std::string(message.method_string());
@@ -280,6 +282,14 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     if (response.status == 200) response = Dispatch(state_->handler, req);
     Write(response, message.keep_alive() && !state_->Stopping(), false);
+  }
+
+  // The client shut its side after sending the request: it gave up waiting (its timeout passed
+  // while this process was stopped or slow) and nobody will read the answer. Not served: a lease
+  // granted into a closed connection would wait out its whole lease; the client asks again.
+  bool PeerGone() {
+    pollfd p{Tcp().socket().native_handle(), POLLRDHUP, 0};
+    return ::poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
   }
 
   // An error found before the body was read: the reply, then the connection ends.
