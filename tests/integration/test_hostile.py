@@ -280,7 +280,7 @@ class HostileTest(JobTestCase):
         cluster.start_agent("127.0.0.1")
         path = os.path.join(self.job.logs, "sys", "job_report", "processed_mini-batches.csv")
         wait_for("4 mini-batches done", lambda: os.path.exists(path)
-                 and len(open(path).readlines()) > 4, 120)
+                 and len(read_text(path).splitlines()) > 4, 120)
         cluster.coordinator.send_signal(signal.SIGSTOP)
         try:
             time.sleep(36)  # the freeze itself is what is tested: no condition to wait on
