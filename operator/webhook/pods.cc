@@ -136,6 +136,12 @@ json DryRunForm(json pod) {
   return pod;
 }
 
+// A ResourceQuota that is full now: the pods are valid, the operator creates them once it frees.
+bool ExceedsQuotaOnly(const rt::Status& error) {
+  return error.code() == rt::StatusCode::kPermissionDenied &&
+         error.message().find("exceeded quota: ") != std::string::npos;
+}
+
 Decision Deny(int code, std::string reason, std::string message) {
   return {false, code, std::move(reason), std::move(message)};
 }
@@ -197,7 +203,8 @@ Decision ReviewPods(const AdmissionInput& input, const PodReview& pods) {
   if (!built.ok()) return Deny(422, "Invalid", built.status().message());
   for (const BuiltPod& pod : *built) {
     const rt::Status answer = pods.judge(input.ns, DryRunForm(pod.pod));
-    if (!answer.ok()) return Refusal(pod, spec, answer);
+    if (answer.ok() || ExceedsQuotaOnly(answer)) continue;
+    return Refusal(pod, spec, answer);
   }
   return {};
 }

@@ -20,8 +20,9 @@
 //   containers[*].resources of a worker → spec.resources, metadata.annotations →
 //   spec.podAnnotations. A path that maps to no job field (the operator's own part of the pod) is
 //   kept and said to be the <role> pod's.
-// - 403 Forbidden (Pod Security admission, a missing ServiceAccount, a quota) → deny 403 with the
-//   API server's message, saying which pod.
+// - 403 Forbidden (Pod Security admission, a missing ServiceAccount) → deny 403 with the API
+//   server's message, saying which pod. Except a full ResourceQuota ("exceeded quota: "): the
+//   pods are valid and the operator creates them when the quota frees, so the job is allowed.
 // - Anything else (API server unreachable, 5xx, timeouts, no rights to dry-run) → deny 500
 //   "could not check the job's pods with the API server: ...": never allow unchecked (the chart's
 //   failurePolicy is Fail for the same reason), never deny for the wrong reason. The user retries.

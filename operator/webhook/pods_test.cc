@@ -120,6 +120,16 @@ TEST_F(ReviewPodsTest, AForbiddenPodIsDeniedWithTheApiServersReason) {
             "PodSecurity \"restricted:latest\"");
 }
 
+TEST_F(ReviewPodsTest, AFullQuotaDoesNotRefuseTheJob) {
+  client_.InjectError("create", "pods",
+                      rt::PermissionDeniedError(
+                          "POST /api/v1/namespaces/team-a/pods: 403 Forbidden: pods \"x\" is "
+                          "forbidden: exceeded quota: q, requested: pods=1, used: pods=2, limited: "
+                          "pods=2"),
+                      2);
+  EXPECT_TRUE(ReviewPods(Create(json::object()), pods_).allowed);
+}
+
 TEST_F(ReviewPodsTest, UpdatesOfRunControlsOnlyAndDeletesAreNotJudged) {
   AdmissionInput update = Create({{"suspend", true}});
   update.operation = "UPDATE";
