@@ -215,17 +215,16 @@ std::string JobNameOf(const AdmissionInput& input) {
 }
 
 rt::StatusOr<std::optional<rt::JobSpec>> SpecToJudge(const AdmissionInput& input) {
-  if (input.operation != "CREATE" && input.operation != "UPDATE")
-    return std::optional<rt::JobSpec>();
+  const std::optional<rt::JobSpec> nothing;
+  if (input.operation != "CREATE" && input.operation != "UPDATE") return nothing;
   const bool update =
       input.operation == "UPDATE" && input.old_object.is_object() && input.object.is_object();
   // Metadata-only writes (the operator's finalizer, labels) never need more than they had.
   if (update && input.old_object.value("spec", json()) == input.object.value("spec", json())) {
-    return std::optional<rt::JobSpec>();
+    return nothing;
   }
   PR_ASSIGN_OR_RETURN(rt::JobSpec spec, ParseObject(input.object, input));
-  if (update && OnlyRunControlsChanged(input.old_object, input.object))
-    return std::optional<rt::JobSpec>();
+  if (update && OnlyRunControlsChanged(input.old_object, input.object)) return nothing;
   return std::optional<rt::JobSpec>(std::move(spec));
 }
 
