@@ -254,9 +254,11 @@ controller::Result JobReconciler::Finalize(Pass& pass) {
   return {};
 }
 
-Status JobReconciler::WriteStatus(Pass& pass) {
+Status JobReconciler::WriteStatus(Pass& pass, bool* written) {
+  if (written != nullptr) *written = false;
   SetReason(pass.status);
   if (pass.status == pass.job.status) {
+    if (written != nullptr) *written = true;
     RecordTransitions(pass);
     return Status();
   }
@@ -281,6 +283,13 @@ Status JobReconciler::WriteStatus(Pass& pass) {
   if (after > before && options_.on_mini_batches_completed) {
     options_.on_mini_batches_completed(after - before);
   }
+  // The pass may write again (a restart counted mid-pass): from the job just written.
+  pass.job.status = pass.status;
+  if (const json* rv = updated->contains("metadata") ? &(*updated)["metadata"] : nullptr;
+      rv != nullptr && rv->contains("resourceVersion") && (*rv)["resourceVersion"].is_string()) {
+    pass.job.resource_version = (*rv)["resourceVersion"].get<std::string>();
+  }
+  if (written != nullptr) *written = true;
   return Status();
 }
 
