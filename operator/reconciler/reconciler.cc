@@ -262,10 +262,10 @@ Status JobReconciler::WriteStatus(Pass& pass, bool* written) {
     RecordTransitions(pass);
     return Status();
   }
-  api::ParallelRunJob written = pass.job;
-  written.status = pass.status;
+  api::ParallelRunJob next = pass.job;
+  next.status = pass.status;
   auto updated =
-      client_.Update(kube::resources::kParallelRunJobs, pass.job.ns, json(written), "status");
+      client_.Update(kube::resources::kParallelRunJobs, pass.job.ns, json(next), "status");
   if (!updated.ok()) {
     pass.transitions.clear();  // the next pass finds the same transitions again
     if (kube::IsNotFound(updated.status())) return Status();
@@ -285,10 +285,8 @@ Status JobReconciler::WriteStatus(Pass& pass, bool* written) {
   }
   // The pass may write again (a restart counted mid-pass): from the job just written.
   pass.job.status = pass.status;
-  if (const json* rv = updated->contains("metadata") ? &(*updated)["metadata"] : nullptr;
-      rv != nullptr && rv->contains("resourceVersion") && (*rv)["resourceVersion"].is_string()) {
-    pass.job.resource_version = (*rv)["resourceVersion"].get<std::string>();
-  }
+  const json rv = updated->value(json::json_pointer("/metadata/resourceVersion"), json());
+  if (rv.is_string()) pass.job.resource_version = rv.get<std::string>();
   if (written != nullptr) *written = true;
   return Status();
 }
