@@ -6,11 +6,16 @@
    Pending. Measures the time until every job has its children (Secret, ConfigMap, Service,
    coordinator and worker pods) and a status saying Unschedulable, and the operator's RSS
    (VmRSS of /proc/<pid>/status) before and after. Target: RSS <= 30 MiB with 500 jobs.
+   Prints where the RSS is (/proc/<pid>/smaps: the binary, shared libraries, the main malloc
+   arena, thread stacks, other anonymous memory).
+   --baseline BIN: phase 1 runs first with another parallelrun-operator binary (e.g. main's,
+   copied aside), in its own cluster, then with this build's; prints the RSS ratio.
 2. Deletes them, uncordons, runs M small jobs (default 20) at once and measures the status lag:
    for every job, the time from its coordinator's end (the container's finishedAt) to the
    moment a watch sees the job Succeeded. Target: <= 5 s.
 
 usage: bench/operator_scale/run.py [--jobs 500] [--running 20] [--build build]
+                                   [--baseline OPERATOR_BIN]
 """
 import argparse
 import json
@@ -46,7 +51,7 @@ def memory_breakdown(pid):
     """Where the operator's RSS is, from /proc/<pid>/smaps (KiB): the operator binary, shared
     libraries, the main malloc arena ([heap]), thread stacks (8 MiB anonymous mappings) and other
     anonymous memory (further malloc arenas and mmap'd blocks)."""
-    exe = os.path.realpath(f"/proc/{pid}/exe")
+    exe = os.readlink(f"/proc/{pid}/exe").removesuffix(" (deleted)")
     parts = {"binary": 0, "libraries": 0, "heap": 0, "thread stacks": 0, "other anon": 0}
     name, size = "", 0
     with open(f"/proc/{pid}/smaps") as f:
