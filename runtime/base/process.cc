@@ -14,10 +14,10 @@
 #include <cerrno>
 #include <climits>
 #include <cstring>
-#include <fstream>
-#include <iterator>
 #include <string_view>
 #include <thread>
+
+#include "runtime/base/files.h"
 
 extern char** environ;
 
@@ -190,10 +190,17 @@ ExitInfo Wait(pid_t pid) {
 
 namespace {
 
+// A whole small file, "" when it cannot be read. It reads with read(2): a /proc file of a
+// process that exits between open and read fails with ESRCH, which std::istreambuf_iterator
+// throws as std::ios_failure (an agent died of it in the chaos test).
+std::string ReadSmallFile(const std::string& path) {
+  StatusOr<std::string> text = ReadFile(path);
+  return text.ok() ? std::move(text).value() : std::string();
+}
+
 // Parent pid and state letter from /proc/PID/stat; false when the process is gone.
 bool ReadStat(pid_t pid, pid_t* ppid, char* state) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::string stat = ReadSmallFile("/proc/" + std::to_string(pid) + "/stat");
   // The command name is in parentheses and may hold anything: parse after the last ')'.
   auto close = stat.rfind(')');
   if (close == std::string::npos || close + 4 >= stat.size()) return false;
@@ -250,11 +257,13 @@ std::vector<pid_t> DescendantPids(pid_t root) {
 }
 
 bool ProcessEnvironHas(pid_t pid, const std::string& key_value) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/environ", std::ios::binary);
-  if (!in) return false;
-  std::string entry;
-  while (std::getline(in, entry, '\0')) {
-    if (entry == key_value) return true;
+  std::string env = ReadSmallFile("/proc/" + std::to_string(pid) + "/environ");
+  size_t pos = 0;
+  while (pos < env.size()) {
+    size_t end = env.find('\0', pos);
+    if (end == std::string::npos) end = env.size();
+    if (std::string_view(env).substr(pos, end - pos) == key_value) return true;
+    pos = end + 1;
   }
   return false;
 }
@@ -303,11 +312,6 @@ int64_t KeyValueCounter(const std::string& text, const std::string& key) {
 }
 
 namespace {
-
-std::string ReadSmallFile(const std::string& path) {
-  std::ifstream in(path);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
 
 // The oom_kill counter of this process's memory cgroup (v2, else v1); 0 when unreadable.
 int64_t CgroupOomKills() {
