@@ -160,6 +160,10 @@ void to_json(json& j, const ItemCounts& c) {
 
 void to_json(json& j, const NodeCounts& c) { j = {{"desired", c.desired}, {"ready", c.ready}}; }
 
+void to_json(json& j, const RestartCounts& c) {
+  j = {{"coordinator", c.coordinator}, {"workers", c.workers}};
+}
+
 void to_json(json& j, const VolumeLocation& l) {
   j = json::object();
   PutString(j, "volume", l.volume);
@@ -197,6 +201,7 @@ void to_json(json& j, const JobStatus& s) {
   PutGroup(j, "miniBatches", s.mini_batches);
   PutGroup(j, "items", s.items);
   PutGroup(j, "nodes", s.nodes);
+  PutGroup(j, "restarts", s.restarts);
   PutString(j, "progress", s.progress);
   PutString(j, "lastProgressLine", s.last_progress_line);
   if (!s.recent_errors.empty()) j["recentErrors"] = s.recent_errors;
@@ -240,6 +245,12 @@ void from_json(const json& j, NodeCounts& c) {
   ReadInt(j, "ready", &c.ready);
 }
 
+void from_json(const json& j, RestartCounts& c) {
+  c = RestartCounts{};
+  ReadInt(j, "coordinator", &c.coordinator);
+  ReadInt(j, "workers", &c.workers);
+}
+
 void from_json(const json& j, VolumeLocation& l) {
   l = VolumeLocation{};
   ReadString(j, "volume", &l.volume);
@@ -263,6 +274,7 @@ void from_json(const json& j, JobStatus& s) {
   ReadGroup(j, "miniBatches", &s.mini_batches);
   ReadGroup(j, "items", &s.items);
   ReadGroup(j, "nodes", &s.nodes);
+  ReadGroup(j, "restarts", &s.restarts);
   ReadString(j, "progress", &s.progress);
   ReadString(j, "lastProgressLine", &s.last_progress_line);
   if (const json* errors = Field(j, "recentErrors"); errors && errors->is_array()) {

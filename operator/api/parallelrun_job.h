@@ -116,6 +116,15 @@ struct NodeCounts {
   bool operator==(const NodeCounts&) const = default;
 };
 
+// How often the job's pods were started again after a crash (status.restarts). The durable
+// counts behind spec.backoffLimit: kept in the status, as a Job keeps status.failed, so a
+// restarted operator keeps honouring the limit.
+struct RestartCounts {
+  int64_t coordinator = 0;  // coordinator pods that crashed and were restarted
+  int64_t workers = 0;      // failed worker pods that were replaced
+  bool operator==(const RestartCounts&) const = default;
+};
+
 // Where the output (or the log tree) is: a volume of spec.volumes and a path inside it.
 struct VolumeLocation {
   std::string volume;  // empty: a path in the image
@@ -147,6 +156,7 @@ struct JobStatus {
   std::optional<MiniBatchCounts> mini_batches;  // miniBatches
   std::optional<ItemCounts> items;
   std::optional<NodeCounts> nodes;
+  std::optional<RestartCounts> restarts;
   std::string progress;                    // "<completed>/<total>"
   std::string last_progress_line;          // lastProgressLine
   std::vector<RecentError> recent_errors;  // recentErrors: at most 5, the latest first
@@ -166,6 +176,7 @@ void to_json(nlohmann::json& j, const Condition& c);
 void to_json(nlohmann::json& j, const MiniBatchCounts& c);
 void to_json(nlohmann::json& j, const ItemCounts& c);
 void to_json(nlohmann::json& j, const NodeCounts& c);
+void to_json(nlohmann::json& j, const RestartCounts& c);
 void to_json(nlohmann::json& j, const VolumeLocation& l);  // empty strings left out
 void to_json(nlohmann::json& j, const RecentError& e);
 void from_json(const nlohmann::json& j, RecentError& e);
@@ -175,6 +186,7 @@ void from_json(const nlohmann::json& j, Condition& c);
 void from_json(const nlohmann::json& j, MiniBatchCounts& c);
 void from_json(const nlohmann::json& j, ItemCounts& c);
 void from_json(const nlohmann::json& j, NodeCounts& c);
+void from_json(const nlohmann::json& j, RestartCounts& c);
 void from_json(const nlohmann::json& j, VolumeLocation& l);
 void from_json(const nlohmann::json& j, JobStatus& s);
 

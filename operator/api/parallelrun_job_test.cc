@@ -31,6 +31,7 @@ JobStatus FullStatus() {
   s.mini_batches = MiniBatchCounts{100, 40, 2, 8, 5};
   s.items = ItemCounts{1000, 380, 20};
   s.nodes = NodeCounts{4, 3};
+  s.restarts = RestartCounts{1, 2};
   s.progress = "40/100";
   s.last_progress_line = "2026-11-23 11:05:00: 40/100 mini-batches";
   s.eta = "0:09:00";
@@ -99,6 +100,7 @@ TEST(JobStatusJsonTest, FullStatusUsesTheCrdFieldNames) {
     "miniBatches": {"total": 100, "completed": 40, "failed": 2, "running": 8, "retried": 5},
     "items": {"total": 1000, "succeeded": 380, "failed": 20},
     "nodes": {"desired": 4, "ready": 3},
+    "restarts": {"coordinator": 1, "workers": 2},
     "progress": "40/100",
     "lastProgressLine": "2026-11-23 11:05:00: 40/100 mini-batches",
     "eta": "0:09:00",

@@ -4,6 +4,11 @@
 // vanished and MODIFIED/ADDED for the rest), and reconnects with capped exponential backoff
 // (0.2 s … 30 s, jittered) after errors. Objects may be trimmed by `transform` before they are
 // stored (the operator keeps only the fields it reads).
+//
+// The store keeps each object packed (CBOR, about the size of its JSON text; a parsed
+// nlohmann::json takes 5-7 times that) and decodes it on every read: Get, List and ListByLabels
+// return fresh snapshots (two calls give equal objects, not the same pointer), and ListByLabels
+// decodes only the objects it returns.
 #pragma once
 
 #include <chrono>
@@ -56,7 +61,7 @@ class Informer {
   bool HasSynced() const;  // the first list has been stored and handed to the handlers
   bool WaitForSync(std::chrono::milliseconds timeout) const;
 
-  // Reads from the store (thread-safe; objects are immutable snapshots).
+  // Reads from the store (thread-safe; objects are immutable snapshots, decoded per call).
   ObjectPtr Get(const std::string& ns, const std::string& name) const;
   std::vector<ObjectPtr> List(const std::string& ns = "") const;
   // Objects whose metadata.labels contain every pair of `labels`.

@@ -206,6 +206,40 @@ TEST(InformerTest, TransformTrimsStoredObjects) {
   EXPECT_TRUE(inf.Get("ns", "b")->contains("metadata"));
 }
 
+// The store keeps objects packed; what Get, List and the handlers see is the stored object
+// exactly: integers of both signs, large and fractional numbers, nulls, nested lists, non-ASCII
+// text.
+TEST(InformerTest, PackedObjectsReadBackExactly) {
+  FakeClient client({.namespaces = {"ns"}});
+  json pod = Pod("p", {{"job", "j"}, {"count", 3}});
+  pod["spec"]["numbers"] = {-1,    0,   18446744073709551615ull, -9223372036854775807ll - 1, 0.1,
+                            1e300, 2.5f};
+  pod["spec"]["text"] = "grüße, 日本, \u0001";
+  pod["spec"]["nothing"] = nullptr;
+  pod["spec"]["nested"] = {{"a", json::array({json::object(), json::array(), true, false})}};
+  auto created = client.Create(kPods, "ns", pod);  // with the server's defaults
+  ASSERT_TRUE(created.ok());
+  Informer inf(client, PodOptions());
+  std::vector<ObjectPtr> handed;
+  inf.AddHandler(
+      [&](const std::string&, const ObjectPtr&, const ObjectPtr& obj) { handed.push_back(obj); });
+  inf.Start();
+  ASSERT_TRUE(inf.WaitForSync(kPatience));
+  ObjectPtr got = inf.Get("ns", "p");
+  ASSERT_NE(got, nullptr);
+  EXPECT_EQ((*got)["spec"], (*created)["spec"]);
+  EXPECT_EQ((*got)["spec"]["numbers"], pod["spec"]["numbers"]);
+  EXPECT_TRUE((*got)["spec"]["numbers"][0].is_number_integer());
+  ASSERT_EQ(handed.size(), 1u);
+  EXPECT_EQ(*handed[0], *got);
+  EXPECT_EQ(*inf.List()[0], *got);
+  // Snapshots: a second read is equal but its own copy.
+  EXPECT_NE(inf.Get("ns", "p"), got);
+  // Only string labels select.
+  EXPECT_EQ(inf.ListByLabels("ns", {{"job", "j"}}).size(), 1u);
+  EXPECT_THAT(inf.ListByLabels("ns", {{"count", "3"}}), IsEmpty());
+}
+
 TEST(InformerTest, BookmarksAdvanceTheResourceVersion) {
   FakeClient client({.namespaces = {"ns"}});
   ASSERT_TRUE(client.Create(kPods, "ns", Pod("a")).ok());

@@ -133,7 +133,8 @@ json TrimMetadataOnly(json object) {
   for (const char* key : {"name", "namespace", "uid", "resourceVersion", "deletionTimestamp"}) {
     if (m.contains(key)) meta[key] = m[key];
   }
-  // The job label routes events to the job; the Secret's annotations hold the restart counters.
+  // The job label routes events to the job; the Secret's annotations may hold the restart
+  // counts of an operator from before status.restarts (read as a floor).
   const json& job = Field(Field(m, "labels"), api::kJobLabel);
   if (!job.is_null()) meta["labels"] = {{api::kJobLabel, job}};
   const json& annotations = Field(m, "annotations");

@@ -254,16 +254,18 @@ controller::Result JobReconciler::Finalize(Pass& pass) {
   return {};
 }
 
-Status JobReconciler::WriteStatus(Pass& pass) {
+Status JobReconciler::WriteStatus(Pass& pass, bool* written) {
+  if (written != nullptr) *written = false;
   SetReason(pass.status);
   if (pass.status == pass.job.status) {
+    if (written != nullptr) *written = true;
     RecordTransitions(pass);
     return Status();
   }
-  api::ParallelRunJob written = pass.job;
-  written.status = pass.status;
+  api::ParallelRunJob next = pass.job;
+  next.status = pass.status;
   auto updated =
-      client_.Update(kube::resources::kParallelRunJobs, pass.job.ns, json(written), "status");
+      client_.Update(kube::resources::kParallelRunJobs, pass.job.ns, json(next), "status");
   if (!updated.ok()) {
     pass.transitions.clear();  // the next pass finds the same transitions again
     if (kube::IsNotFound(updated.status())) return Status();
@@ -281,6 +283,11 @@ Status JobReconciler::WriteStatus(Pass& pass) {
   if (after > before && options_.on_mini_batches_completed) {
     options_.on_mini_batches_completed(after - before);
   }
+  // The pass may write again (a restart counted mid-pass): from the job just written.
+  pass.job.status = pass.status;
+  const json rv = updated->value(json::json_pointer("/metadata/resourceVersion"), json());
+  if (rv.is_string()) pass.job.resource_version = rv.get<std::string>();
+  if (written != nullptr) *written = true;
   return Status();
 }
 

@@ -11,8 +11,10 @@
 // Succeeded or Failed and its pods have stopped, the finalizer is removed: a finished job can be
 // deleted with no operator running.
 //
-// Durable counters (coordinator crashes, worker replacements) live in annotations of the job's
-// Secret, so a restarted operator keeps honouring backoffLimit. Backoff timers are in memory.
+// Durable counters (coordinator crashes, worker replacements) live in the job's status
+// (status.restarts, written before the failed pod is deleted), so a restarted operator keeps
+// honouring backoffLimit. Jobs from older operators kept them as annotations of the job's Secret:
+// those are read (never written) as a floor. Backoff timers are in memory.
 #pragma once
 
 #include <chrono>
@@ -22,6 +24,7 @@
 #include <optional>
 #include <string>
 
+#include "operator/api/parallelrun_job.h"
 #include "operator/controller/controller.h"
 #include "operator/informer/informer.h"
 #include "operator/kube/client.h"
@@ -37,8 +40,8 @@ struct Termination;        // observed.h
 
 // The informer caches the reconciler reads. Child caches hold objects labelled
 // parallelrun.io/job (trimmed: see the Trim* functions below). There is no cache of Secrets: the
-// operator may only get, create and patch them (a job's Secret is read by name once and then
-// kept by the reconciler).
+// operator may only get and create them (a job's Secret is read by name once and then kept by
+// the reconciler).
 struct Caches {
   informer::Informer* jobs = nullptr;
   informer::Informer* pods = nullptr;
@@ -57,7 +60,8 @@ struct ReconcilerOptions {
   std::function<void(int64_t)> on_mini_batches_completed;
 };
 
-// Annotations on the Secret `J-parallelrun`.
+// Annotations on the Secret `J-parallelrun` where operators before status.restarts kept the
+// restart counts: read as a floor for the jobs they started, never written.
 inline constexpr const char* kCoordinatorCrashesAnnotation = "parallelrun.io/coordinator-crashes";
 inline constexpr const char* kWorkerReplacementsAnnotation = "parallelrun.io/worker-replacements";
 
@@ -88,8 +92,10 @@ class JobReconciler {
   // Ends the job: phase Failed, condition Failed with `reason`, a Warning event.
   void Fail(Pass& pass, const std::string& reason, const std::string& message);
   // Writes the status when it changed (reason set first); a conflict is a requeue, not an
-  // error. Transition events are recorded once their status is written.
-  rt::Status WriteStatus(Pass& pass);
+  // error. Transition events are recorded once their status is written. `written` (optional):
+  // set true when the API server holds pass.status (written now, or unchanged), false after a
+  // conflict or when the job is gone; a written status becomes pass.job's.
+  rt::Status WriteStatus(Pass& pass, bool* written = nullptr);
   void RecordTransitions(Pass& pass);
 
   // sync.cc: the steps towards the running job.
@@ -106,7 +112,11 @@ class JobReconciler {
   void EndFromSummary(Pass& pass, const CoordinatorReport& summary, bool ok);
   // The coordinator's OutputInUse message, rewritten to name the owning job, volume and path.
   std::string DescribeOutputInUse(Pass& pass, const std::string& message);
-  rt::Status BumpSecretCounter(Pass& pass, const char* annotation, int64_t value);
+  // Writes `counts` (a restart just counted) as status.restarts before the failed pod is
+  // deleted: false (and a requeue, pass.status as before) when the write lost a conflict, so the
+  // pod stays and the next pass, from the newer job, counts it; never a deleted pod without its
+  // count.
+  rt::StatusOr<bool> CommitRestart(Pass& pass, api::RestartCounts counts);
   // pass.secret: the job's Secret from this process's memory, else read by name (null when
   // there is none yet).
   rt::Status LoadSecret(Pass& pass);

@@ -72,6 +72,11 @@ class ReconcilerTest : public ::testing::Test {
       i->Start();
       EXPECT_TRUE(i->WaitForSync(milliseconds(10000)));
     }
+    NewReconciler();
+  }
+
+  // A new reconciler on the same API server and caches: an operator restart (no memory kept).
+  void NewReconciler() {
     ReconcilerOptions options;
     options.children.default_image = "parallelrun:test";
     options.progress_interval = milliseconds(2000);
@@ -427,17 +432,89 @@ TEST_F(ReconcilerTest, CrashedCoordinatorRestartsUpToBackoffLimit) {
     Terminate("score-coordinator", "coordinator", 139);
     Reconcile();  // counts the crash and deletes the pod
     EXPECT_FALSE(PodExists("score-coordinator"));
-    auto secret = client_.Get(kube::resources::kSecrets, "ns", "score-parallelrun");
-    EXPECT_EQ((*secret)["metadata"]["annotations"][kCoordinatorCrashesAnnotation],
-              std::to_string(crash));
-    Reconcile();  // a new coordinator
+    EXPECT_EQ(Status()["restarts"], json({{"coordinator", crash}, {"workers", 0}}));
+    Reconcile();  // a new coordinator; the crash is not counted again
     EXPECT_TRUE(PodExists("score-coordinator"));
+    EXPECT_EQ(Status()["restarts"]["coordinator"], crash);
   }
   EXPECT_TRUE(events_.Has("CoordinatorRestarted"));
   Terminate("score-coordinator", "coordinator", 139);
   Reconcile();
   EXPECT_EQ(Status()["phase"], "Failed");
   EXPECT_EQ(Condition("Failed"), "True/BackoffLimitExceeded");
+  EXPECT_EQ(Status()["restarts"]["coordinator"], 2);
+  // The counts live in the job's status: the Secret is never written after its creation.
+  for (const char* verb : {"patch", "update", "delete"}) {
+    EXPECT_EQ(client_.CallCount(verb, "secrets"), 0) << verb;
+  }
+  auto secret = client_.Get(kube::resources::kSecrets, "ns", "score-parallelrun");
+  ASSERT_TRUE(secret.ok());
+  EXPECT_FALSE((*secret)["metadata"].contains("annotations"));
+}
+
+TEST_F(ReconcilerTest, ACrashWhoseCountLostAConflictKeepsItsPodAndIsCountedOnce) {
+  StartJob();
+  Terminate("score-coordinator", "coordinator", 139);
+  client_.InjectError("update", "parallelrunjobs/status",
+                      rt::AbortedError("the object has been modified"));
+  auto result = Reconcile();
+  EXPECT_TRUE(result.status.ok()) << result.status.ToString();
+  ASSERT_TRUE(result.requeue_after.has_value());
+  EXPECT_TRUE(PodExists("score-coordinator"));  // not counted, so not deleted
+  EXPECT_FALSE(Status().contains("restarts"));
+  EXPECT_FALSE(events_.Has("CoordinatorRestarted"));
+  Reconcile();
+  EXPECT_FALSE(PodExists("score-coordinator"));
+  EXPECT_EQ(Status()["restarts"]["coordinator"], 1);
+  Reconcile();
+  EXPECT_EQ(Status()["restarts"]["coordinator"], 1);
+}
+
+TEST_F(ReconcilerTest, RestartCountsSurviveAnOperatorRestart) {
+  StartJob();
+  Terminate("score-coordinator", "coordinator", 139);
+  Terminate("score-worker-0", "worker", 137);
+  Reconcile();
+  EXPECT_EQ(Status()["restarts"], json({{"coordinator", 1}, {"workers", 1}}));
+  NewReconciler();
+  Reconcile();  // a new coordinator
+  ASSERT_TRUE(PodExists("score-coordinator"));
+  Terminate("score-coordinator", "coordinator", 139);
+  Reconcile();
+  EXPECT_EQ(Status()["restarts"]["coordinator"], 2);
+  NewReconciler();
+  Reconcile();
+  ASSERT_TRUE(PodExists("score-coordinator"));
+  Terminate("score-coordinator", "coordinator", 139);
+  Reconcile();  // the third crash exceeds backoffLimit 2, counted across both restarts
+  EXPECT_EQ(Status()["phase"], "Failed");
+  EXPECT_EQ(Condition("Failed"), "True/BackoffLimitExceeded");
+  EXPECT_EQ(Status()["restarts"]["workers"], 1);
+}
+
+TEST_F(ReconcilerTest, CountsAnOlderOperatorKeptOnTheSecretAreAFloor) {
+  StartJob();
+  // An operator from before status.restarts counted on the Secret, then was upgraded.
+  auto patched = client_.Patch(
+      kube::resources::kSecrets, "ns", "score-parallelrun", kube::PatchType::kMerge,
+      {{"metadata",
+        {{"annotations",
+          {{kCoordinatorCrashesAnnotation, "1"}, {kWorkerReplacementsAnnotation, "3"}}}}}});
+  ASSERT_TRUE(patched.ok()) << patched.status().ToString();
+  NewReconciler();
+  Terminate("score-worker-1", "worker", 137);
+  Reconcile();
+  EXPECT_FALSE(PodExists("score-worker-1"));
+  EXPECT_EQ(Status()["restarts"], json({{"coordinator", 1}, {"workers", 4}}));
+  Terminate("score-coordinator", "coordinator", 139);
+  Reconcile();
+  EXPECT_EQ(Status()["restarts"]["coordinator"], 2);
+  Reconcile();
+  ASSERT_TRUE(PodExists("score-coordinator"));
+  Terminate("score-coordinator", "coordinator", 139);
+  Reconcile();
+  EXPECT_EQ(Condition("Failed"), "True/BackoffLimitExceeded");
+  EXPECT_EQ(client_.CallCount("patch", "secrets"), 1);  // the test's own, above
 }
 
 TEST_F(ReconcilerTest, FailedWorkerIsReplacedAfterBackoff) {
@@ -445,6 +522,7 @@ TEST_F(ReconcilerTest, FailedWorkerIsReplacedAfterBackoff) {
   Terminate("score-worker-1", "worker", 137);
   auto result = Reconcile();
   EXPECT_FALSE(PodExists("score-worker-1"));
+  EXPECT_EQ(Status()["restarts"], json({{"coordinator", 0}, {"workers", 1}}));
   ASSERT_TRUE(result.requeue_after.has_value());
   Reconcile();  // still backing off
   EXPECT_FALSE(PodExists("score-worker-1"));
@@ -452,6 +530,12 @@ TEST_F(ReconcilerTest, FailedWorkerIsReplacedAfterBackoff) {
   Reconcile();
   EXPECT_TRUE(PodExists("score-worker-1"));
   EXPECT_TRUE(events_.Has("WorkerPodReplaced"));
+  Terminate("score-worker-0", "worker", 1);
+  Terminate("score-worker-1", "worker", 1);
+  Reconcile();  // two replacements in one pass: each written before its pod goes
+  EXPECT_EQ(Status()["restarts"]["workers"], 3);
+  EXPECT_FALSE(PodExists("score-worker-0"));
+  EXPECT_FALSE(PodExists("score-worker-1"));
 }
 
 TEST_F(ReconcilerTest, DeletedWorkerPodIsRecreated) {

@@ -41,8 +41,22 @@ Status DeleteEndedPod(kube::Client& client, const std::string& ns, const json& p
   return Status();
 }
 
-int64_t Counter(const informer::ObjectPtr& secret, const char* annotation) {
-  return secret ? SecretCounter(*secret, annotation) : 0;
+// A restart count: status.restarts, or the annotation an older operator kept on the job's Secret
+// when that is higher (read as a floor; the status takes over from the next count on).
+int64_t RestartCount(const api::JobStatus& status, const informer::ObjectPtr& secret,
+                     int64_t api::RestartCounts::*field, const char* annotation) {
+  const int64_t counted = status.restarts ? (*status.restarts).*field : 0;
+  const int64_t legacy = secret ? SecretCounter(*secret, annotation) : 0;
+  return std::max(counted, legacy);
+}
+
+int64_t CoordinatorRestarts(const api::JobStatus& status, const informer::ObjectPtr& secret) {
+  return RestartCount(status, secret, &api::RestartCounts::coordinator,
+                      kCoordinatorCrashesAnnotation);
+}
+
+int64_t WorkerRestarts(const api::JobStatus& status, const informer::ObjectPtr& secret) {
+  return RestartCount(status, secret, &api::RestartCounts::workers, kWorkerReplacementsAnnotation);
 }
 
 }  // namespace
@@ -97,13 +111,16 @@ Status JobReconciler::EnsureConfigObjects(Pass& pass) {
   return Status();
 }
 
-Status JobReconciler::BumpSecretCounter(Pass& pass, const char* annotation, int64_t value) {
-  auto patched = client_.Patch(
-      kube::resources::kSecrets, pass.job.ns, SecretName(pass.job.name), kube::PatchType::kMerge,
-      {{"metadata", {{"annotations", {{annotation, std::to_string(value)}}}}}});
-  if (!patched.ok()) return patched.status();
-  RememberSecret(pass, *std::move(patched));
-  return Status();
+rt::StatusOr<bool> JobReconciler::CommitRestart(Pass& pass, api::RestartCounts counts) {
+  std::optional<api::RestartCounts> before = pass.status.restarts;
+  pass.status.restarts = counts;
+  bool written = false;
+  Status st = WriteStatus(pass, &written);
+  if (st.ok() && written) return true;
+  pass.status.restarts = std::move(before);  // not counted: the rest of the pass must not say so
+  if (!st.ok()) return st;
+  pass.RequeueAfter(milliseconds(200));
+  return false;
 }
 
 // ----- the coordinator ----------------------------------------------------------------------
@@ -171,7 +188,7 @@ Status JobReconciler::CoordinatorEnded(Pass& pass, const json& pod, const Termin
     pass.RequeueAfter(milliseconds(500));
     return Status();
   }
-  const int64_t crashes = Counter(pass.secret, kCoordinatorCrashesAnnotation) + 1;
+  const int64_t crashes = CoordinatorRestarts(pass.status, pass.secret) + 1;
   const std::string what =
       fmt::format("coordinator pod {} ended with exit code {}{}", ObjectName(pod), end.exit_code,
                   end.reason.empty() ? "" : " (" + end.reason + ")");
@@ -180,7 +197,9 @@ Status JobReconciler::CoordinatorEnded(Pass& pass, const json& pod, const Termin
          fmt::format("{}; backoffLimit {} reached", what, pass.spec.backoff_limit));
     return Status();
   }
-  PR_RETURN_IF_ERROR(BumpSecretCounter(pass, kCoordinatorCrashesAnnotation, crashes));
+  PR_ASSIGN_OR_RETURN(const bool counted,
+                      CommitRestart(pass, {crashes, WorkerRestarts(pass.status, pass.secret)}));
+  if (!counted) return Status();  // the pod stays: the next pass counts it from the newer job
   events_.Record(pass.ref, "Warning", "CoordinatorRestarted",
                  fmt::format("{}; starting a new one (restart {} of {}), it resumes from its "
                              "journal",
@@ -262,7 +281,7 @@ Status JobReconciler::SyncWorkers(Pass& pass) {
   const JobMeta job{pass.job.name, pass.job.ns, pass.job.uid};
   const auto steady = clock_.SteadyNow();
   int created = 0;
-  int64_t replacements = Counter(pass.secret, kWorkerReplacementsAnnotation);
+  int64_t replacements = WorkerRestarts(pass.status, pass.secret);
   const int64_t cap = static_cast<int64_t>(pass.spec.backoff_limit) * pass.spec.node_count;
   for (int i = 0; i < pass.spec.node_count; ++i) {
     const std::string pod_name = WorkerPodName(pass.job.name, i);
@@ -294,7 +313,10 @@ Status JobReconciler::SyncWorkers(Pass& pass) {
     if (!end || end->exit_code == 0) continue;  // running, or finished its share of the job
     if (replacements >= cap) continue;          // leave it failed: the cap is reached
     ++replacements;
-    PR_RETURN_IF_ERROR(BumpSecretCounter(pass, kWorkerReplacementsAnnotation, replacements));
+    PR_ASSIGN_OR_RETURN(
+        const bool counted,
+        CommitRestart(pass, {CoordinatorRestarts(pass.status, pass.secret), replacements}));
+    if (!counted) break;  // the pod stays: the next pass counts it from the newer job
     const int64_t shift = std::min<int64_t>(replacements - 1, 20);
     const auto backoff = std::min<milliseconds>(
         options_.worker_backoff_base * (int64_t{1} << shift), options_.worker_backoff_cap);

@@ -91,7 +91,7 @@ OPERATOR_RBAC = {
     ("parallelrun.io", "parallelrunjobs/status"): {"update"},
     ("parallelrun.io", "parallelrunjobs/finalizers"): {"update"},
     ("", "pods"): {"list", "watch", "create", "delete"},
-    ("", "secrets"): {"get", "create", "patch"},
+    ("", "secrets"): {"get", "create"},
     ("", "configmaps"): {"list", "watch", "create"},
     ("", "services"): {"list", "watch", "create"},
     ("", "events"): {"create", "patch"},

@@ -840,12 +840,12 @@ std::vector<std::string> Keys(const json& object) {
 TEST(CrdStatusTest, HasExactlyTheFieldsOfTheOperatorsStatus) {
   const json& status = Schema()["properties"]["status"];
   EXPECT_FALSE(PreservesUnknown(status));
-  EXPECT_THAT(
-      Keys(status["properties"]),
-      UnorderedElementsAreArray(
-          {"observedGeneration", "phase", "reason", "conditions", "startTime", "completionTime",
-           "miniBatches", "items", "nodes", "progress", "lastProgressLine", "recentErrors", "eta",
-           "estimatedCompletionTime", "output", "outputFile", "logs", "message"}));
+  EXPECT_THAT(Keys(status["properties"]),
+              UnorderedElementsAreArray({"observedGeneration", "phase", "reason", "conditions",
+                                         "startTime", "completionTime", "miniBatches", "items",
+                                         "nodes", "restarts", "progress", "lastProgressLine",
+                                         "recentErrors", "eta", "estimatedCompletionTime", "output",
+                                         "outputFile", "logs", "message"}));
   EXPECT_EQ(status["properties"]["phase"]["enum"],
             json({"Pending", "Running", "Succeeded", "Failed", "Suspended"}));
   const json& condition = status["properties"]["conditions"]["items"];
@@ -859,6 +859,8 @@ TEST(CrdStatusTest, HasExactlyTheFieldsOfTheOperatorsStatus) {
               UnorderedElementsAreArray({"total", "succeeded", "failed"}));
   EXPECT_THAT(Keys(status["properties"]["nodes"]["properties"]),
               UnorderedElementsAreArray({"desired", "ready"}));
+  EXPECT_THAT(Keys(status["properties"]["restarts"]["properties"]),
+              UnorderedElementsAreArray({"coordinator", "workers"}));
   EXPECT_EQ(status["properties"]["eta"]["type"], "string");
   EXPECT_EQ(status["properties"]["progress"]["type"], "string");
 }
@@ -875,6 +877,7 @@ TEST(CrdStatusTest, TheOperatorsStatusIsValidAndNothingIsPruned) {
   s.mini_batches = op::api::MiniBatchCounts{10, 4, 1, 2, 1};
   s.items = op::api::ItemCounts{100, 38, 2};
   s.nodes = op::api::NodeCounts{2, 2};
+  s.restarts = op::api::RestartCounts{1, 3};
   s.progress = "4/10";
   s.last_progress_line = "line";
   s.recent_errors.push_back({"ValueError: NaN", "score.py:14", 3, 2, 4, "2026-11-23T11:00:30Z"});

@@ -63,8 +63,8 @@ app.kubernetes.io/component: operator
 The rules the operator needs on ParallelRunJobs and their children (pods, secrets, configmaps,
 headless services) and events (created, and patched to count a repeat), and nothing more: the operator reads through informers (list,
 watch), patches jobs for its finalizer, deletes them for ttlSecondsAfterFinished, writes status
-with update, creates each job's Secret and patches its restart counters (reading it by name, never
-listing or watching Secrets), creates each job's NetworkPolicy once (no
+with update (the restart counts too: status.restarts), creates each job's Secret and never writes it
+again (reading it by name, never listing or watching Secrets), creates each job's NetworkPolicy once (no
 cache, so no list/watch) and asks LocalSubjectAccessReviews for the admission webhook (the rights
 of the user creating a job, in the job's namespace); children go with their job by owner
 references. tests/operator compares this list with the cluster's audit log of the operator. The same list goes into the ClusterRole, or into a Role in
@@ -85,7 +85,7 @@ watchNamespace; tests/chart checks it against the operator's documented needs.
   verbs: ["list", "watch", "create", "delete"]
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get", "create", "patch"]
+  verbs: ["get", "create"]
 - apiGroups: [""]
   resources: ["configmaps", "services"]
   verbs: ["list", "watch", "create"]
