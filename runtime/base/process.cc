@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <climits>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -190,10 +191,28 @@ ExitInfo Wait(pid_t pid) {
 
 namespace {
 
+// The whole of a small /proc or /sys file ("" when unreadable): read(2) into a buffer, not a
+// stream read byte by byte (the agent reads /proc/vmstat twice per attempt, OomKillCount).
+std::string ReadProcFile(const char* path) {
+  std::string out;
+  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return out;
+  char buf[8192];
+  while (true) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return out;
+}
+
 // Parent pid and state letter from /proc/PID/stat; false when the process is gone.
 bool ReadStat(pid_t pid, pid_t* ppid, char* state) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
+  const std::string stat = ReadProcFile(path);
   // The command name is in parentheses and may hold anything: parse after the last ')'.
   auto close = stat.rfind(')');
   if (close == std::string::npos || close + 4 >= stat.size()) return false;
@@ -304,10 +323,7 @@ int64_t KeyValueCounter(const std::string& text, const std::string& key) {
 
 namespace {
 
-std::string ReadSmallFile(const std::string& path) {
-  std::ifstream in(path);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
+std::string ReadSmallFile(const std::string& path) { return ReadProcFile(path.c_str()); }
 
 // The oom_kill counter of this process's memory cgroup (v2, else v1); 0 when unreadable.
 int64_t CgroupOomKills() {
