@@ -26,16 +26,21 @@ std::string DescribeFolder(const rt::DataRef& ref) {
   return fmt::format("the output folder \"{}\" on volume \"{}\"", Trimmed(ref.path), ref.volume);
 }
 
-api::RecentError ToStatus(const rt::protocol::ErrorCount& e) {
-  return {e.error, e.location, e.count, e.miniBatches, e.items, e.lastSeen};
-}
-
 }  // namespace
 
 std::string SecondsPrecision(const std::string& text) {
   auto t = rt::ParseRfc3339(text);
   return t.ok() ? rt::FormatRfc3339(*t) : std::string();
 }
+
+namespace {
+
+// The coordinator stamps lastSeen in milliseconds; the status holds every time in seconds.
+api::RecentError ToStatus(const rt::protocol::ErrorCount& e) {
+  return {e.error, e.location, e.count, e.miniBatches, e.items, SecondsPrecision(e.lastSeen)};
+}
+
+}  // namespace
 
 std::optional<CoordinatorReport> ParseSummary(const std::string& message) {
   const json summary = json::parse(message, nullptr, /*allow_exceptions=*/false);

@@ -3,8 +3,8 @@
 // *when* to call them and tests can check every rule without a cluster.
 //
 // Rules (also in the CRD's descriptions and docs/operations.md):
-// - Times are RFC 3339 UTC at second precision ("2026-11-23T11:05:08Z"); a time that is not known
-//   is left out, never "".
+// - Times (recentErrors' lastSeen included) are RFC 3339 UTC at second precision
+//   ("2026-11-23T11:05:08Z"); a time that is not known is left out, never "".
 // - progress is "<completed>/<total>" once the plan is complete (so "0/N" at once), "planning"
 //   before.
 // - nodes.ready is the coordinator's count of agents seen within one lease period; once the job

@@ -112,11 +112,11 @@ TEST(JobStatusTest, RecentErrorsAreTheCoordinatorsAndAnEmptyListKeepsThem) {
   api::JobStatus status;
   CoordinatorReport report = Report(true);
   report.progress.recentErrors.push_back(
-      {"ValueError: NaN", "score.py:14", 3, 3, 6, "2027-01-15T07:59:59Z"});
+      {"ValueError: NaN", "score.py:14", 3, 3, 6, "2027-01-15T07:59:59.348Z"});
   ApplyProgress(report, Spec(), false, status);
   EXPECT_EQ(Wire(status)["recentErrors"], json::parse(R"([{"error": "ValueError: NaN",
       "location": "score.py:14", "count": 3, "miniBatches": 3, "items": 6,
-      "lastSeen": "2027-01-15T07:59:59Z"}])"));
+      "lastSeen": "2027-01-15T07:59:59Z"}])"));       // the coordinator's milliseconds dropped
   ApplyProgress(Report(true), Spec(), true, status);  // a restarted coordinator has none yet
   EXPECT_EQ(status.recent_errors.size(), 1u);
 }

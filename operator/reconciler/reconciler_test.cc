@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <thread>
 
 #include "operator/kube/fake_client.h"
@@ -74,6 +75,7 @@ class ReconcilerTest : public ::testing::Test {
     ReconcilerOptions options;
     options.children.default_image = "parallelrun:test";
     options.progress_interval = milliseconds(2000);
+    options.on_mini_batches_completed = [this](int64_t n) { processed_ += n; };
     reconciler_ =
         std::make_unique<JobReconciler>(client_, Caches{&jobs_, &pods_, &config_maps_, &services_},
                                         progress_, events_, clock_, options);
@@ -179,6 +181,7 @@ class ReconcilerTest : public ::testing::Test {
   FakeProgress progress_;
   RecordingEvents events_;
   FakeClock clock_;
+  std::atomic<int64_t> processed_{0};  // parallelrun_minibatches_processed_total
   std::unique_ptr<JobReconciler> reconciler_;
 };
 
@@ -389,6 +392,35 @@ TEST_F(ReconcilerTest, ThresholdFailureIsReportedWithItsReason) {
   EXPECT_TRUE(events_.Has("ThresholdExceeded"));
 }
 
+TEST_F(ReconcilerTest, OutputInUseNamesTheJobThatOwnsTheFolder) {
+  json other = Job();
+  other["metadata"]["name"] = "older";
+  auto owner = client_.Create(kube::resources::kParallelRunJobs, "ns", other);
+  ASSERT_TRUE(owner.ok()) << owner.status().ToString();
+  const std::string uid = (*owner)["metadata"]["uid"];
+  StartJob();
+  Running("score-coordinator");
+  Reconcile();
+  EXPECT_EQ(Status()["progress"], "planning");
+  json summary = {{"phase", "Failed"},
+                  {"reason", "OutputInUse"},
+                  {"message", "the output folder /mnt/output belongs to another job (owner \"" +
+                                  uid + "\", this job is \"x\"); nothing was changed in it."},
+                  {"planned", false}};
+  Terminate("score-coordinator", "coordinator", 1, summary.dump());
+  Reconcile();
+  EXPECT_EQ(Status()["reason"], "OutputInUse");
+  const std::string message = Status()["message"];
+  EXPECT_THAT(message, HasSubstr("the output folder \"out\" on volume \"data\" belongs to job "
+                                 "ns/older (uid " +
+                                 uid + ")"));
+  EXPECT_THAT(message, HasSubstr("set spec.output.path to another folder"));
+  EXPECT_THAT(message, HasSubstr("delete the folder \"out\""));
+  EXPECT_THAT(message, ::testing::Not(HasSubstr("/mnt/output")));
+  EXPECT_EQ(Condition("Failed", "message"), "True/" + message);
+  EXPECT_FALSE(Status().contains("progress"));  // ended before its plan: no "planning" left
+}
+
 TEST_F(ReconcilerTest, CrashedCoordinatorRestartsUpToBackoffLimit) {
   StartJob();
   for (int crash = 1; crash <= 2; ++crash) {
@@ -548,6 +580,38 @@ TEST_F(ReconcilerTest, StatusConflictIsRetried) {
   ASSERT_TRUE(result.requeue_after.has_value());
   EXPECT_TRUE(Reconcile().status.ok());
   EXPECT_EQ(Status()["phase"], "Pending");
+}
+
+TEST_F(ReconcilerTest, ProcessedMiniBatchesAreCountedOnceAsTheirStatusIsWritten) {
+  StartJob();
+  Running("score-coordinator");
+  progress_.progress.miniBatches = {10, 4, 1, 2, 1};
+  progress_.progress.planned = true;
+  client_.InjectError("update", "parallelrunjobs/status",
+                      rt::AbortedError("the object has been modified"));
+  EXPECT_TRUE(Reconcile().status.ok());
+  EXPECT_EQ(processed_, 0);  // not written: not counted
+  clock_.Advance(milliseconds(2000));
+  Reconcile();
+  EXPECT_EQ(Status()["miniBatches"]["completed"], 4);
+  EXPECT_EQ(processed_, 4);
+  clock_.Advance(milliseconds(2000));
+  Reconcile();  // the same count again: nothing new
+  EXPECT_EQ(processed_, 4);
+  progress_.progress.miniBatches.completed = 7;
+  clock_.Advance(milliseconds(2000));
+  Reconcile();
+  EXPECT_EQ(processed_, 7);
+  json summary = {{"phase", "Succeeded"},
+                  {"reason", "Completed"},
+                  {"miniBatches", {{"total", 10}, {"completed", 10}, {"failed", 1}}},
+                  {"planned", true}};
+  Terminate("score-coordinator", "coordinator", 0, summary.dump());
+  Reconcile();
+  EXPECT_EQ(Status()["phase"], "Succeeded");
+  EXPECT_EQ(processed_, 10);  // every mini-batch once, failed ones included
+  Reconcile();
+  EXPECT_EQ(processed_, 10);
 }
 
 TEST_F(ReconcilerTest, TransitionEventIsRecordedOnceWhenItsStatusWriteConflicts) {

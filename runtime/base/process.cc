@@ -13,12 +13,11 @@
 #include <algorithm>
 #include <cerrno>
 #include <climits>
-#include <cstdio>
 #include <cstring>
-#include <fstream>
-#include <iterator>
 #include <string_view>
 #include <thread>
+
+#include "runtime/base/files.h"
 
 extern char** environ;
 
@@ -191,28 +190,17 @@ ExitInfo Wait(pid_t pid) {
 
 namespace {
 
-// The whole of a small /proc or /sys file ("" when unreadable): read(2) into a buffer, not a
-// stream read byte by byte (the agent reads /proc/vmstat twice per attempt, OomKillCount).
-std::string ReadProcFile(const char* path) {
-  std::string out;
-  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return out;
-  char buf[8192];
-  while (true) {
-    const ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    out.append(buf, static_cast<size_t>(n));
-  }
-  ::close(fd);
-  return out;
+// A whole small file, "" when it cannot be read. It reads with read(2): a /proc file of a
+// process that exits between open and read fails with ESRCH, which std::istreambuf_iterator
+// throws as std::ios_failure (an agent died of it in the chaos test).
+std::string ReadSmallFile(const std::string& path) {
+  StatusOr<std::string> text = ReadFile(path);
+  return text.ok() ? std::move(text).value() : std::string();
 }
 
 // Parent pid and state letter from /proc/PID/stat; false when the process is gone.
 bool ReadStat(pid_t pid, pid_t* ppid, char* state) {
-  char path[64];
-  std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
-  const std::string stat = ReadProcFile(path);
+  std::string stat = ReadSmallFile("/proc/" + std::to_string(pid) + "/stat");
   // The command name is in parentheses and may hold anything: parse after the last ')'.
   auto close = stat.rfind(')');
   if (close == std::string::npos || close + 4 >= stat.size()) return false;
@@ -269,11 +257,13 @@ std::vector<pid_t> DescendantPids(pid_t root) {
 }
 
 bool ProcessEnvironHas(pid_t pid, const std::string& key_value) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/environ", std::ios::binary);
-  if (!in) return false;
-  std::string entry;
-  while (std::getline(in, entry, '\0')) {
-    if (entry == key_value) return true;
+  std::string env = ReadSmallFile("/proc/" + std::to_string(pid) + "/environ");
+  size_t pos = 0;
+  while (pos < env.size()) {
+    size_t end = env.find('\0', pos);
+    if (end == std::string::npos) end = env.size();
+    if (std::string_view(env).substr(pos, end - pos) == key_value) return true;
+    pos = end + 1;
   }
   return false;
 }
@@ -322,8 +312,6 @@ int64_t KeyValueCounter(const std::string& text, const std::string& key) {
 }
 
 namespace {
-
-std::string ReadSmallFile(const std::string& path) { return ReadProcFile(path.c_str()); }
 
 // The oom_kill counter of this process's memory cgroup (v2, else v1); 0 when unreadable.
 int64_t CgroupOomKills() {

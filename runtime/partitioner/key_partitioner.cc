@@ -29,7 +29,7 @@ std::string InputField(size_t i) { return "spec.inputs[" + std::to_string(i) + "
 Status Errno(const std::string& what) { return InternalError(what + ": " + std::strerror(errno)); }
 
 // One run of consecutive rows of one partition in one file (tabular), or one file (file inputs:
-// `a` is the offset of its name in the names file and `b` its length).
+// `a` is the offset of its FileEntry in the names file and `b` the length of its name).
 struct RunRecord {
   uint64_t partition = 0;
   uint64_t a = 0;    // tabular: file index
@@ -37,6 +37,20 @@ struct RunRecord {
   int64_t c = 0;     // tabular: one past the last byte
   int64_t rows = 0;  // items
 };
+
+// File inputs: what the names file holds per file, followed by the file's name: its fingerprint
+// when planned (-1, -1 when it cannot be stat'ed: the attempt will say it is gone).
+struct FileEntry {
+  int64_t size = -1;
+  int64_t mtime_ns = -1;
+};
+
+FileEntry StatFile(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return FileEntry{};
+  return FileEntry{static_cast<int64_t>(st.st_size),
+                   static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec};
+}
 
 struct TableFile {
   std::string name;
@@ -259,6 +273,8 @@ Status KeyPartitioner::ScanFileInput(FileWalker* walker) {
     for (size_t k = 0; k < keys_.size(); ++k) values[k] = captures[capture_of_key[k]];
     RunRecord run{PartitionOf(values), static_cast<uint64_t>(names_->size()),
                   static_cast<int64_t>(file->size()), 0, 1};
+    const FileEntry entry = StatFile(dirs_[current_] + "/" + *file);
+    PR_RETURN_IF_ERROR(names_->Append(&entry, sizeof entry));
     PR_RETURN_IF_ERROR(names_->Append(file->data(), file->size()));
     PR_RETURN_IF_ERROR(AddRun(run));
   }
@@ -505,10 +521,15 @@ StatusOr<MiniBatch> KeyPartitioner::Emit(size_t p) {
                                         (info.first_slot + i) * int64_t{sizeof(RunRecord)}));
     for (size_t r = 0; r < n; ++r) {
       const RunRecord& run = chunk[r];
-      if (files) {
+      if (files) {  // the file's name and its fingerprint, checked before an attempt runs
+        FileEntry entry;
         std::string name(static_cast<size_t>(run.b), '\0');
-        PR_RETURN_IF_ERROR(names_->ReadAt(name.data(), name.size(), static_cast<int64_t>(run.a)));
+        const auto at = static_cast<int64_t>(run.a);
+        PR_RETURN_IF_ERROR(names_->ReadAt(&entry, sizeof entry, at));
+        PR_RETURN_IF_ERROR(names_->ReadAt(name.data(), name.size(), at + int64_t{sizeof entry}));
         mb.files.push_back(std::move(name));
+        mb.file_sizes.push_back(entry.size);
+        mb.file_mtimes_ns.push_back(entry.mtime_ns);
         continue;
       }
       const TableFile& t = tables_[run.a];

@@ -4,6 +4,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -147,6 +148,36 @@ TEST_F(KeyPartitionerTest, FilePartitionsGatherFilesAcrossFoldersInFirstAppearan
   ASSERT_EQ(warnings_.size(), 1u);
   EXPECT_THAT(warnings_[0], HasSubstr("spec.inputs[0].partitionFormat: left out 1 file"));
   EXPECT_THAT(warnings_[0], HasSubstr("README.md"));
+}
+
+// Each file of a file partition carries its size and mtime as planned, like a mini-batch without
+// keys, so that an attempt on a file rewritten after planning fails naming it.
+TEST_F(KeyPartitionerTest, FilePartitionsCarryEachFilesFingerprint) {
+  Write("ann/summer/rock.wav", "1");
+  Write("ann/winter/rock.wav", "three");
+  Write("bob/summer/jazz.wav", "");
+  auto plan = Plan(Spec(Files("{user}/{season}/{genres}.wav"), {"user", "genres"}));
+  ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+  ASSERT_EQ(plan->size(), 2u);
+  for (const MiniBatch& mb : *plan) {
+    ASSERT_EQ(mb.file_sizes.size(), mb.files.size());
+    ASSERT_EQ(mb.file_mtimes_ns.size(), mb.files.size());
+    for (size_t i = 0; i < mb.files.size(); ++i) {
+      const fs::path p = fs::path(dir_) / "in" / mb.files[i];
+      struct stat st;
+      ASSERT_EQ(::stat(p.c_str(), &st), 0);
+      EXPECT_EQ(mb.file_sizes[i], st.st_size) << mb.files[i];
+      EXPECT_EQ(mb.file_mtimes_ns[i], st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec);
+    }
+  }
+  EXPECT_THAT((*plan)[0].file_sizes, ElementsAre(1, 5));
+  EXPECT_THAT((*plan)[1].file_sizes, ElementsAre(0));
+  // And through the plan file, as the coordinator hands them out.
+  auto back = DecodePlanRecord(EncodePlanRecord((*plan)[0]));
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(back->file_sizes, (*plan)[0].file_sizes);
+  EXPECT_EQ(back->file_mtimes_ns, (*plan)[0].file_mtimes_ns);
+  EXPECT_EQ(back->partition_key_value, (*plan)[0].partition_key_value);
 }
 
 TEST_F(KeyPartitionerTest, NoFileMatchingTheFormatIsAnErrorListingThem) {

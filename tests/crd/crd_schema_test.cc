@@ -34,6 +34,7 @@ namespace {
 using nlohmann::json;
 using Pointer = nlohmann::json::json_pointer;
 using ::testing::ElementsAre;
+using ::testing::HasSubstr;
 using ::testing::UnorderedElementsAreArray;
 
 constexpr const char* kCrdPath = PARALLELRUN_SOURCE_DIR "/crds/parallelrun.io_parallelrunjobs.yaml";
@@ -102,7 +103,7 @@ json Full() {
       "retryFrom": "runs/previous",
       "image": "parallelrun:0.1",
       "imagePullPolicy": "IfNotPresent",
-      "resources": {"limits": {"cpu": "2"}},
+      "resources": {"limits": {"cpu": "2"}, "requests": {"memory": "1Gi"}},
       "env": [{"name": "A", "value": "1"}],
       "nodeSelector": {"kubernetes.io/os": "linux"},
       "tolerations": [{"key": "gpu", "operator": "Exists"}],
@@ -234,6 +235,13 @@ struct Field {
   bool array_item;   // the items schema of an array
   bool opaque_item;  // an item of a list the model keeps opaque (env, tolerations)
 };
+
+// spec.resources is a Kubernetes ResourceRequirements that the model keeps opaque (as every pod
+// sub-object); the CRD checks its quantities so that `kubectl apply` refuses a bad one naming
+// the field, where the API server would refuse the job's pods only later.
+bool IsQuantityMap(const std::string& path) {
+  return path == "spec.resources.limits" || path == "spec.resources.requests";
+}
 
 bool PreservesUnknown(const json& schema) {
   return schema.value("x-kubernetes-preserve-unknown-fields", false);
@@ -487,6 +495,7 @@ TEST(CrdSpecTest, AValueOfTheWrongTypeIsRejectedByBoth) {
     // env and tolerations items are Kubernetes objects the model keeps opaque; the API server
     // checks them when the pods are created.
     if (f.opaque_item) continue;
+    if (IsQuantityMap(f.path)) continue;  // the CRD's only: ResourceQuantitiesAreTheApiServersRule
     const std::vector<json> wrong = WrongTypeValues(*f.schema);
     EXPECT_FALSE(wrong.empty()) << f.path << ": no type in the schema";
     for (const json& value : wrong) {
@@ -506,11 +515,37 @@ TEST(CrdSpecTest, ColumnTypesAreAnEnumMap) {
   ExpectBoth(With(Full(), ptr, json::array()), false, path + " a list");
 }
 
+TEST(CrdSpecTest, ResourceQuantitiesAreTheApiServersRule) {
+  int maps = 0;
+  for (const Field& f : SpecFields()) {
+    if (!IsQuantityMap(f.path)) continue;
+    ++maps;
+    for (const json& good : {json(2), json("2"), json("500m"), json("4Gi"), json("1.5e9"),
+                             json("+1"), json(".5"), json("100M")}) {
+      const Verdict v = Judge(With(BaseFor(f.path), f.ptr, {{"cpu", good}}));
+      EXPECT_TRUE(v.crd_ok()) << f.path << " = " << good << "\n" << v.Describe();
+      EXPECT_TRUE(v.model_ok()) << f.path << " = " << good << "\n" << v.Describe();
+    }
+    for (const json& bad : {json("lots"), json("4 GB"), json(""), json("1.2.3"), json("Gi")}) {
+      const Verdict v = Judge(With(BaseFor(f.path), f.ptr, {{"memory", bad}}));
+      ASSERT_EQ(v.crd_errors.size(), 1u) << f.path << " = " << bad << "\n" << v.Describe();
+      EXPECT_THAT(v.crd_errors[0], HasSubstr(f.path + ".memory: Invalid value"));
+      EXPECT_TRUE(v.model_ok()) << "the model leaves quantities to Kubernetes\n" << v.Describe();
+    }
+    for (const json& wrong :
+         {json({{"cpu", {{"a", "b"}}}}), json({{"cpu", true}}), json("2"), json::array({1})}) {
+      EXPECT_FALSE(Judge(With(BaseFor(f.path), f.ptr, wrong)).crd_ok()) << f.path << wrong;
+    }
+  }
+  EXPECT_EQ(maps, 2);
+}
+
 TEST(CrdSpecTest, MapsTakeStringValuesOnly) {
   int maps = 0;
   for (const Field& f : SpecFields()) {
     if (!f.schema->contains("additionalProperties")) continue;
     if (f.path == "spec.inputs[0].columnTypes") continue;  // an enum map: ColumnTypesAreAnEnumMap
+    if (IsQuantityMap(f.path)) continue;                   // ResourceQuantitiesAreTheApiServersRule
     ++maps;
     EXPECT_EQ((*f.schema)["additionalProperties"], json({{"type", "string"}})) << f.path;
     ExpectBoth(With(BaseFor(f.path), f.ptr, {{"example.com/key", "v"}, {"k", ""}}), true, f.path);

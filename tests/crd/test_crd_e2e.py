@@ -137,6 +137,18 @@ class CrdE2eTest(unittest.TestCase):
                          "spec.appendRowFileName: Invalid value"):
             self.assertIn(expected, out.stderr)
 
+    def test_resource_quantities_are_checked_at_apply(self):
+        good = {"limits": {"cpu": 2, "memory": "4Gi", "nvidia.com/gpu": 1},
+                "requests": {"cpu": "500m", "memory": "1.5e9"}, "claims": [{"name": "x"}]}
+        self.apply(job("quantities", resources=good))
+        self.assertEqual(self.get("quantities")["spec"]["resources"], good)  # nothing pruned
+        out = self.apply(job("bad-quantity", resources={"limits": {"cpu": "lots"},
+                                                         "requests": {"memory": "4 GB"}}),
+                         check=False)
+        self.assertNotEqual(out.returncode, 0)
+        self.assertIn('spec.resources.limits.cpu: Invalid value: "lots"', out.stderr)
+        self.assertIn('spec.resources.requests.memory: Invalid value: "4 GB"', out.stderr)
+
     def test_missing_required_fields(self):
         bad = job("no-output")
         del bad["spec"]["output"]

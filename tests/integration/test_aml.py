@@ -2,7 +2,6 @@
 scripts written in the style of Azure ML's parallel-job samples, each compared row by row with a
 plain Python loop that calls the same script's init() and run() over the same mini-batches."""
 import importlib.util
-import io
 import os
 import shutil
 import sys
@@ -308,6 +307,9 @@ TABLES = {
                                                           for i in range(50, 70)),
     # header only: an empty table, no mini-batch
     "e_header_only.csv": "x,y\n",
+    # a value only uint64 holds: the whole column is uint64; with a negative one, strings
+    "f_unsigned.csv": "n,m\n" + "".join("%d,%d\n" % (i, -i) for i in range(40))
+                      + "18446744073709551615,-1\n" + "".join("%d,%d\n" % (i, i) for i in range(9)),
 }
 
 
@@ -394,6 +396,178 @@ class TabularSchemaTest(JobTestCase):
         proc = self.job.run()
         self.assertExit(proc, 1)
         self.assertIn("spec.inputs[0].columnTypes", proc.stderr)
+
+
+HOST_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "runtime",
+                        "hosts", "python")
+
+# Columns whose values give each dtype pandas can infer, alone and mixed (a second column keeps
+# every row, empty values included).
+COLUMN_CASES = [
+    ["1", "2", "3", "4"], ["1", "-2", "3.5", "4"], ["1", "", "3", ""], ["", "", "", ""],
+    ["True", "False", "true", "FALSE"], ["True", "", "False", "True"], ["True", "1", "0", "1"],
+    ["1", "x", "2", "3"], ["", "x", "", ""], ["1", "18446744073709551615", "2", "3"],
+    ["-1", "18446744073709551615", "2", "3"], ["1", "99999999999999999999999", "2", "3"],
+    ["1.5", "18446744073709551615", "2", "3"], ["NA", "2", "null", "4"], ["1", "1e400", "2", "3"],
+    ["2020-01-01", "2020-01-02", "x", "2020-01-04"],
+]
+
+
+class SchemaInferenceTest(unittest.TestCase):
+    """parallelrun_schemas.infer_dtypes gives the dtypes of pandas.read_csv of the whole file,
+    also for a file that pandas itself reads in several chunks (its low_memory mode infers each
+    chunk's dtypes, then joins them), parsed in chunks of its own of any size."""
+
+    def setUp(self):
+        import tempfile
+        sys.path.insert(0, HOST_DIR)
+        self.addCleanup(sys.path.remove, HOST_DIR)
+        self.tmp = tempfile.mkdtemp(prefix="parallelrun-schemas-")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+
+    def test_small_files_in_one_chunk(self):
+        import itertools
+        import pandas as pd
+        import parallelrun_schemas
+        cases = COLUMN_CASES + [a + b for a, b in itertools.product(COLUMN_CASES, repeat=2)]
+        path = os.path.join(self.tmp, "t.csv")
+        for values in cases:
+            for order in (values, values[::-1]):
+                with open(path, "w") as f:
+                    f.write("a,keep\n" + "".join("%s,0\n" % v for v in order))
+                got = parallelrun_schemas.infer_dtypes(pd, path, 0)
+                self.assertEqual(got, (dict(pd.read_csv(path).dtypes), len(order)), order)
+
+    def test_a_file_pandas_reads_in_chunks(self):
+        import warnings
+        import pandas as pd
+        import parallelrun_schemas
+        # 1,024 columns: pandas infers 512 rows at a time. Each column takes the values of one
+        # case, either one value per pandas chunk (so chunks disagree) or cycling row by row.
+        width, rows = 1024, 1536
+        self.assertEqual(parallelrun_schemas.pandas_chunk_rows(width), 512)
+        lines = [",".join("c%d" % j for j in range(width))]
+        for r in range(rows):
+            fields = []
+            for j in range(width):
+                case = COLUMN_CASES[(j // 2) % len(COLUMN_CASES)]
+                k = (r // 512 + j // 32) if j % 2 == 0 else r
+                fields.append(case[k % len(case)])
+            lines.append(",".join(fields))
+        path = os.path.join(self.tmp, "wide.csv")
+        with open(path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pandas' DtypeWarning for the mixed columns
+            want = dict(pd.read_csv(path).dtypes)
+        kinds = {t.kind for t in want.values()}
+        self.assertTrue({"i", "u", "f", "b", "O"} <= kinds, kinds)
+        for chunk_bytes in (1, 100000, 1 << 30):  # one, a few and all of pandas' chunks at a time
+            got, n = parallelrun_schemas.infer_dtypes(pd, path, 0, chunk_bytes)
+            self.assertEqual(n, rows)
+            diff = {c: (got[c], want[c]) for c in want if got.get(c) != want[c]}
+            self.assertEqual(diff, {}, chunk_bytes)
+
+
+    def test_mini_batches_of_a_file_pandas_reads_in_chunks_hold_its_values(self):
+        """Columns whose pandas chunks disagree (bools then ints, ints then huge unsigned ints,
+        ints then floats) read through the host's mini-batch path, mini-batches straddling the
+        chunk boundary included, concatenate to pandas.read_csv of the whole file."""
+        import pandas as pd
+        import parallelrun_host
+        width, rows = 1024, 1100  # pandas: 512 rows per chunk
+        columns = ["flag", "big", "ratio"] + ["c%d" % j for j in range(3, width)]
+        lines = [",".join(columns)]
+        for r in range(rows):
+            first = r < 512
+            lines.append(",".join([("True" if r % 3 else "False") if first else str(r % 2),
+                                   str(r) if first else str(18446744073709551615 - r),
+                                   str(r) if first else "%d.5" % r] + ["0"] * (width - 3)))
+        path = os.path.join(self.tmp, "chunks.csv")
+        with open(path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        host = parallelrun_host.Host({"PARALLELRUN_CONTROL_IN_FD": "0",
+                                      "PARALLELRUN_CONTROL_OUT_FD": "1",
+                                      "PARALLELRUN_ENTRY_SCRIPT": "score.py",
+                                      "PARALLELRUN_INPUT_TYPE": "tabular",
+                                      "PARALLELRUN_OUTPUT_DIR": self.tmp})
+        ends = []
+        offset = 0
+        for line in lines:
+            offset += len(line) + 1
+            ends.append(offset)
+        frames = []
+        for first in range(0, rows, 97):  # 97 rows each: one mini-batch holds rows 485..581
+            frames.append(host.read_table({"file": path, "format": "csv", "header_end": ends[0],
+                                           "begin": ends[first],
+                                           "end": ends[min(first + 97, rows)]}))
+        whole = pd.read_csv(path)
+        self.assertEqual([str(whole[c].dtype) for c in columns[:3]],
+                         ["int64", "float64", "float64"])
+        pd.testing.assert_frame_equal(pd.concat(frames, ignore_index=True), whole)
+
+
+# A tabular script that names the worker that ran each mini-batch; run() starts once two workers
+# have started, so that the first file's mini-batches are shared out (a worker leases at most 12).
+WHO_SCRIPT = """
+import os
+import time
+
+from parallelrun import EntryScript
+
+started = os.path.join(EntryScript().output_dir, "started")
+
+
+def init():
+    os.makedirs(started, exist_ok=True)
+    open(os.path.join(started, os.environ["PARALLELRUN_NODE"] + "-" +
+                      os.environ["PARALLELRUN_PROCESS"]), "w").close()
+
+
+def run(mini_batch):
+    deadline = time.time() + 120
+    while len(os.listdir(started)) < 2 and time.time() < deadline:
+        time.sleep(0.05)
+    return ["%s %s %d" % (os.environ["PARALLELRUN_NODE"], os.environ["PARALLELRUN_PROCESS"], i)
+            for i in mini_batch["id"]]
+"""
+
+
+class SharedSchemaTest(JobTestCase):
+    def test_each_file_is_parsed_once_per_job_however_many_workers_read_it(self):
+        import glob
+        import json
+        names = []
+        for f in range(3):
+            rows = "".join("%d,%d,v%d\n" % (f * 1000 + i, i, i) for i in range(400))
+            names.append(self.job.write("data/t%d.csv" % f, "id,n,text\n" + rows))
+        self.job.write("code/score.py", WHO_SCRIPT)
+        self.job.write_manifest(manifest(
+            inputs=[{"name": "t", "type": "tabular", "source": {"path": "data/"}}],
+            miniBatchSize=200, nodeCount=2, processCountPerNode=2, loggingLevel="DEBUG"))
+        proc = self.job.run()
+        self.assertExit(proc, 0)
+        lines = self.job.output_lines()
+        self.assertEqual(len(lines), 1200)
+        # Several workers read mini-batches of the first file (of each, most likely) ...
+        workers = {tuple(line.split()[:2]) for line in lines if int(line.split()[2]) < 1000}
+        self.assertGreater(len(workers), 1, workers)
+        # ... but each file was parsed whole once, by one of them, for the whole job.
+        parsed = []
+        for log in glob.glob(os.path.join(self.job.logs, "user", "stdout", "*", "*.txt")):
+            with open(log) as fh:
+                parsed.extend(line for line in fh if "parsed the whole of" in line)
+        self.assertEqual(sorted(line.split("parsed the whole of ")[1].split(" ")[0]
+                                for line in parsed), names, parsed)
+        schemas = glob.glob(os.path.join(self.job.output, ".parallelrun", "schemas", "*.json"))
+        self.assertEqual(len(schemas), 3)
+        for path in schemas:
+            with open(path) as fh:
+                schema = json.load(fh)
+            self.assertIn(schema["file"], names)
+            self.assertEqual(schema["rows"], 400)
+            self.assertEqual(schema["columns"], [["id", "int64"], ["n", "int64"],
+                                                 ["text", "object"]])
 
 
 # A tabular scoring script in the style of Azure ML's iris sample: the model comes from

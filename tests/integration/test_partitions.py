@@ -9,12 +9,14 @@ cluster)."""
 import json
 import os
 import re
+import signal
+import subprocess
 import types
 import unittest
 
 import pandas as pd
 
-from jobkit import JobTestCase, manifest
+from jobkit import BIN, JobTestCase, manifest, read_text, wait_for
 from test_aml import as_rows, load_script
 
 # ---- file partitions: one result per (user, genres), across season folders --------------------
@@ -241,6 +243,57 @@ class PartitionKeysTest(JobTestCase):
         proc = self.job.run()
         self.assertNotEqual(proc.returncode, 0)
         self.assertIn('b.csv: has no column "Brand"', proc.stderr + proc.stdout)
+
+
+
+# Partition 0 holds the only worker until the gate opens; by then the plan is complete.
+GATED_SONGS = """
+import os, time
+
+GATE = {gate!r}
+
+
+def run(mini_batch, mini_batch_context):
+    if mini_batch_context.minibatch_index == 0:
+        deadline = time.time() + 240
+        while not os.path.exists(GATE) and time.time() < deadline:
+            time.sleep(0.02)
+    return ["%d %s" % (mini_batch_context.minibatch_index, os.path.basename(p))
+            for p in mini_batch]
+"""
+
+
+class PartitionFingerprintTest(JobTestCase):
+    def test_a_partition_file_changed_after_planning_fails_its_mini_batch_naming_it(self):
+        write_songs(self.job.write)
+        gate = os.path.join(self.tmp, "gate")
+        self.job.write("code/songs.py", GATED_SONGS.format(gate=gate))
+        m = song_manifest()
+        m["spec"].update(processCountPerNode=1, runMaxTry=1, allowedFailedPercent=100)
+        self.job.write_manifest(m)
+        run = subprocess.Popen([BIN, "run", os.path.join(self.tmp, "job.yaml")], cwd=self.tmp,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+        self.addCleanup(lambda: run.poll() is None and os.killpg(run.pid, signal.SIGKILL))
+        plan = os.path.join(self.job.output, ".parallelrun", "plan")
+        wait_for("the complete plan", lambda: os.path.exists(plan) and
+                 read_text(plan).endswith("END\n"), 120)
+        batches = reference_song_batches(os.path.join(self.tmp, "data"))
+        changed = batches[1][1][-1]  # the last file of the second partition
+        with open(changed, "a") as f:
+            f.write("7\n")
+        with open(gate, "w"):
+            pass
+        out, err = run.communicate(timeout=240)
+        self.assertEqual(run.returncode, 0, err)  # allowedFailedPercent 100
+        errors = read_text(os.path.join(self.job.logs, "user", "error.txt"))
+        self.assertIn("input file(s) changed since the job was planned: " + changed, errors)
+        failed = [r for r in self.job.report_rows() if r["accepted"] == "1"
+                  and r["status"] != "RUN_DONE"]
+        self.assertEqual([int(r["mini_batch_id"]) for r in failed], [1])
+        self.assertNotIn("1 ", [line[:2] for line in self.job.output_lines()])
+        self.assertEqual(len(self.job.output_lines()),
+                         sum(len(paths) for _, paths in batches) - len(batches[1][1]))
 
 
 if __name__ == "__main__":

@@ -101,6 +101,18 @@ class AdminViewTest(unittest.TestCase):
         return urllib.request.urlopen(f"http://{ip}:{self.c.metrics_port}/metrics",
                                       timeout=10).read().decode()
 
+    def processed(self):
+        """parallelrun_minibatches_processed_total summed over the operator's replicas (the
+        leader counts; a replica that led before keeps what it counted)."""
+        total = 0.0
+        for pod in self.c.operator_pods():
+            ip = self.c.pod_ip(pod["metadata"]["name"])
+            text = urllib.request.urlopen(f"http://{ip}:{self.c.metrics_port}/metrics",
+                                          timeout=10).read().decode()
+            total += float(re.search(r"^parallelrun_minibatches_processed_total (\S+)$", text,
+                                     re.MULTILINE).group(1))
+        return total
+
     def events(self, name):
         out = self.k("get", "events", "-n", NS, "--field-selector",
                      "involvedObject.name=" + name, "-o", "json")
@@ -145,6 +157,8 @@ class AdminViewTest(unittest.TestCase):
                 self.assertRegex(status[key], TIME, where)
         for c in status.get("conditions", []):
             self.assertRegex(c["lastTransitionTime"], TIME, where)
+        for e in status.get("recentErrors", []):
+            self.assertRegex(e["lastSeen"], TIME, where)
         for key, value in status.items():
             self.assertNotEqual(value, "", f"status.{key} is empty:\n{where}")
         mb, items = status.get("miniBatches"), status.get("items")
@@ -176,6 +190,7 @@ class AdminViewTest(unittest.TestCase):
             shutil.copytree(os.path.join(EXAMPLE, part), os.path.join(data, part))
         manifest = cluster_manifest("scores", data, score_files_source(), claim="scores")
         spec = manifest["spec"]
+        processed_before = self.processed()
         watch = self.c.cluster.popen_kubectl("get", "prj", "-n", NS, "-w", "-o", "json")
         try:
             self.c.kubectl("apply", "-n", NS, "-f", "-", input=json.dumps(manifest))
@@ -192,6 +207,14 @@ class AdminViewTest(unittest.TestCase):
         for update in updates + [status]:
             self.check_status(update, spec, seen)
         self.assertGreater(seen["retried"], 0, "the example retries its flaky document")
+        # The flaky documents' first tries are in recentErrors (lastSeen checked above): one
+        # error per document, at the raise in the example's score.py, one mini-batch each.
+        errors = status.get("recentErrors", [])
+        self.assertEqual(len(errors), status["miniBatches"]["retried"], json.dumps(errors))
+        for e in errors:
+            self.assertRegex(e["error"], r"^RuntimeError: transient failure while reading "
+                                         r"doc-\d+-flaky\.txt$")
+            self.assertEqual((e["location"], e["count"], e["miniBatches"]), ("score.py:36", 1, 1))
         self.assertEqual(status["reason"], "Completed")
         self.assertEqual(status["output"], {"volume": "data", "path": "output",
                                             "file": "rows.txt"})
@@ -227,6 +250,8 @@ class AdminViewTest(unittest.TestCase):
         self.assertRegex(text, r"\nparallelrun_reconcile_errors_total 0\n",
                          "healthy jobs made reconcile errors:\n" + self.c.operator_log())
         self.assertNotIn('phase="None"', text)
+        # The counter went up by the job's mini-batches, each once (the retried one too).
+        self.assertEqual(self.processed() - processed_before, status["miniBatches"]["total"])
         self.k("delete", "prj", "-n", NS, "scores", "--wait=true", timeout=120)
         wait_until(lambda: 'name="scores"' not in self.metrics(), 60,
                    "the job's series to vanish from /metrics")

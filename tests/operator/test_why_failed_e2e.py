@@ -126,7 +126,8 @@ class WhyFailedTest(unittest.TestCase):
         self.assertEqual(first[0]["error"], ERROR)
         self.assertEqual(first[0]["location"], LOCATION)
         self.assertGreaterEqual(first[0]["count"], 1)
-        self.assertRegex(first[0]["lastSeen"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d")
+        # RFC 3339 at second precision, as every time in the status.
+        self.assertRegex(first[0]["lastSeen"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
         # The count only grows while the job runs, up to one per mini-batch.
         seen = [(s.get("phase"), [(e["count"], e["error"][:40]) for e in s.get("recentErrors", [])])
                 for s in self.statuses]
@@ -152,15 +153,25 @@ class WhyFailedTest(unittest.TestCase):
         described = self.c.kubectl("describe", "prj", JOB).stdout
         self.assertIn(ERROR, described)
 
-    def test_wide_output_shows_the_message(self):
-        crd = json.loads(self.c.kubectl("get", "crd", "parallelrunjobs.parallelrun.io",
-                                        "-o", "json").stdout)
-        columns = [c["name"] for v in crd["spec"]["versions"]
-                   for c in v.get("additionalPrinterColumns", [])]
-        if "MESSAGE" not in [c.upper() for c in columns]:
-            self.skipTest("the CRD has no MESSAGE printer column yet (issue 15, REASON/MESSAGE)")
-        wide = self.c.kubectl("get", "prj", JOB, "-o", "wide").stdout
-        self.assertIn(ERROR, wide)
+    def test_wide_output_shows_the_reason_and_the_message(self):
+        wide = self.c.kubectl("get", "prj", JOB, "-o", "wide").stdout.splitlines()
+        self.assertEqual(wide[0].split()[-3:], ["REASON", "AGE", "MESSAGE"])
+        self.assertIn("NoSucceededItems", wide[1].split())
+        self.assertIn(ERROR, wide[1])
+
+    def test_each_event_once(self):
+        out = self.c.kubectl("get", "events", "--field-selector", "involvedObject.name=" + JOB,
+                             "-o", "json")
+        events = [(e["type"], e["reason"], e.get("count", 1), e["message"])
+                  for e in json.loads(out.stdout)["items"]
+                  if e["involvedObject"].get("kind") == "ParallelRunJob"]
+        keys = [(e[0], e[1], e[3]) for e in events]
+        self.assertEqual(len(keys), len(set(keys)), events)  # no event written twice
+        self.assertEqual([e[2] for e in events if e[1] == "Started"], [1], events)
+        failed = [e for e in events if e[1] in ("ThresholdExceeded", "Failed")]
+        self.assertEqual(len(failed), 1, events)
+        self.assertEqual(failed[0][:3], ("Warning", "ThresholdExceeded", 1), events)
+        self.assertIn(ERROR, failed[0][3])  # the user's error in the event, too
 
     def test_worker_pods_are_kept_and_their_logs_show_output_and_failures(self):
         self.assertEqual(sorted(self.pod_phases), [f"{JOB}-coordinator", f"{JOB}-worker-0",

@@ -16,6 +16,8 @@ import sys
 import time
 import traceback
 
+import parallelrun_schemas
+
 _MAX_DETAIL = 64 * 1024  # longest traceback sent back in a reply (the error log gets all of it)
 
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
@@ -80,19 +82,22 @@ _RUN_SIGNATURES = ("run(mini_batch) or run(mini_batch, mini_batch_context) (Azur
 
 _COLUMN_TYPES = {"string": object, "int64": "int64", "float64": "float64", "bool": "bool"}
 
-_DTYPE_CHUNK_ROWS = 1 << 18  # rows per chunk when inferring a whole file's column types
-_DTYPE_CACHE_FILES = 64  # files whose inferred column types a host keeps
+_BOOL_TEXT = {"True": True, "TRUE": True, "true": True, "False": False, "FALSE": False,
+              "false": False}  # what pandas.read_csv reads as bools
 
 
-def _merge_dtype(a, b):
-    """The dtype of a column that is `a` in some rows and `b` in others, as pandas infers it for
-    the whole column: ints and floats make floats, anything else mixed is object (strings)."""
-    if a is None or a == b:
-        return b
-    if a.kind in "iuf" and b.kind in "iuf":
-        return a if a.kind == "f" else b if b.kind == "f" else a
-    import numpy
-    return numpy.dtype(object)
+def _cast(frame, schema, parsed):
+    """The file's dtypes (`schema`) on the columns of a mini-batch's `frame` not already `parsed`
+    with a given type, converted as pandas.read_csv does when it joins chunks of the file whose
+    dtypes differ (ints to floats, bools to numbers). A mini-batch that straddles two such chunks
+    has strings there (`True` and `1`): they are converted as the chunks' values would be."""
+    for column, dtype in schema.items():
+        if column not in parsed and column in frame.columns and frame[column].dtype != dtype:
+            values = frame[column]
+            if values.dtype.kind == "O" and dtype.kind in "iufb":
+                values = values.map(lambda v: _BOOL_TEXT.get(v, v) if isinstance(v, str) else v)
+            frame[column] = values.astype(dtype)
+    return frame
 
 
 def _key_values(req, batch):
@@ -191,7 +196,8 @@ class Host:
         self.run_arity = 1
         self.pd = None
         self.known_dirs = set()
-        self.dtype_cache = {}
+        self.output_dir = env.get("PARALLELRUN_OUTPUT_DIR")
+        self.schemas = None  # parallelrun_schemas.SchemaStore, made for the first CSV file
         self.column_types = json.loads(env.get("PARALLELRUN_COLUMN_TYPES") or "{}")
 
     # ---- control pipe ----
@@ -314,21 +320,27 @@ class Host:
                 return pd.DataFrame()
             return pd.read_json(io.BytesIO(body), lines=True)
         header = 0 if header_end > 0 else None
-        dtypes = dict(self.file_dtypes(path, header))
-        dates = self.apply_column_types(req, dtypes, path)
+        schema = self.file_dtypes(path, header)
+        # Strings stay strings (a column that is object anywhere in the file); the user's
+        # columnTypes are parsed as such.
+        dtypes = {c: t for c, t in schema.items() if t.kind == "O"}
+        dates = self.apply_column_types(req, schema, dtypes, path)
         if not body.strip():
             if header_end > 0:
-                return pd.read_csv(io.BytesIO(head), header=0, dtype=dtypes, parse_dates=dates)
+                frame = pd.read_csv(io.BytesIO(head), header=0, dtype=dtypes, parse_dates=dates)
+                return _cast(frame, schema, dtypes)
             return pd.DataFrame()
-        return pd.read_csv(io.BytesIO(head + body), header=header, dtype=dtypes,
-                           parse_dates=dates)
+        frame = pd.read_csv(io.BytesIO(head + body), header=header, dtype=dtypes,
+                            parse_dates=dates)
+        return _cast(frame, schema, dtypes)
 
-    def apply_column_types(self, req, dtypes, path):
-        """Applies the input's columnTypes to `dtypes`; returns the columns to parse as dates."""
+    def apply_column_types(self, req, schema, dtypes, path):
+        """Adds the input's columnTypes to `dtypes` (the file's columns: `schema`); returns the
+        columns to parse as dates."""
         wanted = self.column_types.get(req.get("input_name", ""))
         if not wanted:
             return False
-        columns = {str(c): c for c in dtypes}
+        columns = {str(c): c for c in schema}
         missing = [name for name in wanted if name not in columns]
         if missing:
             raise ValueError("columnTypes of input %r names %s, which %s does not have (its "
@@ -346,22 +358,11 @@ class Host:
 
     def file_dtypes(self, path, header):
         """The column dtypes pandas.read_csv infers for the whole file, so that every mini-batch
-        of a file has one schema. Read once per file and process (in chunks of rows, so memory
-        stays bounded) and cached by path, size and modification time."""
-        st = os.stat(path)
-        key = (path, st.st_size, st.st_mtime_ns, header)
-        cached = self.dtype_cache.get(key)
-        if cached is not None:
-            return cached
-        merged = {}
-        for chunk in self.pd.read_csv(path, header=header, chunksize=_DTYPE_CHUNK_ROWS):
-            for column, dtype in chunk.dtypes.items():
-                merged[column] = _merge_dtype(merged.get(column), dtype)
-        if len(self.dtype_cache) >= _DTYPE_CACHE_FILES:
-            # Mini-batches mostly come one file at a time; partitions visit a few files in turn.
-            self.dtype_cache.pop(next(iter(self.dtype_cache)))
-        self.dtype_cache[key] = merged
-        return merged
+        of a file has one schema: parsed once per job and file (parallelrun_schemas)."""
+        if self.schemas is None:
+            self.schemas = parallelrun_schemas.SchemaStore(
+                self.pd, self.output_dir, self.node + "/" + self.process)
+        return self.schemas.dtypes(path, header)
 
     def write_file(self, path, data, sync=True):
         folder = os.path.dirname(path)
