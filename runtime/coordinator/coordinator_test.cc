@@ -1108,6 +1108,12 @@ TEST_F(CoordinatorTest, ResultsAndRenewalsFromANodeNotHoldingTheLeaseAreRefused)
   Report({Done(mine.leases[0])}, {}, "127.0.0.1");
   EXPECT_EQ(coord_->Wait(), 0);
   EXPECT_EQ(Read("parallel_run_step.txt"), "row 0 attempt 1\nrow 1 attempt 1\n");
+  // Each refusal is logged, naming the node, the mini-batch, the attempt and why.
+  const std::string log = Read("logs/sys/master_role.1.txt");
+  EXPECT_THAT(log, HasSubstr("refused the RUN_DONE result of mini-batch 0 attempt 1 from "
+                             "127.0.0.2: it is on lease to 127.0.0.1"));
+  EXPECT_THAT(log, HasSubstr("refused the release of mini-batch 0 attempt 1 from 127.0.0.2: it "
+                             "is on lease to 127.0.0.1"));
 }
 
 TEST_F(CoordinatorTest, AttemptOutsideTheIntegerRangeIs400NotWrapped) {

@@ -311,6 +311,13 @@ bool Coordinator::Impl::Assemble(Ending& e, std::string& output_file, std::strin
       e.reason = kReasonAssemblyFailed;
       e.exit_code = kCoordinatorExitJobFailed;
       e.message = "cannot assemble the output: " + stats.status().message();
+      const StatusCode code = stats.status().code();
+      if (code == StatusCode::kNotFound || code == StatusCode::kFailedPrecondition) {
+        // An accepted part was lost or changed: the others stay in parts/ for a retry.
+        e.message +=
+            ". To finish the job, run it on a new output folder with retryFrom: " + output_dir_ +
+            " (only the mini-batches whose rows are lost or changed run again)";
+      }
       e.look_first = {kHintMasterRole};
     }
     return true;

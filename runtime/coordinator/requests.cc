@@ -304,7 +304,12 @@ void Coordinator::Impl::ReleaseLocked(const protocol::ResultsRequest& req, uint3
                                       AttemptLog::Batch& batch) {
   int released = 0;
   for (const auto& ref : req.released) {
-    if (!nodes_.Fence(state_, ref.mini_batch_id, ref.attempt, node, req.node).empty()) continue;
+    if (std::string why = nodes_.Fence(state_, ref.mini_batch_id, ref.attempt, node, req.node);
+        !why.empty()) {
+      log_->warn("refused the release of mini-batch {} attempt {} from {}: {}", ref.mini_batch_id,
+                 ref.attempt, req.node, why);
+      continue;
+    }
     // A held attempt (kNoNode) given back by the node it was held for.
     const uint32_t holder = state_.Holder(ref.mini_batch_id, ref.attempt).value_or(node);
     if (!state_.GiveBack(ref.mini_batch_id, ref.attempt, holder)) continue;

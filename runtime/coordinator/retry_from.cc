@@ -86,6 +86,8 @@ Status EarlierRun::LoadJournal() {
       mb.attempt =
           static_cast<uint16_t>(r.type == "carried" ? 0 : std::clamp(r.attempt, 0, 0xffff));
       mb.succeeded = std::clamp<int64_t>(r.succeeded, 0, mb.items);
+      mb.part_bytes = r.type == "carried" ? -1 : r.part_bytes;
+      mb.part_crc32 = r.part_crc32;
       ++completed_;
     } else if (r.outcome == Outcome::kFailed) {
       mb.state = kFailed;
@@ -126,11 +128,15 @@ Status EarlierRun::LoadRows() {
   } else if (info.status().code() != StatusCode::kNotFound) {
     return info.status();
   } else if (IsDirectory(JoinPath(state_dir_, "parts"))) {
-    // An unfinished run: the accepted part files are its rows.
+    // An unfinished run (or one whose assembly failed): the accepted part files are its rows,
+    // those that are still there with the size they had when accepted. Any other runs again.
     for (size_t id = 0; id < mbs_.size(); ++id) {
       Mb& mb = mbs_[id];
       if (mb.state != kCompleted || mb.attempt == 0) continue;
-      mb.has_rows = PathExists(PartPath(state_dir_, static_cast<int64_t>(id), mb.attempt));
+      struct stat st;
+      const std::string part = PartPath(state_dir_, static_cast<int64_t>(id), mb.attempt);
+      mb.has_rows = ::stat(part.c_str(), &st) == 0 &&
+                    (mb.part_bytes < 0 || static_cast<int64_t>(st.st_size) == mb.part_bytes);
     }
     rows_from_ = "its part files";
   } else if (completed_ > 0) {
@@ -206,6 +212,10 @@ RowSource EarlierRun::RowsOf(int64_t id) const {
   }
   s = PartFileSource(PartPath(state_dir_, id, mb.attempt));
   s.must_exist = true;  // it existed at Load: without it, rows counted as succeeded would be lost
+  if (mb.part_bytes >= 0) {
+    s.expected_bytes = mb.part_bytes;  // verified again as the rows are copied
+    s.expected_crc32 = mb.part_crc32;
+  }
   return s;
 }
 

@@ -9,11 +9,13 @@
 //
 // Guarantees:
 // - Read only: nothing under `dir` is created, changed or locked.
-// - Memory: about 56 bytes per earlier mini-batch; plan records are compared by hash and read
+// - Memory: about 72 bytes per earlier mini-batch; plan records are compared by hash and read
 //   back (by offset) only to describe a difference.
 // - A mini-batch is offered for carrying over (Carried) only when it completed in the earlier run
 //   and, when rows are needed, its rows were found: listed in the output index, or its accepted
-//   part file exists. Anything else runs again, so no row is lost or duplicated.
+//   part file exists with the size its journal recorded. Anything else runs again, so no row is
+//   lost or duplicated. A carried part file must also still have the CRC-32 its journal recorded
+//   when its rows are copied (RowsOf), or the assembly fails naming it.
 // - The output file named by the index must have the size the index recorded; otherwise the file
 //   was changed after that run and Load fails.
 // Caveats: an earlier run that is still running is read as it is at the time of Load. A
@@ -87,6 +89,8 @@ class EarlierRun {
     int64_t succeeded = 0;
     int64_t items = 0;
     ByteRange rows;
+    int64_t part_bytes = -1;  // the accepted part file's size as journaled (-1: not recorded)
+    uint32_t part_crc32 = 0;  // and its CRC-32
     uint32_t plan_length = 0;
     uint16_t attempt = 0;
     uint8_t state = 0;  // kNone, kCompleted, kFailed

@@ -13,6 +13,7 @@
 #include "runtime/base/files.h"
 #include "runtime/coordinator/coordinator_testing.h"
 #include "runtime/coordinator/journal.h"
+#include "runtime/output/part_file.h"
 
 namespace parallelrun::rt {
 namespace {
@@ -193,6 +194,45 @@ TEST_F(RetryFromTest, UnfinishedEarlierRunLendsItsPartFiles) {
                         " with their rows from its part "
                         "files"));
   EXPECT_EQ(Snapshot(first), before);
+}
+
+// Issue 12: a part file lost after its result was accepted fails the assembly naming it (never a
+// success with fewer rows); the message says how to finish, and a retryFrom run reruns only the
+// mini-batch whose rows were lost.
+TEST_F(RetryFromTest, AssemblyFailedOnALostPartIsFinishedByARetryOfThatMiniBatchAlone) {
+  MakeFiles(6);  // three mini-batches
+  row_suffix_ = " first";
+  Start();
+  Register();
+  WaitPlanned();
+  auto resp = LeaseWork(3);
+  ASSERT_EQ(resp.leases.size(), 3u);
+  std::vector<AttemptResult> results;
+  for (const auto& l : resp.leases) {
+    results.push_back(Done(l));
+    auto fp = FingerprintFile(l.part_file);
+    ASSERT_TRUE(fp.ok());
+    results.back().part_bytes = fp->bytes;
+    results.back().part_crc32 = fp->crc32;
+  }
+  Report({results[0], results[1]});
+  std::filesystem::remove(out_ + "/.parallelrun/parts/1.1");
+  Report({results[2]});
+  EXPECT_EQ(coord_->Wait(), 42);
+  const std::string result = Read("logs/job_result.txt");
+  EXPECT_THAT(result, StartsWith("Failed: OutputAssemblyFailed\n"));
+  EXPECT_THAT(result, HasSubstr(out_ + "/.parallelrun/parts/1.1 does not exist any more"));
+  EXPECT_THAT(result, HasSubstr("retryFrom: " + out_));
+  EXPECT_FALSE(PathExists(out_ + "/parallel_run_step.txt"));
+  coord_.reset();
+  const std::string first = out_;
+
+  StartRetry(first, "out2", " second");
+  EXPECT_THAT(RunTheRest(), ElementsAre(1));
+  EXPECT_EQ(coord_->Wait(), 0);
+  EXPECT_EQ(Read("parallel_run_step.txt"),
+            "row 0 attempt 1 first\nrow 1 attempt 1 second\nrow 2 attempt 1 first\n");
+  EXPECT_THAT(Read("logs/job_result.txt"), HasSubstr("mini_batches_carried_over: 2\n"));
 }
 
 TEST_F(RetryFromTest, IncompatiblePlanFailsWithInvalidInputSayingWhatDiffers) {
@@ -428,6 +468,57 @@ TEST(EarlierRunTest, CompletedMiniBatchWithoutRowsRunsAgain) {
   ASSERT_TRUE(run.ok());
   EXPECT_TRUE((*run)->Carried(1).has_value());
   std::filesystem::remove_all(dir);
+}
+
+// Issue 12: an accepted part file that was lost or changed after its result was accepted is
+// never carried over as if its rows were there. Gone or another size: it runs again. Same size
+// but other bytes: its CRC-32 is checked as its rows are copied.
+TEST(EarlierRunTest, LostOrResizedPartFilesRunAgainAndCarriedOnesKeepTheirFingerprint) {
+  const fakes::TempDir tmp("earlier_run_changed_parts");
+  const std::string& dir = tmp.path();
+  std::filesystem::create_directories(dir + "/.parallelrun/parts");
+  std::string plan;
+  for (int64_t id = 0; id < 4; ++id) {
+    MiniBatch mb;
+    mb.id = id;
+    mb.files = {"f" + std::to_string(id)};
+    mb.items = 1;
+    plan += EncodePlanRecord(mb) + "\n";
+  }
+  ASSERT_TRUE(WriteFileAtomic(dir + "/.parallelrun/plan", plan + "END\n").ok());
+  Decision done{Outcome::kCompleted, true, 1, 0};
+  std::string journal = JournalStartLine(1, SystemTime(), "o");
+  for (int64_t id = 0; id < 4; ++id) {
+    const std::string part = dir + "/.parallelrun/parts/" + std::to_string(id) + ".1";
+    ASSERT_TRUE(WriteFileAtomic(part, "row " + std::to_string(id) + "\n").ok());
+    auto fp = FingerprintFile(part);
+    ASSERT_TRUE(fp.ok());
+    protocol::AttemptResult r;
+    r.status = "RUN_DONE";
+    r.mini_batch_id = id;
+    r.attempt = 1;
+    r.part_bytes = fp->bytes;
+    r.part_crc32 = fp->crc32;
+    journal += JournalResultLine(r, "n", done);
+  }
+  ASSERT_TRUE(WriteFileAtomic(dir + "/.parallelrun/journal", journal).ok());
+  std::filesystem::remove(dir + "/.parallelrun/parts/1.1");  // lost
+  ASSERT_TRUE(WriteFileAtomic(dir + "/.parallelrun/parts/2.1", "row 2 and more\n").ok());
+  ASSERT_TRUE(WriteFileAtomic(dir + "/.parallelrun/parts/3.1", "row 9\n").ok());  // same size
+
+  auto run = EarlierRun::Load(dir, /*need_rows=*/true);
+  ASSERT_TRUE(run.ok()) << run.status().ToString();
+  EXPECT_EQ((*run)->completed(), 4);
+  EXPECT_EQ((*run)->without_rows(), 2);
+  EXPECT_TRUE((*run)->Carried(0).has_value());
+  EXPECT_FALSE((*run)->Carried(1).has_value());
+  EXPECT_FALSE((*run)->Carried(2).has_value());
+  ASSERT_TRUE((*run)->Carried(3).has_value());
+  const RowSource rows = (*run)->RowsOf(3);
+  EXPECT_EQ(rows.expected_bytes, 6);
+  ASSERT_TRUE(rows.expected_crc32.has_value());
+  EXPECT_EQ(*rows.expected_crc32, Crc32(0, "row 3\n", 6));  // as accepted, not as it is now
+  EXPECT_NE(*rows.expected_crc32, FingerprintFile(dir + "/.parallelrun/parts/3.1")->crc32);
 }
 
 }  // namespace

@@ -1,14 +1,14 @@
 // StartHttpServer over Boost.Beast (HTTP/1.1 on Boost.Asio, both part of Boost, header-only).
 //
 // cpprestsdk's http_listener (used before) reads every request body into memory before the
-// handler can answer, has no limit on the header size and no timeouts, and cannot close a
-// connection from the handler: an unauthenticated client could grow the coordinator without
-// bound. Here each connection reads the header first (size-limited, under a deadline), checks the
-// bearer token and Content-Length on it, and only then reads the body (size-limited, under a
-// deadline).
+// handler can answer, has no header limit or timeouts, and cannot close a connection from the
+// handler: an unauthenticated client could grow the coordinator without bound. Here each
+// connection reads the header first (size-limited, under a deadline), checks the bearer token and
+// Content-Length on it, and only then reads the body (size-limited, under a deadline).
 #include "runtime/protocol/http_server.h"
 
 #include <openssl/crypto.h>
+#include <poll.h>
 #include <strings.h>
 #include <sys/resource.h>
 
@@ -264,7 +264,10 @@ class Session : public std::enable_shared_from_this<Session> {
                              std::to_string(state_->options.max_body_bytes) + " bytes");
     }
     if (ec && IsParseError(ec)) return Reject(400, "malformed request body: " + ec.message());
-    if (ec) return Abort();
+    // A client that shut its side gave up waiting: no answer (no lease) may go to it (see .h).
+    pollfd peer{Tcp().socket().native_handle(), POLLRDHUP, 0};
+    const bool gone = ::poll(&peer, 1, 0) == 1 && (peer.revents & (POLLRDHUP | POLLHUP | POLLERR));
+    if (ec || gone) return Abort();
     auto& message = parser_->get();
     HttpRequest req;
     req.method = std::string(message.method_string());

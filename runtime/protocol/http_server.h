@@ -7,7 +7,9 @@
 // max_header_bytes 431, and those connections close. A connection that sends nothing, or not a
 // whole header within header_timeout_ms of its request's first byte, or not its body (or does not
 // read the reply) within body_timeout_ms, is closed, as is a keep-alive connection idle for
-// idle_timeout_ms; beyond max_connections open connections a new one is closed at once. Memory per
+// idle_timeout_ms; beyond max_connections open connections a new one is closed at once. A request
+// whose client shut down its side of the connection before the request was handled (it gave up
+// waiting for the answer) is not handled: the connection closes without a reply. Memory per
 // connection is bounded by the header and body limits. A body that is not JSON gets 400; a
 // nlohmann::json::exception from the handler (a field of the wrong type or range while decoding
 // the body) gets 400, any other exception 500, with its message, and never takes the server down.

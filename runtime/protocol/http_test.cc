@@ -518,6 +518,58 @@ TEST_F(HttpLimitsTest, ConnectionsBeyondTheCapAreClosedAtOnce) {
   ASSERT_TRUE(WaitFor([&] { return client->GetProgress().ok(); }));
 }
 
+// A client that gave up waiting (shut its side of the connection) before its request was handled
+// is not served: a lease granted then would go to nobody and wait out its whole lease. The one
+// handler thread is held by a first request while a second client sends its whole request and
+// shuts down its writing side; once the first is let go, the second gets no reply and its handler
+// never runs.
+TEST(HttpGoneClientTest, RequestWhoseClientShutItsSideIsNotHandled) {
+  struct Gate {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool open = false;
+    std::vector<std::string> paths;
+  };
+  auto gate = std::make_shared<Gate>();
+  HttpServerOptions o;
+  o.token = kToken;
+  o.threads = 1;
+  auto server = StartHttpServer(o, [gate](const HttpRequest& req) -> HttpResponse {
+    std::unique_lock<std::mutex> lock(gate->mu);
+    gate->paths.push_back(req.path);
+    gate->cv.notify_all();
+    gate->cv.wait(lock, [&] { return gate->open; });
+    return HttpResponse{};
+  });
+  ASSERT_TRUE(server.ok()) << server.status().ToString();
+  const int port = (*server)->port();
+  const std::string head = std::string("HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ") + kToken +
+                           "\r\nConnection: close\r\n";
+  int first = Connect(port);
+  ASSERT_TRUE(SendAll(first, "GET /v1/progress " + head + "\r\n"));
+  {
+    std::unique_lock<std::mutex> lock(gate->mu);
+    ASSERT_TRUE(
+        gate->cv.wait_for(lock, std::chrono::seconds(20), [&] { return !gate->paths.empty(); }));
+  }
+  int gone = Connect(port);
+  ASSERT_TRUE(SendAll(gone, "POST /v1/lease " + head +
+                                "Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"));
+  ASSERT_EQ(::shutdown(gone, SHUT_WR), 0);
+  {
+    std::lock_guard<std::mutex> lock(gate->mu);
+    gate->open = true;
+  }
+  gate->cv.notify_all();
+  const std::string reply = ReadAll(first);
+  EXPECT_EQ(StatusOf(reply), 200) << reply;
+  EXPECT_EQ(ReadAll(gone), "");
+  ::close(first);
+  ::close(gone);
+  std::lock_guard<std::mutex> lock(gate->mu);
+  EXPECT_EQ(gate->paths, std::vector<std::string>{"/v1/progress"});
+}
+
 class HttpsTest : public ::testing::Test {
  protected:
   void SetUp() override {

@@ -162,7 +162,19 @@ class ExactlyOnceTest(JobTestCase):
         self.assertFalse(result.startswith("Succeeded"), result)
         self.assertIn("OutputAssemblyFailed", result)
         self.assertIn(os.path.join(".parallelrun", "parts", deleted[0]), result)
+        self.assertIn("retryFrom: " + self.job.output, result)
         self.assertFalse(os.path.exists(os.path.join(self.job.output, "parallel_run_step.txt")))
+
+        # The way on that the message gives: a retry reruns only the mini-batches whose parts
+        # were lost, and every row is there exactly once.
+        self.job.write_manifest(manifest(miniBatchSize=2, output={"path": "output2/"},
+                                         retryFrom="output/"), rel="retry.yaml")
+        retry = self.job.run(manifest_rel="retry.yaml", timeout=240)
+        self.assertExit(retry, 0)
+        self.assertEqual(sorted(self.job.read("output2/parallel_run_step.txt").splitlines()),
+                         [f"f{i:04d}.txt" for i in range(20)])
+        retried = read_text(os.path.join(self.tmp, "output2", "logs", "job_result.txt"))
+        self.assertIn(f"mini_batches_carried_over: {10 - len(deleted)}\n", retried)
 
     def test_part_file_rewritten_mid_run_fails_the_job_naming_it(self):
         self.gated_file_job(20, 2, hold_from=10)

@@ -1,7 +1,8 @@
 """Issue 12: the coordinator against hostile and broken clients, with the real binaries.
 Fencing (forged and stale results get 409 and are never counted), request limits checked before a
 body is read (unauthenticated 100 MB bodies, oversized headers, slow headers), lost leases that do
-not spend tries (an agent SIGKILLed with runMaxTry 1), and a failing local run that returns as soon
+not spend tries (an agent SIGKILLed, or the coordinator frozen for longer than a lease, with
+runMaxTry 1), and a failing local run that returns as soon
 as its coordinator has ended."""
 import json
 import os
@@ -270,6 +271,33 @@ class HostileTest(JobTestCase):
         for node in cluster.nodes:
             wait_for(f"agent {node} to exit", lambda: cluster.agents[node].poll() is not None, 60)
             self.assertEqual(cluster.agents[node].returncode, 0, cluster.log_of(cluster.agents[node]))
+
+    def test_coordinator_frozen_past_the_leases_fails_nothing_with_run_max_try_1(self):
+        # runInvocationTimeout 2: leases of 32 s. A 36 s SIGSTOP lets every running lease expire
+        # while its agent cannot renew it; that is a disruption, not the script's fault.
+        cluster = self.start_coordinator(16, script=SLOW_SCRIPT, runMaxTry=1,
+                                         runInvocationTimeout=2, processCountPerNode=2)
+        cluster.start_agent("127.0.0.1")
+        path = os.path.join(self.job.logs, "sys", "job_report", "processed_mini-batches.csv")
+        wait_for("4 mini-batches done", lambda: os.path.exists(path)
+                 and len(read_text(path).splitlines()) > 4, 120)
+        cluster.coordinator.send_signal(signal.SIGSTOP)
+        try:
+            time.sleep(36)  # the freeze itself is what is tested: no condition to wait on
+        finally:
+            cluster.coordinator.send_signal(signal.SIGCONT)
+        wait_for("the coordinator to finish", lambda: cluster.coordinator.poll() is not None, 120)
+        self.assertEqual(cluster.coordinator.returncode, 0, cluster.log_of(cluster.coordinator))
+        result = self.job.result()
+        self.assertFirstLine(result, "Succeeded")
+        self.assertIn("mini_batches_failed: 0\n", result)
+        self.assertEqual(sorted(self.job.output_lines()), [f"f{i:04d}.txt" for i in range(16)])
+        # The freeze did cost leases (expired, and given again without a try).
+        rows = self.job.report_rows()
+        self.assertIn("LEASE_EXPIRED", {r["status"] for r in rows}, rows)
+        wait_for("the agent to exit", lambda: cluster.agents["127.0.0.1"].poll() is not None, 60)
+        self.assertEqual(cluster.agents["127.0.0.1"].returncode, 0,
+                         cluster.log_of(cluster.agents["127.0.0.1"]))
 
     def test_failing_local_run_returns_within_2s_of_the_coordinators_end(self):
         self.make_files(8)
