@@ -43,8 +43,8 @@ inline constexpr double kShortAttemptSeconds = 1.0;
 // and the journal's fdatasync) serves several attempts instead of one or two, while a round's
 // group commit stays short (on a busy disk, deeper queues refilled at half left workers idle
 // during long group commits). Bounds what a node holds queued at the end of the job.
-inline constexpr double kLeaseAheadSeconds = 1.0;
-inline constexpr int kMaxLeasesPerWorker = 24;
+inline constexpr double kLeaseAheadSeconds = 0.5;
+inline constexpr int kMaxLeasesPerWorker = 12;
 
 using AttemptKey = std::pair<int64_t, int>;  // (mini_batch_id, attempt)
 inline AttemptKey KeyOf(const protocol::Lease& l) { return {l.mini_batch_id, l.attempt}; }
