@@ -17,6 +17,7 @@ same run, so before/after are side by side too. Prints ratios; no thresholds are
 
 usage: bench/local_throughput/run.py [--items 4000,20000] [--cpu-ms 5] [--bin build/bin/parallelrun]
                                      [--baseline OTHER/bin/parallelrun] [--tiny-items 2000]
+                                     [--skip-short]
 """
 import argparse
 import csv
@@ -110,7 +111,7 @@ class ProcCpu:
 
     def __init__(self, parent):
         self.parent = parent
-        self.cpu = {}  # pid -> (role, seconds)
+        self.cpu = {}  # pid -> (role, user seconds, system seconds)
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, daemon=True)
         self.thread.start()
@@ -139,15 +140,17 @@ class ProcCpu:
                 if role is None and pid in self.cpu:
                     role = self.cpu[pid][0]  # a zombie's cmdline is empty: keep the role
                 if role in ("agent", "coordinator"):
-                    self.cpu[pid] = (role, (int(fields[11]) + int(fields[12])) / TICK)
+                    self.cpu[pid] = (role, int(fields[11]) / TICK, int(fields[12]) / TICK)
             time.sleep(0.005)
 
     def finish(self):
         self.stop.set()
         self.thread.join()
-        per_role = {}
-        for role, s in self.cpu.values():
-            per_role[role] = per_role.get(role, 0.0) + s
+        per_role = {}  # role -> [user seconds, system seconds]
+        for role, user, system in self.cpu.values():
+            acc = per_role.setdefault(role, [0.0, 0.0])
+            acc[0] += user
+            acc[1] += system
         return per_role
 
 
@@ -180,8 +183,12 @@ def utilisation(out_dir, wall, workers):
 
 
 def cpu_text(cpu, mini_batches):
-    return ", ".join(f"{role} {cpu.get(role, 0.0) * 1000 / mini_batches:.3f} ms"
-                     for role in ("agent", "coordinator")) + " CPU per mini-batch"
+    def one(role):
+        user, system = cpu.get(role, [0.0, 0.0])
+        ms = 1000 / mini_batches
+        return f"{role} {(user + system) * ms:.3f} ms (user {user * ms:.3f} + sys {system * ms:.3f})"
+
+    return ", ".join(one(role) for role in ("agent", "coordinator")) + " CPU per mini-batch"
 
 
 def compare(label, binaries, manifest, pool_wall, mini_batches):
@@ -193,11 +200,24 @@ def compare(label, binaries, manifest, pool_wall, mini_batches):
         yield name, wall, out_dir
 
 
+def short_case(binaries, data, tmp, rounds_1ms, items):
+    """~10 ms mini-batches: worker utilisation and CPU per mini-batch."""
+    manifest = make_job(tmp, data, rounds_1ms, 10, "short")
+    print(f"~10 ms mini-batches ({items} items x 1 ms, mini-batches of 10):")
+    for name, binary in binaries:
+        wall, cpu, out_dir = run_parallelrun(binary, manifest)
+        print(f"  [{name}] {items // 10} mini-batches in {wall:.2f} s, worker utilisation "
+              f"{utilisation(out_dir, wall, 2) * 100:.1f} %; {cpu_text(cpu, items // 10)}",
+              flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--items", default="4000,20000")
     ap.add_argument("--cpu-ms", type=float, default=5.0)
-    ap.add_argument("--tiny-items", type=int, default=2000, help="1 ms items, mini-batches of 1")
+    ap.add_argument("--tiny-items", type=int, default=2000,
+                    help="1 ms items, mini-batches of 1 (0: skip that case)")
+    ap.add_argument("--skip-short", action="store_true", help="skip the ~10 ms mini-batches case")
     ap.add_argument("--bin", default=os.path.join(ROOT, "build", "bin", "parallelrun"))
     ap.add_argument("--baseline", help="another parallelrun binary to measure side by side")
     args = ap.parse_args()
@@ -205,7 +225,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="parallelrun-bench-")
     try:
         counts = [int(n) for n in args.items.split(",") if n]
-        datasets = {n: make_data(tmp, n) for n in set(counts + [args.tiny_items])}
+        datasets = {n: make_data(tmp, n) for n in set(counts + [args.tiny_items]) if n > 0}
         rounds = calibrate(datasets[counts[0]][1][0], args.cpu_ms)
         rounds_1ms = max(1, int(rounds / args.cpu_ms))
         print(f"local_throughput: 1 node x 2 processes, /usr/bin/python3, {rounds} rounds = "
@@ -218,15 +238,11 @@ def main():
             print(f"{n} items x {args.cpu_ms:g} ms, mini-batches of 10 vs Pool.map(chunksize=10):")
             list(compare(f"{n} items", binaries, manifest, pool_wall, n // 10))
 
-        data, files = datasets[counts[0]]
-        manifest = make_job(tmp, data, rounds_1ms, 10, "short")
-        print(f"~10 ms mini-batches ({counts[0]} items x 1 ms, mini-batches of 10):")
-        for name, binary in binaries:
-            wall, cpu, out_dir = run_parallelrun(binary, manifest)
-            print(f"  [{name}] {counts[0] // 10} mini-batches in {wall:.2f} s, worker utilisation "
-                  f"{utilisation(out_dir, wall, 2) * 100:.1f} %; {cpu_text(cpu, counts[0] // 10)}",
-                  flush=True)
+        if not args.skip_short:
+            short_case(binaries, datasets[counts[0]][0], tmp, rounds_1ms, counts[0])
 
+        if args.tiny_items <= 0:
+            return
         data, files = datasets[args.tiny_items]
         manifest = make_job(tmp, data, rounds_1ms, 1, "tiny")
         pool_wall = run_pool(files, rounds_1ms, 1)

@@ -20,7 +20,9 @@
 // - A result is kept and sent again until the coordinator names it in ResultsResponse.accepted
 //   (a result the coordinator answers without naming 5 times is dropped with an error line: the
 //   coordinator has decided its fate, its lease expires there).
-// - Leases held on this node (queued and running) are renewed at least every lease_seconds / 3.
+// - Leases held on this node (queued and running) are renewed at least every lease_seconds / 3
+//   (counted from when the renewing call was built, before the coordinator sets the expiry), and
+//   only those last renewed at least lease_seconds / 6 ago are listed in a lease call.
 // - A replacement worker gets the next process name (processNNN, never reused on this node: the
 //   numbering continues after the highest processNNN.txt already in the node's log folder, so a
 //   restarted agent does not append to an earlier worker's log) and its predecessor's GPU.

@@ -116,7 +116,15 @@ class Agent::Impl {
     bool ready = false;                         // init() finished
     bool aborting = false;                      // killed during init(): the agent is ending
     std::optional<protocol::LeaseRef> running;  // the attempt it runs
+    SteadyTime renewed{};                       // when `running`'s lease was last renewed
     bool cancel_requested = false;              // the running attempt was killed on purpose
+  };
+
+  // A lease waiting for a worker, and when it was last renewed (or granted): the time its lease
+  // call was built, which is before the coordinator set its expiry.
+  struct QueuedLease {
+    protocol::Lease lease;
+    SteadyTime renewed;
   };
 
   struct PendingResult {
@@ -137,6 +145,7 @@ class Agent::Impl {
     bool do_report = false;
     bool ask = false;
     protocol::LeaseRequest lease;
+    SteadyTime built{};  // what a successful lease call counts as the renewal (and grant) time
   };
 
   // Registration and setup (agent.cc); returns an exit code when the agent must end there.
@@ -187,7 +196,8 @@ class Agent::Impl {
   bool OnFailureLocked(const Status& failure, CommState& state) REQUIRES(mu_);
   void RegisterAgainStepLocked(CommState& state, bool* end) REQUIRES(mu_);
   void FinishLocked() REQUIRES(mu_);
-  void HandleLeaseLocked(const protocol::LeaseResponse& resp) REQUIRES(mu_);
+  // `granted_at`: when the call was built (the new leases' first renewal time).
+  void HandleLeaseLocked(const protocol::LeaseResponse& resp, SteadyTime granted_at) REQUIRES(mu_);
   // The answer to a talk's report: 409 drops what was refused; another failure is returned.
   Status ApplyReportLocked(const Talk& talk, const StatusOr<protocol::ResultsResponse>& resp)
       REQUIRES(mu_);
@@ -210,6 +220,14 @@ class Agent::Impl {
   int WantLocked() const REQUIRES(mu_);
   int PerWorkerLocked() const REQUIRES(mu_);  // leases a live worker holds, running and queued
   std::vector<protocol::LeaseRef> HeldLocked() const REQUIRES(mu_);
+  // Renewals (slots.cc): a held lease is renewed by a lease call once half the renewal
+  // interval has passed since its last renewal, and a call is made for it at the latest when the
+  // whole interval has passed.
+  std::vector<protocol::LeaseRef> RenewalsDueLocked(SteadyTime now) const REQUIRES(mu_);
+  std::optional<SteadyTime> NextRenewalLocked() const REQUIRES(mu_);
+  void MarkRenewedLocked(const std::vector<protocol::LeaseRef>& renewed, SteadyTime at,
+                         const std::vector<protocol::LeaseRef>& cancelled) REQUIRES(mu_);
+  void RenewAllNowLocked() REQUIRES(mu_);
   bool MayStartWorkerLocked() const REQUIRES(mu_);
   bool SlotMustEndLocked() const REQUIRES(mu_);
   void WakeLocked() REQUIRES(mu_) {
@@ -251,7 +269,7 @@ class Agent::Impl {
   SteadyTime stop_deadline_ GUARDED_BY(mu_){};
   std::vector<Slot> slots_ GUARDED_BY(mu_);
   int slots_running_ GUARDED_BY(mu_) = 0;
-  std::deque<protocol::Lease> queue_ GUARDED_BY(mu_);
+  std::deque<QueuedLease> queue_ GUARDED_BY(mu_);
   std::vector<protocol::LeaseRef> released_ GUARDED_BY(mu_);  // leases to give back unrun
   std::map<AttemptKey, PendingResult> unacked_ GUARDED_BY(mu_);
   std::vector<protocol::WorkerEvent> events_ GUARDED_BY(mu_);

@@ -174,6 +174,10 @@ class FakeCoordinator : public protocol::CoordinatorClient {
 
   std::vector<protocol::RegisterRequest> registrations;
   std::vector<LeaseRef> released;
+  // Like the coordinator: a lease is valid until its grant or its last listed renewal +
+  // reg.lease_seconds; a renewal or result that comes later is recorded here.
+  std::map<Key, std::chrono::steady_clock::time_point> valid_until;
+  std::vector<std::string> expired;
 
   std::vector<protocol::LeaseRequest> lease_requests;
   std::vector<size_t> leases_given;
@@ -207,9 +211,15 @@ class FakeCoordinator : public protocol::CoordinatorClient {
     protocol::LeaseResponse resp;
     resp.cancel = std::move(cancel_next);
     cancel_next.clear();
+    const auto expiry = std::chrono::steady_clock::now() + std::chrono::seconds(reg.lease_seconds);
+    for (const auto& ref : req.renew) {
+      CheckValid({ref.mini_batch_id, ref.attempt}, "renewal");
+      valid_until[{ref.mini_batch_id, ref.attempt}] = expiry;
+    }
     for (int i = 0; i < req.max && !pending.empty(); ++i) {
       resp.leases.push_back(pending.front());
       outstanding.insert({pending.front().mini_batch_id, pending.front().attempt});
+      valid_until[{pending.front().mini_batch_id, pending.front().attempt}] = expiry;
       pending.pop_front();
     }
     leases_given.push_back(resp.leases.size());
@@ -245,6 +255,7 @@ class FakeCoordinator : public protocol::CoordinatorClient {
     protocol::ResultsResponse resp;
     for (const auto& r : req.results) {
       Key key{r.mini_batch_id, r.attempt};
+      if (sends[key] == 0) CheckValid(key, "result");
       if (++sends[key] <= unnamed_sends) continue;
       EXPECT_EQ(accepted.count(key), 0u) << "result accepted twice";
       accepted[key] = r;
@@ -262,6 +273,13 @@ class FakeCoordinator : public protocol::CoordinatorClient {
   }
 
   StatusOr<protocol::Progress> GetProgress() override { return protocol::Progress{}; }
+
+  void CheckValid(Key key, const char* what) {
+    auto it = valid_until.find(key);
+    if (it == valid_until.end() || std::chrono::steady_clock::now() < it->second) return;
+    expired.push_back(std::string(what) + " of mini-batch " + std::to_string(key.first) +
+                      " after its lease expired");
+  }
 
   template <typename Pred>
   bool WaitFor(Pred pred) {
@@ -895,6 +913,46 @@ TEST_F(AgentTest, RunningLeasesAreRenewed) {
   ASSERT_TRUE(coordinator_->WaitFor([&] { return renewed(2); }));
   script_->Release(0);
   EXPECT_EQ(ExitCode(), 0);
+}
+
+// No lease held on the node (running or queued) expires: attempts blocked for longer than
+// lease_seconds, with leases queued behind them, are renewed in time.
+TEST_F(AgentTest, HeldLeasesAreRenewedInTime) {
+  SetProcessCount(2);
+  AddMiniBatches(8);
+  coordinator_->reg.lease_seconds = 2;  // renewal interval 667 ms; due from 333 ms
+  script_->block_on = {0, 1};
+  Start();
+  ASSERT_TRUE(script_->WaitFor([&] { return script_->blocked.size() == 2; }));
+  // Running 0 and queued 2 renewed 6 times each: at least 6 x 333 ms, longer than a lease.
+  auto renewals = [&](int64_t id) {
+    int n = 0;
+    for (const auto& r : coordinator_->lease_requests) {
+      for (const auto& ref : r.renew) n += ref.mini_batch_id == id;
+    }
+    return n;
+  };
+  ASSERT_TRUE(coordinator_->WaitFor([&] { return renewals(0) >= 6 && renewals(2) >= 6; }));
+  script_->Release(0);
+  script_->Release(1);
+  EXPECT_EQ(ExitCode(), 0);
+  coordinator_->With([&] {
+    EXPECT_EQ(coordinator_->accepted.size(), 8u);
+    EXPECT_TRUE(coordinator_->expired.empty()) << coordinator_->expired.front();
+  });
+}
+
+// Renewals are sent when due, not with every lease call (the queue's refills).
+TEST_F(AgentTest, ShortAttemptsNeedNoRenewals) {
+  SetProcessCount(2);
+  AddMiniBatches(30);
+  Start();  // lease_seconds 90: every attempt ends long before its lease needs renewing
+  EXPECT_EQ(ExitCode(), 0);
+  coordinator_->With([&] {
+    EXPECT_EQ(coordinator_->accepted.size(), 30u);
+    EXPECT_GT(coordinator_->lease_requests.size(), 1u);
+    for (const auto& r : coordinator_->lease_requests) EXPECT_TRUE(r.renew.empty());
+  });
 }
 
 TEST_F(AgentTest, LogFilesAreWritten) {

@@ -18,8 +18,7 @@ using std::chrono::milliseconds;
 
 int Agent::Impl::CommLoop() {
   MutexLock lock(mu_);
-  CommState state(clock_.SteadyNow(), unreachable_limit_s_, options_.max_connect_seconds,
-                  renew_interval_);
+  CommState state(clock_.SteadyNow(), unreachable_limit_s_, options_.max_connect_seconds);
   while (true) {
     const SteadyTime now = clock_.SteadyNow();
     comm_wake_ = false;
@@ -89,6 +88,7 @@ CommSnapshot Agent::Impl::SnapshotLocked(SteadyTime now) const {
   s.events = !events_.empty();
   s.released = !released_.empty();
   s.worker_freed = worker_freed_;
+  s.renew_due = NextRenewalLocked();
   return s;
 }
 
@@ -116,6 +116,7 @@ void Agent::Impl::RegisterAgainStepLocked(CommState& state, bool* end) {
       "queued attempt(s); reporting {} result(s)",
       Seconds(now - state.unreachable_since()), RunningLocked(), queue_.size(), unacked_.size());
   state.OnRegisteredAgain(now);
+  RenewAllNowLocked();  // the leases are this node's again: renewed by the next call
   for (auto& [key, pending] : unacked_) pending.next_send = now;
 }
 
@@ -169,7 +170,8 @@ Agent::Impl::Talk Agent::Impl::BuildTalkLocked(const CommDecision& d, SteadyTime
   if (talk.ask) {
     talk.lease.node = options_.node;
     talk.lease.max = WantLocked();
-    talk.lease.renew = HeldLocked();
+    talk.lease.renew = RenewalsDueLocked(now);
+    talk.built = now;
     worker_freed_ = false;
   }
   return talk;
@@ -189,7 +191,8 @@ Status Agent::Impl::TalkLocked(Talk& talk, CommState& state) {
     log_->debug("lease: asked {}, got {}, renewed {}, cancelled {}{}{}", talk.lease.max,
                 resp.leases.size(), talk.lease.renew.size(), resp.cancel.size(),
                 resp.done ? ", done" : "", resp.stop ? ", stop" : "");
-    HandleLeaseLocked(resp);
+    MarkRenewedLocked(talk.lease.renew, talk.built, resp.cancel);
+    HandleLeaseLocked(resp, talk.built);
     state.OnLeaseAnswer(clock_.SteadyNow(), talk.lease.max, static_cast<int>(resp.leases.size()),
                         resp.retry_after_ms);
   }
@@ -258,13 +261,13 @@ void Agent::Impl::HandleReportLocked(const ResultsResponse& resp,
   if (resp.stop && ending_ != Ending::kDone) CoordinatorStopLocked();
 }
 
-void Agent::Impl::HandleLeaseLocked(const LeaseResponse& resp) {
+void Agent::Impl::HandleLeaseLocked(const LeaseResponse& resp, SteadyTime granted_at) {
   for (const auto& ref : resp.cancel) CancelLocked(ref);
   if (resp.stop) {
     CoordinatorStopLocked();
   } else {
     if (ending_ == Ending::kNone) {
-      for (const auto& lease : resp.leases) queue_.push_back(lease);
+      for (const auto& lease : resp.leases) queue_.push_back({lease, granted_at});
       if (!resp.leases.empty()) work_cv_.NotifyAll();
     } else if (!resp.leases.empty() && ending_ == Ending::kSignal) {
       log_->info("giving back {} lease(s) that arrived after the stop request", resp.leases.size());
@@ -290,7 +293,7 @@ void Agent::Impl::ApplyStopRequestLocked(SteadyTime now) {
     ending_ = Ending::kSignal;
     stop_deadline_ = now + kStopGrace;
     const size_t given_back = queue_.size();
-    for (const auto& lease : queue_) ReleaseLocked(lease);
+    for (const auto& q : queue_) ReleaseLocked(q.lease);
     queue_.clear();
     log_->warn(
         "stop requested: no new leases, {} queued lease(s) given back to the coordinator, {} "
@@ -311,7 +314,7 @@ void Agent::Impl::ApplyStopRequestLocked(SteadyTime now) {
 void Agent::Impl::CancelLocked(const LeaseRef& ref) {
   const AttemptKey key = KeyOf(ref);
   for (auto it = queue_.begin(); it != queue_.end(); ++it) {
-    if (KeyOf(*it) == key) {
+    if (KeyOf(it->lease) == key) {
       queue_.erase(it);
       log_->info("coordinator cancelled queued mini-batch {} attempt {}; dropped", key.first,
                  key.second);

@@ -12,13 +12,8 @@ bool IsTransient(const Status& s) {
          s.code() == StatusCode::kInternal;
 }
 
-CommState::CommState(SteadyTime now, int unreachable_limit_s, int max_connect_s,
-                     milliseconds renew_interval)
-    : unreachable_limit_s_(unreachable_limit_s),
-      max_connect_s_(max_connect_s),
-      renew_interval_(renew_interval),
-      renew_due_(now + renew_interval),
-      next_poll_(now) {}
+CommState::CommState(SteadyTime now, int unreachable_limit_s, int max_connect_s)
+    : unreachable_limit_s_(unreachable_limit_s), max_connect_s_(max_connect_s), next_poll_(now) {}
 
 CommDecision CommState::Decide(const CommSnapshot& s) {
   const SteadyTime now = s.now;
@@ -39,7 +34,7 @@ CommDecision CommState::Decide(const CommSnapshot& s) {
 
   const bool report = s.results_due || s.events || s.released;
   const bool lease_allowed = s.want > 0 && (now >= lease_not_before_ || s.worker_freed);
-  const bool renew_due = (s.running > 0 || s.queued > 0) && now >= renew_due_;
+  const bool renew_due = s.renew_due && now >= *s.renew_due;
   const bool poll_due = s.ending == Ending::kNone && now >= next_poll_;
   // Short of work: nothing queued, or fewer queued leases than workers (the next completions
   // would find the queue empty before a round trip ends), or than half the queue kept for short
@@ -66,7 +61,7 @@ CommDecision CommState::Wait(const CommSnapshot& s) const {
   auto consider = [&](SteadyTime at) {
     if (at > now) t = std::min(t, at);
   };
-  if (s.queued > 0 || s.running > 0) consider(renew_due_);
+  if (s.renew_due) consider(*s.renew_due);
   if (s.want > 0 && !s.worker_freed) consider(lease_not_before_);
   if (s.ending == Ending::kNone) consider(next_poll_);
   if (s.next_result_send) consider(*s.next_result_send);
@@ -91,7 +86,6 @@ void CommState::OnLeaseAnswer(SteadyTime now, int asked, int got, int retry_afte
     lease_not_before_ = now;
   }
   if (asked > 0) draining_ = got < asked;
-  renew_due_ = now + renew_interval_;
   next_poll_ = now + kPollInterval;
 }
 
@@ -125,8 +119,8 @@ FailureVerdict CommState::OnFailure(const Status& failure, SteadyTime now, Endin
 void CommState::OnRegisteredAgain(SteadyTime now) {
   link_ = Link::kUp;
   backoff_ = kMinBackoff;
-  // Everything at once: renewals (the leases are this node's again) and the results.
-  renew_due_ = now;
+  // The agent makes every renewal due (Agent::Impl::RenewAllNowLocked) and every result.
+  next_poll_ = now;
 }
 
 }  // namespace parallelrun::rt

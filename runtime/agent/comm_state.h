@@ -12,10 +12,12 @@
 //   kBackoff     a call failed with a transient error: wait until the backoff ends (100 ms
 //                doubling to 2 s), then
 //   kReregister  register again (the coordinator may be a new one, restarted on the address)
-//                and, once that succeeds, kUp with every renewal and result due at once.
+//                and, once that succeeds, kUp with every renewal (the agent's part) and result
+//                due at once.
 //
 // When to talk (kUp): at once when a worker is starving (free with nothing queued), the queue
-// holds fewer leases than live workers, renewals or the 1 s poll are due, the agent is ending,
+// holds fewer leases than live workers, a renewal (CommSnapshot::renew_due) or the 1 s poll is
+// due, the agent is ending,
 // or there are results while the coordinator has no more work to hand out (the end of the job
 // waits for them). Otherwise a result or a lease request waits up to kBatchWindow for company.
 // Waits are event-driven: Decide never returns a wait that ends in the past, so the loop sleeps
@@ -69,6 +71,10 @@ struct CommSnapshot {
   bool events = false;                         // worker events to send
   bool released = false;                       // leases to give back
   bool worker_freed = false;                   // an attempt ended since the last lease call
+  // When the oldest renewal of a held lease (running or queued) is renew_interval old: a lease
+  // call is due then (it renews what is due; see Agent::Impl::RenewalsDueLocked). None: no lease
+  // held.
+  std::optional<SteadyTime> renew_due;
 };
 
 struct CommDecision {
@@ -100,8 +106,7 @@ class CommState {
 
   // unreachable_limit_s: how long the coordinator may be away after registration;
   // max_connect_s bounds it once the coordinator said `done`.
-  CommState(SteadyTime now, int unreachable_limit_s, int max_connect_s,
-            std::chrono::milliseconds renew_interval);
+  CommState(SteadyTime now, int unreachable_limit_s, int max_connect_s);
 
   CommDecision Decide(const CommSnapshot& s);
 
@@ -128,7 +133,6 @@ class CommState {
 
   const int unreachable_limit_s_;
   const int max_connect_s_;
-  const std::chrono::milliseconds renew_interval_;
   Link link_ = Link::kUp;
   SteadyTime unreachable_since_{};
   std::chrono::milliseconds backoff_ = kMinBackoff;
@@ -136,7 +140,6 @@ class CommState {
   int limit_applied_ = 0;
   std::optional<SteadyTime> pending_since_;  // something has been waiting to be sent since
   SteadyTime lease_not_before_{};
-  SteadyTime renew_due_{};
   SteadyTime next_poll_{};
   bool draining_ = false;
 };

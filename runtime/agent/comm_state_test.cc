@@ -17,7 +17,7 @@ constexpr int kMaxConnect = 30;
 class CommStateTest : public ::testing::Test {
  protected:
   SteadyTime t0 = SteadyTime() + seconds(1000);
-  CommState state{t0, kUnreachableLimit, kMaxConnect, kRenew};
+  CommState state{t0, kUnreachableLimit, kMaxConnect};
 
   // Two live workers, both running, each with `queued` / 2 leases queued behind it.
   CommSnapshot Busy(SteadyTime now, int queued, int want) {
@@ -28,6 +28,7 @@ class CommStateTest : public ::testing::Test {
     s.running = 2;
     s.queued = queued;
     s.want = want;
+    s.renew_due = t0 + kRenew;  // every held lease granted or renewed at t0
     return s;
   }
   // The first poll (due at start) answered with a full queue: the steady state.
@@ -134,10 +135,41 @@ TEST_F(CommStateTest, AfterAnAnswerTheNextPollWaitsItsInterval) {
   ASSERT_EQ(state.Decide(s).kind, Kind::kTalk);
   state.OnLeaseAnswer(s.now, 0, 0, 0);
   state.OnTalked(s.now, true);
+  s.renew_due = s.now + kRenew;  // the call renewed the leases (due at half the interval)
   s.now += milliseconds(500);
   CommDecision d = state.Decide(s);
   ASSERT_EQ(d.kind, Kind::kWait);
   EXPECT_EQ(d.until, s.now - milliseconds(500) + kPollInterval);
+}
+
+// A held lease's renewal deadline makes a lease call, and only then; none without leases.
+TEST_F(CommStateTest, ARenewalDueMakesALeaseCall) {
+  Started();
+  CommSnapshot s = Busy(t0 + milliseconds(800), 4, 0);
+  s.renew_due = t0 + milliseconds(900);  // before the next poll (t0 + 1 s)
+  CommDecision d = state.Decide(s);
+  ASSERT_EQ(d.kind, Kind::kWait);
+  EXPECT_EQ(d.until, t0 + milliseconds(900));
+  s.now = t0 + milliseconds(900);
+  d = state.Decide(s);
+  EXPECT_EQ(d.kind, Kind::kTalk);
+  EXPECT_TRUE(d.ask);
+  EXPECT_FALSE(d.report);
+  state.OnLeaseAnswer(s.now, 0, 0, 0);
+  state.OnTalked(s.now, true);
+  // Renewed: the next call is the poll.
+  s.renew_due = s.now + kRenew;
+  s.now += milliseconds(10);
+  d = state.Decide(s);
+  ASSERT_EQ(d.kind, Kind::kWait);
+  EXPECT_EQ(d.until, t0 + milliseconds(900) + kPollInterval);
+  // Nothing held: no renewal deadline.
+  s.renew_due = std::nullopt;
+  s.running = 0;
+  s.queued = 0;
+  d = state.Decide(s);
+  ASSERT_EQ(d.kind, Kind::kWait);
+  EXPECT_EQ(d.until, t0 + milliseconds(900) + kPollInterval);
 }
 
 TEST_F(CommStateTest, EverythingSaidWhileEndingFinishes) {

@@ -53,8 +53,67 @@ std::vector<LeaseRef> Agent::Impl::HeldLocked() const {
   for (const auto& s : slots_) {
     if (s.running) held.push_back(*s.running);
   }
-  for (const auto& l : queue_) held.push_back({l.mini_batch_id, l.attempt});
+  for (const auto& q : queue_) held.push_back({q.lease.mini_batch_id, q.lease.attempt});
   return held;
+}
+
+// The coordinator renews only what a lease call lists, until its own clock + lease_seconds;
+// `renewed` is when the call was built, before the coordinator read its clock, so a lease is
+// valid at least until renewed + lease_seconds. Calls are made at the latest renew_interval_
+// (lease_seconds / 3) after a lease's last renewal (NextRenewalLocked, a deadline of the
+// communication loop), and every call renews whatever is at least half that old, so leases
+// granted at different times are renewed together by few calls, and most calls (refills of the
+// queue every few attempts) list none.
+std::vector<LeaseRef> Agent::Impl::RenewalsDueLocked(SteadyTime now) const {
+  const SteadyTime cutoff = now - renew_interval_ / 2;
+  std::vector<LeaseRef> due;
+  for (const auto& s : slots_) {
+    if (s.running && s.renewed <= cutoff) due.push_back(*s.running);
+  }
+  for (const auto& q : queue_) {
+    if (q.renewed <= cutoff) due.push_back({q.lease.mini_batch_id, q.lease.attempt});
+  }
+  return due;
+}
+
+std::optional<SteadyTime> Agent::Impl::NextRenewalLocked() const {
+  std::optional<SteadyTime> oldest;
+  auto consider = [&](SteadyTime t) {
+    if (!oldest || t < *oldest) oldest = t;
+  };
+  for (const auto& s : slots_) {
+    if (s.running) consider(s.renewed);
+  }
+  for (const auto& q : queue_) consider(q.renewed);
+  if (!oldest) return std::nullopt;
+  return *oldest + renew_interval_;
+}
+
+void Agent::Impl::MarkRenewedLocked(const std::vector<LeaseRef>& renewed, SteadyTime at,
+                                    const std::vector<LeaseRef>& cancelled) {
+  // Slot threads may have moved a listed lease from the queue to a slot during the call.
+  for (const LeaseRef& ref : renewed) {
+    const AttemptKey key = KeyOf(ref);
+    if (std::any_of(cancelled.begin(), cancelled.end(),
+                    [&](const LeaseRef& c) { return KeyOf(c) == key; })) {
+      continue;
+    }
+    bool found = false;
+    for (auto& s : slots_) {
+      if (s.running && KeyOf(*s.running) == key) {
+        s.renewed = std::max(s.renewed, at);
+        found = true;
+      }
+    }
+    for (auto& q : queue_) {
+      if (!found && KeyOf(q.lease) == key) q.renewed = std::max(q.renewed, at);
+    }
+  }
+}
+
+void Agent::Impl::RenewAllNowLocked() {
+  for (auto& s : slots_) s.renewed = SteadyTime::min();
+  for (auto& q : queue_) q.renewed = SteadyTime::min();
 }
 
 bool Agent::Impl::MayStartWorkerLocked() const {
@@ -92,9 +151,10 @@ void Agent::Impl::SlotMain(int index) {
       // It died while waiting for work: the lease goes back for the replacement (or another slot).
       {
         MutexLock lock(mu_);
+        const SteadyTime renewed = slots_[index].renewed;
         slots_[index].running.reset();
         if (ending_ == Ending::kNone || ending_ == Ending::kDone) {
-          queue_.push_front(std::move(*lease));
+          queue_.push_front({std::move(*lease), renewed});
           work_cv_.NotifyOne();
         } else if (ending_ == Ending::kSignal) {
           ReleaseLocked(*lease);
@@ -270,7 +330,8 @@ std::optional<Lease> Agent::Impl::NextLease(int index) {
   }
   if (ending_ != Ending::kNone && ending_ != Ending::kDone) return std::nullopt;
   if (queue_.empty()) return std::nullopt;
-  Lease lease = std::move(queue_.front());
+  Lease lease = std::move(queue_.front().lease);
+  slot.renewed = queue_.front().renewed;
   queue_.pop_front();
   slot.running = LeaseRef{lease.mini_batch_id, lease.attempt};
   slot.cancel_requested = false;

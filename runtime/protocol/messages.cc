@@ -62,10 +62,30 @@ PR_DEFINE_JSON_WITH_DEFAULT(RegisterResponse, spec, code_dir, input_dirs, side_i
                             output_dir, log_dir, parts_dir, arguments, lease_seconds)
 PR_DEFINE_JSON_WITH_DEFAULT(LeaseSegment, file, format, header_end, ranges, file_size,
                             file_mtime_ns)
-PR_DEFINE_JSON_WITH_DEFAULT(Lease, mini_batch_id, attempt, input_name, input_type, files, file,
-                            format, header, header_end, begin, end, items, part_file, file_size,
-                            file_mtime_ns, file_sizes, file_mtimes_ns, partition_key_value,
-                            segments)
+
+// A lease is the largest message the coordinator writes and the agent reads for every mini-batch:
+// besides the fields that name it, only those that differ from their defaults are written (a file
+// lease carries none of the tabular fields, and the reverse); from_json reads a missing field as
+// its default, so the lease read back is the one written.
+#define PR_JSON_TO_UNLESS_DEFAULT(v1)                        \
+  if (!(nlohmann_json_t.v1 == nlohmann_json_default_obj.v1)) \
+    nlohmann_json_j[#v1] = nlohmann_json_t.v1;
+void to_json(nlohmann::json& nlohmann_json_j, const Lease& nlohmann_json_t) {
+  static const Lease nlohmann_json_default_obj{};
+  nlohmann_json_j = nlohmann::json::object();
+  NLOHMANN_JSON_EXPAND(
+      NLOHMANN_JSON_PASTE(NLOHMANN_JSON_TO, mini_batch_id, attempt, input_name, input_type, items))
+  NLOHMANN_JSON_EXPAND(NLOHMANN_JSON_PASTE(
+      PR_JSON_TO_UNLESS_DEFAULT, files, file, format, header, header_end, begin, end, part_file,
+      file_size, file_mtime_ns, file_sizes, file_mtimes_ns, partition_key_value, segments))
+}
+void from_json(const nlohmann::json& nlohmann_json_j, Lease& nlohmann_json_t) {
+  static const Lease nlohmann_json_default_obj{};
+  NLOHMANN_JSON_EXPAND(
+      NLOHMANN_JSON_PASTE(PR_JSON_FROM, mini_batch_id, attempt, input_name, input_type, files, file,
+                          format, header, header_end, begin, end, items, part_file, file_size,
+                          file_mtime_ns, file_sizes, file_mtimes_ns, partition_key_value, segments))
+}
 PR_DEFINE_JSON_WITH_DEFAULT(LeaseRef, mini_batch_id, attempt)
 PR_DEFINE_JSON_WITH_DEFAULT(LeaseRequest, node, max, renew)
 PR_DEFINE_JSON_WITH_DEFAULT(LeaseResponse, leases, cancel, done, stop, retry_after_ms)

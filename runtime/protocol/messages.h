@@ -55,6 +55,7 @@ struct LeaseSegment {
   std::vector<std::vector<int64_t>> ranges;  // [begin, end) pairs
   int64_t file_size = -1;
   int64_t file_mtime_ns = -1;
+  bool operator==(const LeaseSegment&) const = default;
 };
 
 // One leased attempt. `attempt` numbers from 1; (mini_batch_id, attempt) fences results.
