@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "operator/kube/fake_client.h"
+#include "operator/webhook/test_job.h"
 
 namespace parallelrun::op::webhook {
 namespace {
@@ -13,17 +14,7 @@ using nlohmann::json;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-json Job(const json& spec_extra) {
-  json job = json::parse(R"({
-    "apiVersion": "parallelrun.io/v1alpha1", "kind": "ParallelRunJob",
-    "metadata": {"name": "score", "namespace": "team-a"},
-    "spec": {"entryScript": "score.py", "sourceDirectory": {"volume": "data", "path": "code"},
-             "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "shared"}}],
-             "inputs": [{"name": "d", "type": "file", "source": {"volume": "data", "path": "in"}}],
-             "output": {"volume": "data", "path": "out"}}})");
-  job["spec"].update(spec_extra);
-  return job;
-}
+json Job(const json& spec_extra) { return testing::MinimalJob(spec_extra); }
 
 AdmissionInput Create(const json& spec_extra) {
   AdmissionInput input;

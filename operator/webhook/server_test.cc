@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "operator/reconciler/certs.h"
+#include "operator/webhook/test_job.h"
 
 namespace parallelrun::op::webhook {
 namespace {
@@ -16,14 +17,7 @@ using nlohmann::json;
 using ::testing::HasSubstr;
 
 json Review(const json& spec_extra) {
-  json job = json::parse(R"({
-    "apiVersion": "parallelrun.io/v1alpha1", "kind": "ParallelRunJob",
-    "metadata": {"name": "score", "namespace": "team-a"},
-    "spec": {"entryScript": "score.py", "sourceDirectory": {"volume": "data", "path": "code"},
-             "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "shared"}}],
-             "inputs": [{"name": "d", "type": "file", "source": {"volume": "data", "path": "in"}}],
-             "output": {"volume": "data", "path": "out"}}})");
-  job["spec"].update(spec_extra);
+  json job = testing::MinimalJob(spec_extra);
   return {{"apiVersion", "admission.k8s.io/v1"},
           {"kind", "AdmissionReview"},
           {"request",
