@@ -4,10 +4,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <map>
 #include <string>
+#include <system_error>
+#include <thread>
 
 #include "runtime/agent/agent_impl.h"
 
@@ -18,6 +22,9 @@ std::string Errno(const std::string& what, const std::string& path, int e) {
   return what + " " + path + ": " + std::strerror(e);
 }
 
+// The most fsyncs in flight at once (one thread each, the caller's included).
+constexpr size_t kMaxSyncThreads = 16;
+
 int OpenPart(const std::string& path) { return ::open(path.c_str(), O_RDONLY | O_CLOEXEC); }
 
 // fsync of an open part file (closed here). "" or the error.
@@ -26,6 +33,33 @@ std::string SyncAndClose(int fd, const std::string& path) {
   const int e = errno;
   ::close(fd);
   return rc == 0 ? "" : Errno("cannot sync part file", path, e);
+}
+
+// fsync of every open fd of `fds` (closed here), its error into (*errors)[i]. The fsyncs run at
+// once, from up to kMaxSyncThreads threads: a device flushes concurrent fsyncs together (the block
+// layer merges their cache flushes, a journal commits them in one transaction), while one after
+// the other each waits for a flush of its own: ~4 ms each on a virtual disk, which made the
+// communication loop wait ~40 ms for a report of ten parts.
+void SyncAllAndClose(const std::vector<int>& fds, const std::vector<std::string>& paths,
+                     std::vector<std::string>* errors) {
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t i = next++; i < fds.size(); i = next++) {
+      if (fds[i] >= 0) (*errors)[i] = SyncAndClose(fds[i], paths[i]);
+    }
+  };
+  size_t open = 0;
+  for (int fd : fds) open += fd >= 0;
+  std::vector<std::thread> helpers;
+  for (size_t t = 1; t < std::min(open, kMaxSyncThreads); ++t) {
+    try {
+      helpers.emplace_back(work);
+    } catch (const std::system_error&) {
+      break;  // no more threads now: the ones running (and this one) do the rest
+    }
+  }
+  work();
+  for (std::thread& t : helpers) t.join();
 }
 
 }  // namespace
@@ -50,9 +84,7 @@ std::vector<std::string> SyncPartFiles(const std::vector<std::string>& parts, bo
     // Start the write-back of every file first, so that the fsyncs below overlap their I/O.
     if (paths.size() > 1) (void)::sync_file_range(fds[i], 0, 0, SYNC_FILE_RANGE_WRITE);
   }
-  for (size_t i = 0; i < paths.size(); ++i) {
-    if (fds[i] >= 0) path_errors[i] = SyncAndClose(fds[i], paths[i]);
-  }
+  SyncAllAndClose(fds, paths, &path_errors);
   std::vector<std::string> errors(parts.size());
   const size_t per_part = headers ? 2 : 1;
   for (size_t i = 0; i < paths.size(); ++i) {
