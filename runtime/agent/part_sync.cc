@@ -7,8 +7,11 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <condition_variable>
 #include <cstring>
+#include <functional>
 #include <map>
+#include <mutex>
 #include <string>
 #include <system_error>
 #include <thread>
@@ -35,6 +38,83 @@ std::string SyncAndClose(int fd, const std::string& path) {
   return rc == 0 ? "" : Errno("cannot sync part file", path, e);
 }
 
+// Threads that run fsyncs for SyncPartFiles, made on first use and kept for the process's life:
+// a report every few attempts would otherwise create and end up to 15 threads each time.
+class SyncThreads {
+ public:
+  static SyncThreads& Get() {
+    static SyncThreads threads;
+    return threads;
+  }
+
+  // Calls fn(i) for every i in [0, n), from up to kMaxSyncThreads threads at once (the caller's
+  // included); returns when all calls have returned. One batch at a time.
+  void ForEach(size_t n, const std::function<void(size_t)>& fn) {
+    std::lock_guard<std::mutex> one_batch(batch_mu_);
+    std::unique_lock<std::mutex> lock(mu_);
+    fn_ = &fn;
+    n_ = n;
+    next_ = 0;
+    ++generation_;
+    const size_t helpers = std::min(n, kMaxSyncThreads) - (n > 0 ? 1 : 0);
+    while (threads_.size() < helpers) {
+      try {
+        threads_.emplace_back([this, gen = generation_ - 1] { Loop(gen); });
+      } catch (const std::system_error&) {
+        break;  // no more threads now: the ones there (and this one) do the work
+      }
+    }
+    for (size_t i = 0; i < helpers; ++i) work_cv_.notify_one();
+    lock.unlock();
+    Work();
+    lock.lock();
+    done_cv_.wait(lock, [&] { return active_ == 0; });
+    fn_ = nullptr;
+  }
+
+  ~SyncThreads() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    work_cv_.notify_all();
+    for (std::thread& t : threads_) t.join();
+  }
+
+ private:
+  SyncThreads() = default;
+
+  void Work() {
+    for (size_t i = next_++; i < n_; i = next_++) (*fn_)(i);
+  }
+
+  void Loop(uint64_t seen) {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (true) {
+      work_cv_.wait(lock, [&] { return stop_ || (fn_ != nullptr && generation_ != seen); });
+      if (stop_) return;
+      seen = generation_;
+      ++active_;
+      lock.unlock();
+      Work();
+      lock.lock();
+      if (--active_ == 0) done_cv_.notify_all();
+    }
+  }
+
+  std::mutex batch_mu_;  // one ForEach at a time
+  std::mutex mu_;
+  std::condition_variable work_cv_;
+  std::condition_variable done_cv_;
+  const std::function<void(size_t)>* fn_ = nullptr;  // the batch, while one runs
+  size_t n_ = 0;
+  std::atomic<size_t> next_{0};
+  uint64_t generation_ = 0;  // batches started
+  int active_ = 0;           // helpers working on the current batch
+  bool stop_ = false;
+  std::vector<std::thread> threads_;
+};
+
 // fsync of every open fd of `fds` (closed here), its error into (*errors)[i]. The fsyncs run at
 // once, from up to kMaxSyncThreads threads: a device flushes concurrent fsyncs together (the block
 // layer merges their cache flushes, a journal commits them in one transaction), while one after
@@ -42,24 +122,14 @@ std::string SyncAndClose(int fd, const std::string& path) {
 // communication loop wait ~40 ms for a report of ten parts.
 void SyncAllAndClose(const std::vector<int>& fds, const std::vector<std::string>& paths,
                      std::vector<std::string>* errors) {
-  std::atomic<size_t> next{0};
-  auto work = [&] {
-    for (size_t i = next++; i < fds.size(); i = next++) {
-      if (fds[i] >= 0) (*errors)[i] = SyncAndClose(fds[i], paths[i]);
-    }
-  };
-  size_t open = 0;
-  for (int fd : fds) open += fd >= 0;
-  std::vector<std::thread> helpers;
-  for (size_t t = 1; t < std::min(open, kMaxSyncThreads); ++t) {
-    try {
-      helpers.emplace_back(work);
-    } catch (const std::system_error&) {
-      break;  // no more threads now: the ones running (and this one) do the rest
-    }
+  std::vector<size_t> open;
+  for (size_t i = 0; i < fds.size(); ++i) {
+    if (fds[i] >= 0) open.push_back(i);
   }
-  work();
-  for (std::thread& t : helpers) t.join();
+  SyncThreads::Get().ForEach(open.size(), [&](size_t k) {
+    const size_t i = open[k];
+    (*errors)[i] = SyncAndClose(fds[i], paths[i]);
+  });
 }
 
 }  // namespace
