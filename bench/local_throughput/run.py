@@ -105,13 +105,17 @@ def make_job(tmp, data, rounds, mini_batch, name):
 
 
 class ProcCpu:
-    """Samples /proc/<pid>/stat of the `parallelrun run` process's children every 5 ms and keeps
-    the last utime + stime of each (a child that exited stays readable as a zombie until reaped,
-    and `parallelrun run` reaps every 50 ms, so the last sample is the whole run)."""
+    """Samples the utime + stime of the `parallelrun run` process's agent and coordinator children
+    every 5 ms and keeps the last of each (a child that exited stays readable as a zombie until
+    reaped, so the last sample is the whole run, less at most 5 ms). Each child's
+    /proc/<pid>/stat is opened once and re-read with pread, and the children are listed again
+    only every 100 ms, so the sampler takes little of the CPU the workers need."""
 
     def __init__(self, parent):
         self.parent = parent
         self.cpu = {}  # pid -> (role, user seconds, system seconds)
+        self.files = {}  # pid -> (role, fd of /proc/<pid>/stat)
+        self.seen = set()
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, daemon=True)
         self.thread.start()
@@ -126,26 +130,47 @@ class ProcCpu:
             pass
         return out
 
+    def _discover(self):
+        for pid in self._children():
+            if pid in self.seen:
+                continue
+            self.seen.add(pid)
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    argv = f.read().split(b"\0")
+                fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
+            except OSError:
+                continue
+            role = argv[1].decode() if len(argv) > 1 and argv[1] else None
+            if role in ("agent", "coordinator"):
+                self.files[pid] = (role, fd)
+            else:
+                os.close(fd)
+
+    def _sample(self):
+        for pid, (role, fd) in list(self.files.items()):
+            try:
+                fields = os.pread(fd, 4096, 0).decode().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                os.close(fd)  # reaped: its last sample stands
+                del self.files[pid]
+                continue
+            self.cpu[pid] = (role, int(fields[11]) / TICK, int(fields[12]) / TICK)
+
     def _loop(self):
+        next_discovery = 0.0
         while not self.stop.is_set():
-            for pid in self._children():
-                try:
-                    with open(f"/proc/{pid}/cmdline", "rb") as f:
-                        argv = f.read().split(b"\0")
-                    with open(f"/proc/{pid}/stat") as f:
-                        fields = f.read().rsplit(")", 1)[1].split()
-                except OSError:
-                    continue
-                role = argv[1].decode() if len(argv) > 1 and argv[1] else None
-                if role is None and pid in self.cpu:
-                    role = self.cpu[pid][0]  # a zombie's cmdline is empty: keep the role
-                if role in ("agent", "coordinator"):
-                    self.cpu[pid] = (role, int(fields[11]) / TICK, int(fields[12]) / TICK)
+            if time.monotonic() >= next_discovery:
+                self._discover()
+                next_discovery = time.monotonic() + 0.1
+            self._sample()
             time.sleep(0.005)
 
     def finish(self):
         self.stop.set()
         self.thread.join()
+        for _, fd in self.files.values():
+            os.close(fd)
         per_role = {}  # role -> [user seconds, system seconds]
         for role, user, system in self.cpu.values():
             acc = per_role.setdefault(role, [0.0, 0.0])
