@@ -51,7 +51,7 @@
 
 // LeakSanitizer (asan preset): server threads keep OpenSSL per-thread state until exit.
 extern "C" const char* __lsan_default_suppressions() {
-  return "leak:libcrypto.so\nleak:libcpprest.so\nleak:pplx::\n";
+  return "leak:libcrypto.so\n";
 }
 
 namespace {
