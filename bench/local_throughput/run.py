@@ -21,6 +21,7 @@ usage: bench/local_throughput/run.py [--items 4000,20000] [--cpu-ms 5] [--bin bu
 """
 import argparse
 import csv
+import datetime
 import json
 import multiprocessing
 import os
@@ -202,9 +203,15 @@ def run_pool(files, rounds, chunksize):
 
 
 def utilisation(out_dir, wall, workers):
+    """The workers' time in run() over the whole run's wall time x workers, and over the span from
+    the first mini-batch's start to the last one's end (what start-up and shut-down leave out)."""
     with open(os.path.join(out_dir, "logs", "sys", "job_report", "processed_mini-batches.csv")) as f:
-        run_s = sum(float(r["run_s"]) for r in csv.DictReader(f))
-    return run_s / (wall * workers)
+        rows = list(csv.DictReader(f))
+    run_s = sum(float(r["run_s"]) for r in rows)
+    starts = [datetime.datetime.strptime(r["start_utc"], "%Y-%m-%dT%H:%M:%S.%fZ").timestamp()
+              for r in rows]
+    span = max(t + float(r["elapsed_s"]) for t, r in zip(starts, rows)) - min(starts)
+    return run_s / (wall * workers), run_s / (span * workers)
 
 
 def cpu_text(cpu, mini_batches):
@@ -231,9 +238,10 @@ def short_case(binaries, data, tmp, rounds_1ms, items):
     print(f"~10 ms mini-batches ({items} items x 1 ms, mini-batches of 10):")
     for name, binary in binaries:
         wall, cpu, out_dir = run_parallelrun(binary, manifest)
+        whole, span = utilisation(out_dir, wall, 2)
         print(f"  [{name}] {items // 10} mini-batches in {wall:.2f} s, worker utilisation "
-              f"{utilisation(out_dir, wall, 2) * 100:.1f} %; {cpu_text(cpu, items // 10)}",
-              flush=True)
+              f"{whole * 100:.1f} % ({span * 100:.1f} % from the first mini-batch's start to the "
+              f"last one's end); {cpu_text(cpu, items // 10)}", flush=True)
 
 
 def main():
