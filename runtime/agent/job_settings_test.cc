@@ -14,9 +14,9 @@
 namespace parallelrun::rt {
 namespace {
 
+using fakes::TempDir;
 using ::testing::HasSubstr;
 using ::testing::Not;
-using fakes::TempDir;
 
 void WriteText(const std::string& path, const std::string& text) {
   std::ofstream(path, std::ios::binary | std::ios::trunc) << text;
