@@ -1,9 +1,13 @@
 // `parallelrun coordinator`: loads the spec, serves the coordinator API and runs the job to its
 // end. Used by `parallelrun run` (locally, with --paths local) and by the operator's coordinator
 // pod (paths under /mnt, as mounted by the operator).
+#include <unistd.h>
+
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <nlohmann/json.hpp>
 
@@ -84,9 +88,9 @@ int FailBeforeStart(const std::string& termination_log, const std::string& reaso
 // The flags of `parallelrun coordinator`, the required ones present.
 StatusOr<ParsedFlags> ParseCoordinatorFlags(const std::vector<std::string>& args) {
   FlagSpec spec_flags;
-  spec_flags.with_value = {"spec",    "listen",       "token-file",   "tls-cert",
-                           "tls-key", "paths",        "volume",       "nodes",
-                           "owner",   "address-file", "manifest-dir", "termination-log"};
+  spec_flags.with_value = {
+      "spec",  "listen", "token-file",   "tls-cert",     "tls-key",         "paths",     "volume",
+      "nodes", "owner",  "address-file", "manifest-dir", "termination-log", "address-fd"};
   spec_flags.switches = {"no-echo"};
   PR_ASSIGN_OR_RETURN(ParsedFlags flags, ParseFlags(args, spec_flags));
   for (const char* required : {"spec", "listen", "token-file"}) {
@@ -94,6 +98,8 @@ StatusOr<ParsedFlags> ParseCoordinatorFlags(const std::vector<std::string>& args
       return InvalidArgumentError(std::string("missing required flag --") + required);
     }
   }
+  if (flags.Has("address-fd"))
+    PR_RETURN_IF_ERROR(ParseIntFlag("address-fd", flags.Get("address-fd"), 0).status());
   return flags;
 }
 
@@ -154,6 +160,28 @@ StatusOr<CoordinatorOptions> MakeCoordinatorOptions(const ParsedFlags& flags, co
   return options;
 }
 
+// Tells whoever started the coordinator where it listens, once it does: its URL and a newline in
+// the file --address-file (atomically) and on the descriptor --address-fd (`parallelrun run`'s
+// pipe, closed after it).
+Status PublishAddress(const ParsedFlags& flags, const std::string& url) {
+  const std::string line = url + "\n";
+  if (flags.Has("address-file"))
+    PR_RETURN_IF_ERROR(WriteFileAtomic(flags.Get("address-file"), line));
+  if (!flags.Has("address-fd")) return Status::Ok();
+  const int fd = std::atoi(flags.Get("address-fd").c_str());
+  ssize_t n;
+  do {
+    n = ::write(fd, line.data(), line.size());
+  } while (n < 0 && errno == EINTR);
+  const int write_errno = errno;
+  ::close(fd);
+  if (n != static_cast<ssize_t>(line.size())) {
+    return InternalError("--address-fd " + std::to_string(fd) + ": cannot write the address: " +
+                         (n < 0 ? std::strerror(write_errno) : "short write"));
+  }
+  return Status::Ok();
+}
+
 // Waits for the job's end, reports it and gives the agents a moment to hear it. The exit code.
 int FinishJob(Coordinator& coord, protocol::HttpServer& server, const ParsedFlags& flags) {
   int code = coord.Wait();
@@ -207,10 +235,7 @@ int CoordinatorMain(const std::vector<std::string>& args) {
   auto server = protocol::StartHttpServer(
       *server_options, [coord](const auto& r) { return HandleCoordinatorRequest(*coord, r); });
   if (!server.ok()) return Fail(server.status().message());
-  if (flags->Has("address-file")) {
-    Status st = WriteFileAtomic(flags->Get("address-file"), (*server)->url() + "\n");
-    if (!st.ok()) return Fail(st.message());
-  }
+  if (Status st = PublishAddress(*flags, (*server)->url()); !st.ok()) return Fail(st.message());
   StartSignalThread([coord](int) { coord->Stop(); });
   int code = FinishJob(*coord, **server, *flags);
   // Leave without running static destructors: cpprestsdk's thread pool may still be finishing a

@@ -6,22 +6,25 @@
 // script, syntax errors, unwritable output) is reported with the field or file and exit 1, and
 // nothing in the output folder is touched. Children are started with PR_SET_PDEATHSIG, so killing
 // this process (even with SIGKILL) takes the coordinator and agents with it.
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <memory>
 #include <optional>
-#include <thread>
 
 #include "runtime/base/files.h"
 #include "runtime/base/process.h"
 #include "runtime/base/time_util.h"
+#include "runtime/cmd/child_watch.h"
 #include "runtime/cmd/commands.h"
 #include "runtime/cmd/flags.h"
 #include "runtime/cmd/local_env.h"
@@ -40,7 +43,8 @@ using namespace std::chrono_literals;
 
 std::atomic<int> g_signal{0};
 std::atomic<int> g_signal_count{0};
-std::string g_run_dir;  // set before the signal thread starts; removed on a forced exit
+std::string g_run_dir;          // set before the signal thread starts; removed on a forced exit
+ChildWatch* g_watch = nullptr;  // set before the signal thread starts; woken by a signal
 
 // A second Ctrl-C (or SIGTERM) while the first one's graceful stop is under way: kill the
 // coordinator, the agents, their workers and anything those started, and exit at once. The job
@@ -127,26 +131,28 @@ class ProgressDisplay {
   std::string last_line_;
 };
 
-void TerminateAll(std::vector<AgentProcess>& agents, pid_t coordinator, bool coordinator_running,
-                  std::chrono::milliseconds grace) {
+// SIGTERM to the agents (and the coordinator when `coordinator_running`), then waits for the
+// agents to exit, up to `grace`; the ones still running then are killed.
+void TerminateAll(ChildWatch& watch, std::vector<AgentProcess>& agents, pid_t coordinator,
+                  bool coordinator_running, std::chrono::milliseconds grace) {
   for (auto& a : agents) {
     if (a.running) ::kill(a.pid, SIGTERM);
   }
   if (coordinator_running) ::kill(coordinator, SIGTERM);
-  auto deadline = std::chrono::steady_clock::now() + grace;
-  while (std::chrono::steady_clock::now() < deadline) {
+  const auto deadline = std::chrono::steady_clock::now() + grace;
+  while (true) {
     bool any = false;
     for (auto& a : agents) {
-      if (a.running && TryWait(a.pid)) a.running = false;
+      if (a.running && watch.TryWait(a.pid)) a.running = false;
       any |= a.running;
     }
-    if (!any) break;
-    std::this_thread::sleep_for(50ms);
+    if (!any || std::chrono::steady_clock::now() >= deadline) break;
+    watch.WaitUntil(deadline);
   }
   for (auto& a : agents) {
     if (a.running) {
       ::kill(a.pid, SIGKILL);
-      Wait(a.pid);
+      watch.Wait(a.pid);
       a.running = false;
     }
   }
@@ -265,8 +271,8 @@ Status PrepareOutputFolder(const RunSetup& setup) {
   return Status::Ok();
 }
 
-// The run's private temporary folder, removed with it: the coordinator's token and address and
-// the models' links. Per-run secrets live here, never in the output.
+// The run's private temporary folder, removed with it: the coordinator's token and the models'
+// links. Per-run secrets live here, never in the output.
 class RunFolder {
  public:
   static StatusOr<std::unique_ptr<RunFolder>> Create(const RunSetup& setup) {
@@ -288,7 +294,6 @@ class RunFolder {
 
   const std::string dir;
   const std::string token_file = dir + "/token";
-  const std::string address_file = dir + "/address";  // the coordinator writes its URL here
   const std::string token = RandomToken(32);
   std::vector<std::string> model_env;  // AZUREML_MODEL_DIR and PARALLELRUN_MODELS, with models
 
@@ -296,13 +301,18 @@ class RunFolder {
   explicit RunFolder(std::string path) : dir(std::move(path)) {}
 };
 
-std::vector<std::string> CoordinatorArgv(const RunSetup& setup, const RunFolder& folder) {
-  std::vector<std::string> argv = {
-      SelfExePath(),    "coordinator",       "--spec",       setup.manifest,
-      "--listen",       "127.0.0.1:0",       "--token-file", folder.token_file,
-      "--address-file", folder.address_file, "--paths",      "local",
-      "--manifest-dir", setup.manifest_dir,  "--nodes",      std::to_string(setup.nodes),
-      "--no-echo"};
+// The coordinator writes its URL to `address_fd` (its end of the address pipe) once it listens.
+std::vector<std::string> CoordinatorArgv(const RunSetup& setup, const RunFolder& folder,
+                                         int address_fd) {
+  std::vector<std::string> argv = {SelfExePath(),    "coordinator",
+                                   "--spec",         setup.manifest,
+                                   "--listen",       "127.0.0.1:0",
+                                   "--token-file",   folder.token_file,
+                                   "--address-fd",   std::to_string(address_fd),
+                                   "--paths",        "local",
+                                   "--manifest-dir", setup.manifest_dir,
+                                   "--nodes",        std::to_string(setup.nodes),
+                                   "--no-echo"};
   for (const auto& v : setup.volume_flags) {
     argv.push_back("--volume");
     argv.push_back(v);
@@ -324,12 +334,18 @@ std::vector<std::string> AgentEnvironment(const RunSetup& setup, const LocalEnv&
 // The coordinator and the agents of one local run, from the coordinator's start to its end.
 class LocalJob {
  public:
+  // `address_fd`: the read end of the pipe the coordinator writes its URL to (taken over).
   LocalJob(const RunSetup& setup, const RunFolder& folder, std::vector<std::string> agent_env,
-           pid_t coordinator)
+           ChildWatch& watch, pid_t coordinator, int address_fd)
       : setup_(setup),
         folder_(folder),
         agent_env_(std::move(agent_env)),
-        coordinator_(coordinator) {}
+        watch_(watch),
+        coordinator_(coordinator),
+        address_fd_(address_fd) {}
+  ~LocalJob() {
+    if (address_fd_ >= 0) ::close(address_fd_);
+  }
 
   // Waits for the coordinator to listen and starts the agents. An exit code when the run ends here
   // (the coordinator did not start, an agent could not be started, a signal), after saying why.
@@ -354,7 +370,8 @@ class LocalJob {
     // time for the workers' shutdown(); after anything else 1 s, all they need to stop (they heard
     // `stop`, or find the coordinator gone), so that a failing job's run returns within 2 s of the
     // coordinator's end: a shutdown() still running then is killed.
-    TerminateAll(agents_, coordinator_, false, coordinator_code_ == kExitOk ? 15000ms : 1000ms);
+    TerminateAll(watch_, agents_, coordinator_, false,
+                 coordinator_code_ == kExitOk ? 15000ms : 1000ms);
     // Whatever is left (processes reparented here after their agent died) ends with the run.
     KillAllDescendants(1s);
     if (coordinator_code_ == kExitInterrupted || interrupted_) return kExitInterrupted;
@@ -364,31 +381,50 @@ class LocalJob {
  private:
   // True (and coordinator_code_ set) once the coordinator has exited.
   bool CoordinatorEnded() {
-    auto info = TryWait(coordinator_);
+    auto info = watch_.TryWait(coordinator_);
     if (!info) return false;
     coordinator_running_ = false;
     coordinator_code_ = info->exited ? info->code : 128 + info->signal;
     return true;
   }
 
-  // Waits for the coordinator to listen (it writes its URL) or to exit (e.g. OutputInUse); kills
-  // it after 60 s or on a signal.
+  // Waits for the coordinator to listen (it writes its URL to the address pipe) or to exit (e.g.
+  // OutputInUse); kills it after 60 s or on a signal.
   Status WaitForAddress() {
-    auto deadline = std::chrono::steady_clock::now() + 60s;
+    const auto deadline = std::chrono::steady_clock::now() + 60s;
+    std::string text;
     while (!CoordinatorEnded()) {
-      if (auto text = ReadFile(folder_.address_file); text.ok() && !text->empty()) {
-        url_ = *text;
-        while (!url_.empty() && url_.back() == '\n') url_.pop_back();
-        return Status::Ok();
+      if (address_fd_ >= 0 && ReadAddress(text)) {
+        ::close(address_fd_);
+        address_fd_ = -1;
+        // A URL is one line (written at once); anything else is no URL.
+        if (size_t eol = text.find('\n'); eol != std::string::npos) url_ = text.substr(0, eol);
+        if (!url_.empty()) return Status::Ok();
+        // Closed without a URL: the coordinator is ending; its exit says why.
       }
       if (g_signal || std::chrono::steady_clock::now() > deadline) {
         ::kill(coordinator_, SIGKILL);
-        Wait(coordinator_);
+        watch_.Wait(coordinator_);
         return RunError("the coordinator did not start within 60 s");
       }
-      std::this_thread::sleep_for(20ms);
+      watch_.WaitUntil(deadline, address_fd_);
     }
     return Status::Ok();
+  }
+
+  // Reads what the address pipe holds into `text`; true once a whole line or the end came.
+  bool ReadAddress(std::string& text) {
+    char buf[256];
+    while (true) {
+      ssize_t n = ::read(address_fd_, buf, sizeof buf);
+      if (n > 0) {
+        text.append(buf, static_cast<size_t>(n));
+        if (text.find('\n') != std::string::npos) return true;
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      return n == 0 || errno != EAGAIN;
+    }
   }
 
   Status StartAgent(AgentProcess& a) {
@@ -397,6 +433,7 @@ class LocalJob {
                folder_.token_file, "--node-name", a.node};
     ao.env = agent_env_;
     PR_ASSIGN_OR_RETURN(a.pid, Spawn(ao));
+    watch_.Add(a.pid);
     a.running = true;
     return Status::Ok();
   }
@@ -411,7 +448,7 @@ class LocalJob {
     for (int i = 0; i < setup_.nodes; ++i) {
       agents_.push_back(AgentProcess{"127.0.0." + std::to_string(i + 1)});
       if (Status st = StartAgent(agents_.back()); !st.ok()) {
-        TerminateAll(agents_, coordinator_, true, 10s);
+        TerminateAll(watch_, agents_, coordinator_, true, 10s);
         return RunError(st.message());
       }
     }
@@ -435,15 +472,18 @@ class LocalJob {
         std::fprintf(
             stderr,
             "parallelrun run: interrupted; stopping (run the same command again to resume)\n");
-        TerminateAll(agents_, coordinator_, true, 30s);
+        TerminateAll(watch_, agents_, coordinator_, true, 30s);
         continue;
       }
       RestartEndedAgents();
-      if (client && !interrupted_ && std::chrono::steady_clock::now() >= next_poll) {
-        next_poll = std::chrono::steady_clock::now() + 500ms;
+      const auto now = std::chrono::steady_clock::now();
+      if (client && !interrupted_ && now >= next_poll) {
+        next_poll = now + 500ms;
         if (auto p = client->GetProgress(); p.ok()) display.Show(*p);
       }
-      std::this_thread::sleep_for(50ms);
+      // Until the next progress poll (after a stop: the coordinator's end), a child's exit or a
+      // signal.
+      watch_.WaitUntil(client && !interrupted_ ? next_poll : now + 60s);
     }
     display.Finish();
   }
@@ -451,7 +491,7 @@ class LocalJob {
   void RestartEndedAgents() {
     for (auto& a : agents_) {
       if (!a.running) continue;
-      auto info = TryWait(a.pid);
+      auto info = watch_.TryWait(a.pid);
       if (!info) continue;
       a.running = false;
       if (interrupted_ || (info->exited && info->code == 0)) continue;
@@ -471,7 +511,9 @@ class LocalJob {
   const RunSetup& setup_;
   const RunFolder& folder_;
   const std::vector<std::string> agent_env_;
+  ChildWatch& watch_;
   const pid_t coordinator_;
+  int address_fd_;  // -1 once read
   bool coordinator_running_ = true;
   int coordinator_code_ = -1;
   std::string url_;  // "" when the coordinator ended before it listened
@@ -540,16 +582,34 @@ int RunMain(const std::vector<std::string>& args) {
   // Orphans of the job's processes (a daemon started by run() whose agent was killed) are
   // reparented here instead of init, so the end of the run can kill them.
   BecomeSubreaper();
+  // The coordinator writes its URL to this pipe once it listens; its end closes at its exit, so
+  // the wait for it is event-driven (ChildWatch) and learns of an early exit too.
+  int address_pipe[2];
+  if (::pipe2(address_pipe, O_CLOEXEC) != 0) {
+    return Fail(std::string("cannot create a pipe: ") + std::strerror(errno));
+  }
+  ::fcntl(address_pipe[0], F_SETFL, O_NONBLOCK);
+  constexpr int kAddressFd = 3;
   SpawnOptions co;
-  co.argv = CoordinatorArgv(*setup, **folder);
+  co.argv = CoordinatorArgv(*setup, **folder, kAddressFd);
+  co.fds = {{address_pipe[1], kAddressFd}};
   auto coordinator = Spawn(co);
-  if (!coordinator.ok()) return Fail(coordinator.status().message());
+  ::close(address_pipe[1]);
+  if (!coordinator.ok()) {
+    ::close(address_pipe[0]);
+    return Fail(coordinator.status().message());
+  }
+  static ChildWatch watch;
+  watch.Add(*coordinator);
+  g_watch = &watch;
   g_run_dir = (*folder)->dir;
   StartSignalThread([](int signo) {
     g_signal = signo;
     if (g_signal_count.fetch_add(1) >= 1) ForceExit();
+    g_watch->Wake();
   });
-  LocalJob job(*setup, **folder, AgentEnvironment(*setup, *local_env, **folder), *coordinator);
+  LocalJob job(*setup, **folder, AgentEnvironment(*setup, *local_env, **folder), watch,
+               *coordinator, address_pipe[0]);
   if (std::optional<int> ended = job.Start()) return *ended;
   const int code = job.Run();
   if (code == kExitInterrupted) return kExitInterrupted;
