@@ -281,10 +281,7 @@ class RunFolder {
       return RunError(std::string("cannot create a temporary folder: ") + std::strerror(errno));
     }
     std::unique_ptr<RunFolder> folder(new RunFolder(tmpl));
-    if (Status st = WriteFileAtomic(folder->token_file, folder->token + "\n"); !st.ok()) {
-      return RunError(st.message());
-    }
-    ::chmod(folder->token_file.c_str(), 0600);
+    if (Status st = folder->WriteToken(); !st.ok()) return RunError(st.message());
     auto model_env = LinkModels(setup.spec, setup.paths, folder->dir + "/models");
     if (!model_env.ok()) return RunError(model_env.status().message());
     folder->model_env = *std::move(model_env);
@@ -299,6 +296,22 @@ class RunFolder {
 
  private:
   explicit RunFolder(std::string path) : dir(std::move(path)) {}
+
+  // Readable by this user only from the start, and not synced: the folder lives as long as the
+  // run, and its children read the token only after it is written.
+  Status WriteToken() const {
+    const std::string line = token + "\n";
+    const int fd = ::open(token_file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) return InternalError("cannot create " + token_file + ": " + std::strerror(errno));
+    const ssize_t n = ::write(fd, line.data(), line.size());
+    const int write_errno = errno;
+    ::close(fd);
+    if (n != static_cast<ssize_t>(line.size())) {
+      return InternalError("cannot write " + token_file + ": " +
+                           (n < 0 ? std::strerror(write_errno) : "short write"));
+    }
+    return Status::Ok();
+  }
 };
 
 // The coordinator writes its URL to `address_fd` (its end of the address pipe) once it listens.

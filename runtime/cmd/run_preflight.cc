@@ -78,7 +78,9 @@ std::string SyntaxError(const std::string& python, const std::string& script) {
   int fd = ::mkstemp(tmpl);
   if (fd >= 0) ::close(fd);
   SpawnOptions o;
-  o.argv = {python, "-c",
+  // -S: no `site` (user and site packages, .pth files); the parser needs none of it, and the
+  // check runs before anything else starts, so its start-up is the run's.
+  o.argv = {python, "-S", "-c",
             "import ast,sys\n"
             "p=sys.argv[1]\n"
             "try:\n"
