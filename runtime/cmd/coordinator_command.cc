@@ -89,8 +89,8 @@ int FailBeforeStart(const std::string& termination_log, const std::string& reaso
 StatusOr<ParsedFlags> ParseCoordinatorFlags(const std::vector<std::string>& args) {
   FlagSpec spec_flags;
   spec_flags.with_value = {
-      "spec",  "listen", "token-file",   "tls-cert",     "tls-key",         "paths",     "volume",
-      "nodes", "owner",  "address-file", "manifest-dir", "termination-log", "address-fd"};
+      "spec",  "listen", "token-file",   "tls-cert",     "tls-key",         "paths",      "volume",
+      "nodes", "owner",  "address-file", "manifest-dir", "termination-log", "address-fd", "go-fd"};
   spec_flags.switches = {"no-echo"};
   PR_ASSIGN_OR_RETURN(ParsedFlags flags, ParseFlags(args, spec_flags));
   for (const char* required : {"spec", "listen", "token-file"}) {
@@ -98,8 +98,11 @@ StatusOr<ParsedFlags> ParseCoordinatorFlags(const std::vector<std::string>& args
       return InvalidArgumentError(std::string("missing required flag --") + required);
     }
   }
-  if (flags.Has("address-fd"))
-    PR_RETURN_IF_ERROR(ParseIntFlag("address-fd", flags.Get("address-fd"), 0).status());
+  for (const char* fd_flag : {"address-fd", "go-fd"}) {
+    if (flags.Has(fd_flag)) {
+      PR_RETURN_IF_ERROR(ParseIntFlag(fd_flag, flags.Get(fd_flag), 0).status());
+    }
+  }
   return flags;
 }
 
@@ -158,6 +161,21 @@ StatusOr<CoordinatorOptions> MakeCoordinatorOptions(const ParsedFlags& flags, co
     };
   }
   return options;
+}
+
+// --go-fd: `parallelrun run` starts the coordinator while it makes its last checks (the entry
+// script's syntax), and the coordinator touches nothing until it reads a byte there. True to go
+// on; false at the end of the pipe (a check failed: `run` says why, the coordinator leaves).
+bool AwaitGo(const ParsedFlags& flags) {
+  if (!flags.Has("go-fd")) return true;
+  const int fd = std::atoi(flags.Get("go-fd").c_str());
+  char go = 0;
+  ssize_t n;
+  do {
+    n = ::read(fd, &go, 1);
+  } while (n < 0 && errno == EINTR);
+  ::close(fd);
+  return n == 1;
 }
 
 // Tells whoever started the coordinator where it listens, once it does: its URL and a newline in
@@ -219,6 +237,7 @@ int CoordinatorMain(const std::vector<std::string>& args) {
   auto paths = ResolvePaths(*flags, *spec, spec_file);
   if (!paths.ok()) return Fail(paths.status().message());
 
+  if (!AwaitGo(*flags)) return kExitInvalid;
   // Before anything is written: an output the job's uid cannot write fails the job at once.
   if (Status writable = CheckOutputWritable(*spec, paths->output_dir); !writable.ok()) {
     return FailBeforeStart(flags->Get("termination-log"), kReasonOutputNotWritable,

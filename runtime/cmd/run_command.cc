@@ -571,6 +571,43 @@ void PrintResult(const RunSetup& setup, const std::string& result, int coordinat
   }
 }
 
+// The coordinator, started before the last checks: it waits for a byte on the go pipe before it
+// touches anything, and writes its URL to the address pipe once it listens.
+struct StartedCoordinator {
+  pid_t pid = -1;
+  int address_fd = -1;  // read end, non-blocking; the end of the pipe once the coordinator ended
+  int go_fd = -1;       // write end
+};
+
+StatusOr<StartedCoordinator> StartCoordinator(const RunSetup& setup, const RunFolder& folder) {
+  constexpr int kAddressFd = 3;
+  constexpr int kGoFd = 4;
+  int address_pipe[2];
+  int go_pipe[2];
+  if (::pipe2(address_pipe, O_CLOEXEC) != 0) {
+    return InternalError(std::string("cannot create a pipe: ") + std::strerror(errno));
+  }
+  if (::pipe2(go_pipe, O_CLOEXEC) != 0) {
+    ::close(address_pipe[0]);
+    ::close(address_pipe[1]);
+    return InternalError(std::string("cannot create a pipe: ") + std::strerror(errno));
+  }
+  ::fcntl(address_pipe[0], F_SETFL, O_NONBLOCK);
+  SpawnOptions co;
+  co.argv = CoordinatorArgv(setup, folder, kAddressFd);
+  co.argv.insert(co.argv.end(), {"--go-fd", std::to_string(kGoFd)});
+  co.fds = {{address_pipe[1], kAddressFd}, {go_pipe[0], kGoFd}};
+  auto pid = Spawn(co);
+  ::close(address_pipe[1]);
+  ::close(go_pipe[0]);
+  if (!pid.ok()) {
+    ::close(address_pipe[0]);
+    ::close(go_pipe[1]);
+    return pid.status();
+  }
+  return StartedCoordinator{*pid, address_pipe[0], go_pipe[1]};
+}
+
 }  // namespace
 
 int RunMain(const std::vector<std::string>& args) {
@@ -588,32 +625,16 @@ int RunMain(const std::vector<std::string>& args) {
   if (!pre.ok()) return Fail(pre.message());
   const bool finished_before =
       !setup->restart && PathExists(JoinPath(setup->paths.output_dir, "logs/job_result.txt"));
-  if (Status st = PrepareOutputFolder(*setup); !st.ok()) return failed(st);
   auto folder = RunFolder::Create(*setup);
   if (!folder.ok()) return failed(folder.status());
 
   // Orphans of the job's processes (a daemon started by run() whose agent was killed) are
   // reparented here instead of init, so the end of the run can kill them.
   BecomeSubreaper();
-  // The coordinator writes its URL to this pipe once it listens; its end closes at its exit, so
-  // the wait for it is event-driven (ChildWatch) and learns of an early exit too.
-  int address_pipe[2];
-  if (::pipe2(address_pipe, O_CLOEXEC) != 0) {
-    return Fail(std::string("cannot create a pipe: ") + std::strerror(errno));
-  }
-  ::fcntl(address_pipe[0], F_SETFL, O_NONBLOCK);
-  constexpr int kAddressFd = 3;
-  SpawnOptions co;
-  co.argv = CoordinatorArgv(*setup, **folder, kAddressFd);
-  co.fds = {{address_pipe[1], kAddressFd}};
-  auto coordinator = Spawn(co);
-  ::close(address_pipe[1]);
-  if (!coordinator.ok()) {
-    ::close(address_pipe[0]);
-    return Fail(coordinator.status().message());
-  }
+  auto coordinator = StartCoordinator(*setup, **folder);
+  if (!coordinator.ok()) return Fail(coordinator.status().message());
   static ChildWatch watch;
-  watch.Add(*coordinator);
+  watch.Add(coordinator->pid);
   g_watch = &watch;
   g_run_dir = (*folder)->dir;
   StartSignalThread([](int signo) {
@@ -621,8 +642,23 @@ int RunMain(const std::vector<std::string>& args) {
     if (g_signal_count.fetch_add(1) >= 1) ForceExit();
     g_watch->Wake();
   });
+  // The last checks run while the coordinator starts; it touches nothing until it hears go.
+  Status syntax = EntryScriptSyntaxCheck(setup->spec, setup->paths, setup->python);
+  Status prepared = syntax.ok() && !g_signal ? PrepareOutputFolder(*setup) : Status::Ok();
+  if (!syntax.ok() || !prepared.ok() || g_signal) {
+    ::kill(coordinator->pid, SIGKILL);
+    watch.Wait(coordinator->pid);
+    ::close(coordinator->address_fd);
+    ::close(coordinator->go_fd);
+    if (!syntax.ok()) return Fail(syntax.message());
+    return prepared.ok() ? kExitInterrupted : failed(prepared);
+  }
+  // A coordinator that has already ended gets nothing (the pipe's end is ignored, SIGPIPE too);
+  // its exit is seen as usual.
+  (void)!::write(coordinator->go_fd, "g", 1);
+  ::close(coordinator->go_fd);
   LocalJob job(*setup, **folder, AgentEnvironment(*setup, *local_env, **folder), watch,
-               *coordinator, address_pipe[0]);
+               coordinator->pid, coordinator->address_fd);
   if (std::optional<int> ended = job.Start()) return *ended;
   const int code = job.Run();
   if (code == kExitInterrupted) return kExitInterrupted;
