@@ -49,10 +49,9 @@
 #include "runtime/protocol/coordinator_client.h"
 #include "runtime/protocol/http_server.h"
 
-// LeakSanitizer (asan preset): cpprestsdk's pool threads keep OpenSSL per-thread state and pending
-// pplx tasks until exit (see runtime/protocol/http_test.cc).
+// LeakSanitizer (asan preset): server threads keep OpenSSL per-thread state until exit.
 extern "C" const char* __lsan_default_suppressions() {
-  return "leak:libcrypto.so\nleak:libcpprest.so\nleak:pplx::\n";
+  return "leak:libcrypto.so\n";
 }
 
 namespace {
@@ -469,7 +468,7 @@ int main(int argc, char** argv) {
   std::printf("removed the files in %.1f s\n", Now() - t);
   const bool ok =
       code == 0 && drive.accepted == mini_batches && progress.miniBatches.completed == mini_batches;
-  // Leave without static destructors: cpprestsdk's pool may still be finishing a request.
+  // Leave without static destructors: a server thread may still be finishing a reply.
   std::fflush(nullptr);
   std::_Exit(ok ? 0 : 2);
 }

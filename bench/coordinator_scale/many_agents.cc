@@ -1,8 +1,4 @@
-#define _TURN_OFF_PLATFORM_STRING  // cpprestsdk's U() macro breaks other headers
-#include <utility>                 // before boost::asio (std::exchange)
-// clang-format off
-#include <pplx/threadpool.h>
-// clang-format on
+#include "bench/coordinator_scale/many_agents.h"
 
 #include <dirent.h>
 #include <spawn.h>
@@ -21,7 +17,6 @@
 #include <sstream>
 #include <thread>
 
-#include "bench/coordinator_scale/many_agents.h"
 #include "runtime/protocol/coordinator_client.h"
 
 extern char** environ;
@@ -225,8 +220,7 @@ AgentProcessOptions ParseAgentProcessFlags(int argc, char** argv) {
 }
 
 int RunAgentProcess(const AgentProcessOptions& o) {
-  // Each agent makes one call at a time; a few asio threads serve all of them.
-  crossplat::threadpool::initialize_with_threads(4);
+  // Each simulated agent makes its calls on its own thread (the client has no thread pool).
   std::vector<AgentFigures> figures(static_cast<size_t>(o.agents));
   std::vector<std::thread> threads;
   for (int a = 0; a < o.agents; ++a) {

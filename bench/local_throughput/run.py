@@ -21,6 +21,7 @@ usage: bench/local_throughput/run.py [--items 4000,20000] [--cpu-ms 5] [--bin bu
 """
 import argparse
 import csv
+import datetime
 import json
 import multiprocessing
 import os
@@ -105,13 +106,17 @@ def make_job(tmp, data, rounds, mini_batch, name):
 
 
 class ProcCpu:
-    """Samples /proc/<pid>/stat of the `parallelrun run` process's children every 5 ms and keeps
-    the last utime + stime of each (a child that exited stays readable as a zombie until reaped,
-    and `parallelrun run` reaps every 50 ms, so the last sample is the whole run)."""
+    """Samples the utime + stime of the `parallelrun run` process's agent and coordinator children
+    every 5 ms and keeps the last of each (a child that exited stays readable as a zombie until
+    reaped, so the last sample is the whole run, less at most 5 ms). Each child's
+    /proc/<pid>/stat is opened once and re-read with pread, and the children are listed again
+    only every 100 ms, so the sampler takes little of the CPU the workers need."""
 
     def __init__(self, parent):
         self.parent = parent
         self.cpu = {}  # pid -> (role, user seconds, system seconds)
+        self.files = {}  # pid -> (role, fd of /proc/<pid>/stat)
+        self.seen = set()
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, daemon=True)
         self.thread.start()
@@ -126,26 +131,47 @@ class ProcCpu:
             pass
         return out
 
+    def _discover(self):
+        for pid in self._children():
+            if pid in self.seen:
+                continue
+            self.seen.add(pid)
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    argv = f.read().split(b"\0")
+                fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
+            except OSError:
+                continue
+            role = argv[1].decode() if len(argv) > 1 and argv[1] else None
+            if role in ("agent", "coordinator"):
+                self.files[pid] = (role, fd)
+            else:
+                os.close(fd)
+
+    def _sample(self):
+        for pid, (role, fd) in list(self.files.items()):
+            try:
+                fields = os.pread(fd, 4096, 0).decode().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                os.close(fd)  # reaped: its last sample stands
+                del self.files[pid]
+                continue
+            self.cpu[pid] = (role, int(fields[11]) / TICK, int(fields[12]) / TICK)
+
     def _loop(self):
+        next_discovery = 0.0
         while not self.stop.is_set():
-            for pid in self._children():
-                try:
-                    with open(f"/proc/{pid}/cmdline", "rb") as f:
-                        argv = f.read().split(b"\0")
-                    with open(f"/proc/{pid}/stat") as f:
-                        fields = f.read().rsplit(")", 1)[1].split()
-                except OSError:
-                    continue
-                role = argv[1].decode() if len(argv) > 1 and argv[1] else None
-                if role is None and pid in self.cpu:
-                    role = self.cpu[pid][0]  # a zombie's cmdline is empty: keep the role
-                if role in ("agent", "coordinator"):
-                    self.cpu[pid] = (role, int(fields[11]) / TICK, int(fields[12]) / TICK)
+            if time.monotonic() >= next_discovery:
+                self._discover()
+                next_discovery = time.monotonic() + 0.1
+            self._sample()
             time.sleep(0.005)
 
     def finish(self):
         self.stop.set()
         self.thread.join()
+        for _, fd in self.files.values():
+            os.close(fd)
         per_role = {}  # role -> [user seconds, system seconds]
         for role, user, system in self.cpu.values():
             acc = per_role.setdefault(role, [0.0, 0.0])
@@ -177,9 +203,15 @@ def run_pool(files, rounds, chunksize):
 
 
 def utilisation(out_dir, wall, workers):
+    """The workers' time in run() over the whole run's wall time x workers, and over the span from
+    the first mini-batch's start to the last one's end (what start-up and shut-down leave out)."""
     with open(os.path.join(out_dir, "logs", "sys", "job_report", "processed_mini-batches.csv")) as f:
-        run_s = sum(float(r["run_s"]) for r in csv.DictReader(f))
-    return run_s / (wall * workers)
+        rows = list(csv.DictReader(f))
+    run_s = sum(float(r["run_s"]) for r in rows)
+    starts = [datetime.datetime.strptime(r["start_utc"], "%Y-%m-%dT%H:%M:%S.%fZ").timestamp()
+              for r in rows]
+    span = max(t + float(r["elapsed_s"]) for t, r in zip(starts, rows)) - min(starts)
+    return run_s / (wall * workers), run_s / (span * workers)
 
 
 def cpu_text(cpu, mini_batches):
@@ -206,9 +238,10 @@ def short_case(binaries, data, tmp, rounds_1ms, items):
     print(f"~10 ms mini-batches ({items} items x 1 ms, mini-batches of 10):")
     for name, binary in binaries:
         wall, cpu, out_dir = run_parallelrun(binary, manifest)
+        whole, span = utilisation(out_dir, wall, 2)
         print(f"  [{name}] {items // 10} mini-batches in {wall:.2f} s, worker utilisation "
-              f"{utilisation(out_dir, wall, 2) * 100:.1f} %; {cpu_text(cpu, items // 10)}",
-              flush=True)
+              f"{whole * 100:.1f} % ({span * 100:.1f} % from the first mini-batch's start to the "
+              f"last one's end); {cpu_text(cpu, items // 10)}", flush=True)
 
 
 def main():

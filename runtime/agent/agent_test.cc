@@ -19,11 +19,6 @@
 #include "runtime/protocol/http_server.h"
 #include "tests/fakes/temp_dir.h"
 
-// LeakSanitizer (asan preset): the one test over real HTTP uses cpprestsdk, whose pool threads
-// keep OpenSSL per-thread state and pending pplx tasks until exit (see protocol/http_test.cc).
-extern "C" const char* __lsan_default_suppressions() {
-  return "leak:libcrypto.so\nleak:libcpprest.so\nleak:pplx::\n";
-}
 
 namespace parallelrun::rt {
 namespace {

@@ -1,10 +1,4 @@
 // `parallelrun agent`: one per node; registers with the coordinator and runs the workers.
-#define _TURN_OFF_PLATFORM_STRING  // cpprestsdk's U() macro breaks other headers
-#include <utility>                 // before boost::asio (std::exchange)
-// clang-format off
-#include <pplx/threadpool.h>
-// clang-format on
-
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -34,9 +28,6 @@ int AgentMain(const std::vector<std::string>& args) {
   auto token = ReadTokenFile(flags->Get("token-file"));
   if (!token.ok()) return fail(token.status().message());
 
-  // The agent makes one call at a time: cpprestsdk's default pool of 40 threads only spreads
-  // each call's hand-offs over more threads (measured: most of the agent's CPU per mini-batch).
-  crossplat::threadpool::initialize_with_threads(2);
   protocol::HttpClientOptions client_options;
   client_options.base_url = flags->Get("coordinator");
   client_options.token = *token;
@@ -60,7 +51,7 @@ int AgentMain(const std::vector<std::string>& args) {
       RealClock::Get());
   StartSignalThread([agent](int) { agent->Stop(); });
   int code = agent->Run();
-  // As in the coordinator: skip static destructors while cpprestsdk threads may still run.
+  // As in the coordinator: leave without running static destructors (threads may still run).
   std::fflush(nullptr);
   std::_Exit(code);
 }

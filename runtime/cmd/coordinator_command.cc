@@ -257,9 +257,9 @@ int CoordinatorMain(const std::vector<std::string>& args) {
   if (Status st = PublishAddress(*flags, (*server)->url()); !st.ok()) return Fail(st.message());
   StartSignalThread([coord](int) { coord->Stop(); });
   int code = FinishJob(*coord, **server, *flags);
-  // Leave without running static destructors: cpprestsdk's thread pool may still be finishing a
-  // request, and tearing down its statics under it crashes at exit. Everything we own is already
-  // durable (journal fsync'd, results written atomically, loggers flush every line).
+  // Leave without running static destructors: a server thread may still be finishing a reply,
+  // and tearing down statics under it crashes at exit. Everything we own is already durable
+  // (journal fsync'd, results written atomically, loggers flush every line).
   std::fflush(nullptr);
   std::_Exit(code);
 }

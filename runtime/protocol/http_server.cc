@@ -97,8 +97,13 @@ HttpResponse Dispatch(const HttpHandler& handler, const HttpRequest& request) {
 
 class Session;
 
-// Everything the connections share. Sessions hold a plain pointer: they live inside `ioc`'s
-// handlers, and `ioc` is declared last, so it is destroyed (with them) first.
+// Everything the connections share. Sessions hold a plain pointer: they live inside the
+// io_contexts' handlers, and `iocs` is declared last, so it is destroyed (with them) first.
+//
+// One io_context per server thread, each run by its thread alone, and each connection on one of
+// them (in turn): a request is read, handled and answered on one thread. With one io_context run
+// by several threads, asio woke another thread for nearly every step of every request (~10 futex
+// calls and context switches per request, most of the coordinator's CPU per mini-batch).
 struct ServerState {
   HttpServerOptions options;
   HttpHandler handler;
@@ -111,7 +116,10 @@ struct ServerState {
   bool stopping = false;
   std::unordered_map<Session*, std::weak_ptr<Session>> sessions;
 
-  net::io_context ioc;
+  std::vector<std::unique_ptr<net::io_context>> iocs;  // iocs[0] also runs the acceptor
+  std::atomic<size_t> next_ioc{0};
+
+  net::io_context& NextContext() { return *iocs[next_ioc++ % iocs.size()]; }
 
   void Begin() {
     std::lock_guard<std::mutex> lock(mu);
@@ -356,7 +364,7 @@ class Acceptor : public std::enable_shared_from_this<Acceptor> {
       : state_(state), acceptor_(std::move(acceptor)), retry_(acceptor_.get_executor()) {}
 
   void Accept() {
-    acceptor_.async_accept(net::make_strand(state_->ioc),
+    acceptor_.async_accept(net::make_strand(state_->NextContext()),
                            [self = shared_from_this()](beast::error_code ec, tcp::socket socket) {
                              self->OnAccept(ec, std::move(socket));
                            });
@@ -385,7 +393,7 @@ class Acceptor : public std::enable_shared_from_this<Acceptor> {
     // each one: with a thousand agents' connections busy, one accept per turn of that queue let
     // ~900 connections wait seconds in the backlog (bench/coordinator_scale --many-agents).
     for (int i = 0; i < kAcceptBurst; ++i) {
-      tcp::socket next(net::make_strand(state_->ioc));
+      tcp::socket next(net::make_strand(state_->NextContext()));
       beast::error_code more;
       acceptor_.accept(next, more);  // non-blocking (Listen): would_block when the backlog is empty
       if (more) break;               // errors other than would_block surface in the async accept
@@ -422,17 +430,18 @@ class BeastServer : public HttpServer {
               std::string url)
       : state_(std::move(state)),
         acceptor_(std::move(acceptor)),
-        work_(net::make_work_guard(state_->ioc)),
         port_(port),
         url_(std::move(url)) {}
   ~BeastServer() override { Stop(); }
 
-  void Run(int threads) {
+  // One thread per io_context (ServerState::iocs).
+  void Run() {
     auto exited = std::make_shared<std::atomic<int>>(0);
     exited_ = exited;
-    for (int i = 0; i < threads; ++i) {
-      threads_.emplace_back([state = state_, exited] {
-        state->ioc.run();
+    for (auto& ioc : state_->iocs) {
+      work_.push_back(net::make_work_guard(*ioc));
+      threads_.emplace_back([state = state_, exited, ioc = ioc.get()] {
+        ioc->run();
         std::lock_guard<std::mutex> lock(state->mu);
         ++*exited;
         state->changed.notify_all();
@@ -449,7 +458,7 @@ class BeastServer : public HttpServer {
   bool stopped_ = false;
   std::shared_ptr<ServerState> state_;
   std::shared_ptr<Acceptor> acceptor_;
-  net::executor_work_guard<net::io_context::executor_type> work_;
+  std::vector<net::executor_work_guard<net::io_context::executor_type>> work_;
   std::vector<std::thread> threads_;
   std::shared_ptr<std::atomic<int>> exited_;
   int port_;
@@ -488,8 +497,8 @@ void BeastServer::Stop() {
   lock.lock();
   state_->changed.wait_for(lock, kDrain, [&] { return state_->connections == 0; });
   lock.unlock();
-  work_.reset();
-  state_->ioc.stop();
+  for (auto& work : work_) work.reset();
+  for (auto& ioc : state_->iocs) ioc->stop();
   lock.lock();
   const int threads = static_cast<int>(threads_.size());
   const bool all = state_->changed.wait_for(lock, kDrain, [&] { return *exited_ == threads; });
@@ -585,13 +594,16 @@ StatusOr<std::unique_ptr<HttpServer>> StartHttpServer(const HttpServerOptions& o
                                ? "[" + options.host + "]"
                                : options.host;
   RaiseOpenFileLimit(options.max_connections);
-  PR_ASSIGN_OR_RETURN(tcp::acceptor listening, Listen(state->ioc, host, options.port));
+  for (int i = 0; i < std::max(1, options.threads); ++i) {
+    state->iocs.push_back(std::make_unique<net::io_context>(1));
+  }
+  PR_ASSIGN_OR_RETURN(tcp::acceptor listening, Listen(*state->iocs[0], host, options.port));
   const int port = listening.local_endpoint().port();
   auto acceptor = std::make_shared<Acceptor>(state.get(), std::move(listening));
   acceptor->Accept();
   auto server = std::make_unique<BeastServer>(
       state, acceptor, port, (tls ? "https://" : "http://") + host + ":" + std::to_string(port));
-  server->Run(std::max(1, options.threads));
+  server->Run();
   return std::unique_ptr<HttpServer>(std::move(server));
 }
 

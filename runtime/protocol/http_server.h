@@ -14,7 +14,9 @@
 // nlohmann::json::exception from the handler (a field of the wrong type or range while decoding
 // the body) gets 400, any other exception 500, with its message, and never takes the server down.
 // Error bodies are `{"reason": "..."}` (handlers should use the same shape: the client quotes
-// `reason` in its Status). Handlers run on the server's `threads` threads, concurrently. Replies
+// `reason` in its Status). Handlers run on the server's `threads` threads, concurrently; each
+// connection is served by one of them (in turn as they are accepted), so a handler that blocks
+// holds up the other connections of its thread, not the whole server. Replies
 // are JSON (Content-Type application/json).
 #pragma once
 
