@@ -29,13 +29,11 @@
 #include "runtime/cmd/flags.h"
 #include "runtime/cmd/local_env.h"
 #include "runtime/cmd/run_preflight.h"
+#include "runtime/cmd/run_setup.h"
 #include "runtime/output/output_lock.h"
 #include "runtime/protocol/coordinator_client.h"
 
 namespace parallelrun::rt::cmd {
-
-StatusOr<std::map<std::string, std::string>> VolumeBindingsFromFlags(
-    const std::vector<std::string>& values);
 
 namespace {
 
@@ -66,32 +64,12 @@ int Fail(const std::string& message) {
   return kExitInvalid;
 }
 
-// spec.models locally: AZUREML_MODEL_DIR is `dir`, a per-run folder with one symbolic link per
-// model (<dir>/<name> -> its source), as /mnt/models is in a pod. Returns the variables for the
-// agents (and so the workers); none without models.
-StatusOr<std::vector<std::string>> LinkModels(const JobSpec& spec, const ResolvedPaths& paths,
-                                              const std::string& dir) {
-  if (spec.models.empty()) return std::vector<std::string>{};
-  PR_RETURN_IF_ERROR(MakeDirs(dir));
-  std::map<std::string, std::string> links;
-  for (const Model& model : spec.models) {
-    const std::string link = JoinPath(dir, model.name);
-    std::error_code ec;
-    std::filesystem::create_symlink(paths.models.at(model.name), link, ec);
-    if (ec) {
-      return InternalError("cannot link model " + model.name + " at " + link + ": " + ec.message());
-    }
-    links[model.name] = link;
-  }
-  return std::vector<std::string>{"AZUREML_MODEL_DIR=" + dir,
-                                  "PARALLELRUN_MODELS=" + ModelsEnvValue(spec, links)};
-}
-
 struct AgentProcess {
   std::string node;
   pid_t pid = -1;
   bool running = false;
   int restarts = 0;
+  int url_fd = -1;  // the write end of its address pipe, until it is given the coordinator's URL
 };
 
 class ProgressDisplay {
@@ -158,192 +136,6 @@ void TerminateAll(ChildWatch& watch, std::vector<AgentProcess>& agents, pid_t co
   }
 }
 
-// What `parallelrun run` was asked to do: the manifest, its resolved folders and the flags.
-struct RunSetup {
-  std::string manifest;  // absolute
-  std::string manifest_dir;
-  JobSpec spec;
-  ResolvedPaths paths;
-  int nodes = 1;
-  std::vector<std::string> volume_flags;  // NAME=DIR with DIR absolute
-  std::string python;
-  bool restart = false;
-};
-
-// An error of `parallelrun run` itself; other errors (the manifest's) are printed as they are.
-Status RunError(const std::string& message) {
-  return InvalidArgumentError("parallelrun run: " + message);
-}
-
-// --volume folders are the user's shell paths: made absolute here, before the manifest's folder
-// becomes the base for everything else.
-std::vector<std::string> AbsoluteVolumeFlags(const std::vector<std::string>& values) {
-  std::vector<std::string> out;
-  for (const auto& v : values) {
-    auto eq = v.find('=');
-    out.push_back(eq == std::string::npos
-                      ? v
-                      : v.substr(0, eq + 1) +
-                            AbsolutePath(v.substr(eq + 1), std::filesystem::current_path()));
-  }
-  return out;
-}
-
-StatusOr<RunSetup> LoadRunSetup(const std::vector<std::string>& args) {
-  FlagSpec spec_flags;
-  spec_flags.with_value = {"nodes", "volume", "python"};
-  spec_flags.switches = {"restart"};
-  auto flags = ParseFlags(args, spec_flags);
-  if (!flags.ok()) return RunError(flags.status().message());
-  if (flags->positional.size() != 1) {
-    return RunError(
-        "usage: parallelrun run FILE [--nodes N] [--volume NAME=DIR]... [--restart] [--python "
-        "PATH]");
-  }
-  RunSetup setup;
-  setup.manifest = AbsolutePath(flags->positional[0], std::filesystem::current_path());
-  PR_ASSIGN_OR_RETURN(setup.spec, LoadJobSpec(setup.manifest));
-  setup.nodes = setup.spec.node_count;
-  if (flags->Has("nodes")) {
-    auto n = ParseIntFlag("nodes", flags->Get("nodes"), 1);
-    if (!n.ok()) return RunError(n.status().message());
-    setup.nodes = *n;
-  }
-  setup.volume_flags = AbsoluteVolumeFlags(flags->GetAll("volume"));
-  auto bindings = VolumeBindingsFromFlags(setup.volume_flags);
-  if (!bindings.ok()) return RunError(bindings.status().message());
-  setup.manifest_dir = Dirname(setup.manifest);
-  PR_ASSIGN_OR_RETURN(setup.paths, ResolveLocalPaths(setup.spec, setup.manifest_dir, *bindings));
-  const char* env_python = std::getenv("PARALLELRUN_PYTHON");
-  setup.python = flags->Get("python", env_python && *env_python ? env_python : "/usr/bin/python3");
-  setup.restart = flags->switches.count("restart") > 0;
-  return setup;
-}
-
-void WarnIgnoredPodFields(const JobSpec& spec) {
-  if (spec.pod.empty()) return;
-  std::string keys;
-  for (auto it = spec.pod.begin(); it != spec.pod.end(); ++it) {
-    if (it.key() != "env") keys += (keys.empty() ? "" : ", ") + it.key();
-  }
-  if (!keys.empty()) {
-    std::fprintf(stderr,
-                 "parallelrun run: warning: Kubernetes pod fields are ignored in local mode (%s)\n",
-                 keys.c_str());
-  }
-}
-
-// spec.env reaches the workers through the agents' environment, as it does in a pod.
-StatusOr<LocalEnv> LocalEnvironment(const JobSpec& spec) {
-  auto local_env = LocalEnvFromSpec(spec.pod);
-  if (!local_env.ok()) return RunError(local_env.status().message());
-  for (const auto& name : local_env->skipped) {
-    std::fprintf(stderr,
-                 "parallelrun run: warning: spec.env %s uses valueFrom, which local mode cannot "
-                 "resolve; it is not set\n",
-                 name.c_str());
-  }
-  return local_env;
-}
-
-// One run per output folder, and --restart moves a previous output aside.
-Status PrepareOutputFolder(const RunSetup& setup) {
-  const std::string& output_dir = setup.paths.output_dir;
-  // The coordinator holds the output's lock for the whole run and refuses a second one; asking
-  // here first says so before anything starts (and before --restart moves it).
-  if (std::string holder = OutputLock::Holder(output_dir); !holder.empty()) {
-    return RunError("the output folder " + output_dir + " is in use by another run (" + holder +
-                    "); nothing was changed in it. Wait for that run to end, stop it, or use "
-                    "another output folder");
-  }
-  if (!setup.restart || !PathExists(output_dir)) return Status::Ok();
-  // Held while the folder moves, so that no run starts in it meanwhile. The code folder and the
-  // inputs are never inside it (PreflightChecks), so they stay where they are.
-  auto lock = OutputLock::Acquire(output_dir);
-  if (!lock.ok()) return RunError("--restart: " + lock.status().message());
-  std::string aside =
-      output_dir + ".previous-" + FormatUtc(RealClock::Get().Now(), "%Y%m%dT%H%M%SZ");
-  if (::rename(output_dir.c_str(), aside.c_str()) != 0) {
-    return RunError("--restart: cannot move " + output_dir + " aside: " + std::strerror(errno));
-  }
-  std::fprintf(stderr, "parallelrun run: --restart: moved the previous output to %s\n",
-               aside.c_str());
-  return Status::Ok();
-}
-
-// The run's private temporary folder, removed with it: the coordinator's token and the models'
-// links. Per-run secrets live here, never in the output.
-class RunFolder {
- public:
-  static StatusOr<std::unique_ptr<RunFolder>> Create(const RunSetup& setup) {
-    char tmpl[] = "/tmp/parallelrun-run-XXXXXX";
-    if (!::mkdtemp(tmpl)) {
-      return RunError(std::string("cannot create a temporary folder: ") + std::strerror(errno));
-    }
-    std::unique_ptr<RunFolder> folder(new RunFolder(tmpl));
-    if (Status st = folder->WriteToken(); !st.ok()) return RunError(st.message());
-    auto model_env = LinkModels(setup.spec, setup.paths, folder->dir + "/models");
-    if (!model_env.ok()) return RunError(model_env.status().message());
-    folder->model_env = *std::move(model_env);
-    return folder;
-  }
-  ~RunFolder() { std::filesystem::remove_all(dir); }
-
-  const std::string dir;
-  const std::string token_file = dir + "/token";
-  const std::string token = RandomToken(32);
-  std::vector<std::string> model_env;  // AZUREML_MODEL_DIR and PARALLELRUN_MODELS, with models
-
- private:
-  explicit RunFolder(std::string path) : dir(std::move(path)) {}
-
-  // Readable by this user only from the start, and not synced: the folder lives as long as the
-  // run, and its children read the token only after it is written.
-  Status WriteToken() const {
-    const std::string line = token + "\n";
-    const int fd = ::open(token_file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0) return InternalError("cannot create " + token_file + ": " + std::strerror(errno));
-    const ssize_t n = ::write(fd, line.data(), line.size());
-    const int write_errno = errno;
-    ::close(fd);
-    if (n != static_cast<ssize_t>(line.size())) {
-      return InternalError("cannot write " + token_file + ": " +
-                           (n < 0 ? std::strerror(write_errno) : "short write"));
-    }
-    return Status::Ok();
-  }
-};
-
-// The coordinator writes its URL to `address_fd` (its end of the address pipe) once it listens.
-std::vector<std::string> CoordinatorArgv(const RunSetup& setup, const RunFolder& folder,
-                                         int address_fd) {
-  std::vector<std::string> argv = {SelfExePath(),    "coordinator",
-                                   "--spec",         setup.manifest,
-                                   "--listen",       "127.0.0.1:0",
-                                   "--token-file",   folder.token_file,
-                                   "--address-fd",   std::to_string(address_fd),
-                                   "--paths",        "local",
-                                   "--manifest-dir", setup.manifest_dir,
-                                   "--nodes",        std::to_string(setup.nodes),
-                                   "--no-echo"};
-  for (const auto& v : setup.volume_flags) {
-    argv.push_back("--volume");
-    argv.push_back(v);
-  }
-  return argv;
-}
-
-// The variables of every agent (and so of the workers): the interpreter, spec.env, the models.
-std::vector<std::string> AgentEnvironment(const RunSetup& setup, const LocalEnv& local_env,
-                                          const RunFolder& folder) {
-  std::vector<std::string> env = {"PARALLELRUN_PYTHON=" + setup.python};
-  for (const auto& e : local_env.entries) {
-    if (e.rfind("PARALLELRUN_PYTHON=", 0) != 0) env.push_back(e);
-  }
-  env.insert(env.end(), folder.model_env.begin(), folder.model_env.end());
-  return env;
-}
-
 // The coordinator and the agents of one local run, from the coordinator's start to its end.
 class LocalJob {
  public:
@@ -364,15 +156,55 @@ class LocalJob {
   // (the coordinator did not start, an agent could not be started, a signal), after saying why.
   std::optional<int> Start() {
     if (Status st = WaitForAddress(); !st.ok()) {
+      Abandon();
       if (g_signal) return kExitInterrupted;
       std::fprintf(stderr, "%s\n", st.message().c_str());
       return kExitInvalid;
     }
-    if (Status st = StartAgents(); !st.ok()) {
-      std::fprintf(stderr, "%s\n", st.message().c_str());
-      return kExitInvalid;
+    // The agents wait for the URL; without one (the coordinator ended) they leave at the pipe's
+    // end, and the coordinator's exit says why.
+    for (auto& a : agents_) GiveAddress(a);
+    if (coordinator_running_) {
+      const JobSpec& spec = setup_.spec;
+      std::fprintf(stderr, "parallelrun run: job %s: %d node%s x %d process%s, output %s\n",
+                   spec.name.c_str(), setup_.nodes, setup_.nodes == 1 ? "" : "s",
+                   spec.process_count_per_node, spec.process_count_per_node == 1 ? "" : "es",
+                   setup_.paths.output_dir.c_str());
     }
     return std::nullopt;
+  }
+
+  // Starts the agents while the coordinator starts: each waits for the coordinator's URL on a
+  // pipe (agent --coordinator-fd) and touches nothing before, so their start-up overlaps the
+  // coordinator's and the last checks. An error (after Abandon()) when one cannot be started.
+  Status SpawnAgents() {
+    for (int i = 0; i < setup_.nodes; ++i) {
+      agents_.push_back(AgentProcess{"127.0.0." + std::to_string(i + 1)});
+      if (Status st = StartAgent(agents_.back()); !st.ok()) {
+        Abandon();
+        return RunError(st.message());
+      }
+    }
+    return Status::Ok();
+  }
+
+  // Before the job started (a check failed, a signal, no coordinator): kills the coordinator and
+  // the agents, which have touched nothing yet.
+  void Abandon() {
+    for (auto& a : agents_) {
+      if (a.url_fd >= 0) ::close(a.url_fd);
+      a.url_fd = -1;
+      if (!a.running) continue;
+      ::kill(a.pid, SIGKILL);
+      watch_.Wait(a.pid);
+      a.running = false;
+    }
+    if (coordinator_running_) {
+      ::kill(coordinator_, SIGKILL);
+      ExitInfo info = watch_.Wait(coordinator_);
+      coordinator_running_ = false;
+      coordinator_code_ = info.exited ? info.code : 128 + info.signal;
+    }
   }
 
   // After Start(): keeps the agents running until the coordinator ends, then stops them. The
@@ -418,6 +250,7 @@ class LocalJob {
       if (g_signal || std::chrono::steady_clock::now() > deadline) {
         ::kill(coordinator_, SIGKILL);
         watch_.Wait(coordinator_);
+        coordinator_running_ = false;
         return RunError("the coordinator did not start within 60 s");
       }
       watch_.WaitUntil(deadline, address_fd_);
@@ -440,32 +273,47 @@ class LocalJob {
     }
   }
 
+  // Before the coordinator listens (url_ empty) the agent gets its URL on a pipe (GiveAddress);
+  // after (a restart), on its command line.
   Status StartAgent(AgentProcess& a) {
     SpawnOptions ao;
-    ao.argv = {SelfExePath(),      "agent",       "--coordinator", url_, "--token-file",
-               folder_.token_file, "--node-name", a.node};
+    ao.argv = {SelfExePath(), "agent", "--token-file", folder_.token_file, "--node-name", a.node};
+    int url_pipe[2] = {-1, -1};
+    if (url_.empty()) {
+      if (::pipe2(url_pipe, O_CLOEXEC) != 0) {
+        return InternalError(std::string("cannot create a pipe: ") + std::strerror(errno));
+      }
+      constexpr int kUrlFd = 3;
+      ao.argv.insert(ao.argv.end(), {"--coordinator-fd", std::to_string(kUrlFd)});
+      ao.fds = {{url_pipe[0], kUrlFd}};
+    } else {
+      ao.argv.insert(ao.argv.end(), {"--coordinator", url_});
+    }
     ao.env = agent_env_;
-    PR_ASSIGN_OR_RETURN(a.pid, Spawn(ao));
+    auto pid = Spawn(ao);
+    if (url_pipe[0] >= 0) ::close(url_pipe[0]);
+    if (!pid.ok()) {
+      if (url_pipe[1] >= 0) ::close(url_pipe[1]);
+      return pid.status();
+    }
+    a.pid = *pid;
+    a.url_fd = url_pipe[1];
     watch_.Add(a.pid);
     a.running = true;
     return Status::Ok();
   }
 
-  Status StartAgents() {
-    if (!coordinator_running_) return Status::Ok();
-    const JobSpec& spec = setup_.spec;
-    std::fprintf(stderr, "parallelrun run: job %s: %d node%s x %d process%s, output %s\n",
-                 spec.name.c_str(), setup_.nodes, setup_.nodes == 1 ? "" : "s",
-                 spec.process_count_per_node, spec.process_count_per_node == 1 ? "" : "es",
-                 setup_.paths.output_dir.c_str());
-    for (int i = 0; i < setup_.nodes; ++i) {
-      agents_.push_back(AgentProcess{"127.0.0." + std::to_string(i + 1)});
-      if (Status st = StartAgent(agents_.back()); !st.ok()) {
-        TerminateAll(watch_, agents_, coordinator_, true, 10s);
-        return RunError(st.message());
-      }
+  // Writes the coordinator's URL (none: nothing) to the agent's pipe and closes it.
+  void GiveAddress(AgentProcess& a) {
+    if (a.url_fd < 0) return;
+    if (!url_.empty()) {
+      const std::string line = url_ + "\n";
+      // Short and into an empty pipe: written at once. An agent that died gets nothing (EPIPE;
+      // SIGPIPE is ignored) and is restarted as usual.
+      (void)!::write(a.url_fd, line.data(), line.size());
     }
-    return Status::Ok();
+    ::close(a.url_fd);
+    a.url_fd = -1;
   }
 
   // Until the coordinator ends: stops everything on the first signal, restarts agents that die
@@ -533,43 +381,6 @@ class LocalJob {
   std::vector<AgentProcess> agents_;
   bool interrupted_ = false;
 };
-
-// The job's result from logs/job_result.txt, where the output and the logs are, and for a failed
-// job its most frequent error.
-void PrintResult(const RunSetup& setup, const std::string& result, int coordinator_code,
-                 bool finished_before) {
-  const std::string& output_dir = setup.paths.output_dir;
-  std::fprintf(stdout, "%s", result.c_str());
-  if (!result.empty() && result.back() != '\n') std::fputc('\n', stdout);
-  if (setup.spec.output_action == OutputAction::kAppendRow) {
-    std::fprintf(stdout, "Output file: %s\n",
-                 JoinPath(output_dir, setup.spec.append_row_file_name).c_str());
-  }
-  std::fprintf(stdout, "Logs: %s\n", JoinPath(output_dir, "logs").c_str());
-  std::fflush(stdout);
-  if (coordinator_code == kExitJobFailed) {
-    std::string first = result.substr(0, result.find('\n'));
-    std::fprintf(stderr, "parallelrun run: job %s %s (see %s)\n", setup.spec.name.c_str(),
-                 first.c_str(), JoinPath(output_dir, "logs/job_result.txt").c_str());
-    // The error digest's most frequent error (runtime/coordinator/error_digest.h), with its
-    // file:line in the user's code.
-    const std::string key = "\nmost_frequent_error: ";
-    if (size_t at = result.find(key); at != std::string::npos) {
-      size_t from = at + key.size();
-      std::fprintf(stderr, "parallelrun run: most frequent error: %s\n",
-                   result.substr(from, result.find('\n', from) - from).c_str());
-    }
-  }
-  if (finished_before) {
-    // A rerun of a finished job runs nothing: say so, and the way on, after its result.
-    std::fprintf(stderr,
-                 "parallelrun run: this job had already finished, so nothing ran; to run it "
-                 "again add --restart (moves %s aside), or rerun only what did not complete "
-                 "with a new output and retryFrom: %s\n",
-                 output_dir.c_str(),
-                 std::filesystem::relative(output_dir, setup.manifest_dir).c_str());
-  }
-}
 
 // The coordinator, started before the last checks: it waits for a byte on the go pipe before it
 // touches anything, and writes its URL to the address pipe once it listens.
@@ -642,13 +453,18 @@ int RunMain(const std::vector<std::string>& args) {
     if (g_signal_count.fetch_add(1) >= 1) ForceExit();
     g_watch->Wake();
   });
-  // The last checks run while the coordinator starts; it touches nothing until it hears go.
+  LocalJob job(*setup, **folder, AgentEnvironment(*setup, *local_env, **folder), watch,
+               coordinator->pid, coordinator->address_fd);
+  if (Status st = job.SpawnAgents(); !st.ok()) {
+    ::close(coordinator->go_fd);
+    return failed(st);
+  }
+  // The last checks run while the coordinator and the agents start; they touch nothing until the
+  // coordinator hears go (and the agents get its URL, once it listens).
   Status syntax = EntryScriptSyntaxCheck(setup->spec, setup->paths, setup->python);
   Status prepared = syntax.ok() && !g_signal ? PrepareOutputFolder(*setup) : Status::Ok();
   if (!syntax.ok() || !prepared.ok() || g_signal) {
-    ::kill(coordinator->pid, SIGKILL);
-    watch.Wait(coordinator->pid);
-    ::close(coordinator->address_fd);
+    job.Abandon();
     ::close(coordinator->go_fd);
     if (!syntax.ok()) return Fail(syntax.message());
     return prepared.ok() ? kExitInterrupted : failed(prepared);
@@ -657,8 +473,6 @@ int RunMain(const std::vector<std::string>& args) {
   // its exit is seen as usual.
   (void)!::write(coordinator->go_fd, "g", 1);
   ::close(coordinator->go_fd);
-  LocalJob job(*setup, **folder, AgentEnvironment(*setup, *local_env, **folder), watch,
-               coordinator->pid, coordinator->address_fd);
   if (std::optional<int> ended = job.Start()) return *ended;
   const int code = job.Run();
   if (code == kExitInterrupted) return kExitInterrupted;
