@@ -1,13 +1,18 @@
 // What the agent reads from the registration answer, the node's GPUs, and the checks of a lease's
 // input before it runs (helpers of Agent::Impl, see agent_impl.h).
 #include <dirent.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
+#include <string_view>
+#include <vector>
 
 #include "runtime/agent/agent_impl.h"
 #include "runtime/base/log.h"
@@ -166,6 +171,95 @@ std::string UtcOfNs(int64_t ns) {
       SystemTime(std::chrono::duration_cast<SystemTime::duration>(std::chrono::nanoseconds(ns))));
 }
 
+namespace {
+
+// Open folders of the input files, one cache per slot thread, so that the check of a lease's
+// files resolves each folder's path once per lease (a stat) and each file by its name alone
+// (fstatat on the folder), instead of walking every file's full path: that walk was most of the
+// check's cost. A folder whose path no longer leads to the opened one (renamed, replaced) is
+// opened again, so a file is always looked up where its path leads now.
+class InputFolders {
+ public:
+  InputFolders() = default;
+  InputFolders(const InputFolders&) = delete;
+  InputFolders& operator=(const InputFolders&) = delete;
+  ~InputFolders() { Clear(); }
+
+  // An fd of the folder `dir` as its path leads now, -1 with errno when it cannot be opened.
+  // Valid until the next call.
+  int Fd(const std::string& dir) {
+    struct stat now {};
+    if (::stat(dir.c_str(), &now) != 0) return -1;
+    auto it = open_.find(dir);
+    if (it != open_.end() && it->second.dev == now.st_dev && it->second.ino == now.st_ino) {
+      return it->second.fd;
+    }
+    if (it != open_.end()) {
+      ::close(it->second.fd);
+      open_.erase(it);
+    }
+    if (open_.size() >= kMaxOpen) Clear();
+    const int fd = ::open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+    struct stat opened {};
+    if (fd < 0) return -1;
+    if (::fstat(fd, &opened) != 0) {
+      const int e = errno;
+      ::close(fd);
+      errno = e;
+      return -1;
+    }
+    open_[dir] = {fd, opened.st_dev, opened.st_ino};
+    return fd;
+  }
+
+ private:
+  static constexpr size_t kMaxOpen = 16;
+  struct Open {
+    int fd;
+    dev_t dev;
+    ino_t ino;
+  };
+  void Clear() {
+    for (const auto& [dir, open] : open_) ::close(open.fd);
+    open_.clear();
+  }
+  std::map<std::string, Open> open_;
+};
+
+// stat() of each of `paths` (0, or errno, per path), looking up each folder once.
+std::vector<int> StatAll(const std::vector<std::string>& paths, std::vector<struct stat>* st) {
+  thread_local InputFolders folders;
+  std::vector<int> errors(paths.size(), 0);
+  st->assign(paths.size(), {});
+  std::string dir;
+  bool have_dir = false;
+  int dir_fd = -1;
+  int dir_errno = 0;
+  for (size_t i = 0; i < paths.size(); ++i) {
+    const std::string& path = paths[i];
+    const size_t slash = path.rfind('/');
+    if (slash == std::string::npos || slash + 1 == path.size()) {
+      errors[i] = ::stat(path.c_str(), &(*st)[i]) == 0 ? 0 : errno;
+      continue;
+    }
+    const std::string_view parent(path.data(), slash == 0 ? 1 : slash);
+    if (!have_dir || parent != dir) {
+      have_dir = true;
+      dir.assign(parent);
+      dir_fd = folders.Fd(dir);
+      dir_errno = dir_fd < 0 ? errno : 0;
+    }
+    if (dir_fd < 0) {
+      errors[i] = dir_errno;
+    } else if (::fstatat(dir_fd, path.c_str() + slash + 1, &(*st)[i], 0) != 0) {
+      errors[i] = errno;
+    }
+  }
+  return errors;
+}
+
+}  // namespace
+
 // A file input's files that are not what the planner saw (gone, or another size or mtime): the
 // attempt would run on other data than the job planned. The reason naming them, or nullopt.
 std::optional<std::string> FilesChanged(const Lease& lease) {
@@ -173,13 +267,15 @@ std::optional<std::string> FilesChanged(const Lease& lease) {
       lease.file_mtimes_ns.size() != lease.files.size()) {
     return std::nullopt;  // not recorded (a plan from an older version)
   }
+  std::vector<struct stat> stats;
+  const std::vector<int> errors = StatAll(lease.files, &stats);
   std::vector<std::string> changed;
   for (size_t i = 0; i < lease.files.size(); ++i) {
     if (lease.file_sizes[i] < 0) continue;  // could not be stat'ed when planned
-    struct stat st;
+    const struct stat& st = stats[i];
     std::string what;
-    if (::stat(lease.files[i].c_str(), &st) != 0) {
-      what = "cannot be read now: " + std::string(std::strerror(errno));
+    if (errors[i] != 0) {
+      what = "cannot be read now: " + std::string(std::strerror(errors[i]));
     } else if (st.st_size != lease.file_sizes[i] || MtimeNs(st) != lease.file_mtimes_ns[i]) {
       what = "size " + std::to_string(lease.file_sizes[i]) + " bytes, modified " +
              UtcOfNs(lease.file_mtimes_ns[i]) + " when planned; now " + std::to_string(st.st_size) +

@@ -65,5 +65,28 @@ TEST_F(PartSyncTest, AMissingFileIsNamedAndTheOthersAreStillSynced) {
   EXPECT_NE(errors[0].find(missing), std::string::npos) << errors[0];
 }
 
+TEST_F(PartSyncTest, ManyPartsEachGetTheirOwnOutcome) {
+  // More parts than fsyncs run at once, with headers, some missing: each error lands on its part.
+  std::vector<std::string> parts;
+  for (int i = 0; i < 40; ++i) {
+    const std::string name = std::to_string(i) + ".1";
+    if (i % 7 == 3) {
+      parts.push_back(dir_.Sub(name));  // never written
+      continue;
+    }
+    parts.push_back(Write(name, "row " + std::to_string(i) + "\n"));
+    if (i % 2 == 0) Write(name + ".header", "h\n");
+  }
+  std::vector<std::string> errors = SyncPartFiles(parts, true);
+  ASSERT_EQ(errors.size(), parts.size());
+  for (size_t i = 0; i < parts.size(); ++i) {
+    if (i % 7 == 3) {
+      EXPECT_NE(errors[i].find(parts[i] + ":"), std::string::npos) << i << ": " << errors[i];
+    } else {
+      EXPECT_EQ(errors[i], "") << i;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace parallelrun::rt

@@ -17,6 +17,18 @@ using protocol::Lease;
 using protocol::LeaseRef;
 using std::chrono::seconds;
 
+namespace {
+
+// The worker answered the attempt (or was not asked: its input changed), so it was alive then.
+// Its liveness is not checked again after such an attempt (a system call per attempt): a death
+// after its answer is found before its next attempt, as one while it waits for work.
+bool Answered(AttemptStatus status) {
+  return status == AttemptStatus::kRunDone || status == AttemptStatus::kRunException ||
+         status == AttemptStatus::kRunWrongType;
+}
+
+}  // namespace
+
 // ---------------------------------------------------------------------------------------------
 // Slots
 
@@ -165,7 +177,9 @@ void Agent::Impl::SlotMain(int index) {
       continue;
     }
     RunOutcome outcome = RunAttempt(index, *worker, logs, *lease);
-    if (!worker->alive()) RetireDeadWorker(index, std::move(worker), outcome.detail);
+    if (!Answered(outcome.status) && !worker->alive()) {
+      RetireDeadWorker(index, std::move(worker), outcome.detail);
+    }
   }
   if (worker) EndWorker(index, std::move(worker));
   MutexLock lock(mu_);
@@ -362,7 +376,7 @@ RunOutcome Agent::Impl::RunAttempt(int index, Worker& worker, ProcessLogs& logs,
   AttemptResult r = MakeResult(lease, worker, out, &status, start_wall, elapsed);
   LogAttempt(logs, r, status);
 
-  const bool dead = !worker.alive();
+  const bool dead = !Answered(out.status) && !worker.alive();
   MutexLock lock(mu_);
   Slot& slot = slots_[index];
   slot.running.reset();

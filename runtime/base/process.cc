@@ -228,9 +228,41 @@ std::vector<std::pair<pid_t, pid_t>> ProcessTable() {
   return table;
 }
 
+// Whether the kernel lists each thread's children in /proc/PID/task/TID/children
+// (CONFIG_PROC_CHILDREN).
+bool HaveChildrenFiles() {
+  static const bool have = ::access("/proc/thread-self/children", R_OK) == 0;
+  return have;
+}
+
+// The children of `parent` from its threads' `children` files: a few small files instead of the
+// stat file of every process on the machine. A child belongs to the thread that forked it, or
+// (reparented to a subreaper, or its thread ended) to another thread of the process.
+std::vector<pid_t> ChildrenFromTasks(pid_t parent) {
+  std::vector<pid_t> out;
+  const std::string tasks = "/proc/" + std::to_string(parent) + "/task";
+  DIR* dir = ::opendir(tasks.c_str());
+  if (dir == nullptr) return out;
+  while (dirent* e = ::readdir(dir)) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+    const std::string text = ReadSmallFile(tasks + "/" + e->d_name + "/children");
+    const char* p = text.c_str();
+    char* end = nullptr;
+    for (long pid = std::strtol(p, &end, 10); end != p; pid = std::strtol(p, &end, 10)) {
+      if (pid > 0) out.push_back(static_cast<pid_t>(pid));
+      p = end;
+    }
+  }
+  ::closedir(dir);
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
 }  // namespace
 
 std::vector<pid_t> ChildPids(pid_t parent) {
+  if (HaveChildrenFiles()) return ChildrenFromTasks(parent);
   std::vector<pid_t> out;
   for (const auto& [pid, ppid] : ProcessTable()) {
     if (ppid == parent) out.push_back(pid);

@@ -43,7 +43,8 @@ struct ExitInfo {
 std::optional<ExitInfo> TryWait(pid_t pid);
 ExitInfo Wait(pid_t pid);
 
-// Processes whose parent is `parent` (read from /proc/*/stat), zombies included.
+// Processes whose parent is `parent`, zombies included: from /proc/PARENT/task/*/children, or
+// where the kernel has no such files, from the stat file of every process.
 std::vector<pid_t> ChildPids(pid_t parent);
 // Every descendant of `root` (children, their children, ...), parents before their children.
 std::vector<pid_t> DescendantPids(pid_t root);

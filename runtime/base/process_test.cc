@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
+#include <thread>
 
 #include "runtime/base/files.h"
 #include "tests/fakes/temp_dir.h"
@@ -69,6 +70,34 @@ TEST(ProcessTest, KeyValueCounterReadsOneKeyOfProcFiles) {
   EXPECT_EQ(KeyValueCounter("low 0\nhigh 0\nmax 4\noom 2\noom_kill 1", "oom_kill"), 1);
   EXPECT_EQ(KeyValueCounter("oom 2\n", "oom_kill"), -1);
   EXPECT_GE(OomKillCount(), 0);
+}
+
+TEST(ProcessTest, ChildPidsListsChildrenOfEveryThreadAndZombies) {
+  SpawnOptions sleeper;
+  sleeper.argv = {"/bin/sleep", "30"};
+  SpawnOptions quick;
+  quick.argv = {"/bin/true"};
+  auto here = Spawn(sleeper);
+  ASSERT_TRUE(here.ok());
+  StatusOr<pid_t> there = InternalError("not spawned");
+  std::thread([&] { there = Spawn(sleeper); }).join();  // its thread has ended since
+  ASSERT_TRUE(there.ok());
+  auto zombie = Spawn(quick);
+  ASSERT_TRUE(zombie.ok());
+  for (int i = 0; i < 500 && !IsZombie(*zombie); ++i) usleep(10000);
+  ASSERT_TRUE(IsZombie(*zombie));
+
+  const std::vector<pid_t> children = ChildPids(::getpid());
+  for (pid_t pid : {*here, *there, *zombie}) {
+    EXPECT_NE(std::find(children.begin(), children.end(), pid), children.end()) << pid;
+  }
+  EXPECT_EQ(std::find(children.begin(), children.end(), ::getpid()), children.end());
+  for (pid_t pid : {*here, *there}) ::kill(pid, SIGKILL);
+  for (pid_t pid : {*here, *there, *zombie}) Wait(pid);
+  const std::vector<pid_t> after = ChildPids(::getpid());
+  for (pid_t pid : {*here, *there, *zombie}) {
+    EXPECT_EQ(std::find(after.begin(), after.end(), pid), after.end()) << pid;
+  }
 }
 
 TEST(ProcessTest, DescendantPidsFindsGrandchildren) {

@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -42,39 +43,6 @@ int MillisUntil(WorkerProcess::Deadline deadline, int cap) {
   auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - steady_clock::now()).count();
   return static_cast<int>(std::clamp<int64_t>(left, 0, cap));
 }
-
-// Blocks SIGPIPE for the calling thread while it lives, and swallows a SIGPIPE raised meanwhile,
-// so writing to a dead child yields EPIPE instead of killing the agent.
-class ScopedSigpipeBlock {
- public:
-  ScopedSigpipeBlock() {
-    sigemptyset(&set_);
-    sigaddset(&set_, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &set_, &old_);
-    sigset_t pending;
-    sigpending(&pending);
-    was_pending_ = sigismember(&pending, SIGPIPE) == 1;
-  }
-  ~ScopedSigpipeBlock() {
-    if (!was_pending_) {
-      sigset_t pending;
-      sigpending(&pending);
-      if (sigismember(&pending, SIGPIPE) == 1) {
-        timespec zero{0, 0};
-        while (sigtimedwait(&set_, nullptr, &zero) < 0 && errno == EINTR) {
-        }
-      }
-    }
-    pthread_sigmask(SIG_SETMASK, &old_, nullptr);
-  }
-  ScopedSigpipeBlock(const ScopedSigpipeBlock&) = delete;
-  ScopedSigpipeBlock& operator=(const ScopedSigpipeBlock&) = delete;
-
- private:
-  sigset_t set_;
-  sigset_t old_;
-  bool was_pending_ = false;
-};
 
 void CloseFd(int& fd) {
   if (fd >= 0) ::close(fd);
@@ -116,10 +84,13 @@ int KillChildrenLocked(Match match) {
 }  // namespace
 
 StatusOr<std::unique_ptr<WorkerProcess>> WorkerProcess::Start(SpawnOptions options) {
-  int to_child[2];
+  // Requests go through a socket, written with MSG_NOSIGNAL: a dead child's end yields EPIPE
+  // without a SIGPIPE, and no signal mask has to be set and restored around every request.
+  int to_child[2];  // [0]: the child's end, [1]: ours (as with a pipe)
   int from_child[2];
-  if (::pipe2(to_child, O_CLOEXEC) != 0) {
-    return InternalError(std::string("pipe2 for the worker's control pipe: ") + strerror(errno));
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, to_child) != 0) {
+    return InternalError(std::string("socketpair for the worker's control channel: ") +
+                         strerror(errno));
   }
   if (::pipe2(from_child, O_CLOEXEC) != 0) {
     int e = errno;
@@ -159,9 +130,8 @@ WorkerProcess::~WorkerProcess() {
 
 Status WorkerProcess::Send(std::string_view data, Deadline deadline) {
   if (to_child_ < 0) return UnavailableError("the worker's control pipe is closed");
-  ScopedSigpipeBlock block;
   while (!data.empty()) {
-    ssize_t n = ::write(to_child_, data.data(), data.size());
+    ssize_t n = ::send(to_child_, data.data(), data.size(), MSG_NOSIGNAL);
     if (n > 0) {
       data.remove_prefix(static_cast<size_t>(n));
       continue;

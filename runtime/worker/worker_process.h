@@ -1,8 +1,8 @@
 // A child process with a line-oriented control channel: the mechanism under every entry host.
 //
-// The child gets two pipes: it reads requests on fd kChildControlInFd and writes replies on fd
-// kChildControlOutFd, one line each. The parent waits on the reply pipe and on the process itself
-// (a pidfd), so it notices a death at once even when a grandchild still holds the pipe open.
+// The child reads requests on fd kChildControlInFd (a Unix stream socket) and writes replies on fd
+// kChildControlOutFd (a pipe), one line each. The parent waits on the reply pipe and on the process
+// itself (a pidfd), so it notices a death at once even when a grandchild still holds the pipe open.
 //
 // Guarantees:
 // - The child runs in its own process group; killing or reaping kills the whole group, so the

@@ -404,7 +404,7 @@ class Host:
             self.write_file(part_file + ".header", _encode_rows(header), self.sync_parts)
 
     def run(self, req):
-        cpu0 = _cpu_now()
+        """The result event of one request, without its CPU times (serve adds them)."""
         mb = req.get("mini_batch_id", -1)
         attempt = req.get("attempt", 0)
         stage = "reading the mini-batch"
@@ -438,8 +438,7 @@ class Host:
                 self.append_error_log(
                     "mini-batch %s attempt %s: RUN_WRONG_TYPE" % (mb, attempt), error)
                 return {"event": "result", "status": "RUN_WRONG_TYPE", "items": items,
-                        "succeeded": 0, "failed": items, "run_s": round(run_s, 6),
-                        "cpu_s": round(_cpu_now() - cpu0, 6), "error": error}
+                        "succeeded": 0, "failed": items, "run_s": round(run_s, 6), "error": error}
             part_file = req.get("part_file")
             if part_file:
                 stage = "writing the part file " + part_file
@@ -454,13 +453,11 @@ class Host:
             if stage != "run()":
                 error = stage + ": " + error
             return {"event": "result", "status": "RUN_EXCEPTION", "items": items,
-                    "succeeded": 0, "failed": items, "run_s": round(run_s, 6),
-                    "cpu_s": round(_cpu_now() - cpu0, 6), "error": error,
+                    "succeeded": 0, "failed": items, "run_s": round(run_s, 6), "error": error,
                     "detail": _truncate(detail)}
         succeeded = min(len(result), items)
         return {"event": "result", "status": "RUN_DONE", "items": items, "succeeded": succeeded,
-                "failed": items - succeeded, "run_s": round(run_s, 6),
-                "cpu_s": round(_cpu_now() - cpu0, 6)}
+                "failed": items - succeeded, "run_s": round(run_s, 6)}
 
     def shutdown(self):
         reply = {"event": "bye"}
@@ -476,7 +473,11 @@ class Host:
 
     # ---- main loop ----
 
-    def serve(self):
+    def serve(self, cpu_total):
+        """Answers requests until shutdown or EOF. `cpu_total`: the CPU time sent with ready.
+
+        A run's cpu_s is the CPU time since the previous reply (parsing the request, reading the
+        mini-batch, run(), writing the part, flushing the logs): one getrusage pair per request."""
         stdout, stderr = sys.stdout, sys.stderr
         readline = os.fdopen(self.ctl_in, "rb", buffering=1 << 16, closefd=False).readline
         send = self.send
@@ -493,9 +494,11 @@ class Host:
                 return 2
             if op == "run":
                 reply = self.run(req)
-                reply["cpu_total_s"] = round(_cpu_now(), 6)
                 stdout.flush()
                 stderr.flush()
+                cpu_now = _cpu_now()
+                reply["cpu_s"] = round(cpu_now - cpu_total, 6)
+                reply["cpu_total_s"] = cpu_total = round(cpu_now, 6)
                 send(reply)
             elif op == "shutdown":
                 reply = self.shutdown()
@@ -548,8 +551,9 @@ def main():
             reply["permanent"] = True  # no other start can succeed: the agent gives up at once
         host.send(reply)
         return 1
-    host.send({"event": "ready", "pid": os.getpid(), "cpu_total_s": round(_cpu_now(), 6)})
-    return host.serve()
+    cpu_total = round(_cpu_now(), 6)
+    host.send({"event": "ready", "pid": os.getpid(), "cpu_total_s": cpu_total})
+    return host.serve(cpu_total)
 
 
 if __name__ == "__main__":
