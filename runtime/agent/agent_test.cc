@@ -19,7 +19,6 @@
 #include "runtime/protocol/http_server.h"
 #include "tests/fakes/temp_dir.h"
 
-
 namespace parallelrun::rt {
 namespace {
 
