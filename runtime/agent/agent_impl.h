@@ -210,6 +210,8 @@ class Agent::Impl {
   }
   void CancelLocked(const protocol::LeaseRef& ref) REQUIRES(mu_);
   void CoordinatorStopLocked() REQUIRES(mu_);
+  // The coordinator says `done` (a lease or a results answer): finish, then shut workers down.
+  void CoordinatorDoneLocked() REQUIRES(mu_);
   void FatalLocked(const std::string& why) REQUIRES(mu_);
   void KillAllLocked() REQUIRES(mu_);
   void AbortInitializingLocked() REQUIRES(mu_);

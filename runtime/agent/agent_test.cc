@@ -19,7 +19,6 @@
 #include "runtime/protocol/http_server.h"
 #include "tests/fakes/temp_dir.h"
 
-
 namespace parallelrun::rt {
 namespace {
 
@@ -153,6 +152,7 @@ class FakeCoordinator : public protocol::CoordinatorClient {
   std::set<Key> outstanding;      // handed out, no result accepted yet
   bool done_when_drained = true;  // done once everything was handed out and accepted
   bool say_done = false;
+  bool done_in_results = false;  // the answer to the report that ends the work says done
   bool say_stop = false;
   int retry_after_ms = 20;
   std::vector<LeaseRef> cancel_next;
@@ -263,6 +263,7 @@ class FakeCoordinator : public protocol::CoordinatorClient {
       outstanding.erase({ref.mini_batch_id, ref.attempt});
     }
     resp.stop = say_stop;
+    resp.done = done_in_results && pending.empty() && outstanding.empty();
     cv.notify_all();
     return resp;
   }
@@ -669,6 +670,21 @@ TEST_F(AgentTest, DoneFinishesTheWorkShutsWorkersDownAndExitsZero) {
   EXPECT_EQ(c.CountEvents("WORKER_STARTED"), 2);
   EXPECT_EQ(c.CountEvents("WORKER_EXITED"), 2);
   EXPECT_THAT(Log("sys/node/127.0.0.1/_main.txt"), HasSubstr("exits with code 0"));
+}
+
+TEST_F(AgentTest, DoneInTheAnswerToTheLastReportEndsTheAgent) {
+  SetProcessCount(2);
+  AddMiniBatches(5);
+  // Lease answers never say done: the agent hears it only from the answer to its last report.
+  coordinator_->done_when_drained = false;
+  coordinator_->done_in_results = true;
+  Start();
+  EXPECT_EQ(ExitCode(), 0);
+  EXPECT_EQ(coordinator_->accepted.size(), 5u);
+  std::set<std::string> shut(script_->shutdown.begin(), script_->shutdown.end());
+  EXPECT_EQ(shut, (std::set<std::string>{"process000", "process001"}));
+  EXPECT_TRUE(script_->killed.empty());
+  EXPECT_THAT(Log("sys/node/127.0.0.1/_main.txt"), HasSubstr("coordinator says done"));
 }
 
 TEST_F(AgentTest, QueuedLeasesAreFinishedWhenDoneArrives) {

@@ -256,6 +256,8 @@ void Agent::Impl::HandleReportLocked(const ResultsResponse& resp,
     }
   }
   events_.erase(events_.begin(), events_.begin() + std::min(events_sent, events_.size()));
+  // The answer to the report that ended the job says `done` at once.
+  if (resp.done) CoordinatorDoneLocked();
   // After `done` the job has ended normally; the coordinator answers later reports (the events of
   // workers shutting down) with stop, which must not cut their shutdown() short.
   if (resp.stop && ending_ != Ending::kDone) CoordinatorStopLocked();
@@ -276,16 +278,19 @@ void Agent::Impl::HandleLeaseLocked(const LeaseResponse& resp, SteadyTime grante
       log_->warn("dropping {} lease(s) that arrived while ending; they expire on the coordinator",
                  resp.leases.size());
     }
-    if (resp.done && ending_ == Ending::kNone) {
-      ending_ = Ending::kDone;
-      log_->info(
-          "coordinator says done: finishing {} running and {} queued attempt(s), then shutting "
-          "workers down",
-          RunningLocked(), queue_.size());
-      if (queue_.empty()) AbortInitializingLocked();
-      work_cv_.NotifyAll();
-    }
+    if (resp.done) CoordinatorDoneLocked();
   }
+}
+
+void Agent::Impl::CoordinatorDoneLocked() {
+  if (ending_ != Ending::kNone) return;
+  ending_ = Ending::kDone;
+  log_->info(
+      "coordinator says done: finishing {} running and {} queued attempt(s), then shutting "
+      "workers down",
+      RunningLocked(), queue_.size());
+  if (queue_.empty()) AbortInitializingLocked();
+  work_cv_.NotifyAll();
 }
 
 void Agent::Impl::ApplyStopRequestLocked(SteadyTime now) {

@@ -1,9 +1,13 @@
 // `parallelrun coordinator`: loads the spec, serves the coordinator API and runs the job to its
 // end. Used by `parallelrun run` (locally, with --paths local) and by the operator's coordinator
 // pod (paths under /mnt, as mounted by the operator).
+#include <unistd.h>
+
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <nlohmann/json.hpp>
 
@@ -84,14 +88,19 @@ int FailBeforeStart(const std::string& termination_log, const std::string& reaso
 // The flags of `parallelrun coordinator`, the required ones present.
 StatusOr<ParsedFlags> ParseCoordinatorFlags(const std::vector<std::string>& args) {
   FlagSpec spec_flags;
-  spec_flags.with_value = {"spec",    "listen",       "token-file",   "tls-cert",
-                           "tls-key", "paths",        "volume",       "nodes",
-                           "owner",   "address-file", "manifest-dir", "termination-log"};
+  spec_flags.with_value = {
+      "spec",  "listen", "token-file",   "tls-cert",     "tls-key",         "paths",      "volume",
+      "nodes", "owner",  "address-file", "manifest-dir", "termination-log", "address-fd", "go-fd"};
   spec_flags.switches = {"no-echo"};
   PR_ASSIGN_OR_RETURN(ParsedFlags flags, ParseFlags(args, spec_flags));
   for (const char* required : {"spec", "listen", "token-file"}) {
     if (!flags.Has(required)) {
       return InvalidArgumentError(std::string("missing required flag --") + required);
+    }
+  }
+  for (const char* fd_flag : {"address-fd", "go-fd"}) {
+    if (flags.Has(fd_flag)) {
+      PR_RETURN_IF_ERROR(ParseIntFlag(fd_flag, flags.Get(fd_flag), 0).status());
     }
   }
   return flags;
@@ -154,6 +163,43 @@ StatusOr<CoordinatorOptions> MakeCoordinatorOptions(const ParsedFlags& flags, co
   return options;
 }
 
+// --go-fd: `parallelrun run` starts the coordinator while it makes its last checks (the entry
+// script's syntax), and the coordinator touches nothing until it reads a byte there. True to go
+// on; false at the end of the pipe (a check failed: `run` says why, the coordinator leaves).
+bool AwaitGo(const ParsedFlags& flags) {
+  if (!flags.Has("go-fd")) return true;
+  const int fd = std::atoi(flags.Get("go-fd").c_str());
+  char go = 0;
+  ssize_t n;
+  do {
+    n = ::read(fd, &go, 1);
+  } while (n < 0 && errno == EINTR);
+  ::close(fd);
+  return n == 1;
+}
+
+// Tells whoever started the coordinator where it listens, once it does: its URL and a newline in
+// the file --address-file (atomically) and on the descriptor --address-fd (`parallelrun run`'s
+// pipe, closed after it).
+Status PublishAddress(const ParsedFlags& flags, const std::string& url) {
+  const std::string line = url + "\n";
+  if (flags.Has("address-file"))
+    PR_RETURN_IF_ERROR(WriteFileAtomic(flags.Get("address-file"), line));
+  if (!flags.Has("address-fd")) return Status::Ok();
+  const int fd = std::atoi(flags.Get("address-fd").c_str());
+  ssize_t n;
+  do {
+    n = ::write(fd, line.data(), line.size());
+  } while (n < 0 && errno == EINTR);
+  const int write_errno = errno;
+  ::close(fd);
+  if (n != static_cast<ssize_t>(line.size())) {
+    return InternalError("--address-fd " + std::to_string(fd) + ": cannot write the address: " +
+                         (n < 0 ? std::strerror(write_errno) : "short write"));
+  }
+  return Status::Ok();
+}
+
 // Waits for the job's end, reports it and gives the agents a moment to hear it. The exit code.
 int FinishJob(Coordinator& coord, protocol::HttpServer& server, const ParsedFlags& flags) {
   int code = coord.Wait();
@@ -191,6 +237,7 @@ int CoordinatorMain(const std::vector<std::string>& args) {
   auto paths = ResolvePaths(*flags, *spec, spec_file);
   if (!paths.ok()) return Fail(paths.status().message());
 
+  if (!AwaitGo(*flags)) return kExitInvalid;
   // Before anything is written: an output the job's uid cannot write fails the job at once.
   if (Status writable = CheckOutputWritable(*spec, paths->output_dir); !writable.ok()) {
     return FailBeforeStart(flags->Get("termination-log"), kReasonOutputNotWritable,
@@ -207,10 +254,7 @@ int CoordinatorMain(const std::vector<std::string>& args) {
   auto server = protocol::StartHttpServer(
       *server_options, [coord](const auto& r) { return HandleCoordinatorRequest(*coord, r); });
   if (!server.ok()) return Fail(server.status().message());
-  if (flags->Has("address-file")) {
-    Status st = WriteFileAtomic(flags->Get("address-file"), (*server)->url() + "\n");
-    if (!st.ok()) return Fail(st.message());
-  }
+  if (Status st = PublishAddress(*flags, (*server)->url()); !st.ok()) return Fail(st.message());
   StartSignalThread([coord](int) { coord->Stop(); });
   int code = FinishJob(*coord, **server, *flags);
   // Leave without running static destructors: a server thread may still be finishing a reply,

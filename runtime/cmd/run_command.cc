@@ -6,33 +6,34 @@
 // script, syntax errors, unwritable output) is reported with the field or file and exit 1, and
 // nothing in the output folder is touched. Children are started with PR_SET_PDEATHSIG, so killing
 // this process (even with SIGKILL) takes the coordinator and agents with it.
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <memory>
 #include <optional>
-#include <thread>
 
 #include "runtime/base/files.h"
 #include "runtime/base/process.h"
 #include "runtime/base/time_util.h"
+#include "runtime/cmd/child_watch.h"
 #include "runtime/cmd/commands.h"
 #include "runtime/cmd/flags.h"
 #include "runtime/cmd/local_env.h"
 #include "runtime/cmd/run_preflight.h"
+#include "runtime/cmd/run_setup.h"
 #include "runtime/output/output_lock.h"
 #include "runtime/protocol/coordinator_client.h"
 
 namespace parallelrun::rt::cmd {
-
-StatusOr<std::map<std::string, std::string>> VolumeBindingsFromFlags(
-    const std::vector<std::string>& values);
 
 namespace {
 
@@ -40,7 +41,8 @@ using namespace std::chrono_literals;
 
 std::atomic<int> g_signal{0};
 std::atomic<int> g_signal_count{0};
-std::string g_run_dir;  // set before the signal thread starts; removed on a forced exit
+std::string g_run_dir;          // set before the signal thread starts; removed on a forced exit
+ChildWatch* g_watch = nullptr;  // set before the signal thread starts; woken by a signal
 
 // A second Ctrl-C (or SIGTERM) while the first one's graceful stop is under way: kill the
 // coordinator, the agents, their workers and anything those started, and exit at once. The job
@@ -62,32 +64,12 @@ int Fail(const std::string& message) {
   return kExitInvalid;
 }
 
-// spec.models locally: AZUREML_MODEL_DIR is `dir`, a per-run folder with one symbolic link per
-// model (<dir>/<name> -> its source), as /mnt/models is in a pod. Returns the variables for the
-// agents (and so the workers); none without models.
-StatusOr<std::vector<std::string>> LinkModels(const JobSpec& spec, const ResolvedPaths& paths,
-                                              const std::string& dir) {
-  if (spec.models.empty()) return std::vector<std::string>{};
-  PR_RETURN_IF_ERROR(MakeDirs(dir));
-  std::map<std::string, std::string> links;
-  for (const Model& model : spec.models) {
-    const std::string link = JoinPath(dir, model.name);
-    std::error_code ec;
-    std::filesystem::create_symlink(paths.models.at(model.name), link, ec);
-    if (ec) {
-      return InternalError("cannot link model " + model.name + " at " + link + ": " + ec.message());
-    }
-    links[model.name] = link;
-  }
-  return std::vector<std::string>{"AZUREML_MODEL_DIR=" + dir,
-                                  "PARALLELRUN_MODELS=" + ModelsEnvValue(spec, links)};
-}
-
 struct AgentProcess {
   std::string node;
   pid_t pid = -1;
   bool running = false;
   int restarts = 0;
+  int url_fd = -1;  // the write end of its address pipe, until it is given the coordinator's URL
 };
 
 class ProgressDisplay {
@@ -127,223 +109,102 @@ class ProgressDisplay {
   std::string last_line_;
 };
 
-void TerminateAll(std::vector<AgentProcess>& agents, pid_t coordinator, bool coordinator_running,
-                  std::chrono::milliseconds grace) {
+// SIGTERM to the agents (and the coordinator when `coordinator_running`), then waits for the
+// agents to exit, up to `grace`; the ones still running then are killed.
+void TerminateAll(ChildWatch& watch, std::vector<AgentProcess>& agents, pid_t coordinator,
+                  bool coordinator_running, std::chrono::milliseconds grace) {
   for (auto& a : agents) {
     if (a.running) ::kill(a.pid, SIGTERM);
   }
   if (coordinator_running) ::kill(coordinator, SIGTERM);
-  auto deadline = std::chrono::steady_clock::now() + grace;
-  while (std::chrono::steady_clock::now() < deadline) {
+  const auto deadline = std::chrono::steady_clock::now() + grace;
+  while (true) {
     bool any = false;
     for (auto& a : agents) {
-      if (a.running && TryWait(a.pid)) a.running = false;
+      if (a.running && watch.TryWait(a.pid)) a.running = false;
       any |= a.running;
     }
-    if (!any) break;
-    std::this_thread::sleep_for(50ms);
+    if (!any || std::chrono::steady_clock::now() >= deadline) break;
+    watch.WaitUntil(deadline);
   }
   for (auto& a : agents) {
     if (a.running) {
       ::kill(a.pid, SIGKILL);
-      Wait(a.pid);
+      watch.Wait(a.pid);
       a.running = false;
     }
   }
 }
 
-// What `parallelrun run` was asked to do: the manifest, its resolved folders and the flags.
-struct RunSetup {
-  std::string manifest;  // absolute
-  std::string manifest_dir;
-  JobSpec spec;
-  ResolvedPaths paths;
-  int nodes = 1;
-  std::vector<std::string> volume_flags;  // NAME=DIR with DIR absolute
-  std::string python;
-  bool restart = false;
-};
-
-// An error of `parallelrun run` itself; other errors (the manifest's) are printed as they are.
-Status RunError(const std::string& message) {
-  return InvalidArgumentError("parallelrun run: " + message);
-}
-
-// --volume folders are the user's shell paths: made absolute here, before the manifest's folder
-// becomes the base for everything else.
-std::vector<std::string> AbsoluteVolumeFlags(const std::vector<std::string>& values) {
-  std::vector<std::string> out;
-  for (const auto& v : values) {
-    auto eq = v.find('=');
-    out.push_back(eq == std::string::npos
-                      ? v
-                      : v.substr(0, eq + 1) +
-                            AbsolutePath(v.substr(eq + 1), std::filesystem::current_path()));
-  }
-  return out;
-}
-
-StatusOr<RunSetup> LoadRunSetup(const std::vector<std::string>& args) {
-  FlagSpec spec_flags;
-  spec_flags.with_value = {"nodes", "volume", "python"};
-  spec_flags.switches = {"restart"};
-  auto flags = ParseFlags(args, spec_flags);
-  if (!flags.ok()) return RunError(flags.status().message());
-  if (flags->positional.size() != 1) {
-    return RunError(
-        "usage: parallelrun run FILE [--nodes N] [--volume NAME=DIR]... [--restart] [--python "
-        "PATH]");
-  }
-  RunSetup setup;
-  setup.manifest = AbsolutePath(flags->positional[0], std::filesystem::current_path());
-  PR_ASSIGN_OR_RETURN(setup.spec, LoadJobSpec(setup.manifest));
-  setup.nodes = setup.spec.node_count;
-  if (flags->Has("nodes")) {
-    auto n = ParseIntFlag("nodes", flags->Get("nodes"), 1);
-    if (!n.ok()) return RunError(n.status().message());
-    setup.nodes = *n;
-  }
-  setup.volume_flags = AbsoluteVolumeFlags(flags->GetAll("volume"));
-  auto bindings = VolumeBindingsFromFlags(setup.volume_flags);
-  if (!bindings.ok()) return RunError(bindings.status().message());
-  setup.manifest_dir = Dirname(setup.manifest);
-  PR_ASSIGN_OR_RETURN(setup.paths, ResolveLocalPaths(setup.spec, setup.manifest_dir, *bindings));
-  const char* env_python = std::getenv("PARALLELRUN_PYTHON");
-  setup.python = flags->Get("python", env_python && *env_python ? env_python : "/usr/bin/python3");
-  setup.restart = flags->switches.count("restart") > 0;
-  return setup;
-}
-
-void WarnIgnoredPodFields(const JobSpec& spec) {
-  if (spec.pod.empty()) return;
-  std::string keys;
-  for (auto it = spec.pod.begin(); it != spec.pod.end(); ++it) {
-    if (it.key() != "env") keys += (keys.empty() ? "" : ", ") + it.key();
-  }
-  if (!keys.empty()) {
-    std::fprintf(stderr,
-                 "parallelrun run: warning: Kubernetes pod fields are ignored in local mode (%s)\n",
-                 keys.c_str());
-  }
-}
-
-// spec.env reaches the workers through the agents' environment, as it does in a pod.
-StatusOr<LocalEnv> LocalEnvironment(const JobSpec& spec) {
-  auto local_env = LocalEnvFromSpec(spec.pod);
-  if (!local_env.ok()) return RunError(local_env.status().message());
-  for (const auto& name : local_env->skipped) {
-    std::fprintf(stderr,
-                 "parallelrun run: warning: spec.env %s uses valueFrom, which local mode cannot "
-                 "resolve; it is not set\n",
-                 name.c_str());
-  }
-  return local_env;
-}
-
-// One run per output folder, and --restart moves a previous output aside.
-Status PrepareOutputFolder(const RunSetup& setup) {
-  const std::string& output_dir = setup.paths.output_dir;
-  // The coordinator holds the output's lock for the whole run and refuses a second one; asking
-  // here first says so before anything starts (and before --restart moves it).
-  if (std::string holder = OutputLock::Holder(output_dir); !holder.empty()) {
-    return RunError("the output folder " + output_dir + " is in use by another run (" + holder +
-                    "); nothing was changed in it. Wait for that run to end, stop it, or use "
-                    "another output folder");
-  }
-  if (!setup.restart || !PathExists(output_dir)) return Status::Ok();
-  // Held while the folder moves, so that no run starts in it meanwhile. The code folder and the
-  // inputs are never inside it (PreflightChecks), so they stay where they are.
-  auto lock = OutputLock::Acquire(output_dir);
-  if (!lock.ok()) return RunError("--restart: " + lock.status().message());
-  std::string aside =
-      output_dir + ".previous-" + FormatUtc(RealClock::Get().Now(), "%Y%m%dT%H%M%SZ");
-  if (::rename(output_dir.c_str(), aside.c_str()) != 0) {
-    return RunError("--restart: cannot move " + output_dir + " aside: " + std::strerror(errno));
-  }
-  std::fprintf(stderr, "parallelrun run: --restart: moved the previous output to %s\n",
-               aside.c_str());
-  return Status::Ok();
-}
-
-// The run's private temporary folder, removed with it: the coordinator's token and address and
-// the models' links. Per-run secrets live here, never in the output.
-class RunFolder {
- public:
-  static StatusOr<std::unique_ptr<RunFolder>> Create(const RunSetup& setup) {
-    char tmpl[] = "/tmp/parallelrun-run-XXXXXX";
-    if (!::mkdtemp(tmpl)) {
-      return RunError(std::string("cannot create a temporary folder: ") + std::strerror(errno));
-    }
-    std::unique_ptr<RunFolder> folder(new RunFolder(tmpl));
-    if (Status st = WriteFileAtomic(folder->token_file, folder->token + "\n"); !st.ok()) {
-      return RunError(st.message());
-    }
-    ::chmod(folder->token_file.c_str(), 0600);
-    auto model_env = LinkModels(setup.spec, setup.paths, folder->dir + "/models");
-    if (!model_env.ok()) return RunError(model_env.status().message());
-    folder->model_env = *std::move(model_env);
-    return folder;
-  }
-  ~RunFolder() { std::filesystem::remove_all(dir); }
-
-  const std::string dir;
-  const std::string token_file = dir + "/token";
-  const std::string address_file = dir + "/address";  // the coordinator writes its URL here
-  const std::string token = RandomToken(32);
-  std::vector<std::string> model_env;  // AZUREML_MODEL_DIR and PARALLELRUN_MODELS, with models
-
- private:
-  explicit RunFolder(std::string path) : dir(std::move(path)) {}
-};
-
-std::vector<std::string> CoordinatorArgv(const RunSetup& setup, const RunFolder& folder) {
-  std::vector<std::string> argv = {
-      SelfExePath(),    "coordinator",       "--spec",       setup.manifest,
-      "--listen",       "127.0.0.1:0",       "--token-file", folder.token_file,
-      "--address-file", folder.address_file, "--paths",      "local",
-      "--manifest-dir", setup.manifest_dir,  "--nodes",      std::to_string(setup.nodes),
-      "--no-echo"};
-  for (const auto& v : setup.volume_flags) {
-    argv.push_back("--volume");
-    argv.push_back(v);
-  }
-  return argv;
-}
-
-// The variables of every agent (and so of the workers): the interpreter, spec.env, the models.
-std::vector<std::string> AgentEnvironment(const RunSetup& setup, const LocalEnv& local_env,
-                                          const RunFolder& folder) {
-  std::vector<std::string> env = {"PARALLELRUN_PYTHON=" + setup.python};
-  for (const auto& e : local_env.entries) {
-    if (e.rfind("PARALLELRUN_PYTHON=", 0) != 0) env.push_back(e);
-  }
-  env.insert(env.end(), folder.model_env.begin(), folder.model_env.end());
-  return env;
-}
-
 // The coordinator and the agents of one local run, from the coordinator's start to its end.
 class LocalJob {
  public:
+  // `address_fd`: the read end of the pipe the coordinator writes its URL to (taken over).
   LocalJob(const RunSetup& setup, const RunFolder& folder, std::vector<std::string> agent_env,
-           pid_t coordinator)
+           ChildWatch& watch, pid_t coordinator, int address_fd)
       : setup_(setup),
         folder_(folder),
         agent_env_(std::move(agent_env)),
-        coordinator_(coordinator) {}
+        watch_(watch),
+        coordinator_(coordinator),
+        address_fd_(address_fd) {}
+  ~LocalJob() {
+    if (address_fd_ >= 0) ::close(address_fd_);
+  }
 
   // Waits for the coordinator to listen and starts the agents. An exit code when the run ends here
   // (the coordinator did not start, an agent could not be started, a signal), after saying why.
   std::optional<int> Start() {
     if (Status st = WaitForAddress(); !st.ok()) {
+      Abandon();
       if (g_signal) return kExitInterrupted;
       std::fprintf(stderr, "%s\n", st.message().c_str());
       return kExitInvalid;
     }
-    if (Status st = StartAgents(); !st.ok()) {
-      std::fprintf(stderr, "%s\n", st.message().c_str());
-      return kExitInvalid;
+    // The agents wait for the URL; without one (the coordinator ended) they leave at the pipe's
+    // end, and the coordinator's exit says why.
+    for (auto& a : agents_) GiveAddress(a);
+    if (coordinator_running_) {
+      const JobSpec& spec = setup_.spec;
+      std::fprintf(stderr, "parallelrun run: job %s: %d node%s x %d process%s, output %s\n",
+                   spec.name.c_str(), setup_.nodes, setup_.nodes == 1 ? "" : "s",
+                   spec.process_count_per_node, spec.process_count_per_node == 1 ? "" : "es",
+                   setup_.paths.output_dir.c_str());
     }
     return std::nullopt;
+  }
+
+  // Starts the agents while the coordinator starts: each waits for the coordinator's URL on a
+  // pipe (agent --coordinator-fd) and touches nothing before, so their start-up overlaps the
+  // coordinator's and the last checks. An error (after Abandon()) when one cannot be started.
+  Status SpawnAgents() {
+    for (int i = 0; i < setup_.nodes; ++i) {
+      agents_.push_back(AgentProcess{"127.0.0." + std::to_string(i + 1)});
+      if (Status st = StartAgent(agents_.back()); !st.ok()) {
+        Abandon();
+        return RunError(st.message());
+      }
+    }
+    return Status::Ok();
+  }
+
+  // Before the job started (a check failed, a signal, no coordinator): kills the coordinator and
+  // the agents, which have touched nothing yet.
+  void Abandon() {
+    for (auto& a : agents_) {
+      if (a.url_fd >= 0) ::close(a.url_fd);
+      a.url_fd = -1;
+      if (!a.running) continue;
+      ::kill(a.pid, SIGKILL);
+      watch_.Wait(a.pid);
+      a.running = false;
+    }
+    if (coordinator_running_) {
+      ::kill(coordinator_, SIGKILL);
+      ExitInfo info = watch_.Wait(coordinator_);
+      coordinator_running_ = false;
+      coordinator_code_ = info.exited ? info.code : 128 + info.signal;
+    }
   }
 
   // After Start(): keeps the agents running until the coordinator ends, then stops them. The
@@ -354,7 +215,8 @@ class LocalJob {
     // time for the workers' shutdown(); after anything else 1 s, all they need to stop (they heard
     // `stop`, or find the coordinator gone), so that a failing job's run returns within 2 s of the
     // coordinator's end: a shutdown() still running then is killed.
-    TerminateAll(agents_, coordinator_, false, coordinator_code_ == kExitOk ? 15000ms : 1000ms);
+    TerminateAll(watch_, agents_, coordinator_, false,
+                 coordinator_code_ == kExitOk ? 15000ms : 1000ms);
     // Whatever is left (processes reparented here after their agent died) ends with the run.
     KillAllDescendants(1s);
     if (coordinator_code_ == kExitInterrupted || interrupted_) return kExitInterrupted;
@@ -364,58 +226,94 @@ class LocalJob {
  private:
   // True (and coordinator_code_ set) once the coordinator has exited.
   bool CoordinatorEnded() {
-    auto info = TryWait(coordinator_);
+    auto info = watch_.TryWait(coordinator_);
     if (!info) return false;
     coordinator_running_ = false;
     coordinator_code_ = info->exited ? info->code : 128 + info->signal;
     return true;
   }
 
-  // Waits for the coordinator to listen (it writes its URL) or to exit (e.g. OutputInUse); kills
-  // it after 60 s or on a signal.
+  // Waits for the coordinator to listen (it writes its URL to the address pipe) or to exit (e.g.
+  // OutputInUse); kills it after 60 s or on a signal.
   Status WaitForAddress() {
-    auto deadline = std::chrono::steady_clock::now() + 60s;
+    const auto deadline = std::chrono::steady_clock::now() + 60s;
+    std::string text;
     while (!CoordinatorEnded()) {
-      if (auto text = ReadFile(folder_.address_file); text.ok() && !text->empty()) {
-        url_ = *text;
-        while (!url_.empty() && url_.back() == '\n') url_.pop_back();
-        return Status::Ok();
+      if (address_fd_ >= 0 && ReadAddress(text)) {
+        ::close(address_fd_);
+        address_fd_ = -1;
+        // A URL is one line (written at once); anything else is no URL.
+        if (size_t eol = text.find('\n'); eol != std::string::npos) url_ = text.substr(0, eol);
+        if (!url_.empty()) return Status::Ok();
+        // Closed without a URL: the coordinator is ending; its exit says why.
       }
       if (g_signal || std::chrono::steady_clock::now() > deadline) {
         ::kill(coordinator_, SIGKILL);
-        Wait(coordinator_);
+        watch_.Wait(coordinator_);
+        coordinator_running_ = false;
         return RunError("the coordinator did not start within 60 s");
       }
-      std::this_thread::sleep_for(20ms);
+      watch_.WaitUntil(deadline, address_fd_);
     }
     return Status::Ok();
   }
 
+  // Reads what the address pipe holds into `text`; true once a whole line or the end came.
+  bool ReadAddress(std::string& text) {
+    char buf[256];
+    while (true) {
+      ssize_t n = ::read(address_fd_, buf, sizeof buf);
+      if (n > 0) {
+        text.append(buf, static_cast<size_t>(n));
+        if (text.find('\n') != std::string::npos) return true;
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      return n == 0 || errno != EAGAIN;
+    }
+  }
+
+  // Before the coordinator listens (url_ empty) the agent gets its URL on a pipe (GiveAddress);
+  // after (a restart), on its command line.
   Status StartAgent(AgentProcess& a) {
     SpawnOptions ao;
-    ao.argv = {SelfExePath(),      "agent",       "--coordinator", url_, "--token-file",
-               folder_.token_file, "--node-name", a.node};
+    ao.argv = {SelfExePath(), "agent", "--token-file", folder_.token_file, "--node-name", a.node};
+    int url_pipe[2] = {-1, -1};
+    if (url_.empty()) {
+      if (::pipe2(url_pipe, O_CLOEXEC) != 0) {
+        return InternalError(std::string("cannot create a pipe: ") + std::strerror(errno));
+      }
+      constexpr int kUrlFd = 3;
+      ao.argv.insert(ao.argv.end(), {"--coordinator-fd", std::to_string(kUrlFd)});
+      ao.fds = {{url_pipe[0], kUrlFd}};
+    } else {
+      ao.argv.insert(ao.argv.end(), {"--coordinator", url_});
+    }
     ao.env = agent_env_;
-    PR_ASSIGN_OR_RETURN(a.pid, Spawn(ao));
+    auto pid = Spawn(ao);
+    if (url_pipe[0] >= 0) ::close(url_pipe[0]);
+    if (!pid.ok()) {
+      if (url_pipe[1] >= 0) ::close(url_pipe[1]);
+      return pid.status();
+    }
+    a.pid = *pid;
+    a.url_fd = url_pipe[1];
+    watch_.Add(a.pid);
     a.running = true;
     return Status::Ok();
   }
 
-  Status StartAgents() {
-    if (!coordinator_running_) return Status::Ok();
-    const JobSpec& spec = setup_.spec;
-    std::fprintf(stderr, "parallelrun run: job %s: %d node%s x %d process%s, output %s\n",
-                 spec.name.c_str(), setup_.nodes, setup_.nodes == 1 ? "" : "s",
-                 spec.process_count_per_node, spec.process_count_per_node == 1 ? "" : "es",
-                 setup_.paths.output_dir.c_str());
-    for (int i = 0; i < setup_.nodes; ++i) {
-      agents_.push_back(AgentProcess{"127.0.0." + std::to_string(i + 1)});
-      if (Status st = StartAgent(agents_.back()); !st.ok()) {
-        TerminateAll(agents_, coordinator_, true, 10s);
-        return RunError(st.message());
-      }
+  // Writes the coordinator's URL (none: nothing) to the agent's pipe and closes it.
+  void GiveAddress(AgentProcess& a) {
+    if (a.url_fd < 0) return;
+    if (!url_.empty()) {
+      const std::string line = url_ + "\n";
+      // Short and into an empty pipe: written at once. An agent that died gets nothing (EPIPE;
+      // SIGPIPE is ignored) and is restarted as usual.
+      (void)!::write(a.url_fd, line.data(), line.size());
     }
-    return Status::Ok();
+    ::close(a.url_fd);
+    a.url_fd = -1;
   }
 
   // Until the coordinator ends: stops everything on the first signal, restarts agents that die
@@ -435,15 +333,18 @@ class LocalJob {
         std::fprintf(
             stderr,
             "parallelrun run: interrupted; stopping (run the same command again to resume)\n");
-        TerminateAll(agents_, coordinator_, true, 30s);
+        TerminateAll(watch_, agents_, coordinator_, true, 30s);
         continue;
       }
       RestartEndedAgents();
-      if (client && !interrupted_ && std::chrono::steady_clock::now() >= next_poll) {
-        next_poll = std::chrono::steady_clock::now() + 500ms;
+      const auto now = std::chrono::steady_clock::now();
+      if (client && !interrupted_ && now >= next_poll) {
+        next_poll = now + 500ms;
         if (auto p = client->GetProgress(); p.ok()) display.Show(*p);
       }
-      std::this_thread::sleep_for(50ms);
+      // Until the next progress poll (after a stop: the coordinator's end), a child's exit or a
+      // signal.
+      watch_.WaitUntil(client && !interrupted_ ? next_poll : now + 60s);
     }
     display.Finish();
   }
@@ -451,7 +352,7 @@ class LocalJob {
   void RestartEndedAgents() {
     for (auto& a : agents_) {
       if (!a.running) continue;
-      auto info = TryWait(a.pid);
+      auto info = watch_.TryWait(a.pid);
       if (!info) continue;
       a.running = false;
       if (interrupted_ || (info->exited && info->code == 0)) continue;
@@ -471,7 +372,9 @@ class LocalJob {
   const RunSetup& setup_;
   const RunFolder& folder_;
   const std::vector<std::string> agent_env_;
+  ChildWatch& watch_;
   const pid_t coordinator_;
+  int address_fd_;  // -1 once read
   bool coordinator_running_ = true;
   int coordinator_code_ = -1;
   std::string url_;  // "" when the coordinator ended before it listened
@@ -479,41 +382,41 @@ class LocalJob {
   bool interrupted_ = false;
 };
 
-// The job's result from logs/job_result.txt, where the output and the logs are, and for a failed
-// job its most frequent error.
-void PrintResult(const RunSetup& setup, const std::string& result, int coordinator_code,
-                 bool finished_before) {
-  const std::string& output_dir = setup.paths.output_dir;
-  std::fprintf(stdout, "%s", result.c_str());
-  if (!result.empty() && result.back() != '\n') std::fputc('\n', stdout);
-  if (setup.spec.output_action == OutputAction::kAppendRow) {
-    std::fprintf(stdout, "Output file: %s\n",
-                 JoinPath(output_dir, setup.spec.append_row_file_name).c_str());
+// The coordinator, started before the last checks: it waits for a byte on the go pipe before it
+// touches anything, and writes its URL to the address pipe once it listens.
+struct StartedCoordinator {
+  pid_t pid = -1;
+  int address_fd = -1;  // read end, non-blocking; the end of the pipe once the coordinator ended
+  int go_fd = -1;       // write end
+};
+
+StatusOr<StartedCoordinator> StartCoordinator(const RunSetup& setup, const RunFolder& folder) {
+  constexpr int kAddressFd = 3;
+  constexpr int kGoFd = 4;
+  int address_pipe[2];
+  int go_pipe[2];
+  if (::pipe2(address_pipe, O_CLOEXEC) != 0) {
+    return InternalError(std::string("cannot create a pipe: ") + std::strerror(errno));
   }
-  std::fprintf(stdout, "Logs: %s\n", JoinPath(output_dir, "logs").c_str());
-  std::fflush(stdout);
-  if (coordinator_code == kExitJobFailed) {
-    std::string first = result.substr(0, result.find('\n'));
-    std::fprintf(stderr, "parallelrun run: job %s %s (see %s)\n", setup.spec.name.c_str(),
-                 first.c_str(), JoinPath(output_dir, "logs/job_result.txt").c_str());
-    // The error digest's most frequent error (runtime/coordinator/error_digest.h), with its
-    // file:line in the user's code.
-    const std::string key = "\nmost_frequent_error: ";
-    if (size_t at = result.find(key); at != std::string::npos) {
-      size_t from = at + key.size();
-      std::fprintf(stderr, "parallelrun run: most frequent error: %s\n",
-                   result.substr(from, result.find('\n', from) - from).c_str());
-    }
+  if (::pipe2(go_pipe, O_CLOEXEC) != 0) {
+    ::close(address_pipe[0]);
+    ::close(address_pipe[1]);
+    return InternalError(std::string("cannot create a pipe: ") + std::strerror(errno));
   }
-  if (finished_before) {
-    // A rerun of a finished job runs nothing: say so, and the way on, after its result.
-    std::fprintf(stderr,
-                 "parallelrun run: this job had already finished, so nothing ran; to run it "
-                 "again add --restart (moves %s aside), or rerun only what did not complete "
-                 "with a new output and retryFrom: %s\n",
-                 output_dir.c_str(),
-                 std::filesystem::relative(output_dir, setup.manifest_dir).c_str());
+  ::fcntl(address_pipe[0], F_SETFL, O_NONBLOCK);
+  SpawnOptions co;
+  co.argv = CoordinatorArgv(setup, folder, kAddressFd);
+  co.argv.insert(co.argv.end(), {"--go-fd", std::to_string(kGoFd)});
+  co.fds = {{address_pipe[1], kAddressFd}, {go_pipe[0], kGoFd}};
+  auto pid = Spawn(co);
+  ::close(address_pipe[1]);
+  ::close(go_pipe[0]);
+  if (!pid.ok()) {
+    ::close(address_pipe[0]);
+    ::close(go_pipe[1]);
+    return pid.status();
   }
+  return StartedCoordinator{*pid, address_pipe[0], go_pipe[1]};
 }
 
 }  // namespace
@@ -533,23 +436,43 @@ int RunMain(const std::vector<std::string>& args) {
   if (!pre.ok()) return Fail(pre.message());
   const bool finished_before =
       !setup->restart && PathExists(JoinPath(setup->paths.output_dir, "logs/job_result.txt"));
-  if (Status st = PrepareOutputFolder(*setup); !st.ok()) return failed(st);
   auto folder = RunFolder::Create(*setup);
   if (!folder.ok()) return failed(folder.status());
 
   // Orphans of the job's processes (a daemon started by run() whose agent was killed) are
   // reparented here instead of init, so the end of the run can kill them.
   BecomeSubreaper();
-  SpawnOptions co;
-  co.argv = CoordinatorArgv(*setup, **folder);
-  auto coordinator = Spawn(co);
+  auto coordinator = StartCoordinator(*setup, **folder);
   if (!coordinator.ok()) return Fail(coordinator.status().message());
+  static ChildWatch watch;
+  watch.Add(coordinator->pid);
+  g_watch = &watch;
   g_run_dir = (*folder)->dir;
   StartSignalThread([](int signo) {
     g_signal = signo;
     if (g_signal_count.fetch_add(1) >= 1) ForceExit();
+    g_watch->Wake();
   });
-  LocalJob job(*setup, **folder, AgentEnvironment(*setup, *local_env, **folder), *coordinator);
+  LocalJob job(*setup, **folder, AgentEnvironment(*setup, *local_env, **folder), watch,
+               coordinator->pid, coordinator->address_fd);
+  if (Status st = job.SpawnAgents(); !st.ok()) {
+    ::close(coordinator->go_fd);
+    return failed(st);
+  }
+  // The last checks run while the coordinator and the agents start; they touch nothing until the
+  // coordinator hears go (and the agents get its URL, once it listens).
+  Status syntax = EntryScriptSyntaxCheck(setup->spec, setup->paths, setup->python);
+  Status prepared = syntax.ok() && !g_signal ? PrepareOutputFolder(*setup) : Status::Ok();
+  if (!syntax.ok() || !prepared.ok() || g_signal) {
+    job.Abandon();
+    ::close(coordinator->go_fd);
+    if (!syntax.ok()) return Fail(syntax.message());
+    return prepared.ok() ? kExitInterrupted : failed(prepared);
+  }
+  // A coordinator that has already ended gets nothing (the pipe's end is ignored, SIGPIPE too);
+  // its exit is seen as usual.
+  (void)!::write(coordinator->go_fd, "g", 1);
+  ::close(coordinator->go_fd);
   if (std::optional<int> ended = job.Start()) return *ended;
   const int code = job.Run();
   if (code == kExitInterrupted) return kExitInterrupted;

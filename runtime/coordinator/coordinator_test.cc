@@ -39,7 +39,11 @@ TEST_F(CoordinatorTest, AllDoneSucceedsAndAssemblesPartsInMiniBatchOrder) {
   ResultsResponse rr = Report({Done(resp.leases[2]), Done(resp.leases[0])});
   EXPECT_EQ(rr.accepted.size(), 2u);
   EXPECT_FALSE(rr.stop);
-  Report({Done(resp.leases[1])});
+  EXPECT_FALSE(rr.done);
+  // The report that ends the job says done: its agent need not ask again to hear it.
+  ResultsResponse last = Report({Done(resp.leases[1])});
+  EXPECT_TRUE(last.done);
+  EXPECT_FALSE(last.stop);
   EXPECT_EQ(coord_->Wait(), 0);
 
   EXPECT_EQ(Read("parallel_run_step.txt"), "row 0 attempt 1\nrow 1 attempt 1\nrow 2 attempt 1\n");
@@ -172,6 +176,7 @@ TEST_F(CoordinatorTest, ErrorThresholdExceededStopsAtOnceCancelsAndStillAssemble
                "/code/score.py\", line 7, in run\nValueError: bad input, really\n";
   ResultsResponse rr = Report({bad, Done(resp.leases[2], /*succeeded=*/1)});
   EXPECT_TRUE(rr.stop);  // 3 failed items > 2
+  EXPECT_FALSE(rr.done);
   LeaseResponse after = LeaseWork(10, {LeaseRef{3, 1}});
   EXPECT_TRUE(after.stop);
   EXPECT_TRUE(after.leases.empty());
@@ -940,6 +945,22 @@ TEST_F(CoordinatorTest, RestartGivesBackAtOnceWhatARestartedAgentNoLongerHas) {
   EXPECT_EQ(ReportRows().size(), 2u);
 }
 
+TEST_F(CoordinatorTest, TheAgentWhoseReportEndsTheJobHearsItInTheAnswer) {
+  MakeFiles(2);
+  Start();
+  Register("127.0.0.1");
+  WaitPlanned();
+  auto resp = LeaseWork(1, {}, "127.0.0.1");
+  ASSERT_EQ(resp.leases.size(), 1u);
+  ResultsResponse last = Report({Done(resp.leases[0])}, {}, "127.0.0.1");
+  EXPECT_EQ(last.accepted.size(), 1u);
+  EXPECT_TRUE(last.done);
+  EXPECT_FALSE(last.stop);
+  EXPECT_EQ(coord_->Wait(), 0);
+  // Told by that answer: the coordinator need not wait for another call.
+  EXPECT_TRUE(coord_->WaitForAgentsToHearTheEnd(std::chrono::milliseconds(0)));
+}
+
 TEST_F(CoordinatorTest, AgentsHearTheEndBeforeTheCoordinatorLeaves) {
   MakeFiles(2);
   spec_.node_count = 3;
@@ -950,12 +971,14 @@ TEST_F(CoordinatorTest, AgentsHearTheEndBeforeTheCoordinatorLeaves) {
   WaitPlanned();
   auto resp = LeaseWork(1, {}, "127.0.0.1");
   ASSERT_EQ(resp.leases.size(), 1u);
-  Report({Done(resp.leases[0])}, {}, "127.0.0.1");
+  EXPECT_TRUE(Report({Done(resp.leases[0])}, {}, "127.0.0.1").done);  // node 1 was told
   EXPECT_EQ(coord_->Wait(), 0);
   EXPECT_FALSE(coord_->WaitForAgentsToHearTheEnd(std::chrono::milliseconds(0)));
-  EXPECT_TRUE(LeaseWork(1, {}, "127.0.0.1").done);
-  EXPECT_TRUE(Report({}, {}, "127.0.0.2").stop);  // a results answer after the end says stop
-  EXPECT_FALSE(coord_->WaitForAgentsToHearTheEnd(std::chrono::milliseconds(0)));
+  // A results answer after the end says done, and stop for agents that predate done there.
+  ResultsResponse late = Report({}, {}, "127.0.0.2");
+  EXPECT_TRUE(late.done);
+  EXPECT_TRUE(late.stop);
+  EXPECT_FALSE(coord_->WaitForAgentsToHearTheEnd(std::chrono::milliseconds(0)));  // node 3
   // A node not heard from for a lease period is gone: nobody to wait for.
   clock_.Advance(std::chrono::seconds(spec_.run_invocation_timeout + 31));
   EXPECT_TRUE(coord_->WaitForAgentsToHearTheEnd(std::chrono::milliseconds(0)));

@@ -247,11 +247,10 @@ StatusOr<protocol::ResultsResponse> Coordinator::Impl::Report(const protocol::Re
     if (!disk_full.empty()) EndDiskFullLocked(disk_full[0], disk_full[1]);
     CheckInitFailedLocked();
     CheckOutcomeLocked();
+    // This report ended the job: its answer says so (an agent hears `done` now, not at its next
+    // lease call, and shuts its workers down while the output is assembled).
     resp.stop = ending_ && ending_->early;
-    if (resp.stop) {
-      nodes_.MarkToldEnd(node);
-      cv_.NotifyAll();
-    }
+    resp.done = ending_ && !ending_->early;
   }
   // Outside the lock, so that concurrent requests share one fdatasync.
   if (sync_to >= 0) {
@@ -261,6 +260,11 @@ StatusOr<protocol::ResultsResponse> Coordinator::Impl::Report(const protocol::Re
       JournalFailedLocked(st);
       return InternalError("cannot sync the journal: " + st.message());
     }
+  }
+  if (resp.stop || resp.done) {
+    MutexLock lock(mu_);
+    nodes_.MarkToldEnd(nodes_.Touch(req.node, clock_->SteadyNow()));
+    cv_.NotifyAll();
   }
   return resp;
 }
@@ -277,6 +281,10 @@ protocol::ResultsResponse Coordinator::Impl::ResultsAfterEndLocked(
   }
   protocol::ResultsResponse resp;
   resp.stop = true;
+  // As a lease answer says it: the job ended normally (or had finished before this run). Agents
+  // that know `done` take it and ignore `stop`, which is there for older agents.
+  resp.done = mode_ == Mode::kFinished ||
+              (mode_ == Mode::kRun && !interrupted_ && ending_ && !ending_->early);
   return resp;
 }
 

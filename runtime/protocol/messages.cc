@@ -94,7 +94,7 @@ PR_DEFINE_JSON_WITH_DEFAULT(AttemptResult, mini_batch_id, attempt, process, pid,
                             part_bytes, part_crc32)
 PR_DEFINE_JSON_WITH_DEFAULT(WorkerEvent, process, pid, kind, error, detail)
 PR_DEFINE_JSON_WITH_DEFAULT(ResultsRequest, node, results, events, released)
-PR_DEFINE_JSON_WITH_DEFAULT(ResultsResponse, accepted, refused, stop)
+PR_DEFINE_JSON_WITH_DEFAULT(ResultsResponse, accepted, refused, stop, done)
 PR_DEFINE_JSON_WITH_DEFAULT(MiniBatchCounts, total, completed, failed, running, retried)
 PR_DEFINE_JSON_WITH_DEFAULT(ItemCounts, total, succeeded, failed)
 PR_DEFINE_JSON_WITH_DEFAULT(NodeCounts, desired, ready)

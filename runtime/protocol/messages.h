@@ -154,6 +154,11 @@ struct ResultsResponse {
   std::vector<LeaseRef> accepted;  // results recorded durably (journal fsync'd)
   std::vector<LeaseRef> refused;   // results of attempts this node does not hold
   bool stop = false;
+  // The job has ended normally (as LeaseResponse.done): no more work will come; finish running
+  // work and exit. Set on the answer to the report that ended the job, so its agent need not wait
+  // for its next lease call to hear it, and on reports after such an end (with `stop` too, for
+  // agents that predate `done` here: a newer agent takes `done` and ignores that `stop`).
+  bool done = false;
 };
 
 struct MiniBatchCounts {

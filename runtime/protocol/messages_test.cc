@@ -84,5 +84,21 @@ TEST(MessagesTest, ALeaseWithEveryFieldWrittenIsRead) {
   EXPECT_EQ(l.file_size, -1);
 }
 
+TEST(MessagesTest, AResultsAnswerCarriesDoneAndAnOlderOneWithoutItIsNotDone) {
+  ResultsResponse r;
+  r.accepted = {{3, 1}};
+  r.done = true;
+  const ResultsResponse back =
+      nlohmann::json::parse(nlohmann::json(r).dump()).get<ResultsResponse>();
+  EXPECT_TRUE(back.done);
+  EXPECT_FALSE(back.stop);
+  ASSERT_EQ(back.accepted.size(), 1u);
+  // A coordinator that predates `done` in results answers: the field is missing, read as false.
+  const auto older = nlohmann::json::parse(R"({"accepted": [], "refused": [], "stop": true})")
+                         .get<ResultsResponse>();
+  EXPECT_FALSE(older.done);
+  EXPECT_TRUE(older.stop);
+}
+
 }  // namespace
 }  // namespace parallelrun::rt::protocol
