@@ -17,7 +17,10 @@ same run, so before/after are side by side too. Prints ratios; no thresholds are
 
 usage: bench/local_throughput/run.py [--items 4000,20000] [--cpu-ms 5] [--bin build/bin/parallelrun]
                                      [--baseline OTHER/bin/parallelrun] [--tiny-items 2000]
-                                     [--skip-short]
+                                     [--skip-short] [--repeat N]
+With --repeat N each wall-ratio case runs N rounds of Pool then parallelrun (then the baseline),
+alternated, and prints the ratio of the medians too: on a shared machine one round can be off by
+10 % or more.
 """
 import argparse
 import csv
@@ -26,6 +29,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -223,13 +227,25 @@ def cpu_text(cpu, mini_batches):
     return ", ".join(one(role) for role in ("agent", "coordinator")) + " CPU per mini-batch"
 
 
-def compare(label, binaries, manifest, pool_wall, mini_batches):
-    """One parallelrun run per binary; prints wall ratio to Pool and CPU per mini-batch."""
-    for name, binary in binaries:
-        wall, cpu, out_dir = run_parallelrun(binary, manifest)
-        print(f"  {label} [{name}]: parallelrun {wall:.2f} s, Pool {pool_wall:.2f} s, "
-              f"ratio {wall / pool_wall:.3f}; {cpu_text(cpu, mini_batches)}", flush=True)
-        yield name, wall, out_dir
+def compare(label, binaries, manifest, pool_run, mini_batches, repeat):
+    """`repeat` rounds, each one Pool run then one parallelrun run per binary (so that a change in
+    the machine's load falls on all of them); prints each round's walls and ratios, then the ratio
+    of the medians per binary."""
+    walls = {name: [] for name, _ in binaries}
+    pools = []
+    for r in range(repeat):
+        pools.append(pool_run())
+        for name, binary in binaries:
+            wall, cpu, _ = run_parallelrun(binary, manifest)
+            walls[name].append(wall)
+            print(f"  {label} [{name}] round {r + 1}: parallelrun {wall:.2f} s, Pool {pools[-1]:.2f} s, "
+                  f"ratio {wall / pools[-1]:.3f}; {cpu_text(cpu, mini_batches)}", flush=True)
+    if repeat > 1:
+        pool = statistics.median(pools)
+        for name, _ in binaries:
+            med = statistics.median(walls[name])
+            print(f"  {label} [{name}] median of {repeat}: parallelrun {med:.2f} s, Pool {pool:.2f} s, "
+                  f"ratio {med / pool:.3f}", flush=True)
 
 
 def short_case(binaries, data, tmp, rounds_1ms, items):
@@ -253,6 +269,8 @@ def main():
     ap.add_argument("--skip-short", action="store_true", help="skip the ~10 ms mini-batches case")
     ap.add_argument("--bin", default=os.path.join(ROOT, "build", "bin", "parallelrun"))
     ap.add_argument("--baseline", help="another parallelrun binary to measure side by side")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="rounds of Pool and parallelrun runs, alternated (medians are printed)")
     args = ap.parse_args()
     binaries = [("this", args.bin)] + ([("baseline", args.baseline)] if args.baseline else [])
     tmp = tempfile.mkdtemp(prefix="parallelrun-bench-")
@@ -267,9 +285,9 @@ def main():
         for n in counts:
             data, files = datasets[n]
             manifest = make_job(tmp, data, rounds, 10, f"items-{n}")
-            pool_wall = run_pool(files, rounds, 10)
             print(f"{n} items x {args.cpu_ms:g} ms, mini-batches of 10 vs Pool.map(chunksize=10):")
-            list(compare(f"{n} items", binaries, manifest, pool_wall, n // 10))
+            compare(f"{n} items", binaries, manifest, lambda: run_pool(files, rounds, 10), n // 10,
+                    args.repeat)
 
         if not args.skip_short:
             short_case(binaries, datasets[counts[0]][0], tmp, rounds_1ms, counts[0])
@@ -278,9 +296,9 @@ def main():
             return
         data, files = datasets[args.tiny_items]
         manifest = make_job(tmp, data, rounds_1ms, 1, "tiny")
-        pool_wall = run_pool(files, rounds_1ms, 1)
         print(f"{args.tiny_items} items x 1 ms, mini-batches of 1 vs Pool.map(chunksize=1):")
-        list(compare("1 ms items", binaries, manifest, pool_wall, args.tiny_items))
+        compare("1 ms items", binaries, manifest, lambda: run_pool(files, rounds_1ms, 1),
+                args.tiny_items, args.repeat)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
