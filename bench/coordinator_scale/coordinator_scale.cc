@@ -50,9 +50,7 @@
 #include "runtime/protocol/http_server.h"
 
 // LeakSanitizer (asan preset): server threads keep OpenSSL per-thread state until exit.
-extern "C" const char* __lsan_default_suppressions() {
-  return "leak:libcrypto.so\n";
-}
+extern "C" const char* __lsan_default_suppressions() { return "leak:libcrypto.so\n"; }
 
 namespace {
 
