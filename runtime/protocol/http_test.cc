@@ -570,6 +570,56 @@ TEST(HttpGoneClientTest, RequestWhoseClientShutItsSideIsNotHandled) {
   EXPECT_EQ(gate->paths, std::vector<std::string>{"/v1/progress"});
 }
 
+// A server that answers one request per connection and then closes it (keep-alive was not
+// refused: as after its idle timeout). The client's next call finds its kept connection closed and
+// sends the request again on a new one; each request reached the server once.
+TEST(HttpClientKeepAliveTest, AKeptConnectionTheServerClosedIsReplacedForTheNextCall) {
+  int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(listener, 8), 0);
+  socklen_t len = sizeof addr;
+  ASSERT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  std::atomic<int> requests{0};
+  std::thread server([&] {
+    Progress p;
+    p.phase = "Running";
+    const std::string body = nlohmann::json(p).dump();
+    for (int i = 0; i < 2; ++i) {
+      int fd = ::accept(listener, nullptr, nullptr);
+      if (fd < 0) return;
+      timeval tv{20, 0};
+      ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+      std::string got;
+      char buf[4096];
+      ssize_t n;
+      while (got.find("\r\n\r\n") == std::string::npos &&
+             (n = ::recv(fd, buf, sizeof buf, 0)) > 0) {
+        got.append(buf, static_cast<size_t>(n));
+      }
+      if (got.rfind("GET /v1/progress ", 0) == 0) ++requests;
+      SendAll(fd, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " +
+                      std::to_string(body.size()) + "\r\n\r\n" + body);
+      ::close(fd);
+    }
+  });
+  HttpClientOptions co;
+  co.base_url = "http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  co.token = kToken;
+  co.timeout_seconds = 20;
+  auto client = MakeHttpCoordinatorClient(co);
+  auto first = client->GetProgress();
+  EXPECT_TRUE(first.ok()) << first.status().ToString();
+  auto second = client->GetProgress();
+  EXPECT_TRUE(second.ok()) << second.status().ToString();
+  ::shutdown(listener, SHUT_RDWR);  // a server still waiting for a second connection stops
+  server.join();
+  ::close(listener);
+  EXPECT_EQ(requests.load(), 2);
+}
+
 class HttpsTest : public ::testing::Test {
  protected:
   void SetUp() override {
