@@ -54,6 +54,14 @@ std::optional<int> Agent::Impl::RegisterAndConfigure() {
       if (stop_requested_) return 130;
     }
     auto resp = client_->Register(req);
+    if (resp.ok() && resp->ended) {
+      // Nothing is configured, so nothing is written in the output folder.
+      log_->info(
+          "node {}: the coordinator runs no job (it finished before or was refused); "
+          "nothing to do",
+          options_.node);
+      return 0;
+    }
     if (resp.ok()) {
       Status st = Configure(*resp);
       if (!st.ok()) {

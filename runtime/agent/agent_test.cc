@@ -394,6 +394,16 @@ class AgentTest : public ::testing::Test {
   std::future<int> exit_;
 };
 
+// A coordinator that runs no job (refused: OutputInUse; or finished before) says so at
+// registration: the agent ends with 0, starts no worker and writes nothing in the output folder.
+TEST_F(AgentTest, RegistrationThatSaysTheJobEndedEndsTheAgentWritingNothing) {
+  coordinator_->reg.ended = true;
+  Start();
+  EXPECT_EQ(ExitCode(), 0);
+  EXPECT_TRUE(script_->configs.empty());
+  EXPECT_FALSE(PathExists(dir_ + "/out/logs"));
+}
+
 TEST_F(AgentTest, WorkerConfigComesFromTheRegistration) {
   SetProcessCount(2);
   coordinator_->reg.spec["spec"]["inputs"][0]["type"] = "tabular";

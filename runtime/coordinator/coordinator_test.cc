@@ -342,6 +342,10 @@ TEST_F(CoordinatorTest, OutputOwnedByAnotherJobFailsAndTouchesNothing) {
   ASSERT_EQ(Echoed().size(), 1u);
   EXPECT_THAT(Echoed()[0], HasSubstr("Failed: OutputInUse"));
   EXPECT_EQ(p.lastProgressLine, Echoed()[0]);
+  // An agent that registers hears that there is nothing to do (and writes nothing here).
+  auto reg = client_->Register(protocol::RegisterRequest{"127.0.0.1", 42, {}});
+  ASSERT_TRUE(reg.ok()) << reg.status().ToString();
+  EXPECT_TRUE(reg->ended);
   LeaseResponse l = LeaseWork(5);
   EXPECT_TRUE(l.stop);
 }

@@ -43,7 +43,13 @@ StatusOr<std::vector<AttemptStatus>> CheckResults(const protocol::ResultsRequest
 StatusOr<protocol::RegisterResponse> Coordinator::Impl::Register(
     const protocol::RegisterRequest& req) {
   if (req.node.empty()) return InvalidArgumentError("node: required");
-  if (mode_ != Mode::kRun) return register_reply_;
+  if (mode_ != Mode::kRun) {
+    // A finished or refused job: the agent has nothing to do here (and must not write its logs
+    // into an output folder that another job owns).
+    protocol::RegisterResponse ended = register_reply_;
+    ended.ended = true;
+    return ended;
+  }
   MutexLock lock(mu_);
   const SteadyTime now = clock_->SteadyNow();
   const NodeTable::Registration reg = nodes_.Register(req.node, req.pid, now);

@@ -59,7 +59,7 @@ void ReadField(const nlohmann::json& j, const char* name, T& out, const T& fallb
 // wrong type throws nlohmann::json::type_error, which the HTTP adapter turns into a 400.
 PR_DEFINE_JSON_WITH_DEFAULT(RegisterRequest, node, pid, held)
 PR_DEFINE_JSON_WITH_DEFAULT(RegisterResponse, spec, code_dir, input_dirs, side_input_dirs,
-                            output_dir, log_dir, parts_dir, arguments, lease_seconds)
+                            output_dir, log_dir, parts_dir, arguments, lease_seconds, ended)
 PR_DEFINE_JSON_WITH_DEFAULT(LeaseSegment, file, format, header_end, ranges, file_size,
                             file_mtime_ns)
 

@@ -45,6 +45,10 @@ struct RegisterResponse {
   std::string parts_dir;               // <output>/.parallelrun/parts
   std::vector<std::string> arguments;  // expanded
   int lease_seconds = 90;              // runInvocationTimeout + 30
+  // The coordinator runs no job: it finished before, or was refused (OutputInUse, ...). The agent
+  // has nothing to do and writes nothing in the output folder (an older agent ignores this and
+  // hears `done` or `stop` on its first lease call instead).
+  bool ended = false;
 };
 
 // Tabular with partition keys: the byte ranges of one file that hold a partition's rows.
