@@ -10,6 +10,7 @@
 #include <sys/types.h>
 
 #include <deque>
+#include <limits>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -144,6 +145,7 @@ class Agent::Impl {
     size_t released_sent = 0;
     bool do_report = false;
     bool ask = false;
+    bool lease_first = false;  // ask in a call of its own before the report (see TalkLocked)
     protocol::LeaseRequest lease;
     SteadyTime built{};  // what a successful lease call counts as the renewal (and grant) time
   };
@@ -189,6 +191,10 @@ class Agent::Impl {
   Talk BuildTalkLocked(const CommDecision& d, SteadyTime now) REQUIRES(mu_);
   // Sends `talk` with mu_ released; applies the answers. Returns the failure, if any.
   Status TalkLocked(Talk& talk, CommState& state) REQUIRES(mu_);
+  // The lease call alone, and a lease answer (alone or in a report's answer) applied.
+  Status LeaseCallLocked(const Talk& talk, CommState& state) REQUIRES(mu_);
+  void ApplyLeaseLocked(const Talk& talk, const protocol::LeaseResponse& resp, CommState& state)
+      REQUIRES(mu_);
   // Makes the part files of `talk` durable (lock released); a result whose part cannot be
   // synced is reported as failed instead.
   void SyncPartsLocked(Talk& talk) REQUIRES(mu_);
@@ -236,6 +242,14 @@ class Agent::Impl {
     comm_wake_ = true;
     comm_cv_.NotifyOne();
   }
+  // An attempt ended / a worker took a lease: wakes the loop only when its wait said so
+  // (CommDecision::wake_on_result, wake_queue_below), one wake-up per mini-batch saved.
+  void WakeForResultLocked() REQUIRES(mu_) {
+    if (comm_wake_on_result_) WakeLocked();
+  }
+  void WakeForQueueLocked() REQUIRES(mu_) {
+    if (static_cast<int>(queue_.size()) < comm_wake_queue_below_) WakeLocked();
+  }
 
   const AgentOptions options_;
   const std::unique_ptr<protocol::CoordinatorClient> client_;
@@ -264,6 +278,9 @@ class Agent::Impl {
   CondVar comm_cv_;  // the communication loop: something to send or decide
   CondVar work_cv_;  // slots: a lease arrived, or the agent is ending
   bool comm_wake_ GUARDED_BY(mu_) = false;
+  // What may wake the loop's current wait (see CommDecision); while it is not waiting, anything.
+  bool comm_wake_on_result_ GUARDED_BY(mu_) = true;
+  int comm_wake_queue_below_ GUARDED_BY(mu_) = std::numeric_limits<int>::max();
   bool stop_requested_ GUARDED_BY(mu_) = false;
   Ending ending_ GUARDED_BY(mu_) = Ending::kNone;
   bool job_over_ GUARDED_BY(mu_) = false;  // the coordinator ended (CoordinatorEndedLocked): exit 0

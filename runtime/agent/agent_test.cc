@@ -51,6 +51,8 @@ struct WorkerScript {
   int runs = 0;            // run() calls started
   int completed = 0;       // run() calls returned
   bool hold_runs = false;  // run() waits while this is true (stalls every worker)
+  // How long each run() takes (the work of an attempt; 0: instant).
+  std::chrono::milliseconds run_for{0};
 
   template <typename Pred>
   bool WaitFor(Pred pred) {
@@ -89,6 +91,10 @@ class FakeWorker : public Worker {
     ++script_->runs;
     script_->cv.notify_all();
     script_->cv.wait(lock, [&] { return !script_->hold_runs || killed_; });
+    if (script_->run_for.count() > 0) {
+      // The attempt's work: only a kill ends it early.
+      script_->cv.wait_for(lock, script_->run_for, [&] { return killed_; });
+    }
     const int64_t id = lease.mini_batch_id;
     if (script_->block_on.count(id)) {
       script_->blocked[id] = config_.process;
@@ -165,6 +171,10 @@ class FakeCoordinator : public protocol::CoordinatorClient {
   int refused_calls = 0;         // calls that failed because `unavailable`
   bool refuse_results = false;   // fencing: every report with results gets 409 (Aborted)
   bool gone_after_done = false;  // the coordinator ends (unavailable) once it said done
+  // A report's `lease` is answered in its reply, as the coordinator does (false: as one that
+  // predates combined calls, which ignores it).
+  bool answers_lease_in_report = true;
+  int combined_calls = 0;                            // reports answered with their lease part
   std::optional<nlohmann::json> spec_after_restart;  // Register answers with this spec
 
   std::vector<protocol::RegisterRequest> registrations;
@@ -202,6 +212,10 @@ class FakeCoordinator : public protocol::CoordinatorClient {
   StatusOr<protocol::LeaseResponse> Lease(const protocol::LeaseRequest& req) override {
     std::lock_guard<std::mutex> lock(mu);
     if (unavailable) return Refuse();
+    return LeaseLocked(req);
+  }
+
+  protocol::LeaseResponse LeaseLocked(const protocol::LeaseRequest& req) {
     lease_requests.push_back(req);
     protocol::LeaseResponse resp;
     resp.cancel = std::move(cancel_next);
@@ -239,15 +253,21 @@ class FakeCoordinator : public protocol::CoordinatorClient {
       --failing_reports;
       return UnavailableError("503 journal busy");
     }
+    const bool combined = answers_lease_in_report && req.lease.has_value();
+    protocol::ResultsResponse resp;
     if (refuse_results && !req.results.empty()) {
       for (const auto& r : req.results) {
         ++sends[{r.mini_batch_id, r.attempt}];
         outstanding.erase({r.mini_batch_id, r.attempt});
+        resp.refused.push_back({r.mini_batch_id, r.attempt});
       }
       cv.notify_all();
-      return AbortedError("409 refused all results");
+      // A request with a lease part is never answered 409: the refused come back with the lease.
+      if (!combined) return AbortedError("409 refused all results");
+      resp.lease = LeaseLocked(*req.lease);
+      ++combined_calls;
+      return resp;
     }
-    protocol::ResultsResponse resp;
     for (const auto& r : req.results) {
       Key key{r.mini_batch_id, r.attempt};
       if (sends[key] == 0) CheckValid(key, "result");
@@ -264,6 +284,11 @@ class FakeCoordinator : public protocol::CoordinatorClient {
     }
     resp.stop = say_stop;
     resp.done = done_in_results && pending.empty() && outstanding.empty();
+    if (combined) {
+      EXPECT_EQ(req.lease->node, req.node);
+      resp.lease = LeaseLocked(*req.lease);
+      ++combined_calls;
+    }
     cv.notify_all();
     return resp;
   }
@@ -507,6 +532,39 @@ TEST_F(AgentTest, LeasesAndResultsAreBatched) {
   }
   EXPECT_GE(most_results, 2u);
   EXPECT_LT(reports_with_results, 20u);
+}
+
+TEST_F(AgentTest, AReportCarriesTheLeaseCallWhileWorkersHaveWorkQueued) {
+  SetProcessCount(2);
+  AddMiniBatches(60);
+  // 20 ms attempts: the agent keeps ~12 leases per worker queued and refills at 3/4, so most
+  // rounds have results to report while the queue still holds work for every worker.
+  script_->run_for = 20ms;
+  Start();
+  EXPECT_EQ(ExitCode(), 0);
+  auto& c = *coordinator_;
+  EXPECT_EQ(c.accepted.size(), 60u);
+  EXPECT_GE(c.combined_calls, 1);
+  EXPECT_TRUE(c.expired.empty());
+  // Fewer requests than with a lease call and a report each round.
+  EXPECT_LT(c.lease_requests.size() - c.combined_calls + c.reports.size(),
+            c.lease_requests.size() + c.reports.size());
+}
+
+TEST_F(AgentTest, ACoordinatorThatIgnoresTheLeasePartOfAReportGetsItsOwnLeaseCall) {
+  SetProcessCount(2);
+  AddMiniBatches(60);
+  script_->run_for = 20ms;
+  coordinator_->answers_lease_in_report = false;  // predates combined calls
+  Start();
+  EXPECT_EQ(ExitCode(), 0);
+  auto& c = *coordinator_;
+  EXPECT_EQ(c.accepted.size(), 60u);
+  EXPECT_EQ(c.combined_calls, 0);
+  int reports_that_asked = 0;
+  for (const auto& r : c.reports) reports_that_asked += r.lease.has_value();
+  EXPECT_GE(reports_that_asked, 1);  // it was asked, got no answer, and the agent asked alone
+  EXPECT_TRUE(c.expired.empty());
 }
 
 TEST_F(AgentTest, DeadWorkerIsReplacedWithTheNextProcessName) {

@@ -34,7 +34,11 @@ int Agent::Impl::CommLoop() {
         return ExitCodeLocked();
       case CommDecision::Kind::kWait:
         // A duration, not a time point: clock_ need not be std::chrono::steady_clock.
+        comm_wake_on_result_ = d.wake_on_result;
+        comm_wake_queue_below_ = d.wake_queue_below;
         comm_cv_.WaitFor(mu_, d.until - now, [&]() REQUIRES(mu_) { return comm_wake_; });
+        comm_wake_on_result_ = true;
+        comm_wake_queue_below_ = std::numeric_limits<int>::max();
         continue;
       case CommDecision::Kind::kRegisterAgain: {
         bool end = false;
@@ -172,41 +176,64 @@ Agent::Impl::Talk Agent::Impl::BuildTalkLocked(const CommDecision& d, SteadyTime
     talk.lease.max = WantLocked();
     talk.lease.renew = RenewalsDueLocked(now);
     talk.built = now;
+    // Fewer queued leases than live workers: a worker may be idle before a combined call (part
+    // files synced, then the report journaled) could answer.
+    talk.lease_first = static_cast<int>(queue_.size()) < LiveLocked();
     worker_freed_ = false;
   }
   return talk;
 }
 
 Status Agent::Impl::TalkLocked(Talk& talk, CommState& state) {
-  // The lease first: it touches no disk, so the workers' queue is refilled before the part files
-  // of the report are synced (a report of many short attempts syncs many files, and workers that
-  // waited for that went idle). A coordinator that failed the lease would fail the report too;
-  // the next round retries both.
-  if (talk.ask) {
-    mu_.unlock();
-    StatusOr<LeaseResponse> lease_resp = client_->Lease(talk.lease);
-    mu_.lock();
-    if (!lease_resp.ok()) return lease_resp.status();
-    const LeaseResponse& resp = *lease_resp;
-    log_->debug("lease: asked {}, got {}, renewed {}, cancelled {}{}{}", talk.lease.max,
-                resp.leases.size(), talk.lease.renew.size(), resp.cancel.size(),
-                resp.done ? ", done" : "", resp.stop ? ", stop" : "");
-    MarkRenewedLocked(talk.lease.renew, talk.built, resp.cancel);
-    HandleLeaseLocked(resp, talk.built);
-    state.OnLeaseAnswer(clock_.SteadyNow(), talk.lease.max, static_cast<int>(resp.leases.size()),
-                        resp.retry_after_ms);
+  // A lease call and a report go in one request (the report's `lease`), sent once the report's
+  // part files are durable: the coordinator records the report, then answers the lease part.
+  // When a worker could run out of work before that answer (fewer queued leases than live
+  // workers), the lease goes first, alone: it touches no disk, so the queue is refilled before the
+  // part files are synced and before the coordinator's journal sync (a report of many short
+  // attempts syncs many files, and workers that waited for that went idle). A coordinator that
+  // failed the lease would fail the report too; the next round retries both.
+  const bool combine = talk.ask && talk.do_report && !talk.lease_first;
+  if (talk.ask && !combine) {
+    if (Status failure = LeaseCallLocked(talk, state); !failure.ok()) return failure;
   }
   if (talk.do_report) {
     // Durability before the coordinator counts a result: the part files of this report are
     // committed together first.
     if (!talk.to_sync.empty()) SyncPartsLocked(talk);
+    if (combine) talk.report.lease = talk.lease;
     mu_.unlock();
     StatusOr<ResultsResponse> report_resp = client_->Report(talk.report);
     mu_.lock();
+    const bool leased = combine && report_resp.ok() && report_resp->lease;
+    if (leased) ApplyLeaseLocked(talk, *report_resp->lease, state);
     if (Status failure = ApplyReportLocked(talk, report_resp); !failure.ok()) return failure;
+    // No lease answer (a coordinator that predates combined calls, or its lease part failed after
+    // the report was recorded): ask alone.
+    if (combine && !leased) {
+      if (Status failure = LeaseCallLocked(talk, state); !failure.ok()) return failure;
+    }
   }
   state.OnTalked(clock_.SteadyNow(), talk.ask);
   return Status::Ok();
+}
+
+Status Agent::Impl::LeaseCallLocked(const Talk& talk, CommState& state) {
+  mu_.unlock();
+  StatusOr<LeaseResponse> lease_resp = client_->Lease(talk.lease);
+  mu_.lock();
+  if (!lease_resp.ok()) return lease_resp.status();
+  ApplyLeaseLocked(talk, *lease_resp, state);
+  return Status::Ok();
+}
+
+void Agent::Impl::ApplyLeaseLocked(const Talk& talk, const LeaseResponse& resp, CommState& state) {
+  log_->debug("lease: asked {}, got {}, renewed {}, cancelled {}{}{}", talk.lease.max,
+              resp.leases.size(), talk.lease.renew.size(), resp.cancel.size(),
+              resp.done ? ", done" : "", resp.stop ? ", stop" : "");
+  MarkRenewedLocked(talk.lease.renew, talk.built, resp.cancel);
+  HandleLeaseLocked(resp, talk.built);
+  state.OnLeaseAnswer(clock_.SteadyNow(), talk.lease.max, static_cast<int>(resp.leases.size()),
+                      resp.retry_after_ms);
 }
 
 Status Agent::Impl::ApplyReportLocked(const Talk& talk, const StatusOr<ResultsResponse>& resp) {

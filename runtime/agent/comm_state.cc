@@ -69,7 +69,18 @@ CommDecision CommState::Wait(const CommSnapshot& s) const {
   if (s.ending == Ending::kSignal) {
     consider(s.kill_all ? s.stop_deadline + kStopFlush : s.stop_deadline);
   }
-  return {CommDecision::Kind::kWait, t};
+  CommDecision d{CommDecision::Kind::kWait, t};
+  if (s.ending == Ending::kNone) {
+    // Decide talks at once when the queue falls below this (short_of_work), once a lease may be
+    // asked; otherwise an ended attempt wakes the loop.
+    d.wake_queue_below = std::max({s.live, s.refill_below, 1});
+    // An ended attempt changes the outcome only when it starts the batch window (nothing was
+    // pending), when the coordinator has no more work (results are sent at once then), or when
+    // it is what allows a lease call before lease_not_before_ (worker_freed).
+    const bool lease_waits_for_a_freed_worker = !s.worker_freed && now < lease_not_before_;
+    d.wake_on_result = !pending_since_ || draining_ || lease_waits_for_a_freed_worker;
+  }
+  return d;
 }
 
 void CommState::OnTalked(SteadyTime /*now*/, bool /*asked*/) {

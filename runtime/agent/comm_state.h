@@ -26,6 +26,7 @@
 #pragma once
 
 #include <chrono>
+#include <limits>
 #include <optional>
 #include <string>
 
@@ -89,6 +90,12 @@ struct CommDecision {
   SteadyTime until{};
   bool report = false;
   bool ask = false;
+  // kWait: what may end the wait before `until` (everything else that happens meanwhile is
+  // decided on the next wake-up with the same outcome, so it need not wake the loop): a worker
+  // taking a lease that leaves fewer than `wake_queue_below` queued, and (when wake_on_result) an
+  // attempt ending. Worker events, leases given back, and the agent ending always wake it.
+  int wake_queue_below = std::numeric_limits<int>::max();
+  bool wake_on_result = true;
 };
 
 // What a failed call means.

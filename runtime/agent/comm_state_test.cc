@@ -284,5 +284,51 @@ TEST_F(CommStateTest, RetryAfterFromTheCoordinatorDelaysTheNextAsk) {
   EXPECT_EQ(d.until, t0 + milliseconds(700));
 }
 
+TEST_F(CommStateTest, AWaitSaysWhatMayWakeItEarlier) {
+  Started();
+  // A result starts the batch window: the wait ends at its deadline, and another result before
+  // then would change nothing; a worker taking a lease that leaves fewer than live (2) queued
+  // would.
+  CommSnapshot s = Busy(t0 + milliseconds(5), 4, 1);
+  s.results_due = true;
+  s.unacked = 1;
+  s.refill_below = 0;
+  CommDecision d = state.Decide(s);
+  ASSERT_EQ(d.kind, Kind::kWait);
+  EXPECT_EQ(d.until, t0 + milliseconds(5) + kBatchWindow);
+  EXPECT_FALSE(d.wake_on_result);
+  EXPECT_EQ(d.wake_queue_below, 2);
+  // With a deeper queue kept for short attempts, its refill mark.
+  s.refill_below = 6;
+  s.queued = 8;
+  EXPECT_EQ(state.Decide(s).wake_queue_below, 6);
+}
+
+TEST_F(CommStateTest, NothingPendingOrNoMoreWorkLetsAResultWakeTheWait) {
+  Started();
+  // Nothing pending: the first result starts the batch window, so it must wake the loop.
+  CommDecision idle = state.Decide(Busy(t0 + milliseconds(5), 4, 0));
+  ASSERT_EQ(idle.kind, Kind::kWait);
+  EXPECT_TRUE(idle.wake_on_result);
+  // The coordinator gave less than asked (no more work now): results go at once.
+  CommSnapshot s = Busy(t0 + milliseconds(10), 1, 2);
+  s.worker_freed = true;
+  ASSERT_EQ(state.Decide(s).kind, Kind::kTalk);
+  state.OnLeaseAnswer(t0 + milliseconds(10), 2, 0, 0);
+  state.OnTalked(t0 + milliseconds(10), true);
+  CommDecision d = state.Decide(Busy(t0 + milliseconds(11), 4, 2));
+  ASSERT_EQ(d.kind, Kind::kWait);
+  EXPECT_TRUE(d.wake_on_result);
+  // Ending: anything wakes it.
+  CommSnapshot ending = Busy(t0 + milliseconds(12), 4, 0);
+  ending.ending = Ending::kSignal;
+  ending.stop_deadline = t0 + seconds(10);
+  CommDecision e = state.Decide(ending);
+  if (e.kind == Kind::kWait) {
+    EXPECT_TRUE(e.wake_on_result);
+    EXPECT_EQ(e.wake_queue_below, std::numeric_limits<int>::max());
+  }
+}
+
 }  // namespace
 }  // namespace parallelrun::rt

@@ -347,6 +347,7 @@ std::optional<Lease> Agent::Impl::NextLease(int index) {
   Lease lease = std::move(queue_.front().lease);
   slot.renewed = queue_.front().renewed;
   queue_.pop_front();
+  WakeForQueueLocked();  // the queue may now be short of work
   slot.running = LeaseRef{lease.mini_batch_id, lease.attempt};
   slot.cancel_requested = false;
   return lease;
@@ -392,7 +393,7 @@ RunOutcome Agent::Impl::RunAttempt(int index, Worker& worker, ProcessLogs& logs,
   }
   unacked_[{lease.mini_batch_id, lease.attempt}] = std::move(pending);
   worker_freed_ = true;
-  WakeLocked();
+  WakeForResultLocked();
   return out;
 }
 

@@ -35,7 +35,7 @@ HttpResponse Reply(const StatusOr<T>& reply, const std::string& what) {
 
 HttpResponse Results(CoordinatorService& service, const ResultsRequest& req,
                      const std::string& what) {
-  auto reply = service.Report(req);
+  auto reply = ReportAndLease(service, req);
   HttpResponse out = Reply(reply, what);
   if (!reply.ok()) return out;
   if (std::string reason = AllRefusedReason(req, *reply); !reason.empty()) {
@@ -47,7 +47,22 @@ HttpResponse Results(CoordinatorService& service, const ResultsRequest& req,
 
 }  // namespace
 
+StatusOr<ResultsResponse> ReportAndLease(CoordinatorService& service, const ResultsRequest& req) {
+  if (req.lease && req.lease->max < 0) {
+    return InvalidArgumentError("lease.max: got " + std::to_string(req.lease->max) +
+                                ", expected an integer >= 0");
+  }
+  StatusOr<ResultsResponse> reply = service.Report(req);
+  if (!reply.ok() || !req.lease) return reply;
+  LeaseRequest lease = *req.lease;
+  lease.node = req.node;
+  StatusOr<LeaseResponse> leased = service.Lease(lease);
+  if (leased.ok()) reply->lease = std::move(*leased);
+  return reply;
+}
+
 std::string AllRefusedReason(const ResultsRequest& req, const ResultsResponse& resp) {
+  if (req.lease) return "";
   // After the end of the job nothing is accepted nor refused (the reply says stop): no conflict.
   if (resp.refused.empty() || !resp.accepted.empty()) return "";
   return "refused all " + std::to_string(req.results.size()) + " result(s): " + req.node +

@@ -9,7 +9,7 @@
 // Endpoints (the JSON bodies are the messages' to_json/from_json):
 //   POST /v1/register  Register
 //   POST /v1/lease     Lease
-//   POST /v1/results   Report
+//   POST /v1/results   Report (and Lease, when the request carries `lease`: ReportAndLease)
 //   GET  /v1/progress  GetProgress
 #pragma once
 
@@ -36,9 +36,16 @@ class CoordinatorService {
   virtual Progress GetProgress() const = 0;
 };
 
+// Report, then, when `req.lease` is set, Lease for the report's node: both in one round trip, the
+// report recorded (durably) before the lease part is answered in `lease`. A lease part that is
+// malformed fails the whole request before anything is applied; one that fails after the report
+// was recorded leaves `lease` absent (the agent asks again), so the report's answer is never lost.
+StatusOr<ResultsResponse> ReportAndLease(CoordinatorService& service, const ResultsRequest& req);
+
 // Every result of `req` was refused: a conflict (HTTP 409), so that a client that does not read
 // `refused` still sees it. Empty when at least one was accepted, or none was refused (no results,
-// or a job that ended: the reply says stop).
+// or a job that ended: the reply says stop), and for a request that carries `lease` (its sender
+// reads `refused`, and a 409 would lose the lease answer).
 std::string AllRefusedReason(const ResultsRequest& req, const ResultsResponse& resp);
 
 // The HTTP adapter: routes the four endpoints (404 for an unknown path, 405 for a wrong method),

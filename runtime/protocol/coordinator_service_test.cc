@@ -23,13 +23,16 @@ class ScriptedService : public CoordinatorService {
   }
   StatusOr<LeaseResponse> Lease(const LeaseRequest& req) override {
     last_node = req.node;
+    calls += "lease;";
     if (!error.ok()) return error;
+    if (!lease_error.ok()) return lease_error;
     LeaseResponse r;
     r.retry_after_ms = req.max;
     return r;
   }
   StatusOr<ResultsResponse> Report(const ResultsRequest& req) override {
     last_node = req.node;
+    calls += "report;";
     if (!error.ok()) return error;
     return results;
   }
@@ -40,8 +43,10 @@ class ScriptedService : public CoordinatorService {
   }
 
   Status error = Status::Ok();
+  Status lease_error = Status::Ok();  // Lease only
   ResultsResponse results;
   std::string last_node;
+  std::string calls;  // "report;lease;..." in call order
 };
 
 TEST(CoordinatorServiceHttp, RoutesPathsAndMethods) {
@@ -100,6 +105,57 @@ TEST(CoordinatorServiceHttp, EveryResultRefusedIs409WithTheReply) {
   s.results = ResultsResponse();  // the job ended: nothing accepted nor refused, stop
   s.results.stop = true;
   EXPECT_EQ(HandleCoordinatorRequest(s, {"POST", "/v1/results", req}).status, 200);
+}
+
+TEST(CoordinatorServiceHttp, AReportThatAsksForLeasesGetsBothAnswersInOneReply) {
+  ScriptedService s;
+  ResultsRequest req;
+  req.node = "n1";
+  req.results.resize(1);
+  req.lease = LeaseRequest{"ignored: the report's node counts", 3, {}};
+  s.results.accepted = {{0, 1}};
+  // Over the wire: the lease part names no node; the report's is used.
+  HttpResponse r = HandleCoordinatorRequest(s, {"POST", "/v1/results", req});
+  EXPECT_EQ(r.status, 200) << r.body.dump();
+  EXPECT_EQ(s.calls, "report;lease;");  // the report is recorded before the lease is answered
+  EXPECT_EQ(s.last_node, "n1");
+  const auto resp = r.body.get<ResultsResponse>();
+  EXPECT_EQ(resp.accepted.size(), 1u);
+  ASSERT_TRUE(resp.lease.has_value());
+  EXPECT_EQ(resp.lease->retry_after_ms, 3);  // the scripted Lease echoes max
+
+  // Every result refused: no 409 (the sender reads `refused`, and the lease answer comes too).
+  s.results = ResultsResponse();
+  s.results.refused = {{0, 1}};
+  r = HandleCoordinatorRequest(s, {"POST", "/v1/results", req});
+  EXPECT_EQ(r.status, 200) << r.body.dump();
+  EXPECT_TRUE(r.body.get<ResultsResponse>().lease.has_value());
+
+  // A lease part that fails after the report was recorded: the report's answer, no lease.
+  s.lease_error = UnavailableError("lease part failed");
+  s.results.accepted = {{0, 1}};
+  r = HandleCoordinatorRequest(s, {"POST", "/v1/results", req});
+  EXPECT_EQ(r.status, 200) << r.body.dump();
+  EXPECT_EQ(r.body.get<ResultsResponse>().accepted.size(), 1u);
+  EXPECT_FALSE(r.body.get<ResultsResponse>().lease.has_value());
+  EXPECT_FALSE(r.body.contains("lease"));
+
+  // A malformed lease part: 400 naming it, and nothing applied.
+  s.calls.clear();
+  nlohmann::json bad = req;
+  bad["lease"]["max"] = -1;
+  r = HandleCoordinatorRequest(s, {"POST", "/v1/results", bad});
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(r.body["error"],
+            "body of POST /v1/results: lease.max: got -1, expected an integer >= 0");
+  EXPECT_EQ(s.calls, "");
+
+  // Without `lease`, no lease call is made and the reply has none.
+  s.calls.clear();
+  req.lease.reset();
+  r = HandleCoordinatorRequest(s, {"POST", "/v1/results", req});
+  EXPECT_EQ(s.calls, "report;");
+  EXPECT_FALSE(r.body.contains("lease"));
 }
 
 TEST(InProcessClient, ErrorsAreTheHttpClients) {

@@ -20,7 +20,7 @@ class InProcessClient : public CoordinatorClient {
     return AsClientSees(service_->Lease(req));
   }
   StatusOr<ResultsResponse> Report(const ResultsRequest& req) override {
-    auto reply = AsClientSees(service_->Report(req));
+    auto reply = AsClientSees(ReportAndLease(*service_, req));
     if (!reply.ok()) return reply;
     if (std::string reason = AllRefusedReason(req, *reply); !reason.empty()) {
       return AbortedError("POST /v1/results: 409 " + reason);

@@ -93,8 +93,48 @@ PR_DEFINE_JSON_WITH_DEFAULT(AttemptResult, mini_batch_id, attempt, process, pid,
                             succeeded, failed, start_utc, elapsed_s, cpu_s, run_s, error, detail,
                             part_bytes, part_crc32)
 PR_DEFINE_JSON_WITH_DEFAULT(WorkerEvent, process, pid, kind, error, detail)
-PR_DEFINE_JSON_WITH_DEFAULT(ResultsRequest, node, results, events, released)
-PR_DEFINE_JSON_WITH_DEFAULT(ResultsResponse, accepted, refused, stop, done)
+
+// The optional `lease` of a report and of its answer: written only when present; read when present
+// and not null.
+template <typename T>
+void ReadOptional(const nlohmann::json& j, const char* name, std::optional<T>& out) {
+  auto it = j.find(name);
+  if (it == j.end() || it->is_null()) {
+    out.reset();
+    return;
+  }
+  out = it->template get<T>();
+}
+
+void to_json(nlohmann::json& j, const ResultsRequest& v) {
+  j = nlohmann::json{
+      {"node", v.node}, {"results", v.results}, {"events", v.events}, {"released", v.released}};
+  if (v.lease) {
+    j["lease"] = nlohmann::json{{"max", v.lease->max}, {"renew", v.lease->renew}};
+  }
+}
+void from_json(const nlohmann::json& j, ResultsRequest& v) {
+  const ResultsRequest d{};
+  ReadField(j, "node", v.node, d.node);
+  ReadField(j, "results", v.results, d.results);
+  ReadField(j, "events", v.events, d.events);
+  ReadField(j, "released", v.released, d.released);
+  ReadOptional(j, "lease", v.lease);
+  if (v.lease) v.lease->node = v.node;  // the report's node, whatever the lease part says
+}
+void to_json(nlohmann::json& j, const ResultsResponse& v) {
+  j = nlohmann::json{
+      {"accepted", v.accepted}, {"refused", v.refused}, {"stop", v.stop}, {"done", v.done}};
+  if (v.lease) j["lease"] = *v.lease;
+}
+void from_json(const nlohmann::json& j, ResultsResponse& v) {
+  const ResultsResponse d{};
+  ReadField(j, "accepted", v.accepted, d.accepted);
+  ReadField(j, "refused", v.refused, d.refused);
+  ReadField(j, "stop", v.stop, d.stop);
+  ReadField(j, "done", v.done, d.done);
+  ReadOptional(j, "lease", v.lease);
+}
 PR_DEFINE_JSON_WITH_DEFAULT(MiniBatchCounts, total, completed, failed, running, retried)
 PR_DEFINE_JSON_WITH_DEFAULT(ItemCounts, total, succeeded, failed)
 PR_DEFINE_JSON_WITH_DEFAULT(NodeCounts, desired, ready)

@@ -4,7 +4,9 @@
 //   POST /v1/register  RegisterRequest  -> RegisterResponse   (an agent joins)
 //   POST /v1/lease     LeaseRequest     -> LeaseResponse      (renew running leases, get new work)
 //   POST /v1/results   ResultsRequest   -> ResultsResponse    (attempt outcomes, worker events,
-//                                                               leases given back)
+//                                                               leases given back; and, when
+//                                                               the request carries `lease`, the
+//                                                               lease call's answer too)
 //   GET  /v1/progress                   -> Progress           (status fields of SPEC.md §6)
 //
 // Agents lease several mini-batches per request and report results in batches, so short
@@ -14,6 +16,7 @@
 #include <cstdint>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -149,6 +152,11 @@ struct ResultsRequest {
   // counting a try and without waiting for the lease to expire. Only this node's live attempts
   // are affected; anything else is ignored.
   std::vector<LeaseRef> released;
+  // A lease call in the same round trip (its `node` is the report's): the coordinator records the
+  // report first (durably), then answers the lease part in ResultsResponse.lease. Such a request is
+  // never answered 409: refused results come back in `refused` with the lease answer. A coordinator
+  // that predates this ignores it and answers no `lease`: the agent then makes the lease call.
+  std::optional<LeaseRequest> lease;
 };
 
 // Fencing: a result counts only when the node reporting it holds the lease of that very attempt.
@@ -163,6 +171,9 @@ struct ResultsResponse {
   // for its next lease call to hear it, and on reports after such an end (with `stop` too, for
   // agents that predate `done` here: a newer agent takes `done` and ignores that `stop`).
   bool done = false;
+  // The answer to the request's `lease` (absent when it asked none, or the lease part failed after
+  // the report was recorded: the agent asks again).
+  std::optional<LeaseResponse> lease;
 };
 
 struct MiniBatchCounts {

@@ -100,5 +100,39 @@ TEST(MessagesTest, AResultsAnswerCarriesDoneAndAnOlderOneWithoutItIsNotDone) {
   EXPECT_TRUE(older.stop);
 }
 
+TEST(MessagesTest, AReportCarriesItsLeaseCallAndTheAnswerItsLeaseAnswer) {
+  ResultsRequest req;
+  req.node = "10.0.0.7";
+  req.results.resize(1);
+  req.lease = LeaseRequest{"10.0.0.7", 4, {{5, 2}}};
+  const nlohmann::json wire = req;
+  EXPECT_FALSE(wire["lease"].contains("node"));  // the report's node is the lease's
+  const auto back = nlohmann::json::parse(wire.dump()).get<ResultsRequest>();
+  ASSERT_TRUE(back.lease.has_value());
+  EXPECT_EQ(back.lease->node, "10.0.0.7");
+  EXPECT_EQ(back.lease->max, 4);
+  ASSERT_EQ(back.lease->renew.size(), 1u);
+  EXPECT_EQ(back.lease->renew[0].mini_batch_id, 5);
+  // Without it (an older agent, or a report alone), no lease call; null reads as none.
+  EXPECT_FALSE(nlohmann::json::parse(R"({"node": "n"})").get<ResultsRequest>().lease.has_value());
+  EXPECT_FALSE(nlohmann::json::parse(R"({"node": "n", "lease": null})")
+                   .get<ResultsRequest>()
+                   .lease.has_value());
+  // A lease part with an integer out of range is refused like any other field.
+  EXPECT_THROW(
+      nlohmann::json::parse(R"({"node": "n", "lease": {"max": 4294967296}})").get<ResultsRequest>(),
+      nlohmann::json::exception);
+
+  ResultsResponse resp;
+  resp.lease = LeaseResponse{};
+  resp.lease->leases.resize(2);
+  resp.lease->done = true;
+  const auto answer = nlohmann::json::parse(nlohmann::json(resp).dump()).get<ResultsResponse>();
+  ASSERT_TRUE(answer.lease.has_value());
+  EXPECT_EQ(answer.lease->leases.size(), 2u);
+  EXPECT_TRUE(answer.lease->done);
+  EXPECT_FALSE(nlohmann::json::parse(R"({"accepted": []})").get<ResultsResponse>().lease);
+}
+
 }  // namespace
 }  // namespace parallelrun::rt::protocol
