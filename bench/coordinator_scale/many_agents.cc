@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -60,7 +61,14 @@ class SimAgent {
     lr.node = node_;
     lr.max = o_.workers;
     while (true) {
+      // A report carries the next lease call (as the agent's does while its workers have work
+      // queued) unless --separate-calls; the latency recorded is that of the call that answers
+      // the lease, whichever it is.
+      const int64_t t0 = MonoNs();
+      f_->first_ns = std::min(f_->first_ns, t0);
+      std::optional<protocol::LeaseResponse> leases;
       if (!rr.results.empty()) {
+        if (o_.combined) rr.lease = lr;
         auto resp = client_->Report(rr);
         ++f_->report_calls;
         if (!resp.ok()) {
@@ -71,14 +79,16 @@ class SimAgent {
         f_->last_ns = MonoNs();
         rr.results.clear();
         if (resp->stop) return;
+        leases = std::move(resp->lease);
       }
-      const int64_t t0 = MonoNs();
-      f_->first_ns = std::min(f_->first_ns, t0);
-      auto leases = client_->Lease(lr);
-      ++f_->lease_calls;
-      if (!leases.ok()) {
-        if (!Recover(leases.status(), rr)) return;
-        continue;
+      if (!leases) {
+        auto answer = client_->Lease(lr);
+        ++f_->lease_calls;
+        if (!answer.ok()) {
+          if (!Recover(answer.status(), rr)) return;
+          continue;
+        }
+        leases = std::move(*answer);
       }
       f_->lease_us.push_back(static_cast<uint32_t>((MonoNs() - t0) / 1000));
       backoff_ = milliseconds(0);
@@ -209,6 +219,8 @@ AgentProcessOptions ParseAgentProcessFlags(int argc, char** argv) {
       o.workers = std::atoi(value.c_str());
     } else if (name == "--work-ms") {
       o.work_ms = std::atoi(value.c_str());
+    } else if (name == "--combined") {
+      o.combined = value == "1";
     } else if (name == "--out") {
       o.out_file = value;
     } else {
@@ -252,7 +264,7 @@ int RunAgentProcess(const AgentProcessOptions& o) {
 
 ManyAgentsResult DriveManyAgents(const std::string& self_exe, const std::string& url,
                                  const std::string& token, int agents, int workers, int processes,
-                                 int work_ms, const std::string& scratch_dir) {
+                                 int work_ms, bool combined, const std::string& scratch_dir) {
   ManyAgentsResult r;
   std::vector<pid_t> pids;
   std::vector<std::string> files;
@@ -260,14 +272,15 @@ ManyAgentsResult DriveManyAgents(const std::string& self_exe, const std::string&
   for (int p = 0, first = 0; p < processes; ++p) {
     const int n = agents / processes + (p < agents % processes ? 1 : 0);
     files.push_back(scratch_dir + "/agents-" + std::to_string(p) + ".txt");
-    std::vector<std::string> args = {self_exe,    "--agent-process",
-                                     "--url",     url,
-                                     "--token",   token,
-                                     "--first",   std::to_string(first),
-                                     "--agents",  std::to_string(n),
-                                     "--workers", std::to_string(workers),
-                                     "--work-ms", std::to_string(work_ms),
-                                     "--out",     files.back()};
+    std::vector<std::string> args = {self_exe,     "--agent-process",
+                                     "--url",      url,
+                                     "--token",    token,
+                                     "--first",    std::to_string(first),
+                                     "--agents",   std::to_string(n),
+                                     "--workers",  std::to_string(workers),
+                                     "--work-ms",  std::to_string(work_ms),
+                                     "--combined", combined ? "1" : "0",
+                                     "--out",      files.back()};
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);

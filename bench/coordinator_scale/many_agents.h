@@ -5,8 +5,9 @@
 // A simulated agent behaves like a real one with W workers, one call at a time over its own
 // keep-alive HTTP client (the production client): it leases up to W mini-batches, "runs" them
 // for --work-ms (all W in parallel, as W workers would), reports them RUN_DONE in one results
-// request, and leases again; a failed call is retried after a backoff (100 ms doubling to 2 s)
-// after registering again, as the real agent does. Each lease call's latency (from sending the
+// request that also asks for the next W (ResultsRequest.lease; with --separate-calls, a lease
+// call of its own follows the report); a failed call is retried after a backoff (100 ms doubling to
+// 2 s) after registering again, as the real agent does. Each lease call's latency (from sending the
 // request to having the parsed reply) is recorded.
 //
 // While the child processes run, the parent samples its own /proc (it holds only the
@@ -27,6 +28,7 @@ struct AgentProcessOptions {
   int agents = 1;
   int workers = 8;
   int work_ms = 0;
+  bool combined = true;  // a report carries the next lease call
   std::string out_file;  // where the child writes its figures for the parent
 };
 
@@ -55,7 +57,7 @@ struct ManyAgentsResult {
 // gathers their figures (scratch_dir holds their out files).
 ManyAgentsResult DriveManyAgents(const std::string& self_exe, const std::string& url,
                                  const std::string& token, int agents, int workers, int processes,
-                                 int work_ms, const std::string& scratch_dir);
+                                 int work_ms, bool combined, const std::string& scratch_dir);
 
 // User + system CPU seconds of getrusage(who): RUSAGE_SELF or RUSAGE_CHILDREN.
 double CpuSeconds(int who);
