@@ -51,6 +51,7 @@
 #include "runtime/base/time_util.h"
 #include "runtime/coordinator/coordinator.h"
 #include "runtime/protocol/coordinator_client.h"
+#include "runtime/protocol/coordinator_service.h"
 #include "runtime/protocol/http_server.h"
 
 // LeakSanitizer (asan preset): server threads keep OpenSSL per-thread state until exit.
@@ -77,7 +78,7 @@ struct Flags {
   int workers = 8;
   int processes = 4;
   int work_ms = 0;
-  int server_threads = 0;  // 0: HttpServerOptions' default
+  int server_threads = 0;  // 0: as `parallelrun coordinator` for --agents nodes
   std::string input_dir;
   std::string output_dir;
 };
@@ -412,7 +413,9 @@ int main(int argc, char** argv) {
   protocol::HttpServerOptions server_options;
   server_options.host = "127.0.0.1";
   server_options.token = "bench-token";
-  if (flags.server_threads > 0) server_options.threads = flags.server_threads;
+  server_options.threads = flags.server_threads > 0
+                               ? flags.server_threads
+                               : protocol::CoordinatorServerThreads(flags.agents);
   auto server =
       protocol::StartHttpServer(server_options, [coordinator](const protocol::HttpRequest& req) {
         return protocol::HandleCoordinatorRequest(*coordinator, req);

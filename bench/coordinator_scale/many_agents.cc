@@ -55,54 +55,110 @@ class SimAgent {
 
   void Run() {
     if (!Register({})) return;
-    protocol::ResultsRequest rr;
-    rr.node = node_;
-    protocol::LeaseRequest lr;
-    lr.node = node_;
-    lr.max = o_.workers;
+    rr_.node = node_;
+    lr_.node = node_;
+    lr_.max = o_.workers;
+    if (o_.combined) {
+      RunPipelined();
+    } else {
+      RunSeparate();
+    }
+  }
+
+ private:
+  // A report, then a lease call, then the work: the workers wait for every lease answer.
+  void RunSeparate() {
     while (true) {
-      // A report carries the next lease call (as the agent's does while its workers have work
-      // queued) unless --separate-calls; the latency recorded is that of the call that answers
-      // the lease, whichever it is.
+      if (!rr_.results.empty()) {
+        auto resp = Call([&] { return client_->Report(rr_); }, &f_->report_calls);
+        if (!resp) return;
+        if (Accepted(*resp)) return;
+      }
       const int64_t t0 = MonoNs();
-      f_->first_ns = std::min(f_->first_ns, t0);
-      std::optional<protocol::LeaseResponse> leases;
-      if (!rr.results.empty()) {
-        if (o_.combined) rr.lease = lr;
-        auto resp = client_->Report(rr);
-        ++f_->report_calls;
-        if (!resp.ok()) {
-          if (!Recover(resp.status(), rr)) return;
-          continue;
-        }
-        f_->accepted += static_cast<int64_t>(resp->accepted.size());
-        f_->last_ns = MonoNs();
-        rr.results.clear();
-        if (resp->stop) return;
-        leases = std::move(resp->lease);
-      }
-      if (!leases) {
-        auto answer = client_->Lease(lr);
-        ++f_->lease_calls;
-        if (!answer.ok()) {
-          if (!Recover(answer.status(), rr)) return;
-          continue;
-        }
-        leases = std::move(*answer);
-      }
+      auto leases = Call([&] { return client_->Lease(lr_); }, &f_->lease_calls);
+      if (!leases) return;
       f_->lease_us.push_back(static_cast<uint32_t>((MonoNs() - t0) / 1000));
-      backoff_ = milliseconds(0);
       if (leases->done || leases->stop) return;
       if (leases->leases.empty()) {
         std::this_thread::sleep_for(milliseconds(std::max(1, leases->retry_after_ms)));
         continue;
       }
       if (o_.work_ms > 0) std::this_thread::sleep_for(milliseconds(o_.work_ms));
-      for (const auto& l : leases->leases) rr.results.push_back(Done(l));
+      for (const auto& l : leases->leases) rr_.results.push_back(Done(l));
     }
   }
 
- private:
+  // As the agent does while its workers have work queued: a batch waits behind the running one,
+  // starts the moment it ends, and the report of the ended batch asks for the next one (one
+  // request). Workers wait only when there is no queued batch (at the start, after the
+  // coordinator had no work, or when an answer took longer than a batch's work).
+  void RunPipelined() {
+    std::vector<protocol::Lease> running, queued;
+    bool more = true;  // the coordinator may hand out more work
+    int64_t run_start = 0;
+    while (true) {
+      if (running.empty() && queued.empty()) {
+        if (!more) return;
+        const int64_t t0 = MonoNs();
+        auto leases = Call([&] { return client_->Lease(lr_); }, &f_->lease_calls);
+        if (!leases) return;
+        f_->lease_us.push_back(static_cast<uint32_t>((MonoNs() - t0) / 1000));
+        if (leases->done || leases->stop) return;
+        if (leases->leases.empty()) {
+          std::this_thread::sleep_for(milliseconds(std::max(1, leases->retry_after_ms)));
+          continue;
+        }
+        queued = std::move(leases->leases);
+      }
+      if (running.empty()) {
+        running = std::move(queued);
+        queued.clear();
+        run_start = MonoNs();
+      }
+      const int64_t left_ns = run_start + int64_t{o_.work_ms} * 1000000 - MonoNs();
+      if (left_ns > 0) std::this_thread::sleep_for(std::chrono::nanoseconds(left_ns));
+      for (const auto& l : running) rr_.results.push_back(Done(l));
+      running = std::move(queued);  // the queued batch starts at once
+      queued.clear();
+      run_start = MonoNs();
+      if (more) rr_.lease = lr_;
+      const int64_t t0 = MonoNs();
+      auto resp = Call([&] { return client_->Report(rr_); }, &f_->report_calls);
+      if (!resp) return;
+      rr_.lease.reset();
+      if (resp->lease) {
+        f_->lease_us.push_back(static_cast<uint32_t>((MonoNs() - t0) / 1000));
+        more = !resp->lease->done && !resp->lease->stop && !resp->lease->leases.empty();
+        queued = std::move(resp->lease->leases);
+      }
+      if (Accepted(*resp)) return;
+    }
+  }
+
+  // The report was accepted: counts it; true when the coordinator said stop.
+  bool Accepted(const protocol::ResultsResponse& resp) {
+    f_->accepted += static_cast<int64_t>(resp.accepted.size());
+    f_->last_ns = MonoNs();
+    rr_.results.clear();
+    return resp.stop;
+  }
+
+  // One call, retried after a transient failure (registering again, holding the unsent results,
+  // as the agent does); nullopt: gave up (f_->error says why).
+  template <typename F>
+  auto Call(F call, int64_t* counter) -> std::optional<std::decay_t<decltype(call().value())>> {
+    f_->first_ns = std::min(f_->first_ns, MonoNs());
+    while (true) {
+      auto answer = call();
+      ++*counter;
+      if (answer.ok()) {
+        backoff_ = milliseconds(0);
+        return std::move(*answer);
+      }
+      if (!Recover(answer.status(), rr_)) return std::nullopt;
+    }
+  }
+
   protocol::AttemptResult Done(const protocol::Lease& l) const {
     protocol::AttemptResult r;
     r.mini_batch_id = l.mini_batch_id;
@@ -145,6 +201,8 @@ class SimAgent {
 
   const AgentProcessOptions& o_;
   AgentFigures* f_;
+  protocol::ResultsRequest rr_;  // the results not yet accepted
+  protocol::LeaseRequest lr_;
   std::unique_ptr<protocol::CoordinatorClient> client_;
   std::string node_;
   int64_t pid_ = 0;

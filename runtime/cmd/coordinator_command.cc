@@ -18,6 +18,7 @@
 #include "runtime/cmd/flags.h"
 #include "runtime/cmd/output_check.h"
 #include "runtime/coordinator/coordinator.h"
+#include "runtime/protocol/coordinator_service.h"
 #include "runtime/protocol/http_server.h"
 
 namespace parallelrun::rt::cmd {
@@ -248,12 +249,7 @@ int CoordinatorMain(const std::vector<std::string>& args) {
   if (!server_options.ok()) return Fail(server_options.status().message());
   auto options = MakeCoordinatorOptions(*flags, *spec, *paths);
   if (!options.ok()) return Fail(options.status().message());
-  // A server thread per node (an agent makes one call at a time, and a report's handler waits for
-  // the journal's sync, holding up its thread's other connections) and one for progress readers,
-  // from 2 up to 16: with 200 simulated agents, 16 threads instead of 4 took p99 lease latency
-  // from 138 to 78 ms (bench/coordinator_scale --many-agents --server-threads). Idle threads cost
-  // nothing: each waits on its own connections.
-  server_options->threads = std::clamp(options->desired_nodes + 1, 2, 16);
+  server_options->threads = protocol::CoordinatorServerThreads(options->desired_nodes);
   auto coordinator = Coordinator::Create(*std::move(options));
   if (!coordinator.ok()) return Fail(coordinator.status().message());
   std::shared_ptr<Coordinator> coord = std::move(*coordinator);

@@ -1,5 +1,7 @@
 #include "runtime/protocol/coordinator_service.h"
 
+#include <algorithm>
+
 namespace parallelrun::rt::protocol {
 namespace {
 
@@ -60,6 +62,8 @@ StatusOr<ResultsResponse> ReportAndLease(CoordinatorService& service, const Resu
   if (leased.ok()) reply->lease = std::move(*leased);
   return reply;
 }
+
+int CoordinatorServerThreads(int nodes) { return std::clamp(nodes + 1, 2, 64); }
 
 std::string AllRefusedReason(const ResultsRequest& req, const ResultsResponse& resp) {
   if (req.lease) return "";
