@@ -3,10 +3,10 @@
 //
 // The Python host (PARALLELRUN_PART_SYNC=agent) only writes a part file and syncs its folder the
 // first time; the agent then makes the part files of one report durable before sending it (a
-// result is never reported before its part is durable): it starts the write-back of all of them
-// (sync_file_range), then fsyncs them all at once from several threads, so that their I/O
-// overlaps, the device's cache flushes are merged and a journaling file system commits them in one
-// transaction. No syncfs(): that would also write back whatever else is dirty
+// result is never reported before its part is durable): it fsyncs them all at once (kernel AIO,
+// IOCB_CMD_FSYNC, in one io_submit; or from several threads where AIO is refused), so that their
+// I/O overlaps, the device's cache flushes are merged and a journaling file system commits them in
+// one transaction. No syncfs(): that would also write back whatever else is dirty
 // on the file system (other jobs' files), at unbounded cost.
 #pragma once
 

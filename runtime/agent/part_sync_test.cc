@@ -88,5 +88,22 @@ TEST_F(PartSyncTest, ManyPartsEachGetTheirOwnOutcome) {
   }
 }
 
+TEST_F(PartSyncTest, AFileThatCannotBeSyncedIsNamedBetweenOthersThatAre) {
+  // A character device has no fsync: refused by kernel AIO at submission (EINVAL), then by
+  // fsync itself; the files before and after it are still synced.
+  std::string before = Write("3.1", "a\n");
+  std::string device = dir_.Sub("3.2");
+  std::filesystem::create_symlink("/dev/null", device);
+  std::string after = Write("3.3", "c\n");
+  std::vector<std::string> errors = SyncPartFiles({before, device, after}, false);
+  ASSERT_EQ(errors.size(), 3u);
+  EXPECT_EQ(errors[0], "");
+  EXPECT_EQ(errors[1], "cannot sync part file " + device + ": Invalid argument");
+  EXPECT_EQ(errors[2], "");
+  // And the next report's files still go (AIO is not given up for one refused file).
+  EXPECT_EQ(SyncPartFiles({Write("4.1", "d\n"), Write("4.2", "e\n")}, false),
+            (std::vector<std::string>{"", ""}));
+}
+
 }  // namespace
 }  // namespace parallelrun::rt
