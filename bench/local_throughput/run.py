@@ -5,7 +5,9 @@ Every figure is measured side by side in one invocation, on the same interpreter
 (/usr/bin/python3), 1 node x 2 processes:
   1. wall ratio parallelrun / Pool(2).map(chunksize=10) on each --items count of files x --cpu-ms
      of CPU, mini-batches of 10 (issue 14 target <= 1.05);
-  2. worker utilisation with ~10 ms mini-batches (10 items x 1 ms; target >= 95 %);
+  2. worker utilisation with ~10 ms mini-batches (10 items x 1 ms; target >= 95 %), on
+     --short-items items (default: the first --items count): the whole run's fixed cost (start-up,
+     shut-down) weighs less on a longer run, so both sizes are worth printing;
   3. the whole-run CPU (start-up, planning and assembly included) of the `parallelrun agent` and
      `parallelrun coordinator` processes, read from /proc/<pid>/stat (utime + stime) while they
      run (they are zombies, still readable, until `parallelrun run` reaps them), divided by the
@@ -17,7 +19,7 @@ same run, so before/after are side by side too. Prints ratios; no thresholds are
 
 usage: bench/local_throughput/run.py [--items 4000,20000] [--cpu-ms 5] [--bin build/bin/parallelrun]
                                      [--baseline OTHER/bin/parallelrun] [--tiny-items 2000]
-                                     [--skip-short] [--repeat N]
+                                     [--skip-short] [--short-items N] [--repeat N]
 With --repeat N each wall-ratio case runs N rounds of Pool then parallelrun (then the baseline),
 alternated, and prints the ratio of the medians too: on a shared machine one round can be off by
 10 % or more.
@@ -267,6 +269,8 @@ def main():
     ap.add_argument("--tiny-items", type=int, default=2000,
                     help="1 ms items, mini-batches of 1 (0: skip that case)")
     ap.add_argument("--skip-short", action="store_true", help="skip the ~10 ms mini-batches case")
+    ap.add_argument("--short-items", type=int, default=0,
+                    help="items of the ~10 ms mini-batches case (default: the first --items count)")
     ap.add_argument("--bin", default=os.path.join(ROOT, "build", "bin", "parallelrun"))
     ap.add_argument("--baseline", help="another parallelrun binary to measure side by side")
     ap.add_argument("--repeat", type=int, default=1,
@@ -276,7 +280,10 @@ def main():
     tmp = tempfile.mkdtemp(prefix="parallelrun-bench-")
     try:
         counts = [int(n) for n in args.items.split(",") if n]
-        datasets = {n: make_data(tmp, n) for n in set(counts + [args.tiny_items]) if n > 0}
+        short_items = args.short_items or counts[0]
+        datasets = {n: make_data(tmp, n)
+                    for n in set(counts + [args.tiny_items, 0 if args.skip_short else short_items])
+                    if n > 0}
         rounds = calibrate(datasets[counts[0]][1][0], args.cpu_ms)
         rounds_1ms = max(1, int(rounds / args.cpu_ms))
         print(f"local_throughput: 1 node x 2 processes, /usr/bin/python3, {rounds} rounds = "
@@ -290,7 +297,7 @@ def main():
                     args.repeat)
 
         if not args.skip_short:
-            short_case(binaries, datasets[counts[0]][0], tmp, rounds_1ms, counts[0])
+            short_case(binaries, datasets[short_items][0], tmp, rounds_1ms, short_items)
 
         if args.tiny_items <= 0:
             return
