@@ -5,7 +5,10 @@ pipes and the job's folders in ``PARALLELRUN_*`` variables. It imports the entry
 ``init()``, then answers one request line with one reply line until told to shut down.
 
 The per-mini-batch path is kept lean: no imports, no file-system checks beyond what the request
-needs, compact JSON.
+needs, compact JSON. So is the start, which every worker pays before its first mini-batch: what a
+file input with list results never needs is imported when first needed (pandas and the schemas for
+tabular inputs, traceback for an error, inspect for a signature that is not a plain function's),
+and `logging` is configured the moment something imports it (_RootLoggerOnImport).
 """
 
 import io
@@ -14,9 +17,6 @@ import os
 import resource
 import sys
 import time
-import traceback
-
-import parallelrun_schemas
 
 _MAX_DETAIL = 64 * 1024  # longest traceback sent back in a reply (the error log gets all of it)
 
@@ -51,6 +51,10 @@ def _one_line(exc):
 
 def _user_traceback(exc):
     """The traceback without the host's own frames and importlib's machinery."""
+    try:
+        import traceback
+    except ImportError:  # the script emptied sys.path before anything imported traceback
+        return _clean("%s (no traceback: the traceback module cannot be imported)\n" % _one_line(exc))
     host_file = os.path.abspath(__file__)
     te = traceback.TracebackException.from_exception(exc)
     frames = [f for f in te.stack
@@ -137,6 +141,37 @@ class MiniBatchContext:
             self.partition_key_value, self.dataset, self.minibatch_index)
 
 
+# What the host imported at its start before it imported them when first needed (logging, the
+# schemas, traceback, and what they import): a script of one of these names gets the module name
+# parallelrun_entry_script, as then, so that it does not take their place in sys.modules.
+_LATER_MODULES = frozenset((
+    "logging", "traceback", "linecache", "tokenize", "token", "textwrap", "weakref",
+    "_weakrefset", "string", "_string", "threading", "atexit", "hashlib", "_hashlib", "_blake2", "errno",
+    "fcntl", "warnings", "parallelrun_schemas"))
+
+_FUNCTION = type(_utc_now)
+_CO_VARARGS = 0x04  # inspect.CO_VARARGS
+
+
+def _plain_parameters(fn):
+    """(positional, required positional, *args?, a required keyword-only?) of a plain Python
+    function, read from its code object as inspect.signature would; None for any other callable
+    (a builtin, a class, a partial, a decorated function that names its original in __wrapped__),
+    which inspect then judges. Importing inspect costs every worker's start some milliseconds."""
+    if type(fn) is not _FUNCTION or fn.__dict__.keys() & {"__wrapped__", "__signature__",
+                                                          "_partialmethod"}:
+        return None
+    code = fn.__code__
+    positional = code.co_argcount
+    defaults = len(fn.__defaults__ or ())
+    if defaults > positional:
+        return None
+    kwonly = code.co_varnames[positional:positional + code.co_kwonlyargcount]
+    kwdefaults = fn.__kwdefaults__ or {}
+    return (positional, positional - defaults, bool(code.co_flags & _CO_VARARGS),
+            any(name not in kwdefaults for name in kwonly))
+
+
 def _signature_text(fn, name):
     import inspect
     try:
@@ -147,14 +182,21 @@ def _signature_text(fn, name):
 
 def _check_init(fn, script):
     """None if init() can be called without arguments, else the error for init_failed."""
-    import inspect
-    try:
-        inspect.signature(fn).bind()
-    except TypeError:
+    plain = _plain_parameters(fn)
+    if plain is not None:
+        callable_bare = plain[1] == 0 and not plain[3]
+    else:
+        import inspect
+        try:
+            inspect.signature(fn).bind()
+            callable_bare = True
+        except TypeError:
+            callable_bare = False
+        except ValueError:
+            callable_bare = True  # no signature to inspect (a builtin): let the call decide
+    if not callable_bare:
         return ("TypeError: %s: %s cannot be called as init(); the supported signature is "
                 "init() (parameters need defaults)" % (script, _signature_text(fn, "init")))
-    except ValueError:
-        pass  # no signature to inspect (a builtin): let the call decide
     return None
 
 
@@ -162,20 +204,93 @@ def _run_arity(fn, script):
     """(1 or 2, None): how run() is called; (None, error) if neither form can call it.
 
     run() is called with the mini-batch context when it has a second positional parameter."""
-    import inspect
-    try:
-        sig = inspect.signature(fn)
-    except (TypeError, ValueError):
-        return 1, None  # no signature to inspect: the one-argument form
-    positional = [p for p in sig.parameters.values()
-                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    arity = 2 if len(positional) >= 2 else 1
-    try:
-        sig.bind(*([None] * arity))
-    except TypeError:
+    plain = _plain_parameters(fn)
+    if plain is not None:
+        positional, required, varargs, kwonly_required = plain
+        arity = 2 if positional >= 2 else 1
+        fits = (arity <= positional or varargs) and required <= arity and not kwonly_required
+    else:
+        import inspect
+        try:
+            sig = inspect.signature(fn)
+        except (TypeError, ValueError):
+            return 1, None  # no signature to inspect: the one-argument form
+        arity = 2 if sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+                         for p in sig.parameters.values()) >= 2 else 1
+        try:
+            sig.bind(*([None] * arity))
+            fits = True
+        except TypeError:
+            fits = False
+    if not fits:
         return None, ("TypeError: %s: %s cannot be called; the supported signatures are %s"
                       % (script, _signature_text(fn, "run"), _RUN_SIGNATURES))
     return arity, None
+
+
+class _RootLoggerOnImport:
+    """Points the root logger at the worker's stdout log the moment the `logging` module has been
+    imported, by the entry script or anything it imports, before the importer gets it back: what
+    `logging.basicConfig` at the host's start gave, without every worker paying for importing
+    `logging` (a third of a bare host's imports) when its script never logs.
+
+    A one-shot finder at the front of sys.meta_path: for "logging" it takes itself off, finds the
+    module's spec with the other finders and has the spec's loader call `configure(module)` right
+    after it has executed the module. A loader that cannot be hooked that way makes the host import
+    and configure logging itself, at the next moment it has control (settle())."""
+
+    def __init__(self, configure):
+        self.configure = configure
+        self.done = False
+
+    def install(self):
+        if "logging" in sys.modules:  # imported already (e.g. by a .pth file)
+            self.settle()
+        else:
+            sys.meta_path.insert(0, self)
+
+    def settle(self):
+        """Configures logging now if no hook has; takes the finder off sys.meta_path."""
+        if self in sys.meta_path:
+            sys.meta_path.remove(self)
+        if not self.done:
+            self.done = True
+            import logging
+            self.configure(logging)
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "logging" or self.done:
+            return None
+        if self in sys.meta_path:
+            sys.meta_path.remove(self)
+        spec = None
+        for finder in sys.meta_path:
+            find = getattr(finder, "find_spec", None)
+            spec = find(name, path, target) if find is not None else None
+            if spec is not None:
+                break
+        loader = getattr(spec, "loader", None)
+        exec_module = getattr(loader, "exec_module", None)
+        if exec_module is None or isinstance(loader, type):
+            return spec  # a class as loader (frozen, builtin) is shared: settle() configures
+
+        def exec_and_configure(module):
+            if getattr(module, "__name__", None) != "logging" or self.done:
+                return exec_module(module)  # another module through a shared loader
+            self.done = True
+            try:
+                del loader.exec_module
+            except AttributeError:
+                pass
+            exec_module(module)
+            self.configure(module)
+            return None
+
+        try:
+            loader.exec_module = exec_and_configure
+        except (AttributeError, TypeError):
+            pass  # settle() configures
+        return spec
 
 
 class Host:
@@ -234,7 +349,8 @@ class Host:
         # script's neighbours win over anything of ours.
         sys.path[0] = script_dir
         name = os.path.splitext(os.path.basename(script))[0]
-        if name in sys.modules:  # e.g. a script called json.py must not replace the host's json
+        if name in sys.modules or name in _LATER_MODULES:
+            # e.g. a script called json.py must not replace the host's json
             name = "parallelrun_entry_script"
         try:
             if self.input_type == "tabular":
@@ -360,6 +476,7 @@ class Host:
         """The column dtypes pandas.read_csv infers for the whole file, so that every mini-batch
         of a file has one schema: parsed once per job and file (parallelrun_schemas)."""
         if self.schemas is None:
+            import parallelrun_schemas
             self.schemas = parallelrun_schemas.SchemaStore(
                 self.pd, self.output_dir, self.node + "/" + self.process)
         return self.schemas.dtypes(path, header)
@@ -528,13 +645,18 @@ def main():
     import faulthandler
     faulthandler.enable()  # a crash in native code leaves the Python stack in the stderr log
     # The root logger writes to the stdout log at the job's level (as the original did); a script
-    # that wants its own set-up calls logging.basicConfig(force=True).
-    import logging
-    logging.basicConfig(
-        stream=sys.stdout,
-        level={"DEBUG": logging.DEBUG, "WARNING": logging.WARNING}.get(
-            env.get("PARALLELRUN_LOGGING_LEVEL", "INFO").upper(), logging.INFO),
-        format="%(asctime)s|%(levelname)s|%(name)s|%(message)s")
+    # that wants its own set-up calls logging.basicConfig(force=True). Done as logging is imported.
+    stdout = sys.stdout
+    level = env.get("PARALLELRUN_LOGGING_LEVEL", "INFO").upper()
+
+    def configure(logging):
+        logging.basicConfig(
+            stream=stdout,
+            level={"DEBUG": logging.DEBUG, "WARNING": logging.WARNING}.get(level, logging.INFO),
+            format="%(asctime)s|%(levelname)s|%(name)s|%(message)s")
+
+    host.logging = _RootLoggerOnImport(configure)
+    host.logging.install()
 
     # The azureml stand-ins (Model.get_model_path, Run.get_context) come last, so that an
     # installed Azure ML SDK always wins.
