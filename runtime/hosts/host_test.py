@@ -1,4 +1,4 @@
-"""Unit tests of the Python host's start-up shortcuts (python/parallelrun_host.py): the signature
+"""Unit tests of the Python host's start-up shortcuts (python/parallelrun_host_impl.py): the signature
 checks that read a plain function's code object instead of importing inspect, the root logger
 configured when `logging` is first imported, and the module names a script may not take.
 
@@ -16,7 +16,7 @@ import unittest
 HOST_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "python")
 sys.path.insert(0, HOST_DIR)
 
-import parallelrun_host  # noqa: E402
+import parallelrun_host_impl as parallelrun_host  # noqa: E402
 
 
 def _reference_run_arity(fn):
@@ -134,7 +134,8 @@ class SignatureTest(unittest.TestCase):
 
 def _python(code):
     """Runs `code` in a fresh /usr/bin/python3 that imports the host; its stdout."""
-    prelude = "import sys; sys.path.insert(0, %r); import parallelrun_host as h\n" % HOST_DIR
+    prelude = ("import sys; sys.path.insert(0, %r); import parallelrun_host\n"
+               "import parallelrun_host_impl as h\n" % HOST_DIR)
     out = subprocess.run(["/usr/bin/python3", "-c", prelude + textwrap.dedent(code)],
                          capture_output=True, text=True, timeout=60)
     if out.returncode != 0:
