@@ -146,7 +146,7 @@ def _python(code):
 class RootLoggerOnImportTest(unittest.TestCase):
     def test_the_host_imports_neither_logging_nor_traceback_nor_inspect(self):
         out = _python("print(sorted({'logging', 'traceback', 'inspect', 'hashlib',"
-                      " 'parallelrun_schemas'} & set(sys.modules)))")
+                      " 'parallelrun_schemas', 'parallelrun_tables'} & set(sys.modules)))")
         self.assertEqual(out.strip(), "[]")
 
     def test_configures_once_right_after_the_first_import(self):
@@ -185,11 +185,11 @@ class RootLoggerOnImportTest(unittest.TestCase):
         self.assertEqual(out.strip(), "['logging'] False")
 
     def test_a_script_may_not_take_the_name_of_a_module_the_host_imports_later(self):
-        # What logging, traceback and the schemas import beyond the host itself: a script of such
+        # What logging, traceback and the tables (schemas) import beyond the host: a script of such
         # a name would replace it in sys.modules.
         out = _python("""
             before = set(sys.modules)
-            import logging, traceback, parallelrun_schemas
+            import logging, traceback, parallelrun_tables
             print(" ".join(sorted(m for m in set(sys.modules) - before if "." not in m)))
         """)
         later = set(out.split())
