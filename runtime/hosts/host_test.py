@@ -174,6 +174,33 @@ class RootLoggerOnImportTest(unittest.TestCase):
             "after reload ['logging']",
         ])
 
+    def test_a_spec_only_looked_up_keeps_the_hook_for_the_import(self):
+        out = _python("""
+            import importlib.util
+            calls = []
+            hook = h._RootLoggerOnImport(lambda m: calls.append(m.__name__))
+            hook.install()
+            importlib.util.find_spec("logging")
+            print(calls, hook in sys.meta_path)
+            import logging
+            print(calls, hook in sys.meta_path)
+        """)
+        self.assertEqual(out.splitlines(), ["[] True", "['logging'] False"])
+
+    def test_settle_configures_a_logging_imported_past_the_hook(self):
+        out = _python("""
+            calls = []
+            hook = h._RootLoggerOnImport(lambda m: calls.append(m.__name__))
+            hook.install()
+            sys.meta_path.remove(hook)  # as if its loader could not be hooked
+            import logging
+            sys.meta_path.insert(0, hook)
+            hook.settle()
+            hook.settle()
+            print(calls, hook in sys.meta_path)
+        """)
+        self.assertEqual(out.strip(), "['logging'] False")
+
     def test_configures_at_install_when_logging_is_there_already(self):
         out = _python("""
             import logging

@@ -215,10 +215,11 @@ class _RootLoggerOnImport:
     `logging.basicConfig` at the host's start gave, without every worker paying for importing
     `logging` (a third of a bare host's imports) when its script never logs.
 
-    A one-shot finder at the front of sys.meta_path: for "logging" it takes itself off, finds the
-    module's spec with the other finders and has the spec's loader call `configure(module)` right
-    after it has executed the module. A loader that cannot be hooked that way makes the host import
-    and configure logging itself, at the next moment it has control (settle())."""
+    A finder at the front of sys.meta_path: for "logging" it finds the module's spec with the other
+    finders and has the spec's loader call `configure(module)` right after executing the module,
+    then leaves sys.meta_path (a spec only looked up, importlib.util.find_spec, keeps it there). A
+    loader that cannot be hooked that way (none of CPython's) has logging configured when the host
+    next has control: settle(), after the script's import and init()."""
 
     def __init__(self, configure):
         self.configure = configure
@@ -231,22 +232,22 @@ class _RootLoggerOnImport:
             sys.meta_path.insert(0, self)
 
     def settle(self):
-        """Configures logging now if no hook has; takes the finder off sys.meta_path."""
+        """Configures logging if it was imported and is not yet; leaves sys.meta_path then."""
+        if not self.done and "logging" in sys.modules:
+            self._configured(sys.modules["logging"])
+
+    def _configured(self, logging):
+        self.done = True
         if self in sys.meta_path:
             sys.meta_path.remove(self)
-        if not self.done:
-            self.done = True
-            import logging
-            self.configure(logging)
+        self.configure(logging)
 
     def find_spec(self, name, path=None, target=None):
         if name != "logging" or self.done:
             return None
-        if self in sys.meta_path:
-            sys.meta_path.remove(self)
         spec = None
         for finder in sys.meta_path:
-            find = getattr(finder, "find_spec", None)
+            find = getattr(finder, "find_spec", None) if finder is not self else None
             spec = find(name, path, target) if find is not None else None
             if spec is not None:
                 break
@@ -258,13 +259,12 @@ class _RootLoggerOnImport:
         def exec_and_configure(module):
             if getattr(module, "__name__", None) != "logging" or self.done:
                 return exec_module(module)  # another module through a shared loader
-            self.done = True
             try:
                 del loader.exec_module
             except AttributeError:
                 pass
             exec_module(module)
-            self.configure(module)
+            self._configured(module)
             return None
 
         try:
@@ -287,6 +287,7 @@ class Host:
         self.append_row_header = env.get("PARALLELRUN_APPEND_ROW_HEADER", "0") == "1"
         # "agent": the agent fsyncs part files itself, several per report (group commit).
         self.sync_parts = env.get("PARALLELRUN_PART_SYNC", "") != "agent"
+        self.root_logger = None  # a _RootLoggerOnImport (main())
         self.module = None
         self.run_fn = None
         self.run_arity = 1
@@ -358,6 +359,8 @@ class Host:
                 init_fn()
         except BaseException as e:  # noqa: B902 - SystemExit in init() is an init failure too
             return (_one_line(e), _user_traceback(e))
+        if self.root_logger is not None:
+            self.root_logger.settle()
         self.module = module
         self.run_fn = run_fn
         self.run_arity = arity
@@ -551,8 +554,8 @@ def main():
             level={"DEBUG": logging.DEBUG, "WARNING": logging.WARNING}.get(level, logging.INFO),
             format="%(asctime)s|%(levelname)s|%(name)s|%(message)s")
 
-    host.logging = _RootLoggerOnImport(configure)
-    host.logging.install()
+    host.root_logger = _RootLoggerOnImport(configure)
+    host.root_logger.install()
 
     # The azureml stand-ins (Model.get_model_path, Run.get_context) come last, so that an
     # installed Azure ML SDK always wins.
