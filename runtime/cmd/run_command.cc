@@ -434,6 +434,10 @@ int RunMain(const std::vector<std::string>& args) {
   if (!local_env.ok()) return failed(local_env.status());
   Status pre = PreflightChecks(setup->spec, setup->paths, setup->python);
   if (!pre.ok()) return Fail(pre.message());
+  // The entry script's syntax check runs while the coordinator and the agents start (its Python
+  // is the longest of the three starts); the coordinator hears go only once it passed.
+  std::unique_ptr<SyntaxCheck> syntax_check =
+      StartEntryScriptSyntaxCheck(setup->spec, setup->paths, setup->python);
   const bool finished_before =
       !setup->restart && PathExists(JoinPath(setup->paths.output_dir, "logs/job_result.txt"));
   auto folder = RunFolder::Create(*setup);
@@ -461,7 +465,7 @@ int RunMain(const std::vector<std::string>& args) {
   }
   // The last checks run while the coordinator and the agents start; they touch nothing until the
   // coordinator hears go (and the agents get its URL, once it listens).
-  Status syntax = EntryScriptSyntaxCheck(setup->spec, setup->paths, setup->python);
+  Status syntax = syntax_check->Finish();
   Status prepared = syntax.ok() && !g_signal ? PrepareOutputFolder(*setup) : Status::Ok();
   if (!syntax.ok() || !prepared.ok() || g_signal) {
     job.Abandon();

@@ -2,6 +2,7 @@
 
 #include "runtime/cmd/run_preflight.h"
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -71,40 +72,6 @@ void CheckOutputFolder(const ResolvedPaths& paths, Problems* errors) {
   }
 }
 
-// A syntax error is found here, naming the file and line, instead of failing every worker. ""
-// when the script parses (or the check could not run).
-std::string SyntaxError(const std::string& python, const std::string& script) {
-  char tmpl[] = "/tmp/parallelrun-syntax-XXXXXX";
-  int fd = ::mkstemp(tmpl);
-  if (fd >= 0) ::close(fd);
-  SpawnOptions o;
-  // The check runs before anything else starts, so its start-up is the run's: -S skips `site`
-  // (user and site packages, .pth files), and compile() with PyCF_ONLY_AST (1024) is what
-  // ast.parse() calls, without importing `ast` (which took most of the check's time).
-  o.argv = {python, "-S", "-c",
-            "import sys\n"
-            "p=sys.argv[1]\n"
-            "try:\n"
-            "  compile(open(p,'rb').read(),p,'exec',1024)\n"
-            "except SyntaxError as e:\n"
-            "  print(f'{e.filename}, line {e.lineno}: {e.msg}'); sys.exit(3)\n",
-            script};
-  o.stdout_path = tmpl;
-  std::string error;
-  auto pid = Spawn(o);
-  if (pid.ok()) {
-    ExitInfo info = Wait(*pid);
-    if (info.exited && info.code == 3) {
-      auto msg = ReadFile(tmpl);
-      std::string m = msg.ok() ? *msg : "";
-      while (!m.empty() && m.back() == '\n') m.pop_back();
-      error = "spec.entryScript: syntax error in " + m;
-    }
-  }
-  ::unlink(tmpl);
-  return error;
-}
-
 // A Python entry script needs the interpreter.
 void CheckPython(const JobSpec& spec, const std::string& python, Problems* errors) {
   if (spec.is_native()) return;
@@ -141,11 +108,64 @@ Status PreflightChecks(const JobSpec& spec, const ResolvedPaths& paths, const st
   return ProblemsStatus(errors);
 }
 
+// A syntax error is found before any worker starts, naming the file and line, instead of failing
+// every worker.
+std::unique_ptr<SyntaxCheck> StartEntryScriptSyntaxCheck(const JobSpec& spec,
+                                                         const ResolvedPaths& paths,
+                                                         const std::string& python) {
+  auto check = std::make_unique<SyntaxCheck>();
+  if (spec.is_native()) return check;
+  char tmpl[] = "/tmp/parallelrun-syntax-XXXXXX";
+  int fd = ::mkstemp(tmpl);
+  if (fd < 0) return check;  // no file for its message: the check cannot run, and passes
+  ::close(fd);
+  check->message_file_ = tmpl;
+  SpawnOptions o;
+  // The check runs while the run starts, so its start-up is the run's: -S skips `site` (user and
+  // site packages, .pth files), and compile() with PyCF_ONLY_AST (1024) is what ast.parse()
+  // calls, without importing `ast` (which took most of the check's time).
+  o.argv = {python, "-S", "-c",
+            "import sys\n"
+            "p=sys.argv[1]\n"
+            "try:\n"
+            "  compile(open(p,'rb').read(),p,'exec',1024)\n"
+            "except SyntaxError as e:\n"
+            "  print(f'{e.filename}, line {e.lineno}: {e.msg}'); sys.exit(3)\n",
+            JoinPath(paths.code_dir, spec.entry_script)};
+  o.stdout_path = tmpl;
+  auto pid = Spawn(o);
+  if (pid.ok()) check->pid_ = *pid;
+  return check;
+}
+
+Status SyntaxCheck::Finish() {
+  std::string error;
+  if (pid_ > 0) {
+    ExitInfo info = Wait(pid_);
+    pid_ = -1;
+    if (info.exited && info.code == 3) {
+      auto msg = ReadFile(message_file_);
+      std::string m = msg.ok() ? *msg : "";
+      while (!m.empty() && m.back() == '\n') m.pop_back();
+      error = "spec.entryScript: syntax error in " + m;
+    }
+  }
+  if (!message_file_.empty()) ::unlink(message_file_.c_str());
+  message_file_.clear();
+  return ProblemsStatus(error.empty() ? Problems{} : Problems{error});
+}
+
+SyntaxCheck::~SyntaxCheck() {
+  if (pid_ > 0) {
+    ::kill(pid_, SIGKILL);
+    Wait(pid_);
+  }
+  if (!message_file_.empty()) ::unlink(message_file_.c_str());
+}
+
 Status EntryScriptSyntaxCheck(const JobSpec& spec, const ResolvedPaths& paths,
                               const std::string& python) {
-  if (spec.is_native()) return Status::Ok();
-  std::string error = SyntaxError(python, JoinPath(paths.code_dir, spec.entry_script));
-  return ProblemsStatus(error.empty() ? Problems{} : Problems{error});
+  return StartEntryScriptSyntaxCheck(spec, paths, python)->Finish();
 }
 
 }  // namespace parallelrun::rt::cmd

@@ -3,13 +3,13 @@
 #include "runtime/coordinator/job_end.h"
 
 #include <cstdio>
-#include <filesystem>
 
 #include "runtime/base/files.h"
 #include "runtime/coordinator/coordinator_impl.h"
 #include "runtime/coordinator/progress_text.h"
 #include "runtime/logs/log_layout.h"
 #include "runtime/output/output_index.h"
+#include "runtime/output/part_cleanup.h"
 
 namespace parallelrun::rt {
 
@@ -364,8 +364,7 @@ void Coordinator::Impl::WriteResult(const Ending& e, const std::string& output_f
     } else if (!output_file.empty()) {
       // The parts are in the output now (and its index says where). After a failed assembly they
       // stay: a retryFrom run can still take the rows from them.
-      std::error_code ec;
-      std::filesystem::remove_all(parts_dir_, ec);
+      RemovePartsFolder(parts_dir_).IgnoreError("parts left behind take space, nothing else");
     }
   }
   log_->info("finished: {} (exit code {}); the journal took {} fdatasyncs in this run",

@@ -263,7 +263,10 @@ class RerunTest(JobTestCase):
         again = self.job.run()
         self.assertExit(again, 42)
         self.assertFirstLine(again.stdout, "Failed: InitFailed")
-        hint = [line for line in again.stderr.splitlines() if "already finished" in line]
+        # run's own hint, once (the coordinator's progress line says "already finished" too, and
+        # shows when run's first progress poll comes before the coordinator's end).
+        hint = [line for line in again.stderr.splitlines()
+                if line.startswith("parallelrun run:") and "already finished" in line]
         self.assertEqual(len(hint), 1, again.stderr)
         self.assertIn("--restart", hint[0])
         self.assertIn("retryFrom: output", hint[0])

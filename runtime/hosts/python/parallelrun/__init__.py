@@ -9,14 +9,11 @@ worker (a script imported by hand while debugging) the same attributes exist wit
 node ``127.0.0.1``, process ``process000``, output folder = the current folder.
 """
 
-import logging
 import os
 import threading
 import time
 
 __all__ = ["EntryScript"]
-
-_LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARNING": logging.WARNING}
 
 
 class EntryScript:
@@ -62,16 +59,20 @@ class EntryScript:
 
     @property
     def logger(self):
-        # Built on first use so scripts that never log leave no empty files behind.
+        # Built on first use so scripts that never log leave no empty files behind (nor import
+        # logging: that is a worker's start too).
         if self._logger is None:
+            import logging  # noqa: F401 - before the lock: an import takes the import lock
             with EntryScript._lock:
                 if self._logger is None:
                     self._logger = self._make_logger()
         return self._logger
 
     def _make_logger(self):
+        import logging
+        levels = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARNING": logging.WARNING}
         logger = logging.getLogger("parallelrun.entry_script")
-        logger.setLevel(_LEVELS.get(self._level_name, logging.INFO))
+        logger.setLevel(levels.get(self._level_name, logging.INFO))
         # Its own file only: the root logger goes to the worker's stdout log already.
         logger.propagate = False
         path = os.path.join(self.log_dir, self.agent_name + ".log.txt")
