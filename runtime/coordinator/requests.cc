@@ -383,7 +383,7 @@ void Coordinator::Impl::ApplyResultLocked(const protocol::AttemptResult& r, Atte
     RecordPartLocked(r.mini_batch_id, r.part_bytes, r.part_crc32);
   }
   const ReportRow row = ReportRowOf(r, node_name, d.accepted);
-  if (disk_full.empty() && IsDiskFullError(r.error) &&
+  if (disk_full.empty() && !r.error.empty() && IsDiskFullError(r.error) &&
       r.error.find(output_dir_) != std::string::npos) {
     disk_full = {"mini-batch " + std::to_string(r.mini_batch_id) + "'s results (node " + node_name +
                      ", " + r.process + ")",
