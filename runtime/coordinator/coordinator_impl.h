@@ -149,7 +149,8 @@ class Coordinator::Impl {
                                       SteadyTime now, SteadyTime expiry) REQUIRES(mu_);
   void ReclaimLocked(const std::string& node, uint32_t index,
                      const std::vector<protocol::LeaseRef>& held, SteadyTime now) REQUIRES(mu_);
-  StatusOr<protocol::Lease> MakeLease(const LeaseGrant& grant) const;
+  // The lease of `grant`, from its plan record (read by the caller).
+  StatusOr<protocol::Lease> MakeLease(const LeaseGrant& grant, std::string_view record) const;
 
   // --- job_end.cc
   void Reject(const std::string& reason, const std::string& message,

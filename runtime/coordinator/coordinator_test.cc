@@ -131,6 +131,29 @@ TEST_F(CoordinatorTest, RetriedMiniBatchCountsOnceWithTheSucceedingAttemptAccept
   EXPECT_THAT(Read("logs/job_result.txt"), HasSubstr("mini_batches_retried: 1\n"));
 }
 
+// A retry first, then new mini-batches: records that are not back to back in the plan, read
+// apart, and each lease carries its own mini-batch's files.
+TEST_F(CoordinatorTest, LeaseOfARetryAndNewMiniBatchesCarriesEachOnesFiles) {
+  MakeFiles(7);  // 4 mini-batches: 2 + 2 + 2 + 1 files
+  Start();
+  Register();
+  WaitPlanned();
+  LeaseResponse first = LeaseWork(2);
+  ASSERT_EQ(first.leases.size(), 2u);
+  Report({Done(first.leases[0]), Failed(first.leases[1])});
+  LeaseResponse resp = LeaseWork(10);
+  ASSERT_EQ(resp.leases.size(), 3u);
+  EXPECT_EQ(resp.leases[0].mini_batch_id, 1);
+  EXPECT_EQ(resp.leases[0].attempt, 2);
+  EXPECT_THAT(resp.leases[0].files, ElementsAre(in_ + "/f002.jpg", in_ + "/f003.jpg"));
+  EXPECT_EQ(resp.leases[1].mini_batch_id, 2);
+  EXPECT_THAT(resp.leases[1].files, ElementsAre(in_ + "/f004.jpg", in_ + "/f005.jpg"));
+  EXPECT_EQ(resp.leases[2].mini_batch_id, 3);
+  EXPECT_THAT(resp.leases[2].files, ElementsAre(in_ + "/f006.jpg"));
+  EXPECT_EQ(resp.leases[2].items, 1);
+  EXPECT_EQ(resp.leases[2].file_sizes.size(), 1u);
+}
+
 TEST_F(CoordinatorTest, MiniBatchThatAlwaysFailsFailsAfterRunMaxTry) {
   MakeFiles(4);  // two mini-batches; the second always fails
   spec_.run_max_try = 2;

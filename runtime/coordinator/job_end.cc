@@ -198,6 +198,9 @@ void Coordinator::Impl::EndDiskFullLocked(const std::string& what, const std::st
 
 void Coordinator::Impl::CheckOutcomeLocked() {
   if (ending_) return;
+  // Asked after every request: whether the job ends does not depend on the error text, which
+  // (the most frequent error of up to ErrorDigest::kMaxGroups) is only worded when it does.
+  if (!DecideOutcome(opt_.spec, state_.counts(), state_.AllDone(), "", carried_from_)) return;
   const std::string last_error = !errors_.empty()          ? MostFrequentErrorSuffix(errors_)
                                  : last_run_error_.empty() ? std::string()
                                                            : "; last error: " + last_run_error_;

@@ -68,7 +68,8 @@ Ending InvalidInputEnding(std::string message, std::vector<std::string> look_fir
 // The thresholds and the end of a job whose every mini-batch was decided (SPEC.md §4.1):
 // errorThreshold, allowedFailedCount (at any time), then allowedFailedPercent, no succeeded item,
 // or success. Nothing while the job goes on. `last_error`: "; last error: ..." or empty;
-// `carried_from`: retryFrom's folder or empty.
+// `carried_from`: retryFrom's folder or empty. Whether it ends does not depend on `last_error`,
+// which only words the message (the coordinator words it only then).
 std::optional<Ending> DecideOutcome(const JobSpec& spec, const JobCounts& c, bool all_done,
                                     const std::string& last_error, const std::string& carried_from);
 

@@ -49,6 +49,7 @@ std::vector<LeaseGrant> JobState::Lease(uint32_t node, int max, SteadyTime expir
       if (e.attempts < std::numeric_limits<uint16_t>::max()) ++e.attempts;
       e.status = MiniBatchStatus::kRunning;
       running_[id] = Live{e.attempts, node, expiry};
+      earliest_expiry_ = std::min(earliest_expiry_, expiry);
       ++counts_.running;
       out.push_back(LeaseGrant{id, e.attempts, e.plan_offset, e.plan_length});
     }
@@ -69,6 +70,7 @@ bool JobState::Renew(int64_t id, int attempt, uint32_t node, SteadyTime expiry) 
   if (it == running_.end() || it->second.attempt != attempt) return false;
   if (it->second.node != node && it->second.node != kNoNode) return false;
   it->second.expiry = expiry;
+  earliest_expiry_ = std::min(earliest_expiry_, expiry);
   if (it->second.node == kNoNode) it->second.node = node;
   return true;
 }
@@ -95,6 +97,7 @@ bool JobState::Hold(int64_t id, int attempt, SteadyTime until) {
   // Its place in the plan-order queue is skipped while it runs; a give-back queues it again.
   e.status = MiniBatchStatus::kRunning;
   running_[id] = Live{attempt, kNoNode, until};
+  earliest_expiry_ = std::min(earliest_expiry_, until);
   ++counts_.running;
   return true;
 }
@@ -164,8 +167,11 @@ Outcome JobState::Disrupt(int64_t id, Entry& e) {
 
 std::vector<ExpiredLease> JobState::ExpireLeases(SteadyTime now) {
   std::vector<ExpiredLease> out;
+  if (now < earliest_expiry_) return out;
+  earliest_expiry_ = SteadyTime::max();
   for (auto it = running_.begin(); it != running_.end();) {
     if (it->second.expiry > now) {
+      earliest_expiry_ = std::min(earliest_expiry_, it->second.expiry);
       ++it;
       continue;
     }

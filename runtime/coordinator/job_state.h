@@ -206,6 +206,9 @@ class JobState {
   std::deque<int64_t> fresh_;    // planned, never handed out (may hold ids completed meanwhile)
   std::deque<int64_t> retries_;  // queued again after a failed try or a give-back
   std::unordered_map<int64_t, Live> running_;
+  // No lease in running_ expires before this (a lower bound: ExpireLeases, called every
+  // supervisor tick, scans running_ only once it is reached).
+  SteadyTime earliest_expiry_ = SteadyTime::max();
   JobCounts counts_;
   bool plan_complete_ = false;
 };

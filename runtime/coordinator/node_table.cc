@@ -11,7 +11,10 @@ NodeTable::Registration NodeTable::Register(const std::string& name, int64_t pid
   Node& node = nodes_[r.index];
   r.restarted = r.known && node.pid != pid;
   node.pid = pid;
-  if (r.restarted) node.gave_up = false;  // a new agent tries again
+  if (r.restarted && node.gave_up) {  // a new agent tries again
+    node.gave_up = false;
+    --gave_up_;
+  }
   return r;
 }
 
@@ -33,13 +36,8 @@ uint32_t NodeTable::Touch(const std::string& name, SteadyTime now) {
 bool NodeTable::MarkGaveUp(uint32_t index) {
   if (nodes_[index].gave_up) return false;
   nodes_[index].gave_up = true;
+  ++gave_up_;
   return true;
-}
-
-int64_t NodeTable::GaveUpCount() const {
-  int64_t n = 0;
-  for (const auto& node : nodes_) n += node.gave_up ? 1 : 0;
-  return n;
 }
 
 int64_t NodeTable::ReadyCount(SteadyTime now, std::chrono::seconds period) const {

@@ -44,7 +44,7 @@ class NodeTable {
 
   // The node stopped starting workers; true the first time.
   bool MarkGaveUp(uint32_t index);
-  int64_t GaveUpCount() const;
+  int64_t GaveUpCount() const { return gave_up_; }
   void MarkToldEnd(uint32_t index) { nodes_[index].told_end = true; }
   // Nodes heard from within `period` before `now`.
   int64_t ReadyCount(SteadyTime now, std::chrono::seconds period) const;
@@ -86,6 +86,7 @@ class NodeTable {
     bool told_end = false;  // answered with done or stop after the job ended
   };
   std::vector<Node> nodes_;
+  int64_t gave_up_ = 0;  // nodes with gave_up set (asked on every results request)
   std::unordered_map<std::string, uint32_t> index_;
   // By mini-batch: an entry may outlive its hold in JobState (it is then ignored).
   std::unordered_map<int64_t, HeldAttempt> held_;

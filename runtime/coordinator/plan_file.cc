@@ -98,31 +98,37 @@ StatusOr<std::unique_ptr<PlanReader>> PlanReader::Open(const std::string& path) 
 }
 
 StatusOr<std::string> PlanReader::ReadRecord(const PlanEntry& entry) const {
-  std::string record(entry.plan_length, '\0');
+  return ReadSpan(entry.plan_offset, entry.plan_length);
+}
+
+StatusOr<std::string> PlanReader::ReadSpan(int64_t offset, size_t length) const {
+  std::string bytes(length, '\0');
   size_t done = 0;
-  while (done < record.size()) {
-    ssize_t n = ::pread(fd_, record.data() + done, record.size() - done,
-                        static_cast<off_t>(entry.plan_offset + static_cast<int64_t>(done)));
+  while (done < bytes.size()) {
+    ssize_t n = ::pread(fd_, bytes.data() + done, bytes.size() - done,
+                        static_cast<off_t>(offset + static_cast<int64_t>(done)));
     if (n < 0) {
       if (errno == EINTR) continue;
       return InternalError("cannot read " + path_ + ": " + std::strerror(errno));
     }
     if (n == 0) {
       return InternalError("cannot read " + path_ + ": the file ends before offset " +
-                           std::to_string(entry.plan_offset + entry.plan_length));
+                           std::to_string(offset + static_cast<int64_t>(length)));
     }
     done += static_cast<size_t>(n);
   }
-  return record;
+  return bytes;
+}
+
+StatusOr<MiniBatch> PlanReader::Decode(std::string_view record, int64_t offset) const {
+  auto mb = DecodePlanRecord(record);
+  if (!mb.ok()) return mb.status().WithContext(path_ + " at byte " + std::to_string(offset));
+  return mb;
 }
 
 StatusOr<MiniBatch> PlanReader::Read(const PlanEntry& entry) const {
   PR_ASSIGN_OR_RETURN(std::string record, ReadRecord(entry));
-  auto mb = DecodePlanRecord(record);
-  if (!mb.ok()) {
-    return mb.status().WithContext(path_ + " at byte " + std::to_string(entry.plan_offset));
-  }
-  return mb;
+  return Decode(record, entry.plan_offset);
 }
 
 StatusOr<LoadedPlan> LoadPlan(const std::string& path,

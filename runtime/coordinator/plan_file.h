@@ -55,6 +55,10 @@ class PlanReader {
   StatusOr<MiniBatch> Read(const PlanEntry& entry) const;
   // The encoded record, as it is in the file.
   StatusOr<std::string> ReadRecord(const PlanEntry& entry) const;
+  // `length` bytes from `offset` (several records back to back: one pread for a lease's records).
+  StatusOr<std::string> ReadSpan(int64_t offset, size_t length) const;
+  // Decodes a record read at `offset`; errors name the file and the offset.
+  StatusOr<MiniBatch> Decode(std::string_view record, int64_t offset) const;
 
  private:
   PlanReader(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}

@@ -13,6 +13,10 @@ namespace {
 
 constexpr int kMaxLeasesPerRequest = 1000;
 constexpr int kRetryAfterMs = 200;
+constexpr int64_t kMaxPlanSpanBytes = int64_t{1} << 20;
+
+// One past the last byte of a grant's plan record (its newline follows).
+int64_t RecordEnd(const LeaseGrant& g) { return g.plan_offset + g.plan_length; }
 
 // The statuses of `req`'s results, or InvalidArgument naming the first bad field.
 StatusOr<std::vector<AttemptStatus>> CheckResults(const protocol::ResultsRequest& req) {
@@ -133,14 +137,30 @@ StatusOr<protocol::LeaseResponse> Coordinator::Impl::Lease(const protocol::Lease
   }
   // Plan records are read outside the lock: the file is durable and only appended to.
   resp.leases.reserve(grants.size());
-  for (const auto& g : grants) {
-    auto lease = MakeLease(g);
-    if (!lease.ok()) {
-      // The attempt stays leased and expires; that is a failed try, not a lost mini-batch.
-      log_->error("cannot hand out mini-batch {}: {}", g.id, lease.status().message());
-      continue;
+  for (size_t i = 0; i < grants.size();) {
+    // Records that lie back to back (new mini-batches, handed out in plan order) are read with
+    // one pread, up to kMaxPlanSpanBytes.
+    const int64_t begin = grants[i].plan_offset;
+    size_t j = i + 1;
+    while (j < grants.size() && grants[j].plan_offset == RecordEnd(grants[j - 1]) + 1 &&
+           RecordEnd(grants[j]) - begin <= kMaxPlanSpanBytes) {
+      ++j;
     }
-    resp.leases.push_back(std::move(*lease));
+    auto span =
+        plan_reader_->ReadSpan(begin, static_cast<size_t>(RecordEnd(grants[j - 1]) - begin));
+    for (; i < j; ++i) {
+      const LeaseGrant& g = grants[i];
+      auto lease =
+          span.ok() ? MakeLease(g, std::string_view(*span).substr(
+                                       static_cast<size_t>(g.plan_offset - begin), g.plan_length))
+                    : StatusOr<protocol::Lease>(span.status());
+      if (!lease.ok()) {
+        // The attempt stays leased and expires; that is a failed try, not a lost mini-batch.
+        log_->error("cannot hand out mini-batch {}: {}", g.id, lease.status().message());
+        continue;
+      }
+      resp.leases.push_back(std::move(*lease));
+    }
   }
   return resp;
 }
@@ -180,9 +200,9 @@ std::vector<LeaseGrant> Coordinator::Impl::GrantLocked(const protocol::LeaseRequ
   return grants;
 }
 
-StatusOr<protocol::Lease> Coordinator::Impl::MakeLease(const LeaseGrant& grant) const {
-  PR_ASSIGN_OR_RETURN(MiniBatch mb,
-                      plan_reader_->Read(PlanEntry{grant.plan_offset, grant.plan_length, 0}));
+StatusOr<protocol::Lease> Coordinator::Impl::MakeLease(const LeaseGrant& grant,
+                                                       std::string_view record) const {
+  PR_ASSIGN_OR_RETURN(MiniBatch mb, plan_reader_->Decode(record, grant.plan_offset));
   if (mb.id != grant.id || mb.input_index < 0 ||
       mb.input_index >= static_cast<int>(opt_.spec.inputs.size())) {
     return InternalError(plan_path_ + ": the record at byte " + std::to_string(grant.plan_offset) +
@@ -363,7 +383,7 @@ void Coordinator::Impl::ApplyResultLocked(const protocol::AttemptResult& r, Atte
     RecordPartLocked(r.mini_batch_id, r.part_bytes, r.part_crc32);
   }
   const ReportRow row = ReportRowOf(r, node_name, d.accepted);
-  if (disk_full.empty() && IsDiskFullError(r.error) &&
+  if (disk_full.empty() && !r.error.empty() && IsDiskFullError(r.error) &&
       r.error.find(output_dir_) != std::string::npos) {
     disk_full = {"mini-batch " + std::to_string(r.mini_batch_id) + "'s results (node " + node_name +
                      ", " + r.process + ")",

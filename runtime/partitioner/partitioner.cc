@@ -12,6 +12,7 @@
 
 #include "runtime/partitioner/file_walker.h"
 #include "runtime/partitioner/key_partitioner.h"
+#include "runtime/partitioner/plan_record_scan.h"
 #include "runtime/partitioner/row_scanner.h"
 
 namespace parallelrun::rt {
@@ -509,6 +510,11 @@ std::string EncodePlanRecord(const MiniBatch& mb) {
 }
 
 StatusOr<MiniBatch> DecodePlanRecord(std::string_view line) {
+  if (auto mb = ScanPlanRecord(line)) return std::move(*mb);
+  return DecodePlanRecordDom(line);
+}
+
+StatusOr<MiniBatch> DecodePlanRecordDom(std::string_view line) {
   auto bad = [line](const std::string& why) {
     return InvalidArgumentError("plan record " + std::string(line.substr(0, 200)) + ": " + why);
   };
