@@ -746,7 +746,12 @@ TEST_F(AgentTest, DoneInTheAnswerToTheLastReportEndsTheAgent) {
   // Lease answers never say done: the agent hears it only from the answer to its last report.
   coordinator_->done_when_drained = false;
   coordinator_->done_in_results = true;
+  // Both workers are running before any attempt ends (instant attempts could all run on the
+  // first worker, the job ending before the second one started).
+  script_->hold_runs = true;
   Start();
+  ASSERT_TRUE(script_->WaitFor([&] { return script_->runs >= 2; }));
+  ReleaseRuns();
   EXPECT_EQ(ExitCode(), 0);
   EXPECT_EQ(coordinator_->accepted.size(), 5u);
   std::set<std::string> shut(script_->shutdown.begin(), script_->shutdown.end());
