@@ -74,17 +74,12 @@ class SimAgent {
         if (!resp) return;
         if (Accepted(*resp)) return;
       }
-      const int64_t t0 = MonoNs();
-      auto leases = Call([&] { return client_->Lease(lr_); }, &f_->lease_calls);
-      if (!leases) return;
-      f_->lease_us.push_back(static_cast<uint32_t>((MonoNs() - t0) / 1000));
-      if (leases->done || leases->stop) return;
-      if (leases->leases.empty()) {
-        std::this_thread::sleep_for(milliseconds(std::max(1, leases->retry_after_ms)));
-        continue;
-      }
+      bool end = false;
+      std::vector<protocol::Lease> leases = LeaseAlone(&end);
+      if (end) return;
+      if (leases.empty()) continue;
       if (o_.work_ms > 0) std::this_thread::sleep_for(milliseconds(o_.work_ms));
-      for (const auto& l : leases->leases) rr_.results.push_back(Done(l));
+      for (const auto& l : leases) rr_.results.push_back(Done(l));
     }
   }
 
@@ -99,16 +94,10 @@ class SimAgent {
     while (true) {
       if (running.empty() && queued.empty()) {
         if (!more) return;
-        const int64_t t0 = MonoNs();
-        auto leases = Call([&] { return client_->Lease(lr_); }, &f_->lease_calls);
-        if (!leases) return;
-        f_->lease_us.push_back(static_cast<uint32_t>((MonoNs() - t0) / 1000));
-        if (leases->done || leases->stop) return;
-        if (leases->leases.empty()) {
-          std::this_thread::sleep_for(milliseconds(std::max(1, leases->retry_after_ms)));
-          continue;
-        }
-        queued = std::move(leases->leases);
+        bool end = false;
+        queued = LeaseAlone(&end);
+        if (end) return;
+        if (queued.empty()) continue;
       }
       if (running.empty()) {
         running = std::move(queued);
@@ -133,6 +122,20 @@ class SimAgent {
       }
       if (Accepted(*resp)) return;
     }
+  }
+
+  // A lease call of its own (its latency recorded). Empty: no work now (after the coordinator's
+  // retry_after_ms wait), or *end: the job is over or the agent gave up.
+  std::vector<protocol::Lease> LeaseAlone(bool* end) {
+    const int64_t t0 = MonoNs();
+    auto leases = Call([&] { return client_->Lease(lr_); }, &f_->lease_calls);
+    *end = !leases || leases->done || leases->stop;
+    if (*end) return {};
+    f_->lease_us.push_back(static_cast<uint32_t>((MonoNs() - t0) / 1000));
+    if (leases->leases.empty()) {
+      std::this_thread::sleep_for(milliseconds(std::max(1, leases->retry_after_ms)));
+    }
+    return std::move(leases->leases);
   }
 
   // The report was accepted: counts it; true when the coordinator said stop.
