@@ -63,7 +63,7 @@ StatusOr<ResultsResponse> ReportAndLease(CoordinatorService& service, const Resu
   return reply;
 }
 
-int CoordinatorServerThreads(int nodes) { return std::clamp(nodes + 1, 2, 64); }
+int CoordinatorServerThreads(int nodes) { return std::clamp(nodes + 1, 2, 16); }
 
 std::string AllRefusedReason(const ResultsRequest& req, const ResultsResponse& resp) {
   if (req.lease) return "";

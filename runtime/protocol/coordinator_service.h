@@ -50,11 +50,11 @@ std::string AllRefusedReason(const ResultsRequest& req, const ResultsResponse& r
 
 // How many server threads serve a coordinator for `nodes` agents: one per node (an agent makes one
 // call at a time, and a report's handler waits for the journal's group commit, holding up its
-// thread's other connections, so the threads bound how many reports one fdatasync can cover) and
-// one for progress readers, from 2 up to 64. Idle threads cost nothing: each waits on its own
-// connections. (bench/coordinator_scale --many-agents, 1,000 agents x 8 workers, 300 ms of work:
-// 64 threads instead of 16 took p50 lease latency from 266 to 84 ms and 12,249 to 16,191
-// completions/s on a loaded 2-core machine.)
+// thread's other connections) and one for progress readers, from 2 up to 16. Idle threads cost
+// nothing: each waits on its own connections. bench/coordinator_scale --many-agents
+// --server-threads, 1,000 agents x 8 workers, 300 ms of work, on a 2-core machine: 4 threads gave
+// 16,852 and 18,963 completions/s (p99 260 and 199 ms); 16 threads 18,900-19,900 (p99 192-235
+// ms); 32 and 64 no more, 64 with 5-20 % more coordinator CPU (p99 228-407 ms).
 int CoordinatorServerThreads(int nodes);
 
 // The HTTP adapter: routes the four endpoints (404 for an unknown path, 405 for a wrong method),
